@@ -1,0 +1,39 @@
+// One base error for everything virtwire throws. `code` is the stable thing callers branch on;
+// the message is for humans. The brand symbol is registered globally (Symbol.for) so the guard
+// also recognises errors created in another realm (a worker, a vm context, a second copy of the
+// package), where `instanceof` would fail.
+const BRAND = Symbol.for('virtwire.error');
+
+export type VirtwireErrorCode =
+  | 'SPEC_INVALID'
+  | 'LIBVIRT'
+  | 'HOST_COMMAND'
+  | 'HOST_UNSUPPORTED'
+  | 'APPLY_FAILED'
+  | 'NOT_FOUND'
+  | 'LOCKED'
+  | 'ABORTED'
+  | 'TIMEOUT'
+  | 'CLOSED';
+
+export interface VirtwireErrorOptions {
+  cause?: unknown;
+}
+
+export class VirtwireError extends Error {
+  readonly code: VirtwireErrorCode;
+
+  constructor(code: VirtwireErrorCode, message: string, options: VirtwireErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.name = new.target.name;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+}
+
+/** True for any virtwire error, from any realm; narrows `code` when one is given. */
+export function isVirtwireError(value: unknown, code?: VirtwireErrorCode): value is VirtwireError {
+  if (typeof value !== 'object' || value === null) return false;
+  if ((value as Record<symbol, unknown>)[BRAND] !== true) return false;
+  return code === undefined || (value as VirtwireError).code === code;
+}

@@ -1,0 +1,5 @@
+// virtwire's public API. Everything exported here is supported; anything else is internal.
+export type * from '../types/index.js';
+export * from './errors/index.js';
+export { validateVm, validateNetwork } from './spec/index.js';
+export { renderDomainXml, parseDomainXml, domainToXml, type DomainRenderOptions } from './xml/index.js';

@@ -1,0 +1,170 @@
+import type { NetworkSpec, SegmentSpec } from '../../types/spec.js';
+import type { ResolvedNetwork } from '../../types/resolved.js';
+import { at, Problems } from './problems.js';
+import { checkIfName, checkInt, checkKeys, checkName, isRecord } from './checks.js';
+import { broadcastOf, formatIpv4, inSubnet, maskOf, parseCidr, parseIpv4 } from './ipv4.js';
+import { bridgeName } from './names.js';
+
+const NETWORK_KEYS = ['tenant', 'cidr', 'gateway', 'dhcpRange', 'nat', 'uplink', 'segment'] as const;
+export const VLAN_ID_MAX = 4094;
+export const VNI_MAX = 16777215;
+
+/**
+ * Validates one NetworkSpec at `path` and returns its resolved form, or undefined when it has
+ * problems (which are all in `p`).
+ */
+export function resolveNetwork(p: Problems, path: string, input: unknown): ResolvedNetwork | undefined {
+  if (!isRecord(input)) {
+    p.add(path, 'must be an object');
+    return undefined;
+  }
+  const before = p.list.length;
+  checkKeys(p, path, input, NETWORK_KEYS);
+  const spec = input as Partial<NetworkSpec>;
+  checkName(p, at(path, 'tenant'), spec.tenant);
+
+  const cidr = typeof spec.cidr === 'string' ? parseCidr(spec.cidr) : undefined;
+  if (!cidr) {
+    p.add(at(path, 'cidr'), `${JSON.stringify(spec.cidr ?? null)} is not an IPv4 CIDR (e.g. 10.10.0.0/24)`);
+  } else if (cidr.prefix < 8 || cidr.prefix > 29) {
+    p.add(at(path, 'cidr'), `prefix /${cidr.prefix} is out of range /8../29 (a tenant subnet needs a gateway and guests)`);
+  } else if (cidr.address !== cidr.network) {
+    p.add(at(path, 'cidr'), `${spec.cidr} has host bits set; did you mean ${formatIpv4(cidr.network)}/${cidr.prefix}?`);
+  }
+  const usable = cidr && cidr.prefix >= 8 && cidr.prefix <= 29 && cidr.address === cidr.network ? cidr : undefined;
+  const network = usable?.network ?? 0;
+  const prefix = usable?.prefix ?? 32;
+  const broadcast = broadcastOf(network, prefix);
+
+  const hostIn = (field: string, text: unknown, label: string): number | undefined => {
+    const ip = typeof text === 'string' ? parseIpv4(text) : undefined;
+    if (ip === undefined) {
+      p.add(field, `${JSON.stringify(text ?? null)} is not an IPv4 address`);
+      return undefined;
+    }
+    if (!usable) return ip;
+    if (!inSubnet(ip, network, prefix)) p.add(field, `${label} ${text} is outside ${spec.cidr}`);
+    else if (ip === network || ip === broadcast) p.add(field, `${label} ${text} is the network or broadcast address`);
+    return ip;
+  };
+
+  const gateway = spec.gateway === undefined ? network + 1 : hostIn(at(path, 'gateway'), spec.gateway, 'gateway');
+  let range: [number, number] | undefined;
+  if (spec.dhcpRange === undefined) {
+    if (gateway !== undefined) range = defaultRange(network, broadcast, gateway);
+  } else if (!Array.isArray(spec.dhcpRange) || spec.dhcpRange.length !== 2) {
+    p.add(at(path, 'dhcpRange'), 'must be [first, last]');
+  } else {
+    const first = hostIn(at(at(path, 'dhcpRange'), 0), spec.dhcpRange[0], 'range start');
+    const last = hostIn(at(at(path, 'dhcpRange'), 1), spec.dhcpRange[1], 'range end');
+    if (first !== undefined && last !== undefined) {
+      if (first > last) p.add(at(path, 'dhcpRange'), `start ${spec.dhcpRange[0]} is after end ${spec.dhcpRange[1]}`);
+      else if (gateway !== undefined && gateway >= first && gateway <= last) {
+        p.add(at(path, 'dhcpRange'), `range contains the gateway ${formatIpv4(gateway)}`);
+      }
+      range = [first, last];
+    }
+  }
+
+  if (spec.nat !== undefined && typeof spec.nat !== 'boolean') p.add(at(path, 'nat'), 'must be true or false');
+  if (spec.uplink !== undefined) checkIfName(p, at(path, 'uplink'), spec.uplink);
+  const segment = resolveSegment(p, at(path, 'segment'), spec.segment);
+
+  if (p.list.length > before || gateway === undefined || range === undefined || !segment) return undefined;
+  const tenant = spec.tenant as string;
+  return {
+    tenant,
+    network: formatIpv4(network),
+    prefix,
+    cidr: `${formatIpv4(network)}/${prefix}`,
+    netmask: formatIpv4(maskOf(prefix)),
+    broadcast: formatIpv4(broadcast),
+    gateway: formatIpv4(gateway),
+    dhcpRange: [formatIpv4(range[0]), formatIpv4(range[1])],
+    nat: spec.nat ?? true,
+    ...(spec.uplink !== undefined ? { uplink: spec.uplink } : {}),
+    segment,
+    bridge: bridgeName(tenant),
+  };
+}
+
+/** "The rest of the subnet": the larger run of host addresses on either side of the gateway. */
+function defaultRange(network: number, broadcast: number, gateway: number): [number, number] {
+  const below: [number, number] = [network + 1, gateway - 1];
+  const above: [number, number] = [gateway + 1, broadcast - 1];
+  return above[1] - above[0] >= below[1] - below[0] ? above : below;
+}
+
+function resolveSegment(p: Problems, path: string, input: unknown): SegmentSpec | undefined {
+  if (input === undefined) return { type: 'none' };
+  if (!isRecord(input)) {
+    p.add(path, 'must be an object with a type of none, vlan or vxlan');
+    return undefined;
+  }
+  switch (input.type) {
+    case 'none':
+      checkKeys(p, path, input, ['type']);
+      return { type: 'none' };
+    case 'vlan': {
+      checkKeys(p, path, input, ['type', 'id', 'uplink']);
+      // both checks run: every problem is reported, not just the first
+      const idOk = checkInt(p, at(path, 'id'), input.id, 1, VLAN_ID_MAX);
+      const uplinkOk = checkIfName(p, at(path, 'uplink'), input.uplink);
+      return idOk && uplinkOk ? { type: 'vlan', id: input.id as number, uplink: input.uplink as string } : undefined;
+    }
+    case 'vxlan': {
+      checkKeys(p, path, input, ['type', 'vni', 'uplink', 'remotes', 'group', 'local']);
+      let ok = checkInt(p, at(path, 'vni'), input.vni, 1, VNI_MAX);
+      ok = checkIfName(p, at(path, 'uplink'), input.uplink) && ok;
+      const ipField = (key: string, value: unknown): boolean => {
+        if (typeof value === 'string' && parseIpv4(value) !== undefined) return true;
+        p.add(key, `${JSON.stringify(value ?? null)} is not an IPv4 address`);
+        return false;
+      };
+      if (input.remotes !== undefined) {
+        if (!Array.isArray(input.remotes)) {
+          p.add(at(path, 'remotes'), 'must be a list of IPv4 addresses');
+          ok = false;
+        } else input.remotes.forEach((r, i) => (ok = ipField(at(at(path, 'remotes'), i), r) && ok));
+      }
+      if (input.group !== undefined) {
+        ok = ipField(at(path, 'group'), input.group) && ok;
+        const g = typeof input.group === 'string' ? parseIpv4(input.group) : undefined;
+        if (g !== undefined && (g >>> 28) !== 0xe) {
+          p.add(at(path, 'group'), `${input.group} is not a multicast address (224.0.0.0/4)`);
+          ok = false;
+        }
+        if (Array.isArray(input.remotes) && input.remotes.length > 0) {
+          p.add(path, 'give either remotes or a multicast group, not both');
+          ok = false;
+        }
+      }
+      if (input.local !== undefined) ok = ipField(at(path, 'local'), input.local) && ok;
+      if (!ok) return undefined;
+      return {
+        type: 'vxlan',
+        vni: input.vni as number,
+        uplink: input.uplink as string,
+        ...(input.remotes !== undefined ? { remotes: [...(input.remotes as string[])] } : {}),
+        ...(input.group !== undefined ? { group: input.group as string } : {}),
+        ...(input.local !== undefined ? { local: input.local as string } : {}),
+      };
+    }
+    default:
+      p.add(at(path, 'type'), `${JSON.stringify(input.type ?? null)} is not one of none, vlan, vxlan`);
+      return undefined;
+  }
+}
+
+/** Validates a standalone NetworkSpec and throws a SpecError listing every problem. */
+export function validateNetwork(spec: unknown, path = ''): ResolvedNetwork {
+  const p = new Problems();
+  const net = resolveNetwork(p, path, spec);
+  p.throwIfAny('network spec');
+  return net!;
+}
+
+/** True when two specs describe the same network (as resolved), so NICs may share it. */
+export function sameNetwork(a: ResolvedNetwork, b: ResolvedNetwork): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}

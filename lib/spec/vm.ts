@@ -1,0 +1,201 @@
+import type { VmSpec } from '../../types/spec.js';
+import type { ResolvedNetwork, ResolvedNic, ResolvedVm } from '../../types/resolved.js';
+import { at, Problems } from './problems.js';
+import { checkAbsolutePath, checkInt, checkKeys, checkName, checkPositive, checkSafeText, isRecord } from './checks.js';
+import { inSubnet, parseIpv4 } from './ipv4.js';
+import { deriveMac, parseMac } from './mac.js';
+import { stableUuid, tapName } from './names.js';
+import { resolveNetwork, sameNetwork } from './network.js';
+
+const VM_KEYS = ['name', 'uuid', 'vcpus', 'memoryMiB', 'accel', 'boot', 'cloudInit', 'nics', 'serialLog'] as const;
+const NIC_KEYS = ['network', 'mac', 'ip', 'qos'] as const;
+const QOS_KEYS = ['egressKbps', 'ingressKbps', 'burstKiB'] as const;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export const VM_DEFAULTS = { vcpus: 1, memoryMiB: 256, accel: 'auto' } as const;
+
+/** Validates a VmSpec, collecting every problem into `p`; returns the resolved VM when there are none. */
+export function resolveVm(p: Problems, path: string, input: unknown): ResolvedVm | undefined {
+  if (!isRecord(input)) {
+    p.add(path || '(root)', 'must be an object');
+    return undefined;
+  }
+  const before = p.list.length;
+  checkKeys(p, path, input, VM_KEYS);
+  const spec = input as Partial<VmSpec>;
+  checkName(p, at(path, 'name'), spec.name);
+  if (spec.uuid !== undefined && (typeof spec.uuid !== 'string' || !UUID_RE.test(spec.uuid))) {
+    p.add(at(path, 'uuid'), 'must be a lower-case UUID (8-4-4-4-12 hex)');
+  }
+  if (spec.vcpus !== undefined) checkInt(p, at(path, 'vcpus'), spec.vcpus, 1, 64);
+  if (spec.memoryMiB !== undefined) checkInt(p, at(path, 'memoryMiB'), spec.memoryMiB, 64, 1048576);
+  if (spec.accel !== undefined && !['auto', 'kvm', 'tcg'].includes(spec.accel as string)) {
+    p.add(at(path, 'accel'), `${JSON.stringify(spec.accel)} is not one of auto, kvm, tcg`);
+  }
+  checkBoot(p, at(path, 'boot'), spec.boot);
+  checkCloudInit(p, at(path, 'cloudInit'), spec.cloudInit);
+  if (spec.serialLog !== undefined) checkAbsolutePath(p, at(path, 'serialLog'), spec.serialLog);
+  const nics = resolveNics(p, at(path, 'nics'), spec.nics, typeof spec.name === 'string' ? spec.name : '');
+
+  if (p.list.length > before || !nics) return undefined;
+  const name = spec.name as string;
+  return {
+    name,
+    uuid: spec.uuid ?? stableUuid(name),
+    vcpus: spec.vcpus ?? VM_DEFAULTS.vcpus,
+    memoryMiB: spec.memoryMiB ?? VM_DEFAULTS.memoryMiB,
+    accel: spec.accel ?? VM_DEFAULTS.accel,
+    boot: { ...spec.boot! },
+    ...(spec.cloudInit !== undefined ? { cloudInit: spec.cloudInit } : {}),
+    nics,
+    ...(spec.serialLog !== undefined ? { serialLog: spec.serialLog } : {}),
+  };
+}
+
+/** Validates a VmSpec and throws one SpecError naming every problem; nothing else happens. */
+export function validateVm(spec: unknown): ResolvedVm {
+  const p = new Problems();
+  const vm = resolveVm(p, '', spec);
+  p.throwIfAny('VM spec');
+  return vm!;
+}
+
+function checkBoot(p: Problems, path: string, boot: unknown): void {
+  if (!isRecord(boot)) {
+    p.add(path, 'required: { kernel, initrd?, cmdline? } or { image, sizeGiB? }');
+    return;
+  }
+  if ('kernel' in boot && 'image' in boot) {
+    p.add(path, 'give either kernel (direct kernel boot) or image (disk boot), not both');
+    return;
+  }
+  if ('kernel' in boot) {
+    checkKeys(p, path, boot, ['kernel', 'initrd', 'cmdline']);
+    checkAbsolutePath(p, at(path, 'kernel'), boot.kernel);
+    if (boot.initrd !== undefined) checkAbsolutePath(p, at(path, 'initrd'), boot.initrd);
+    if (boot.cmdline !== undefined) checkSafeText(p, at(path, 'cmdline'), boot.cmdline, { allowEmpty: true });
+  } else if ('image' in boot) {
+    checkKeys(p, path, boot, ['image', 'sizeGiB']);
+    checkAbsolutePath(p, at(path, 'image'), boot.image);
+    if (boot.sizeGiB !== undefined) checkInt(p, at(path, 'sizeGiB'), boot.sizeGiB, 1, 65536);
+  } else {
+    p.add(path, 'needs kernel (direct kernel boot) or image (disk boot)');
+  }
+}
+
+function checkCloudInit(p: Problems, path: string, ci: unknown): void {
+  if (ci === undefined) return;
+  if (!isRecord(ci)) {
+    p.add(path, 'must be an object');
+    return;
+  }
+  checkKeys(p, path, ci, ['userData', 'metaData', 'networkConfig']);
+  // user-data and network-config are whole files on the seed ISO: multi-line by nature, never
+  // spliced into XML or a command line, so only their type is checked here.
+  for (const key of ['userData', 'networkConfig'] as const) {
+    if (ci[key] !== undefined && typeof ci[key] !== 'string') p.add(at(path, key), 'must be a string');
+  }
+  if (ci.metaData !== undefined) {
+    if (!isRecord(ci.metaData)) p.add(at(path, 'metaData'), 'must be a map of strings');
+    else {
+      for (const [k, v] of Object.entries(ci.metaData)) {
+        if (!/^[A-Za-z][A-Za-z0-9_-]*$/.test(k)) p.add(at(at(path, 'metaData'), k), 'key must be a plain identifier');
+        checkSafeText(p, at(at(path, 'metaData'), k), v, { allowEmpty: true });
+      }
+    }
+  }
+}
+
+function resolveNics(p: Problems, path: string, input: unknown, vmName: string): ResolvedNic[] | undefined {
+  if (!Array.isArray(input) || input.length === 0) {
+    p.add(path, 'at least one NIC is required');
+    return undefined;
+  }
+  if (input.length > 16) p.add(path, `${input.length} NICs; at most 16`);
+  const nics: ResolvedNic[] = [];
+  const byTenant = new Map<string, { network: ResolvedNetwork; path: string }>();
+  const macs = new Map<string, string>();
+  const ips = new Map<string, string>();
+  let ok = true;
+  input.forEach((raw, index) => {
+    const nicPath = at(path, index);
+    if (!isRecord(raw)) {
+      p.add(nicPath, 'must be an object');
+      ok = false;
+      return;
+    }
+    checkKeys(p, nicPath, raw, NIC_KEYS);
+    const network = resolveNetwork(p, at(nicPath, 'network'), raw.network);
+    if (network) {
+      const seen = byTenant.get(network.tenant);
+      if (seen && !sameNetwork(seen.network, network)) {
+        p.add(at(nicPath, 'network'), `tenant ${network.tenant} is defined differently at ${seen.path}`);
+        ok = false;
+      } else if (!seen) byTenant.set(network.tenant, { network, path: at(nicPath, 'network') });
+    }
+
+    let mac = deriveMac(`${vmName}\0${index}`);
+    if (raw.mac !== undefined) {
+      const parsed = typeof raw.mac === 'string' ? parseMac(raw.mac) : { error: 'must be a string' };
+      if ('error' in parsed) {
+        p.add(at(nicPath, 'mac'), parsed.error);
+        ok = false;
+      } else mac = parsed.mac;
+    }
+    const macSeen = macs.get(mac);
+    if (macSeen !== undefined) {
+      p.add(at(nicPath, 'mac'), `${mac} is already used by ${macSeen}`);
+      ok = false;
+    } else macs.set(mac, nicPath);
+
+    let ip: string | undefined;
+    if (raw.ip !== undefined) {
+      const value = typeof raw.ip === 'string' ? parseIpv4(raw.ip) : undefined;
+      if (value === undefined) {
+        p.add(at(nicPath, 'ip'), `${JSON.stringify(raw.ip)} is not an IPv4 address`);
+        ok = false;
+      } else if (network) {
+        const net = parseIpv4(network.network)!;
+        if (!inSubnet(value, net, network.prefix)) p.add(at(nicPath, 'ip'), `${raw.ip} is outside ${network.cidr}`);
+        else if (raw.ip === network.network || raw.ip === network.broadcast) {
+          p.add(at(nicPath, 'ip'), `${raw.ip} is the network or broadcast address of ${network.cidr}`);
+        } else if (raw.ip === network.gateway) p.add(at(nicPath, 'ip'), `${raw.ip} is the gateway of ${network.cidr}`);
+        else ip = raw.ip as string;
+        const ipSeen = ips.get(raw.ip as string);
+        if (ipSeen !== undefined) p.add(at(nicPath, 'ip'), `${raw.ip} is already used by ${ipSeen}`);
+        else ips.set(raw.ip as string, nicPath);
+        if (ip === undefined) ok = false;
+      }
+    }
+
+    const qosOk = checkQos(p, at(nicPath, 'qos'), raw.qos);
+    if (!network || !qosOk) {
+      ok = false;
+      return;
+    }
+    nics.push({
+      index,
+      network,
+      mac,
+      ...(ip !== undefined ? { ip } : {}),
+      ...(raw.qos !== undefined ? { qos: { ...(raw.qos as object) } } : {}),
+      tap: tapName(vmName, index),
+    });
+  });
+  return ok ? nics : undefined;
+}
+
+function checkQos(p: Problems, path: string, qos: unknown): boolean {
+  if (qos === undefined) return true;
+  if (!isRecord(qos)) {
+    p.add(path, 'must be an object');
+    return false;
+  }
+  const before = p.list.length;
+  checkKeys(p, path, qos, QOS_KEYS);
+  for (const key of QOS_KEYS) if (qos[key] !== undefined) checkPositive(p, at(path, key), qos[key]);
+  if (qos.burstKiB !== undefined && qos.egressKbps === undefined && qos.ingressKbps === undefined) {
+    p.add(path, 'burstKiB needs egressKbps or ingressKbps');
+  }
+  return p.list.length === before;
+}

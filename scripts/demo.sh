@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# `npm run demo`: sets up what it needs (idempotently), builds, runs the demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-deps.sh
+if [ "$(id -u)" = 0 ]; then bash scripts/setup-host.sh; fi
+npm run build --silent
+exec node dist/scripts/demo.js "$@"

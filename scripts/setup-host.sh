@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Prepares a Debian 12 host (as root) for virtwire's integration tier, demo and benchmarks:
+# installs the Debian packages that are missing and starts virtlogd + libvirtd without systemd
+# where they are not running. Idempotent: a second run changes nothing and takes ~1 s.
+set -euo pipefail
+
+PACKAGES=(
+  qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients
+  libvirt0 libxml2-utils dnsmasq-base nftables iptables iproute2 busybox-static cpio xorriso iperf3 procps
+)
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup-host: must run as root" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup-host: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# libvirtd without systemd (see shared design notes): the qemu user exists (libvirt-daemon-system
+# creates libvirt-qemu), the log dir exists, then virtlogd and libvirtd run as daemons.
+id libvirt-qemu >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin libvirt-qemu
+mkdir -p /var/log/libvirt /var/lib/virtwire
+chmod 755 /var/lib/virtwire
+
+alive() { timeout 5 virsh -c qemu:///system version >/dev/null 2>&1; }
+if ! alive; then
+  pgrep -x virtlogd >/dev/null || virtlogd -d
+  pgrep -x libvirtd >/dev/null || libvirtd -d
+  deadline=$((SECONDS + 30))
+  until alive; do
+    if [ $SECONDS -ge $deadline ]; then
+      echo "setup-host: libvirtd did not answer on qemu:///system within 30 s" >&2
+      exit 1
+    fi
+    sleep 0.2 # polling an external daemon's socket: there is no event to wait on
+  done
+  echo "setup-host: libvirtd is up"
+fi

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# `npm test`: the whole suite, every tier this machine can run. Prepares what it needs first
+# (npm deps; as root also the Debian packages, libvirtd and the test guest image).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/ensure-deps.sh
+if [ "$(id -u)" = 0 ]; then
+  bash scripts/setup-host.sh
+else
+  echo "virtwire: not root — the integration tier will report itself skipped (it needs root, libvirtd and namespaces)"
+fi
+npm run build --silent
+export NODE_OPTIONS="--experimental-vm-modules --no-warnings=ExperimentalWarning"
+exec npx jest "$@"

@@ -1,0 +1,3 @@
+export type * from './spec.js';
+export type * from './resolved.js';
+export type * from './domain-xml.js';

@@ -1,0 +1,43 @@
+// The normalised model lib/spec produces from user input: every default filled in, every name
+// derived. Everything below lib/spec works on these, never on raw specs.
+import type { BootSpec, CloudInitSpec, QosSpec, SegmentSpec, Accel } from './spec.js';
+
+export interface ResolvedNetwork {
+  tenant: string;
+  /** network address, e.g. 10.10.0.0 */
+  network: string;
+  prefix: number;
+  cidr: string;
+  netmask: string;
+  broadcast: string;
+  gateway: string;
+  dhcpRange: [string, string];
+  nat: boolean;
+  uplink?: string;
+  segment: SegmentSpec;
+  /** host bridge name (<= 15 chars) */
+  bridge: string;
+}
+
+export interface ResolvedNic {
+  index: number;
+  network: ResolvedNetwork;
+  mac: string;
+  /** undefined until allocated */
+  ip?: string;
+  qos?: QosSpec;
+  /** host tap name (<= 15 chars) */
+  tap: string;
+}
+
+export interface ResolvedVm {
+  name: string;
+  uuid: string;
+  vcpus: number;
+  memoryMiB: number;
+  accel: Accel;
+  boot: BootSpec;
+  cloudInit?: CloudInitSpec;
+  nics: ResolvedNic[];
+  serialLog?: string;
+}

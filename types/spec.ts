@@ -1,0 +1,84 @@
+// Public input types. Field names are a contract with the CLI, the docs and other services.
+
+/** Direct kernel boot (the guest kernel and initrd are files on the host). */
+export interface KernelBoot {
+  kernel: string;
+  initrd?: string;
+  cmdline?: string;
+}
+
+/** Boot from a disk: a qcow2 overlay is created on top of `image` (which is never written). */
+export interface ImageBoot {
+  image: string;
+  /** size of the overlay; default: the base image's size */
+  sizeGiB?: number;
+}
+
+export type BootSpec = KernelBoot | ImageBoot;
+
+export interface CloudInitSpec {
+  userData?: string;
+  metaData?: Record<string, string>;
+  networkConfig?: string;
+}
+
+export type Accel = 'auto' | 'kvm' | 'tcg';
+
+export interface VmSpec {
+  /** /^[a-z][a-z0-9-]{0,30}$/ */
+  name: string;
+  /** stable when omitted: derived from the name */
+  uuid?: string;
+  /** default 1, 1..64 */
+  vcpus?: number;
+  /** default 256, 64..1048576 */
+  memoryMiB?: number;
+  /** default 'auto': kvm only where /dev/kvm works and the CPU has vmx/svm */
+  accel?: Accel;
+  boot: BootSpec;
+  cloudInit?: CloudInitSpec;
+  /** at least one */
+  nics: NicSpec[];
+  /** absolute path; default under the state dir */
+  serialLog?: string;
+}
+
+export interface NicSpec {
+  network: NetworkSpec;
+  /** unicast MAC; default: derived from the VM name and NIC index (52:54:00:…) */
+  mac?: string;
+  /** inside the network's subnet; default: allocated */
+  ip?: string;
+  qos?: QosSpec;
+}
+
+export type SegmentSpec =
+  | { type: 'none' }
+  | { type: 'vlan'; id: number; uplink: string }
+  | { type: 'vxlan'; vni: number; uplink: string; remotes?: string[]; group?: string; local?: string };
+
+export interface NetworkSpec {
+  /** /^[a-z][a-z0-9-]{0,30}$/ */
+  tenant: string;
+  /** IPv4, e.g. 10.10.0.0/24 */
+  cidr: string;
+  /** default: first host address */
+  gateway?: string;
+  /** default: the rest of the subnet after the gateway */
+  dhcpRange?: [string, string];
+  /** default true: masquerade out of the host */
+  nat?: boolean;
+  /** with nat: only masquerade out of this host interface */
+  uplink?: string;
+  /** default { type: 'none' } */
+  segment?: SegmentSpec;
+}
+
+/** From the guest's point of view, like libvirt's <bandwidth> outbound/inbound. */
+export interface QosSpec {
+  /** what the guest sends, kbit/s */
+  egressKbps?: number;
+  /** what the guest receives, kbit/s */
+  ingressKbps?: number;
+  burstKiB?: number;
+}
