@@ -3,3 +3,16 @@ export type * from '../types/index.js';
 export * from './errors/index.js';
 export { validateVm, validateNetwork } from './spec/index.js';
 export { renderDomainXml, parseDomainXml, domainToXml, type DomainRenderOptions } from './xml/index.js';
+export {
+  Libvirt,
+  Domain,
+  Network,
+  type DomainState,
+  type DomainSummary,
+  type NetworkSummary,
+  type UndefineOptions,
+  type XmlOptions,
+  type Subscription,
+  type DomainEvent,
+  type DomainEventType,
+} from './libvirt/index.js';

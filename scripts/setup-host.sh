@@ -31,14 +31,19 @@ id libvirt-qemu >/dev/null 2>&1 || useradd --system --no-create-home --shell /us
 mkdir -p /var/log/libvirt /var/lib/virtwire
 chmod 755 /var/lib/virtwire
 
-alive() { timeout 5 virsh -c qemu:///system version >/dev/null 2>&1; }
+# A first start probes QEMU's capabilities (it runs qemu-system under QMP), which on a busy
+# 2-core machine has taken over 30 s; one answer may itself take several seconds.
+alive() { timeout 30 virsh -c qemu:///system version >/dev/null 2>&1; }
+LOG=/var/log/libvirt/libvirtd.log
 if ! alive; then
   pgrep -x virtlogd >/dev/null || virtlogd -d
-  pgrep -x libvirtd >/dev/null || libvirtd -d
-  deadline=$((SECONDS + 30))
+  pgrep -x libvirtd >/dev/null || LIBVIRT_LOG_OUTPUTS="3:file:$LOG" libvirtd -d
+  deadline=$((SECONDS + 180))
   until alive; do
     if [ $SECONDS -ge $deadline ]; then
-      echo "setup-host: libvirtd did not answer on qemu:///system within 30 s" >&2
+      echo "setup-host: libvirtd did not answer on qemu:///system within 180 s" >&2
+      pgrep -a 'libvirtd|virtlogd' >&2 || echo "setup-host: libvirtd is not running" >&2
+      tail -n 30 "$LOG" >&2 2>/dev/null || true
       exit 1
     fi
     sleep 0.2 # polling an external daemon's socket: there is no event to wait on

@@ -10,5 +10,5 @@ else
   echo "virtwire: not root — the integration tier will report itself skipped (it needs root, libvirtd and namespaces)"
 fi
 npm run build --silent
-export NODE_OPTIONS="--experimental-vm-modules --no-warnings=ExperimentalWarning"
+export NODE_OPTIONS="--experimental-vm-modules --expose-gc --no-warnings=ExperimentalWarning"
 exec npx jest "$@"

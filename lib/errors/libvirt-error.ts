@@ -11,7 +11,11 @@ export const VIR_ERR = {
   INVALID_CONN: 6,
   OPERATION_FAILED: 9,
   XML_ERROR: 27,
+  XML_DETAIL: 35,
+  INTERNAL_ERROR: 1,
   NO_SUPPORT: 3,
+  /** VIR_ERR_CONFIG_UNSUPPORTED: valid XML this host/driver cannot run (e.g. type='kvm' without KVM) */
+  CONFIG_UNSUPPORTED: 67,
 } as const;
 
 export interface LibvirtErrorDetails {

@@ -1,0 +1,334 @@
+import { CallPool } from './call-pool.js';
+import { initLibvirt, libraryVersion, runOp, toLibvirtError, unwrap, type OpResult } from './native.js';
+import { Handle, type HandleOwner } from './handles.js';
+import { eventLoop, type DomainEvent } from './event-loop.js';
+import { VirtwireError } from '../errors/virtwire-error.js';
+import { LibvirtError } from '../errors/libvirt-error.js';
+
+export type DomainState = 'nostate' | 'running' | 'blocked' | 'paused' | 'shutdown' | 'shutoff' | 'crashed' | 'pmsuspended';
+const STATES: DomainState[] = ['nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended'];
+const stateName = (n: number): DomainState => STATES[n] ?? 'nostate';
+
+export interface DomainSummary {
+  name: string;
+  uuid: string;
+  /** -1 when not running */
+  id: number;
+  state: DomainState;
+}
+
+export interface NetworkSummary {
+  name: string;
+  uuid: string;
+  active: boolean;
+  persistent: boolean;
+}
+
+export interface UndefineOptions {
+  /** VIR_DOMAIN_UNDEFINE_MANAGED_SAVE */
+  managedSave?: boolean;
+  /** VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA */
+  snapshotsMetadata?: boolean;
+  /** VIR_DOMAIN_UNDEFINE_NVRAM (UEFI guests) */
+  nvram?: boolean;
+  /** VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA */
+  checkpointsMetadata?: boolean;
+}
+
+export interface XmlOptions {
+  /** VIR_DOMAIN_XML_INACTIVE: the persistent config, not the live one */
+  inactive?: boolean;
+  /** VIR_DOMAIN_XML_SECURE: include security-sensitive data */
+  secure?: boolean;
+}
+
+export interface Subscription {
+  off(): Promise<void>;
+}
+
+// Shared by every connection in the process: calls that may block run here.
+let pool: CallPool | undefined;
+const callPool = (): CallPool => (pool ??= new CallPool());
+
+// Handles the application forgot to free are freed when their wrapper is collected.
+const collected = new FinalizationRegistry<Handle>((h) => h.free());
+
+/**
+ * A connection to libvirt through libvirt.so (koffi). Calls that talk to the daemon run on
+ * worker threads; `isAlive()` and `libraryVersion()` are synchronous.
+ */
+export class Libvirt {
+  private conn: bigint | undefined;
+  private readonly handles = new Set<Handle>();
+  private readonly subscriptions = new Set<number>();
+  private inFlight = 0;
+  private drained: (() => void) | undefined;
+
+  private constructor(conn: bigint, readonly uri: string) {
+    this.conn = conn;
+  }
+
+  /** Opens a connection, e.g. `qemu:///system`, `qemu+ssh://host/system`, `test:///default`. */
+  static async open(uri: string): Promise<Libvirt> {
+    initLibvirt();
+    const conn = unwrap(await callPool().call<bigint>('open', [uri]));
+    return new Libvirt(conn, uri);
+  }
+
+  /** libvirt.so's version, e.g. 9000000 for 9.0.0. */
+  static libraryVersion(): number {
+    return libraryVersion();
+  }
+
+  /** Ends the worker threads (they are unref'd anyway; for tidy test teardown). */
+  static async shutdown(): Promise<void> {
+    await pool?.close();
+    pool = undefined;
+  }
+
+  get closed(): boolean {
+    return this.conn === undefined;
+  }
+
+  /** Synchronous, no round trip for local drivers: is the connection usable? */
+  isAlive(): boolean {
+    const r = runOp('isAlive', [this.raw()]) as OpResult<number>;
+    return unwrap(r) === 1;
+  }
+
+  async version(): Promise<number> {
+    return this.call('version', [this.raw()]);
+  }
+  async libVersion(): Promise<number> {
+    return this.call('libVersion', [this.raw()]);
+  }
+  async capabilities(): Promise<string> {
+    return this.call('capabilities', [this.raw()]);
+  }
+  async domainCapabilities(options: { emulator?: string; arch?: string; machine?: string; virttype?: string } = {}): Promise<string> {
+    return this.call('domainCapabilities', [this.raw(), options.emulator ?? null, options.arch ?? null, options.machine ?? null, options.virttype ?? null]);
+  }
+  async hostname(): Promise<string> {
+    return this.call('hostname', [this.raw()]);
+  }
+  /** Free host memory in bytes, as libvirt reports it. */
+  async freeMemory(): Promise<number> {
+    return this.call('freeMemory', [this.raw()]);
+  }
+
+  // ---- domains --------------------------------------------------------------------------------
+
+  /** Defines a persistent domain (not started). */
+  async defineDomain(xml: string): Promise<Domain> {
+    return this.domain(await this.call<bigint>('defineDomain', [this.raw(), xml]));
+  }
+
+  /** Creates and starts a transient domain. */
+  async createDomain(xml: string, options: { autodestroy?: boolean; paused?: boolean } = {}): Promise<Domain> {
+    const flags = (options.paused ? 1 : 0) | (options.autodestroy ? 2 : 0);
+    return this.domain(await this.call<bigint>('createDomain', [this.raw(), xml, flags]));
+  }
+
+  /** The domain by name, or null when there is none. */
+  async lookupDomain(name: string): Promise<Domain | null> {
+    try {
+      return this.domain(await this.call<bigint>('lookupDomain', [this.raw(), name]));
+    } catch (e) {
+      if (e instanceof LibvirtError && e.isNotFound()) return null;
+      throw e;
+    }
+  }
+
+  async lookupDomainByUuid(uuid: string): Promise<Domain | null> {
+    try {
+      return this.domain(await this.call<bigint>('lookupDomainByUuid', [this.raw(), uuid]));
+    } catch (e) {
+      if (e instanceof LibvirtError && e.isNotFound()) return null;
+      throw e;
+    }
+  }
+
+  async listDomains(): Promise<DomainSummary[]> {
+    const list = await this.call<Array<Omit<DomainSummary, 'state'> & { state: number }>>('listDomains', [this.raw(), 0]);
+    return list.map((d) => ({ ...d, state: stateName(d.state) }));
+  }
+
+  // ---- networks (libvirt's own network objects) ---------------------------------------------
+
+  async defineNetwork(xml: string): Promise<Network> {
+    return this.network(await this.call<bigint>('defineNetwork', [this.raw(), xml]));
+  }
+  async createNetwork(xml: string): Promise<Network> {
+    return this.network(await this.call<bigint>('createNetwork', [this.raw(), xml]));
+  }
+  async lookupNetwork(name: string): Promise<Network | null> {
+    try {
+      return this.network(await this.call<bigint>('lookupNetwork', [this.raw(), name]));
+    } catch (e) {
+      if (e instanceof LibvirtError && e.isNotFound()) return null;
+      throw e;
+    }
+  }
+  async listNetworks(): Promise<NetworkSummary[]> {
+    return this.call('listNetworks', [this.raw(), 0]);
+  }
+
+  // ---- events ---------------------------------------------------------------------------------
+
+  /**
+   * Domain lifecycle events (defined, undefined, started, stopped, crashed, …) delivered on the
+   * main thread. Listeners do not keep the process alive. Call `off()` to stop.
+   */
+  async onDomainEvent(listener: (event: DomainEvent) => void): Promise<Subscription> {
+    const key = await eventLoop.subscribe(this.raw(), listener);
+    this.subscriptions.add(key);
+    return {
+      off: async () => {
+        if (!this.subscriptions.delete(key)) return;
+        await eventLoop.unsubscribe(key);
+      },
+    };
+  }
+
+  /**
+   * Closes the connection: waits for calls in flight, removes event subscriptions, frees every
+   * handle still open. Handles used afterwards fail with code CLOSED instead of crashing.
+   */
+  async close(): Promise<void> {
+    const conn = this.conn;
+    if (conn === undefined) return;
+    this.conn = undefined;
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    for (const key of [...this.subscriptions]) await eventLoop.unsubscribe(key);
+    this.subscriptions.clear();
+    for (const h of [...this.handles]) h.free();
+    unwrap(await callPool().call('close', [conn]));
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  /** Frees a raw handle on the pool (virDomainFree may take the driver lock). */
+  private release(kind: 'domain' | 'network', ptr: bigint): void {
+    void callPool().call(kind === 'domain' ? 'domainFree' : 'networkFree', [ptr]);
+  }
+
+  /** @internal runs an operation on the pool, counted so close() can wait for it */
+  async call<T>(op: string, args: unknown[]): Promise<T> {
+    this.inFlight++;
+    try {
+      const result = await callPool().call<T>(op, args);
+      if (!result.ok) throw toLibvirtError(result.error);
+      return result.value;
+    } finally {
+      if (--this.inFlight === 0) this.drained?.();
+    }
+  }
+
+  private raw(): bigint {
+    if (this.conn === undefined) throw new VirtwireError('CLOSED', `connection to ${this.uri} is closed`);
+    return this.conn;
+  }
+
+  private track(ptr: bigint, kind: 'domain' | 'network', what: string): Handle {
+    const owner: HandleOwner = { release: (k, p) => { this.handles.delete(handle); this.release(k, p); } };
+    const handle = new Handle(ptr, kind, owner, what);
+    this.handles.add(handle);
+    return handle;
+  }
+
+  private async domain(ptr: bigint): Promise<Domain> {
+    const handle = this.track(ptr, 'domain', 'domain');
+    const info = await this.call<{ name: string; uuid: string }>('domainInfo', [ptr]);
+    const d = new Domain(this, handle, info.name, info.uuid);
+    collected.register(d, handle, handle);
+    return d;
+  }
+
+  private async network(ptr: bigint): Promise<Network> {
+    const handle = this.track(ptr, 'network', 'network');
+    const name = await this.call<string>('networkName', [ptr]);
+    const n = new Network(this, handle, name);
+    collected.register(n, handle, handle);
+    return n;
+  }
+}
+
+/** A libvirt domain handle. Free it with `free()` (or `using`), or let it be collected. */
+export class Domain {
+  constructor(private readonly lv: Libvirt, private readonly handle: Handle, readonly name: string, readonly uuid: string) {}
+
+  async start(): Promise<void> {
+    return this.op('domainStart');
+  }
+  /** Asks the guest to shut down (ACPI); returns before it has. */
+  async shutdown(): Promise<void> {
+    return this.op('domainShutdown');
+  }
+  /** Stops the guest at once (power off). */
+  async destroy(): Promise<void> {
+    return this.op('domainDestroy');
+  }
+  async undefine(options: UndefineOptions = {}): Promise<void> {
+    const flags = (options.managedSave ? 1 : 0) | (options.snapshotsMetadata ? 2 : 0) | (options.nvram ? 4 : 0) | (options.checkpointsMetadata ? 16 : 0);
+    return this.op('domainUndefine', flags);
+  }
+  async state(): Promise<{ state: DomainState; reason: number }> {
+    const s = await this.lv.call<{ state: number; reason: number }>('domainState', [this.handle.get()]);
+    return { state: stateName(s.state), reason: s.reason };
+  }
+  async xml(options: XmlOptions = {}): Promise<string> {
+    return this.lv.call('domainXml', [this.handle.get(), (options.secure ? 1 : 0) | (options.inactive ? 2 : 0)]);
+  }
+  async isActive(): Promise<boolean> {
+    return (await this.lv.call<number>('domainIsActive', [this.handle.get()])) === 1;
+  }
+  async isPersistent(): Promise<boolean> {
+    return (await this.lv.call<number>('domainIsPersistent', [this.handle.get()])) === 1;
+  }
+  async info(): Promise<DomainSummary> {
+    const d = await this.lv.call<Omit<DomainSummary, 'state'> & { state: number }>('domainInfo', [this.handle.get()]);
+    return { ...d, state: stateName(d.state) };
+  }
+  free(): void {
+    this.handle.free();
+  }
+  [Symbol.dispose](): void {
+    this.free();
+  }
+
+  private async op(name: string, ...args: unknown[]): Promise<void> {
+    await this.lv.call(name, [this.handle.get(), ...args]);
+  }
+}
+
+/** A libvirt network handle. */
+export class Network {
+  constructor(private readonly lv: Libvirt, private readonly handle: Handle, readonly name: string) {}
+
+  async start(): Promise<void> {
+    return this.op('networkStart');
+  }
+  async destroy(): Promise<void> {
+    return this.op('networkDestroy');
+  }
+  async undefine(): Promise<void> {
+    return this.op('networkUndefine');
+  }
+  async xml(options: { inactive?: boolean } = {}): Promise<string> {
+    return this.lv.call('networkXml', [this.handle.get(), options.inactive ? 1 : 0]);
+  }
+  async isActive(): Promise<boolean> {
+    return (await this.lv.call<number>('networkIsActive', [this.handle.get()])) === 1;
+  }
+  free(): void {
+    this.handle.free();
+  }
+  [Symbol.dispose](): void {
+    this.free();
+  }
+
+  private async op(name: string): Promise<void> {
+    await this.lv.call(name, [this.handle.get()]);
+  }
+}
+

@@ -1,0 +1,118 @@
+// Main-thread side of the libvirt event loop thread (event-worker.js): started when the first
+// subscription appears, stopped when the last one goes. Events arrive as messages and are
+// delivered to listeners on the main thread.
+import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
+import { native } from './native.js';
+
+export type DomainEventType = 'defined' | 'undefined' | 'started' | 'suspended' | 'resumed' | 'stopped' | 'shutdown' | 'pmsuspended' | 'crashed';
+
+export interface DomainEvent {
+  type: DomainEventType;
+  /** libvirt's virDomainEventType and its detail number */
+  event: number;
+  detail: number;
+  name: string;
+  uuid: string;
+}
+
+const EVENT_NAMES: DomainEventType[] = ['defined', 'undefined', 'started', 'suspended', 'resumed', 'stopped', 'shutdown', 'pmsuspended', 'crashed'];
+const VIR_DOMAIN_EVENT_STOPPED = 5;
+const VIR_DOMAIN_EVENT_STOPPED_CRASHED = 2;
+
+export function eventType(event: number, detail: number): DomainEventType {
+  // a crash is reported as STOPPED with detail CRASHED by most drivers
+  if (event === VIR_DOMAIN_EVENT_STOPPED && detail === VIR_DOMAIN_EVENT_STOPPED_CRASHED) return 'crashed';
+  return EVENT_NAMES[event] ?? 'stopped';
+}
+
+type Listener = (e: DomainEvent) => void;
+const WORKER_URL = new URL('./event-worker.js', import.meta.url);
+
+class EventLoop {
+  private worker: Worker | undefined;
+  private port: MessagePort | undefined;
+  private timer = -1;
+  private starting: Promise<void> | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly listeners = new Map<number, Listener>();
+  private readonly waiters = new Map<string, () => void>();
+  private nextKey = 1;
+
+  async subscribe(conn: bigint, listener: Listener): Promise<number> {
+    await this.stopping;
+    await this.start();
+    const key = this.nextKey++;
+    this.listeners.set(key, listener);
+    const ok = await this.request<boolean>('registered', key, { type: 'register', conn, key });
+    if (!ok) {
+      this.listeners.delete(key);
+      throw new Error('virConnectDomainEventRegisterAny failed');
+    }
+    return key;
+  }
+
+  async unsubscribe(key: number): Promise<void> {
+    if (!this.listeners.has(key) || !this.worker) return;
+    await this.request('deregistered', key, { type: 'deregister', key });
+    this.listeners.delete(key);
+    if (this.listeners.size === 0) await this.stop();
+  }
+
+  private start(): Promise<void> {
+    if (this.worker) return this.starting ?? Promise.resolve();
+    const { port1, port2 } = new MessageChannel();
+    this.port = port1;
+    this.worker = new Worker(WORKER_URL, { workerData: { port: port2 }, transferList: [port2] });
+    // Listeners do not keep the process alive, like an EventEmitter; the caller's own work does.
+    this.worker.unref();
+    this.starting = new Promise((resolve, reject) => {
+      this.worker!.once('error', reject);
+      this.waiters.set('ready', resolve);
+    });
+    this.worker.on('message', (msg) => this.onMessage(msg));
+    return this.starting;
+  }
+
+  private onMessage(msg: { type: string; key?: number; timer?: number; ok?: boolean; [k: string]: unknown }): void {
+    if (msg.type === 'event') {
+      const listener = this.listeners.get(msg.key!);
+      listener?.({ type: eventType(msg.event as number, msg.detail as number), event: msg.event as number, detail: msg.detail as number, name: msg.name as string, uuid: msg.uuid as string });
+      return;
+    }
+    if (msg.type === 'ready') this.timer = msg.timer!;
+    const id = msg.key === undefined ? msg.type : `${msg.type}:${msg.key}`;
+    const waiter = this.waiters.get(id);
+    this.waiters.delete(id);
+    (waiter as ((v: unknown) => void) | undefined)?.(msg.ok);
+  }
+
+  private request<T>(reply: string, key: number, message: object): Promise<T> {
+    return new Promise<T>((resolve) => {
+      this.waiters.set(`${reply}:${key}`, resolve as () => void);
+      this.send(message);
+    });
+  }
+
+  /** Queue a message and wake the loop thread out of its poll by arming its timer. */
+  private send(message: object): void {
+    this.port!.postMessage(message);
+    native().fn.virEventUpdateTimeout!(this.timer, 0);
+  }
+
+  private stop(): Promise<void> {
+    const worker = this.worker!;
+    this.stopping = new Promise<void>((resolve) => {
+      worker.once('exit', () => resolve());
+      this.send({ type: 'stop' });
+    }).then(() => {
+      this.port?.close();
+      this.worker = undefined;
+      this.port = undefined;
+      this.starting = undefined;
+      this.stopping = undefined;
+    });
+    return this.stopping;
+  }
+}
+
+export const eventLoop = new EventLoop();
