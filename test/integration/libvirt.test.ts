@@ -4,7 +4,7 @@
 import { execa } from 'execa';
 import { Libvirt } from '../../lib/libvirt/index.js';
 import { VIR_ERR } from '../../lib/errors/index.js';
-import { domainToXml } from '../../lib/xml/index.js';
+import { domainToXml, buildXml } from '../../lib/xml/index.js';
 import type { DomainXml } from '../../types/domain-xml.js';
 import { libvirtSuite } from '../helpers/libvirt-suite.js';
 import { describeAsRoot } from '../helpers/root.js';
@@ -25,7 +25,7 @@ function qemuDomain(name: string): string {
 
 // forward mode='bridge' on a bridge the test made: libvirt adds no firewall rules and starts no
 // dnsmasq for it, so the host's own firewall is never touched.
-const bridgeNetwork = (name: string) => `<network><name>${name}</name><forward mode='bridge'/><bridge name='${BRIDGE}'/></network>`;
+const bridgeNetwork = (name: string) => buildXml({ network: { name, forward: { $: { mode: 'bridge' } }, bridge: { $: { name: BRIDGE } } } });
 
 describeAsRoot('libvirt binding on a real libvirtd (qemu:///system)', () => {
   beforeAll(async () => {

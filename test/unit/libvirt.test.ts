@@ -3,9 +3,11 @@
 import { Libvirt } from '../../lib/libvirt/index.js';
 import { VIR_ERR } from '../../lib/errors/index.js';
 import { libvirtSuite } from '../helpers/libvirt-suite.js';
+import { buildXml } from '../../lib/xml/index.js';
 
-const testDomain = (name: string) => `<domain type='test'><name>${name}</name><memory>65536</memory><os><type>hvm</type></os></domain>`;
-const testNetwork = (name: string) => `<network><name>${name}</name><bridge name='virbr9'/><ip address='192.168.254.1' netmask='255.255.255.0'/></network>`;
+const testDomain = (name: string) => buildXml({ domain: { $: { type: 'test' }, name, memory: 65536, os: { type: 'hvm' } } });
+const testNetwork = (name: string) =>
+  buildXml({ network: { name, bridge: { $: { name: 'virbr9' } }, ip: { $: { address: '192.168.254.1', netmask: '255.255.255.0' } } } });
 
 afterAll(() => Libvirt.shutdown());
 

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# `npm run bench`: every benchmark under scripts/bench/, each printing its table (ours vs a
+# baseline measured in the same run, and the ratio). Sets up what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash scripts/ensure-deps.sh
+if [ "$(id -u)" = 0 ]; then bash scripts/setup-host.sh; fi
+npm run build --silent
+for b in "${@:-libvirt}"; do
+  node "dist/scripts/bench/$b.js"
+done
