@@ -4,4 +4,4 @@ export { resolveNetwork, validateNetwork, sameNetwork, VLAN_ID_MAX, VNI_MAX } fr
 export { parseIpv4, formatIpv4, parseCidr, inSubnet, broadcastOf, maskOf } from './ipv4.js';
 export { parseMac, deriveMac } from './mac.js';
 export { bridgeName, tapName, vlanDeviceName, vxlanDeviceName, ifbName, deviceName, stableUuid, shortHash, IFNAME_MAX } from './names.js';
-export { checkIfName, checkSafeText, checkAbsolutePath, checkName, isRecord, NAME_RE } from './checks.js';
+export { checkIfName, checkSafeText, checkAbsolutePath, checkName, checkPositive, isRecord, NAME_RE } from './checks.js';

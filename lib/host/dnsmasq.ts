@@ -1,0 +1,138 @@
+// One dnsmasq per tenant network: configuration rendered from templates/dnsmasq.conf, a
+// dhcp-hostsfile of static MAC -> IP (+name) leases, and process supervision through its pid
+// file. Adding or removing a static lease rewrites the hostsfile and sends SIGHUP (dnsmasq
+// re-reads dhcp-hostsfile on SIGHUP) — the instance is not restarted.
+import { mkdirSync, readFileSync, writeFileSync, rmSync, existsSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import type { HostNetwork } from '../../types/host.js';
+import type { ResolvedNetwork } from '../../types/resolved.js';
+import { checkSafeText, Problems } from '../spec/index.js';
+import { renderTemplate } from './template.js';
+import { VXLAN_MTU } from './links.js';
+import type { CommandRunner } from './command-runner.js';
+import { waitUntil } from './wait.js';
+
+export interface DnsmasqPaths {
+  dir: string;
+  conf: string;
+  hostsFile: string;
+  leaseFile: string;
+  pidFile: string;
+}
+
+export function dnsmasqPaths(stateDir: string, tenant: string): DnsmasqPaths {
+  const dir = join(stateDir, 'dnsmasq', tenant);
+  return { dir, conf: join(dir, 'dnsmasq.conf'), hostsFile: join(dir, 'hosts'), leaseFile: join(dir, 'leases'), pidFile: join(dir, 'dnsmasq.pid') };
+}
+
+export const LEASE_TIME = '1h';
+
+/** The dnsmasq configuration for a tenant network (deterministic: same network, same text). */
+export function renderDnsmasqConfig(network: ResolvedNetwork, paths: DnsmasqPaths): string {
+  const p = new Problems();
+  for (const [key, value] of Object.entries(paths)) checkSafeText(p, key, value);
+  p.throwIfAny('dnsmasq paths');
+  const size = 2 ** (32 - network.prefix);
+  return renderTemplate('dnsmasq.conf', {
+    tenant: network.tenant,
+    cidr: network.cidr,
+    bridge: network.bridge,
+    domain: `${network.tenant}.virtwire`,
+    pidFile: paths.pidFile,
+    leaseFile: paths.leaseFile,
+    hostsFile: paths.hostsFile,
+    rangeStart: network.dhcpRange[0],
+    rangeEnd: network.dhcpRange[1],
+    netmask: network.netmask,
+    leaseTime: LEASE_TIME,
+    // a network without NAT is not routed: no default route through the host
+    router: network.nat ? network.gateway : undefined,
+    gateway: network.gateway,
+    mtu: network.segment.type === 'vxlan' ? VXLAN_MTU : undefined,
+    leaseMax: size,
+  });
+}
+
+/** dhcp-hostsfile lines: `mac,ip[,name]`, sorted so the file is deterministic. */
+export function renderHostsFile(net: HostNetwork): string {
+  const lines = net.ports
+    .filter((p) => p.ip)
+    .map((p) => [p.mac, p.ip, ...(p.hostname ? [p.hostname] : [])].join(','))
+    .sort();
+  return lines.map((l) => `${l}\n`).join('');
+}
+
+export interface DnsmasqStatus {
+  pid: number | undefined;
+  conf: string | undefined;
+  hosts: string | undefined;
+}
+
+const read = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : undefined);
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return !existsSync(`/proc/${pid}/status`) || !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** The running instance (pid alive and started with this config file) and the files on disk. */
+export function observeDnsmasq(paths: DnsmasqPaths): DnsmasqStatus {
+  const pid = Number(read(paths.pidFile)?.trim());
+  let running: number | undefined;
+  if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) {
+    const cmdline = read(`/proc/${pid}/cmdline`) ?? '';
+    if (cmdline.split('\0').includes(`--conf-file=${paths.conf}`)) running = pid;
+  }
+  return { pid: running, conf: read(paths.conf), hosts: read(paths.hostsFile) };
+}
+
+/** Writes atomically (rename), so dnsmasq never reads half a file. */
+function writeAtomic(file: string, text: string): void {
+  writeFileSync(`${file}.tmp`, text);
+  renameSync(`${file}.tmp`, file);
+}
+
+export type DnsmasqAction = 'none' | 'start' | 'restart' | 'reload';
+
+/** What reconciling one instance needs: start, restart (config changed), SIGHUP (leases changed). */
+export function planDnsmasq(status: DnsmasqStatus, conf: string, hosts: string): DnsmasqAction {
+  if (status.pid === undefined) return 'start';
+  if (status.conf !== conf) return 'restart';
+  if (status.hosts !== hosts) return 'reload';
+  return 'none';
+}
+
+export async function applyDnsmasq(runner: CommandRunner, paths: DnsmasqPaths, action: DnsmasqAction, conf: string, hosts: string, status: DnsmasqStatus): Promise<number | undefined> {
+  if (action === 'none') return status.pid;
+  mkdirSync(paths.dir, { recursive: true, mode: 0o755 });
+  writeAtomic(paths.hostsFile, hosts);
+  if (action === 'reload') {
+    process.kill(status.pid!, 'SIGHUP');
+    return status.pid;
+  }
+  writeAtomic(paths.conf, conf);
+  if (action === 'restart') await stopDnsmasq(paths, status.pid);
+  if (!existsSync(paths.leaseFile)) writeFileSync(paths.leaseFile, '');
+  // dnsmasq reports start-up errors through its exit code before it detaches, and writes its
+  // pid file before the parent exits
+  await runner.run(['dnsmasq', `--conf-file=${paths.conf}`], { step: `dnsmasq: start for ${paths.dir}` });
+  const started = observeDnsmasq(paths).pid;
+  if (started === undefined) throw new Error(`dnsmasq for ${paths.dir} exited right after starting`);
+  return started;
+}
+
+export async function stopDnsmasq(paths: DnsmasqPaths, pid = observeDnsmasq(paths).pid): Promise<void> {
+  if (pid === undefined) return;
+  process.kill(pid, 'SIGTERM');
+  await waitUntil(() => !pidAlive(pid), { timeoutMs: 10_000, what: `dnsmasq ${pid} to exit` });
+}
+
+/** Stops the instance and removes its files. */
+export async function removeDnsmasq(paths: DnsmasqPaths): Promise<void> {
+  await stopDnsmasq(paths);
+  rmSync(paths.dir, { recursive: true, force: true });
+}

@@ -1,0 +1,137 @@
+// virtwire's own nftables tables: NAT, forwarding policy and tenant isolation (`inet virtwire`),
+// and per-port anti-spoofing (`bridge virtwire`). Each table is replaced as a whole in one
+// atomic `nft -f -` transaction, so its rules are found, diffed and removed together and
+// nothing outside these tables is touched. The rendered ruleset's hash is stored as the table's
+// comment: same hash, nothing to do.
+import { createHash } from 'node:crypto';
+import type { HostState, HostNetwork, HostPort } from '../../types/host.js';
+import type { CommandRunner } from './command-runner.js';
+
+export const TABLE = 'virtwire';
+
+// Every value below is a validated interface name, IPv4 address, CIDR or MAC (lib/spec), and
+// names are quoted as nft strings. `q` refuses anything that could leave the quotes.
+const q = (name: string) => {
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) throw new Error(`refusing unsafe interface name ${JSON.stringify(name)}`);
+  return `"${name}"`;
+};
+
+function natRules(net: HostNetwork): string[] {
+  const n = net.network;
+  const b = q(n.bridge);
+  const rules: string[] = [];
+  if (n.nat) {
+    // like libvirt: multicast and broadcast stay local, the subnet itself is not translated
+    const out = n.uplink ? ` oifname ${q(n.uplink)}` : ` oifname != ${b}`;
+    rules.push(`ip saddr ${n.cidr} ip daddr 224.0.0.0/24 return`);
+    rules.push(`ip saddr ${n.cidr} ip daddr 255.255.255.255 return`);
+    rules.push(`ip saddr ${n.cidr} ip daddr != ${n.cidr}${out} masquerade`);
+  }
+  return rules;
+}
+
+function forwardRules(net: HostNetwork): string[] {
+  const n = net.network;
+  const b = q(n.bridge);
+  const rules = [`iifname ${b} oifname @tenant_bridges oifname != ${b} drop`];
+  if (n.nat) {
+    const out = n.uplink ? ` oifname ${q(n.uplink)}` : '';
+    rules.push(`iifname ${b} ip saddr ${n.cidr}${out} accept`);
+    rules.push(`oifname ${b} ip daddr ${n.cidr} ct state established,related accept`);
+  }
+  // not NAT, or not from/to the subnet: never routed (libvirt rejects these too)
+  rules.push(`iifname ${b} drop`, `oifname ${b} drop`);
+  return rules;
+}
+
+/** A guest may reach the host only on its own gateway address (never another tenant's). */
+function inputRules(net: HostNetwork): string[] {
+  const n = net.network;
+  return [`iifname ${q(n.bridge)} ip daddr != { ${n.gateway}, 255.255.255.255 } drop`];
+}
+
+function spoofRules(port: HostPort): string[] {
+  const p = q(port.name);
+  const rules = [
+    `iifname ${p} ether saddr != ${port.mac} drop`,
+    `iifname ${p} ether type != { ip, arp } drop`,
+    `iifname ${p} arp saddr ether != ${port.mac} drop`,
+  ];
+  if (port.ip) {
+    rules.push(`iifname ${p} arp saddr ip != { ${port.ip}, 0.0.0.0 } drop`);
+    // DHCP before the guest has its address
+    rules.push(`iifname ${p} ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept`);
+    rules.push(`iifname ${p} ip saddr != ${port.ip} drop`);
+  }
+  return rules;
+}
+
+const chain = (name: string, hook: string, rules: string[]) =>
+  [`  chain ${name} {`, `    ${hook}; policy accept;`, ...rules.map((r) => `    ${r}`), '  }'];
+
+export interface Ruleset {
+  inet: string;
+  bridge: string;
+}
+
+/** The two tables' bodies for a host state (empty bodies when there are no networks). */
+export function renderRuleset(state: HostState): Ruleset {
+  const nets = state.networks;
+  const bridges = nets.map((n) => q(n.network.bridge));
+  const inet = nets.length === 0 ? [] : [
+    '  set tenant_bridges {',
+    '    type ifname',
+    `    elements = { ${bridges.join(', ')} }`,
+    '  }',
+    ...chain('postrouting', 'type nat hook postrouting priority srcnat', nets.flatMap(natRules)),
+    ...chain('forward', 'type filter hook forward priority filter', nets.flatMap(forwardRules)),
+    ...chain('input', 'type filter hook input priority filter', nets.flatMap(inputRules)),
+  ];
+  const ports = nets.flatMap((n) => n.ports);
+  const bridge = ports.length === 0 ? [] : chain('prerouting', 'type filter hook prerouting priority -200', ports.flatMap(spoofRules));
+  return { inet: inet.join('\n'), bridge: bridge.join('\n') };
+}
+
+const hashOf = (body: string) => createHash('sha256').update(body).digest('hex').slice(0, 16);
+
+/** The nft script that atomically replaces (or, with an empty body, removes) one table. */
+export function tableScript(family: 'inet' | 'bridge', body: string): string {
+  // "table X" first makes the delete valid when the table does not exist yet
+  const lines = [`table ${family} ${TABLE}`, `delete table ${family} ${TABLE}`];
+  if (body) lines.push(`table ${family} ${TABLE} {`, `  comment "virtwire:${hashOf(body)}"`, body, '}');
+  return lines.join('\n') + '\n';
+}
+
+/** The hash in the live table's comment; null when the table does not exist. */
+async function liveHash(runner: CommandRunner, family: string): Promise<string | null | undefined> {
+  const r = await runner.run(['nft', 'list', 'table', family, TABLE], { allowFailure: true, step: 'firewall: observe' });
+  if (r.exitCode !== 0) return null;
+  return /comment "virtwire:([0-9a-f]+)"/.exec(r.stdout)?.[1];
+}
+
+export interface FirewallPlan {
+  /** nft script to run, empty when the tables are already as desired */
+  script: string;
+  /** restores the tables as they were (for rollback) */
+  restore: string;
+}
+
+export async function planFirewall(runner: CommandRunner, state: HostState): Promise<FirewallPlan> {
+  const want = renderRuleset(state);
+  let script = '';
+  let restore = '';
+  for (const family of ['inet', 'bridge'] as const) {
+    const body = want[family];
+    const live = await liveHash(runner, family);
+    const same = body ? live === hashOf(body) : live === null;
+    if (same) continue;
+    script += tableScript(family, body);
+    const current = live === null ? '' : (await runner.run(['nft', 'list', 'table', family, TABLE], { step: 'firewall: observe' })).stdout;
+    restore += `table ${family} ${TABLE}\ndelete table ${family} ${TABLE}\n${current}\n`;
+  }
+  return { script, restore };
+}
+
+export async function applyNft(runner: CommandRunner, script: string, step: string): Promise<void> {
+  if (script) await runner.run(['nft', '-f', '-'], { input: script, step });
+}

@@ -1,0 +1,54 @@
+// Validation of a HostState before anything on the host changes: every problem, with its path.
+import type { HostState } from '../../types/host.js';
+import { at, checkIfName, checkName, checkPositive, Problems, parseMac, parseIpv4, inSubnet, isRecord } from '../spec/index.js';
+import { SpecError } from '../errors/index.js';
+
+export function validateHostState(state: HostState): void {
+  const p = new Problems();
+  if (!isRecord(state) || !Array.isArray(state.networks)) throw new SpecError([{ path: 'networks', message: 'must be an array' }], 'host state');
+  const names = new Map<string, string>();
+  const tenants = new Set<string>();
+  const claim = (path: string, name: string) => {
+    const other = names.get(name);
+    if (other) p.add(path, `device name ${name} is also used at ${other}`);
+    else names.set(name, path);
+  };
+  state.networks.forEach((net, i) => {
+    const path = at('networks', i);
+    const n = net.network;
+    if (tenants.has(n.tenant)) p.add(at(at(path, 'network'), 'tenant'), `tenant ${n.tenant} appears twice`);
+    tenants.add(n.tenant);
+    if (checkIfName(p, at(at(path, 'network'), 'bridge'), n.bridge)) claim(at(at(path, 'network'), 'bridge'), n.bridge);
+    const macs = new Set<string>();
+    const ips = new Set<string>();
+    net.ports.forEach((port, j) => {
+      const pp = at(at(path, 'ports'), j);
+      if (checkIfName(p, at(pp, 'name'), port.name)) claim(at(pp, 'name'), port.name);
+      if (port.kind !== 'tap' && port.kind !== 'veth') p.add(at(pp, 'kind'), `must be "tap" or "veth"`);
+      if (port.kind === 'veth') {
+        if (!port.peer) p.add(at(pp, 'peer'), 'a veth port needs its peer { name, netns }');
+        else {
+          checkIfName(p, at(at(pp, 'peer'), 'name'), port.peer.name);
+          checkName(p, at(at(pp, 'peer'), 'netns'), port.peer.netns);
+        }
+      }
+      const mac = parseMac(String(port.mac));
+      if ('error' in mac) p.add(at(pp, 'mac'), mac.error);
+      else if (macs.has(mac.mac)) p.add(at(pp, 'mac'), `${mac.mac} is used by another port of this network`);
+      else macs.add(mac.mac);
+      if (port.ip !== undefined) {
+        const ip = parseIpv4(port.ip);
+        if (ip === undefined) p.add(at(pp, 'ip'), `"${port.ip}" is not an IPv4 address`);
+        else if (!inSubnet(ip, parseIpv4(n.network)!, n.prefix) || port.ip === n.gateway || port.ip === n.network || port.ip === n.broadcast) {
+          p.add(at(pp, 'ip'), `${port.ip} is not a guest address of ${n.cidr}`);
+        } else if (ips.has(port.ip)) p.add(at(pp, 'ip'), `${port.ip} is used by another port of this network`);
+        else ips.add(port.ip);
+      }
+      if (port.hostname !== undefined) checkName(p, at(pp, 'hostname'), port.hostname);
+      for (const key of ['egressKbps', 'ingressKbps', 'burstKiB'] as const) {
+        if (port.qos?.[key] !== undefined) checkPositive(p, at(at(pp, 'qos'), key), port.qos[key]);
+      }
+    });
+  });
+  p.throwIfAny('host state');
+}

@@ -1,0 +1,199 @@
+// Links: the tenant bridges, their uplinks (802.1Q VLAN or VXLAN), the guests' ports (taps or
+// veths) and the ifb devices QoS needs. Observe (`ip -j -d link`, `ip -j addr`, `bridge -j fdb`)
+// -> diff -> one `ip -batch -` (and one `bridge -batch -` for VXLAN peers), so the number of
+// processes does not grow with the number of devices.
+import type { HostState, HostNetwork } from '../../types/host.js';
+import { ifbName, vlanDeviceName, vxlanDeviceName } from '../spec/index.js';
+import { batchLine, type CommandRunner } from './command-runner.js';
+
+export type LinkKind = 'bridge' | 'tap' | 'veth' | 'vlan' | 'vxlan' | 'ifb';
+
+export interface DesiredLink {
+  name: string;
+  kind: LinkKind;
+  /** what must match for an existing link to be kept (kind-specific parameters) */
+  identity: string;
+  /** tokens after `link add <name>` (or the whole `tuntap add` line for taps) */
+  create: (string | number)[];
+  master?: string;
+  mtu?: number;
+  /** IPv4 addresses with prefix, e.g. 10.10.0.1/24 (bridges) */
+  addresses: string[];
+  /** VXLAN: unicast peers, as all-zero FDB entries (head-end replication) */
+  peers: string[];
+}
+
+export interface ObservedLink {
+  name: string;
+  kind: string;
+  identity: string;
+  master?: string;
+  up: boolean;
+  mtu: number;
+  addresses: string[];
+  peers: string[];
+}
+
+/** VXLAN's 50 bytes of encapsulation inside a 1500-byte underlay. */
+export const VXLAN_MTU = 1450;
+const VXLAN_PORT = 4789;
+
+/** Devices virtwire owns: `vw` + kind letter + readable part + `-` + 6 hex (lib/spec/names.ts). */
+export const OWNED_NAME = /^vw[btxiv][a-z0-9]*-[0-9a-f]{6}$/;
+
+export function uplinkOf(net: HostNetwork): DesiredLink | undefined {
+  const n = net.network;
+  const seg = n.segment;
+  if (seg.type === 'vlan') {
+    const name = vlanDeviceName(seg.uplink, seg.id);
+    return { name, kind: 'vlan', identity: `vlan:${seg.uplink}:${seg.id}`, create: ['link', seg.uplink, 'type', 'vlan', 'id', seg.id], master: n.bridge, addresses: [], peers: [] };
+  }
+  if (seg.type === 'vxlan') {
+    const name = vxlanDeviceName(n.tenant, seg.vni);
+    const create: (string | number)[] = ['type', 'vxlan', 'id', seg.vni, 'dstport', VXLAN_PORT, 'dev', seg.uplink];
+    if (seg.local) create.push('local', seg.local);
+    if (seg.group) create.push('group', seg.group);
+    const identity = `vxlan:${seg.vni}:${seg.local ?? ''}:${seg.group ?? ''}:${seg.uplink}:${VXLAN_PORT}`;
+    return { name, kind: 'vxlan', identity, create, master: n.bridge, mtu: VXLAN_MTU, addresses: [], peers: [...(seg.remotes ?? [])].sort() };
+  }
+  return undefined;
+}
+
+/** Every link the state needs, bridges first, then uplinks, ifbs and ports. */
+export function desiredLinks(state: HostState): DesiredLink[] {
+  const links: DesiredLink[] = [];
+  for (const net of state.networks) {
+    const n = net.network;
+    const uplink = uplinkOf(net);
+    const mtu = uplink?.mtu;
+    links.push({ name: n.bridge, kind: 'bridge', identity: 'bridge', create: ['type', 'bridge', 'forward_delay', 0, 'stp_state', 0], mtu, addresses: [`${n.gateway}/${n.prefix}`], peers: [] });
+    if (uplink) links.push(uplink);
+    for (const port of net.ports) {
+      if (port.qos?.egressKbps) {
+        const ifb = ifbName(port.name);
+        links.push({ name: ifb, kind: 'ifb', identity: 'ifb', create: ['type', 'ifb'], addresses: [], peers: [] });
+      }
+      const create = port.kind === 'tap'
+        ? ['tuntap', 'add', 'dev', port.name, 'mode', 'tap']
+        : ['type', 'veth', 'peer', 'name', port.peer!.name, 'address', port.mac, ...(mtu ? ['mtu', mtu] : []), 'netns', port.peer!.netns];
+      links.push({ name: port.name, kind: port.kind, identity: port.kind, create, master: n.bridge, mtu, addresses: [], peers: [] });
+    }
+  }
+  return links;
+}
+
+interface IpLinkJson {
+  ifname: string;
+  link?: string;
+  master?: string;
+  flags?: string[];
+  mtu: number;
+  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+}
+
+function identityOf(l: IpLinkJson): { kind: string; identity: string } {
+  const kind = l.linkinfo?.info_kind ?? 'unknown';
+  const d = l.linkinfo?.info_data ?? {};
+  switch (kind) {
+    case 'tun':
+      return d.type === 'tap' ? { kind: 'tap', identity: 'tap' } : { kind: 'tun', identity: 'tun' };
+    case 'vlan':
+      return { kind, identity: `vlan:${l.link ?? ''}:${String(d.id)}` };
+    case 'vxlan':
+      return { kind, identity: `vxlan:${String(d.id)}:${String(d.local ?? '')}:${String(d.group ?? '')}:${String(d.link ?? '')}:${String(d.port)}` };
+    default:
+      return { kind, identity: kind };
+  }
+}
+
+/** The links of this host (or namespace) with their addresses and VXLAN peers. */
+export async function observeLinks(runner: CommandRunner, step = 'links: observe'): Promise<Map<string, ObservedLink>> {
+  const [links, addrs] = await Promise.all([
+    runner.run(['ip', '-j', '-d', 'link', 'show'], { step }),
+    runner.run(['ip', '-j', '-4', 'addr', 'show'], { step }),
+  ]);
+  const byName = new Map<string, ObservedLink>();
+  for (const l of JSON.parse(links.stdout || '[]') as IpLinkJson[]) {
+    byName.set(l.ifname, { name: l.ifname, ...identityOf(l), master: l.master, up: (l.flags ?? []).includes('UP'), mtu: l.mtu, addresses: [], peers: [] });
+  }
+  for (const a of JSON.parse(addrs.stdout || '[]') as { ifname: string; addr_info?: { family: string; local: string; prefixlen: number }[] }[]) {
+    const link = byName.get(a.ifname);
+    if (link) link.addresses = (a.addr_info ?? []).filter((x) => x.family === 'inet').map((x) => `${x.local}/${x.prefixlen}`);
+  }
+  const vxlans = [...byName.values()].filter((l) => l.kind === 'vxlan' && OWNED_NAME.test(l.name));
+  if (vxlans.length > 0) {
+    const fdb = await runner.run(['bridge', '-j', 'fdb', 'show'], { step });
+    for (const e of JSON.parse(fdb.stdout || '[]') as { mac: string; ifname?: string; dst?: string }[]) {
+      const link = e.ifname ? byName.get(e.ifname) : undefined;
+      if (link?.kind === 'vxlan' && e.mac === '00:00:00:00:00:00' && e.dst) link.peers.push(e.dst);
+    }
+    for (const l of vxlans) l.peers.sort();
+  }
+  return byName;
+}
+
+export interface LinkPlan {
+  /** `ip -batch` lines */
+  ip: string[];
+  /** `bridge -batch` lines (VXLAN peers) */
+  bridge: string[];
+  /** names this plan creates (for rollback) */
+  creates: string[];
+}
+
+/**
+ * The difference between observed and desired, as batch lines. Links virtwire owns that the
+ * state does not want are deleted; a link whose kind or parameters changed is re-created.
+ */
+export function planLinks(desired: DesiredLink[], observed: Map<string, ObservedLink>): LinkPlan {
+  const ip: string[] = [];
+  const bridge: string[] = [];
+  const creates: string[] = [];
+  const wanted = new Map(desired.map((d) => [d.name, d]));
+  const wantedBridges = new Set(desired.filter((d) => d.kind === 'bridge').map((d) => d.name));
+
+  // 1. delete what is ours and unwanted (ports before bridges: a bridge's deletion frees them)
+  const stale = [...observed.values()].filter((o) => {
+    const d = wanted.get(o.name);
+    if (d) return d.identity !== o.identity; // changed: re-create below
+    return OWNED_NAME.test(o.name) || (o.kind === 'vlan' && o.master !== undefined && OWNED_NAME.test(o.master) && !wantedBridges.has(o.master));
+  });
+  const order = (k: string) => (k === 'bridge' ? 1 : 0);
+  for (const o of stale.sort((a, b) => order(a.kind) - order(b.kind))) ip.push(batchLine(['link', 'del', 'dev', o.name]));
+  const gone = new Set(stale.map((o) => o.name));
+
+  // 2. create, 3. configure
+  for (const d of desired) {
+    const o = gone.has(d.name) ? undefined : observed.get(d.name);
+    if (!o) {
+      creates.push(d.name);
+      ip.push(batchLine(d.kind === 'tap' ? d.create : ['link', 'add', d.name, ...d.create]));
+    }
+    const set: (string | number)[] = [];
+    if (d.mtu && o?.mtu !== d.mtu) set.push('mtu', d.mtu);
+    if (d.master && o?.master !== d.master) set.push('master', d.master);
+    if (!o?.up) set.push('up');
+    if (set.length > 0) ip.push(batchLine(['link', 'set', 'dev', d.name, ...set]));
+    const have = new Set(o?.addresses ?? []);
+    for (const a of d.addresses) if (!have.has(a)) ip.push(batchLine(['addr', 'add', a, 'dev', d.name]));
+    for (const a of have) if (!d.addresses.includes(a) && d.kind === 'bridge') ip.push(batchLine(['addr', 'del', a, 'dev', d.name]));
+    const peers = new Set(o?.peers ?? []);
+    for (const p of d.peers) if (!peers.has(p)) bridge.push(batchLine(['fdb', 'append', '00:00:00:00:00:00', 'dev', d.name, 'dst', p]));
+    for (const p of peers) if (!d.peers.includes(p)) bridge.push(batchLine(['fdb', 'del', '00:00:00:00:00:00', 'dev', d.name, 'dst', p]));
+  }
+  return { ip, bridge, creates };
+}
+
+export async function applyLinkPlan(runner: CommandRunner, plan: LinkPlan): Promise<void> {
+  if (plan.ip.length > 0) await runner.run(['ip', '-batch', '-'], { input: plan.ip.join('\n') + '\n', step: 'links: apply' });
+  if (plan.bridge.length > 0) await runner.run(['bridge', '-batch', '-'], { input: plan.bridge.join('\n') + '\n', step: 'links: VXLAN peers' });
+}
+
+/** Deletes these links where they exist (rollback of what an apply created). */
+export async function deleteLinks(runner: CommandRunner, names: string[]): Promise<void> {
+  if (names.length === 0) return;
+  const observed = await observeLinks(runner, 'links: rollback');
+  const lines = names.filter((n) => observed.has(n)).map((n) => batchLine(['link', 'del', 'dev', n]));
+  // -force: one already-gone link (a bridge's port deleted with it) must not stop the rest
+  if (lines.length > 0) await runner.run(['ip', '-force', '-batch', '-'], { input: lines.join('\n') + '\n', step: 'links: rollback', allowFailure: true });
+}

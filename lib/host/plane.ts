@@ -1,0 +1,174 @@
+// The host network plane: makes a HostState true on this host (or in one network namespace).
+// Each piece observes what is there and applies only the difference, batched; applying the same
+// state twice changes nothing. A failure half-way removes what this apply created, restores
+// virtwire's nft tables and stops the dnsmasq instances it started, then throws ApplyError.
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { HostCapabilities, HostState } from '../../types/host.js';
+import { ApplyError } from '../errors/index.js';
+import { ExecaRunner, type CommandRunner } from './command-runner.js';
+import { probeHost, requireFeature } from './probe.js';
+import { validateHostState } from './host-state.js';
+import { applyLinkPlan, deleteLinks, desiredLinks, observeLinks, planLinks } from './links.js';
+import { applyNft, planFirewall } from './firewall.js';
+import { applyQos, desiredQos, planQos } from './qos.js';
+import {
+  applyDnsmasq, dnsmasqPaths, observeDnsmasq, planDnsmasq, removeDnsmasq, renderDnsmasqConfig, renderHostsFile, stopDnsmasq,
+  type DnsmasqPaths,
+} from './dnsmasq.js';
+import { waitForLease, readLeases, type Lease } from './leases.js';
+
+export interface HostPlaneOptions {
+  /** runs every command; default: execa in `netns` (or the host's namespace) */
+  runner?: CommandRunner;
+  /** network namespace to build in (tests, labs); default: the host's */
+  netns?: string;
+  /** where dnsmasq configs, hostsfiles and leases live; default /var/lib/virtwire */
+  stateDir?: string;
+  /** capabilities; default: probed once per process */
+  capabilities?: HostCapabilities;
+}
+
+export interface ApplyReport {
+  /** what each step changed: batch lines run, dnsmasq actions taken */
+  changes: { step: string; count: number }[];
+  /** true when nothing needed changing */
+  noop: boolean;
+}
+
+export class HostPlane {
+  readonly runner: CommandRunner;
+  readonly stateDir: string;
+  private readonly caps: HostCapabilities | undefined;
+
+  constructor(options: HostPlaneOptions = {}) {
+    this.runner = options.runner ?? new ExecaRunner(options.netns);
+    this.stateDir = options.stateDir ?? '/var/lib/virtwire';
+    this.caps = options.capabilities;
+  }
+
+  dnsmasqPaths(tenant: string): DnsmasqPaths {
+    return dnsmasqPaths(this.stateDir, tenant);
+  }
+
+  /** Makes `state` true. Bad input and missing kernel features fail before anything changes. */
+  async apply(state: HostState): Promise<ApplyReport> {
+    validateHostState(state);
+    const caps = this.caps ?? (await probeHost());
+    checkFeatures(state, caps);
+    const qosWanted = desiredQos(state, caps);
+
+    const changes: { step: string; count: number }[] = [];
+    const done: string[] = [];
+    const created: string[] = [];
+    const started: DnsmasqPaths[] = [];
+    let restoreNft = '';
+    let step = 'links';
+    try {
+      const observed = await observeLinks(this.runner);
+      const links = planLinks(desiredLinks(state), observed);
+      created.push(...links.creates); // before running: a batch failing half-way has made some
+      await applyLinkPlan(this.runner, links);
+      changes.push({ step, count: links.ip.length + links.bridge.length });
+      done.push(step);
+
+      step = 'ip forwarding';
+      if (state.networks.some((n) => n.network.nat)) {
+        const fwd = await this.runner.run(['sysctl', '-n', 'net.ipv4.ip_forward'], { step });
+        if (fwd.stdout.trim() !== '1') {
+          await this.runner.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { step });
+          changes.push({ step, count: 1 });
+        }
+      }
+      done.push(step);
+
+      step = 'firewall';
+      const fw = await planFirewall(this.runner, state);
+      restoreNft = fw.restore;
+      await applyNft(this.runner, fw.script, step);
+      changes.push({ step, count: fw.script ? 1 : 0 });
+      done.push(step);
+
+      step = 'qos';
+      const existing = new Set((await observeLinks(this.runner, 'qos: observe links')).keys());
+      const tc = await planQos(this.runner, qosWanted, existing);
+      await applyQos(this.runner, tc);
+      changes.push({ step, count: tc.length });
+      done.push(step);
+
+      step = 'dnsmasq';
+      let actions = 0;
+      const wanted = new Set<string>();
+      for (const net of state.networks) {
+        if (net.dhcp === false) continue;
+        wanted.add(net.network.tenant);
+        const paths = this.dnsmasqPaths(net.network.tenant);
+        const conf = renderDnsmasqConfig(net.network, paths);
+        const hosts = renderHostsFile(net);
+        const status = observeDnsmasq(paths);
+        const action = planDnsmasq(status, conf, hosts);
+        step = `dnsmasq ${net.network.tenant}: ${action}`;
+        await applyDnsmasq(this.runner, paths, action, conf, hosts, status);
+        if (action === 'start' || action === 'restart') started.push(paths);
+        if (action !== 'none') actions++;
+      }
+      step = 'dnsmasq: remove unwanted';
+      for (const tenant of this.dnsmasqTenants()) {
+        if (wanted.has(tenant)) continue;
+        await removeDnsmasq(this.dnsmasqPaths(tenant));
+        actions++;
+      }
+      changes.push({ step: 'dnsmasq', count: actions });
+      done.push('dnsmasq');
+    } catch (cause) {
+      const rollbackErrors: unknown[] = [];
+      const attempt = async (fn: () => Promise<void>) => fn().catch((e: unknown) => void rollbackErrors.push(e));
+      for (const paths of started) await attempt(() => stopDnsmasq(paths));
+      if (restoreNft) await attempt(() => applyNft(this.runner, restoreNft, 'firewall: rollback'));
+      await attempt(() => deleteLinks(this.runner, created));
+      throw new ApplyError({ step, stepsDone: done, rolledBack: rollbackErrors.length === 0, rollbackErrors }, { cause });
+    }
+    return { changes, noop: changes.every((c) => c.count === 0) };
+  }
+
+  /** Removes everything virtwire made here: devices, rules, dnsmasq instances and their files. */
+  async teardown(): Promise<ApplyReport> {
+    return this.apply({ networks: [] });
+  }
+
+  /** Resolves with the lease dnsmasq hands to `mac` on `tenant`'s network, as soon as it is written. */
+  waitForLease(tenant: string, mac: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<Lease> {
+    return waitForLease(this.dnsmasqPaths(tenant).leaseFile, mac, options);
+  }
+
+  leases(tenant: string): Lease[] {
+    return readLeases(this.dnsmasqPaths(tenant).leaseFile);
+  }
+
+  /** The pid of `tenant`'s dnsmasq when it runs. */
+  dnsmasqPid(tenant: string): number | undefined {
+    return observeDnsmasq(this.dnsmasqPaths(tenant)).pid;
+  }
+
+  private dnsmasqTenants(): string[] {
+    const dir = join(this.stateDir, 'dnsmasq');
+    return existsSync(dir) ? readdirSync(dir) : [];
+  }
+}
+
+/** Every kernel feature the state needs, checked before the first command runs. */
+function checkFeatures(state: HostState, caps: HostCapabilities): void {
+  if (state.networks.length === 0) return;
+  requireFeature(caps, 'bridge', 'tenant bridges');
+  requireFeature(caps, 'nftables', 'tenant firewall rules');
+  for (const net of state.networks) {
+    const n = net.network;
+    if (n.segment.type === 'vlan') requireFeature(caps, 'vlan', `VLAN segment for tenant ${n.tenant}`);
+    if (n.segment.type === 'vxlan') requireFeature(caps, 'vxlan', `VXLAN segment for tenant ${n.tenant}`);
+    if (net.dhcp !== false) requireFeature(caps, 'dnsmasq', `DHCP/DNS for tenant ${n.tenant}`);
+    for (const port of net.ports) {
+      requireFeature(caps, port.kind, `port ${port.name} of tenant ${n.tenant}`);
+      requireFeature(caps, 'nftBridge', `anti-spoofing rules for port ${port.name}`);
+    }
+  }
+}

@@ -1,0 +1,98 @@
+// What this kernel and these tools can do, found by trying each thing in a scratch network
+// namespace (module lists and /proc/config.gz are not reliable: features may be built in, or
+// modules may be missing). Read once per process and cached.
+import { openSync, closeSync, constants, readFileSync } from 'node:fs';
+import type { HostCapabilities } from '../../types/host.js';
+import { HostUnsupportedError } from '../errors/index.js';
+import { ExecaRunner, type CommandRunner } from './command-runner.js';
+
+let cached: Promise<HostCapabilities> | undefined;
+
+/** The host's capabilities (probed on first call, then cached for the process). */
+export function probeHost(): Promise<HostCapabilities> {
+  return (cached ??= runProbe());
+}
+
+async function runProbe(): Promise<HostCapabilities> {
+  const host = new ExecaRunner();
+  const ns = `vwprobe-${process.pid}`;
+  await host.run(['ip', 'netns', 'add', ns]);
+  try {
+    const r = new ExecaRunner(ns);
+    const ok = async (argv: string[]) => (await r.run(argv, { allowFailure: true })).exitCode === 0;
+    const veth = await ok(['ip', 'link', 'add', 'p0', 'type', 'veth', 'peer', 'name', 'p1']);
+    const bridge = await ok(['ip', 'link', 'add', 'b0', 'type', 'bridge']);
+    const tap = await ok(['ip', 'tuntap', 'add', 'dev', 't0', 'mode', 'tap']);
+    const vlan = veth && (await ok(['ip', 'link', 'add', 'link', 'p0', 'name', 'p0.10', 'type', 'vlan', 'id', '10']));
+    const vxlan = veth && (await ok(['ip', 'link', 'add', 'x0', 'type', 'vxlan', 'id', '10', 'dstport', '4789', 'dev', 'p0']));
+    const ifb = await ok(['ip', 'link', 'add', 'i0', 'type', 'ifb']);
+    const qdisc = async (kind: string, ...args: string[]) => {
+      const added = await ok(['tc', 'qdisc', 'add', 'dev', 'p1', 'root', 'handle', '1:', kind, ...args]);
+      if (added) await ok(['tc', 'qdisc', 'del', 'dev', 'p1', 'root']);
+      return added;
+    };
+    const qdiscs = {
+      htb: veth && (await qdisc('htb')),
+      tbf: veth && (await qdisc('tbf', 'rate', '1mbit', 'burst', '10k', 'latency', '50ms')),
+      sfq: veth && (await qdisc('sfq')),
+      fq_codel: veth && (await qdisc('fq_codel')),
+      ingress: veth && (await ok(['tc', 'qdisc', 'add', 'dev', 'p0', 'handle', 'ffff:', 'ingress'])),
+    };
+    const action = (...a: string[]) => ok(['tc', 'filter', 'add', 'dev', 'p0', 'parent', 'ffff:', 'protocol', 'all', 'u32', 'match', 'u32', '0', '0', 'action', ...a]);
+    const actions = {
+      police: qdiscs.ingress && (await action('police', 'rate', '1mbit', 'burst', '10k', 'drop')),
+      mirred: qdiscs.ingress && ifb && (await action('mirred', 'egress', 'redirect', 'dev', 'i0')),
+    };
+    const nft = (family: string) =>
+      r.run(['nft', '-f', '-'], { allowFailure: true, input: `table ${family} vwprobe {\n  chain c {\n    type filter hook forward priority 0; policy accept;\n  }\n}\n` }).then((x) => x.exitCode === 0, () => false);
+    const nftables = await nft('inet');
+    const nftBridge = nftables && (await nft('bridge'));
+    const iptables = await ok(['iptables', '-w', '-L', '-n']).catch(() => false);
+    const dnsmasq = await ok(['dnsmasq', '--version']).catch(() => false);
+    return { bridge, tap, veth, vlan, vxlan, ifb, nftables, nftBridge, iptables, qdiscs, actions, dnsmasq, kvm: kvmUsable() };
+  } finally {
+    await host.run(['ip', 'netns', 'del', ns], { allowFailure: true });
+  }
+}
+
+/** /dev/kvm opens read-write and the CPU advertises hardware virtualisation (vmx or svm). */
+export function kvmUsable(): boolean {
+  try {
+    closeSync(openSync('/dev/kvm', constants.O_RDWR));
+  } catch {
+    return false;
+  }
+  try {
+    return /^flags\s*:.*\b(vmx|svm)\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/** The kernel config option behind each feature, for error messages. */
+const KERNEL_OPTION: Record<string, string> = {
+  vlan: 'CONFIG_VLAN_8021Q',
+  vxlan: 'CONFIG_VXLAN',
+  bridge: 'CONFIG_BRIDGE',
+  tap: 'CONFIG_TUN',
+  veth: 'CONFIG_VETH',
+  ifb: 'CONFIG_IFB',
+  nftables: 'CONFIG_NF_TABLES (and the nft tool)',
+  nftBridge: 'CONFIG_NF_TABLES_BRIDGE',
+  htb: 'CONFIG_NET_SCH_HTB',
+  ingress: 'CONFIG_NET_SCH_INGRESS',
+  mirred: 'CONFIG_NET_ACT_MIRRED',
+  dnsmasq: 'the dnsmasq binary (Debian package dnsmasq-base)',
+};
+
+/** Throws HostUnsupportedError naming the missing feature and what needed it. */
+export function requireFeature(caps: HostCapabilities, feature: string, purpose: string): void {
+  const value = feature in caps.qdiscs ? caps.qdiscs[feature as keyof HostCapabilities['qdiscs']]
+    : feature in caps.actions ? caps.actions[feature as keyof HostCapabilities['actions']]
+    : caps[feature as keyof HostCapabilities];
+  if (value === true) return;
+  const what = feature === 'vlan' ? '802.1Q' : feature;
+  throw new HostUnsupportedError(feature, `${hostLacks(feature)} ${what} (${KERNEL_OPTION[feature] ?? feature}); ${purpose} cannot be created`);
+}
+
+const hostLacks = (feature: string) => (feature === 'dnsmasq' || feature === 'nftables' ? 'host lacks' : 'kernel lacks');

@@ -1,0 +1,140 @@
+// QoS per guest port with tc, using only what the kernel has (see probe.ts):
+// - to the guest (`ingressKbps`): an htb class on the port's egress (the host sends to the guest);
+// - from the guest (`egressKbps`): the port's ingress is policed where the kernel has the police
+//   action; otherwise (this kernel) redirected with mirred to an ifb device and shaped there.
+// Observed with one `tc -j qdisc show` plus one `tc -batch` of class listings; applied with one
+// `tc -batch -`.
+import type { HostCapabilities, HostState, HostPort } from '../../types/host.js';
+import { ifbName } from '../spec/index.js';
+import { HostUnsupportedError } from '../errors/index.js';
+import { batchLine, type CommandRunner } from './command-runner.js';
+
+export interface ShaperSpec {
+  /** device whose egress is shaped */
+  dev: string;
+  kbps: number;
+  burstBytes?: number;
+}
+
+export interface QosDesired {
+  /** htb root + one class per device */
+  shapers: ShaperSpec[];
+  /** port -> ifb redirects on the port's ingress */
+  redirects: { port: string; ifb: string }[];
+  /** every port virtwire manages (their qdiscs are removed when they want no QoS) */
+  ports: string[];
+}
+
+export function desiredQos(state: HostState, caps: HostCapabilities): QosDesired {
+  const shapers: ShaperSpec[] = [];
+  const redirects: { port: string; ifb: string }[] = [];
+  const ports: string[] = [];
+  for (const net of state.networks) {
+    for (const port of net.ports) {
+      ports.push(port.name);
+      const q = port.qos;
+      if (!q) continue;
+      const burstBytes = q.burstKiB ? Math.round(q.burstKiB * 1024) : undefined;
+      if (q.ingressKbps) shapers.push({ dev: port.name, kbps: q.ingressKbps, burstBytes });
+      if (q.egressKbps) {
+        requireQos(caps, port);
+        const ifb = ifbName(port.name);
+        redirects.push({ port: port.name, ifb });
+        shapers.push({ dev: ifb, kbps: q.egressKbps, burstBytes });
+      }
+    }
+  }
+  if (shapers.length > 0 && !caps.qdiscs.htb) throw new HostUnsupportedError('htb', 'kernel lacks the htb qdisc (CONFIG_NET_SCH_HTB); QoS cannot be applied');
+  return { shapers, redirects, ports };
+}
+
+function requireQos(caps: HostCapabilities, port: HostPort): void {
+  if (!caps.qdiscs.ingress || !caps.ifb || !caps.actions.mirred) {
+    throw new HostUnsupportedError('ifb', `kernel lacks ingress/ifb/mirred; egress limit of port ${port.name} cannot be applied`);
+  }
+}
+
+interface QdiscJson {
+  kind: string;
+  handle: string;
+  dev: string;
+  root?: boolean;
+}
+
+interface Observed {
+  /** devices with virtwire's root htb (handle 1:) -> class rate/burst, when readable */
+  htb: Map<string, { kbps: number; burstBytes: number } | undefined>;
+  ingress: Set<string>;
+}
+
+const UNIT: Record<string, number> = { bit: 1, kbit: 1e3, mbit: 1e6, gbit: 1e9, tbit: 1e12 };
+const SIZE: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+function parseRate(text: string): number | undefined {
+  const m = /^([\d.]+)([a-z]+)$/i.exec(text);
+  const unit = m ? UNIT[m[2]!.toLowerCase()] : undefined;
+  return m && unit ? (Number(m[1]) * unit) / 1000 : undefined;
+}
+function parseSize(text: string): number | undefined {
+  const m = /^([\d.]+)([a-z]+)$/i.exec(text);
+  const unit = m ? SIZE[m[2]!.toLowerCase()] : undefined;
+  return m && unit ? Math.round(Number(m[1]) * unit) : undefined;
+}
+
+async function observeQos(runner: CommandRunner, devices: string[]): Promise<Observed> {
+  const qdiscs = JSON.parse((await runner.run(['tc', '-j', 'qdisc', 'show'], { step: 'qos: observe' })).stdout || '[]') as QdiscJson[];
+  const htbDevs = qdiscs.filter((q) => q.kind === 'htb' && q.root && q.handle === '1:' && devices.includes(q.dev)).map((q) => q.dev);
+  const ingress = new Set(qdiscs.filter((q) => q.kind === 'ingress' && devices.includes(q.dev)).map((q) => q.dev));
+  const htb = new Map<string, { kbps: number; burstBytes: number } | undefined>(htbDevs.map((d) => [d, undefined]));
+  if (htbDevs.length > 0) {
+    // `tc -batch` prints one text line per class and does not name the device: when every
+    // device has exactly its one class 1:1, the lines map to the devices in order; otherwise
+    // the rates stay unknown and the classes are rewritten.
+    const input = htbDevs.map((d) => batchLine(['class', 'show', 'dev', d])).join('\n') + '\n';
+    const lines = (await runner.run(['tc', '-batch', '-'], { input, step: 'qos: observe' })).stdout.split('\n').filter((l) => l.startsWith('class htb'));
+    if (lines.length === htbDevs.length && lines.every((l) => / 1:1 root /.test(l))) {
+      lines.forEach((line, i) => {
+        const rate = parseRate(/ rate (\S+)/.exec(line)?.[1] ?? '');
+        const burst = parseSize(/ burst (\S+)/.exec(line)?.[1] ?? '');
+        if (rate !== undefined && burst !== undefined) htb.set(htbDevs[i]!, { kbps: rate, burstBytes: burst });
+      });
+    }
+  }
+  return { htb, ingress };
+}
+
+/** tc batch lines taking the observed qdiscs to the desired ones. */
+export async function planQos(runner: CommandRunner, want: QosDesired, existing: Set<string>): Promise<string[]> {
+  const devices = [...new Set([...want.ports, ...want.shapers.map((s) => s.dev)])].filter((d) => existing.has(d));
+  const seen = devices.length > 0 ? await observeQos(runner, devices) : { htb: new Map(), ingress: new Set<string>() };
+  const lines: string[] = [];
+  const shaped = new Set(want.shapers.map((s) => s.dev));
+  const redirected = new Set(want.redirects.map((r) => r.port));
+  for (const dev of seen.htb.keys()) if (!shaped.has(dev)) lines.push(batchLine(['qdisc', 'del', 'dev', dev, 'root']));
+  for (const dev of seen.ingress) if (!redirected.has(dev)) lines.push(batchLine(['qdisc', 'del', 'dev', dev, 'ingress']));
+  for (const s of want.shapers) {
+    const have = seen.htb.get(s.dev);
+    const burstOk = s.burstBytes === undefined || have?.burstBytes === s.burstBytes;
+    if (seen.htb.has(s.dev) && have && Math.abs(have.kbps - s.kbps) < 1 && burstOk) continue;
+    const burst = s.burstBytes ? ['burst', `${s.burstBytes}b`, 'cburst', `${s.burstBytes}b`] : [];
+    lines.push(batchLine(['qdisc', 'replace', 'dev', s.dev, 'root', 'handle', '1:', 'htb', 'default', 1, 'r2q', r2q(s.kbps)]));
+    lines.push(batchLine(['class', 'replace', 'dev', s.dev, 'parent', '1:', 'classid', '1:1', 'htb', 'rate', `${s.kbps}kbit`, 'ceil', `${s.kbps}kbit`, ...burst]));
+  }
+  for (const r of want.redirects) {
+    if (seen.ingress.has(r.port)) continue;
+    lines.push(batchLine(['qdisc', 'add', 'dev', r.port, 'handle', 'ffff:', 'ingress']));
+    lines.push(batchLine(['filter', 'add', 'dev', r.port, 'parent', 'ffff:', 'protocol', 'all', 'prio', 1, 'u32', 'match', 'u32', 0, 0, 'action', 'mirred', 'egress', 'redirect', 'dev', r.ifb]));
+  }
+  return lines;
+}
+
+// htb's quantum is rate / r2q bytes and should stay between 1 MTU and 200000 bytes: choose
+// r2q so a 1,500-byte quantum or more results at any rate (tc warns, and shapes worse, otherwise).
+function r2q(kbps: number): number {
+  const bytesPerSec = (kbps * 1000) / 8;
+  return Math.max(1, Math.min(1000, Math.floor(bytesPerSec / 1500)));
+}
+
+export async function applyQos(runner: CommandRunner, lines: string[]): Promise<void> {
+  if (lines.length > 0) await runner.run(['tc', '-batch', '-'], { input: lines.join('\n') + '\n', step: 'qos: apply' });
+}

@@ -1,0 +1,40 @@
+// Text assets under templates/, filled with {{key}} values. Every value must already be
+// validated; this also refuses any value that could start a new config line. A line whose
+// value is undefined is left out (optional settings).
+import { readFileSync } from 'node:fs';
+
+const TEMPLATES = new URL('../../../templates/', import.meta.url);
+const cache = new Map<string, string>();
+
+function load(name: string): string {
+  let text = cache.get(name);
+  if (text === undefined) {
+    // from dist/lib/host/ or lib/host/ the templates folder is at the package root
+    const candidates = [new URL(name, TEMPLATES), new URL(`../../templates/${name}`, import.meta.url)];
+    for (const url of candidates) {
+      try {
+        text = readFileSync(url, 'utf8');
+        break;
+      } catch {
+        /* try the next location */
+      }
+    }
+    if (text === undefined) throw new Error(`template ${name} not found`);
+    cache.set(name, text);
+  }
+  return text;
+}
+
+export function renderTemplate(name: string, values: Record<string, string | number | undefined>): string {
+  return load(name)
+    .split('\n')
+    .filter((line) => ![...line.matchAll(/\{\{(\w+)\}\}/g)].some((m) => values[m[1]!] === undefined))
+    .map((line) =>
+      line.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
+        const v = String(values[key]);
+        if (/[\u0000-\u001f\u007f]/.test(v)) throw new Error(`refusing control characters in template value ${key}`);
+        return v;
+      }),
+    )
+    .join('\n');
+}

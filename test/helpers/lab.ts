@@ -1,0 +1,82 @@
+// Network namespaces a test makes for itself, all named with one recognisable prefix, and
+// removed (with every process still running inside them) even when the test fails.
+import { execa, type ResultPromise } from 'execa';
+import { rmSync, mkdtempSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export class Lab {
+  private readonly namespaces: string[] = [];
+  private readonly children: ResultPromise[] = [];
+  readonly stateDir: string;
+
+  /** `prefix` must be short (names must fit 15 chars where they become device names) */
+  constructor(readonly prefix: string) {
+    this.stateDir = mkdtempSync(join(tmpdir(), `${prefix}-`));
+    // dnsmasq drops to its own user before it reads dhcp-hostsfile: the state dir must be
+    // traversable, as /var/lib/virtwire is (mkdtemp makes it 0700)
+    chmodSync(this.stateDir, 0o755);
+  }
+
+  /** Removes namespaces with this prefix that a killed earlier run left behind. */
+  async sweep(): Promise<void> {
+    const { stdout } = await execa('ip', ['netns', 'list']);
+    for (const line of stdout.split('\n')) {
+      const name = line.split(' ')[0];
+      if (name?.startsWith(`${this.prefix}-`)) await deleteNetns(name);
+    }
+  }
+
+  async netns(name: string): Promise<string> {
+    const full = `${this.prefix}-${name}`;
+    await execa('ip', ['netns', 'add', full]);
+    this.namespaces.push(full);
+    await this.exec(full, ['ip', 'link', 'set', 'lo', 'up']);
+    return full;
+  }
+
+  exec(ns: string, argv: string[], options: { reject?: boolean; input?: string; timeoutMs?: number } = {}) {
+    return execa('ip', ['netns', 'exec', ns, ...argv], { reject: options.reject ?? true, input: options.input, timeout: options.timeoutMs ?? 30_000 });
+  }
+
+  /** A long-running process inside `ns`, killed at cleanup. */
+  spawn(ns: string, argv: string[]): ResultPromise {
+    const child = execa('ip', ['netns', 'exec', ns, ...argv], { reject: false, buffer: false });
+    this.children.push(child);
+    return child;
+  }
+
+  /** Succeeds when one ping from `ns` to `ip` is answered within 1 s. */
+  async ping(ns: string, ip: string): Promise<boolean> {
+    const r = await this.exec(ns, ['busybox', 'ping', '-c', '1', '-W', '1', ip], { reject: false });
+    return r.exitCode === 0;
+  }
+
+  /** A guest namespace's interface: address, up, default route. */
+  async configureGuest(ns: string, dev: string, cidr: string, gateway?: string): Promise<void> {
+    await this.exec(ns, ['ip', 'addr', 'add', cidr, 'dev', dev]);
+    await this.exec(ns, ['ip', 'link', 'set', dev, 'up']);
+    if (gateway) await this.exec(ns, ['ip', 'route', 'add', 'default', 'via', gateway]);
+  }
+
+  /** Replaces a guest namespace's address (and its default route, which goes with it). */
+  async setGuestAddress(ns: string, dev: string, cidr: string, gateway: string): Promise<void> {
+    await this.exec(ns, ['ip', 'addr', 'flush', 'dev', dev]);
+    await this.exec(ns, ['ip', 'addr', 'add', cidr, 'dev', dev]);
+    await this.exec(ns, ['ip', 'route', 'replace', 'default', 'via', gateway]);
+  }
+
+  async cleanup(): Promise<void> {
+    for (const c of this.children) c.kill('SIGKILL');
+    await Promise.allSettled(this.children);
+    for (const ns of this.namespaces.reverse()) await deleteNetns(ns);
+    rmSync(this.stateDir, { recursive: true, force: true });
+  }
+}
+
+async function deleteNetns(ns: string): Promise<void> {
+  // processes left inside (dnsmasq, servers) would keep the namespace's devices alive
+  const pids = await execa('ip', ['netns', 'pids', ns], { reject: false });
+  for (const pid of pids.stdout.split('\n').filter(Boolean)) await execa('kill', ['-9', pid], { reject: false });
+  await execa('ip', ['netns', 'del', ns], { reject: false });
+}

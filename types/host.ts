@@ -1,0 +1,49 @@
+// The host network plane's desired state: what lib/host makes true on one host (or one network
+// namespace). Built from resolved specs by the engine, or by hand for containers and tests.
+import type { QosSpec } from './spec.js';
+import type { ResolvedNetwork } from './resolved.js';
+
+/** A guest's port on its tenant bridge: a tap (a VM's NIC) or a veth whose peer is in a netns. */
+export interface HostPort {
+  /** host-side device name (<= 15 chars), e.g. from tapName() */
+  name: string;
+  kind: 'tap' | 'veth';
+  /** veth only: the other end, created inside `netns` with the guest's MAC */
+  peer?: { name: string; netns: string };
+  /** the guest's MAC: the only source MAC the port may send from */
+  mac: string;
+  /** the guest's IP: the only source IP it may send from; also its static DHCP lease */
+  ip?: string;
+  /** DNS name for the static lease */
+  hostname?: string;
+  qos?: QosSpec;
+}
+
+export interface HostNetwork {
+  network: ResolvedNetwork;
+  ports: HostPort[];
+  /** run dnsmasq (DHCP + DNS) on the bridge; default true */
+  dhcp?: boolean;
+}
+
+export interface HostState {
+  networks: HostNetwork[];
+}
+
+/** What the kernel and tools of a host can do, read once by the probe. */
+export interface HostCapabilities {
+  bridge: boolean;
+  tap: boolean;
+  veth: boolean;
+  vlan: boolean;
+  vxlan: boolean;
+  ifb: boolean;
+  nftables: boolean;
+  nftBridge: boolean;
+  iptables: boolean;
+  qdiscs: Record<'htb' | 'tbf' | 'sfq' | 'fq_codel' | 'ingress', boolean>;
+  actions: Record<'police' | 'mirred', boolean>;
+  dnsmasq: boolean;
+  /** /dev/kvm opens and the CPU has vmx or svm */
+  kvm: boolean;
+}
