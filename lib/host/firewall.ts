@@ -33,7 +33,12 @@ function natRules(net: HostNetwork): string[] {
 function forwardRules(net: HostNetwork): string[] {
   const n = net.network;
   const b = q(n.bridge);
-  const rules = [`iifname ${b} oifname @tenant_bridges oifname != ${b} drop`];
+  const rules = [
+    // where br_netfilter is on (bridge-nf-call-iptables), frames bridged between two ports of
+    // one bridge pass this hook too: the tenant's own L2 traffic is not ours to route or drop
+    `iifname ${b} oifname ${b} accept`,
+    `iifname ${b} oifname @tenant_bridges drop`,
+  ];
   if (n.nat) {
     const out = n.uplink ? ` oifname ${q(n.uplink)}` : '';
     rules.push(`iifname ${b} ip saddr ${n.cidr}${out} accept`);

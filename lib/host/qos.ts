@@ -117,8 +117,9 @@ export async function planQos(runner: CommandRunner, want: QosDesired, existing:
     const burstOk = s.burstBytes === undefined || have?.burstBytes === s.burstBytes;
     if (seen.htb.has(s.dev) && have && Math.abs(have.kbps - s.kbps) < 1 && burstOk) continue;
     const burst = s.burstBytes ? ['burst', `${s.burstBytes}b`, 'cburst', `${s.burstBytes}b`] : [];
-    lines.push(batchLine(['qdisc', 'replace', 'dev', s.dev, 'root', 'handle', '1:', 'htb', 'default', 1, 'r2q', r2q(s.kbps)]));
-    lines.push(batchLine(['class', 'replace', 'dev', s.dev, 'parent', '1:', 'classid', '1:1', 'htb', 'rate', `${s.kbps}kbit`, 'ceil', `${s.kbps}kbit`, ...burst]));
+    // htb cannot change a live qdisc's parameters: keep an existing root and replace its class
+    if (!seen.htb.has(s.dev)) lines.push(batchLine(['qdisc', 'replace', 'dev', s.dev, 'root', 'handle', '1:', 'htb', 'default', 1]));
+    lines.push(batchLine(['class', 'replace', 'dev', s.dev, 'parent', '1:', 'classid', '1:1', 'htb', 'rate', `${s.kbps}kbit`, 'ceil', `${s.kbps}kbit`, ...burst, 'quantum', QUANTUM]));
   }
   for (const r of want.redirects) {
     if (seen.ingress.has(r.port)) continue;
@@ -128,12 +129,9 @@ export async function planQos(runner: CommandRunner, want: QosDesired, existing:
   return lines;
 }
 
-// htb's quantum is rate / r2q bytes and should stay between 1 MTU and 200000 bytes: choose
-// r2q so a 1,500-byte quantum or more results at any rate (tc warns, and shapes worse, otherwise).
-function r2q(kbps: number): number {
-  const bytesPerSec = (kbps * 1000) / 8;
-  return Math.max(1, Math.min(1000, Math.floor(bytesPerSec / 1500)));
-}
+// htb derives a class's quantum from rate / r2q and warns when that leaves 1,500..200,000
+// bytes; with one class per device the quantum only needs to hold a full frame.
+const QUANTUM = 1514;
 
 export async function applyQos(runner: CommandRunner, lines: string[]): Promise<void> {
   if (lines.length > 0) await runner.run(['tc', '-batch', '-'], { input: lines.join('\n') + '\n', step: 'qos: apply' });
