@@ -1,0 +1,173 @@
+// lib/host without a kernel: what would be run, rendered and refused.
+import { validateNetwork, tapName } from '../../lib/spec/index.js';
+import {
+  HostPlane, batchLine, desiredLinks, planLinks, renderDnsmasqConfig, renderHostsFile, dnsmasqPaths, parseLeases, renderRuleset, validateHostState,
+} from '../../lib/host/index.js';
+import { renderTemplate } from '../../lib/host/template.js';
+import { HostUnsupportedError, SpecError } from '../../lib/errors/index.js';
+import type { HostCapabilities, HostNetwork, HostState } from '../../types/host.js';
+import type { ObservedLink } from '../../lib/host/links.js';
+import { RecordingRunner } from '../helpers/recording-runner.js';
+
+const acme = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24' });
+const globex = validateNetwork({ tenant: 'globex', cidr: '10.20.0.0/24', nat: false, segment: { type: 'vxlan', vni: 7, uplink: 'eth1', remotes: ['192.0.2.2'] } });
+const acmeNet: HostNetwork = { network: acme, ports: [{ name: tapName('web', 0), kind: 'tap', mac: '52:54:00:00:00:01', ip: '10.10.0.11', hostname: 'web' }] };
+const globexNet: HostNetwork = { network: globex, ports: [{ name: tapName('db', 0), kind: 'tap', mac: '52:54:00:00:00:02', ip: '10.20.0.11', qos: { egressKbps: 1000 } }] };
+const state: HostState = { networks: [acmeNet, globexNet] };
+
+const allCaps: HostCapabilities = {
+  bridge: true, tap: true, veth: true, vlan: true, vxlan: true, ifb: true, nftables: true, nftBridge: true, iptables: true,
+  qdiscs: { htb: true, tbf: true, sfq: false, fq_codel: false, ingress: true }, actions: { police: false, mirred: true }, dnsmasq: true, kvm: false,
+};
+
+describe('links', () => {
+  const observedFrom = (plan: ReturnType<typeof desiredLinks>): Map<string, ObservedLink> =>
+    new Map(plan.map((d) => [d.name, { name: d.name, kind: d.kind, identity: d.identity, master: d.master, up: true, mtu: d.mtu ?? 1500, addresses: d.addresses, peers: d.peers }]));
+
+  test('from nothing: one batch creates bridges, uplinks, ifbs and taps in order', () => {
+    const plan = planLinks(desiredLinks(state), new Map());
+    expect(plan.ip).toContain(`link add ${acme.bridge} type bridge forward_delay 0 stp_state 0`);
+    expect(plan.ip).toContain(`tuntap add dev ${tapName('web', 0)} mode tap`);
+    expect(plan.ip).toContain(`addr add 10.10.0.1/24 dev ${acme.bridge}`);
+    expect(plan.ip.findIndex((l) => l.includes(`link add ${acme.bridge}`))).toBeLessThan(plan.ip.findIndex((l) => l.includes(`master ${acme.bridge}`)));
+    expect(plan.ip.some((l) => /^link add vwx\S+ type vxlan id 7 dstport 4789 dev eth1$/.test(l))).toBe(true);
+    expect(plan.bridge).toEqual([expect.stringMatching(/^fdb append 00:00:00:00:00:00 dev vwx\S+ dst 192\.0\.2\.2$/)]);
+    expect(plan.creates).toHaveLength(6); // 2 bridges, vxlan, ifb, 2 taps
+  });
+
+  test('observed equal to desired: nothing to do', () => {
+    const desired = desiredLinks(state);
+    expect(planLinks(desired, observedFrom(desired))).toEqual({ ip: [], bridge: [], creates: [] });
+  });
+
+  test('owned leftovers are deleted, foreign devices never touched, changed uplinks re-created', () => {
+    const desired = desiredLinks(state);
+    const observed = observedFrom(desired);
+    observed.set('vwtold-abcdef', { name: 'vwtold-abcdef', kind: 'tap', identity: 'tap', up: true, mtu: 1500, addresses: [], peers: [] });
+    observed.set('eth0', { name: 'eth0', kind: 'unknown', identity: 'unknown', up: true, mtu: 1500, addresses: ['172.16.0.2/24'], peers: [] });
+    const vx = desired.find((d) => d.kind === 'vxlan')!;
+    observed.set(vx.name, { ...observed.get(vx.name)!, identity: 'vxlan:8::' });
+    const plan = planLinks(desired, observed);
+    expect(plan.ip).toContain('link del dev vwtold-abcdef');
+    expect(plan.ip).toContain(`link del dev ${vx.name}`);
+    expect(plan.ip.some((l) => l.startsWith(`link add ${vx.name} type vxlan`))).toBe(true);
+    expect(plan.ip.join('\n')).not.toContain('eth0');
+  });
+
+  test('batch lines refuse tokens that could split or comment a line', () => {
+    expect(() => batchLine(['link', 'add', 'a b'])).toThrow(/unsafe/);
+    expect(() => batchLine(['link', 'add', 'x\nlink del eth0'])).toThrow(/unsafe/);
+    expect(() => batchLine(['addr', '#'])).toThrow(/unsafe/);
+    expect(batchLine(['link', 'set', 'dev', 'vwb-1', 'up'])).toBe('link set dev vwb-1 up');
+  });
+});
+
+describe('dnsmasq configuration', () => {
+  const paths = dnsmasqPaths('/var/lib/virtwire', 'acme');
+
+  test('a NAT network: bound to its bridge, its range, router and DNS on the gateway', () => {
+    const conf = renderDnsmasqConfig(acme, paths);
+    expect(conf.split('\n')).toEqual(expect.arrayContaining([
+      `interface=${acme.bridge}`,
+      'except-interface=lo',
+      'bind-dynamic',
+      'no-resolv',
+      'domain=acme.virtwire',
+      'dhcp-range=10.10.0.2,10.10.0.254,255.255.255.0,1h',
+      'dhcp-option=option:router,10.10.0.1',
+      'dhcp-option=option:dns-server,10.10.0.1',
+      'dhcp-hostsfile=/var/lib/virtwire/dnsmasq/acme/hosts',
+      'dhcp-leasefile=/var/lib/virtwire/dnsmasq/acme/leases',
+      'pid-file=/var/lib/virtwire/dnsmasq/acme/dnsmasq.pid',
+    ]));
+    expect(conf).not.toContain('option:mtu');
+    expect(conf).not.toMatch(/\{\{/);
+  });
+
+  test('an unrouted VXLAN network: no default route, the VXLAN MTU', () => {
+    const conf = renderDnsmasqConfig(globex, dnsmasqPaths('/var/lib/virtwire', 'globex'));
+    expect(conf).not.toContain('option:router');
+    expect(conf).toContain('dhcp-option=option:mtu,1450');
+  });
+
+  test('paths that could inject a config line are refused', () => {
+    expect(() => renderDnsmasqConfig(acme, { ...paths, leaseFile: '/tmp/x\ndhcp-script=/bin/sh' })).toThrow(SpecError);
+    expect(() => renderTemplate('dnsmasq.conf', { bridge: 'x\ny' })).toThrow(/control characters/);
+  });
+
+  test('hostsfile: sorted mac,ip,name lines for ports with addresses', () => {
+    const net: HostNetwork = { network: acme, ports: [
+      { name: 'vwtb-000001', kind: 'tap', mac: '52:54:00:00:00:09', ip: '10.10.0.19' },
+      { name: 'vwta-000002', kind: 'tap', mac: '52:54:00:00:00:01', ip: '10.10.0.11', hostname: 'web' },
+      { name: 'vwtc-000003', kind: 'tap', mac: '52:54:00:00:00:05' },
+    ] };
+    expect(renderHostsFile(net)).toBe('52:54:00:00:00:01,10.10.0.11,web\n52:54:00:00:00:09,10.10.0.19\n');
+  });
+
+  test('lease file parsing', () => {
+    const leases = parseLeases('1764100000 52:54:00:AA:00:01 10.10.0.11 web *\n\ngarbage\n1764100001 52:54:00:00:00:02 10.10.0.12 * 01:52:54:00:00:00:02\n');
+    expect(leases).toEqual([
+      { expiry: 1764100000, mac: '52:54:00:aa:00:01', ip: '10.10.0.11', hostname: 'web' },
+      { expiry: 1764100001, mac: '52:54:00:00:00:02', ip: '10.10.0.12' },
+    ]);
+  });
+});
+
+describe('firewall ruleset', () => {
+  test('NAT, isolation, host access and anti-spoofing rules', () => {
+    const { inet, bridge } = renderRuleset(state);
+    const a = `"${acme.bridge}"`;
+    expect(inet).toContain(`elements = { ${a}, "${globex.bridge}" }`);
+    expect(inet).toContain(`ip saddr 10.10.0.0/24 ip daddr != 10.10.0.0/24 oifname != ${a} masquerade`);
+    expect(inet).not.toContain('ip saddr 10.20.0.0/24 ip daddr != 10.20.0.0/24'); // globex is not NAT
+    expect(inet).toContain(`iifname ${a} oifname @tenant_bridges drop`);
+    expect(inet).toContain(`iifname ${a} ip daddr != { 10.10.0.1, 255.255.255.255 } drop`);
+    const web = `"${tapName('web', 0)}"`;
+    expect(bridge).toContain(`iifname ${web} ether saddr != 52:54:00:00:00:01 drop`);
+    expect(bridge).toContain(`iifname ${web} ip saddr != 10.10.0.11 drop`);
+    expect(bridge).toContain(`iifname ${web} arp saddr ip != { 10.10.0.11, 0.0.0.0 } drop`);
+  });
+
+  test('no networks: no tables at all', () => {
+    expect(renderRuleset({ networks: [] })).toEqual({ inet: '', bridge: '' });
+  });
+});
+
+describe('HostPlane refuses before running anything', () => {
+  test('bad state: every problem, no command run', async () => {
+    const runner = new RecordingRunner();
+    const plane = new HostPlane({ runner, capabilities: allCaps });
+    const bad: HostState = { networks: [acmeNet, { ...acmeNet, ports: [{ ...acmeNet.ports[0]!, mac: 'nope', kind: 'veth' }] }] };
+    const err = await plane.apply(bad).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SpecError);
+    expect((err as SpecError).problems.map((p) => p.path)).toEqual([
+      'networks[1].network.tenant',
+      'networks[1].network.bridge',
+      'networks[1].ports[0].name',
+      'networks[1].ports[0].peer',
+      'networks[1].ports[0].mac',
+    ]);
+    expect(runner.calls).toEqual([]);
+  });
+
+  test('a VLAN segment on a kernel without 802.1Q: HostUnsupportedError, no command run', async () => {
+    const runner = new RecordingRunner();
+    const plane = new HostPlane({ runner, capabilities: { ...allCaps, vlan: false } });
+    const vlan = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24', segment: { type: 'vlan', id: 10, uplink: 'eth0' } });
+    const err = await plane.apply({ networks: [{ network: vlan, ports: [] }] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HostUnsupportedError);
+    expect((err as Error).message).toBe('kernel lacks 802.1Q (CONFIG_VLAN_8021Q); VLAN segment for tenant acme cannot be created');
+    expect(runner.calls).toEqual([]);
+  });
+
+  test('an egress limit without ifb/mirred: refused up front', async () => {
+    const runner = new RecordingRunner();
+    const plane = new HostPlane({ runner, capabilities: { ...allCaps, ifb: false } });
+    await expect(plane.apply(state)).rejects.toMatchObject({ code: 'HOST_UNSUPPORTED', feature: 'ifb' });
+    expect(runner.calls).toEqual([]);
+  });
+
+  test('validateHostState accepts a good state', () => {
+    expect(() => validateHostState(state)).not.toThrow();
+  });
+});
