@@ -1,8 +1,8 @@
 // virtwire's own nftables tables: NAT, forwarding policy and tenant isolation (`inet virtwire`),
 // and per-port anti-spoofing (`bridge virtwire`). Each table is replaced as a whole in one
 // atomic `nft -f -` transaction, so its rules are found, diffed and removed together and
-// nothing outside these tables is touched. The rendered ruleset's hash is stored as the table's
-// comment: same hash, nothing to do.
+// nothing outside these tables is touched. The rendered ruleset's hash is stored with the table:
+// same hash, nothing to do.
 import { createHash } from 'node:crypto';
 import type { HostState, HostNetwork, HostPort } from '../../types/host.js';
 import type { CommandRunner } from './command-runner.js';
@@ -103,14 +103,21 @@ const hashOf = (body: string) => createHash('sha256').update(body).digest('hex')
 export function tableScript(family: 'inet' | 'bridge', body: string): string {
   // "table X" first makes the delete valid when the table does not exist yet
   const lines = [`table ${family} ${TABLE}`, `delete table ${family} ${TABLE}`];
-  if (body) lines.push(`table ${family} ${TABLE} {`, `  comment "virtwire:${hashOf(body)}"`, body, '}');
+  // the hash lives in a tiny set's comment: listing it is cheap where listing thousands of
+  // rules is not
+  if (body) lines.push(`table ${family} ${TABLE} {`, `  set ${HASH_SET} {`, '    type ifname', `    comment "virtwire:${hashOf(body)}"`, '  }', body, '}');
   return lines.join('\n') + '\n';
 }
 
-/** The hash in the live table's comment; null when the table does not exist. */
+const HASH_SET = 'applied';
+
+/** The hash recorded with the live table; null when the table does not exist. */
 async function liveHash(runner: CommandRunner, family: string): Promise<string | null | undefined> {
-  const r = await runner.run(['nft', 'list', 'table', family, TABLE], { allowFailure: true, step: 'firewall: observe' });
-  if (r.exitCode !== 0) return null;
+  const r = await runner.run(['nft', 'list', 'set', family, TABLE, HASH_SET], { allowFailure: true, step: 'firewall: observe' });
+  if (r.exitCode !== 0) {
+    const table = await runner.run(['nft', 'list', 'table', family, TABLE], { allowFailure: true, step: 'firewall: observe' });
+    return table.exitCode === 0 ? undefined : null; // a table without our set: not as we left it
+  }
   return /comment "virtwire:([0-9a-f]+)"/.exec(r.stdout)?.[1];
 }
 

@@ -65,8 +65,10 @@ export class HostPlane {
     let restoreNft = '';
     let step = 'links';
     try {
-      const observed = await observeLinks(this.runner);
-      const links = planLinks(desiredLinks(state), observed);
+      // links and virtwire's nft tables are observed together: neither depends on the other
+      const [observed, fw] = await Promise.all([observeLinks(this.runner), planFirewall(this.runner, state)]);
+      const desired = desiredLinks(state);
+      const links = planLinks(desired, observed);
       created.push(...links.creates); // before running: a batch failing half-way has made some
       await applyLinkPlan(this.runner, links);
       changes.push({ step, count: links.ip.length + links.bridge.length });
@@ -83,15 +85,14 @@ export class HostPlane {
       done.push(step);
 
       step = 'firewall';
-      const fw = await planFirewall(this.runner, state);
       restoreNft = fw.restore;
       await applyNft(this.runner, fw.script, step);
       changes.push({ step, count: fw.script ? 1 : 0 });
       done.push(step);
 
       step = 'qos';
-      const existing = new Set((await observeLinks(this.runner, 'qos: observe links')).keys());
-      const tc = await planQos(this.runner, qosWanted, existing);
+      // after the link step every desired device exists (re-created ones without qdiscs)
+      const tc = await planQos(this.runner, qosWanted, new Set(desired.map((d) => d.name)));
       await applyQos(this.runner, tc);
       changes.push({ step, count: tc.length });
       done.push(step);

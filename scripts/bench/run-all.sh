@@ -6,6 +6,10 @@ cd "$(dirname "$0")/../.."
 bash scripts/ensure-deps.sh
 if [ "$(id -u)" = 0 ]; then bash scripts/setup-host.sh; fi
 npm run build --silent
-for b in "${@:-libvirt}"; do
+benches=("$@")
+[ ${#benches[@]} -gt 0 ] || benches=(libvirt host-plane)
+if [ "$(id -u)" != 0 ]; then benches=("${benches[@]/host-plane/}"); echo "bench: host-plane needs root; skipped"; fi
+for b in "${benches[@]}"; do
+  [ -n "$b" ] || continue
   node "dist/scripts/bench/$b.js"
 done

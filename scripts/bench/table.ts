@@ -5,16 +5,18 @@ export interface Row {
   ours: number;
   baseline: number;
   baselineName: string;
+  /** times (seconds) rather than rates: the speed-up is baseline / ours */
+  lowerIsBetter?: boolean;
 }
 
-const fmt = (n: number) => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1));
+const fmt = (n: number) => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n >= 1 ? n.toFixed(1) : n.toFixed(3));
 
 export function printTable(title: string, rows: Row[]): void {
-  const lines = [['measure', 'virtwire', 'baseline', 'ratio', 'baseline is'], ...rows.map((r) => [
+  const lines = [['measure', 'virtwire', 'baseline', 'speed-up', 'baseline is'], ...rows.map((r) => [
     `${r.what} (${r.unit})`,
     fmt(r.ours),
     fmt(r.baseline),
-    `${(r.ours / r.baseline).toFixed(1)}x`,
+    `${(r.lowerIsBetter ? r.baseline / r.ours : r.ours / r.baseline).toFixed(1)}x`,
     r.baselineName,
   ])];
   const widths = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
