@@ -16,3 +16,14 @@ export {
   type DomainEvent,
   type DomainEventType,
 } from './libvirt/index.js';
+export {
+  HostPlane,
+  probeHost,
+  renderDnsmasqConfig,
+  type HostPlaneOptions,
+  type ApplyReport,
+  type CommandRunner,
+  type RunOptions,
+  type RunResult,
+  type Lease,
+} from './host/index.js';

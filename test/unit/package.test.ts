@@ -13,7 +13,7 @@ test('ESM package whose exports point at built JS and .d.ts that exist', () => {
 
 test('the built entry point exports the public API', async () => {
   const api = await import(new URL(pkg.exports['.'].import, root).href);
-  for (const name of ['renderDomainXml', 'parseDomainXml', 'validateVm', 'SpecError', 'LibvirtError', 'HostCommandError', 'ApplyError', 'isVirtwireError', 'Libvirt']) {
+  for (const name of ['renderDomainXml', 'parseDomainXml', 'validateVm', 'SpecError', 'LibvirtError', 'HostCommandError', 'ApplyError', 'isVirtwireError', 'Libvirt', 'HostPlane', 'renderDnsmasqConfig']) {
     expect(typeof api[name]).toBe('function');
   }
 });
