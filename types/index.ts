@@ -2,3 +2,4 @@ export type * from './spec.js';
 export type * from './resolved.js';
 export type * from './domain-xml.js';
 export type * from './host.js';
+export type * from './vm.js';

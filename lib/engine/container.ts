@@ -1,0 +1,25 @@
+// The composition root: the only place the layers are wired together. Callers of createVm never
+// see it; tests build an engine with their own runner, connection or KVM answer.
+import 'reflect-metadata';
+import { container as root, type DependencyContainer } from 'tsyringe';
+import { ExecaRunner, kvmUsable, type CommandRunner } from '../host/index.js';
+import { Libvirt } from '../libvirt/index.js';
+import { TOKENS } from './tokens.js';
+import { VmEngine } from './vm-engine.js';
+
+export interface EngineOverrides {
+  runner?: CommandRunner;
+  connect?: (uri: string) => Promise<Libvirt>;
+  kvmUsable?: () => boolean;
+}
+
+export function createEngine(overrides: EngineOverrides = {}): VmEngine {
+  const c: DependencyContainer = root.createChildContainer();
+  c.register(TOKENS.Runner, { useValue: overrides.runner ?? new ExecaRunner() });
+  c.register(TOKENS.Connect, { useValue: overrides.connect ?? ((uri: string) => Libvirt.open(uri)) });
+  c.register(TOKENS.KvmUsable, { useValue: overrides.kvmUsable ?? kvmUsable });
+  return c.resolve(VmEngine);
+}
+
+let engine: VmEngine | undefined;
+export const defaultEngine = (): VmEngine => (engine ??= createEngine());

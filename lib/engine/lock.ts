@@ -1,0 +1,57 @@
+// The state dir's lock: one holder at a time across threads of this process (an in-process
+// queue) and across processes (an O_EXCL lock file holding the owner's pid; a file whose owner
+// is dead is stale and taken over). Waiting has a deadline.
+import { openSync, closeSync, writeSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { VirtwireError } from '../errors/index.js';
+import { pidAlive } from '../host/dnsmasq.js';
+import { waitUntil } from '../host/wait.js';
+
+const queues = new Map<string, Promise<void>>();
+
+export async function withStateLock<T>(stateDir: string, fn: () => Promise<T>, timeoutMs = 120_000): Promise<T> {
+  const file = join(stateDir, 'lock');
+  const prev = queues.get(file) ?? Promise.resolve();
+  let release!: () => void;
+  const mine = new Promise<void>((r) => (release = r));
+  queues.set(file, prev.then(() => mine));
+  await prev;
+  try {
+    mkdirSync(stateDir, { recursive: true, mode: 0o755 });
+    await waitUntil(() => tryAcquire(file), { timeoutMs, what: `the virtwire state lock ${file}` }).catch((cause: unknown) => {
+      throw new VirtwireError('LOCKED', `${file} is held by process ${owner(file) ?? '?'}`, { cause });
+    });
+    try {
+      return await fn();
+    } finally {
+      rmSync(file, { force: true });
+    }
+  } finally {
+    release();
+    if (queues.get(file) === mine) queues.delete(file);
+  }
+}
+
+function owner(file: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function tryAcquire(file: string): boolean {
+  try {
+    const fd = openSync(file, 'wx', 0o644);
+    writeSync(fd, `${process.pid}\n`);
+    closeSync(fd);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const pid = owner(file);
+    // a lock whose owner died (or never wrote its pid and is gone) is stale
+    if (pid !== undefined && pid !== process.pid && !pidAlive(pid)) rmSync(file, { force: true });
+    return false;
+  }
+}

@@ -1,0 +1,59 @@
+// The state dir's record of the VMs virtwire made: <stateDir>/vms/<name>/vm.json. The host
+// plane's desired state is derived from all records, so the records are the source of truth for
+// what this host should look like.
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ResolvedVm } from '../../types/resolved.js';
+import type { HostState, HostNetwork } from '../../types/host.js';
+import { vmPaths } from '../xml/index.js';
+
+export interface VmRecord {
+  vm: ResolvedVm;
+  accel: 'kvm' | 'tcg';
+  createdAt: string;
+}
+
+export function readRecords(stateDir: string): VmRecord[] {
+  const dir = join(stateDir, 'vms');
+  if (!existsSync(dir)) return [];
+  const records: VmRecord[] = [];
+  for (const name of readdirSync(dir).sort()) {
+    const file = join(dir, name, 'vm.json');
+    if (existsSync(file)) records.push(JSON.parse(readFileSync(file, 'utf8')) as VmRecord);
+  }
+  return records;
+}
+
+export function writeRecord(stateDir: string, record: VmRecord): void {
+  const { dir } = vmPaths(stateDir, record.vm.name);
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const file = join(dir, 'vm.json');
+  writeFileSync(`${file}.tmp`, JSON.stringify(record, null, 2) + '\n');
+  renameSync(`${file}.tmp`, file);
+}
+
+/** Removes the VM's record and every file under its directory (disks, seed, serial log). */
+export function removeVmDir(stateDir: string, name: string): void {
+  rmSync(vmPaths(stateDir, name).dir, { recursive: true, force: true });
+}
+
+/** The host plane's desired state: one network per tenant, one tap per NIC. */
+export function hostStateOf(records: VmRecord[]): HostState {
+  const byTenant = new Map<string, HostNetwork>();
+  for (const { vm } of records) {
+    for (const nic of vm.nics) {
+      const tenant = nic.network.tenant;
+      let net = byTenant.get(tenant);
+      if (!net) byTenant.set(tenant, (net = { network: nic.network, ports: [] }));
+      net.ports.push({
+        name: nic.tap,
+        kind: 'tap',
+        mac: nic.mac,
+        ...(nic.ip ? { ip: nic.ip } : {}),
+        hostname: nic.index === 0 ? vm.name : `${vm.name}-nic${nic.index}`.slice(0, 31),
+        ...(nic.qos ? { qos: nic.qos } : {}),
+      });
+    }
+  }
+  return { networks: [...byTenant.values()].sort((a, b) => a.network.tenant.localeCompare(b.network.tenant)) };
+}

@@ -1,0 +1,175 @@
+// createVm / destroyVm: validation, allocation, the host plane, disks, domain XML and the
+// libvirt binding composed into one call, with rollback of everything a failed call created.
+import { injectable, inject } from 'tsyringe';
+import type { CreateVmOptions, CreatedVm, DestroyVmOptions, ProgressEvent, CreateVmStep } from '../../types/vm.js';
+import type { ResolvedVm } from '../../types/resolved.js';
+import { ApplyError, HostUnsupportedError, SpecError, VirtwireError, isVirtwireError } from '../errors/index.js';
+import { validateVm } from '../spec/index.js';
+import { renderResolvedDomainXml, effectiveAccel, vmPaths, DEFAULT_STATE_DIR, VIRTWIRE_XMLNS } from '../xml/index.js';
+import { HostPlane, type CommandRunner } from '../host/index.js';
+import type { Libvirt, Domain } from '../libvirt/index.js';
+import { TOKENS } from './tokens.js';
+import { withStateLock } from './lock.js';
+import { allocate } from './allocate.js';
+import { readRecords, writeRecord, removeVmDir, hostStateOf, type VmRecord } from './registry.js';
+import { createOverlay, createSeedIso } from './disks.js';
+
+const DEFAULT_URI = 'qemu:///system';
+
+@injectable()
+export class VmEngine {
+  constructor(
+    @inject(TOKENS.Runner) private readonly runner: CommandRunner,
+    @inject(TOKENS.Connect) private readonly connect: (uri: string) => Promise<Libvirt>,
+    @inject(TOKENS.KvmUsable) private readonly kvmUsable: () => boolean,
+  ) {}
+
+  private plane(stateDir: string): HostPlane {
+    return new HostPlane({ runner: this.runner, stateDir });
+  }
+
+  async create(spec: unknown, options: CreateVmOptions = {}): Promise<CreatedVm> {
+    const began = Date.now();
+    const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
+    const uri = options.uri ?? DEFAULT_URI;
+    const timeoutMs = options.timeoutMs ?? 120_000;
+    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(options.signal ? [options.signal] : [])]);
+    const emit = (step: ProgressEvent['step'], status: ProgressEvent['status']) => options.onProgress?.({ step, status, elapsedMs: Date.now() - began });
+    const undo: { step: string; fn: () => Promise<void> }[] = [];
+    const done: string[] = [];
+    let step: CreateVmStep = 'validate';
+    let lv: Libvirt | undefined;
+    const run = async <T>(name: CreateVmStep, fn: () => Promise<T>): Promise<T> => {
+      step = name;
+      stopIfAborted(signal, options.signal, timeoutMs);
+      emit(name, 'start');
+      const value = await fn();
+      emit(name, 'done');
+      done.push(name);
+      return value;
+    };
+
+    try {
+      const kvm = this.kvmUsable();
+      const vm = await run('validate', async () => {
+        const v = validateVm(spec);
+        if (v.accel === 'kvm' && !kvm) throw new HostUnsupportedError('kvm', `accel 'kvm' was asked for VM ${v.name}, but /dev/kvm is not usable here (no vmx/svm); use 'auto' or 'tcg'`);
+        return v;
+      });
+      const accel = effectiveAccel(vm.accel, kvm);
+
+      const allocated = await run('network', () =>
+        withStateLock(stateDir, async () => {
+          const records = readRecords(stateDir);
+          const mine: VmRecord = { vm: allocate(vm, records), accel, createdAt: new Date().toISOString() };
+          writeRecord(stateDir, mine);
+          undo.push({ step: 'network', fn: () => this.forget(stateDir, vm.name) });
+          await this.plane(stateDir).apply(hostStateOf([...records, mine]));
+          return mine.vm;
+        }),
+      );
+
+      await run('disks', async () => {
+        await createOverlay(this.runner, allocated, stateDir);
+        await createSeedIso(this.runner, allocated, stateDir);
+      });
+
+      const dom = await run('define', async () => {
+        lv = await this.connect(uri);
+        const xml = renderResolvedDomainXml(allocated, { kvmUsable: kvm, stateDir, metadata: { 'created-at': new Date(began).toISOString() } });
+        const d = await lv.defineDomain(xml);
+        undo.push({ step: 'define', fn: () => undefine(d) });
+        return d;
+      });
+
+      await run('start', async () => {
+        await dom.start();
+        undo.push({ step: 'start', fn: async () => void (await dom.isActive().catch(() => false) && (await dom.destroy())) });
+      });
+
+      if (options.waitForIp !== false) {
+        await run('lease', () => this.waitForLeases(allocated, stateDir, signal));
+      }
+      dom.free();
+      return result(allocated, accel, stateDir, Date.now() - began);
+    } catch (cause) {
+      emit(step, 'failed');
+      const rollbackErrors: unknown[] = [];
+      for (const u of undo.reverse()) await u.fn().catch((e: unknown) => void rollbackErrors.push(e));
+      // bad input is reported as itself: nothing had changed
+      if (undo.length === 0 && cause instanceof SpecError) throw cause;
+      if (undo.length === 0 && isVirtwireError(cause, 'HOST_UNSUPPORTED')) throw cause;
+      throw new ApplyError({ step, stepsDone: done, rolledBack: rollbackErrors.length === 0, rollbackErrors }, { cause: abortReason(cause, signal, options.signal, timeoutMs) });
+    } finally {
+      await lv?.close();
+    }
+  }
+
+  private async waitForLeases(vm: ResolvedVm, stateDir: string, signal: AbortSignal): Promise<void> {
+    const plane = this.plane(stateDir);
+    await Promise.all(vm.nics.map(async (nic) => {
+      const lease = await plane.waitForLease(nic.network.tenant, nic.mac, { timeoutMs: 24 * 3600_000, signal });
+      if (lease.ip !== nic.ip) throw new VirtwireError('APPLY_FAILED', `NIC ${nic.index} of ${vm.name} leased ${lease.ip}, not its pinned ${nic.ip}`);
+    }));
+  }
+
+  /** Removes the VM's record and files and re-applies the host plane without it (in the lock). */
+  private forget(stateDir: string, name: string): Promise<void> {
+    return withStateLock(stateDir, async () => {
+      removeVmDir(stateDir, name);
+      await this.plane(stateDir).apply(hostStateOf(readRecords(stateDir)));
+    });
+  }
+
+  async destroy(name: string, options: DestroyVmOptions = {}): Promise<boolean> {
+    const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
+    const lv = await this.connect(options.uri ?? DEFAULT_URI);
+    try {
+      const known = readRecords(stateDir).some((r) => r.vm.name === name);
+      const dom = await lv.lookupDomain(name);
+      const ours = dom ? known || (await dom.xml()).includes(VIRTWIRE_XMLNS) : false;
+      if (!known && !ours) {
+        dom?.free();
+        if (options.missingOk) return false;
+        throw new VirtwireError('NOT_FOUND', `no VM named ${name} was created by virtwire here (state dir ${stateDir})`);
+      }
+      if (dom) {
+        if (await dom.isActive()) await dom.destroy();
+        await undefine(dom);
+      }
+      await this.forget(stateDir, name);
+      return true;
+    } finally {
+      await lv.close();
+    }
+  }
+}
+
+async function undefine(d: Domain): Promise<void> {
+  try {
+    await d.undefine({ managedSave: true, nvram: true });
+  } finally {
+    d.free();
+  }
+}
+
+function result(vm: ResolvedVm, accel: 'kvm' | 'tcg', stateDir: string, readyMs: number): CreatedVm {
+  return {
+    name: vm.name,
+    uuid: vm.uuid,
+    accel,
+    nics: vm.nics.map((n) => ({ tenant: n.network.tenant, mac: n.mac, ip: n.ip!, tap: n.tap, bridge: n.network.bridge })),
+    serialLog: vm.serialLog ?? vmPaths(stateDir, vm.name).serialLog,
+    readyMs,
+  };
+}
+
+function stopIfAborted(signal: AbortSignal, user: AbortSignal | undefined, timeoutMs: number): void {
+  if (signal.aborted) throw abortReason(signal.reason, signal, user, timeoutMs);
+}
+
+function abortReason(cause: unknown, signal: AbortSignal, user: AbortSignal | undefined, timeoutMs: number): unknown {
+  if (!signal.aborted) return cause;
+  if (user?.aborted) return new VirtwireError('ABORTED', 'createVm was aborted', { cause: user.reason });
+  return new VirtwireError('TIMEOUT', `createVm did not finish within ${timeoutMs} ms`, { cause });
+}
