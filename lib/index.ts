@@ -27,3 +27,4 @@ export {
   type RunResult,
   type Lease,
 } from './host/index.js';
+export { createVm, destroyVm } from './engine/index.js';

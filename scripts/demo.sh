@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh
 if [ "$(id -u)" = 0 ]; then bash scripts/setup-host.sh; fi
 npm run build --silent
+# the test guest (cached; rebuilt only when its inputs change)
+if [ "$(id -u)" = 0 ]; then node dist/scripts/build-guest-image.js; fi
 exec node dist/scripts/demo.js "$@"

@@ -10,5 +10,7 @@ else
   echo "virtwire: not root — the integration tier will report itself skipped (it needs root, libvirtd and namespaces)"
 fi
 npm run build --silent
+# the test guest (cached; rebuilt only when its inputs change)
+if [ "$(id -u)" = 0 ]; then node dist/scripts/build-guest-image.js; fi
 export NODE_OPTIONS="--experimental-vm-modules --expose-gc --no-warnings=ExperimentalWarning"
 exec npx jest "$@"

@@ -28,6 +28,8 @@ echo "VIRTWIRE-BOOT name=$name"
 
 until udhcpc -i eth0 -s /bin/udhcpc-script -q -t 10 -T 1 -n; do echo "VIRTWIRE-DHCP retry"; done
 
+# 4 MiB to download: what a QoS test measures the guest's sending rate with
+dd if=/dev/zero of=/www/big bs=1024 count=4096 2>/dev/null
 httpd -p 80 -h /www
 
 round=0

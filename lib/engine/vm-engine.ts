@@ -1,5 +1,6 @@
 // createVm / destroyVm: validation, allocation, the host plane, disks, domain XML and the
 // libvirt binding composed into one call, with rollback of everything a failed call created.
+import { existsSync } from 'node:fs';
 import { injectable, inject } from 'tsyringe';
 import type { CreateVmOptions, CreatedVm, DestroyVmOptions, ProgressEvent, CreateVmStep } from '../../types/vm.js';
 import type { ResolvedVm } from '../../types/resolved.js';
@@ -53,6 +54,7 @@ export class VmEngine {
       const kvm = this.kvmUsable();
       const vm = await run('validate', async () => {
         const v = validateVm(spec);
+        checkBootFiles(v);
         if (v.accel === 'kvm' && !kvm) throw new HostUnsupportedError('kvm', `accel 'kvm' was asked for VM ${v.name}, but /dev/kvm is not usable here (no vmx/svm); use 'auto' or 'tcg'`);
         return v;
       });
@@ -143,6 +145,13 @@ export class VmEngine {
       await lv.close();
     }
   }
+}
+
+/** The files a VM boots from must exist before anything is made for it (bad input, not a rollback). */
+function checkBootFiles(vm: ResolvedVm): void {
+  const files = 'image' in vm.boot ? { 'boot.image': vm.boot.image } : { 'boot.kernel': vm.boot.kernel, ...(vm.boot.initrd ? { 'boot.initrd': vm.boot.initrd } : {}) };
+  const missing = Object.entries(files).filter(([, f]) => !existsSync(f));
+  if (missing.length > 0) throw new SpecError(missing.map(([path, f]) => ({ path, message: `${f} does not exist` })), `VM spec for ${vm.name}`);
 }
 
 async function undefine(d: Domain): Promise<void> {

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/../.."
 bash scripts/ensure-deps.sh
 if [ "$(id -u)" = 0 ]; then bash scripts/setup-host.sh; fi
 npm run build --silent
+if [ "$(id -u)" = 0 ]; then node dist/scripts/build-guest-image.js; fi
 benches=("$@")
 [ ${#benches[@]} -gt 0 ] || benches=(libvirt host-plane)
 if [ "$(id -u)" != 0 ]; then benches=("${benches[@]/host-plane/}"); echo "bench: host-plane needs root; skipped"; fi

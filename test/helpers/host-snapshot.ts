@@ -1,0 +1,22 @@
+// What "the host as it was" means in the VM tests: devices, the nft ruleset, dnsmasq and QEMU
+// processes, libvirt's domains and the state dir's VM records.
+import { execa } from 'execa';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface HostSnapshot {
+  links: string[];
+  nft: string;
+  processes: string[];
+  domains: string[];
+  records: string[];
+}
+
+export async function hostSnapshot(stateDir: string): Promise<HostSnapshot> {
+  const links = (JSON.parse((await execa('ip', ['-j', 'link', 'show'])).stdout) as { ifname: string }[]).map((l) => l.ifname).sort();
+  const nft = (await execa('nft', ['list', 'ruleset'])).stdout;
+  const ps = await execa('pgrep', ['-a', '-f', '^(dnsmasq|/usr/bin/qemu-system)'], { reject: false });
+  const domains = (await execa('virsh', ['-c', 'qemu:///system', 'list', '--all', '--name'])).stdout.split('\n').filter(Boolean).sort();
+  const vms = join(stateDir, 'vms');
+  return { links, nft, processes: ps.stdout.split('\n').filter(Boolean).sort(), domains, records: existsSync(vms) ? readdirSync(vms).sort() : [] };
+}
