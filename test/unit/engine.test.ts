@@ -1,0 +1,87 @@
+// The engine's pure parts: allocation against existing VMs, the host state derived from records,
+// the cloud-init seed files, and the state lock.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { validateVm } from '../../lib/spec/index.js';
+import { allocate } from '../../lib/engine/allocate.js';
+import { hostStateOf, type VmRecord } from '../../lib/engine/registry.js';
+import { seedFiles } from '../../lib/engine/disks.js';
+import { withStateLock } from '../../lib/engine/lock.js';
+import { SpecError } from '../../lib/errors/index.js';
+import type { VmSpec } from '../../types/spec.js';
+
+const acme = { tenant: 'acme', cidr: '10.10.0.0/29' }; // .2 - .6 for guests
+const vm = (name: string, nics: VmSpec['nics']) => validateVm({ name, boot: { kernel: '/k' }, nics });
+const record = (v: ReturnType<typeof vm>): VmRecord => ({ vm: v, accel: 'tcg', createdAt: 'now' });
+
+describe('allocate', () => {
+  test('hands out the first free address of the range, skipping pinned and taken ones', () => {
+    const a = allocate(vm('a', [{ network: acme, ip: '10.10.0.3' }]), []);
+    const b = allocate(vm('b', [{ network: acme }]), [record(a)]);
+    const c = allocate(vm('c', [{ network: acme }]), [record(a), record(b)]);
+    expect([a, b, c].map((v) => v.nics[0]!.ip)).toEqual(['10.10.0.3', '10.10.0.2', '10.10.0.4']);
+  });
+
+  test('every conflict with existing VMs is reported with its path', () => {
+    const a = allocate(vm('a', [{ network: acme, ip: '10.10.0.3', mac: '52:54:00:00:00:01' }, { network: { tenant: 'ops', cidr: '10.9.0.0/24' } }]), []);
+    const err = (() => {
+      try {
+        allocate(vm('a', [{ network: acme, ip: '10.10.0.3', mac: '52:54:00:00:00:01' }, { network: { tenant: 'ops', cidr: '10.8.0.0/24' } }]), [record(a)]);
+      } catch (e) {
+        return e as SpecError;
+      }
+    })();
+    expect(err).toBeInstanceOf(SpecError);
+    expect(err!.problems.map((p) => p.path)).toEqual(['name', 'nics[0].mac', 'nics[0]', 'nics[0].ip', 'nics[1].network', 'nics[1].mac', 'nics[1]']);
+  });
+
+  test('a full range is a clear error', () => {
+    const records = ['a', 'b', 'c', 'd', 'e'].reduce<VmRecord[]>((acc, n) => [...acc, record(allocate(vm(n, [{ network: acme }]), acc))], []);
+    expect(() => allocate(vm('f', [{ network: acme }]), records)).toThrow(/no free address left in 10\.10\.0\.2-10\.10\.0\.6/);
+  });
+});
+
+test('host state: one network per tenant, one tap port per NIC with its lease and QoS', () => {
+  const a = allocate(vm('web', [{ network: acme, qos: { egressKbps: 100 } }, { network: { tenant: 'ops', cidr: '10.9.0.0/24' } }]), []);
+  const b = allocate(vm('db', [{ network: acme }]), [record(a)]);
+  const state = hostStateOf([record(a), record(b)]);
+  expect(state.networks.map((n) => [n.network.tenant, n.ports.map((p) => p.hostname)])).toEqual([['acme', ['web', 'db']], ['ops', ['web-nic1']]]);
+  expect(state.networks[0]!.ports[0]).toEqual({ name: a.nics[0]!.tap, kind: 'tap', mac: a.nics[0]!.mac, ip: '10.10.0.2', hostname: 'web', qos: { egressKbps: 100 } });
+});
+
+test('seed files: user-data as given (or an empty cloud-config), meta-data as YAML', () => {
+  const v = validateVm({ name: 'ci', boot: { image: '/i.qcow2' }, cloudInit: { metaData: { zone: 'a: b' } }, nics: [{ network: acme }] });
+  const files = seedFiles(v);
+  expect(files['user-data']).toBe('#cloud-config\n{}\n');
+  expect(files['meta-data']).toBe(`instance-id: ${v.uuid}\nlocal-hostname: ci\nzone: "a: b"\n`);
+  expect(files['network-config']).toBeUndefined();
+});
+
+describe('state lock', () => {
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'vwlock-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('holders never overlap', async () => {
+    let inside = 0;
+    let most = 0;
+    await Promise.all(Array.from({ length: 8 }, () => withStateLock(dir, async () => {
+      inside++;
+      most = Math.max(most, inside);
+      await new Promise((r) => setImmediate(r));
+      inside--;
+    })));
+    expect(most).toBe(1);
+  });
+
+  test('a lock left by a dead process is taken over', async () => {
+    writeFileSync(join(dir, 'lock'), '999999999\n');
+    await expect(withStateLock(dir, async () => 'got it', 2_000)).resolves.toBe('got it');
+  });
+
+  test('a lock held by a live process times out with LOCKED', async () => {
+    writeFileSync(join(dir, 'lock'), `${process.ppid}\n`);
+    await expect(withStateLock(dir, async () => 'never', 200)).rejects.toMatchObject({ code: 'LOCKED' });
+  });
+});
