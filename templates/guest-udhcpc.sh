@@ -7,7 +7,7 @@ case "$1" in
     [ -n "$router" ] && ip route replace default via "${router%% *}"
     [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
     printf '%s %s\n' "$(hostname)" "$ip" > /www/index.html
-    echo "VIRTWIRE-LEASE ip=$ip mask=$mask router=$router"
+    echo "VIRTWIRE-LEASE ip=$ip mask=$mask router=$router uptime=$(cut -d" " -f1 /proc/uptime)"
     ;;
 esac
 exit 0

@@ -35,6 +35,13 @@ export interface DomainDisk {
   readonly?: boolean;
 }
 
+/** <controller type=… index=… model=…/>, e.g. usb model='none' (no USB bus at all) */
+export interface DomainController {
+  type: string;
+  index?: number;
+  model?: string;
+}
+
 export interface DomainInterface {
   type: 'ethernet' | 'bridge' | 'network';
   mac?: string;
@@ -59,6 +66,7 @@ export interface DomainRng {
 export interface DomainDevices {
   emulator?: string;
   disks: DomainDisk[];
+  controllers?: DomainController[];
   interfaces: DomainInterface[];
   serials: DomainChardev[];
   consoles: DomainChardev[];

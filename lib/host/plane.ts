@@ -54,7 +54,7 @@ export class HostPlane {
   /** Makes `state` true. Bad input and missing kernel features fail before anything changes. */
   async apply(state: HostState): Promise<ApplyReport> {
     validateHostState(state);
-    const caps = this.caps ?? (await probeHost());
+    const caps = this.caps ?? (await probeHost({ cacheFile: join(this.stateDir, 'capabilities.json') }));
     checkFeatures(state, caps);
     const qosWanted = desiredQos(state, caps);
 

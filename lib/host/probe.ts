@@ -1,16 +1,46 @@
 // What this kernel and these tools can do, found by trying each thing in a scratch network
 // namespace (module lists and /proc/config.gz are not reliable: features may be built in, or
 // modules may be missing). Read once per process and cached.
-import { openSync, closeSync, constants, readFileSync } from 'node:fs';
+import { openSync, closeSync, constants, readFileSync, existsSync, statSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { HostCapabilities } from '../../types/host.js';
 import { HostUnsupportedError } from '../errors/index.js';
 import { ExecaRunner, type CommandRunner } from './command-runner.js';
 
 let cached: Promise<HostCapabilities> | undefined;
 
-/** The host's capabilities (probed on first call, then cached for the process). */
-export function probeHost(): Promise<HostCapabilities> {
-  return (cached ??= runProbe());
+/**
+ * The host's capabilities: probed on first call, then cached for the process and, with
+ * `cacheFile`, for the rest of this boot (the key is the kernel's boot id and the tools' files;
+ * a probe takes ~0.5 s, which a short-lived CLI process would otherwise pay every time).
+ */
+export function probeHost(options: { cacheFile?: string } = {}): Promise<HostCapabilities> {
+  return (cached ??= fromFile(options.cacheFile) ?? runProbe().then((caps) => toFile(options.cacheFile, caps)));
+}
+
+const TOOLS = ['/usr/sbin/ip', '/usr/sbin/nft', '/usr/sbin/tc', '/usr/sbin/dnsmasq', '/bin/ip', '/sbin/tc'];
+function cacheKey(): string {
+  const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  const tools = TOOLS.map((t) => (existsSync(t) ? `${t}:${statSync(t).mtimeMs}` : '')).join(',');
+  return `${boot}|${tools}`;
+}
+
+function fromFile(file: string | undefined): Promise<HostCapabilities> | undefined {
+  if (!file || !existsSync(file)) return undefined;
+  try {
+    const { key, caps } = JSON.parse(readFileSync(file, 'utf8')) as { key: string; caps: HostCapabilities };
+    return key === cacheKey() ? Promise.resolve(caps) : undefined;
+  } catch {
+    return undefined; // unreadable: probe again
+  }
+}
+
+function toFile(file: string | undefined, caps: HostCapabilities): HostCapabilities {
+  if (file) {
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify({ key: cacheKey(), caps }) + '\n');
+  }
+  return caps;
 }
 
 async function runProbe(): Promise<HostCapabilities> {

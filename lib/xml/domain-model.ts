@@ -87,6 +87,8 @@ export function domainModel(vm: ResolvedVm, options: DomainRenderOptions = {}): 
     devices: {
       emulator: options.emulator ?? DEFAULT_EMULATOR,
       disks,
+      // no USB bus: nothing uses it, and SeaBIOS probing it slows every boot
+      controllers: [{ type: 'usb', model: 'none' }],
       // type='ethernet' with managed='no': virtwire creates the tap itself (bridge, QoS and
       // anti-spoofing are in place before the guest runs); libvirt only opens it.
       interfaces: vm.nics.map((nic) => ({

@@ -51,6 +51,7 @@ export function domainToXml(d: DomainXml): string {
     devices: defined({
       emulator: dev.emulator === undefined ? undefined : text(dev.emulator),
       disk: nonEmpty(dev.disks.map(diskNode)),
+      controller: nonEmpty((dev.controllers ?? []).map((c) => ({ $: defined({ type: c.type, index: c.index, model: c.model }) }))),
       interface: nonEmpty(dev.interfaces.map(interfaceNode)),
       serial: nonEmpty(dev.serials.map(chardevNode)),
       console: nonEmpty(dev.consoles.map(chardevNode)),
@@ -187,6 +188,7 @@ export function parseDomainXml(xml: string): DomainXml {
     devices: defined({
       emulator: body(kid(devices, 'emulator')),
       disks: kids(devices, 'disk').map(parseDisk),
+      controllers: nonEmpty(kids(devices, 'controller').map((c) => defined({ type: attr(c, 'type') ?? '', index: attr(c, 'index') === undefined ? undefined : Number(attr(c, 'index')), model: attr(c, 'model') }))),
       interfaces: kids(devices, 'interface').map(parseInterface),
       serials: kids(devices, 'serial').map(parseChardev),
       consoles: kids(devices, 'console').map(parseChardev),

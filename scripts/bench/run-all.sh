@@ -8,8 +8,8 @@ if [ "$(id -u)" = 0 ]; then bash scripts/setup-host.sh; fi
 npm run build --silent
 if [ "$(id -u)" = 0 ]; then node dist/scripts/build-guest-image.js; fi
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(libvirt host-plane)
-if [ "$(id -u)" != 0 ]; then benches=("${benches[@]/host-plane/}"); echo "bench: host-plane needs root; skipped"; fi
+[ ${#benches[@]} -gt 0 ] || benches=(libvirt host-plane create-vm)
+if [ "$(id -u)" != 0 ]; then benches=("${benches[@]/host-plane/}"); benches=("${benches[@]/create-vm/}"); echo "bench: host-plane and create-vm need root; skipped"; fi
 for b in "${benches[@]}"; do
   [ -n "$b" ] || continue
   node "dist/scripts/bench/$b.js"

@@ -1,0 +1,87 @@
+// Benchmark for createVm (issue: createVm/destroyVm). In one run, on this host (TCG here):
+// createVm -> DHCP lease of the test guest, against booting the same kernel and initrd with
+// plain `qemu-system-x86_64` on a tap that is already prepared (bridge, dnsmasq and static lease
+// made beforehand and not timed), measured from spawn to the lease being written. The
+// difference is virtwire's overhead: validation, the host plane, libvirt define/start.
+// Needs root; leaves nothing behind.
+import { execa } from 'execa';
+import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createVm, destroyVm, HostPlane, Libvirt } from '../../lib/index.js';
+import { buildTestGuest, testGuestSpec, waitForConsole } from '../../lib/testing/index.js';
+import { validateNetwork, tapName, deriveMac } from '../../lib/spec/index.js';
+import { printTable } from './table.js';
+
+const RUNS = 5;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main(): Promise<void> {
+  const image = await buildTestGuest();
+  const dir = mkdtempSync(join(tmpdir(), 'vwbench-vm-'));
+  chmodSync(dir, 0o755);
+  const forwarding = (await execa('sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim();
+  const ours: number[] = [];
+  const plain: number[] = [];
+  const steps: Record<string, number>[] = [];
+  const uptimes = { ours: [] as number[], plain: [] as number[] };
+  try {
+    for (let i = 0; i < RUNS; i++) {
+      // virtwire: everything, from nothing (the tenant network included)
+      const spec = testGuestSpec(image, 'vwbench', [{ network: { tenant: 'vwbench', cidr: '10.66.0.0/24' } }]);
+      const marks: Record<string, number> = {};
+      const vm = await createVm(spec, { stateDir: join(dir, 'state'), onProgress: (e) => e.status === 'done' && (marks[e.step] = e.elapsedMs) });
+      ours.push(vm.readyMs / 1000);
+      steps.push(marks);
+      const line = await waitForConsole(vm, /VIRTWIRE-LEASE .*uptime=([\d.]+)/, 10_000);
+      uptimes.ours.push(Number(line[1]));
+      await destroyVm('vwbench', { stateDir: join(dir, 'state') });
+
+      // plain QEMU on a prepared tap: the same guest, the same dnsmasq, nothing else
+      const net = validateNetwork({ tenant: 'vwbenchq', cidr: '10.67.0.0/24' });
+      const tap = tapName('vwbenchq', 0);
+      const mac = deriveMac('vwbenchq');
+      const plane = new HostPlane({ stateDir: join(dir, 'plain') });
+      await plane.apply({ networks: [{ network: net, ports: [{ name: tap, kind: 'tap', mac, ip: '10.67.0.2', hostname: 'vwbenchq' }] }] });
+      const cmdline = `${image.cmdline} vw.name=vwbenchq`;
+      const t0 = performance.now();
+      const qemu = execa('qemu-system-x86_64', [
+        '-accel', 'tcg', '-machine', 'pc', '-cpu', 'qemu64', '-m', '192', '-nodefaults', '-display', 'none', '-no-user-config',
+        '-kernel', image.kernel, '-initrd', image.initrd, '-append', cmdline,
+        '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=n0,mac=${mac}`,
+        '-serial', `file:${join(dir, 'plain-serial.log')}`,
+        // the devices virtwire's domain has too, so only the way of starting differs
+        '-device', 'virtio-balloon-pci', '-object', 'rng-random,id=rng0,filename=/dev/urandom', '-device', 'virtio-rng-pci,rng=rng0',
+      ], { reject: false });
+      try {
+        await plane.waitForLease('vwbenchq', mac, { timeoutMs: 120_000 });
+        plain.push((performance.now() - t0) / 1000);
+        await waitForConsole({ serialLog: join(dir, 'plain-serial.log') }, /VIRTWIRE-LEASE .*uptime=[\d.]+/, 10_000).then((m) => uptimes.plain.push(Number(/uptime=([\d.]+)/.exec(m[0])![1])));
+      } finally {
+        qemu.kill('SIGKILL');
+        await qemu;
+        await plane.teardown();
+      }
+    }
+  } finally {
+    await destroyVm('vwbench', { stateDir: join(dir, 'state'), missingOk: true }).catch(() => {});
+    await execa('sysctl', ['-q', '-w', `net.ipv4.ip_forward=${forwarding}`]);
+    await Libvirt.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  printTable(`createVm to DHCP lease, test guest under TCG (median of ${RUNS}; runs: virtwire ${ours.map((x) => x.toFixed(2)).join(', ')}; plain ${plain.map((x) => x.toFixed(2)).join(', ')})`, [
+    { what: 'spec/spawn to lease', unit: 's', ours: median(ours), baseline: median(plain), baselineName: 'plain qemu-system-x86_64 on a prepared tap', lowerIsBetter: true },
+  ]);
+  console.log(`\nvirtwire's overhead over the guest's own boot: ${(median(ours) - median(plain)).toFixed(2)} s`);
+  console.log(`guest's own uptime at its lease (median): ${median(uptimes.ours).toFixed(2)} s under virtwire, ${median(uptimes.plain).toFixed(2)} s under plain QEMU`);
+  const at = (k: string) => median(steps.map((m) => m[k] ?? 0));
+  const phases = [['validate', 'validate'], ['network (host plane)', 'network'], ['disks', 'disks'], ['define (libvirt)', 'define'], ['start (libvirt, QEMU up)', 'start'], ['guest boot to lease', 'lease']];
+  let prev = 0;
+  console.log('where virtwire\'s time goes (median ms since the call):');
+  for (const [label, key] of phases) {
+    console.log(`  ${label!.padEnd(26)} ${String(Math.round(at(key!) - prev)).padStart(6)} ms`);
+    prev = at(key!);
+  }
+}
+
+await main();
