@@ -55,3 +55,33 @@ function tryAcquire(file: string): boolean {
     return false;
   }
 }
+
+/**
+ * The CLI's command lock: taken at once or not at all. The file names the holder's pid and
+ * command, so a second `virtwire apply` says who is busy instead of waiting.
+ */
+export async function withCommandLock<T>(stateDir: string, command: string, fn: () => Promise<T>): Promise<T> {
+  mkdirSync(stateDir, { recursive: true, mode: 0o755 });
+  const file = join(stateDir, 'command.lock');
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(file, 'wx', 0o644);
+      writeSync(fd, `${process.pid}\n${command}\n`);
+      closeSync(fd);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const [pid, holder] = readFileSync(file, 'utf8').split('\n');
+      if (attempt === 0 && !(Number(pid) > 0 && pidAlive(Number(pid)))) {
+        rmSync(file, { force: true }); // its holder died (killed mid-apply): take it over
+        continue;
+      }
+      throw new VirtwireError('LOCKED', `the state in ${stateDir} is locked by process ${pid} running "${holder}"`);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(file, { force: true });
+  }
+}

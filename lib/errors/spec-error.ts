@@ -4,6 +4,9 @@ import { VirtwireError } from './virtwire-error.js';
 export interface SpecProblem {
   path: string;
   message: string;
+  /** where it is in the file it came from, when it came from one */
+  file?: string;
+  line?: number;
 }
 
 /** Bad input. Carries every problem found, not just the first, so a user fixes them in one go. */
@@ -11,7 +14,7 @@ export class SpecError extends VirtwireError {
   readonly problems: readonly SpecProblem[];
 
   constructor(problems: readonly SpecProblem[], subject = 'spec') {
-    const lines = problems.map((p) => `  ${p.path}: ${p.message}`);
+    const lines = problems.map((p) => `  ${p.file ? `${p.file}:${p.line ?? 1}: ` : ''}${p.path}: ${p.message}`);
     super('SPEC_INVALID', `invalid ${subject} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${lines.join('\n')}`);
     this.problems = problems;
   }

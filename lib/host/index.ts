@@ -1,4 +1,4 @@
-export { HostPlane, type HostPlaneOptions, type ApplyReport } from './plane.js';
+export { HostPlane, type HostPlaneOptions, type ApplyReport, type HostPlan } from './plane.js';
 export { ExecaRunner, batchLine, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
 export { probeHost, kvmUsable, requireFeature } from './probe.js';
 export { validateHostState } from './host-state.js';

@@ -14,7 +14,7 @@ import { applyNft, planFirewall } from './firewall.js';
 import { applyQos, desiredQos, planQos } from './qos.js';
 import {
   applyDnsmasq, dnsmasqPaths, observeDnsmasq, planDnsmasq, removeDnsmasq, renderDnsmasqConfig, renderHostsFile, stopDnsmasq,
-  type DnsmasqPaths,
+  type DnsmasqPaths, type DnsmasqAction,
 } from './dnsmasq.js';
 import { waitForLease, readLeases, type Lease } from './leases.js';
 
@@ -27,6 +27,18 @@ export interface HostPlaneOptions {
   stateDir?: string;
   /** capabilities; default: probed once per process */
   capabilities?: HostCapabilities;
+}
+
+export interface HostPlan {
+  /** `ip -batch` input */
+  ip: string[];
+  /** `bridge -batch` input */
+  bridge: string[];
+  /** `nft -f` input ('' when the tables are as desired) */
+  nft: string;
+  /** `tc -batch` input */
+  tc: string[];
+  dnsmasq: { tenant: string; action: DnsmasqAction | 'remove' }[];
 }
 
 export interface ApplyReport {
@@ -130,6 +142,28 @@ export class HostPlane {
       throw new ApplyError({ step, stepsDone: done, rolledBack: rollbackErrors.length === 0, rollbackErrors }, { cause });
     }
     return { changes, noop: changes.every((c) => c.count === 0) };
+  }
+
+  /**
+   * What apply(state) would do, read-only: the exact batch input for each tool and the dnsmasq
+   * action per tenant. (QoS lines are computed against today's devices.)
+   */
+  async plan(state: HostState): Promise<HostPlan> {
+    validateHostState(state);
+    const caps = this.caps ?? (await probeHost({ cacheFile: join(this.stateDir, 'capabilities.json') }));
+    checkFeatures(state, caps);
+    const [observed, fw] = await Promise.all([observeLinks(this.runner), planFirewall(this.runner, state)]);
+    const desired = desiredLinks(state);
+    const links = planLinks(desired, observed);
+    const existing = new Set([...observed.keys()].filter((n) => desired.some((d) => d.name === n)));
+    const tc = await planQos(this.runner, desiredQos(state, caps), existing);
+    const dnsmasq: HostPlan['dnsmasq'] = state.networks.filter((n) => n.dhcp !== false).map((net) => {
+      const paths = this.dnsmasqPaths(net.network.tenant);
+      return { tenant: net.network.tenant, action: planDnsmasq(observeDnsmasq(paths), renderDnsmasqConfig(net.network, paths), renderHostsFile(net)) };
+    });
+    const wanted = new Set(state.networks.map((n) => n.network.tenant));
+    for (const tenant of this.dnsmasqTenants()) if (!wanted.has(tenant)) dnsmasq.push({ tenant, action: 'remove' });
+    return { ip: links.ip, bridge: links.bridge, nft: fw.script, tc, dnsmasq };
   }
 
   /** Removes everything virtwire made here: devices, rules, dnsmasq instances and their files. */

@@ -1,0 +1,141 @@
+// Terraform-like planning: the spec file against the state (VM records) *and* what is really
+// there (libvirt's domains, the host plane's devices, rules and dnsmasq). Each resource gets a
+// change: create, update in place, replace, delete, or repair (drift).
+import type { ResolvedVm, ResolvedNic } from '../../types/resolved.js';
+import type { HostState } from '../../types/host.js';
+import type { HostPlan } from '../host/index.js';
+import { allocate } from './allocate.js';
+import { hostStateOf, type VmRecord } from './registry.js';
+import type { SpecFile } from './spec-file.js';
+
+export type ChangeAction = 'create' | 'update' | 'replace' | 'delete' | 'repair';
+
+export interface AttributeChange {
+  name: string;
+  from?: unknown;
+  to?: unknown;
+}
+
+export interface Change {
+  kind: 'network' | 'vm';
+  name: string;
+  action: ChangeAction;
+  attributes: AttributeChange[];
+  /** why a repair is needed (drift), or what forces a replacement */
+  reason?: string;
+  /** the VM as it will be (create/replace/update/repair of a VM) */
+  vm?: ResolvedVm;
+}
+
+export interface Observed {
+  /** libvirt domains by name -> state */
+  domains: Map<string, string>;
+  /** what the host plane would do to converge to the *recorded* state (drift when non-empty) */
+  host: HostPlan;
+}
+
+export interface Plan {
+  changes: Change[];
+  summary: Record<ChangeAction, number>;
+}
+
+const IN_PLACE = /^nics\[\d+\]\.qos(\.|$)/;
+
+function flatten(value: unknown, prefix = '', out: Map<string, unknown> = new Map()): Map<string, unknown> {
+  if (Array.isArray(value)) value.forEach((v, i) => flatten(v, `${prefix}[${i}]`, out));
+  else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
+  else out.set(prefix, value);
+  return out;
+}
+
+/** Attribute-level differences between two VMs, ignoring derived names. */
+export function diffVm(from: ResolvedVm, to: ResolvedVm): AttributeChange[] {
+  const strip = (vm: ResolvedVm) => ({ ...vm, nics: vm.nics.map(({ network, ...n }: ResolvedNic) => ({ ...n, network: { tenant: network.tenant, cidr: network.cidr, gateway: network.gateway, nat: network.nat, segment: network.segment, uplink: network.uplink } })) });
+  const a = flatten(strip(from));
+  const b = flatten(strip(to));
+  const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
+  return keys.filter((k) => a.get(k) !== b.get(k)).map((k) => ({ name: k, from: a.get(k), to: b.get(k) }));
+}
+
+/** Tenants whose host objects differ from the recorded state, with a reason each. */
+function hostDrift(state: HostState, host: HostPlan): Map<string, string[]> {
+  const drift = new Map<string, string[]>();
+  const add = (tenant: string, why: string) => drift.set(tenant, [...(drift.get(tenant) ?? []), why]);
+  for (const net of state.networks) {
+    const t = net.network.tenant;
+    const names = [net.network.bridge, ...net.ports.map((p) => p.name)];
+    const lines = [...host.ip, ...host.bridge].filter((l) => names.some((n) => l.split(' ').includes(n)));
+    if (lines.some((l) => l.startsWith('link add') || l.startsWith('tuntap add'))) add(t, 'devices missing');
+    else if (lines.length > 0) add(t, 'device settings differ');
+    if (host.tc.some((l) => names.some((n) => l.split(' ').includes(n)))) add(t, 'QoS differs');
+    const dns = host.dnsmasq.find((d) => d.tenant === t);
+    if (dns && dns.action !== 'none') add(t, dns.action === 'start' ? 'dnsmasq not running' : 'dnsmasq config differs');
+  }
+  if (host.nft && state.networks.length > 0) for (const net of state.networks) add(net.network.tenant, 'firewall rules differ');
+  return drift;
+}
+
+export function planChanges(spec: SpecFile, records: VmRecord[], observed: Observed): Plan {
+  const changes: Change[] = [];
+  const byName = new Map(records.map((r) => [r.vm.name, r]));
+  const wanted = new Set(spec.vms.map((v) => v.name));
+  const staying = records.filter((r) => wanted.has(r.vm.name));
+
+  // VMs: keep the recorded addresses of VMs whose spec does not pin them
+  const placed: VmRecord[] = [...staying];
+  for (const vm of spec.vms) {
+    const rec = byName.get(vm.name);
+    const pinned: ResolvedVm = rec
+      ? { ...vm, nics: vm.nics.map((n, i) => (n.ip === undefined && rec.vm.nics[i]?.network.tenant === n.network.tenant ? { ...n, ip: rec.vm.nics[i]!.ip } : n)) }
+      : vm;
+    if (!rec) {
+      const vmPlaced = allocate(pinned, placed);
+      placed.push({ vm: vmPlaced, accel: 'tcg', createdAt: '' });
+      changes.push({ kind: 'vm', name: vm.name, action: 'create', attributes: [], vm: vmPlaced });
+      continue;
+    }
+    const attrs = diffVm(rec.vm, pinned);
+    const state = observed.domains.get(vm.name);
+    if (attrs.length > 0) {
+      const inPlace = attrs.every((a) => IN_PLACE.test(a.name));
+      changes.push({ kind: 'vm', name: vm.name, action: inPlace ? 'update' : 'replace', attributes: attrs, vm: pinned, ...(inPlace ? {} : { reason: 'forces replacement' }) });
+    } else if (state === undefined) {
+      changes.push({ kind: 'vm', name: vm.name, action: 'repair', attributes: [], reason: 'domain missing in libvirt', vm: pinned });
+    } else if (state !== 'running') {
+      changes.push({ kind: 'vm', name: vm.name, action: 'repair', attributes: [], reason: `domain is ${state}, not running`, vm: pinned });
+    }
+  }
+  for (const rec of records) {
+    if (!wanted.has(rec.vm.name)) changes.push({ kind: 'vm', name: rec.vm.name, action: 'delete', attributes: [] });
+  }
+
+  // networks: appear with their first VM, go with their last, are repaired where the host drifted
+  const tenantsBefore = new Set(records.flatMap((r) => r.vm.nics.map((n) => n.network.tenant)));
+  const tenantsAfter = new Set(placed.flatMap((r) => r.vm.nics.map((n) => n.network.tenant)));
+  for (const t of [...tenantsAfter].sort()) if (!tenantsBefore.has(t)) changes.push({ kind: 'network', name: t, action: 'create', attributes: [] });
+  for (const t of [...tenantsBefore].sort()) if (!tenantsAfter.has(t)) changes.push({ kind: 'network', name: t, action: 'delete', attributes: [] });
+  const drift = hostDrift(hostStateOf(records), observed.host);
+  for (const [t, why] of [...drift].sort()) {
+    if (tenantsAfter.has(t)) changes.push({ kind: 'network', name: t, action: 'repair', attributes: [], reason: [...new Set(why)].join(', ') });
+  }
+
+  const summary: Record<ChangeAction, number> = { create: 0, update: 0, replace: 0, delete: 0, repair: 0 };
+  for (const c of changes) summary[c.action]++;
+  return { changes, summary };
+}
+
+const SYMBOL: Record<ChangeAction, string> = { create: '+', update: '~', replace: '-/+', delete: '-', repair: '~' };
+
+export function formatPlan(plan: Plan): string {
+  if (plan.changes.length === 0) return 'No changes. The host matches the spec.';
+  const lines: string[] = [];
+  for (const c of plan.changes) {
+    const nic = c.vm?.nics.map((n) => `${n.network.tenant} ${n.ip ?? '(dhcp)'}`).join(', ');
+    const what = c.action === 'repair' ? `repair: ${c.reason}` : c.action === 'replace' ? 'forces replacement' : c.action === 'update' ? 'update in place' : c.action;
+    lines.push(`  ${SYMBOL[c.action].padStart(3)} ${c.kind} ${c.name}${nic && c.action === 'create' ? ` (${nic})` : ''} — ${what}`);
+    for (const a of c.attributes) lines.push(`        ~ ${a.name}: ${JSON.stringify(a.from ?? null)} -> ${JSON.stringify(a.to ?? null)}`);
+  }
+  const s = plan.summary;
+  lines.push('', `Plan: ${s.create} to add, ${s.update} to change, ${s.replace} to replace, ${s.delete} to destroy, ${s.repair} to repair.`);
+  return lines.join('\n');
+}

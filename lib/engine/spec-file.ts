@@ -1,0 +1,106 @@
+// The CLI's spec file: YAML or JSON with the library's own types. `networks:` is a list of
+// NetworkSpec; `vms:` a list of VmSpec whose NICs may name their network by tenant. Every
+// problem — YAML syntax, unknown keys, types, validation, duplicates, overlapping subnets — is
+// reported together, each with its line in the file.
+import { readFileSync } from 'node:fs';
+import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import type { NetworkSpec, VmSpec } from '../../types/spec.js';
+import type { ResolvedNetwork, ResolvedVm } from '../../types/resolved.js';
+import { SpecError, type SpecProblem } from '../errors/index.js';
+import { Problems, at, isRecord, resolveNetwork, resolveVm, parseIpv4 } from '../spec/index.js';
+
+export interface SpecFile {
+  networks: ResolvedNetwork[];
+  vms: ResolvedVm[];
+}
+
+const TOP_KEYS = ['networks', 'vms'];
+
+export function loadSpecFile(file: string): SpecFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (cause) {
+    throw new SpecError([{ path: '(file)', message: `cannot read ${file}: ${(cause as Error).message}`, file }], 'spec file');
+  }
+  return parseSpecText(text, file);
+}
+
+export function parseSpecText(text: string, file = 'spec.yaml'): SpecFile {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new SpecError(doc.errors.map((e) => ({ path: '(syntax)', message: e.message.split('\n')[0]!, file, line: lines.linePos(e.pos[0]).line })), 'spec file');
+  }
+  const input = doc.toJS() as unknown;
+  const p = new Problems();
+  const result = validateSpecObject(p, input);
+  if (!p.empty) throw new SpecError(p.list.map((problem) => locate(problem, doc, lines, file)), 'spec file');
+  return result!;
+}
+
+function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
+  if (!isRecord(input)) {
+    p.add('(root)', 'must be a map with networks: and vms:');
+    return undefined;
+  }
+  for (const key of Object.keys(input)) if (!TOP_KEYS.includes(key)) p.add(key, `unknown field (allowed: ${TOP_KEYS.join(', ')})`);
+  const netInputs = input.networks ?? [];
+  const vmInputs = input.vms ?? [];
+  if (!Array.isArray(netInputs)) p.add('networks', 'must be a list of networks');
+  if (!Array.isArray(vmInputs)) p.add('vms', 'must be a list of VMs');
+  const networks: ResolvedNetwork[] = [];
+  const byTenant = new Map<string, NetworkSpec>();
+  (Array.isArray(netInputs) ? netInputs : []).forEach((n: unknown, i: number) => {
+    const resolved = resolveNetwork(p, at('networks', i), n);
+    if (!resolved) return;
+    if (byTenant.has(resolved.tenant)) p.add(at(at('networks', i), 'tenant'), `tenant ${resolved.tenant} is defined twice`);
+    const clash = networks.find((o) => overlaps(o, resolved));
+    if (clash) p.add(at(at('networks', i), 'cidr'), `${resolved.cidr} overlaps ${clash.cidr} of tenant ${clash.tenant}`);
+    byTenant.set(resolved.tenant, n as NetworkSpec);
+    networks.push(resolved);
+  });
+  const vms: ResolvedVm[] = [];
+  const names = new Set<string>();
+  (Array.isArray(vmInputs) ? vmInputs : []).forEach((v: unknown, i: number) => {
+    const path = at('vms', i);
+    if (isRecord(v) && Array.isArray(v.nics)) {
+      // a NIC may name its network by tenant
+      v = { ...v, nics: v.nics.map((nic: unknown, j: number) => {
+        if (!isRecord(nic) || typeof nic.network !== 'string') return nic;
+        const net = byTenant.get(nic.network);
+        if (!net) p.add(at(at(at(path, 'nics'), j), 'network'), `no network with tenant "${nic.network}" in networks:`);
+        return { ...nic, network: net ?? { tenant: nic.network, cidr: '0.0.0.0/0' } };
+      }) };
+      if (p.list.some((x) => x.path.startsWith(`${path}.nics`))) return;
+    }
+    const vm = resolveVm(p, path, v);
+    if (!vm) return;
+    if (names.has(vm.name)) p.add(at(path, 'name'), `VM ${vm.name} is defined twice`);
+    names.add(vm.name);
+    vms.push(vm);
+  });
+  return { networks, vms };
+}
+
+function overlaps(a: ResolvedNetwork, b: ResolvedNetwork): boolean {
+  const [x, y] = [a, b].map((n) => [parseIpv4(n.network)!, parseIpv4(n.broadcast)!] as const);
+  return x![0] <= y![1] && y![0] <= x![1];
+}
+
+/** `vms[0].nics[1].qos` -> ['vms', 0, 'nics', 1, 'qos'] */
+function pathKeys(path: string): (string | number)[] {
+  const keys: (string | number)[] = [];
+  for (const m of path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) keys.push(m[2] !== undefined ? Number(m[2]) : m[1]!);
+  return keys;
+}
+
+/** The problem with its file and the line of the nearest node its path reaches. */
+function locate(problem: SpecProblem, doc: Document, lines: LineCounter, file: string): SpecProblem {
+  const keys = pathKeys(problem.path);
+  for (let n = keys.length; n >= 0; n--) {
+    const node = n === 0 ? doc.contents : doc.getIn(keys.slice(0, n), true);
+    if (isNode(node) && node.range) return { ...problem, file, line: lines.linePos(node.range[0]).line };
+  }
+  return { ...problem, file };
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/env node
+// The virtwire CLI: plan / apply / destroy / show over a spec file, Terraform-style. All logic is
+// in lib/engine; this file parses flags, prints, and maps errors to exit codes
+// (0 ok, 1 error, 2 changes present with --detailed-exitcode).
+import { parseArgs } from 'node:util';
+import { createInterface } from 'node:readline/promises';
+import { readFileSync } from 'node:fs';
+import { loadSpecFile } from '../lib/engine/spec-file.js';
+import { plan as makePlan, converge, dryRun, destroyAll, observe } from '../lib/engine/converge.js';
+import { formatPlan } from '../lib/engine/plan.js';
+import { withCommandLock } from '../lib/engine/lock.js';
+import { readRecords } from '../lib/engine/registry.js';
+import { defaultEngine } from '../lib/engine/container.js';
+import { Libvirt } from '../lib/libvirt/index.js';
+import { isVirtwireError, SpecError } from '../lib/errors/index.js';
+import { DEFAULT_STATE_DIR } from '../lib/xml/index.js';
+
+const HELP = `virtwire — tenant networks and VMs on this host, from a spec file
+
+Usage:
+  virtwire plan    -f spec.yaml [--json] [--detailed-exitcode]
+  virtwire apply   -f spec.yaml [--auto-approve] [--dry-run]
+  virtwire destroy -f spec.yaml [--auto-approve]
+  virtwire show    [--json]
+
+Global options:
+  --state-dir DIR   state and VM files (default ${DEFAULT_STATE_DIR})
+  --uri URI         libvirt connection (default qemu:///system)
+  -q, --quiet       only errors and results;  -v, --verbose  more detail
+  -h, --help        this text;  --version  the version
+
+Examples:
+  virtwire plan -f tenants.yaml --detailed-exitcode   # exit 2 when the host differs from the file
+  virtwire apply -f tenants.yaml --auto-approve       # converge without asking
+  virtwire apply -f tenants.yaml --dry-run            # print the host commands and libvirt calls only
+  virtwire destroy -f tenants.yaml --auto-approve     # remove every VM, network, rule and file
+
+Exit codes: 0 ok, 1 error, 2 changes present (plan --detailed-exitcode).`;
+
+const { values: flags, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    file: { type: 'string', short: 'f' },
+    'state-dir': { type: 'string' },
+    uri: { type: 'string' },
+    json: { type: 'boolean' },
+    'detailed-exitcode': { type: 'boolean' },
+    'auto-approve': { type: 'boolean' },
+    'dry-run': { type: 'boolean' },
+    quiet: { type: 'boolean', short: 'q' },
+    verbose: { type: 'boolean', short: 'v' },
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean' },
+  },
+});
+
+const target = { stateDir: flags['state-dir'] ?? DEFAULT_STATE_DIR, uri: flags.uri ?? 'qemu:///system' };
+const say = (line: string) => void (flags.quiet ? undefined : console.log(line));
+const stamp = () => new Date().toISOString().slice(11, 19);
+
+function specFile() {
+  if (!flags.file) throw new SpecError([{ path: '-f', message: 'a spec file is required (-f spec.yaml)' }], 'command line');
+  return loadSpecFile(flags.file);
+}
+
+async function confirm(what: string): Promise<void> {
+  if (flags['auto-approve']) return;
+  if (!process.stdin.isTTY) throw new Error(`refusing to ${what} without --auto-approve: stdin is not a terminal`);
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  const answer = await rl.question(`\nDo you want to ${what}? Only 'yes' will be accepted: `);
+  rl.close();
+  if (answer.trim() !== 'yes') throw new Error(`${what}: cancelled`);
+}
+
+async function main(command: string | undefined): Promise<number> {
+  if (flags.version) {
+    console.log(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version);
+    return 0;
+  }
+  if (flags.help || !command) {
+    console.log(HELP);
+    return command || flags.help ? 0 : 1;
+  }
+  const argv = ['virtwire', ...process.argv.slice(2)].join(' ');
+  switch (command) {
+    case 'plan': {
+      const spec = specFile();
+      const p = await makePlan(spec, target);
+      if (flags.json) console.log(JSON.stringify(p, null, 2));
+      else console.log(formatPlan(p));
+      return flags['detailed-exitcode'] && p.changes.length > 0 ? 2 : 0;
+    }
+    case 'apply': {
+      const spec = specFile();
+      return withCommandLock(target.stateDir, argv, async () => {
+        const p = await makePlan(spec, target);
+        say(formatPlan(p));
+        if (p.changes.length === 0) return 0;
+        if (flags['dry-run']) {
+          const d = await dryRun(p, target);
+          console.log('\n--dry-run: nothing was changed. apply would run:');
+          for (const call of d.libvirt) console.log(`  libvirt: ${call}`);
+          for (const cmd of d.disks) console.log(`  ${cmd}`);
+          if (d.host.ip.length) console.log(`  ip -batch -  <<EOF\n${d.host.ip.map((l) => `    ${l}`).join('\n')}\n  EOF`);
+          if (d.host.bridge.length) console.log(`  bridge -batch -  <<EOF\n${d.host.bridge.map((l) => `    ${l}`).join('\n')}\n  EOF`);
+          if (d.host.nft) console.log(`  nft -f -  <<EOF\n${d.host.nft.trimEnd().split('\n').map((l) => `    ${l}`).join('\n')}\n  EOF`);
+          if (d.host.tc.length) console.log(`  tc -batch -  <<EOF\n${d.host.tc.map((l) => `    ${l}`).join('\n')}\n  EOF`);
+          for (const x of d.host.dnsmasq.filter((x) => x.action !== 'none')) console.log(`  dnsmasq ${x.tenant}: ${x.action}`);
+          return 0;
+        }
+        await confirm('perform these actions');
+        const created = await converge(p, {
+          ...target,
+          engine: defaultEngine(),
+          report: (c, status, detail) => say(`${stamp()} ${c.kind} ${c.name}: ${c.action} ${status}${detail ? ` (${detail})` : ''}`),
+        });
+        say(`\nApply complete: ${p.summary.create} added, ${p.summary.update} changed, ${p.summary.replace} replaced, ${p.summary.delete} destroyed, ${p.summary.repair} repaired.`);
+        for (const vm of created) console.log(`${vm.name}: ${vm.nics.map((n) => `${n.tenant} ${n.ip}`).join(', ')}`);
+        return 0;
+      });
+    }
+    case 'destroy': {
+      specFile(); // the same file as apply: refuse a broken one before anything happens
+      return withCommandLock(target.stateDir, argv, async () => {
+        const names = readRecords(target.stateDir).map((r) => r.vm.name);
+        say(names.length ? names.map((n) => `  - vm ${n}`).join('\n') : 'No VMs in the state; removing any virtwire leftovers on the host.');
+        if (names.length) await confirm(`destroy ${names.length} VM(s)`);
+        await destroyAll(target, defaultEngine(), (n) => say(`${stamp()} vm ${n}: destroyed`));
+        say('Destroy complete.');
+        return 0;
+      });
+    }
+    case 'show': {
+      const records = readRecords(target.stateDir);
+      const { domains } = await observe(target, records);
+      const rows = records.map((r) => ({ name: r.vm.name, accel: r.accel, state: domains.get(r.vm.name) ?? 'missing', nics: r.vm.nics.map((n) => ({ tenant: n.network.tenant, ip: n.ip, mac: n.mac, tap: n.tap })) }));
+      if (flags.json) console.log(JSON.stringify(rows, null, 2));
+      else {
+        console.log('| VM | state | accel | tenant | IP | MAC | tap |\n|---|---|---|---|---|---|---|');
+        for (const r of rows) for (const n of r.nics) console.log(`| ${r.name} | ${r.state} | ${r.accel} | ${n.tenant} | ${n.ip} | ${n.mac} | ${n.tap} |`);
+      }
+      return 0;
+    }
+    case 'import':
+      throw new Error('import is not implemented yet: adopt a domain by recreating it from a spec file');
+    default:
+      console.error(`unknown command ${command}\n\n${HELP}`);
+      return 1;
+  }
+}
+
+try {
+  process.exitCode = await main(positionals[0]);
+} catch (e) {
+  if (isVirtwireError(e) && flags.verbose && e.cause) console.error(e.cause);
+  console.error(`Error: ${(e as Error).message}`);
+  process.exitCode = 1;
+} finally {
+  await Libvirt.shutdown();
+}
