@@ -64,6 +64,10 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
   const names = new Set<string>();
   (Array.isArray(vmInputs) ? vmInputs : []).forEach((v: unknown, i: number) => {
     const path = at('vms', i);
+    if (isRecord(v) && typeof v.name === 'string') {
+      if (names.has(v.name)) p.add(at(path, 'name'), `VM ${v.name} is defined twice`);
+      names.add(v.name);
+    }
     if (isRecord(v) && Array.isArray(v.nics)) {
       // a NIC may name its network by tenant
       v = { ...v, nics: v.nics.map((nic: unknown, j: number) => {
@@ -75,10 +79,7 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
       if (p.list.some((x) => x.path.startsWith(`${path}.nics`))) return;
     }
     const vm = resolveVm(p, path, v);
-    if (!vm) return;
-    if (names.has(vm.name)) p.add(at(path, 'name'), `VM ${vm.name} is defined twice`);
-    names.add(vm.name);
-    vms.push(vm);
+    if (vm) vms.push(vm);
   });
   return { networks, vms };
 }

@@ -77,24 +77,32 @@ const chain = (name: string, hook: string, rules: string[]) =>
 export interface Ruleset {
   inet: string;
   bridge: string;
+  /** how many rules each table holds: a table whose rules were flushed keeps its hash set */
+  rules: { inet: number; bridge: number };
 }
 
 /** The two tables' bodies for a host state (empty bodies when there are no networks). */
 export function renderRuleset(state: HostState): Ruleset {
   const nets = state.networks;
+  const counts = { inet: 0, bridge: 0 };
   const bridges = nets.map((n) => q(n.network.bridge));
   const inet = nets.length === 0 ? [] : [
     '  set tenant_bridges {',
     '    type ifname',
     `    elements = { ${bridges.join(', ')} }`,
     '  }',
-    ...chain('postrouting', 'type nat hook postrouting priority srcnat', nets.flatMap(natRules)),
-    ...chain('forward', 'type filter hook forward priority filter', nets.flatMap(forwardRules)),
-    ...chain('input', 'type filter hook input priority filter', nets.flatMap(inputRules)),
+    ...chain('postrouting', 'type nat hook postrouting priority srcnat', counted('inet', nets.flatMap(natRules))),
+    ...chain('forward', 'type filter hook forward priority filter', counted('inet', nets.flatMap(forwardRules))),
+    ...chain('input', 'type filter hook input priority filter', counted('inet', nets.flatMap(inputRules))),
   ];
   const ports = nets.flatMap((n) => n.ports);
-  const bridge = ports.length === 0 ? [] : chain('prerouting', 'type filter hook prerouting priority -200', ports.flatMap(spoofRules));
-  return { inet: inet.join('\n'), bridge: bridge.join('\n') };
+  const bridge = ports.length === 0 ? [] : chain('prerouting', 'type filter hook prerouting priority -200', counted('bridge', ports.flatMap(spoofRules)));
+  return { inet: inet.join('\n'), bridge: bridge.join('\n'), rules: counts };
+
+  function counted(table: keyof typeof counts, rules: string[]): string[] {
+    counts[table] += rules.length;
+    return rules;
+  }
 }
 
 const hashOf = (body: string) => createHash('sha256').update(body).digest('hex').slice(0, 16);
@@ -111,14 +119,16 @@ export function tableScript(family: 'inet' | 'bridge', body: string): string {
 
 const HASH_SET = 'applied';
 
-/** The hash recorded with the live table; null when the table does not exist. */
-async function liveHash(runner: CommandRunner, family: string): Promise<string | null | undefined> {
-  const r = await runner.run(['nft', 'list', 'set', family, TABLE, HASH_SET], { allowFailure: true, step: 'firewall: observe' });
-  if (r.exitCode !== 0) {
-    const table = await runner.run(['nft', 'list', 'table', family, TABLE], { allowFailure: true, step: 'firewall: observe' });
-    return table.exitCode === 0 ? undefined : null; // a table without our set: not as we left it
-  }
-  return /comment "virtwire:([0-9a-f]+)"/.exec(r.stdout)?.[1];
+/**
+ * The live table: the hash recorded with it and how many rules it holds (null when the table
+ * does not exist). Both are needed: `nft flush table` empties the chains but keeps the sets.
+ */
+async function liveTable(runner: CommandRunner, family: string): Promise<{ hash: string | undefined; rules: number } | null> {
+  const r = await runner.run(['nft', '-j', 'list', 'table', family, TABLE], { allowFailure: true, step: 'firewall: observe' });
+  if (r.exitCode !== 0) return null;
+  const items = (JSON.parse(r.stdout) as { nftables: Record<string, { name?: string; comment?: string }>[] }).nftables;
+  const set = items.find((x) => x.set?.name === HASH_SET)?.set;
+  return { hash: /^virtwire:([0-9a-f]+)$/.exec(set?.comment ?? '')?.[1], rules: items.filter((x) => 'rule' in x).length };
 }
 
 export interface FirewallPlan {
@@ -134,8 +144,8 @@ export async function planFirewall(runner: CommandRunner, state: HostState): Pro
   let restore = '';
   for (const family of ['inet', 'bridge'] as const) {
     const body = want[family];
-    const live = await liveHash(runner, family);
-    const same = body ? live === hashOf(body) : live === null;
+    const live = await liveTable(runner, family);
+    const same = body ? live?.hash === hashOf(body) && live.rules === want.rules[family] : live === null;
     if (same) continue;
     script += tableScript(family, body);
     const current = live === null ? '' : (await runner.run(['nft', 'list', 'table', family, TABLE], { step: 'firewall: observe' })).stdout;

@@ -136,7 +136,7 @@ describe('firewall ruleset', () => {
   });
 
   test('no networks: no tables at all', () => {
-    expect(renderRuleset({ networks: [] })).toEqual({ inet: '', bridge: '' });
+    expect(renderRuleset({ networks: [] })).toEqual({ inet: '', bridge: '', rules: { inet: 0, bridge: 0 } });
   });
 });
 

@@ -1,0 +1,97 @@
+// The CLI's spec file and planner on fixtures: no host, no libvirt.
+import { parseSpecText } from '../../lib/engine/spec-file.js';
+import { planChanges, formatPlan, type Observed } from '../../lib/engine/plan.js';
+import { allocate } from '../../lib/engine/allocate.js';
+import type { VmRecord } from '../../lib/engine/registry.js';
+import { SpecError } from '../../lib/errors/index.js';
+
+const yaml = (extra = '') => `
+networks:
+  - tenant: acme
+    cidr: 10.10.0.0/24
+  - tenant: globex
+    cidr: 10.20.0.0/24
+vms:
+  - name: web
+    boot: { kernel: /k }
+    nics:
+      - network: acme
+  - name: db
+    memoryMiB: 512
+    boot: { kernel: /k }
+    nics:
+      - network: globex
+        qos: { egressKbps: 1000 }
+${extra}`;
+
+const noHost = { ip: [], bridge: [], nft: '', tc: [], dnsmasq: [] };
+const running = (...names: string[]): Observed => ({ domains: new Map(names.map((n) => [n, 'running'])), host: noHost });
+
+function applied(text: string): VmRecord[] {
+  const records: VmRecord[] = [];
+  for (const vm of parseSpecText(text).vms) records.push({ vm: allocate(vm, records), accel: 'tcg', createdAt: 'now' });
+  return records;
+}
+
+describe('spec file', () => {
+  test('NICs name their network by tenant', () => {
+    const spec = parseSpecText(yaml());
+    expect(spec.vms.map((v) => [v.name, v.nics[0]!.network.cidr])).toEqual([['web', '10.10.0.0/24'], ['db', '10.20.0.0/24']]);
+  });
+
+  test('every problem at once, each with its line', () => {
+    const text = ['networks:', '  - tenant: a', '    cidr: 10.1.0.0/24', '  - tenant: b', '    cidr: 10.1.0.0/25', 'vms:', '  - name: x', '    colour: red', '    boot: {kernel: /k}', '    nics: [{network: a}]', '  - name: x', '    boot: {kernel: /k}', '    nics: [{network: zz}]', ''].join('\n');
+    const err = (() => { try { parseSpecText(text, 'f.yaml'); } catch (e) { return e as SpecError; } })()!;
+    expect(err).toBeInstanceOf(SpecError);
+    expect(err.problems.map((p) => `${p.line} ${p.path}`)).toEqual(['5 networks[1].cidr', '8 vms[0].colour', '11 vms[1].name', '13 vms[1].nics[0].network']);
+    expect(err.message).toContain('f.yaml:11: vms[1].name: VM x is defined twice');
+  });
+
+  test('YAML syntax errors name their line', () => {
+    expect(() => parseSpecText('vms:\n  - name: [\n', 'f.yaml')).toThrow(/f\.yaml:\d+: \(syntax\)/);
+  });
+});
+
+describe('plan', () => {
+  test('from nothing: every VM and network to create', () => {
+    const plan = planChanges(parseSpecText(yaml()), [], running());
+    expect(plan.changes.map((c) => `${c.action} ${c.kind} ${c.name}`)).toEqual(['create vm web', 'create vm db', 'create network acme', 'create network globex']);
+    expect(formatPlan(plan)).toContain('+ vm web (acme 10.10.0.2) — create');
+  });
+
+  test('applied and unchanged: no changes', () => {
+    expect(planChanges(parseSpecText(yaml()), applied(yaml()), running('web', 'db')).changes).toEqual([]);
+  });
+
+  test('a QoS change updates in place; a memory change forces replacement; a removed VM takes its network', () => {
+    const records = applied(yaml());
+    const edited = yaml().replace('egressKbps: 1000', 'egressKbps: 2000').replace(/  - name: web[\s\S]*?network: acme\n/, '');
+    const plan = planChanges(parseSpecText(edited), records, running('web', 'db'));
+    expect(plan.changes.map((c) => `${c.action} ${c.kind} ${c.name}`)).toEqual(['update vm db', 'delete vm web', 'delete network acme']);
+    expect(plan.changes[0]!.attributes).toEqual([{ name: 'nics[0].qos.egressKbps', from: 1000, to: 2000 }]);
+    const bigger = planChanges(parseSpecText(yaml().replace('memoryMiB: 512', 'memoryMiB: 1024')), records, running('web', 'db'));
+    expect(bigger.changes).toMatchObject([{ action: 'replace', name: 'db', attributes: [{ name: 'memoryMiB', from: 512, to: 1024 }] }]);
+  });
+
+  test('allocated addresses stay with their VMs; a new VM gets the next free one', () => {
+    const records = applied(yaml());
+    const plan = planChanges(parseSpecText(yaml('  - name: api\n    boot: { kernel: /k }\n    nics: [{ network: acme }]\n')), records, running('web', 'db'));
+    expect(plan.changes.map((c) => [c.action, c.name, c.vm?.nics[0]!.ip])).toEqual([['create', 'api', '10.10.0.3']]);
+  });
+
+  test('drift: a missing or stopped domain and host differences are repairs', () => {
+    const records = applied(yaml());
+    const web = records[0]!.vm.nics[0]!;
+    const observed: Observed = {
+      domains: new Map([['db', 'shutoff']]),
+      host: { ...noHost, ip: [`tuntap add dev ${web.tap} mode tap`], dnsmasq: [{ tenant: 'globex', action: 'start' }] },
+    };
+    const plan = planChanges(parseSpecText(yaml()), records, observed);
+    expect(plan.changes.map((c) => `${c.action} ${c.kind} ${c.name}: ${c.reason}`)).toEqual([
+      'repair vm web: domain missing in libvirt',
+      'repair vm db: domain is shutoff, not running',
+      'repair network acme: devices missing',
+      'repair network globex: dnsmasq not running',
+    ]);
+  });
+});
