@@ -41,6 +41,16 @@ async function bindingCycles(lv: Libvirt, xml: (n: string) => string, n: number)
   });
 }
 
+/** The baseline cycle: define, look up and undefine, each by spawning virsh. */
+async function virshCycle(uri: string, file: string, xml: string, lookupName: string, n: number): Promise<number> {
+  writeFileSync(file, xml);
+  return rate(n, async () => {
+    await execa('virsh', ['-c', uri, 'define', file]);
+    await execa('virsh', ['-c', uri, 'domstate', lookupName]);
+    await execa('virsh', ['-c', uri, 'undefine', lookupName]);
+  });
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vwbench-'));
   const rows: Row[] = [];
@@ -56,26 +66,14 @@ async function main(): Promise<void> {
 
     await bindingCycles(lv, testXml, 200); // warm-up: start the worker threads
     const cycles = await bindingCycles(lv, testXml, 3_000);
-    const file = join(dir, 'd.xml');
-    writeFileSync(file, testXml('vwbench-virsh'));
-    const virshCycles = await rate(15, async () => {
-      await execa('virsh', ['-c', 'test:///default', 'define', file]);
-      await execa('virsh', ['-c', 'test:///default', 'domstate', 'test']);
-      await execa('virsh', ['-c', 'test:///default', 'undefine', 'test']);
-    });
+    const virshCycles = await virshCycle('test:///default', join(dir, 'd.xml'), testXml('vwbench-virsh'), 'test', 15);
     rows.push({ what: 'define+lookup+undefine, test:///default', unit: 'cycles/s', ours: cycles, baseline: virshCycles, baselineName: 'virsh, one spawn per operation' });
     await lv.close();
 
     const system = await Libvirt.open('qemu:///system').catch(() => null);
     if (system) {
       const sysCycles = await bindingCycles(system, qemuXml, 100);
-      const qfile = join(dir, 'q.xml');
-      writeFileSync(qfile, qemuXml('vwbench-virsh'));
-      const virshSys = await rate(10, async () => {
-        await execa('virsh', ['-c', 'qemu:///system', 'define', qfile]);
-        await execa('virsh', ['-c', 'qemu:///system', 'domstate', 'vwbench-virsh']);
-        await execa('virsh', ['-c', 'qemu:///system', 'undefine', 'vwbench-virsh']);
-      });
+      const virshSys = await virshCycle('qemu:///system', join(dir, 'q.xml'), qemuXml('vwbench-virsh'), 'vwbench-virsh', 10);
       rows.push({ what: 'define+lookup+undefine, qemu:///system', unit: 'cycles/s', ours: sysCycles, baseline: virshSys, baselineName: 'virsh, one spawn per operation' });
       await system.close();
     } else {

@@ -3,10 +3,7 @@
 # baseline measured in the same run, and the ratio). Sets up what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bash scripts/ensure-deps.sh
-if [ "$(id -u)" = 0 ]; then bash scripts/setup-host.sh; fi
-npm run build --silent
-if [ "$(id -u)" = 0 ]; then node dist/scripts/build-guest-image.js; fi
+bash scripts/prepare.sh
 benches=("$@")
 [ ${#benches[@]} -gt 0 ] || benches=(libvirt host-plane create-vm)
 if [ "$(id -u)" != 0 ]; then benches=("${benches[@]/host-plane/}"); benches=("${benches[@]/create-vm/}"); echo "bench: host-plane and create-vm need root; skipped"; fi
