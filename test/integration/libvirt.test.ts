@@ -8,17 +8,32 @@ import { domainToXml, buildXml } from '../../lib/xml/index.js';
 import type { DomainXml } from '../../types/domain-xml.js';
 import { libvirtSuite } from '../helpers/libvirt-suite.js';
 import { describeAsRoot } from '../helpers/root.js';
+import { buildTestGuest, waitForConsole, type TestGuestImage } from '../../lib/testing/index.js';
+import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const BRIDGE = 'vwtestlvbr0';
 
+// The test guest (Debian kernel + busybox, built by scripts/prepare.sh) boots for real; without
+// a NIC its init stops at DHCP, which is all the lifecycle tests need.
+let image: TestGuestImage | undefined;
+const logDir = mkdtempSync(join(tmpdir(), 'vwlvtest-'));
+chmodSync(logDir, 0o755); // QEMU runs as libvirt-qemu and writes the serial log here
+
 function qemuDomain(name: string): string {
+  const log = join(logDir, `${name}.log`);
   const model: DomainXml = {
     type: 'qemu',
     name,
-    memoryKiB: 65536,
+    memoryKiB: 131072,
     vcpu: 1,
-    os: { type: { arch: 'x86_64', machine: 'pc', value: 'hvm' } },
-    devices: { emulator: '/usr/bin/qemu-system-x86_64', disks: [], interfaces: [], serials: [], consoles: [], rngs: [], memballoon: { model: 'none' } },
+    os: { type: { arch: 'x86_64', machine: 'pc', value: 'hvm' }, ...(image ? { kernel: image.kernel, initrd: image.initrd, cmdline: `${image.cmdline} vw.name=${name}` } : {}) },
+    devices: {
+      emulator: '/usr/bin/qemu-system-x86_64', disks: [], interfaces: [], rngs: [], memballoon: { model: 'none' },
+      serials: [{ type: 'file', sourcePath: log, target: { port: 0 } }],
+      consoles: [{ type: 'file', sourcePath: log, target: { type: 'serial', port: 0 } }],
+    },
   };
   return domainToXml(model);
 }
@@ -29,6 +44,7 @@ const bridgeNetwork = (name: string) => buildXml({ network: { name, forward: { $
 
 describeAsRoot('libvirt binding on a real libvirtd (qemu:///system)', () => {
   beforeAll(async () => {
+    image = await buildTestGuest();
     // a run killed half-way may have left it behind
     await execa('ip', ['link', 'del', BRIDGE], { reject: false });
     await execa('ip', ['link', 'add', BRIDGE, 'type', 'bridge']);
@@ -36,11 +52,12 @@ describeAsRoot('libvirt binding on a real libvirtd (qemu:///system)', () => {
   afterAll(async () => {
     await execa('ip', ['link', 'del', BRIDGE], { reject: false });
     await Libvirt.shutdown();
+    rmSync(logDir, { recursive: true, force: true });
   });
 
   libvirtSuite({ uri: 'qemu:///system', domainXml: qemuDomain, networkXml: bridgeNetwork, prefix: 'vwtest-', alreadyRunningCode: VIR_ERR.OPERATION_INVALID });
 
-  test('a started domain is a real QEMU process under TCG', async () => {
+  test('a started domain is a real QEMU process under TCG, booting the Debian kernel', async () => {
     const lv = await Libvirt.open('qemu:///system');
     const d = await lv.createDomain(qemuDomain('vwtest-tcg'));
     try {
@@ -50,6 +67,7 @@ describeAsRoot('libvirt binding on a real libvirtd (qemu:///system)', () => {
       const cmdline = (await execa('cat', [`/proc/${pid}/cmdline`])).stdout.replace(/\0/g, ' ');
       expect(cmdline).toMatch(/-accel tcg|accel=tcg/);
       expect(id).toBeGreaterThan(0);
+      await waitForConsole({ serialLog: join(logDir, 'vwtest-tcg.log'), name: 'vwtest-tcg' }, /VIRTWIRE-BOOT name=vwtest-tcg/, 60_000);
     } finally {
       await d.destroy();
       d.free();
