@@ -55,21 +55,43 @@ function inputRules(net: HostNetwork): string[] {
   return [`iifname ${q(n.bridge)} ip daddr != { ${n.gateway}, 255.255.255.255 } drop`];
 }
 
-function spoofRules(port: HostPort): string[] {
-  const p = q(port.name);
-  const rules = [
-    `iifname ${p} ether saddr != ${port.mac} drop`,
-    `iifname ${p} ether type != { ip, arp } drop`,
-    `iifname ${p} arp saddr ether != ${port.mac} drop`,
-  ];
-  if (port.ip) {
-    rules.push(`iifname ${p} arp saddr ip != { ${port.ip}, 0.0.0.0 } drop`);
-    // DHCP before the guest has its address
-    rules.push(`iifname ${p} ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept`);
-    rules.push(`iifname ${p} ip saddr != ${port.ip} drop`);
-  }
-  return rules;
+// Anti-spoofing as a constant handful of rules over sets keyed by port: the rule count does not
+// grow with the ports (a thousand ports are a thousand set elements, not six thousand rules),
+// which keeps observing the table cheap.
+const SPOOF_RULES = [
+  'iifname @ports iifname . ether saddr != @port_macs drop',
+  'iifname @ports ether type != { ip, arp } drop',
+  'iifname @ports iifname . arp saddr ether != @port_macs drop',
+  // an address-less ARP probe (0.0.0.0) and DHCP are allowed before the guest has its address
+  'iifname @ip_ports arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @port_ips drop',
+  'iifname @ip_ports ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept',
+  'iifname @ip_ports iifname . ip saddr != @port_ips drop',
+];
+
+function set(name: string, type: string, elements: string[]): string[] {
+  return [`  set ${name} {`, `    type ${type}`, ...(elements.length ? [`    elements = { ${elements.join(', ')} }`] : []), '  }'];
 }
+
+function spoofTable(ports: HostPort[]): string[] {
+  const withIp = ports.filter((p) => p.ip);
+  return [
+    ...set('ports', 'ifname', ports.map((p) => q(p.name))),
+    ...set('ip_ports', 'ifname', withIp.map((p) => q(p.name))),
+    ...set('port_macs', 'ifname . ether_addr', ports.map((p) => `${q(p.name)} . ${mac(p.mac)}`)),
+    ...set('port_ips', 'ifname . ipv4_addr', withIp.map((p) => `${q(p.name)} . ${ipv4(p.ip!)}`)),
+  ];
+}
+
+// validated upstream (lib/spec, validateHostState); checked again because they are spliced into nft input
+const mac = (raw: string) => {
+  const m = raw.toLowerCase();
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m)) throw new Error(`refusing unsafe MAC ${JSON.stringify(m)}`);
+  return m;
+};
+const ipv4 = (a: string) => {
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(a)) throw new Error(`refusing unsafe address ${JSON.stringify(a)}`);
+  return a;
+};
 
 const chain = (name: string, hook: string, rules: string[]) =>
   [`  chain ${name} {`, `    ${hook}; policy accept;`, ...rules.map((r) => `    ${r}`), '  }'];
@@ -96,7 +118,7 @@ export function renderRuleset(state: HostState): Ruleset {
     ...chain('input', 'type filter hook input priority filter', counted('inet', nets.flatMap(inputRules))),
   ];
   const ports = nets.flatMap((n) => n.ports);
-  const bridge = ports.length === 0 ? [] : chain('prerouting', 'type filter hook prerouting priority -200', counted('bridge', ports.flatMap(spoofRules)));
+  const bridge = ports.length === 0 ? [] : [...spoofTable(ports), ...chain('prerouting', 'type filter hook prerouting priority -200', counted('bridge', SPOOF_RULES))];
   return { inet: inet.join('\n'), bridge: bridge.join('\n'), rules: counts };
 
   function counted(table: keyof typeof counts, rules: string[]): string[] {
@@ -124,7 +146,8 @@ const HASH_SET = 'applied';
  * does not exist). Both are needed: `nft flush table` empties the chains but keeps the sets.
  */
 async function liveTable(runner: CommandRunner, family: string): Promise<{ hash: string | undefined; rules: number } | null> {
-  const r = await runner.run(['nft', '-j', 'list', 'table', family, TABLE], { allowFailure: true, step: 'firewall: observe' });
+  // -t (terse): without set elements, so the listing stays small however many ports there are
+  const r = await runner.run(['nft', '-t', '-j', 'list', 'table', family, TABLE], { allowFailure: true, step: 'firewall: observe' });
   if (r.exitCode !== 0) return null;
   const items = (JSON.parse(r.stdout) as { nftables: Record<string, { name?: string; comment?: string }>[] }).nftables;
   const set = items.find((x) => x.set?.name === HASH_SET)?.set;

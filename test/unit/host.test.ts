@@ -130,9 +130,13 @@ describe('firewall ruleset', () => {
     expect(inet).toContain(`iifname ${a} oifname @tenant_bridges drop`);
     expect(inet).toContain(`iifname ${a} ip daddr != { 10.10.0.1, 255.255.255.255 } drop`);
     const web = `"${tapName('web', 0)}"`;
-    expect(bridge).toContain(`iifname ${web} ether saddr != 52:54:00:00:00:01 drop`);
-    expect(bridge).toContain(`iifname ${web} ip saddr != 10.10.0.11 drop`);
-    expect(bridge).toContain(`iifname ${web} arp saddr ip != { 10.10.0.11, 0.0.0.0 } drop`);
+    const db = `"${tapName('db', 0)}"`;
+    expect(bridge).toContain(`elements = { ${web} . 52:54:00:00:00:01, ${db} . 52:54:00:00:00:02 }`);
+    expect(bridge).toContain(`elements = { ${web} . 10.10.0.11, ${db} . 10.20.0.11 }`);
+    expect(bridge).toContain('iifname @ports iifname . ether saddr != @port_macs drop');
+    expect(bridge).toContain('iifname @ip_ports iifname . ip saddr != @port_ips drop');
+    // the rule count does not grow with the ports
+    expect(renderRuleset(state).rules.bridge).toBe(6);
   });
 
   test('no networks: no tables at all', () => {
