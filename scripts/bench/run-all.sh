@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/prepare.sh
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(libvirt host-plane create-vm)
+[ ${#benches[@]} -gt 0 ] || benches=(libvirt plan host-plane create-vm)
 if [ "$(id -u)" != 0 ]; then benches=("${benches[@]/host-plane/}"); benches=("${benches[@]/create-vm/}"); echo "bench: host-plane and create-vm need root; skipped"; fi
 for b in "${benches[@]}"; do
   [ -n "$b" ] || continue
