@@ -10,6 +10,7 @@ import { plan as makePlan, converge, dryRun, destroyAll, observe } from '../lib/
 import { formatPlan } from '../lib/engine/plan.js';
 import { withCommandLock } from '../lib/engine/lock.js';
 import { readRecords } from '../lib/engine/registry.js';
+import { importDomain } from '../lib/engine/import.js';
 import { defaultEngine } from '../lib/engine/container.js';
 import { Libvirt } from '../lib/libvirt/index.js';
 import { isVirtwireError, SpecError } from '../lib/errors/index.js';
@@ -22,6 +23,7 @@ Usage:
   virtwire apply   -f spec.yaml [--auto-approve] [--dry-run]
   virtwire destroy -f spec.yaml [--auto-approve]
   virtwire show    [--json]
+  virtwire import  <domain> [--as <name>]   adopt a libvirt domain whose NICs are on tenant bridges
 
 Global options:
   --state-dir DIR   state and VM files (default ${DEFAULT_STATE_DIR})
@@ -41,6 +43,7 @@ const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     file: { type: 'string', short: 'f' },
+    as: { type: 'string' },
     'state-dir': { type: 'string' },
     uri: { type: 'string' },
     json: { type: 'boolean' },
@@ -141,8 +144,16 @@ async function main(command: string | undefined): Promise<number> {
       }
       return 0;
     }
-    case 'import':
-      throw new Error('import is not implemented yet: adopt a domain by recreating it from a spec file');
+    case 'import': {
+      const domain = positionals[1];
+      if (!domain) throw new SpecError([{ path: '<domain>', message: 'usage: virtwire import <domain> --as <name>' }], 'command line');
+      return withCommandLock(target.stateDir, argv, async () => {
+        const vm = await importDomain(domain, flags.as ?? domain, target);
+        say(`imported ${domain} as ${vm.name}: ${vm.nics.map((n) => `${n.network.tenant} ${n.ip} (${n.tap})`).join(', ')}`);
+        say('Add it to your spec file under vms: to keep it; a plan without it will destroy it.');
+        return 0;
+      });
+    }
     default:
       console.error(`unknown command ${command}\n\n${HELP}`);
       return 1;

@@ -216,3 +216,10 @@ export async function deleteLinks(runner: CommandRunner, names: string[]): Promi
   // -force: one already-gone link (a bridge's port deleted with it) must not stop the rest
   if (lines.length > 0) await runner.run(['ip', '-force', '-batch', '-'], { input: lines.join('\n') + '\n', step: 'links: rollback', allowFailure: true });
 }
+
+/** The bridge a device is enslaved to, if it exists and is. */
+export async function linkMaster(runner: CommandRunner, dev: string): Promise<string | undefined> {
+  const r = await runner.run(['ip', '-j', 'link', 'show', 'dev', dev], { allowFailure: true, step: 'links: observe' });
+  if (r.exitCode !== 0) return undefined;
+  return (JSON.parse(r.stdout || '[]') as { master?: string }[])[0]?.master;
+}

@@ -43,6 +43,10 @@ export class CallPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    // calls already running finish (terminating a worker mid-call would abandon libvirt memory
+    // and reject a caller that may not be listening); queued ones are refused
+    for (const job of this.queue.splice(0)) job.reject(new Error('libvirt call pool is closed'));
+    await Promise.all(this.slots.filter((s) => s.busy).map((s) => new Promise<void>((resolve) => s.worker.once('message', () => resolve()))));
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
     this.slots.length = 0;
   }

@@ -60,6 +60,7 @@ const collected = new FinalizationRegistry<Handle>((h) => h.free());
 export class Libvirt {
   private conn: bigint | undefined;
   private readonly handles = new Set<Handle>();
+  private readonly freeing = new Set<Promise<unknown>>();
   private readonly subscriptions = new Set<number>();
   private inFlight = 0;
   private drained: (() => void) | undefined;
@@ -202,6 +203,7 @@ export class Libvirt {
     for (const key of [...this.subscriptions]) await eventLoop.unsubscribe(key);
     this.subscriptions.clear();
     for (const h of [...this.handles]) h.free();
+    await Promise.all([...this.freeing]); // handles go before their connection
     unwrap(await callPool().call('close', [conn]));
   }
 
@@ -209,7 +211,11 @@ export class Libvirt {
 
   /** Frees a raw handle on the pool (virDomainFree may take the driver lock). */
   private release(kind: 'domain' | 'network', ptr: bigint): void {
-    void callPool().call(kind === 'domain' ? 'domainFree' : 'networkFree', [ptr]);
+    // freeing is not awaited by the caller: close() awaits it, and a failure (the pool shut down
+    // under it) must not surface as an unhandled rejection that ends the process
+    const freeing: Promise<unknown> = callPool().call(kind === 'domain' ? 'domainFree' : 'networkFree', [ptr]).catch(() => undefined);
+    this.freeing.add(freeing);
+    void freeing.finally(() => this.freeing.delete(freeing));
   }
 
   /** @internal runs an operation on the pool, counted so close() can wait for it */
@@ -271,6 +277,10 @@ export class Domain {
   async undefine(options: UndefineOptions = {}): Promise<void> {
     const flags = (options.managedSave ? 1 : 0) | (options.snapshotsMetadata ? 2 : 0) | (options.nvram ? 4 : 0) | (options.checkpointsMetadata ? 16 : 0);
     return this.op('domainUndefine', flags);
+  }
+  /** Renames a shut-off domain (libvirt refuses for a running one: OPERATION_INVALID). */
+  async rename(name: string): Promise<void> {
+    return this.op('domainRename', name);
   }
   async state(): Promise<{ state: DomainState; reason: number }> {
     const s = await this.lv.call<{ state: number; reason: number }>('domainState', [this.handle.get()]);

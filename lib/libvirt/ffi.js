@@ -64,6 +64,7 @@ function bind() {
     'int virDomainShutdown(void *dom)',
     'int virDomainDestroy(void *dom)',
     'int virDomainUndefineFlags(void *dom, unsigned int flags)',
+    'int virDomainRename(void *dom, const char *new_name, unsigned int flags)',
     'int virDomainGetState(void *dom, _Out_ int *state, _Out_ int *reason, unsigned int flags)',
     'void *virDomainGetXMLDesc(void *dom, unsigned int flags)',
     'int virDomainIsActive(void *dom)',
@@ -215,6 +216,7 @@ export const ops = {
   domainShutdown: (dom) => intCall('virDomainShutdown', dom),
   domainDestroy: (dom) => intCall('virDomainDestroy', dom),
   domainUndefine: (dom, flags) => intCall('virDomainUndefineFlags', dom, flags),
+  domainRename: (dom, name) => intCall('virDomainRename', dom, name, 0),
   domainState: (dom) => {
     const state = [0];
     const reason = [0];
