@@ -75,6 +75,32 @@ async function confirm(what: string): Promise<void> {
   if (answer.trim() !== 'yes') throw new Error(`${what}: cancelled`);
 }
 
+/** On a terminal: one line per resource, redrawn in place as its status changes, with a timer. */
+class LiveList {
+  private readonly rows = new Map<string, { status: string; since: number; until?: number }>();
+  private drawn = 0;
+  private readonly timer = setInterval(() => this.draw(), 500);
+
+  set(name: string, status: string): void {
+    const since = this.rows.get(name)?.since ?? Date.now();
+    const finished = status.endsWith('done') || status.includes('failed');
+    this.rows.set(name, { status, since, ...(finished ? { until: Date.now() } : {}) });
+    this.draw();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.draw();
+  }
+
+  private draw(): void {
+    const mark = (s: string) => (s.endsWith('done') ? '✓' : s.includes('failed') ? '✗' : '…');
+    const lines = [...this.rows].map(([name, r]) => `  ${mark(r.status)} ${name.padEnd(28)} ${r.status.padEnd(24)} ${(((r.until ?? Date.now()) - r.since) / 1000).toFixed(0).padStart(4)} s`);
+    process.stdout.write((this.drawn ? `\x1b[${this.drawn}A` : '') + lines.map((l) => `\x1b[2K${l}\n`).join(''));
+    this.drawn = lines.length;
+  }
+}
+
 async function main(command: string | undefined): Promise<number> {
   if (flags.version) {
     console.log(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version);
@@ -112,11 +138,14 @@ async function main(command: string | undefined): Promise<number> {
           return 0;
         }
         await confirm('perform these actions');
+        const live = process.stdout.isTTY && !flags.quiet ? new LiveList() : undefined;
         const created = await converge(p, {
           ...target,
           engine: defaultEngine(),
-          report: (c, status, detail) => say(`${stamp()} ${c.kind} ${c.name}: ${c.action} ${status}${detail ? ` (${detail})` : ''}`),
+          report: (c, status, detail) =>
+            live ? live.set(`${c.kind} ${c.name}`, `${c.action} ${status}${detail ? ` (${detail})` : ''}`) : say(`${stamp()} ${c.kind} ${c.name}: ${c.action} ${status}${detail ? ` (${detail})` : ''}`),
         });
+        live?.stop();
         say(`\nApply complete: ${p.summary.create} added, ${p.summary.update} changed, ${p.summary.replace} replaced, ${p.summary.delete} destroyed, ${p.summary.repair} repaired.`);
         for (const vm of created) console.log(`${vm.name}: ${vm.nics.map((n) => `${n.tenant} ${n.ip}`).join(', ')}`);
         return 0;

@@ -1,13 +1,17 @@
 // The state dir's record of the VMs virtwire made: <stateDir>/vms/<name>/vm.json. The host
 // plane's desired state is derived from all records, so the records are the source of truth for
 // what this host should look like.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, openSync, writeSync, fsyncSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ResolvedVm } from '../../types/resolved.js';
 import type { HostState, HostNetwork } from '../../types/host.js';
 import { vmPaths } from '../xml/index.js';
 
+/** The record format; records written by older versions are migrated when read. */
+export const RECORD_VERSION = 1;
+
 export interface VmRecord {
+  version?: number;
   vm: ResolvedVm;
   accel: 'kvm' | 'tcg';
   createdAt: string;
@@ -19,17 +23,37 @@ export function readRecords(stateDir: string): VmRecord[] {
   const records: VmRecord[] = [];
   for (const name of readdirSync(dir).sort()) {
     const file = join(dir, name, 'vm.json');
-    if (existsSync(file)) records.push(JSON.parse(readFileSync(file, 'utf8')) as VmRecord);
+    if (existsSync(file)) records.push(migrate(JSON.parse(readFileSync(file, 'utf8')) as VmRecord, file));
   }
   return records;
 }
 
+/** Version 0 (no `version` field) had no other difference: the migration stamps it. */
+function migrate(record: VmRecord, file: string): VmRecord {
+  const version = record.version ?? 0;
+  if (version > RECORD_VERSION) throw new Error(`${file} was written by a newer virtwire (record version ${version}; this one reads up to ${RECORD_VERSION})`);
+  return { ...record, version: RECORD_VERSION };
+}
+
+/** Atomic and durable: temp file, fsync, rename over the old one, fsync of the directory. */
 export function writeRecord(stateDir: string, record: VmRecord): void {
   const { dir } = vmPaths(stateDir, record.vm.name);
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const file = join(dir, 'vm.json');
-  writeFileSync(`${file}.tmp`, JSON.stringify(record, null, 2) + '\n');
+  const fd = openSync(`${file}.tmp`, 'w', 0o644);
+  try {
+    writeSync(fd, JSON.stringify({ ...record, version: RECORD_VERSION }, null, 2) + '\n');
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   renameSync(`${file}.tmp`, file);
+  const dfd = openSync(dir, 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
 }
 
 /** Removes the VM's record and every file under its directory (disks, seed, serial log). */

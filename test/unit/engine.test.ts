@@ -85,3 +85,22 @@ describe('state lock', () => {
     await expect(withStateLock(dir, async () => 'never', 200)).rejects.toMatchObject({ code: 'LOCKED' });
   });
 });
+
+describe('records', () => {
+  let dir: string;
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'vwrec-'))));
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('written with their version; version-0 records are migrated; newer ones refused', async () => {
+    const { writeRecord, readRecords } = await import('../../lib/engine/registry.js');
+    const { mkdirSync } = await import('node:fs');
+    const a = allocate(vm('a', [{ network: acme }]), []);
+    writeRecord(dir, record(a));
+    expect(readRecords(dir)).toEqual([{ ...record(a), version: 1 }]);
+    mkdirSync(join(dir, 'vms', 'old'), { recursive: true });
+    writeFileSync(join(dir, 'vms', 'old', 'vm.json'), JSON.stringify({ ...record(allocate(vm('old', [{ network: acme }]), [record(a)])) }));
+    expect(readRecords(dir).map((r) => [r.vm.name, r.version])).toEqual([['a', 1], ['old', 1]]);
+    writeFileSync(join(dir, 'vms', 'old', 'vm.json'), JSON.stringify({ ...record(a), version: 99 }));
+    expect(() => readRecords(dir)).toThrow(/written by a newer virtwire \(record version 99/);
+  });
+});
