@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join, relative, dirname } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { HostCommandError } from '../errors/index.js';
@@ -24,7 +24,7 @@ export interface TestGuestImage {
 export const GUEST_MODULES = ['virtio_ring', 'virtio', 'virtio_pci_modern_dev', 'virtio_pci_legacy_dev', 'virtio_pci', 'failover', 'net_failover', 'virtio_net', 'llc', 'stp', 'garp', 'mrp', '8021q'];
 
 const TEMPLATES = [new URL('../../../templates/', import.meta.url), new URL('../../templates/', import.meta.url)];
-function template(name: string): string {
+export function template(name: string): string {
   for (const dir of TEMPLATES) {
     const url = new URL(name, dir);
     if (existsSync(url)) return readFileSync(url, 'utf8');
@@ -32,14 +32,14 @@ function template(name: string): string {
   throw new Error(`template ${name} not found`);
 }
 
-async function run(argv: string[], options: { cwd?: string; input?: string } = {}): Promise<string> {
+export async function run(argv: string[], options: { cwd?: string; input?: string } = {}): Promise<string> {
   const r = await execa(argv[0]!, argv.slice(1), { reject: false, cwd: options.cwd, input: options.input });
   if (r.exitCode !== 0) throw new HostCommandError({ argv, exitCode: r.exitCode, stderr: String(r.stderr), step: 'build test guest' });
   return String(r.stdout);
 }
 
 /** The versioned kernel package behind linux-image-amd64, and its candidate version. */
-async function kernelPackage(): Promise<{ name: string; version: string }> {
+export async function kernelPackage(): Promise<{ name: string; version: string }> {
   let deps = await run(['apt-cache', 'depends', 'linux-image-amd64']).catch(() => '');
   if (!/Depends: linux-image-/.test(deps)) {
     await run(['apt-get', 'update', '-qq']);
@@ -73,8 +73,40 @@ export async function buildTestGuest(options: { cacheDir?: string; log?: (line: 
   if (existsSync(image.kernel) && existsSync(image.initrd)) return image;
 
   log(`building test guest ${key}: ${image.kernelPackage}, busybox ${busybox}`);
-  mkdirSync(cacheDir, { recursive: true, mode: 0o755 });
-  const work = mkdtempSync(join(tmpdir(), 'vwguest-'));
+  await buildCached(dir, pkg, 'test guest', async ({ fs, modules }) => {
+    writeFileSync(join(fs, 'init'), init, { mode: 0o755 });
+    writeFileSync(join(fs, 'bin/udhcpc-script'), hook, { mode: 0o755 });
+    mkdirSync(join(fs, 'www'));
+    const found = findModules(modules);
+    for (const m of GUEST_MODULES) {
+      const path = found.get(m);
+      if (!path) throw new Error(`module ${m}.ko not in ${pkg.name}`);
+      copyFileSync(path, join(fs, 'lib/modules', `${m}.ko`));
+    }
+    writeFileSync(join(fs, 'lib/modules/order'), GUEST_MODULES.join('\n') + '\n');
+    return `${image.kernelPackage}\nbusybox-static ${busybox}\n`;
+  });
+  log(`test guest ready in ${dir}`);
+  return image;
+}
+
+export interface ImageTree {
+  /** the initramfs being built: busybox in bin/, empty dev proc sys tmp lib/modules */
+  fs: string;
+  /** the kernel package's extracted tree and release */
+  root: string;
+  release: string;
+  /** <root>/lib/modules/<release>/kernel */
+  modules: string;
+}
+
+/**
+ * Downloads and unpacks the kernel package, lets `populate` fill an initramfs tree, then
+ * writes vmlinuz + initrd.img (gzip'd newc cpio) into `dir` atomically.
+ */
+export async function buildCached(dir: string, pkg: { name: string; version: string }, what: string, populate: (tree: ImageTree) => Promise<string>): Promise<void> {
+  mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
+  const work = mkdtempSync(join(tmpdir(), 'vwimage-'));
   try {
     // apt-get download writes into the current directory; _apt cannot enter a root-only tmpdir
     chmodSync(work, 0o755);
@@ -84,42 +116,30 @@ export async function buildTestGuest(options: { cacheDir?: string; log?: (line: 
     const root = join(work, 'pkg');
     await run(['dpkg-deb', '-x', join(work, deb), root]);
     const release = readdirSync(join(root, 'lib/modules'))[0]!;
-    const modulesDir = join(root, 'lib/modules', release, 'kernel');
-
     const fs = join(work, 'initramfs');
-    for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'www', 'lib/modules']) mkdirSync(join(fs, d), { recursive: true });
+    for (const d of ['bin', 'dev', 'proc', 'sys', 'tmp', 'lib/modules']) mkdirSync(join(fs, d), { recursive: true });
     copyFileSync('/bin/busybox', join(fs, 'bin/busybox'));
     chmodSync(join(fs, 'bin/busybox'), 0o755);
-    writeFileSync(join(fs, 'init'), init, { mode: 0o755 });
-    writeFileSync(join(fs, 'bin/udhcpc-script'), hook, { mode: 0o755 });
-    const found = findModules(modulesDir);
-    for (const m of GUEST_MODULES) {
-      const path = found.get(m);
-      if (!path) throw new Error(`module ${m}.ko not in ${pkg.name}`);
-      copyFileSync(path, join(fs, 'lib/modules', `${m}.ko`));
-    }
-    writeFileSync(join(fs, 'lib/modules/order'), GUEST_MODULES.join('\n') + '\n');
+    const source = await populate({ fs, root, release, modules: join(root, 'lib/modules', release, 'kernel') });
 
     const files = walk(fs).map((p) => relative(fs, p) || '.');
     const cpio = await execa('cpio', ['-o', '-H', 'newc', '--quiet'], { cwd: fs, input: files.join('\n') + '\n', encoding: 'buffer', reject: false });
-    if (cpio.exitCode !== 0) throw new HostCommandError({ argv: ['cpio', '-o', '-H', 'newc'], exitCode: cpio.exitCode, stderr: Buffer.from(cpio.stderr).toString(), step: 'build test guest' });
+    if (cpio.exitCode !== 0) throw new HostCommandError({ argv: ['cpio', '-o', '-H', 'newc'], exitCode: cpio.exitCode, stderr: Buffer.from(cpio.stderr).toString(), step: `build ${what}` });
 
     const staging = `${dir}.tmp-${process.pid}`;
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { recursive: true, mode: 0o755 });
     copyFileSync(join(root, 'boot', `vmlinuz-${release}`), join(staging, 'vmlinuz'));
     writeFileSync(join(staging, 'initrd.img'), gzipSync(Buffer.from(cpio.stdout)));
-    writeFileSync(join(staging, 'source.txt'), `${image.kernelPackage}\nbusybox-static ${busybox}\n`);
+    writeFileSync(join(staging, 'source.txt'), source);
     rmSync(dir, { recursive: true, force: true });
     renameSync(staging, dir); // atomic: a concurrent reader sees all of it or nothing
-    log(`test guest ready in ${dir}`);
-    return image;
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
 }
 
-function walk(dir: string): string[] {
+export function walk(dir: string): string[] {
   const out = [dir];
   for (const e of readdirSync(dir)) {
     const p = join(dir, e);
