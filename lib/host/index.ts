@@ -7,3 +7,4 @@ export { parseLeases, waitForLease, type Lease } from './leases.js';
 export { renderRuleset, tableScript } from './firewall.js';
 export { desiredLinks, planLinks, linkMaster, OWNED_NAME, VXLAN_MTU } from './links.js';
 export { waitUntil } from './wait.js';
+export { SshRunner, shellQuote, type SshTarget } from './ssh-runner.js';

@@ -59,6 +59,13 @@ export class HostPlane {
     this.caps = options.capabilities;
   }
 
+  /** This host's capabilities: probed locally (cached per boot), or through a remote runner. */
+  private probe(): Promise<HostCapabilities> {
+    // an ExecaRunner is this kernel (in whichever namespace): the local, cached probe holds
+    const local = this.runner instanceof ExecaRunner;
+    return local ? probeHost({ cacheFile: join(this.stateDir, 'capabilities.json') }) : probeHost({ runner: this.runner });
+  }
+
   dnsmasqPaths(tenant: string): DnsmasqPaths {
     return dnsmasqPaths(this.stateDir, tenant);
   }
@@ -66,7 +73,7 @@ export class HostPlane {
   /** Makes `state` true. Bad input and missing kernel features fail before anything changes. */
   async apply(state: HostState): Promise<ApplyReport> {
     validateHostState(state);
-    const caps = this.caps ?? (await probeHost({ cacheFile: join(this.stateDir, 'capabilities.json') }));
+    const caps = this.caps ?? (await this.probe());
     checkFeatures(state, caps);
     const qosWanted = desiredQos(state, caps);
 
@@ -150,7 +157,7 @@ export class HostPlane {
    */
   async plan(state: HostState): Promise<HostPlan> {
     validateHostState(state);
-    const caps = this.caps ?? (await probeHost({ cacheFile: join(this.stateDir, 'capabilities.json') }));
+    const caps = this.caps ?? (await this.probe());
     checkFeatures(state, caps);
     const [observed, fw] = await Promise.all([observeLinks(this.runner), planFirewall(this.runner, state)]);
     const desired = desiredLinks(state);

@@ -14,8 +14,21 @@ let cached: Promise<HostCapabilities> | undefined;
  * `cacheFile`, for the rest of this boot (the key is the kernel's boot id and the tools' files;
  * a probe takes ~0.5 s, which a short-lived CLI process would otherwise pay every time).
  */
-export function probeHost(options: { cacheFile?: string } = {}): Promise<HostCapabilities> {
-  return (cached ??= fromFile(options.cacheFile) ?? runProbe().then((caps) => toFile(options.cacheFile, caps)));
+export function probeHost(options: { cacheFile?: string; runner?: CommandRunner } = {}): Promise<HostCapabilities> {
+  if (options.runner) {
+    // another host (SSH): probed there, once per runner
+    let caps = remote.get(options.runner);
+    if (!caps) remote.set(options.runner, (caps = runProbe(options.runner, (ns) => inNetns(options.runner!, ns), false)));
+    return caps;
+  }
+  return (cached ??= fromFile(options.cacheFile) ?? runProbe(new ExecaRunner(), (ns) => new ExecaRunner(ns), kvmUsable()).then((caps) => toFile(options.cacheFile, caps)));
+}
+
+const remote = new WeakMap<CommandRunner, Promise<HostCapabilities>>();
+
+/** Commands of `runner` run inside network namespace `ns` of the same host. */
+function inNetns(runner: CommandRunner, ns: string): CommandRunner {
+  return { netns: ns, run: (argv, options) => runner.run(['ip', 'netns', 'exec', ns, ...argv], options) };
 }
 
 const TOOLS = ['/usr/sbin/ip', '/usr/sbin/nft', '/usr/sbin/tc', '/usr/sbin/dnsmasq', '/bin/ip', '/sbin/tc'];
@@ -43,12 +56,11 @@ function toFile(file: string | undefined, caps: HostCapabilities): HostCapabilit
   return caps;
 }
 
-async function runProbe(): Promise<HostCapabilities> {
-  const host = new ExecaRunner();
+async function runProbe(host: CommandRunner, inside: (ns: string) => CommandRunner, kvm: boolean): Promise<HostCapabilities> {
   const ns = `vwprobe-${process.pid}`;
   await host.run(['ip', 'netns', 'add', ns]);
   try {
-    const r = new ExecaRunner(ns);
+    const r = inside(ns);
     const ok = async (argv: string[]) => (await r.run(argv, { allowFailure: true })).exitCode === 0;
     const veth = await ok(['ip', 'link', 'add', 'p0', 'type', 'veth', 'peer', 'name', 'p1']);
     const bridge = await ok(['ip', 'link', 'add', 'b0', 'type', 'bridge']);
@@ -79,7 +91,7 @@ async function runProbe(): Promise<HostCapabilities> {
     const nftBridge = nftables && (await nft('bridge'));
     const iptables = await ok(['iptables', '-w', '-L', '-n']).catch(() => false);
     const dnsmasq = await ok(['dnsmasq', '--version']).catch(() => false);
-    return { bridge, tap, veth, vlan, vxlan, ifb, nftables, nftBridge, iptables, qdiscs, actions, dnsmasq, kvm: kvmUsable() };
+    return { bridge, tap, veth, vlan, vxlan, ifb, nftables, nftBridge, iptables, qdiscs, actions, dnsmasq, kvm };
   } finally {
     await host.run(['ip', 'netns', 'del', ns], { allowFailure: true });
   }

@@ -4,10 +4,12 @@
 // a key of its inputs (kernel package version, busybox version, init scripts): rebuilt only when
 // one of them changes.
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync, lstatSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, dirname } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { createGzip } from 'node:zlib';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { HostCommandError } from '../errors/index.js';
 
@@ -123,14 +125,15 @@ export async function buildCached(dir: string, pkg: { name: string; version: str
     const source = await populate({ fs, root, release, modules: join(root, 'lib/modules', release, 'kernel') });
 
     const files = walk(fs).map((p) => relative(fs, p) || '.');
-    const cpio = await execa('cpio', ['-o', '-H', 'newc', '--quiet'], { cwd: fs, input: files.join('\n') + '\n', encoding: 'buffer', reject: false });
-    if (cpio.exitCode !== 0) throw new HostCommandError({ argv: ['cpio', '-o', '-H', 'newc'], exitCode: cpio.exitCode, stderr: Buffer.from(cpio.stderr).toString(), step: `build ${what}` });
+    const archive = join(work, 'initramfs.cpio');
+    const cpio = await execa('cpio', ['-o', '-H', 'newc', '--quiet'], { cwd: fs, input: files.join('\n') + '\n', stdout: { file: archive }, reject: false });
+    if (cpio.exitCode !== 0) throw new HostCommandError({ argv: ['cpio', '-o', '-H', 'newc'], exitCode: cpio.exitCode, stderr: String(cpio.stderr), step: `build ${what}` });
 
     const staging = `${dir}.tmp-${process.pid}`;
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { recursive: true, mode: 0o755 });
     copyFileSync(join(root, 'boot', `vmlinuz-${release}`), join(staging, 'vmlinuz'));
-    writeFileSync(join(staging, 'initrd.img'), gzipSync(Buffer.from(cpio.stdout)));
+    await pipeline(createReadStream(archive), createGzip(), createWriteStream(join(staging, 'initrd.img')));
     writeFileSync(join(staging, 'source.txt'), source);
     rmSync(dir, { recursive: true, force: true });
     renameSync(staging, dir); // atomic: a concurrent reader sees all of it or nothing
@@ -143,7 +146,7 @@ export function walk(dir: string): string[] {
   const out = [dir];
   for (const e of readdirSync(dir)) {
     const p = join(dir, e);
-    if (statSync(p).isDirectory()) out.push(...walk(p));
+    if (lstatSync(p).isDirectory()) out.push(...walk(p));
     else out.push(p);
   }
   return out;

@@ -182,3 +182,15 @@ describe('HostPlane refuses before running anything', () => {
     expect(() => validateHostState(state)).not.toThrow();
   });
 });
+
+describe('SSH runner', () => {
+  test('every argv element reaches the remote shell as one word, uninterpreted', async () => {
+    const { shellQuote } = await import('../../lib/host/ssh-runner.js');
+    expect(shellQuote('eth1.100')).toBe('eth1.100');
+    expect(shellQuote("it's")).toBe(`'it'\\''s'`);
+    expect(shellQuote('$(reboot); rm -rf /')).toBe(`'$(reboot); rm -rf /'`);
+    expect(shellQuote('')).toBe(`''`);
+    expect(shellQuote('*')).toBe(`'*'`);
+    expect(shellQuote('a\nb')).toBe(`'a\nb'`);
+  });
+});

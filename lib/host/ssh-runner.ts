@@ -1,0 +1,66 @@
+// A CommandRunner for a remote host: the system `ssh` with a control socket (one TCP/SSH
+// connection reused by every command), batch input on stdin. ssh hands the remote side one
+// command string for its shell, so every argv element is quoted for a POSIX shell here — the
+// remote shell only ever splits the words back; nothing is interpolated.
+import { execa } from 'execa';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { HostCommandError } from '../errors/index.js';
+import type { CommandRunner, RunOptions, RunResult } from './command-runner.js';
+
+export interface SshTarget {
+  /** user@host or host */
+  destination: string;
+  identityFile?: string;
+  port?: number;
+  /** where the control socket lives; default a directory under the OS temp dir */
+  controlDir?: string;
+  /** accept an unknown host key (lab hosts made by tests); default false */
+  acceptNewHostKeys?: boolean;
+}
+
+/** 'it'\''s' — single quotes, with embedded ones closed, escaped and reopened. */
+export function shellQuote(arg: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+export class SshRunner implements CommandRunner {
+  private readonly options: string[];
+
+  constructor(private readonly target: SshTarget, readonly netns?: string) {
+    const controlDir = target.controlDir ?? join(tmpdir(), 'virtwire-ssh');
+    mkdirSync(controlDir, { recursive: true, mode: 0o700 });
+    this.options = [
+      '-T',
+      '-o', 'BatchMode=yes',
+      '-o', 'LogLevel=ERROR',
+      '-o', 'ControlMaster=auto',
+      '-o', `ControlPath=${join(controlDir, '%C')}`,
+      '-o', 'ControlPersist=60',
+      ...(target.acceptNewHostKeys ? ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'] : []),
+      ...(target.identityFile ? ['-i', target.identityFile] : []),
+      ...(target.port ? ['-p', String(target.port)] : []),
+    ];
+  }
+
+  /** The same host, commands run inside one of its network namespaces. */
+  inNetns(netns: string): SshRunner {
+    return new SshRunner(this.target, netns);
+  }
+
+  async run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    const remote = this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : [...argv];
+    const full = ['ssh', ...this.options, this.target.destination, '--', remote.map(shellQuote).join(' ')];
+    const r = await execa(full[0]!, full.slice(1), { input: options.input ?? '', reject: false, stripFinalNewline: true });
+    // ssh's own failures (unreachable, refused key) exit 255
+    if (r.exitCode === undefined || r.exitCode === 255) {
+      throw new HostCommandError({ argv: [this.target.destination, ...remote], exitCode: r.exitCode, stderr: String(r.stderr || r.message), step: options.step }, { cause: r });
+    }
+    const out = { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode };
+    if (out.exitCode !== 0 && !options.allowFailure) {
+      throw new HostCommandError({ argv: [this.target.destination, ...remote], exitCode: out.exitCode, stderr: out.stderr, step: options.step });
+    }
+    return out;
+  }
+}
