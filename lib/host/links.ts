@@ -154,13 +154,13 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
   const bridge: string[] = [];
   const creates: string[] = [];
   const wanted = new Map(desired.map((d) => [d.name, d]));
-  const wantedBridges = new Set(desired.filter((d) => d.kind === 'bridge').map((d) => d.name));
 
   // 1. delete what is ours and unwanted (ports before bridges: a bridge's deletion frees them)
   const stale = [...observed.values()].filter((o) => {
     const d = wanted.get(o.name);
     if (d) return d.identity !== o.identity; // changed: re-create below
-    return OWNED_NAME.test(o.name) || (o.kind === 'vlan' && o.master !== undefined && OWNED_NAME.test(o.master) && !wantedBridges.has(o.master));
+    // VLAN devices keep the classic eth0.<vid> name: one on a virtwire bridge is virtwire's uplink
+    return OWNED_NAME.test(o.name) || (o.kind === 'vlan' && o.master !== undefined && OWNED_NAME.test(o.master));
   });
   ip.push(...deleteLines(stale, observed));
   const gone = new Set(stale.map((o) => o.name));

@@ -49,7 +49,19 @@ export class SshRunner implements CommandRunner {
     return new SshRunner(this.target, netns);
   }
 
-  async run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  /**
+   * One command at a time per host: sessions multiplexed concurrently over one control
+   * connection to a small dropbear have failed now and then with ssh's own exit code 255.
+   */
+  run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    const next = this.queue.then(() => this.runNow(argv, options));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async runNow(argv: readonly string[], options: RunOptions): Promise<RunResult> {
     const remote = this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : [...argv];
     const full = ['ssh', ...this.options, this.target.destination, '--', remote.map(shellQuote).join(' ')];
     const r = await execa(full[0]!, full.slice(1), { input: options.input ?? '', reject: false, stripFinalNewline: true });
