@@ -118,23 +118,15 @@ export class HostPlane {
 
       step = 'dnsmasq';
       let actions = 0;
-      const wanted = new Set<string>();
-      for (const net of state.networks) {
-        if (net.dhcp === false) continue;
-        wanted.add(net.network.tenant);
-        const paths = this.dnsmasqPaths(net.network.tenant);
-        const conf = renderDnsmasqConfig(net.network, paths);
-        const hosts = renderHostsFile(net);
-        const status = observeDnsmasq(paths);
-        const action = planDnsmasq(status, conf, hosts);
-        step = `dnsmasq ${net.network.tenant}: ${action}`;
+      const { instances, unwanted } = this.planDnsmasqs(state);
+      for (const { tenant, paths, conf, hosts, status, action } of instances) {
+        step = `dnsmasq ${tenant}: ${action}`;
         await applyDnsmasq(this.runner, paths, action, conf, hosts, status);
         if (action === 'start' || action === 'restart') started.push(paths);
         if (action !== 'none') actions++;
       }
       step = 'dnsmasq: remove unwanted';
-      for (const tenant of this.dnsmasqTenants()) {
-        if (wanted.has(tenant)) continue;
+      for (const tenant of unwanted) {
         await removeDnsmasq(this.dnsmasqPaths(tenant));
         actions++;
       }
@@ -164,12 +156,8 @@ export class HostPlane {
     const links = planLinks(desired, observed);
     const existing = new Set([...observed.keys()].filter((n) => desired.some((d) => d.name === n)));
     const tc = await planQos(this.runner, desiredQos(state, caps), existing);
-    const dnsmasq: HostPlan['dnsmasq'] = state.networks.filter((n) => n.dhcp !== false).map((net) => {
-      const paths = this.dnsmasqPaths(net.network.tenant);
-      return { tenant: net.network.tenant, action: planDnsmasq(observeDnsmasq(paths), renderDnsmasqConfig(net.network, paths), renderHostsFile(net)) };
-    });
-    const wanted = new Set(state.networks.map((n) => n.network.tenant));
-    for (const tenant of this.dnsmasqTenants()) if (!wanted.has(tenant)) dnsmasq.push({ tenant, action: 'remove' });
+    const { instances, unwanted } = this.planDnsmasqs(state);
+    const dnsmasq: HostPlan['dnsmasq'] = [...instances.map(({ tenant, action }) => ({ tenant, action })), ...unwanted.map((tenant) => ({ tenant, action: 'remove' as const }))];
     return { ip: links.ip, bridge: links.bridge, nft: fw.script, tc, dnsmasq };
   }
 
@@ -190,6 +178,20 @@ export class HostPlane {
   /** The pid of `tenant`'s dnsmasq when it runs. */
   dnsmasqPid(tenant: string): number | undefined {
     return observeDnsmasq(this.dnsmasqPaths(tenant)).pid;
+  }
+
+  /** Per tenant with DHCP: its rendered files, what runs now and what to do; and the instances no network wants. */
+  private planDnsmasqs(state: HostState) {
+    const instances = state.networks.filter((n) => n.dhcp !== false).map((net) => {
+      const tenant = net.network.tenant;
+      const paths = this.dnsmasqPaths(tenant);
+      const conf = renderDnsmasqConfig(net.network, paths);
+      const hosts = renderHostsFile(net);
+      const status = observeDnsmasq(paths);
+      return { tenant, paths, conf, hosts, status, action: planDnsmasq(status, conf, hosts) };
+    });
+    const wanted = new Set(instances.map((i) => i.tenant));
+    return { instances, unwanted: this.dnsmasqTenants().filter((t) => !wanted.has(t)) };
   }
 
   private dnsmasqTenants(): string[] {
