@@ -74,9 +74,11 @@ export async function converge(p: Plan, options: ConvergeOptions): Promise<Creat
     }
   };
   const vmChanges = p.changes.filter((c) => c.kind === 'vm');
-  for (const c of vmChanges.filter((c) => c.action === 'delete' || c.action === 'replace' || (c.action === 'repair' && c.reason?.startsWith('domain missing')))) {
-    if (c.action !== 'replace' && c.action !== 'repair') await step(c, () => options.engine.destroy(c.name, { stateDir, uri, missingOk: true }));
-    else await options.engine.destroy(c.name, { stateDir, uri, missingOk: true });
+  for (const c of vmChanges.filter((c) => c.action === 'delete' || c.action === 'replace' || c.repair === 'recreate')) {
+    // a replacement or re-creation is reported once, by its create below
+    const destroy = () => options.engine.destroy(c.name, { stateDir, uri, missingOk: true });
+    if (c.action === 'delete') await step(c, destroy);
+    else await destroy();
   }
   for (const c of vmChanges.filter((c) => c.action === 'update')) {
     await step(c, () => withStateLock(stateDir, async () => {
@@ -85,10 +87,10 @@ export async function converge(p: Plan, options: ConvergeOptions): Promise<Creat
       await new HostPlane({ stateDir }).apply(hostStateOf(readRecords(stateDir)));
     }));
   }
-  const creates = vmChanges.filter((c) => c.action === 'create' || c.action === 'replace' || (c.action === 'repair' && c.reason?.startsWith('domain missing')));
+  const creates = vmChanges.filter((c) => c.action === 'create' || c.action === 'replace' || c.repair === 'recreate');
   const created: CreatedVm[] = [];
   const results = await Promise.allSettled(creates.map((c) => step(c, async () => created.push(await options.engine.create(specOf(c.vm!), { stateDir, uri })))));
-  for (const c of vmChanges.filter((c) => c.action === 'repair' && !c.reason?.startsWith('domain missing'))) {
+  for (const c of vmChanges.filter((c) => c.repair === 'start')) {
     await step(c, async () => {
       const lv = await Libvirt.open(uri);
       try {
@@ -123,12 +125,12 @@ export async function dryRun(p: Plan, target: Target): Promise<{ host: HostPlan;
   const disks: string[] = [];
   for (const c of p.changes.filter((c) => c.kind === 'vm')) {
     if (c.action === 'delete' || c.action === 'replace') libvirt.push(`virDomainDestroy(${c.name}) if running`, `virDomainUndefineFlags(${c.name}, MANAGED_SAVE|NVRAM)`);
-    if (c.action === 'create' || c.action === 'replace' || c.reason?.startsWith('domain missing')) {
+    if (c.action === 'create' || c.action === 'replace' || c.repair === 'recreate') {
       libvirt.push(`virDomainDefineXML(${c.name})`, `virDomainCreate(${c.name})`);
       if (c.vm && 'image' in c.vm.boot) disks.push(`qemu-img create -q -f qcow2 -F <base format> -b ${c.vm.boot.image} ${vmPaths(stateDir, c.name).overlay}`);
       if (c.vm?.cloudInit) disks.push(`xorriso -as genisoimage … -output ${vmPaths(stateDir, c.name).seedIso} -volid cidata`);
     }
-    if (c.action === 'repair' && !c.reason?.startsWith('domain missing')) libvirt.push(`virDomainCreate(${c.name})`);
+    if (c.repair === 'start') libvirt.push(`virDomainCreate(${c.name})`);
   }
   return { host, libvirt, disks };
 }

@@ -21,8 +21,10 @@ export interface Change {
   name: string;
   action: ChangeAction;
   attributes: AttributeChange[];
-  /** why a repair is needed (drift), or what forces a replacement */
+  /** why a repair is needed (drift), or what forces a replacement — for people */
   reason?: string;
+  /** what a VM repair does — for code: re-create a missing domain, or start a stopped one */
+  repair?: 'recreate' | 'start';
   /** the VM as it will be (create/replace/update/repair of a VM) */
   vm?: ResolvedVm;
 }
@@ -100,9 +102,9 @@ export function planChanges(spec: SpecFile, records: VmRecord[], observed: Obser
       const inPlace = attrs.every((a) => IN_PLACE.test(a.name));
       changes.push({ kind: 'vm', name: vm.name, action: inPlace ? 'update' : 'replace', attributes: attrs, vm: pinned, ...(inPlace ? {} : { reason: 'forces replacement' }) });
     } else if (state === undefined) {
-      changes.push({ kind: 'vm', name: vm.name, action: 'repair', attributes: [], reason: 'domain missing in libvirt', vm: pinned });
+      changes.push({ kind: 'vm', name: vm.name, action: 'repair', repair: 'recreate', attributes: [], reason: 'domain missing in libvirt', vm: pinned });
     } else if (state !== 'running') {
-      changes.push({ kind: 'vm', name: vm.name, action: 'repair', attributes: [], reason: `domain is ${state}, not running`, vm: pinned });
+      changes.push({ kind: 'vm', name: vm.name, action: 'repair', repair: 'start', attributes: [], reason: `domain is ${state}, not running`, vm: pinned });
     }
   }
   for (const rec of records) {

@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 const TEMPLATES = new URL('../../../templates/', import.meta.url);
 const cache = new Map<string, string>();
 
-function load(name: string): string {
+/** A file under templates/, from the built package (dist/) or the source tree. */
+export function readTemplate(name: string): string {
   let text = cache.get(name);
   if (text === undefined) {
     // from dist/lib/host/ or lib/host/ the templates folder is at the package root
@@ -26,7 +27,7 @@ function load(name: string): string {
 }
 
 export function renderTemplate(name: string, values: Record<string, string | number | undefined>): string {
-  return load(name)
+  return readTemplate(name)
     .split('\n')
     .filter((line) => ![...line.matchAll(/\{\{(\w+)\}\}/g)].some((m) => values[m[1]!] === undefined))
     .map((line) =>

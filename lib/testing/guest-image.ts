@@ -12,6 +12,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { HostCommandError } from '../errors/index.js';
+import { readTemplate } from '../host/template.js';
 
 export interface TestGuestImage {
   kernel: string;
@@ -25,14 +26,6 @@ export interface TestGuestImage {
 /** Loaded in this order (each depends on the ones before); 8021q for lab hosts with VLANs. */
 export const GUEST_MODULES = ['virtio_ring', 'virtio', 'virtio_pci_modern_dev', 'virtio_pci_legacy_dev', 'virtio_pci', 'failover', 'net_failover', 'virtio_net', 'llc', 'stp', 'garp', 'mrp', '8021q'];
 
-const TEMPLATES = [new URL('../../../templates/', import.meta.url), new URL('../../templates/', import.meta.url)];
-export function template(name: string): string {
-  for (const dir of TEMPLATES) {
-    const url = new URL(name, dir);
-    if (existsSync(url)) return readFileSync(url, 'utf8');
-  }
-  throw new Error(`template ${name} not found`);
-}
 
 export async function run(argv: string[], options: { cwd?: string; input?: string } = {}): Promise<string> {
   const r = await execa(argv[0]!, argv.slice(1), { reject: false, cwd: options.cwd, input: options.input });
@@ -62,8 +55,8 @@ export async function buildTestGuest(options: { cacheDir?: string; log?: (line: 
   const log = options.log ?? (() => {});
   const pkg = await kernelPackage();
   const busybox = (await run(['dpkg-query', '-W', '-f=${Version}', 'busybox-static'])).trim();
-  const init = template('guest-init.sh');
-  const hook = template('guest-udhcpc.sh');
+  const init = readTemplate('guest-init.sh');
+  const hook = readTemplate('guest-udhcpc.sh');
   const key = createHash('sha256').update(JSON.stringify([pkg, busybox, init, hook, GUEST_MODULES])).digest('hex').slice(0, 12);
   const dir = join(cacheDir, key);
   const image: TestGuestImage = {

@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, cpSync, existsSync, mkdirSync, writeFileSync, chmodSync, readdirSync, symlinkSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { execa } from 'execa';
-import { buildCached, kernelPackage, run, template, DEFAULT_GUEST_CACHE } from './guest-image.js';
+import { buildCached, kernelPackage, run, DEFAULT_GUEST_CACHE } from './guest-image.js';
+import { readTemplate } from '../host/template.js';
 
 export interface LabHostImage {
   kernel: string;
@@ -35,7 +36,7 @@ export async function buildLabHostImage(options: { cacheDir?: string; log?: (lin
   const cacheDir = options.cacheDir ?? join(DEFAULT_GUEST_CACHE, 'lab');
   const pkg = await kernelPackage();
   const versions = await run(['dpkg-query', '-W', '-f=${Package} ${Version}\\n', 'busybox-static', 'iproute2', 'nftables', 'dropbear-bin', 'libc6']);
-  const init = template('lab-init.sh');
+  const init = readTemplate('lab-init.sh');
   const key = createHash('sha256').update(JSON.stringify([pkg, versions, init, TOOLS, MODULE_DIRS])).digest('hex').slice(0, 12);
   const dir = join(cacheDir, key);
   const image: LabHostImage = { kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img'), kernelPackage: `${pkg.name} ${pkg.version}`, cmdline: 'console=ttyS0 quiet panic=-1' };
