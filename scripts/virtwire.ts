@@ -130,10 +130,11 @@ async function main(command: string | undefined): Promise<number> {
           console.log('\n--dry-run: nothing was changed. apply would run:');
           for (const call of d.libvirt) console.log(`  libvirt: ${call}`);
           for (const cmd of d.disks) console.log(`  ${cmd}`);
-          if (d.host.ip.length) console.log(`  ip -batch -  <<EOF\n${d.host.ip.map((l) => `    ${l}`).join('\n')}\n  EOF`);
-          if (d.host.bridge.length) console.log(`  bridge -batch -  <<EOF\n${d.host.bridge.map((l) => `    ${l}`).join('\n')}\n  EOF`);
-          if (d.host.nft) console.log(`  nft -f -  <<EOF\n${d.host.nft.trimEnd().split('\n').map((l) => `    ${l}`).join('\n')}\n  EOF`);
-          if (d.host.tc.length) console.log(`  tc -batch -  <<EOF\n${d.host.tc.map((l) => `    ${l}`).join('\n')}\n  EOF`);
+          const batch = (argv: string[], lines: string[]) => lines.length && console.log(`  ${argv.join(' ')}  <<EOF\n${lines.map((l) => `    ${l}`).join('\n')}\n  EOF`);
+          batch(['ip', '-batch', '-'], d.host.ip);
+          batch(['bridge', '-batch', '-'], d.host.bridge);
+          for (const c of d.host.firewall) batch(c.argv, c.input.trimEnd().split('\n'));
+          batch(['tc', '-batch', '-'], d.host.tc);
           for (const x of d.host.dnsmasq.filter((x) => x.action !== 'none')) console.log(`  dnsmasq ${x.tenant}: ${x.action}`);
           return 0;
         }

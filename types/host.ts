@@ -41,6 +41,8 @@ export interface HostCapabilities {
   nftables: boolean;
   nftBridge: boolean;
   iptables: boolean;
+  /** ebtables (the iptables backend's anti-spoofing) */
+  ebtables: boolean;
   qdiscs: Record<'htb' | 'tbf' | 'sfq' | 'fq_codel' | 'ingress', boolean>;
   actions: Record<'police' | 'mirred', boolean>;
   dnsmasq: boolean;

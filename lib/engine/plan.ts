@@ -73,7 +73,7 @@ function hostDrift(state: HostState, host: HostPlan): Map<string, string[]> {
     const dns = host.dnsmasq.find((d) => d.tenant === t);
     if (dns && dns.action !== 'none') add(t, dns.action === 'start' ? 'dnsmasq not running' : 'dnsmasq config differs');
   }
-  if (host.nft && state.networks.length > 0) for (const net of state.networks) add(net.network.tenant, 'firewall rules differ');
+  if (host.firewall.length > 0 && state.networks.length > 0) for (const net of state.networks) add(net.network.tenant, 'firewall rules differ');
   return drift;
 }
 

@@ -10,7 +10,7 @@ import { ExecaRunner, type CommandRunner } from './command-runner.js';
 import { probeHost, requireFeature } from './probe.js';
 import { validateHostState } from './host-state.js';
 import { applyLinkPlan, deleteLinks, desiredLinks, observeLinks, planLinks } from './links.js';
-import { applyNft, planFirewall } from './firewall.js';
+import { chooseFirewall, runFirewall, type FirewallBackend, type FirewallCommand, type FirewallKind } from './firewall.js';
 import { applyQos, desiredQos, planQos } from './qos.js';
 import {
   applyDnsmasq, dnsmasqPaths, observeDnsmasq, planDnsmasq, removeDnsmasq, renderDnsmasqConfig, renderHostsFile, stopDnsmasq,
@@ -27,6 +27,8 @@ export interface HostPlaneOptions {
   stateDir?: string;
   /** capabilities; default: probed once per process */
   capabilities?: HostCapabilities;
+  /** firewall backend; default: nftables where the host has it, else iptables + ebtables */
+  firewall?: FirewallKind;
 }
 
 export interface HostPlan {
@@ -34,8 +36,8 @@ export interface HostPlan {
   ip: string[];
   /** `bridge -batch` input */
   bridge: string[];
-  /** `nft -f` input ('' when the tables are as desired) */
-  nft: string;
+  /** firewall batches (`nft -f -`, or `iptables-restore`/`ebtables-restore`); none when the rules are as desired */
+  firewall: FirewallCommand[];
   /** `tc -batch` input */
   tc: string[];
   dnsmasq: { tenant: string; action: DnsmasqAction | 'remove' }[];
@@ -52,11 +54,13 @@ export class HostPlane {
   readonly runner: CommandRunner;
   readonly stateDir: string;
   private readonly caps: HostCapabilities | undefined;
+  private readonly firewallKind: FirewallKind | undefined;
 
   constructor(options: HostPlaneOptions = {}) {
     this.runner = options.runner ?? new ExecaRunner(options.netns);
     this.stateDir = options.stateDir ?? '/var/lib/virtwire';
     this.caps = options.capabilities;
+    this.firewallKind = options.firewall;
   }
 
   /** This host's capabilities: probed locally (cached per boot), or through a remote runner. */
@@ -74,18 +78,18 @@ export class HostPlane {
   async apply(state: HostState): Promise<ApplyReport> {
     validateHostState(state);
     const caps = this.caps ?? (await this.probe());
-    checkFeatures(state, caps);
+    const firewall = checkFeatures(state, caps, this.firewallKind);
     const qosWanted = desiredQos(state, caps);
 
     const changes: { step: string; count: number }[] = [];
     const done: string[] = [];
     const created: string[] = [];
     const started: DnsmasqPaths[] = [];
-    let restoreNft = '';
+    let restoreFirewall: FirewallCommand[] = [];
     let step = 'links';
     try {
-      // links and virtwire's nft tables are observed together: neither depends on the other
-      const [observed, fw] = await Promise.all([observeLinks(this.runner), planFirewall(this.runner, state)]);
+      // links and virtwire's firewall rules are observed together: neither depends on the other
+      const [observed, fw] = await Promise.all([observeLinks(this.runner), firewall.plan(this.runner, state)]);
       const desired = desiredLinks(state);
       const links = planLinks(desired, observed);
       created.push(...links.creates); // before running: a batch failing half-way has made some
@@ -104,9 +108,9 @@ export class HostPlane {
       done.push(step);
 
       step = 'firewall';
-      restoreNft = fw.restore;
-      await applyNft(this.runner, fw.script, step);
-      changes.push({ step, count: fw.script ? 1 : 0 });
+      restoreFirewall = fw.restore;
+      await runFirewall(this.runner, fw.commands, step);
+      changes.push({ step, count: fw.commands.length });
       done.push(step);
 
       step = 'qos';
@@ -136,7 +140,7 @@ export class HostPlane {
       const rollbackErrors: unknown[] = [];
       const attempt = async (fn: () => Promise<void>) => fn().catch((e: unknown) => void rollbackErrors.push(e));
       for (const paths of started) await attempt(() => stopDnsmasq(paths));
-      if (restoreNft) await attempt(() => applyNft(this.runner, restoreNft, 'firewall: rollback'));
+      await attempt(() => runFirewall(this.runner, restoreFirewall, 'firewall: rollback'));
       await attempt(() => deleteLinks(this.runner, created));
       throw new ApplyError({ step, stepsDone: done, rolledBack: rollbackErrors.length === 0, rollbackErrors }, { cause });
     }
@@ -150,15 +154,15 @@ export class HostPlane {
   async plan(state: HostState): Promise<HostPlan> {
     validateHostState(state);
     const caps = this.caps ?? (await this.probe());
-    checkFeatures(state, caps);
-    const [observed, fw] = await Promise.all([observeLinks(this.runner), planFirewall(this.runner, state)]);
+    const firewall = checkFeatures(state, caps, this.firewallKind);
+    const [observed, fw] = await Promise.all([observeLinks(this.runner), firewall.plan(this.runner, state)]);
     const desired = desiredLinks(state);
     const links = planLinks(desired, observed);
     const existing = new Set([...observed.keys()].filter((n) => desired.some((d) => d.name === n)));
     const tc = await planQos(this.runner, desiredQos(state, caps), existing);
     const { instances, unwanted } = this.planDnsmasqs(state);
     const dnsmasq: HostPlan['dnsmasq'] = [...instances.map(({ tenant, action }) => ({ tenant, action })), ...unwanted.map((tenant) => ({ tenant, action: 'remove' as const }))];
-    return { ip: links.ip, bridge: links.bridge, nft: fw.script, tc, dnsmasq };
+    return { ip: links.ip, bridge: links.bridge, firewall: fw.commands, tc, dnsmasq };
   }
 
   /** Removes everything virtwire made here: devices, rules, dnsmasq instances and their files. */
@@ -200,11 +204,13 @@ export class HostPlane {
   }
 }
 
-/** Every kernel feature the state needs, checked before the first command runs. */
-function checkFeatures(state: HostState, caps: HostCapabilities): void {
-  if (state.networks.length === 0) return;
+/** Every kernel feature the state needs, checked before the first command runs; the firewall backend. */
+function checkFeatures(state: HostState, caps: HostCapabilities, firewallKind: FirewallKind | undefined): FirewallBackend {
+  // teardown needs no features, and removes rules of the backend in use (or the one asked for)
+  if (state.networks.length === 0) return chooseFirewall(caps, firewallKind ?? (caps.nftables ? 'nftables' : 'iptables'));
   requireFeature(caps, 'bridge', 'tenant bridges');
-  requireFeature(caps, 'nftables', 'tenant firewall rules');
+  const firewall = chooseFirewall(caps, firewallKind);
+  for (const feature of firewall.features) requireFeature(caps, feature, 'tenant firewall rules');
   for (const net of state.networks) {
     const n = net.network;
     if (n.segment.type === 'vlan') requireFeature(caps, 'vlan', `VLAN segment for tenant ${n.tenant}`);
@@ -212,7 +218,7 @@ function checkFeatures(state: HostState, caps: HostCapabilities): void {
     if (net.dhcp !== false) requireFeature(caps, 'dnsmasq', `DHCP/DNS for tenant ${n.tenant}`);
     for (const port of net.ports) {
       requireFeature(caps, port.kind, `port ${port.name} of tenant ${n.tenant}`);
-      requireFeature(caps, 'nftBridge', `anti-spoofing rules for port ${port.name}`);
     }
   }
+  return firewall;
 }

@@ -31,10 +31,12 @@ function inNetns(runner: CommandRunner, ns: string): CommandRunner {
   return { netns: ns, run: (argv, options) => runner.run(['ip', 'netns', 'exec', ns, ...argv], options) };
 }
 
-const TOOLS = ['/usr/sbin/ip', '/usr/sbin/nft', '/usr/sbin/tc', '/usr/sbin/dnsmasq', '/bin/ip', '/sbin/tc'];
+const PROBE_VERSION = 2;
+const TOOLS = ['/usr/sbin/ip', '/usr/sbin/nft', '/usr/sbin/tc', '/usr/sbin/dnsmasq', '/bin/ip', '/sbin/tc', '/usr/sbin/iptables', '/usr/sbin/ebtables'];
 function cacheKey(): string {
   const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  const tools = TOOLS.map((t) => (existsSync(t) ? `${t}:${statSync(t).mtimeMs}` : '')).join(',');
+  // the probe's version: a cache written by an older probe lacks newer fields
+  const tools = `v${PROBE_VERSION}|` + TOOLS.map((t) => (existsSync(t) ? `${t}:${statSync(t).mtimeMs}` : '')).join(',');
   return `${boot}|${tools}`;
 }
 
@@ -90,8 +92,9 @@ async function runProbe(host: CommandRunner, inside: (ns: string) => CommandRunn
     const nftables = await nft('inet');
     const nftBridge = nftables && (await nft('bridge'));
     const iptables = await ok(['iptables', '-w', '-L', '-n']).catch(() => false);
+    const ebtables = await ok(['ebtables', '-t', 'nat', '-L']).catch(() => false);
     const dnsmasq = await ok(['dnsmasq', '--version']).catch(() => false);
-    return { bridge, tap, veth, vlan, vxlan, ifb, nftables, nftBridge, iptables, qdiscs, actions, dnsmasq, kvm };
+    return { bridge, tap, veth, vlan, vxlan, ifb, nftables, nftBridge, iptables, ebtables, qdiscs, actions, dnsmasq, kvm };
   } finally {
     await host.run(['ip', 'netns', 'del', ns], { allowFailure: true });
   }
@@ -121,6 +124,8 @@ const KERNEL_OPTION: Record<string, string> = {
   ifb: 'CONFIG_IFB',
   nftables: 'CONFIG_NF_TABLES (and the nft tool)',
   nftBridge: 'CONFIG_NF_TABLES_BRIDGE',
+  iptables: 'CONFIG_IP_NF_IPTABLES (and the iptables tools)',
+  ebtables: 'CONFIG_BRIDGE_NF_EBTABLES (and the ebtables tools)',
   htb: 'CONFIG_NET_SCH_HTB',
   ingress: 'CONFIG_NET_SCH_INGRESS',
   mirred: 'CONFIG_NET_ACT_MIRRED',
@@ -137,4 +142,4 @@ export function requireFeature(caps: HostCapabilities, feature: string, purpose:
   throw new HostUnsupportedError(feature, `${hostLacks(feature)} ${what} (${KERNEL_OPTION[feature] ?? feature}); ${purpose} cannot be created`);
 }
 
-const hostLacks = (feature: string) => (feature === 'dnsmasq' || feature === 'nftables' ? 'host lacks' : 'kernel lacks');
+const hostLacks = (feature: string) => (['dnsmasq', 'nftables', 'iptables', 'ebtables'].includes(feature) ? 'host lacks' : 'kernel lacks');

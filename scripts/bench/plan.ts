@@ -15,7 +15,7 @@ import { allocate } from '../../lib/engine/allocate.js';
 import { hostStateOf, type VmRecord } from '../../lib/engine/registry.js';
 import { planChanges, type Observed } from '../../lib/engine/plan.js';
 import { desiredLinks } from '../../lib/host/links.js';
-import { renderRuleset, tableScript } from '../../lib/host/firewall.js';
+import { renderRuleset, tableScript } from '../../lib/host/firewall-nft.js';
 import type { SpecFile } from '../../lib/engine/spec-file.js';
 import type { HostState, HostCapabilities } from '../../types/host.js';
 import { printTable } from './table.js';
@@ -23,7 +23,7 @@ import { printTable } from './table.js';
 const TENANTS = 100;
 const PER = 10;
 const caps: HostCapabilities = {
-  bridge: true, tap: true, veth: true, vlan: false, vxlan: true, ifb: true, nftables: true, nftBridge: true, iptables: true,
+  bridge: true, tap: true, veth: true, vlan: false, vxlan: true, ifb: true, nftables: true, nftBridge: true, iptables: true, ebtables: true,
   qdiscs: { htb: true, tbf: true, sfq: false, fq_codel: false, ingress: true }, actions: { police: false, mirred: true }, dnsmasq: true, kvm: false,
 };
 
@@ -51,7 +51,9 @@ class SimulatedHost implements CommandRunner {
       const family = argv[argv.length - 2] as 'inet' | 'bridge';
       const r = renderRuleset(this.state);
       const hash = /comment "virtwire:([0-9a-f]+)"/.exec(tableScript(family, r[family]))![1];
-      return out(JSON.stringify({ nftables: [{ set: { name: 'applied', comment: `virtwire:${hash}` } }, ...Array.from({ length: r.rules[family] }, () => ({ rule: {} }))] }));
+      // as `nft -j list table` prints it: the hash set, the sets with their elements, the rules
+      const sets = Object.entries(r.sets[family]).map(([name, elems]) => ({ set: { name, elem: elems.map((e) => (e.includes(' . ') ? { concat: e.split(' . ') } : e)) } }));
+      return out(JSON.stringify({ nftables: [{ set: { name: 'applied', comment: `virtwire:${hash}` } }, ...sets, ...Array.from({ length: r.rules[family] }, () => ({ rule: {} }))] }));
     }
     if (key === 'tc -j qdisc show') {
       const q = this.state.networks.flatMap((n) => n.ports.filter((p) => p.qos?.egressKbps).flatMap((p) => [{ kind: 'htb', handle: '1:', dev: ifbName(p.name), root: true }, { kind: 'ingress', handle: 'ffff:', dev: p.name }]));
@@ -133,7 +135,7 @@ async function main(): Promise<void> {
     printTable(`plan of ${recs.length} VMs in ${TENANTS} networks, one VM changed (test:///default + simulated host)`, [
       { what: 'plan, one VM changed', unit: 'ms', ours: ours.ms, baseline: base.ms, baselineName: 'libvirt observed one domain at a time', lowerIsBetter: true },
     ]);
-    console.log(`\napply would run ${lines.length} host command line(s), all for t42-vm7's devices: ${foreign.length === 0 ? 'yes' : `NO (${foreign.length} others)`}; nft tables rewritten: ${applyPlan.nft ? 'yes' : 'no'}`);
+    console.log(`\napply would run ${lines.length} host command line(s), all for t42-vm7's devices: ${foreign.length === 0 ? 'yes' : `NO (${foreign.length} others)`}; firewall rewritten: ${applyPlan.firewall.length ? 'yes' : 'no'}`);
     for (const l of lines) console.log(`  ${l}`);
   } finally {
     await lv.close();

@@ -1,210 +1,252 @@
 // The host network plane on a real kernel, inside namespaces this file makes: a "host"
-// namespace where virtwire builds bridges, ports, nft rules and dnsmasq; "guest" namespaces on
-// the far end of each port's veth; an "outside" namespace beyond the host's uplink.
+// namespace where virtwire builds bridges, ports, firewall rules and dnsmasq; "guest" namespaces
+// on the far end of each port's veth; an "outside" namespace beyond the host's uplink. The whole
+// suite runs once per firewall backend: nftables, and the iptables + ebtables fallback (on this
+// machine the iptables/ebtables tools are Debian's nf_tables-based ones; the backend drives them
+// only through iptables-save/-restore and ebtables-save/-restore, as on a host without nft).
 import { readFileSync } from 'node:fs';
 import { HostPlane, probeHost, pidAlive, OWNED_NAME } from '../../lib/host/index.js';
 import { validateNetwork, tapName } from '../../lib/spec/index.js';
 import { ApplyError, HostUnsupportedError, SpecError } from '../../lib/errors/index.js';
 import type { HostNetwork, HostPort, HostState } from '../../types/host.js';
+import type { FirewallKind } from '../../lib/host/firewall.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { waitFor } from '../helpers/wait.js';
 
-const lab = new Lab('vwhp');
-let host: string;
-let plane: HostPlane;
-const ns: Record<string, string> = {};
+suite('nftables', 'vwhp');
+suite('iptables', 'vwhq');
 
-const acme = validateNetwork({ tenant: 'acme', cidr: '10.31.0.0/24' });
-const globex = validateNetwork({ tenant: 'globex', cidr: '10.32.0.0/24' });
-const port = (guest: string, index: number, ip?: string): HostPort => ({
-  name: tapName(guest, 0),
-  kind: 'veth',
-  peer: { name: 'eth0', netns: `vwhp-${guest}` },
-  mac: `52:54:00:31:00:${String(index).padStart(2, '0')}`,
-  ...(ip ? { ip, hostname: guest } : {}),
-});
-const acmeNet = (...extra: HostPort[]): HostNetwork => ({ network: acme, ports: [port('a1', 11, '10.31.0.11'), port('a2', 12, '10.31.0.12'), ...extra] });
-const globexNet: HostNetwork = { network: globex, ports: [port('b1', 21, '10.32.0.21')] };
-const baseState: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13')), globexNet] };
+function suite(firewall: FirewallKind, prefix: string): void {
+  const lab = new Lab(prefix);
+  let host: string;
+  let plane: HostPlane;
+  const ns: Record<string, string> = {};
 
-async function hostLinks(): Promise<string[]> {
-  const { stdout } = await lab.exec(host, ['ip', '-j', 'link', 'show']);
-  return (JSON.parse(stdout) as { ifname: string }[]).map((l) => l.ifname).sort();
-}
-async function nftTables(): Promise<string> {
-  return (await lab.exec(host, ['nft', 'list', 'tables'])).stdout;
-}
-async function fetchFrom(guest: string, url: string): Promise<string | undefined> {
-  // busybox wget -T segfaults on Debian's busybox-static (design notes): bound it with timeout
-  const r = await lab.exec(guest, ['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', url], { reject: false });
-  return r.exitCode === 0 ? r.stdout.trim() : undefined;
-}
-
-describeAsRoot('host network plane on a real kernel (namespaces)', () => {
-  beforeAll(async () => {
-    await lab.sweep();
-    host = await lab.netns('host');
-    for (const g of ['a1', 'a2', 'a3', 'a4', 'b1', 'out']) ns[g] = await lab.netns(g);
-    plane = new HostPlane({ netns: host, stateDir: lab.stateDir });
-    // the host's uplink to an "outside" network (TEST-NET-3), made by the test, not by virtwire
-    await lab.exec(host, ['ip', 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.out!]);
-    await lab.configureGuest(host, 'up0', '203.0.113.1/24');
-    await lab.configureGuest(ns.out!, 'eth0', '203.0.113.2/24');
+  const acme = validateNetwork({ tenant: 'acme', cidr: '10.31.0.0/24' });
+  const globex = validateNetwork({ tenant: 'globex', cidr: '10.32.0.0/24' });
+  const port = (guest: string, index: number, ip?: string): HostPort => ({
+    name: tapName(guest, 0),
+    kind: 'veth',
+    peer: { name: 'eth0', netns: `${prefix}-${guest}` },
+    mac: `52:54:00:31:00:${String(index).padStart(2, '0')}`,
+    ...(ip ? { ip, hostname: guest } : {}),
   });
-  afterAll(async () => {
-    await plane?.teardown().catch(() => {});
-    await lab.cleanup();
-  });
+  const acmeNet = (...extra: HostPort[]): HostNetwork => ({ network: acme, ports: [port('a1', 11, '10.31.0.11'), port('a2', 12, '10.31.0.12'), ...extra] });
+  const globexNet: HostNetwork = { network: globex, ports: [port('b1', 21, '10.32.0.21')] };
+  const baseState: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13')), globexNet] };
 
-  test('bad input names every problem and changes nothing', async () => {
-    const before = await hostLinks();
-    const bad: HostState = {
-      networks: [{ network: acme, ports: [
-        { ...port('a1', 11, '10.31.0.11'), mac: '01:00:5e:00:00:01' },
-        { ...port('a2', 12, '10.32.0.12'), name: tapName('a1', 0) },
-        { ...port('a3', 13), qos: { egressKbps: -1 } },
-      ] }],
-    };
-    const err = await plane.apply(bad).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(SpecError);
-    expect((err as SpecError).problems.map((p) => p.path)).toEqual([
-      'networks[0].ports[0].mac',
-      'networks[0].ports[1].name',
-      'networks[0].ports[1].ip',
-      'networks[0].ports[2].qos.egressKbps',
-    ]);
-    expect(await hostLinks()).toEqual(before);
-    expect(await nftTables()).toBe('');
-  });
-
-  test('a VLAN segment fails up front where the kernel lacks 802.1Q', async () => {
-    const caps = await probeHost();
-    const vlanNet = validateNetwork({ tenant: 'initech', cidr: '10.33.0.0/24', segment: { type: 'vlan', id: 10, uplink: 'up0' } });
-    const before = await hostLinks();
-    if (caps.vlan) {
-      // a kernel with 802.1Q (the lab-host tests run there): the VLAN device joins the bridge
-      await plane.apply({ networks: [{ network: vlanNet, ports: [], dhcp: false }] });
-      expect(await hostLinks()).toContain('up0.10');
-      await plane.teardown();
-      return;
+  async function hostLinks(): Promise<string[]> {
+    const { stdout } = await lab.exec(host, ['ip', '-j', 'link', 'show']);
+    return (JSON.parse(stdout) as { ifname: string }[]).map((l) => l.ifname).sort();
+  }
+  /** virtwire's own tables (nftables) or chains (iptables, ebtables) in the host namespace. */
+  async function ownedRules(): Promise<string[]> {
+    const nft = (await lab.exec(host, ['nft', 'list', 'tables'])).stdout.split('\n').filter((l) => l.includes('virtwire'));
+    if (firewall === 'nftables') return nft.map((l) => l.replace(/^table /, '')).sort();
+    expect(nft).toEqual([]); // the fallback never makes nft tables of its own
+    const owned: string[] = [];
+    for (const [tool, table] of [['iptables', 'filter'], ['iptables', 'nat'], ['ebtables', 'nat']] as const) {
+      const saved = (await lab.exec(host, [`${tool}-save`, '-t', table])).stdout;
+      for (const m of saved.matchAll(/^:(VW[A-Z])-[0-9a-f]{12} /gm)) owned.push(`${tool} ${table} ${m[1]}`);
     }
-    const err = await plane.apply({ networks: [{ network: vlanNet, ports: [] }] }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(HostUnsupportedError);
-    expect((err as HostUnsupportedError).feature).toBe('vlan');
-    expect((err as Error).message).toBe('kernel lacks 802.1Q (CONFIG_VLAN_8021Q); VLAN segment for tenant initech cannot be created');
-    expect(await hostLinks()).toEqual(before);
-  });
+    return owned.sort();
+  }
+  async function fetchFrom(guest: string, url: string): Promise<string | undefined> {
+    // busybox wget -T segfaults on Debian's busybox-static (design notes): bound it with timeout
+    const r = await lab.exec(guest, ['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', url], { reject: false });
+    return r.exitCode === 0 ? r.stdout.trim() : undefined;
+  }
 
-  test('apply builds bridges, ports, rules and dnsmasq; the same state again changes nothing', async () => {
-    const first = await plane.apply(baseState);
-    expect(first.noop).toBe(false);
-    const links = await hostLinks();
-    for (const name of [acme.bridge, globex.bridge, tapName('a1', 0), tapName('b1', 0)]) expect(links).toContain(name);
-    expect(await nftTables()).toMatch(/table inet virtwire[\s\S]*table bridge virtwire/);
-    expect(plane.dnsmasqPid('acme')).toBeGreaterThan(0);
-    expect(plane.dnsmasqPid('globex')).toBeGreaterThan(0);
-    const second = await plane.apply(baseState);
-    expect(second.changes.filter((c) => c.count > 0)).toEqual([]);
-    expect(second.noop).toBe(true);
-    await lab.configureGuest(ns.a1!, 'eth0', '10.31.0.11/24', '10.31.0.1');
-    await lab.configureGuest(ns.a2!, 'eth0', '10.31.0.12/24', '10.31.0.1');
-    await lab.configureGuest(ns.b1!, 'eth0', '10.32.0.21/24', '10.32.0.1');
-  });
-
-  test('tenants are isolated: A reaches A, never B, in either direction', async () => {
-    expect(await lab.ping(ns.a1!, '10.31.0.12')).toBe(true);
-    expect(await lab.ping(ns.a1!, '10.31.0.1')).toBe(true);
-    expect(await lab.ping(ns.a1!, '10.32.0.21')).toBe(false);
-    expect(await lab.ping(ns.b1!, '10.31.0.11')).toBe(false);
-    // nor the host's address on the other tenant's bridge
-    expect(await lab.ping(ns.a1!, '10.32.0.1')).toBe(false);
-    // B's guest taking an address from A's subnet gets nowhere either
-    await lab.exec(ns.b1!, ['ip', 'addr', 'add', '10.31.0.99/24', 'dev', 'eth0']);
-    try {
-      expect(await lab.ping(ns.b1!, '10.31.0.11')).toBe(false);
-      expect(await lab.ping(ns.a1!, '10.31.0.99')).toBe(false);
-    } finally {
-      await lab.exec(ns.b1!, ['ip', 'addr', 'del', '10.31.0.99/24', 'dev', 'eth0']);
-    }
-  });
-
-  test('NAT: a guest reaches an outside server, which sees the host address', async () => {
-    const server = lab.spawn(ns.out!, ['node', '-e', `
-      require('http').createServer((q, s) => s.end(q.socket.remoteAddress.replace('::ffff:', ''))).listen(8080, '203.0.113.2', () => console.log('listening'));
-    `]);
-    await new Promise<void>((resolve, reject) => {
-      server.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
-      server.on('exit', () => reject(new Error('server exited')));
+  describeAsRoot(`host network plane on a real kernel (namespaces), ${firewall} firewall`, () => {
+    beforeAll(async () => {
+      await lab.sweep();
+      host = await lab.netns('host');
+      for (const g of ['a1', 'a2', 'a3', 'a4', 'b1', 'out']) ns[g] = await lab.netns(g);
+      plane = new HostPlane({ netns: host, stateDir: lab.stateDir, firewall });
+      // the host's uplink to an "outside" network (TEST-NET-3), made by the test, not by virtwire
+      await lab.exec(host, ['ip', 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.out!]);
+      await lab.configureGuest(host, 'up0', '203.0.113.1/24');
+      await lab.configureGuest(ns.out!, 'eth0', '203.0.113.2/24');
     });
-    expect(await fetchFrom(ns.a1!, 'http://203.0.113.2:8080/')).toBe('203.0.113.1');
-    // and nothing from outside reaches a guest unsolicited
-    expect(await lab.ping(ns.out!, '10.31.0.11')).toBe(false);
-    server.kill('SIGKILL');
-  });
+    afterAll(async () => {
+      await plane?.teardown().catch(() => {});
+      await lab.cleanup();
+    });
 
-  test('DHCP: a guest gets its static lease; a new lease reloads dnsmasq without a restart', async () => {
-    const pid = plane.dnsmasqPid('acme');
-    await lab.exec(ns.a3!, ['ip', 'link', 'set', 'eth0', 'up']);
-    const dhcp = await lab.exec(ns.a3!, ['busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', '/bin/true']);
-    expect(dhcp.stdout + dhcp.stderr).toMatch(/lease of 10\.31\.0\.13 obtained/);
-    const lease = await plane.waitForLease('acme', port('a3', 13).mac, { timeoutMs: 10_000 });
-    expect(lease).toMatchObject({ ip: '10.31.0.13', hostname: 'a3' });
+    test('bad input names every problem and changes nothing', async () => {
+      const before = await hostLinks();
+      const bad: HostState = {
+        networks: [{ network: acme, ports: [
+          { ...port('a1', 11, '10.31.0.11'), mac: '01:00:5e:00:00:01' },
+          { ...port('a2', 12, '10.32.0.12'), name: tapName('a1', 0) },
+          { ...port('a3', 13), qos: { egressKbps: -1 } },
+        ] }],
+      };
+      const err = await plane.apply(bad).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SpecError);
+      expect((err as SpecError).problems.map((p) => p.path)).toEqual([
+        'networks[0].ports[0].mac',
+        'networks[0].ports[1].name',
+        'networks[0].ports[1].ip',
+        'networks[0].ports[2].qos.egressKbps',
+      ]);
+      expect(await hostLinks()).toEqual(before);
+      expect(await ownedRules()).toEqual([]);
+    });
 
-    const grown: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet] };
-    const report = await plane.apply(grown);
-    expect(report.changes.find((c) => c.step === 'dnsmasq')!.count).toBe(1);
-    expect(plane.dnsmasqPid('acme')).toBe(pid);
-    expect(readFileSync(plane.dnsmasqPaths('acme').hostsFile, 'utf8')).toContain('52:54:00:31:00:14,10.31.0.14,a4');
-    await lab.exec(ns.a4!, ['ip', 'link', 'set', 'eth0', 'up']);
-    const dhcp2 = await lab.exec(ns.a4!, ['busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', '/bin/true']);
-    expect(dhcp2.stdout + dhcp2.stderr).toMatch(/lease of 10\.31\.0\.14 obtained/);
-  });
+    test('a VLAN segment fails up front where the kernel lacks 802.1Q', async () => {
+      const caps = await probeHost();
+      const vlanNet = validateNetwork({ tenant: 'initech', cidr: '10.33.0.0/24', segment: { type: 'vlan', id: 10, uplink: 'up0' } });
+      const before = await hostLinks();
+      if (caps.vlan) {
+        // a kernel with 802.1Q (the lab-host tests run there): the VLAN device joins the bridge
+        await plane.apply({ networks: [{ network: vlanNet, ports: [], dhcp: false }] });
+        expect(await hostLinks()).toContain('up0.10');
+        await plane.teardown();
+        return;
+      }
+      const err = await plane.apply({ networks: [{ network: vlanNet, ports: [] }] }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(HostUnsupportedError);
+      expect((err as HostUnsupportedError).feature).toBe('vlan');
+      expect((err as Error).message).toBe('kernel lacks 802.1Q (CONFIG_VLAN_8021Q); VLAN segment for tenant initech cannot be created');
+      expect(await hostLinks()).toEqual(before);
+    });
 
-  test('spoofing: a guest that changes its IP or MAC reaches nothing', async () => {
-    expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(true);
-    await lab.setGuestAddress(ns.a2!, 'eth0', '10.31.0.50/24', '10.31.0.1');
-    expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(false);
-    expect(await lab.ping(ns.a2!, '10.31.0.1')).toBe(false);
-    await lab.setGuestAddress(ns.a2!, 'eth0', '10.31.0.12/24', '10.31.0.1');
-    expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(true);
-    await lab.exec(ns.a2!, ['ip', 'link', 'set', 'eth0', 'address', '52:54:00:99:99:99']);
-    try {
+    test('apply builds bridges, ports, rules and dnsmasq; the same state again changes nothing', async () => {
+      const first = await plane.apply(baseState);
+      expect(first.noop).toBe(false);
+      const links = await hostLinks();
+      for (const name of [acme.bridge, globex.bridge, tapName('a1', 0), tapName('b1', 0)]) expect(links).toContain(name);
+      expect(await ownedRules()).toEqual(firewall === 'nftables'
+        ? ['bridge virtwire', 'inet virtwire']
+        : ['ebtables nat VWS', 'iptables filter VWF', 'iptables filter VWI', 'iptables filter VWX', 'iptables nat VWN']);
+      expect(plane.dnsmasqPid('acme')).toBeGreaterThan(0);
+      expect(plane.dnsmasqPid('globex')).toBeGreaterThan(0);
+      const second = await plane.apply(baseState);
+      expect(second.changes.filter((c) => c.count > 0)).toEqual([]);
+      expect(second.noop).toBe(true);
+      await lab.configureGuest(ns.a1!, 'eth0', '10.31.0.11/24', '10.31.0.1');
+      await lab.configureGuest(ns.a2!, 'eth0', '10.31.0.12/24', '10.31.0.1');
+      await lab.configureGuest(ns.b1!, 'eth0', '10.32.0.21/24', '10.32.0.1');
+    });
+
+    test('tenants are isolated: A reaches A, never B, in either direction', async () => {
+      expect(await lab.ping(ns.a1!, '10.31.0.12')).toBe(true);
+      expect(await lab.ping(ns.a1!, '10.31.0.1')).toBe(true);
+      expect(await lab.ping(ns.a1!, '10.32.0.21')).toBe(false);
+      expect(await lab.ping(ns.b1!, '10.31.0.11')).toBe(false);
+      // nor the host's address on the other tenant's bridge
+      expect(await lab.ping(ns.a1!, '10.32.0.1')).toBe(false);
+      // B's guest taking an address from A's subnet gets nowhere either
+      await lab.exec(ns.b1!, ['ip', 'addr', 'add', '10.31.0.99/24', 'dev', 'eth0']);
+      try {
+        expect(await lab.ping(ns.b1!, '10.31.0.11')).toBe(false);
+        expect(await lab.ping(ns.a1!, '10.31.0.99')).toBe(false);
+      } finally {
+        await lab.exec(ns.b1!, ['ip', 'addr', 'del', '10.31.0.99/24', 'dev', 'eth0']);
+      }
+    });
+
+    test('NAT: a guest reaches an outside server, which sees the host address', async () => {
+      const server = lab.spawn(ns.out!, ['node', '-e', `
+        require('http').createServer((q, s) => s.end(q.socket.remoteAddress.replace('::ffff:', ''))).listen(8080, '203.0.113.2', () => console.log('listening'));
+      `]);
+      await new Promise<void>((resolve, reject) => {
+        server.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
+        server.on('exit', () => reject(new Error('server exited')));
+      });
+      expect(await fetchFrom(ns.a1!, 'http://203.0.113.2:8080/')).toBe('203.0.113.1');
+      // and nothing from outside reaches a guest unsolicited
+      expect(await lab.ping(ns.out!, '10.31.0.11')).toBe(false);
+      server.kill('SIGKILL');
+    });
+
+    test('DHCP: a guest gets its static lease; a new lease reloads dnsmasq without a restart', async () => {
+      const pid = plane.dnsmasqPid('acme');
+      await lab.exec(ns.a3!, ['ip', 'link', 'set', 'eth0', 'up']);
+      const dhcp = await lab.exec(ns.a3!, ['busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', '/bin/true']);
+      expect(dhcp.stdout + dhcp.stderr).toMatch(/lease of 10\.31\.0\.13 obtained/);
+      const lease = await plane.waitForLease('acme', port('a3', 13).mac, { timeoutMs: 10_000 });
+      expect(lease).toMatchObject({ ip: '10.31.0.13', hostname: 'a3' });
+
+      const grown: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet] };
+      const report = await plane.apply(grown);
+      expect(report.changes.find((c) => c.step === 'dnsmasq')!.count).toBe(1);
+      expect(plane.dnsmasqPid('acme')).toBe(pid);
+      expect(readFileSync(plane.dnsmasqPaths('acme').hostsFile, 'utf8')).toContain('52:54:00:31:00:14,10.31.0.14,a4');
+      await lab.exec(ns.a4!, ['ip', 'link', 'set', 'eth0', 'up']);
+      const dhcp2 = await lab.exec(ns.a4!, ['busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', '/bin/true']);
+      expect(dhcp2.stdout + dhcp2.stderr).toMatch(/lease of 10\.31\.0\.14 obtained/);
+    });
+
+    test('spoofing: a guest that changes its IP or MAC reaches nothing', async () => {
+      expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(true);
+      await lab.setGuestAddress(ns.a2!, 'eth0', '10.31.0.50/24', '10.31.0.1');
       expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(false);
-    } finally {
-      await lab.exec(ns.a2!, ['ip', 'link', 'set', 'eth0', 'address', port('a2', 12).mac]);
-    }
-  });
+      expect(await lab.ping(ns.a2!, '10.31.0.1')).toBe(false);
+      await lab.setGuestAddress(ns.a2!, 'eth0', '10.31.0.12/24', '10.31.0.1');
+      expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(true);
+      await lab.exec(ns.a2!, ['ip', 'link', 'set', 'eth0', 'address', '52:54:00:99:99:99']);
+      try {
+        expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(false);
+      } finally {
+        await lab.exec(ns.a2!, ['ip', 'link', 'set', 'eth0', 'address', port('a2', 12).mac]);
+      }
+    });
 
-  test('a dead dnsmasq is noticed and restarted by the next apply', async () => {
-    const state: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet] };
-    const pid = plane.dnsmasqPid('globex')!;
-    process.kill(pid, 'SIGKILL');
-    await waitFor('dnsmasq to die', 5_000, () => plane.dnsmasqPid('globex') === undefined);
-    await plane.apply(state);
-    const again = plane.dnsmasqPid('globex');
-    expect(again).toBeGreaterThan(0);
-    expect(again).not.toBe(pid);
-  });
+    test('tampering with virtwire\'s rules is drift: plan shows it, apply repairs it', async () => {
+      const state: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet] };
+      expect((await plane.plan(state)).firewall).toEqual([]);
+      if (firewall === 'nftables') {
+        // one set element gone (the rules, the hash and the counts are untouched): a2's MAC
+        // is no longer its port's, so a2 is cut off
+        await lab.exec(host, ['nft', 'delete', 'element', 'bridge', 'virtwire', 'port_macs', `{ "${tapName('a2', 0)}" . ${port('a2', 12).mac} }`]);
+        expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(false);
+      } else {
+        // the forward chain flushed (its jump and name untouched): tenants reach each other
+        const chain = /^:(VWF-[0-9a-f]{12}) /m.exec((await lab.exec(host, ['iptables-save', '-t', 'filter'])).stdout)![1]!;
+        await lab.exec(host, ['iptables', '-w', '-F', chain]);
+        expect(await lab.ping(ns.a1!, '10.32.0.21')).toBe(true);
+      }
+      expect((await plane.plan(state)).firewall).toHaveLength(1);
+      const report = await plane.apply(state);
+      expect(report.changes.find((c) => c.step === 'firewall')!.count).toBe(1);
+      expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(true);
+      expect(await lab.ping(ns.a1!, '10.32.0.21')).toBe(false);
+      expect((await plane.plan(state)).firewall).toEqual([]);
+    });
 
-  test('a failure half-way removes what the apply created and names the step', async () => {
-    const before = await hostLinks();
-    const broken = validateNetwork({ tenant: 'hooli', cidr: '10.34.0.0/24', segment: { type: 'vxlan', vni: 42, uplink: 'nosuchdev0' } });
-    const state: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet, { network: broken, ports: [port('h1', 41, '10.34.0.41')] }] };
-    const err = await plane.apply(state).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ApplyError);
-    expect((err as ApplyError).step).toBe('links');
-    expect((err as ApplyError).rolledBack).toBe(true);
-    expect(await hostLinks()).toEqual(before);
-  });
+    test('a dead dnsmasq is noticed and restarted by the next apply', async () => {
+      const state: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet] };
+      const pid = plane.dnsmasqPid('globex')!;
+      process.kill(pid, 'SIGKILL');
+      await waitFor('dnsmasq to die', 5_000, () => plane.dnsmasqPid('globex') === undefined);
+      await plane.apply(state);
+      const again = plane.dnsmasqPid('globex');
+      expect(again).toBeGreaterThan(0);
+      expect(again).not.toBe(pid);
+    });
 
-  test('teardown removes every device, rule, dnsmasq and file virtwire made', async () => {
-    const pids = [plane.dnsmasqPid('acme')!, plane.dnsmasqPid('globex')!];
-    await plane.teardown();
-    expect((await hostLinks()).filter((l) => OWNED_NAME.test(l))).toEqual([]);
-    expect(await hostLinks()).toContain('up0'); // not virtwire's: left alone
-    expect(await nftTables()).toBe('');
-    for (const pid of pids) expect(pidAlive(pid)).toBe(false);
-    expect(plane.dnsmasqPid('acme')).toBeUndefined();
+    test('a failure half-way removes what the apply created and names the step', async () => {
+      const before = await hostLinks();
+      const broken = validateNetwork({ tenant: 'hooli', cidr: '10.34.0.0/24', segment: { type: 'vxlan', vni: 42, uplink: 'nosuchdev0' } });
+      const state: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet, { network: broken, ports: [port('h1', 41, '10.34.0.41')] }] };
+      const err = await plane.apply(state).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ApplyError);
+      expect((err as ApplyError).step).toBe('links');
+      expect((err as ApplyError).rolledBack).toBe(true);
+      expect(await hostLinks()).toEqual(before);
+    });
+
+    test('teardown removes every device, rule, dnsmasq and file virtwire made', async () => {
+      const pids = [plane.dnsmasqPid('acme')!, plane.dnsmasqPid('globex')!];
+      await plane.teardown();
+      expect((await hostLinks()).filter((l) => OWNED_NAME.test(l))).toEqual([]);
+      expect(await hostLinks()).toContain('up0'); // not virtwire's: left alone
+      expect(await ownedRules()).toEqual([]);
+      for (const pid of pids) expect(pidAlive(pid)).toBe(false);
+      expect(plane.dnsmasqPid('acme')).toBeUndefined();
+    });
   });
-});
+}

@@ -24,7 +24,7 @@ vms:
         qos: { egressKbps: 1000 }
 ${extra}`;
 
-const noHost = { ip: [], bridge: [], nft: '', tc: [], dnsmasq: [] };
+const noHost = { ip: [], bridge: [], firewall: [], tc: [], dnsmasq: [] };
 const running = (...names: string[]): Observed => ({ domains: new Map(names.map((n) => [n, 'running'])), host: noHost });
 
 function applied(text: string): VmRecord[] {

@@ -16,7 +16,7 @@ const globexNet: HostNetwork = { network: globex, ports: [{ name: tapName('db', 
 const state: HostState = { networks: [acmeNet, globexNet] };
 
 const allCaps: HostCapabilities = {
-  bridge: true, tap: true, veth: true, vlan: true, vxlan: true, ifb: true, nftables: true, nftBridge: true, iptables: true,
+  bridge: true, tap: true, veth: true, vlan: true, vxlan: true, ifb: true, nftables: true, nftBridge: true, iptables: true, ebtables: true,
   qdiscs: { htb: true, tbf: true, sfq: false, fq_codel: false, ingress: true }, actions: { police: false, mirred: true }, dnsmasq: true, kvm: false,
 };
 
@@ -140,7 +140,7 @@ describe('firewall ruleset', () => {
   });
 
   test('no networks: no tables at all', () => {
-    expect(renderRuleset({ networks: [] })).toEqual({ inet: '', bridge: '', rules: { inet: 0, bridge: 0 } });
+    expect(renderRuleset({ networks: [] })).toEqual({ inet: '', bridge: '', rules: { inet: 0, bridge: 0 }, sets: { inet: {}, bridge: {} } });
   });
 });
 

@@ -1,0 +1,202 @@
+// The iptables backend, for hosts without nft: the same policy as the nftables tables, in
+// chains of virtwire's own (iptables filter and nat for NAT, forwarding, isolation and host
+// access; ebtables nat for per-port anti-spoofing), reached by one jump from each built-in hook
+// chain. A chain's name carries the hash of its table's rendered rules (VWF-<hash>), so a
+// changed ruleset is new chains swapped in within one `*-restore --noflush` transaction, and
+// the old ones removed; a chain whose rules were flushed is found by counting them.
+// Nothing in the built-in chains is touched but virtwire's own jumps.
+import type { HostNetwork, HostPort, HostState } from '../../types/host.js';
+import type { CommandRunner } from './command-runner.js';
+import type { FirewallBackend, FirewallCommand, FirewallPlan } from './firewall.js';
+import { hashOf } from './firewall-nft.js';
+import { cidr, ifname, ipv4, mac } from './firewall-values.js';
+
+/** A chain of virtwire's own: its name is a role letter and its table's hash. */
+export const OWN_CHAIN = /^VW[A-Z]-[0-9a-f]{12}$/;
+
+interface Chain {
+  name: string;
+  /** ebtables: what a frame reaching the end does (RETURN, unlike ebtables' default ACCEPT) */
+  policy?: string;
+  rules: string[];
+  /** the built-in chain that jumps here, if any */
+  from?: string;
+  /** where in `from` the jump goes (1-based); default the top. A rollback puts a jump back where it was. */
+  position?: number;
+}
+
+/** One table (iptables filter or nat, ebtables nat) as virtwire wants it. */
+interface TableWant {
+  tool: 'iptables' | 'ebtables';
+  table: string;
+  chains: Chain[];
+}
+
+function natChain(nets: HostNetwork[]): string[] {
+  return nets.filter((n) => n.network.nat).flatMap(({ network: n }) => {
+    const c = cidr(n.cidr);
+    // like libvirt: multicast and broadcast stay local, the subnet itself is not translated
+    const out = n.uplink ? `-o ${ifname(n.uplink)}` : `! -o ${ifname(n.bridge)}`;
+    return [`-s ${c} -d 224.0.0.0/24 -j RETURN`, `-s ${c} -d 255.255.255.255/32 -j RETURN`, `-s ${c} ! -d ${c} ${out} -j MASQUERADE`];
+  });
+}
+
+function forwardChain(nets: HostNetwork[], crossTenant: string): string[] {
+  return nets.flatMap(({ network: n }) => {
+    const b = ifname(n.bridge);
+    // br_netfilter: frames bridged between two ports of one bridge pass FORWARD too
+    const rules = [`-i ${b} -o ${b} -j ACCEPT`, `-i ${b} -j ${crossTenant}`];
+    if (n.nat) {
+      const out = n.uplink ? ` -o ${ifname(n.uplink)}` : '';
+      rules.push(`-i ${b} -s ${cidr(n.cidr)}${out} -j ACCEPT`);
+      rules.push(`-o ${b} -d ${cidr(n.cidr)} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
+    }
+    rules.push(`-i ${b} -j DROP`, `-o ${b} -j DROP`);
+    return rules;
+  });
+}
+
+/** One rule per tenant bridge (not one per pair): traffic into any tenant bridge is dropped. */
+const crossTenantChain = (nets: HostNetwork[]) => nets.map((n) => `-o ${ifname(n.network.bridge)} -j DROP`);
+
+function inputChain(nets: HostNetwork[]): string[] {
+  return nets.flatMap(({ network: n }) => {
+    const b = ifname(n.bridge);
+    return [`-i ${b} -d 255.255.255.255/32 -j RETURN`, `-i ${b} ! -d ${ipv4(n.gateway)}/32 -j DROP`];
+  });
+}
+
+/** Per port: its MAC only, its IP only (DHCP and ARP probes before it has one), IPv4 and ARP only. */
+function spoofRules(p: HostPort): string[] {
+  const i = `-i ${ifname(p.name)}`;
+  const m = mac(p.mac);
+  const rules = [`${i} -s ! ${m} -j DROP`, `${i} -p ARP --arp-mac-src ! ${m} -j DROP`];
+  if (p.ip) rules.push(`${i} -p ARP --arp-ip-src 0.0.0.0 -j RETURN`, `${i} -p ARP --arp-ip-src ! ${ipv4(p.ip)} -j DROP`);
+  rules.push(`${i} -p ARP -j RETURN`);
+  if (p.ip) {
+    rules.push(`${i} -p IPv4 --ip-src 0.0.0.0 --ip-dst 255.255.255.255 --ip-proto udp --ip-sport 68 --ip-dport 67 -j RETURN`);
+    rules.push(`${i} -p IPv4 --ip-src ! ${ipv4(p.ip)} -j DROP`);
+  }
+  rules.push(`${i} -p IPv4 -j RETURN`, `${i} -j DROP`);
+  return rules;
+}
+
+/** Names each chain after its role and the hash of everything its table holds. */
+function named(tool: TableWant['tool'], table: string, build: (name: (role: string) => string) => Chain[]): TableWant {
+  const draft = build((role) => `VW${role}-`);
+  const hash = hashOf(JSON.stringify(draft)).slice(0, 12);
+  return { tool, table, chains: build((role) => `VW${role}-${hash}`) };
+}
+
+export function desiredTables(state: HostState): TableWant[] {
+  const nets = state.networks;
+  const ports = nets.flatMap((n) => n.ports);
+  const nat = nets.some((n) => n.network.nat);
+  return [
+    named('iptables', 'filter', (name) => nets.length === 0 ? [] : [
+      { name: name('X'), rules: crossTenantChain(nets) },
+      { name: name('F'), rules: forwardChain(nets, name('X')), from: 'FORWARD' },
+      { name: name('I'), rules: inputChain(nets), from: 'INPUT' },
+    ]),
+    named('iptables', 'nat', (name) => nat ? [{ name: name('N'), rules: natChain(nets), from: 'POSTROUTING' }] : []),
+    named('ebtables', 'nat', (name) => ports.length === 0 ? [] : [{ name: name('S'), policy: 'RETURN', rules: ports.flatMap(spoofRules), from: 'PREROUTING' }]),
+  ];
+}
+
+/** virtwire's chains in one table as `*-save` prints it: rules per chain, jumps from built-ins. */
+export interface TableSeen {
+  chains: Map<string, string[]>;
+  policies: Map<string, string>;
+  /** position: 1-based, among all rules of the built-in chain */
+  jumps: { from: string; to: string; position?: number }[];
+}
+
+export function parseSave(text: string): TableSeen {
+  const seen: TableSeen = { chains: new Map(), policies: new Map(), jumps: [] };
+  const position = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const decl = /^:(\S+) (\S+)/.exec(line);
+    if (decl && OWN_CHAIN.test(decl[1]!)) {
+      seen.chains.set(decl[1]!, seen.chains.get(decl[1]!) ?? []);
+      seen.policies.set(decl[1]!, decl[2]!);
+      continue;
+    }
+    const rule = /^-A (\S+) (.*)$/.exec(line);
+    if (!rule) continue;
+    const [, chain, body] = rule as unknown as [string, string, string];
+    if (OWN_CHAIN.test(chain)) seen.chains.set(chain, [...(seen.chains.get(chain) ?? []), body]);
+    else {
+      position.set(chain, (position.get(chain) ?? 0) + 1);
+      const jump = /^-j (\S+)$/.exec(body);
+      if (jump && OWN_CHAIN.test(jump[1]!)) seen.jumps.push({ from: chain, to: jump[1]!, position: position.get(chain)! });
+    }
+  }
+  return seen;
+}
+
+/** The restore file that turns what is seen into what is wanted, or '' when they match. */
+export function transition(want: TableWant, seen: TableSeen): string {
+  const wanted = new Set(want.chains.map((c) => c.name));
+  const intact = (c: Chain) => seen.chains.get(c.name)?.length === c.rules.length;
+  const rebuild = want.chains.filter((c) => !intact(c));
+  const stale = [...seen.chains.keys()].filter((c) => !wanted.has(c));
+  // each wanted jump exactly once, from its own hook; every other jump to a chain of ours goes
+  const count = new Map<string, number>();
+  for (const j of seen.jumps) count.set(`${j.from} ${j.to}`, (count.get(`${j.from} ${j.to}`) ?? 0) + 1);
+  const keep = new Set(want.chains.filter((c) => c.from).map((c) => `${c.from} ${c.name}`));
+  const deletes = [...count].flatMap(([pair, n]) => Array.from({ length: keep.has(pair) ? n - 1 : n }, () => pair));
+  // in the order of their positions, so each lands where it was counted
+  const inserts = want.chains.filter((c) => c.from && !count.has(`${c.from} ${c.name}`)).sort((a, b) => (a.position ?? 1) - (b.position ?? 1));
+  if (rebuild.length + stale.length + deletes.length + inserts.length === 0) return '';
+  const lines = [`*${want.table}`];
+  // declaring a chain under --noflush creates it or empties it; then it is filled
+  for (const c of rebuild) lines.push(want.tool === 'ebtables' ? `:${c.name} ${c.policy ?? 'RETURN'}` : `:${c.name} - [0:0]`);
+  for (const c of rebuild) for (const r of c.rules) lines.push(`-A ${c.name} ${r}`);
+  for (const pair of deletes) lines.push(`-D ${pair.replace(' ', ' -j ')}`);
+  for (const c of inserts) lines.push(`-I ${c.from} ${c.position ?? 1} -j ${c.name}`);
+  // unreferenced now: emptied first (one stale chain may jump to another), then deleted
+  for (const c of stale) lines.push(`-F ${c}`);
+  for (const c of stale) lines.push(`-X ${c}`);
+  lines.push('COMMIT');
+  return lines.join('\n') + '\n';
+}
+
+const SAVE = { iptables: ['iptables-save', '-t'], ebtables: ['ebtables-save', '-t'] } as const;
+const RESTORE = { iptables: ['iptables-restore', '-w', '--noflush'], ebtables: ['ebtables-restore', '--noflush'] } as const;
+
+/** What `seen` was, as a TableWant, so the rollback is the same transition the other way. */
+function asWant(tool: TableWant['tool'], table: string, seen: TableSeen): TableWant {
+  const jumps = new Map(seen.jumps.map((j) => [j.to, j]));
+  return {
+    tool, table,
+    chains: [...seen.chains].map(([name, rules]) => {
+      const jump = jumps.get(name);
+      return { name, rules, policy: seen.policies.get(name), ...(jump ? { from: jump.from, position: jump.position } : {}) };
+    }),
+  };
+}
+
+export const iptablesBackend: FirewallBackend = {
+  kind: 'iptables',
+  features: ['iptables', 'ebtables'],
+  async plan(runner: CommandRunner, state: HostState): Promise<FirewallPlan> {
+    const commands: FirewallCommand[] = [];
+    const restore: FirewallCommand[] = [];
+    for (const want of desiredTables(state)) {
+      const saved = await runner.run([...SAVE[want.tool], want.table], { step: 'firewall: observe' });
+      const seen = parseSave(saved.stdout);
+      const forward = transition(want, seen);
+      if (!forward) continue;
+      commands.push({ argv: [...RESTORE[want.tool]], input: forward });
+      // rollback: from what this apply makes back to what was seen
+      const after: TableSeen = {
+        chains: new Map(want.chains.map((c) => [c.name, c.rules])),
+        policies: new Map(),
+        jumps: want.chains.filter((c) => c.from).map((c) => ({ from: c.from!, to: c.name })),
+      };
+      const back = transition(asWant(want.tool, want.table, seen), after);
+      if (back) restore.unshift({ argv: [...RESTORE[want.tool]], input: back });
+    }
+    return { commands, restore };
+  },
+};

@@ -1,0 +1,208 @@
+// The nftables backend: two tables of virtwire's own, `inet virtwire` (NAT, forwarding policy,
+// isolation, host access) and `bridge virtwire` (per-port anti-spoofing), each replaced as a
+// whole in one atomic `nft -f -` transaction. The rendered table's hash is stored with it, and
+// the live table is compared by hash, rule count and set elements: a flushed chain or an
+// element deleted from a set is drift, and the next apply puts it back.
+import { createHash } from 'node:crypto';
+import type { HostState, HostNetwork, HostPort } from '../../types/host.js';
+import type { CommandRunner } from './command-runner.js';
+import type { FirewallBackend, FirewallCommand, FirewallPlan } from './firewall.js';
+import { cidr, ifname, ipv4, mac } from './firewall-values.js';
+
+export const TABLE = 'virtwire';
+
+const q = (name: string) => `"${ifname(name)}"`;
+
+function natRules(net: HostNetwork): string[] {
+  const n = net.network;
+  const b = q(n.bridge);
+  const c = cidr(n.cidr);
+  const rules: string[] = [];
+  if (n.nat) {
+    // like libvirt: multicast and broadcast stay local, the subnet itself is not translated
+    const out = n.uplink ? ` oifname ${q(n.uplink)}` : ` oifname != ${b}`;
+    rules.push(`ip saddr ${c} ip daddr 224.0.0.0/24 return`);
+    rules.push(`ip saddr ${c} ip daddr 255.255.255.255 return`);
+    rules.push(`ip saddr ${c} ip daddr != ${c}${out} masquerade`);
+  }
+  return rules;
+}
+
+function forwardRules(net: HostNetwork): string[] {
+  const n = net.network;
+  const b = q(n.bridge);
+  const rules = [
+    // where br_netfilter is on (bridge-nf-call-iptables), frames bridged between two ports of
+    // one bridge pass this hook too: the tenant's own L2 traffic is not ours to route or drop
+    `iifname ${b} oifname ${b} accept`,
+    `iifname ${b} oifname @tenant_bridges drop`,
+  ];
+  if (n.nat) {
+    const out = n.uplink ? ` oifname ${q(n.uplink)}` : '';
+    rules.push(`iifname ${b} ip saddr ${cidr(n.cidr)}${out} accept`);
+    rules.push(`oifname ${b} ip daddr ${cidr(n.cidr)} ct state established,related accept`);
+  }
+  // not NAT, or not from/to the subnet: never routed (libvirt rejects these too)
+  rules.push(`iifname ${b} drop`, `oifname ${b} drop`);
+  return rules;
+}
+
+/** A guest may reach the host only on its own gateway address (never another tenant's). */
+function inputRules(net: HostNetwork): string[] {
+  const n = net.network;
+  return [`iifname ${q(n.bridge)} ip daddr != { ${ipv4(n.gateway)}, 255.255.255.255 } drop`];
+}
+
+// Anti-spoofing as a constant handful of rules over sets keyed by port: the rule count does not
+// grow with the ports (a thousand ports are a thousand set elements, not six thousand rules),
+// which keeps observing the table cheap.
+const SPOOF_RULES = [
+  'iifname @ports iifname . ether saddr != @port_macs drop',
+  'iifname @ports ether type != { ip, arp } drop',
+  'iifname @ports iifname . arp saddr ether != @port_macs drop',
+  // an address-less ARP probe (0.0.0.0) and DHCP are allowed before the guest has its address
+  'iifname @ip_ports arp saddr ip != 0.0.0.0 iifname . arp saddr ip != @port_ips drop',
+  'iifname @ip_ports ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept',
+  'iifname @ip_ports iifname . ip saddr != @port_ips drop',
+];
+
+/** A set's elements as nft prints them in JSON: names, or concatenations joined by " . ". */
+type Sets = Record<string, string[]>;
+
+function spoofSets(ports: HostPort[]): Sets {
+  const withIp = ports.filter((p) => p.ip);
+  return {
+    ports: ports.map((p) => ifname(p.name)),
+    ip_ports: withIp.map((p) => ifname(p.name)),
+    port_macs: ports.map((p) => `${ifname(p.name)} . ${mac(p.mac)}`),
+    port_ips: withIp.map((p) => `${ifname(p.name)} . ${ipv4(p.ip!)}`),
+  };
+}
+
+const SET_TYPES: Record<string, string> = {
+  tenant_bridges: 'ifname', ports: 'ifname', ip_ports: 'ifname', port_macs: 'ifname . ether_addr', port_ips: 'ifname . ipv4_addr',
+};
+
+function renderSets(sets: Sets): string[] {
+  return Object.entries(sets).flatMap(([name, elements]) => {
+    // interface names are strings in nft syntax; the other parts of a concatenation are not
+    const quoted = elements.map((e) => e.split(' . ').map((part, i) => (i === 0 ? `"${part}"` : part)).join(' . '));
+    return [`  set ${name} {`, `    type ${SET_TYPES[name]}`, ...(quoted.length ? [`    elements = { ${quoted.join(', ')} }`] : []), '  }'];
+  });
+}
+
+const chain = (name: string, hook: string, rules: string[]) =>
+  [`  chain ${name} {`, `    ${hook}; policy accept;`, ...rules.map((r) => `    ${r}`), '  }'];
+
+type Family = 'inet' | 'bridge';
+
+/** What one table should hold, and what observing it compares. */
+export interface TableView {
+  /** hash of the rendered body ('' for no table) */
+  hash: string;
+  rules: number;
+  sets: Sets;
+}
+
+export interface Ruleset {
+  inet: string;
+  bridge: string;
+  /** how many rules each table holds: a table whose rules were flushed keeps its hash set */
+  rules: Record<Family, number>;
+  sets: Record<Family, Sets>;
+}
+
+/** The two tables' bodies for a host state (empty bodies when there are no networks). */
+export function renderRuleset(state: HostState): Ruleset {
+  const nets = state.networks;
+  const inetSets: Sets = nets.length === 0 ? {} : { tenant_bridges: nets.map((n) => ifname(n.network.bridge)) };
+  const inetRules = [nets.flatMap(natRules), nets.flatMap(forwardRules), nets.flatMap(inputRules)];
+  const inet = nets.length === 0 ? [] : [
+    ...renderSets(inetSets),
+    ...chain('postrouting', 'type nat hook postrouting priority srcnat', inetRules[0]!),
+    ...chain('forward', 'type filter hook forward priority filter', inetRules[1]!),
+    ...chain('input', 'type filter hook input priority filter', inetRules[2]!),
+  ];
+  const ports = nets.flatMap((n) => n.ports);
+  const bridgeSets: Sets = ports.length === 0 ? {} : spoofSets(ports);
+  const bridge = ports.length === 0 ? [] : [...renderSets(bridgeSets), ...chain('prerouting', 'type filter hook prerouting priority -200', SPOOF_RULES)];
+  return {
+    inet: inet.join('\n'),
+    bridge: bridge.join('\n'),
+    rules: { inet: inetRules.flat().length, bridge: ports.length === 0 ? 0 : SPOOF_RULES.length },
+    sets: { inet: inetSets, bridge: bridgeSets },
+  };
+}
+
+export const hashOf = (body: string) => createHash('sha256').update(body).digest('hex').slice(0, 16);
+
+/** The nft script that atomically replaces (or, with an empty body, removes) one table. */
+export function tableScript(family: Family, body: string): string {
+  // "table X" first makes the delete valid when the table does not exist yet
+  const lines = [`table ${family} ${TABLE}`, `delete table ${family} ${TABLE}`];
+  // the hash lives in a tiny set's comment: reading it is cheap, comparing a rendered ruleset
+  // with nft's own printing of it is not (nft rewrites what it is given)
+  if (body) lines.push(`table ${family} ${TABLE} {`, `  set ${HASH_SET} {`, '    type ifname', `    comment "virtwire:${hashOf(body)}"`, '  }', body, '}');
+  return lines.join('\n') + '\n';
+}
+
+const HASH_SET = 'applied';
+
+interface NftItem {
+  set?: { name: string; comment?: string; elem?: (string | { concat: string[] })[] };
+  rule?: unknown;
+}
+
+/** The live table as nft's JSON shows it (null when the table does not exist). */
+export function parseTable(json: string): TableView {
+  const items = (JSON.parse(json) as { nftables: NftItem[] }).nftables;
+  const sets: Sets = {};
+  let hash = '';
+  for (const { set } of items) {
+    if (!set) continue;
+    if (set.name === HASH_SET) hash = /^virtwire:([0-9a-f]+)$/.exec(set.comment ?? '')?.[1] ?? '';
+    else sets[set.name] = (set.elem ?? []).map((e) => (typeof e === 'string' ? e : e.concat.join(' . ')));
+  }
+  return { hash, rules: items.filter((x) => 'rule' in x).length, sets };
+}
+
+const sameSets = (a: Sets, b: Sets) => {
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  return keys.every((k) => {
+    const x = [...a[k]!].sort();
+    const y = [...(b[k] ?? [])].sort();
+    return x.length === y.length && x.every((v, i) => v === y[i]);
+  });
+};
+
+async function liveTable(runner: CommandRunner, family: Family): Promise<{ view: TableView; text: () => Promise<string> } | null> {
+  const r = await runner.run(['nft', '-j', 'list', 'table', family, TABLE], { allowFailure: true, step: 'firewall: observe' });
+  if (r.exitCode !== 0) return null;
+  const text = async () => (await runner.run(['nft', 'list', 'table', family, TABLE], { step: 'firewall: observe' })).stdout;
+  return { view: parseTable(r.stdout), text };
+}
+
+const NFT = ['nft', '-f', '-'];
+
+export const nftablesBackend: FirewallBackend = {
+  kind: 'nftables',
+  features: ['nftables', 'nftBridge'],
+  async plan(runner: CommandRunner, state: HostState): Promise<FirewallPlan> {
+    const want = renderRuleset(state);
+    const commands: FirewallCommand[] = [];
+    const restore: FirewallCommand[] = [];
+    for (const family of ['inet', 'bridge'] as const) {
+      const body = want[family];
+      const live = await liveTable(runner, family);
+      const same = body
+        ? live !== null && live.view.hash === hashOf(body) && live.view.rules === want.rules[family] && sameSets(want.sets[family], live.view.sets)
+        : live === null;
+      if (same) continue;
+      commands.push({ argv: NFT, input: tableScript(family, body) });
+      const current = live === null ? '' : await live.text();
+      restore.push({ argv: NFT, input: `table ${family} ${TABLE}\ndelete table ${family} ${TABLE}\n${current}\n` });
+    }
+    return { commands, restore };
+  },
+};

@@ -1,0 +1,192 @@
+// lib/host's firewall backends without a kernel: what they render, what they decide to change
+// against what they observe, and that a rollback leads back to exactly what was observed.
+import { validateNetwork, tapName } from '../../lib/spec/index.js';
+import { chooseFirewall } from '../../lib/host/firewall.js';
+import { hashOf, parseTable, renderRuleset, nftablesBackend } from '../../lib/host/firewall-nft.js';
+import { desiredTables, parseSave, transition, iptablesBackend, type TableSeen } from '../../lib/host/firewall-iptables.js';
+import type { CommandRunner } from '../../lib/host/command-runner.js';
+import type { HostCapabilities, HostState } from '../../types/host.js';
+
+const acme = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24' });
+const globex = validateNetwork({ tenant: 'globex', cidr: '10.20.0.0/24', nat: false });
+const web = tapName('web', 0);
+const db = tapName('db', 0);
+const state: HostState = { networks: [
+  { network: acme, ports: [{ name: web, kind: 'tap', mac: '52:54:00:00:00:01', ip: '10.10.0.11' }] },
+  { network: globex, ports: [{ name: db, kind: 'tap', mac: '52:54:00:00:00:02' }] },
+] };
+const caps = (over: Partial<HostCapabilities>) => ({ nftables: true, nftBridge: true, iptables: true, ebtables: true, ...over }) as HostCapabilities;
+
+describe('choosing a backend', () => {
+  test('nftables where it is whole, else iptables + ebtables, else a clear refusal', () => {
+    expect(chooseFirewall(caps({})).kind).toBe('nftables');
+    expect(chooseFirewall(caps({ nftBridge: false })).kind).toBe('iptables');
+    expect(chooseFirewall(caps({ nftables: false })).kind).toBe('iptables');
+    expect(chooseFirewall(caps({}), 'iptables').kind).toBe('iptables');
+    expect(() => chooseFirewall(caps({ nftables: false, ebtables: false }))).toThrow(/host lacks nftables .* and iptables with ebtables; tenant firewall rules cannot be created/);
+  });
+});
+
+describe('iptables backend', () => {
+  const [filter, nat, eb] = desiredTables(state);
+  const rules = (t: typeof filter, role: string) => t!.chains.find((c) => c.name.startsWith(`VW${role}-`))!.rules;
+
+  test('the same policy as the nft tables, in chains named for their role and hash', () => {
+    expect(filter!.chains.map((c) => [c.name.slice(0, 4), c.from])).toEqual([['VWX-', undefined], ['VWF-', 'FORWARD'], ['VWI-', 'INPUT']]);
+    const x = filter!.chains[0]!.name;
+    expect(rules(filter, 'F')).toEqual([
+      `-i ${acme.bridge} -o ${acme.bridge} -j ACCEPT`, `-i ${acme.bridge} -j ${x}`,
+      `-i ${acme.bridge} -s 10.10.0.0/24 -j ACCEPT`, `-o ${acme.bridge} -d 10.10.0.0/24 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+      `-i ${acme.bridge} -j DROP`, `-o ${acme.bridge} -j DROP`,
+      `-i ${globex.bridge} -o ${globex.bridge} -j ACCEPT`, `-i ${globex.bridge} -j ${x}`, `-i ${globex.bridge} -j DROP`, `-o ${globex.bridge} -j DROP`,
+    ]);
+    // isolation grows with the tenants, not with their pairs
+    expect(rules(filter, 'X')).toEqual([`-o ${acme.bridge} -j DROP`, `-o ${globex.bridge} -j DROP`]);
+    expect(rules(nat, 'N')).toEqual(['-s 10.10.0.0/24 -d 224.0.0.0/24 -j RETURN', '-s 10.10.0.0/24 -d 255.255.255.255/32 -j RETURN', `-s 10.10.0.0/24 ! -d 10.10.0.0/24 ! -o ${acme.bridge} -j MASQUERADE`]);
+    expect(rules(eb, 'S')).toContain(`-i ${web} -p IPv4 --ip-src ! 10.10.0.11 -j DROP`);
+    expect(rules(eb, 'S')).toContain(`-i ${db} -s ! 52:54:00:00:00:02 -j DROP`);
+    expect(rules(eb, 'S').filter((r) => r.includes(db) && r.includes('--ip-src'))).toEqual([]); // no address: no IP rule
+    expect(rules(eb, 'S').at(-1)).toBe(`-i ${db} -j DROP`); // neither IPv4 nor ARP
+    // a changed state renames every chain of the table it changes
+    const [filter2, nat2] = desiredTables({ networks: [state.networks[0]!] });
+    expect(filter2!.chains[1]!.name).not.toBe(filter!.chains[1]!.name);
+    expect(nat2!.chains[0]!.name).toBe(nat!.chains[0]!.name);
+  });
+
+  test('nothing seen: chains declared and filled, jumps inserted', () => {
+    const script = transition(filter!, empty());
+    const f = filter!.chains[1]!.name;
+    expect(script.split('\n')[0]).toBe('*filter');
+    expect(script).toContain(`:${f} - [0:0]\n`);
+    expect(script).toContain(`-I FORWARD 1 -j ${f}\n`);
+    expect(script.trimEnd().endsWith('COMMIT')).toBe(true);
+    expect(transition(eb!, empty())).toContain(`:${eb!.chains[0]!.name} RETURN\n`);
+  });
+
+  test('seen as wanted: nothing; a flushed chain or a doubled jump: only that is mended', () => {
+    const seen = seenFrom(filter!);
+    expect(transition(filter!, seen)).toBe('');
+    const f = filter!.chains[1]!.name;
+    seen.chains.set(f, []);
+    seen.jumps.push({ from: 'FORWARD', to: f });
+    const script = transition(filter!, seen);
+    expect(script).toBe([
+      '*filter', `:${f} - [0:0]`, ...rules(filter, 'F').map((r) => `-A ${f} ${r}`), `-D FORWARD -j ${f}`, 'COMMIT', '',
+    ].join('\n'));
+  });
+
+  test('a changed state swaps in new chains and removes the old ones and their jumps', () => {
+    const old = desiredTables({ networks: [state.networks[0]!] })[0]!;
+    const script = transition(filter!, seenFrom(old)).split('\n');
+    const [oldF, newF] = [old.chains[1]!.name, filter!.chains[1]!.name];
+    expect(script).toContain(`-D FORWARD -j ${oldF}`);
+    expect(script).toContain(`-I FORWARD 1 -j ${newF}`);
+    // emptied before deleted: the old forward chain jumps to the old cross-tenant chain
+    expect(script.indexOf(`-X ${old.chains[0]!.name}`)).toBeGreaterThan(script.indexOf(`-F ${oldF}`));
+  });
+
+  test('parseSave: only virtwire\'s chains and jumps', () => {
+    const seen = parseSave([
+      '*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':DOCKER - [0:0]', ':VWF-0123456789ab - [0:0]',
+      '-A FORWARD -j DOCKER', '-A FORWARD -j VWF-0123456789ab', '-A VWF-0123456789ab -i vwb1 -j DROP', '-A DOCKER -j RETURN', 'COMMIT',
+    ].join('\n'));
+    expect([...seen.chains]).toEqual([['VWF-0123456789ab', ['-i vwb1 -j DROP']]]);
+    expect(seen.jumps).toEqual([{ from: 'FORWARD', to: 'VWF-0123456789ab', position: 2 }]);
+  });
+
+  test('apply then rollback leads back to exactly what was seen (restore semantics modelled)', async () => {
+    // a host with an older ruleset of virtwire's, one chain flushed by hand, and others' rules
+    const before = desiredTables({ networks: [state.networks[1]!] });
+    const tables = new Map(before.map((t) => [`${t.tool} ${t.table}`, modelOf(seenFrom(t))]));
+    tables.get('iptables filter')!.rules.get('FORWARD')!.unshift('-j DOCKER');
+    const runner = modelRunner(tables);
+    const snapshot = () => JSON.stringify([...tables].map(([k, t]) => [k, [...t.rules]]));
+    const original = snapshot();
+    const plan = await iptablesBackend.plan(runner, state);
+    expect(plan.commands.map((c) => c.argv[0])).toEqual(['iptables-restore', 'iptables-restore', 'ebtables-restore']);
+    for (const c of plan.commands) await runner.run(c.argv, { input: c.input });
+    expect((await iptablesBackend.plan(runner, state)).commands).toEqual([]);
+    for (const c of plan.restore) await runner.run(c.argv, { input: c.input });
+    expect(snapshot()).toBe(original);
+  });
+});
+
+describe('nftables backend', () => {
+  test('observed set elements are compared with the wanted ones', async () => {
+    const r = renderRuleset(state);
+    const listing = (drop?: string) => JSON.stringify({ nftables: [
+      { set: { name: 'applied', comment: `virtwire:${hashOf(r.bridge)}` } },
+      ...Object.entries(r.sets.bridge).map(([name, elems]) => ({ set: { name, elem: elems.filter((e) => e !== drop).map((e) => (e.includes(' . ') ? { concat: e.split(' . ') } : e)) } })),
+      ...Array.from({ length: r.rules.bridge }, () => ({ rule: {} })),
+    ] });
+    expect(parseTable(listing()).sets.port_macs).toEqual([`${web} . 52:54:00:00:00:01`, `${db} . 52:54:00:00:00:02`]);
+    const runner = (json: string): CommandRunner => ({
+      run: async (argv) => ({ exitCode: 0, stdout: argv.includes('bridge') ? json : JSON.stringify({ nftables: [] }), stderr: '' }),
+    });
+    const bridgeCommands = async (json: string) => (await nftablesBackend.plan(runner(json), state)).commands.filter((c) => c.input.includes('table bridge'));
+    expect(await bridgeCommands(listing())).toEqual([]);
+    expect(await bridgeCommands(listing(`${db} . 52:54:00:00:00:02`))).toHaveLength(1);
+  });
+});
+
+function empty(): TableSeen {
+  return { chains: new Map(), policies: new Map(), jumps: [] };
+}
+
+function seenFrom(t: ReturnType<typeof desiredTables>[number]): TableSeen {
+  return {
+    chains: new Map(t.chains.map((c) => [c.name, [...c.rules]])),
+    policies: new Map(t.chains.map((c) => [c.name, c.policy ?? '-'])),
+    jumps: t.chains.filter((c) => c.from).map((c) => ({ from: c.from!, to: c.name })),
+  };
+}
+
+/** One table as the kernel holds it: rules per chain (built-ins included), in order. */
+interface Model { rules: Map<string, string[]>; policies: Map<string, string> }
+
+function modelOf(seen: TableSeen): Model {
+  const rules = new Map<string, string[]>([['FORWARD', []], ['INPUT', []], ['POSTROUTING', []], ['PREROUTING', []], ...[...seen.chains].map(([n, r]) => [n, [...r]] as [string, string[]])]);
+  for (const j of seen.jumps) rules.get(j.from)!.push(`-j ${j.to}`);
+  return { rules, policies: new Map(seen.policies) };
+}
+
+/** `*-save -t T` and `*-restore --noflush` over models, with the semantics the backend relies on. */
+function modelRunner(tables: Map<string, Model>): CommandRunner {
+  const table = (tool: string, name: string) => {
+    const key = `${tool.replace(/-.*/, '')} ${name}`;
+    if (!tables.has(key)) tables.set(key, modelOf({ chains: new Map(), policies: new Map(), jumps: [] }));
+    return tables.get(key)!;
+  };
+  return {
+    async run(argv, options = {}) {
+      if (argv[0]!.endsWith('-save')) {
+        const t = table(argv[0]!, argv[2]!);
+        const lines = [`*${argv[2]}`, ...[...t.rules.keys()].map((c) => `:${c} ${t.policies.get(c) ?? '-'} [0:0]`)];
+        for (const [c, rs] of t.rules) for (const r of rs) lines.push(`-A ${c} ${r}`);
+        return { exitCode: 0, stdout: [...lines, 'COMMIT'].join('\n'), stderr: '' };
+      }
+      const lines = options.input!.trim().split('\n');
+      const t = table(argv[0]!, lines[0]!.slice(1));
+      for (const line of lines.slice(1, -1)) {
+        const decl = /^:(\S+) (\S+)/.exec(line);
+        if (decl) { t.rules.set(decl[1]!, []); t.policies.set(decl[1]!, decl[2]!); continue; }
+        const [op, chain, ...rest] = line.split(' ');
+        const rs = t.rules.get(chain!);
+        if (!rs) throw new Error(`no chain ${chain} for: ${line}`);
+        if (op === '-A') rs.push(rest.join(' '));
+        else if (op === '-I') rs.splice(Number(rest[0]) - 1, 0, rest.slice(1).join(' '));
+        else if (op === '-D') {
+          const i = rs.indexOf(rest.join(' '));
+          if (i < 0) throw new Error(`no such rule: ${line}`);
+          rs.splice(i, 1);
+        } else if (op === '-F') rs.length = 0;
+        else if (op === '-X') {
+          if (rs.length || [...t.rules.values()].some((x) => x.includes(`-j ${chain}`))) throw new Error(`chain in use: ${line}`);
+          t.rules.delete(chain!);
+          t.policies.delete(chain!);
+        } else throw new Error(`unmodelled: ${line}`);
+      }
+      return { exitCode: 0, stdout: '', stderr: '' };
+    },
+  };
+}
