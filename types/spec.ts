@@ -54,8 +54,18 @@ export interface NicSpec {
 
 export type SegmentSpec =
   | { type: 'none' }
-  | { type: 'vlan'; id: number; uplink: string }
-  | { type: 'vxlan'; vni: number; uplink: string; remotes?: string[]; group?: string; local?: string };
+  /** `id` omitted: allocated from the VLAN pool when the tenant's first VM is created */
+  | { type: 'vlan'; id?: number; uplink: string }
+  /** `vni` omitted: allocated from the VNI pool */
+  | { type: 'vxlan'; vni?: number; uplink: string; remotes?: string[]; group?: string; local?: string };
+
+/** Where omitted segment ids come from: inclusive ranges, shared by every host of a state dir. */
+export interface SegmentPools {
+  /** default [2, 4094] */
+  vlan?: [number, number];
+  /** default [4096, 16777215] */
+  vni?: [number, number];
+}
 
 export interface NetworkSpec {
   /** /^[a-z][a-z0-9-]{0,30}$/ */

@@ -1,5 +1,5 @@
 // What createVm/destroyVm take and give back.
-import type { VmSpec } from './spec.js';
+import type { SegmentPools, VmSpec } from './spec.js';
 
 export type CreateVmStep = 'validate' | 'network' | 'disks' | 'define' | 'start' | 'lease';
 
@@ -15,6 +15,8 @@ export interface CreateVmOptions {
   uri?: string;
   /** default /var/lib/virtwire */
   stateDir?: string;
+  /** where a network's omitted VLAN id or VNI is allocated from (default: 2-4094, 4096-16777215) */
+  pools?: SegmentPools;
   /** wait until every NIC has its DHCP lease; default true */
   waitForIp?: boolean;
   /** for the whole call; default 120000 */

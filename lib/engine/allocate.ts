@@ -1,12 +1,14 @@
 // Allocation against what the host already has: a VM name, MACs, IPs and tap names that no
 // other VM uses, and each tenant's network defined the same way by every VM on it. Every
 // conflict is reported with its path, like any other bad input.
-import type { ResolvedVm } from '../../types/resolved.js';
-import { Problems, at, parseIpv4, formatIpv4, sameNetwork } from '../spec/index.js';
+import type { ResolvedNetwork, ResolvedVm } from '../../types/resolved.js';
+import type { SegmentPools } from '../../types/spec.js';
+import { Problems, at, parseIpv4, formatIpv4, sameNetwork, DEFAULT_POOLS } from '../spec/index.js';
 import type { VmRecord } from './registry.js';
 
-export function allocate(vm: ResolvedVm, records: VmRecord[]): ResolvedVm {
+export function allocate(vm: ResolvedVm, records: VmRecord[], pools: SegmentPools = {}): ResolvedVm {
   const p = new Problems();
+  const segments = new SegmentIds(records, pools);
   if (records.some((r) => r.vm.name === vm.name)) p.add('name', `a VM named ${vm.name} already exists`);
   const nics = records.flatMap((r) => r.vm.nics.map((n) => ({ vm: r.vm.name, nic: n })));
   const taken = new Map<string, Set<string>>(); // tenant -> IPs
@@ -15,8 +17,9 @@ export function allocate(vm: ResolvedVm, records: VmRecord[]): ResolvedVm {
     if (nic.ip) set.add(nic.ip);
     taken.set(nic.network.tenant, set);
   }
-  const out = vm.nics.map((nic) => {
-    const path = at('nics', nic.index);
+  const out = vm.nics.map((given) => {
+    const path = at('nics', given.index);
+    const nic = { ...given, network: segments.assign(p, at(at(path, 'network'), 'segment'), given.network) };
     const other = nics.find((o) => o.nic.network.tenant === nic.network.tenant);
     if (other && !sameNetwork(other.nic.network, nic.network)) {
       p.add(at(path, 'network'), `tenant ${nic.network.tenant} is already defined differently by VM ${other.vm} (${other.nic.network.cidr})`);
@@ -42,6 +45,68 @@ export function allocate(vm: ResolvedVm, records: VmRecord[]): ResolvedVm {
   });
   p.throwIfAny(`VM spec for ${vm.name}`);
   return { ...vm, nics: out };
+}
+
+type PoolKind = keyof SegmentPools;
+const KIND_OF = { vlan: 'vlan', vxlan: 'vni' } as const;
+const LABEL = { vlan: 'VLAN', vni: 'VNI' } as const;
+
+/**
+ * VLAN ids and VNIs: a tenant keeps the one it has; a new tenant without one gets the lowest id
+ * of the pool that no tenant in the state dir uses (on any host: the records of every host are
+ * there), and an id that is given must not be another tenant's.
+ */
+class SegmentIds {
+  private readonly owner = { vlan: new Map<number, string>(), vni: new Map<number, string>() };
+  private readonly ofTenant = new Map<string, number>();
+  private readonly pools: Required<SegmentPools>;
+
+  constructor(records: VmRecord[], pools: SegmentPools) {
+    this.pools = { ...DEFAULT_POOLS, ...pools };
+    for (const n of records.flatMap((r) => r.vm.nics.map((x) => x.network))) {
+      const [kind, id] = idOf(n);
+      if (kind && id !== undefined) this.take(kind, id, n.tenant);
+    }
+  }
+
+  private take(kind: PoolKind, id: number, tenant: string): void {
+    this.owner[kind].set(id, tenant);
+    this.ofTenant.set(tenant, id);
+  }
+
+  assign(p: Problems, path: string, net: ResolvedNetwork): ResolvedNetwork {
+    const [kind, id] = idOf(net);
+    if (!kind) return net;
+    if (id !== undefined) {
+      const owner = this.owner[kind].get(id);
+      if (owner !== undefined && owner !== net.tenant) p.add(at(path, kind === 'vlan' ? 'id' : 'vni'), `${LABEL[kind]} ${id} is used by tenant ${owner}`);
+      else this.take(kind, id, net.tenant);
+      return net;
+    }
+    const chosen = this.ofTenant.get(net.tenant) ?? this.free(kind);
+    if (chosen === undefined) {
+      const [first, last] = this.pools[kind];
+      const hint = kind === 'vlan' ? '; give this network a VXLAN segment (VNIs reach 16777215) to go beyond it' : '';
+      p.add(at(path, kind === 'vlan' ? 'id' : 'vni'), `the ${LABEL[kind]} pool ${first}-${last} is exhausted: all ${last - first + 1} ids are in use${hint}`);
+      return net;
+    }
+    this.take(kind, chosen, net.tenant);
+    const segment = net.segment.type === 'vlan' ? { ...net.segment, id: chosen } : { ...net.segment, vni: chosen };
+    return { ...net, segment: segment as ResolvedNetwork['segment'] };
+  }
+
+  private free(kind: PoolKind): number | undefined {
+    const [first, last] = this.pools[kind];
+    for (let id = first; id <= last; id++) if (!this.owner[kind].has(id)) return id;
+    return undefined;
+  }
+}
+
+function idOf(n: ResolvedNetwork): [PoolKind | undefined, number | undefined] {
+  const s = n.segment;
+  if (s.type === 'vlan') return [KIND_OF.vlan, s.id];
+  if (s.type === 'vxlan') return [KIND_OF.vxlan, s.vni];
+  return [undefined, undefined];
 }
 
 function firstFree([start, end]: [string, string], used: Set<string>): string | undefined {

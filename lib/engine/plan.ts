@@ -5,6 +5,7 @@ import type { ResolvedVm, ResolvedNic } from '../../types/resolved.js';
 import type { HostState } from '../../types/host.js';
 import type { HostPlan } from '../host/index.js';
 import { allocate } from './allocate.js';
+import { withoutSegmentId } from '../spec/index.js';
 import { hostStateOf, type VmRecord } from './registry.js';
 import type { SpecFile } from './spec-file.js';
 
@@ -77,6 +78,14 @@ function hostDrift(state: HostState, host: HostPlan): Map<string, string[]> {
   return drift;
 }
 
+/** What the spec leaves to allocation (the IP, the segment id) stays as it was allocated. */
+function keepAllocated(nic: ResolvedNic, recorded: ResolvedNic | undefined): ResolvedNic {
+  if (!recorded || recorded.network.tenant !== nic.network.tenant) return nic;
+  const ip = nic.ip ?? recorded.ip;
+  const same = JSON.stringify(nic.network.segment) === JSON.stringify(withoutSegmentId(recorded.network.segment));
+  return { ...nic, ...(ip ? { ip } : {}), network: same ? { ...nic.network, segment: recorded.network.segment } : nic.network };
+}
+
 export function planChanges(spec: SpecFile, records: VmRecord[], observed: Observed): Plan {
   const changes: Change[] = [];
   const byName = new Map(records.map((r) => [r.vm.name, r]));
@@ -87,11 +96,9 @@ export function planChanges(spec: SpecFile, records: VmRecord[], observed: Obser
   const placed: VmRecord[] = [...staying];
   for (const vm of spec.vms) {
     const rec = byName.get(vm.name);
-    const pinned: ResolvedVm = rec
-      ? { ...vm, nics: vm.nics.map((n, i) => (n.ip === undefined && rec.vm.nics[i]?.network.tenant === n.network.tenant ? { ...n, ip: rec.vm.nics[i]!.ip } : n)) }
-      : vm;
+    const pinned: ResolvedVm = rec ? { ...vm, nics: vm.nics.map((n, i) => keepAllocated(n, rec.vm.nics[i])) } : vm;
     if (!rec) {
-      const vmPlaced = allocate(pinned, placed);
+      const vmPlaced = allocate(pinned, placed, spec.pools);
       placed.push({ vm: vmPlaced, accel: 'tcg', createdAt: '' });
       changes.push({ kind: 'vm', name: vm.name, action: 'create', attributes: [], vm: vmPlaced });
       continue;

@@ -4,17 +4,19 @@
 // reported together, each with its line in the file.
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
-import type { NetworkSpec, VmSpec } from '../../types/spec.js';
+import type { NetworkSpec, SegmentPools, VmSpec } from '../../types/spec.js';
 import type { ResolvedNetwork, ResolvedVm } from '../../types/resolved.js';
 import { SpecError, type SpecProblem } from '../errors/index.js';
-import { Problems, at, isRecord, resolveNetwork, resolveVm, parseIpv4 } from '../spec/index.js';
+import { Problems, at, isRecord, resolveNetwork, resolvePools, resolveVm, parseIpv4 } from '../spec/index.js';
 
 export interface SpecFile {
   networks: ResolvedNetwork[];
   vms: ResolvedVm[];
+  /** where omitted VLAN ids and VNIs come from */
+  pools?: SegmentPools;
 }
 
-const TOP_KEYS = ['networks', 'vms'];
+const TOP_KEYS = ['networks', 'vms', 'pools'];
 
 export function loadSpecFile(file: string): SpecFile {
   let text: string;
@@ -81,7 +83,8 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
     const vm = resolveVm(p, path, v);
     if (vm) vms.push(vm);
   });
-  return { networks, vms };
+  const pools = resolvePools(p, 'pools', input.pools);
+  return { networks, vms, ...(pools && Object.keys(pools).length ? { pools } : {}) };
 }
 
 function overlaps(a: ResolvedNetwork, b: ResolvedNetwork): boolean {

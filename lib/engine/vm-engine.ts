@@ -63,7 +63,7 @@ export class VmEngine {
       const allocated = await run('network', () =>
         withStateLock(stateDir, async () => {
           const records = readRecords(stateDir);
-          const mine: VmRecord = { vm: allocate(vm, records), accel, createdAt: new Date().toISOString() };
+          const mine: VmRecord = { vm: allocate(vm, records, options.pools), accel, createdAt: new Date().toISOString() };
           writeRecord(stateDir, mine);
           undo.push({ step: 'network', fn: () => this.forget(stateDir, vm.name) });
           await this.plane(stateDir).apply(hostStateOf([...records, mine]));

@@ -19,6 +19,10 @@ export function validateHostState(state: HostState): void {
     if (tenants.has(n.tenant)) p.add(at(at(path, 'network'), 'tenant'), `tenant ${n.tenant} appears twice`);
     tenants.add(n.tenant);
     if (checkIfName(p, at(at(path, 'network'), 'bridge'), n.bridge)) claim(at(at(path, 'network'), 'bridge'), n.bridge);
+    const seg = n.segment;
+    if ((seg.type === 'vlan' && seg.id === undefined) || (seg.type === 'vxlan' && seg.vni === undefined)) {
+      p.add(at(at(path, 'network'), 'segment'), `tenant ${n.tenant}'s ${seg.type} segment has no id: createVm allocates one from the pool`);
+    }
     const macs = new Set<string>();
     const ips = new Set<string>();
     net.ports.forEach((port, j) => {

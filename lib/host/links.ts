@@ -43,19 +43,27 @@ const VXLAN_PORT = 4789;
 /** Devices virtwire owns: `vw` + kind letter + readable part + `-` + 6 hex (lib/spec/names.ts). */
 export const OWNED_NAME = /^vw[btxiv][a-z0-9]*-[0-9a-f]{6}$/;
 
+/** validateHostState refuses a segment without its id; this only narrows the type. */
+function allocated(id: number | undefined, tenant: string): number {
+  if (id === undefined) throw new Error(`tenant ${tenant}'s segment id was never allocated`);
+  return id;
+}
+
 export function uplinkOf(net: HostNetwork): DesiredLink | undefined {
   const n = net.network;
   const seg = n.segment;
   if (seg.type === 'vlan') {
-    const name = vlanDeviceName(seg.uplink, seg.id);
-    return { name, kind: 'vlan', identity: `vlan:${seg.uplink}:${seg.id}`, create: ['link', seg.uplink, 'type', 'vlan', 'id', seg.id], master: n.bridge, addresses: [], peers: [] };
+    const id = allocated(seg.id, n.tenant);
+    const name = vlanDeviceName(seg.uplink, id);
+    return { name, kind: 'vlan', identity: `vlan:${seg.uplink}:${id}`, create: ['link', seg.uplink, 'type', 'vlan', 'id', id], master: n.bridge, addresses: [], peers: [] };
   }
   if (seg.type === 'vxlan') {
-    const name = vxlanDeviceName(n.tenant, seg.vni);
-    const create: (string | number)[] = ['type', 'vxlan', 'id', seg.vni, 'dstport', VXLAN_PORT, 'dev', seg.uplink];
+    const vni = allocated(seg.vni, n.tenant);
+    const name = vxlanDeviceName(n.tenant, vni);
+    const create: (string | number)[] = ['type', 'vxlan', 'id', vni, 'dstport', VXLAN_PORT, 'dev', seg.uplink];
     if (seg.local) create.push('local', seg.local);
     if (seg.group) create.push('group', seg.group);
-    const identity = `vxlan:${seg.vni}:${seg.local ?? ''}:${seg.group ?? ''}:${seg.uplink}:${VXLAN_PORT}`;
+    const identity = `vxlan:${vni}:${seg.local ?? ''}:${seg.group ?? ''}:${seg.uplink}:${VXLAN_PORT}`;
     return { name, kind: 'vxlan', identity, create, master: n.bridge, mtu: VXLAN_MTU, addresses: [], peers: [...(seg.remotes ?? [])].sort() };
   }
   return undefined;

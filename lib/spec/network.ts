@@ -1,4 +1,4 @@
-import type { NetworkSpec, SegmentSpec } from '../../types/spec.js';
+import type { NetworkSpec, SegmentPools, SegmentSpec } from '../../types/spec.js';
 import type { ResolvedNetwork } from '../../types/resolved.js';
 import { at, Problems } from './problems.js';
 import { checkIfName, checkInt, checkKeys, checkName, isRecord } from './checks.js';
@@ -8,6 +8,31 @@ import { bridgeName } from './names.js';
 const NETWORK_KEYS = ['tenant', 'cidr', 'gateway', 'dhcpRange', 'nat', 'uplink', 'segment'] as const;
 export const VLAN_ID_MAX = 4094;
 export const VNI_MAX = 16777215;
+export const DEFAULT_POOLS: Required<SegmentPools> = { vlan: [2, VLAN_ID_MAX], vni: [4096, VNI_MAX] };
+
+/** Validates segment pools (inclusive [first, last] ranges within each id space). */
+export function resolvePools(p: Problems, path: string, input: unknown): SegmentPools | undefined {
+  if (input === undefined) return {};
+  if (!isRecord(input)) {
+    p.add(path, 'must be a map with vlan: and/or vni: ranges');
+    return undefined;
+  }
+  const before = p.list.length;
+  checkKeys(p, path, input, ['vlan', 'vni']);
+  const out: SegmentPools = {};
+  for (const [key, max] of [['vlan', VLAN_ID_MAX], ['vni', VNI_MAX]] as const) {
+    const range = input[key];
+    if (range === undefined) continue;
+    if (!Array.isArray(range) || range.length !== 2) {
+      p.add(at(path, key), 'must be [first, last]');
+      continue;
+    }
+    const ok = checkInt(p, at(at(path, key), 0), range[0], 1, max) && checkInt(p, at(at(path, key), 1), range[1], 1, max);
+    if (ok && (range[0] as number) > (range[1] as number)) p.add(at(path, key), `first ${range[0]} is after last ${range[1]}`);
+    else if (ok) out[key] = [range[0] as number, range[1] as number];
+  }
+  return p.list.length > before ? undefined : out;
+}
 
 /**
  * Validates one NetworkSpec at `path` and returns its resolved form, or undefined when it has
@@ -108,13 +133,15 @@ function resolveSegment(p: Problems, path: string, input: unknown): SegmentSpec 
     case 'vlan': {
       checkKeys(p, path, input, ['type', 'id', 'uplink']);
       // both checks run: every problem is reported, not just the first
-      const idOk = checkInt(p, at(path, 'id'), input.id, 1, VLAN_ID_MAX);
+      // an omitted id is allocated from the pool (lib/engine/allocate.ts)
+      const idOk = input.id === undefined || checkInt(p, at(path, 'id'), input.id, 1, VLAN_ID_MAX);
       const uplinkOk = checkIfName(p, at(path, 'uplink'), input.uplink);
-      return idOk && uplinkOk ? { type: 'vlan', id: input.id as number, uplink: input.uplink as string } : undefined;
+      if (!idOk || !uplinkOk) return undefined;
+      return { type: 'vlan', ...(input.id !== undefined ? { id: input.id as number } : {}), uplink: input.uplink as string };
     }
     case 'vxlan': {
       checkKeys(p, path, input, ['type', 'vni', 'uplink', 'remotes', 'group', 'local']);
-      let ok = checkInt(p, at(path, 'vni'), input.vni, 1, VNI_MAX);
+      let ok = input.vni === undefined || checkInt(p, at(path, 'vni'), input.vni, 1, VNI_MAX);
       ok = checkIfName(p, at(path, 'uplink'), input.uplink) && ok;
       const ipField = (key: string, value: unknown): boolean => {
         if (typeof value === 'string' && parseIpv4(value) !== undefined) return true;
@@ -143,7 +170,7 @@ function resolveSegment(p: Problems, path: string, input: unknown): SegmentSpec 
       if (!ok) return undefined;
       return {
         type: 'vxlan',
-        vni: input.vni as number,
+        ...(input.vni !== undefined ? { vni: input.vni as number } : {}),
         uplink: input.uplink as string,
         ...(input.remotes !== undefined ? { remotes: [...(input.remotes as string[])] } : {}),
         ...(input.group !== undefined ? { group: input.group as string } : {}),
@@ -167,4 +194,14 @@ export function validateNetwork(spec: unknown, path = ''): ResolvedNetwork {
 /** True when two specs describe the same network (as resolved), so NICs may share it. */
 export function sameNetwork(a: ResolvedNetwork, b: ResolvedNetwork): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** The segment as given before allocation: an allocated id is what an omitted one became. */
+export function withoutSegmentId(segment: SegmentSpec): SegmentSpec {
+  if (segment.type === 'vlan') return { type: 'vlan', uplink: segment.uplink };
+  if (segment.type === 'vxlan') {
+    const { vni: _vni, ...rest } = segment;
+    return rest;
+  }
+  return segment;
 }

@@ -52,6 +52,27 @@ describe('spec file', () => {
   });
 });
 
+describe('spec file pools', () => {
+  const pooled = (pools: string) => ['pools:', pools, 'networks:', '  - tenant: acme', '    cidr: 10.1.0.0/24', '    segment: { type: vlan, uplink: eth1 }', 'vms:', '  - name: web', '    boot: { kernel: /k }', '    nics: [{ network: acme }]', ''].join('\n');
+
+  test('bad pools are named with their lines', () => {
+    const err = (() => { try { parseSpecText(pooled('  vlan: [100, 5000]\n  vni: [9, 3]\n  colour: red'), 'f.yaml'); } catch (e) { return e as SpecError; } })()!;
+    expect(err.problems.map((p) => `${p.line} ${p.path}`)).toEqual(['4 pools.colour', '2 pools.vlan[1]', '3 pools.vni']);
+  });
+
+  test('an omitted VLAN id is allocated from the pool once, then kept: no change on the next plan', () => {
+    const text = pooled('  vlan: [100, 199]');
+    const first = planChanges(parseSpecText(text), [], running());
+    const web = first.changes.find((c) => c.name === 'web')!.vm!;
+    expect(web.nics[0]!.network.segment).toEqual({ type: 'vlan', id: 100, uplink: 'eth1' });
+    const records: VmRecord[] = [{ vm: web, accel: 'tcg', createdAt: 'now' }];
+    expect(planChanges(parseSpecText(text), records, running('web')).changes).toEqual([]);
+    // a given id that differs from the allocated one is a change (it replaces the VM)
+    const moved = planChanges(parseSpecText(text.replace('type: vlan, uplink: eth1', 'type: vlan, id: 150, uplink: eth1')), records, running('web'));
+    expect(moved.changes.map((c) => `${c.action} ${c.name}`)).toEqual(['replace web']);
+  });
+});
+
 describe('plan', () => {
   test('from nothing: every VM and network to create', () => {
     const plan = planChanges(parseSpecText(yaml()), [], running());

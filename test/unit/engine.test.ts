@@ -42,6 +42,35 @@ describe('allocate', () => {
   });
 });
 
+describe('segment pools', () => {
+  const vlanNet = (tenant: string, cidr: string, id?: number) => ({ tenant, cidr, segment: { type: 'vlan' as const, uplink: 'eth1', ...(id ? { id } : {}) } });
+  const idOf = (v: ReturnType<typeof vm>, i = 0) => (v.nics[i]!.network.segment as { id?: number; vni?: number });
+
+  test('a new tenant gets the lowest free id; its next VMs get the same; ids in use on any host are skipped', () => {
+    const pools = { vlan: [10, 20] as [number, number] };
+    const taken = allocate(vm('x', [{ network: vlanNet('ops', '10.7.0.0/24', 10) }]), [], pools);
+    const a = allocate(vm('a', [{ network: vlanNet('acme', '10.1.0.0/24') }, { network: vlanNet('globex', '10.2.0.0/24') }]), [record(taken)], pools);
+    expect([idOf(a, 0).id, idOf(a, 1).id]).toEqual([11, 12]);
+    const b = allocate(vm('b', [{ network: vlanNet('acme', '10.1.0.0/24') }]), [record(taken), record(a)], pools);
+    expect(idOf(b).id).toBe(11);
+    const v = allocate(vm('v', [{ network: { tenant: 'big', cidr: '10.3.0.0/24', segment: { type: 'vxlan', uplink: 'eth1' } } }]), [record(a)]);
+    expect(idOf(v).vni).toBe(4096);
+  });
+
+  test('a given id that another tenant uses is refused with its path', () => {
+    const a = allocate(vm('a', [{ network: vlanNet('acme', '10.1.0.0/24', 30) }]), []);
+    expect(() => allocate(vm('b', [{ network: vlanNet('globex', '10.2.0.0/24', 30) }]), [record(a)])).toThrow(/nics\[0\]\.network\.segment\.id: VLAN 30 is used by tenant acme/);
+  });
+
+  test('an exhausted VLAN pool points at VXLAN', () => {
+    const pools = { vlan: [10, 11] as [number, number] };
+    const records = ['a', 'b'].reduce<VmRecord[]>((acc, t, i) => [...acc, record(allocate(vm(t, [{ network: vlanNet(t, `10.${i + 1}.0.0/24`) }]), acc, pools))], []);
+    const err = (() => { try { allocate(vm('c', [{ network: vlanNet('c', '10.9.0.0/24') }]), records, pools); } catch (e) { return e as SpecError; } })()!;
+    expect(err).toBeInstanceOf(SpecError);
+    expect(err.problems).toEqual([{ path: 'nics[0].network.segment.id', message: 'the VLAN pool 10-11 is exhausted: all 2 ids are in use; give this network a VXLAN segment (VNIs reach 16777215) to go beyond it' }]);
+  });
+});
+
 test('host state: one network per tenant, one tap port per NIC with its lease and QoS', () => {
   const a = allocate(vm('web', [{ network: acme, qos: { egressKbps: 100 } }, { network: { tenant: 'ops', cidr: '10.9.0.0/24' } }]), []);
   const b = allocate(vm('db', [{ network: acme }]), [record(a)]);
