@@ -35,7 +35,7 @@ export async function importDomain(domain: string, as: string, target: { stateDi
             problems.push({ path: `nics[${i}]`, message: `interface ${dev ?? ifc.mac ?? i} is not on a tenant bridge virtwire manages${bridge ? ` (it is on ${bridge})` : ''}` });
             continue;
           }
-          const lease = new HostPlane({ stateDir }).leases(network.tenant).find((l) => l.mac === ifc.mac!.toLowerCase());
+          const lease = (await new HostPlane({ stateDir }).leases(network.tenant)).find((l) => l.mac === ifc.mac!.toLowerCase());
           nics.push({ index: i, network, mac: ifc.mac.toLowerCase(), tap: '', ...(lease ? { ip: lease.ip } : {}) });
         }
         const disk = model.devices.disks.find((d) => d.device === 'disk')?.source?.file;

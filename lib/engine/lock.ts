@@ -4,7 +4,7 @@
 import { openSync, closeSync, writeSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { VirtwireError } from '../errors/index.js';
-import { pidAlive } from '../host/dnsmasq.js';
+import { pidAlive } from '../host/host-files.js';
 import { waitUntil } from '../host/wait.js';
 
 const queues = new Map<string, Promise<void>>();

@@ -11,6 +11,8 @@ export interface RunOptions {
   step?: string;
   /** resolve with a non-zero exit code instead of throwing */
   allowFailure?: boolean;
+  /** stdout exactly as written (file contents); default: the final newline is stripped */
+  keepFinalNewline?: boolean;
 }
 
 export interface RunResult {
@@ -32,7 +34,7 @@ export class ExecaRunner implements CommandRunner {
   async run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     const full = this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : [...argv];
     const [file, ...args] = full;
-    const result = await execa(file!, args, { input: options.input ?? '', reject: false, stripFinalNewline: true });
+    const result = await execa(file!, args, { input: options.input ?? '', reject: false, stripFinalNewline: !options.keepFinalNewline });
     if (result.failed && result.exitCode === undefined) {
       throw new HostCommandError({ argv: full, exitCode: undefined, stderr: String(result.stderr || result.message), step: options.step }, { cause: result });
     }

@@ -2,7 +2,6 @@
 // dhcp-hostsfile of static MAC -> IP (+name) leases, and process supervision through its pid
 // file. Adding or removing a static lease rewrites the hostsfile and sends SIGHUP (dnsmasq
 // re-reads dhcp-hostsfile on SIGHUP) — the instance is not restarted.
-import { mkdirSync, readFileSync, writeFileSync, rmSync, existsSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HostNetwork } from '../../types/host.js';
 import type { ResolvedNetwork } from '../../types/resolved.js';
@@ -11,6 +10,7 @@ import { renderTemplate } from './template.js';
 import { VXLAN_MTU } from './links.js';
 import type { CommandRunner } from './command-runner.js';
 import { waitUntil } from './wait.js';
+import type { HostFiles } from './host-files.js';
 
 export interface DnsmasqPaths {
   dir: string;
@@ -68,32 +68,17 @@ export interface DnsmasqStatus {
   hosts: string | undefined;
 }
 
-const read = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : undefined);
-
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !existsSync(`/proc/${pid}/status`) || !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
 /** The running instance (pid alive and started with this config file) and the files on disk. */
-export function observeDnsmasq(paths: DnsmasqPaths): DnsmasqStatus {
-  const pid = Number(read(paths.pidFile)?.trim());
+export async function observeDnsmasq(files: HostFiles, paths: DnsmasqPaths): Promise<DnsmasqStatus> {
+  const [pidText, conf, hosts] = await Promise.all([files.read(paths.pidFile), files.read(paths.conf), files.read(paths.hostsFile)]);
+  const pid = Number(pidText?.trim());
   let running: number | undefined;
-  if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) {
-    const cmdline = read(`/proc/${pid}/cmdline`) ?? '';
-    if (cmdline.split('\0').includes(`--conf-file=${paths.conf}`)) running = pid;
+  if (Number.isInteger(pid) && pid > 0) {
+    // a pid file outlives its process, and pids are reused: the command line must be ours
+    const cmdline = await files.process(pid);
+    if (cmdline?.includes(`--conf-file=${paths.conf}`)) running = pid;
   }
-  return { pid: running, conf: read(paths.conf), hosts: read(paths.hostsFile) };
-}
-
-/** Writes atomically (rename), so dnsmasq never reads half a file. */
-function writeAtomic(file: string, text: string): void {
-  writeFileSync(`${file}.tmp`, text);
-  renameSync(`${file}.tmp`, file);
+  return { pid: running, conf, hosts };
 }
 
 export type DnsmasqAction = 'none' | 'start' | 'restart' | 'reload';
@@ -106,33 +91,35 @@ export function planDnsmasq(status: DnsmasqStatus, conf: string, hosts: string):
   return 'none';
 }
 
-export async function applyDnsmasq(runner: CommandRunner, paths: DnsmasqPaths, action: DnsmasqAction, conf: string, hosts: string, status: DnsmasqStatus): Promise<number | undefined> {
+export async function applyDnsmasq(runner: CommandRunner, files: HostFiles, paths: DnsmasqPaths, action: DnsmasqAction, conf: string, hosts: string, status: DnsmasqStatus): Promise<number | undefined> {
   if (action === 'none') return status.pid;
-  mkdirSync(paths.dir, { recursive: true, mode: 0o755 });
-  writeAtomic(paths.hostsFile, hosts);
+  await files.mkdir(paths.dir);
+  await files.write(paths.hostsFile, hosts);
   if (action === 'reload') {
-    process.kill(status.pid!, 'SIGHUP');
+    await files.signal(status.pid!, 'HUP');
     return status.pid;
   }
-  writeAtomic(paths.conf, conf);
-  if (action === 'restart') await stopDnsmasq(paths, status.pid);
-  if (!existsSync(paths.leaseFile)) writeFileSync(paths.leaseFile, '');
+  await files.write(paths.conf, conf);
+  if (action === 'restart') await stopDnsmasq(files, paths, status.pid);
+  if ((await files.read(paths.leaseFile)) === undefined) await files.write(paths.leaseFile, '');
   // dnsmasq reports start-up errors through its exit code before it detaches, and writes its
   // pid file before the parent exits
   await runner.run(['dnsmasq', `--conf-file=${paths.conf}`], { step: `dnsmasq: start for ${paths.dir}` });
-  const started = observeDnsmasq(paths).pid;
+  const started = (await observeDnsmasq(files, paths)).pid;
   if (started === undefined) throw new Error(`dnsmasq for ${paths.dir} exited right after starting`);
   return started;
 }
 
-export async function stopDnsmasq(paths: DnsmasqPaths, pid = observeDnsmasq(paths).pid): Promise<void> {
+export async function stopDnsmasq(files: HostFiles, paths: DnsmasqPaths, pid?: number): Promise<void> {
+  pid ??= (await observeDnsmasq(files, paths)).pid;
   if (pid === undefined) return;
-  process.kill(pid, 'SIGTERM');
-  await waitUntil(() => !pidAlive(pid), { timeoutMs: 10_000, what: `dnsmasq ${pid} to exit` });
+  const stopping = pid;
+  await files.signal(stopping, 'TERM');
+  await waitUntil(async () => (await files.process(stopping)) === undefined, { timeoutMs: 10_000, what: `dnsmasq ${stopping} to exit` });
 }
 
 /** Stops the instance and removes its files. */
-export async function removeDnsmasq(paths: DnsmasqPaths): Promise<void> {
-  await stopDnsmasq(paths);
-  rmSync(paths.dir, { recursive: true, force: true });
+export async function removeDnsmasq(files: HostFiles, paths: DnsmasqPaths): Promise<void> {
+  await stopDnsmasq(files, paths);
+  await files.remove(paths.dir);
 }

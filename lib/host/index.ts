@@ -2,8 +2,9 @@ export { HostPlane, type HostPlaneOptions, type ApplyReport, type HostPlan } fro
 export { ExecaRunner, batchLine, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
 export { probeHost, kvmUsable, requireFeature } from './probe.js';
 export { validateHostState } from './host-state.js';
-export { renderDnsmasqConfig, renderHostsFile, dnsmasqPaths, pidAlive, type DnsmasqPaths } from './dnsmasq.js';
-export { parseLeases, waitForLease, type Lease } from './leases.js';
+export { renderDnsmasqConfig, renderHostsFile, dnsmasqPaths, type DnsmasqPaths } from './dnsmasq.js';
+export { pidAlive, LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
+export { parseLeases, waitForLease, pollForLease, type Lease } from './leases.js';
 export { chooseFirewall, type FirewallKind, type FirewallCommand } from './firewall.js';
 export { renderRuleset, tableScript } from './firewall-nft.js';
 export { desiredLinks, planLinks, linkMaster, OWNED_NAME, VXLAN_MTU } from './links.js';

@@ -2,6 +2,8 @@
 // waitForLease watches the file's directory and resolves as soon as the lease is written.
 import { watch, readFileSync, existsSync } from 'node:fs';
 import { dirname, basename } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { HostFiles } from './host-files.js';
 
 export interface Lease {
   expiry: number;
@@ -50,4 +52,21 @@ export function waitForLease(leaseFile: string, mac: string, { timeoutMs = 60_00
     }
     check(); // it may already be there
   });
+}
+
+/**
+ * The same for a host whose files are reached through commands (a remote host): no inotify
+ * reaches across SSH, so the lease file is re-read every `intervalMs` (one `cat` over the
+ * host's open SSH connection) until the lease is there, the deadline passes or `signal` aborts.
+ */
+export async function pollForLease(files: HostFiles, leaseFile: string, mac: string, { timeoutMs = 60_000, signal, intervalMs = 250 }: { timeoutMs?: number; signal?: AbortSignal; intervalMs?: number } = {}): Promise<Lease> {
+  const want = mac.toLowerCase();
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const lease = parseLeases((await files.read(leaseFile)) ?? '').find((l) => l.mac === want);
+    if (lease) return lease;
+    if (signal?.aborted) throw new Error('waitForLease aborted');
+    if (Date.now() >= deadline) throw new Error(`no DHCP lease for ${mac} in ${leaseFile} within ${timeoutMs} ms`);
+    await delay(intervalMs, undefined, { signal }).catch(() => undefined);
+  }
 }

@@ -2,7 +2,6 @@
 // Each piece observes what is there and applies only the difference, batched; applying the same
 // state twice changes nothing. A failure half-way removes what this apply created, restores
 // virtwire's nft tables and stops the dnsmasq instances it started, then throws ApplyError.
-import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HostCapabilities, HostState } from '../../types/host.js';
 import { ApplyError } from '../errors/index.js';
@@ -16,7 +15,8 @@ import {
   applyDnsmasq, dnsmasqPaths, observeDnsmasq, planDnsmasq, removeDnsmasq, renderDnsmasqConfig, renderHostsFile, stopDnsmasq,
   type DnsmasqPaths, type DnsmasqAction,
 } from './dnsmasq.js';
-import { waitForLease, readLeases, type Lease } from './leases.js';
+import { waitForLease, pollForLease, parseLeases, type Lease } from './leases.js';
+import { LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
 
 export interface HostPlaneOptions {
   /** runs every command; default: execa in `netns` (or the host's namespace) */
@@ -29,6 +29,8 @@ export interface HostPlaneOptions {
   capabilities?: HostCapabilities;
   /** firewall backend; default: nftables where the host has it, else iptables + ebtables */
   firewall?: FirewallKind;
+  /** the host's files and processes (dnsmasq's); default: this machine's for an ExecaRunner, else through `runner` */
+  files?: HostFiles;
 }
 
 export interface HostPlan {
@@ -53,6 +55,7 @@ export interface ApplyReport {
 export class HostPlane {
   readonly runner: CommandRunner;
   readonly stateDir: string;
+  readonly files: HostFiles;
   private readonly caps: HostCapabilities | undefined;
   private readonly firewallKind: FirewallKind | undefined;
 
@@ -61,6 +64,12 @@ export class HostPlane {
     this.stateDir = options.stateDir ?? '/var/lib/virtwire';
     this.caps = options.capabilities;
     this.firewallKind = options.firewall;
+    // an ExecaRunner runs on this machine (in whichever namespace): its files are ours
+    this.files = options.files ?? (this.runner instanceof ExecaRunner ? new LocalFiles() : new RunnerFiles(this.runner));
+  }
+
+  private get local(): boolean {
+    return this.files instanceof LocalFiles;
   }
 
   /** This host's capabilities: probed locally (cached per boot), or through a remote runner. */
@@ -122,16 +131,16 @@ export class HostPlane {
 
       step = 'dnsmasq';
       let actions = 0;
-      const { instances, unwanted } = this.planDnsmasqs(state);
+      const { instances, unwanted } = await this.planDnsmasqs(state);
       for (const { tenant, paths, conf, hosts, status, action } of instances) {
         step = `dnsmasq ${tenant}: ${action}`;
-        await applyDnsmasq(this.runner, paths, action, conf, hosts, status);
+        await applyDnsmasq(this.runner, this.files, paths, action, conf, hosts, status);
         if (action === 'start' || action === 'restart') started.push(paths);
         if (action !== 'none') actions++;
       }
       step = 'dnsmasq: remove unwanted';
       for (const tenant of unwanted) {
-        await removeDnsmasq(this.dnsmasqPaths(tenant));
+        await removeDnsmasq(this.files, this.dnsmasqPaths(tenant));
         actions++;
       }
       changes.push({ step: 'dnsmasq', count: actions });
@@ -139,7 +148,7 @@ export class HostPlane {
     } catch (cause) {
       const rollbackErrors: unknown[] = [];
       const attempt = async (fn: () => Promise<void>) => fn().catch((e: unknown) => void rollbackErrors.push(e));
-      for (const paths of started) await attempt(() => stopDnsmasq(paths));
+      for (const paths of started) await attempt(() => stopDnsmasq(this.files, paths));
       await attempt(() => runFirewall(this.runner, restoreFirewall, 'firewall: rollback'));
       await attempt(() => deleteLinks(this.runner, created));
       throw new ApplyError({ step, stepsDone: done, rolledBack: rollbackErrors.length === 0, rollbackErrors }, { cause });
@@ -160,7 +169,7 @@ export class HostPlane {
     const links = planLinks(desired, observed);
     const existing = new Set([...observed.keys()].filter((n) => desired.some((d) => d.name === n)));
     const tc = await planQos(this.runner, desiredQos(state, caps), existing);
-    const { instances, unwanted } = this.planDnsmasqs(state);
+    const { instances, unwanted } = await this.planDnsmasqs(state);
     const dnsmasq: HostPlan['dnsmasq'] = [...instances.map(({ tenant, action }) => ({ tenant, action })), ...unwanted.map((tenant) => ({ tenant, action: 'remove' as const }))];
     return { ip: links.ip, bridge: links.bridge, firewall: fw.commands, tc, dnsmasq };
   }
@@ -170,37 +179,37 @@ export class HostPlane {
     return this.apply({ networks: [] });
   }
 
-  /** Resolves with the lease dnsmasq hands to `mac` on `tenant`'s network, as soon as it is written. */
+  /**
+   * Resolves with the lease dnsmasq hands to `mac` on `tenant`'s network, as soon as it is
+   * written (watched on this machine; on a remote host, re-read over its SSH connection).
+   */
   waitForLease(tenant: string, mac: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<Lease> {
-    return waitForLease(this.dnsmasqPaths(tenant).leaseFile, mac, options);
+    const file = this.dnsmasqPaths(tenant).leaseFile;
+    return this.local ? waitForLease(file, mac, options) : pollForLease(this.files, file, mac, options);
   }
 
-  leases(tenant: string): Lease[] {
-    return readLeases(this.dnsmasqPaths(tenant).leaseFile);
+  async leases(tenant: string): Promise<Lease[]> {
+    return parseLeases((await this.files.read(this.dnsmasqPaths(tenant).leaseFile)) ?? '');
   }
 
   /** The pid of `tenant`'s dnsmasq when it runs. */
-  dnsmasqPid(tenant: string): number | undefined {
-    return observeDnsmasq(this.dnsmasqPaths(tenant)).pid;
+  async dnsmasqPid(tenant: string): Promise<number | undefined> {
+    return (await observeDnsmasq(this.files, this.dnsmasqPaths(tenant))).pid;
   }
 
   /** Per tenant with DHCP: its rendered files, what runs now and what to do; and the instances no network wants. */
-  private planDnsmasqs(state: HostState) {
-    const instances = state.networks.filter((n) => n.dhcp !== false).map((net) => {
+  private async planDnsmasqs(state: HostState) {
+    const instances = await Promise.all(state.networks.filter((n) => n.dhcp !== false).map(async (net) => {
       const tenant = net.network.tenant;
       const paths = this.dnsmasqPaths(tenant);
       const conf = renderDnsmasqConfig(net.network, paths);
       const hosts = renderHostsFile(net);
-      const status = observeDnsmasq(paths);
+      const status = await observeDnsmasq(this.files, paths);
       return { tenant, paths, conf, hosts, status, action: planDnsmasq(status, conf, hosts) };
-    });
+    }));
     const wanted = new Set(instances.map((i) => i.tenant));
-    return { instances, unwanted: this.dnsmasqTenants().filter((t) => !wanted.has(t)) };
-  }
-
-  private dnsmasqTenants(): string[] {
-    const dir = join(this.stateDir, 'dnsmasq');
-    return existsSync(dir) ? readdirSync(dir) : [];
+    const present = await this.files.list(join(this.stateDir, 'dnsmasq'));
+    return { instances, unwanted: present.filter((t) => !wanted.has(t)) };
   }
 }
 

@@ -64,7 +64,7 @@ export class SshRunner implements CommandRunner {
   private async runNow(argv: readonly string[], options: RunOptions): Promise<RunResult> {
     const remote = this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : [...argv];
     const full = ['ssh', ...this.options, this.target.destination, '--', remote.map(shellQuote).join(' ')];
-    const r = await execa(full[0]!, full.slice(1), { input: options.input ?? '', reject: false, stripFinalNewline: true });
+    const r = await execa(full[0]!, full.slice(1), { input: options.input ?? '', reject: false, stripFinalNewline: !options.keepFinalNewline });
     // ssh's own failures (unreachable, refused key) exit 255
     if (r.exitCode === undefined || r.exitCode === 255) {
       throw new HostCommandError({ argv: [this.target.destination, ...remote], exitCode: r.exitCode, stderr: String(r.stderr || r.message), step: options.step }, { cause: r });

@@ -121,8 +121,8 @@ function suite(firewall: FirewallKind, prefix: string): void {
       expect(await ownedRules()).toEqual(firewall === 'nftables'
         ? ['bridge virtwire', 'inet virtwire']
         : ['ebtables nat VWS', 'iptables filter VWF', 'iptables filter VWI', 'iptables filter VWX', 'iptables nat VWN']);
-      expect(plane.dnsmasqPid('acme')).toBeGreaterThan(0);
-      expect(plane.dnsmasqPid('globex')).toBeGreaterThan(0);
+      expect(await plane.dnsmasqPid('acme')).toBeGreaterThan(0);
+      expect(await plane.dnsmasqPid('globex')).toBeGreaterThan(0);
       const second = await plane.apply(baseState);
       expect(second.changes.filter((c) => c.count > 0)).toEqual([]);
       expect(second.noop).toBe(true);
@@ -163,7 +163,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
     });
 
     test('DHCP: a guest gets its static lease; a new lease reloads dnsmasq without a restart', async () => {
-      const pid = plane.dnsmasqPid('acme');
+      const pid = await plane.dnsmasqPid('acme');
       await lab.exec(ns.a3!, ['ip', 'link', 'set', 'eth0', 'up']);
       const dhcp = await lab.exec(ns.a3!, ['busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', '/bin/true']);
       expect(dhcp.stdout + dhcp.stderr).toMatch(/lease of 10\.31\.0\.13 obtained/);
@@ -173,7 +173,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
       const grown: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet] };
       const report = await plane.apply(grown);
       expect(report.changes.find((c) => c.step === 'dnsmasq')!.count).toBe(1);
-      expect(plane.dnsmasqPid('acme')).toBe(pid);
+      expect(await plane.dnsmasqPid('acme')).toBe(pid);
       expect(readFileSync(plane.dnsmasqPaths('acme').hostsFile, 'utf8')).toContain('52:54:00:31:00:14,10.31.0.14,a4');
       await lab.exec(ns.a4!, ['ip', 'link', 'set', 'eth0', 'up']);
       const dhcp2 = await lab.exec(ns.a4!, ['busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', '/bin/true']);
@@ -219,11 +219,11 @@ function suite(firewall: FirewallKind, prefix: string): void {
 
     test('a dead dnsmasq is noticed and restarted by the next apply', async () => {
       const state: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet] };
-      const pid = plane.dnsmasqPid('globex')!;
+      const pid = (await plane.dnsmasqPid('globex'))!;
       process.kill(pid, 'SIGKILL');
-      await waitFor('dnsmasq to die', 5_000, () => plane.dnsmasqPid('globex') === undefined);
+      await waitFor('dnsmasq to die', 5_000, async () => (await plane.dnsmasqPid('globex')) === undefined);
       await plane.apply(state);
-      const again = plane.dnsmasqPid('globex');
+      const again = await plane.dnsmasqPid('globex');
       expect(again).toBeGreaterThan(0);
       expect(again).not.toBe(pid);
     });
@@ -240,13 +240,13 @@ function suite(firewall: FirewallKind, prefix: string): void {
     });
 
     test('teardown removes every device, rule, dnsmasq and file virtwire made', async () => {
-      const pids = [plane.dnsmasqPid('acme')!, plane.dnsmasqPid('globex')!];
+      const pids = [(await plane.dnsmasqPid('acme'))!, (await plane.dnsmasqPid('globex'))!];
       await plane.teardown();
       expect((await hostLinks()).filter((l) => OWNED_NAME.test(l))).toEqual([]);
       expect(await hostLinks()).toContain('up0'); // not virtwire's: left alone
       expect(await ownedRules()).toEqual([]);
       for (const pid of pids) expect(pidAlive(pid)).toBe(false);
-      expect(plane.dnsmasqPid('acme')).toBeUndefined();
+      expect(await plane.dnsmasqPid('acme')).toBeUndefined();
     });
   });
 }
