@@ -49,3 +49,15 @@ export interface HostCapabilities {
   /** /dev/kvm opens and the CPU has vmx or svm */
   kvm: boolean;
 }
+
+/** How to reach a remote host with the system `ssh` (key-based, non-interactive). */
+export interface SshTarget {
+  /** user@host or host */
+  destination: string;
+  identityFile?: string;
+  port?: number;
+  /** where the control socket lives; default a directory under the OS temp dir */
+  controlDir?: string;
+  /** accept an unknown host key (lab hosts made by tests); default false */
+  acceptNewHostKeys?: boolean;
+}

@@ -40,4 +40,5 @@ export interface ResolvedVm {
   cloudInit?: CloudInitSpec;
   nics: ResolvedNic[];
   serialLog?: string;
+  host?: string;
 }

@@ -41,6 +41,8 @@ export interface VmSpec {
   nics: NicSpec[];
   /** absolute path; default under the state dir */
   serialLog?: string;
+  /** the host to run on (a name from createVm's `hosts`); default: placed by free memory */
+  host?: string;
 }
 
 export interface NicSpec {

@@ -1,5 +1,6 @@
 // What createVm/destroyVm take and give back.
 import type { SegmentPools, VmSpec } from './spec.js';
+import type { SshTarget } from './host.js';
 
 export type CreateVmStep = 'validate' | 'network' | 'disks' | 'define' | 'start' | 'lease';
 
@@ -10,9 +11,26 @@ export interface ProgressEvent {
   elapsedMs: number;
 }
 
+/** A hypervisor host VMs may be placed on. */
+export interface HostTarget {
+  /** what VmSpec.host names: /^[a-z][a-z0-9-]{0,30}$/ */
+  name: string;
+  /** libvirt's URI for it, e.g. qemu+ssh://root@hv1/system */
+  uri: string;
+  /** how its host plane is reached; absent: this machine */
+  ssh?: SshTarget;
+  /** on that host: the VMs' disks and logs, dnsmasq's files; default /var/lib/virtwire (this machine: the state dir) */
+  stateDir?: string;
+}
+
 export interface CreateVmOptions {
-  /** default qemu:///system */
+  /** default qemu:///system; with `hosts`, each host's own */
   uri?: string;
+  /**
+   * the hosts VMs may land on: the spec's `host`, or else the one with the most free memory
+   * (as libvirt reports it) that fits the VM. Default: this machine only.
+   */
+  hosts?: HostTarget[];
   /** default /var/lib/virtwire */
   stateDir?: string;
   /** where a network's omitted VLAN id or VNI is allocated from (default: 2-4094, 4096-16777215) */
@@ -35,6 +53,8 @@ export interface CreatedNic {
 
 export interface CreatedVm {
   name: string;
+  /** the host it runs on (with `hosts`) */
+  host?: string;
   uuid: string;
   accel: 'kvm' | 'tcg';
   nics: CreatedNic[];
@@ -45,6 +65,8 @@ export interface CreatedVm {
 
 export interface DestroyVmOptions {
   uri?: string;
+  /** as for createVm: the VM's record names its host */
+  hosts?: HostTarget[];
   stateDir?: string;
   /** a VM that does not exist is not an error: resolve false */
   missingOk?: boolean;

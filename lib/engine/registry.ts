@@ -15,6 +15,8 @@ export interface VmRecord {
   vm: ResolvedVm;
   accel: 'kvm' | 'tcg';
   createdAt: string;
+  /** the host it runs on (createVm's `hosts`); absent: this machine */
+  host?: string;
 }
 
 export function readRecords(stateDir: string): VmRecord[] {

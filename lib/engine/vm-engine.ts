@@ -1,13 +1,13 @@
 // createVm / destroyVm: validation, allocation, the host plane, disks, domain XML and the
 // libvirt binding composed into one call, with rollback of everything a failed call created.
-import { existsSync } from 'node:fs';
 import { injectable, inject } from 'tsyringe';
-import type { CreateVmOptions, CreatedVm, DestroyVmOptions, ProgressEvent, CreateVmStep } from '../../types/vm.js';
+import type { CreateVmOptions, CreatedVm, DestroyVmOptions, ProgressEvent, CreateVmStep, HostTarget } from '../../types/vm.js';
 import type { ResolvedVm } from '../../types/resolved.js';
 import { ApplyError, HostUnsupportedError, SpecError, VirtwireError, isVirtwireError } from '../errors/index.js';
 import { validateVm } from '../spec/index.js';
 import { renderResolvedDomainXml, effectiveAccel, vmPaths, DEFAULT_STATE_DIR, VIRTWIRE_XMLNS } from '../xml/index.js';
-import { HostPlane, type CommandRunner } from '../host/index.js';
+import type { CommandRunner, HostFiles, HostPlane } from '../host/index.js';
+import { hostContext, placeVm, validateHosts, type HostContext } from './hosts.js';
 import type { Libvirt, Domain } from '../libvirt/index.js';
 import { TOKENS } from './tokens.js';
 import { withStateLock } from './lock.js';
@@ -25,14 +25,14 @@ export class VmEngine {
     @inject(TOKENS.KvmUsable) private readonly kvmUsable: () => boolean,
   ) {}
 
-  private plane(stateDir: string): HostPlane {
-    return new HostPlane({ runner: this.runner, stateDir });
+  /** The host a recorded VM (or a new one) lives on, and how to reach it. */
+  private context(target: HostTarget | undefined, options: { uri?: string; stateDir: string }): HostContext {
+    return hostContext(target, { runner: this.runner, uri: options.uri ?? DEFAULT_URI, stateDir: options.stateDir });
   }
 
   async create(spec: unknown, options: CreateVmOptions = {}): Promise<CreatedVm> {
     const began = Date.now();
     const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
-    const uri = options.uri ?? DEFAULT_URI;
     const timeoutMs = options.timeoutMs ?? 120_000;
     const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(options.signal ? [options.signal] : [])]);
     const emit = (step: ProgressEvent['step'], status: ProgressEvent['status']) => options.onProgress?.({ step, status, elapsedMs: Date.now() - began });
@@ -40,6 +40,7 @@ export class VmEngine {
     const done: string[] = [];
     let step: CreateVmStep = 'validate';
     let lv: Libvirt | undefined;
+    let host: HostContext | undefined;
     const run = async <T>(name: CreateVmStep, fn: () => Promise<T>): Promise<T> => {
       step = name;
       stopIfAborted(signal, options.signal, timeoutMs);
@@ -51,34 +52,38 @@ export class VmEngine {
     };
 
     try {
-      const kvm = this.kvmUsable();
+      let kvm = false;
       const vm = await run('validate', async () => {
         const v = validateVm(spec);
-        checkBootFiles(v);
-        if (v.accel === 'kvm' && !kvm) throw new HostUnsupportedError('kvm', `accel 'kvm' was asked for VM ${v.name}, but /dev/kvm is not usable here (no vmx/svm); use 'auto' or 'tcg'`);
+        const hosts = validateHosts(options.hosts);
+        host = this.context(await placeVm(v, hosts, this.connect), { ...options, stateDir });
+        await checkBootFiles(v, host.plane.files);
+        kvm = host.remote ? await this.remoteKvm(host.uri) : this.kvmUsable();
+        if (v.accel === 'kvm' && !kvm) throw new HostUnsupportedError('kvm', `accel 'kvm' was asked for VM ${v.name}, but /dev/kvm is not usable ${host.remote ? `on host ${host.name}` : 'here'} (no vmx/svm); use 'auto' or 'tcg'`);
         return v;
       });
+      const on = host!;
       const accel = effectiveAccel(vm.accel, kvm);
 
       const allocated = await run('network', () =>
         withStateLock(stateDir, async () => {
           const records = readRecords(stateDir);
-          const mine: VmRecord = { vm: allocate(vm, records, options.pools), accel, createdAt: new Date().toISOString() };
+          const mine: VmRecord = { vm: allocate(vm, records, options.pools), accel, createdAt: new Date().toISOString(), ...(on.name ? { host: on.name } : {}) };
           writeRecord(stateDir, mine);
-          undo.push({ step: 'network', fn: () => this.forget(stateDir, vm.name) });
-          await this.plane(stateDir).apply(hostStateOf([...records, mine]));
+          undo.push({ step: 'network', fn: () => this.forget(stateDir, on, vm.name) });
+          await on.plane.apply(hostStateOf(recordsOn([...records, mine], on.name)));
           return mine.vm;
         }),
       );
 
       await run('disks', async () => {
-        await createOverlay(this.runner, allocated, stateDir);
-        await createSeedIso(this.runner, allocated, stateDir);
+        await createOverlay(on.runner, on.plane.files, allocated, on.stateDir);
+        await createSeedIso(on.runner, on.plane.files, allocated, on.stateDir);
       });
 
       const dom = await run('define', async () => {
-        lv = await this.connect(uri);
-        const xml = renderResolvedDomainXml(allocated, { kvmUsable: kvm, stateDir, metadata: { 'created-at': new Date(began).toISOString() } });
+        lv = await this.connect(on.uri);
+        const xml = renderResolvedDomainXml(allocated, { kvmUsable: kvm, stateDir: on.stateDir, metadata: { 'created-at': new Date(began).toISOString() } });
         const d = await lv.defineDomain(xml);
         undo.push({ step: 'define', fn: () => undefine(d) });
         return d;
@@ -90,10 +95,10 @@ export class VmEngine {
       });
 
       if (options.waitForIp !== false) {
-        await run('lease', () => this.waitForLeases(allocated, stateDir, signal));
+        await run('lease', () => this.waitForLeases(allocated, on.plane, signal));
       }
       dom.free();
-      return result(allocated, accel, stateDir, Date.now() - began);
+      return result(allocated, accel, on, Date.now() - began);
     } catch (cause) {
       emit(step, 'failed');
       const rollbackErrors: unknown[] = [];
@@ -107,27 +112,47 @@ export class VmEngine {
     }
   }
 
-  private async waitForLeases(vm: ResolvedVm, stateDir: string, signal: AbortSignal): Promise<void> {
-    const plane = this.plane(stateDir);
+  private async waitForLeases(vm: ResolvedVm, plane: HostPlane, signal: AbortSignal): Promise<void> {
     await Promise.all(vm.nics.map(async (nic) => {
       const lease = await plane.waitForLease(nic.network.tenant, nic.mac, { timeoutMs: 24 * 3600_000, signal });
       if (lease.ip !== nic.ip) throw new VirtwireError('APPLY_FAILED', `NIC ${nic.index} of ${vm.name} leased ${lease.ip}, not its pinned ${nic.ip}`);
     }));
   }
 
-  /** Removes the VM's record and files and re-applies the host plane without it (in the lock). */
-  private forget(stateDir: string, name: string): Promise<void> {
+  /** KVM on a remote host: libvirt there offers the kvm domain type only where /dev/kvm works. */
+  private async remoteKvm(uri: string): Promise<boolean> {
+    const lv = await this.connect(uri);
+    try {
+      return await lv.domainCapabilities({ virttype: 'kvm' }).then(() => true, () => false);
+    } finally {
+      await lv.close();
+    }
+  }
+
+  /**
+   * Removes the VM's record and files (here, and on its host) and re-applies its host's plane
+   * without it (in the lock).
+   */
+  private forget(stateDir: string, host: HostContext, name: string): Promise<void> {
     return withStateLock(stateDir, async () => {
       removeVmDir(stateDir, name);
-      await this.plane(stateDir).apply(hostStateOf(readRecords(stateDir)));
+      if (host.stateDir !== stateDir) await host.plane.files.remove(vmPaths(host.stateDir, name).dir);
+      await host.plane.apply(hostStateOf(recordsOn(readRecords(stateDir), host.name)));
     });
   }
 
   async destroy(name: string, options: DestroyVmOptions = {}): Promise<boolean> {
     const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
-    const lv = await this.connect(options.uri ?? DEFAULT_URI);
+    const record = readRecords(stateDir).find((r) => r.vm.name === name);
+    const hosts = validateHosts(options.hosts);
+    const target = record?.host === undefined ? undefined : hosts.find((h) => h.name === record.host);
+    if (record?.host !== undefined && !target) {
+      throw new VirtwireError('NOT_FOUND', `VM ${name} runs on host ${record.host}, which is not among the hosts given (${hosts.map((h) => h.name).join(', ') || 'none'})`);
+    }
+    const host = this.context(target, { ...options, stateDir });
+    const lv = await this.connect(host.uri);
     try {
-      const known = readRecords(stateDir).some((r) => r.vm.name === name);
+      const known = record !== undefined;
       const dom = await lv.lookupDomain(name);
       const ours = dom ? known || (await dom.xml()).includes(VIRTWIRE_XMLNS) : false;
       if (!known && !ours) {
@@ -139,7 +164,7 @@ export class VmEngine {
         if (await dom.isActive()) await dom.destroy();
         await undefine(dom);
       }
-      await this.forget(stateDir, name);
+      await this.forget(stateDir, host, name);
       return true;
     } finally {
       await lv.close();
@@ -147,11 +172,17 @@ export class VmEngine {
   }
 }
 
-/** The files a VM boots from must exist before anything is made for it (bad input, not a rollback). */
-function checkBootFiles(vm: ResolvedVm): void {
-  const files = 'image' in vm.boot ? { 'boot.image': vm.boot.image } : { 'boot.kernel': vm.boot.kernel, ...(vm.boot.initrd ? { 'boot.initrd': vm.boot.initrd } : {}) };
-  const missing = Object.entries(files).filter(([, f]) => !existsSync(f));
-  if (missing.length > 0) throw new SpecError(missing.map(([path, f]) => ({ path, message: `${f} does not exist` })), `VM spec for ${vm.name}`);
+/** The files a VM boots from must exist on its host before anything is made for it (bad input, not a rollback). */
+async function checkBootFiles(vm: ResolvedVm, files: HostFiles): Promise<void> {
+  const wanted = 'image' in vm.boot ? { 'boot.image': vm.boot.image } : { 'boot.kernel': vm.boot.kernel, ...(vm.boot.initrd ? { 'boot.initrd': vm.boot.initrd } : {}) };
+  const missing: [string, string][] = [];
+  for (const [path, f] of Object.entries(wanted)) if (!(await files.exists(f))) missing.push([path, f]);
+  if (missing.length > 0) throw new SpecError(missing.map(([path, f]) => ({ path, message: `${f} does not exist${vm.host ? ` on host ${vm.host}` : ''}` })), `VM spec for ${vm.name}`);
+}
+
+/** The records of the VMs on one host (undefined: this machine without a hosts list). */
+function recordsOn(records: VmRecord[], host: string | undefined): VmRecord[] {
+  return records.filter((r) => r.host === host);
 }
 
 async function undefine(d: Domain): Promise<void> {
@@ -162,13 +193,14 @@ async function undefine(d: Domain): Promise<void> {
   }
 }
 
-function result(vm: ResolvedVm, accel: 'kvm' | 'tcg', stateDir: string, readyMs: number): CreatedVm {
+function result(vm: ResolvedVm, accel: 'kvm' | 'tcg', host: HostContext, readyMs: number): CreatedVm {
   return {
     name: vm.name,
+    ...(host.name ? { host: host.name } : {}),
     uuid: vm.uuid,
     accel,
     nics: vm.nics.map((n) => ({ tenant: n.network.tenant, mac: n.mac, ip: n.ip!, tap: n.tap, bridge: n.network.bridge })),
-    serialLog: vm.serialLog ?? vmPaths(stateDir, vm.name).serialLog,
+    serialLog: vm.serialLog ?? vmPaths(host.stateDir, vm.name).serialLog,
     readyMs,
   };
 }

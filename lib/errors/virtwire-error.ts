@@ -14,7 +14,8 @@ export type VirtwireErrorCode =
   | 'LOCKED'
   | 'ABORTED'
   | 'TIMEOUT'
-  | 'CLOSED';
+  | 'CLOSED'
+  | 'NO_HOST';
 
 export interface VirtwireErrorOptions {
   cause?: unknown;

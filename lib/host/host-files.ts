@@ -7,6 +7,7 @@ import type { CommandRunner } from './command-runner.js';
 export interface HostFiles {
   /** the file's text, or undefined when it does not exist */
   read(path: string): Promise<string | undefined>;
+  exists(path: string): Promise<boolean>;
   /** replaces the file atomically (a temp file renamed over it): readers never see half of it */
   write(path: string, text: string): Promise<void>;
   mkdir(path: string): Promise<void>;
@@ -33,6 +34,9 @@ const readLocal = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8
 export class LocalFiles implements HostFiles {
   async read(path: string) {
     return readLocal(path);
+  }
+  async exists(path: string) {
+    return existsSync(path);
   }
   async write(path: string, text: string) {
     writeFileSync(`${path}.tmp`, text);
@@ -66,6 +70,9 @@ export class RunnerFiles implements HostFiles {
   async read(path: string) {
     const r = await this.ok(['cat', '--', path]);
     return r.exitCode === 0 ? r.stdout : undefined;
+  }
+  async exists(path: string) {
+    return (await this.ok(['test', '-e', path])).exitCode === 0;
   }
   async write(path: string, text: string) {
     await this.runner.run(['dd', `of=${path}.tmp`, 'status=none'], { input: text, step: `write ${path}` });

@@ -8,17 +8,9 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { HostCommandError } from '../errors/index.js';
 import type { CommandRunner, RunOptions, RunResult } from './command-runner.js';
+import type { SshTarget } from '../../types/host.js';
 
-export interface SshTarget {
-  /** user@host or host */
-  destination: string;
-  identityFile?: string;
-  port?: number;
-  /** where the control socket lives; default a directory under the OS temp dir */
-  controlDir?: string;
-  /** accept an unknown host key (lab hosts made by tests); default false */
-  acceptNewHostKeys?: boolean;
-}
+export type { SshTarget };
 
 /** 'it'\''s' — single quotes, with embedded ones closed, escaped and reopened. */
 export function shellQuote(arg: string): string {

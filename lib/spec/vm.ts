@@ -7,7 +7,7 @@ import { deriveMac, parseMac } from './mac.js';
 import { stableUuid, tapName } from './names.js';
 import { resolveNetwork, sameNetwork } from './network.js';
 
-const VM_KEYS = ['name', 'uuid', 'vcpus', 'memoryMiB', 'accel', 'boot', 'cloudInit', 'nics', 'serialLog'] as const;
+const VM_KEYS = ['name', 'uuid', 'vcpus', 'memoryMiB', 'accel', 'boot', 'cloudInit', 'nics', 'serialLog', 'host'] as const;
 const NIC_KEYS = ['network', 'mac', 'ip', 'qos'] as const;
 const QOS_KEYS = ['egressKbps', 'ingressKbps', 'burstKiB'] as const;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -35,6 +35,7 @@ export function resolveVm(p: Problems, path: string, input: unknown): ResolvedVm
   checkBoot(p, at(path, 'boot'), spec.boot);
   checkCloudInit(p, at(path, 'cloudInit'), spec.cloudInit);
   if (spec.serialLog !== undefined) checkAbsolutePath(p, at(path, 'serialLog'), spec.serialLog);
+  if (spec.host !== undefined) checkName(p, at(path, 'host'), spec.host);
   const nics = resolveNics(p, at(path, 'nics'), spec.nics, typeof spec.name === 'string' ? spec.name : '');
 
   if (p.list.length > before || !nics) return undefined;
@@ -49,6 +50,7 @@ export function resolveVm(p: Problems, path: string, input: unknown): ResolvedVm
     ...(spec.cloudInit !== undefined ? { cloudInit: spec.cloudInit } : {}),
     nics,
     ...(spec.serialLog !== undefined ? { serialLog: spec.serialLog } : {}),
+    ...(spec.host !== undefined ? { host: spec.host } : {}),
   };
 }
 

@@ -1,0 +1,89 @@
+// Where a VM runs: this machine, or one of the hosts given to createVm — the one its spec names,
+// or else the one with the most free memory (as libvirt reports it) that fits the VM. A host is
+// reached through its own runner (SSH for a remote host) and its own libvirt URI, and keeps the
+// VM's disks and its dnsmasq files in its own state dir.
+import type { HostTarget } from '../../types/vm.js';
+import type { ResolvedVm } from '../../types/resolved.js';
+import { SpecError, VirtwireError } from '../errors/index.js';
+import { Problems, at, checkName, isRecord } from '../spec/index.js';
+import { HostPlane, SshRunner, type CommandRunner } from '../host/index.js';
+import type { Libvirt } from '../libvirt/index.js';
+import { DEFAULT_STATE_DIR } from '../xml/index.js';
+
+export interface HostContext {
+  /** the host's name; undefined for this machine when no hosts were given */
+  name: string | undefined;
+  uri: string;
+  runner: CommandRunner;
+  /** the host plane there (its files are the host's files) */
+  plane: HostPlane;
+  /** the state dir on that host */
+  stateDir: string;
+  remote: boolean;
+}
+
+/** Every problem of a hosts list, with its path, before anything is contacted. */
+export function validateHosts(input: unknown): HostTarget[] {
+  if (input === undefined) return [];
+  const p = new Problems();
+  if (!Array.isArray(input)) p.add('hosts', 'must be a list of hosts');
+  const names = new Set<string>();
+  (Array.isArray(input) ? input : []).forEach((h: unknown, i) => {
+    const path = at('hosts', i);
+    if (!isRecord(h)) return p.add(path, 'must be an object with name and uri');
+    for (const key of Object.keys(h)) if (!['name', 'uri', 'ssh', 'stateDir'].includes(key)) p.add(at(path, key), 'unknown field (allowed: name, uri, ssh, stateDir)');
+    if (checkName(p, at(path, 'name'), h.name)) {
+      if (names.has(h.name as string)) p.add(at(path, 'name'), `host ${String(h.name)} is listed twice`);
+      names.add(h.name as string);
+    }
+    if (typeof h.uri !== 'string' || !/^[a-z0-9+]+:\/\/[^\s]*$/.test(h.uri)) p.add(at(path, 'uri'), `${JSON.stringify(h.uri ?? null)} is not a libvirt URI (e.g. qemu+ssh://root@hv1/system)`);
+    if (h.ssh !== undefined) {
+      if (!isRecord(h.ssh) || typeof h.ssh.destination !== 'string' || !/^[A-Za-z0-9_.@:-]+$/.test(h.ssh.destination) || h.ssh.destination.startsWith('-')) {
+        p.add(at(path, 'ssh'), 'must be { destination: "user@host", identityFile?, port? }');
+      }
+    }
+    if (h.stateDir !== undefined && (typeof h.stateDir !== 'string' || !h.stateDir.startsWith('/'))) p.add(at(path, 'stateDir'), 'must be an absolute path');
+  });
+  p.throwIfAny('hosts');
+  return input as HostTarget[];
+}
+
+/**
+ * The host for `vm`: the one its spec names, else by free memory. Unreachable hosts are passed
+ * over (a placement is not a reason to fail while another host can take the VM).
+ */
+export async function placeVm(vm: ResolvedVm, hosts: HostTarget[], connect: (uri: string) => Promise<Libvirt>): Promise<HostTarget | undefined> {
+  if (hosts.length === 0) {
+    if (vm.host !== undefined) throw new SpecError([{ path: 'host', message: `host ${vm.host} is not known: no hosts were given` }], `VM spec for ${vm.name}`);
+    return undefined;
+  }
+  if (vm.host !== undefined) {
+    const named = hosts.find((h) => h.name === vm.host);
+    if (!named) throw new SpecError([{ path: 'host', message: `host ${vm.host} is not one of ${hosts.map((h) => h.name).join(', ')}` }], `VM spec for ${vm.name}`);
+    return named;
+  }
+  const need = vm.memoryMiB * 1024 * 1024;
+  const free = await Promise.all(hosts.map(async (h) => {
+    let lv: Libvirt | undefined;
+    try {
+      lv = await connect(h.uri);
+      return { host: h, bytes: await lv.freeMemory() };
+    } catch (cause) {
+      return { host: h, bytes: -1, cause };
+    } finally {
+      await lv?.close();
+    }
+  }));
+  const fits = free.filter((f) => f.bytes >= need).sort((a, b) => b.bytes - a.bytes);
+  if (fits.length > 0) return fits[0]!.host;
+  const seen = free.map((f) => `${f.host.name}: ${f.bytes < 0 ? `unreachable (${(f.cause as Error).message})` : `${Math.floor(f.bytes / 1048576)} MiB free`}`);
+  throw new VirtwireError('NO_HOST', `no host can take VM ${vm.name} (${vm.memoryMiB} MiB): ${seen.join('; ')}`);
+}
+
+/** How to work on `target` (undefined: this machine, with the call's own URI and state dir). */
+export function hostContext(target: HostTarget | undefined, local: { runner: CommandRunner; uri: string; stateDir: string }): HostContext {
+  if (!target) return { name: undefined, uri: local.uri, runner: local.runner, plane: new HostPlane({ runner: local.runner, stateDir: local.stateDir }), stateDir: local.stateDir, remote: false };
+  const runner = target.ssh ? new SshRunner(target.ssh) : local.runner;
+  const stateDir = target.stateDir ?? (target.ssh ? DEFAULT_STATE_DIR : local.stateDir);
+  return { name: target.name, uri: target.uri, runner, plane: new HostPlane({ runner, stateDir }), stateDir, remote: target.ssh !== undefined };
+}

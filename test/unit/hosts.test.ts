@@ -1,0 +1,74 @@
+// Placement and host lists, without contacting anything: libvirt connections are stand-ins that
+// report free memory (or fail to connect).
+import { validateVm } from '../../lib/spec/index.js';
+import { placeVm, validateHosts, hostContext } from '../../lib/engine/hosts.js';
+import { SpecError, isVirtwireError } from '../../lib/errors/index.js';
+import { ExecaRunner, LocalFiles, RunnerFiles, SshRunner } from '../../lib/host/index.js';
+import type { Libvirt } from '../../lib/libvirt/index.js';
+import type { HostTarget } from '../../types/vm.js';
+
+const vm = (extra: Record<string, unknown> = {}) => validateVm({ name: 'web', memoryMiB: 1024, boot: { kernel: '/k' }, nics: [{ network: { tenant: 'acme', cidr: '10.1.0.0/24' } }], ...extra });
+const hosts: HostTarget[] = [
+  { name: 'hv1', uri: 'test:///hv1' },
+  { name: 'hv2', uri: 'qemu+ssh://root@hv2/system', ssh: { destination: 'root@hv2' } },
+  { name: 'hv3', uri: 'test:///hv3' },
+];
+const GiB = 1024 ** 3;
+
+function connections(free: Record<string, number | Error>) {
+  const closed: string[] = [];
+  const connect = async (uri: string) => {
+    const v = free[uri];
+    if (v instanceof Error) throw v;
+    return { freeMemory: async () => v, close: async () => void closed.push(uri) } as unknown as Libvirt;
+  };
+  return { connect, closed };
+}
+
+describe('placement', () => {
+  test('the host the spec names; an unknown one is bad input with its path', async () => {
+    const { connect } = connections({});
+    expect((await placeVm(vm({ host: 'hv3' }), hosts, connect))!.name).toBe('hv3');
+    const err = await placeVm(vm({ host: 'hv9' }), hosts, connect).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SpecError);
+    expect((err as SpecError).problems).toEqual([{ path: 'host', message: 'host hv9 is not one of hv1, hv2, hv3' }]);
+    await expect(placeVm(vm({ host: 'hv1' }), [], connect)).rejects.toThrow(/host hv1 is not known: no hosts were given/);
+  });
+
+  test('else the most free memory that fits; unreachable hosts are passed over; every connection is closed', async () => {
+    const { connect, closed } = connections({ 'test:///hv1': 2 * GiB, 'qemu+ssh://root@hv2/system': new Error('ssh: connect refused'), 'test:///hv3': 6 * GiB });
+    expect((await placeVm(vm(), hosts, connect))!.name).toBe('hv3');
+    expect(closed.sort()).toEqual(['test:///hv1', 'test:///hv3']);
+    const small = connections({ 'test:///hv1': 2 * GiB, 'qemu+ssh://root@hv2/system': 3 * GiB, 'test:///hv3': 512 * 1024 ** 2 });
+    expect((await placeVm(vm({ memoryMiB: 2560 }), hosts, small.connect))!.name).toBe('hv2');
+  });
+
+  test('no host fits: NO_HOST naming what each host had', async () => {
+    const { connect } = connections({ 'test:///hv1': 256 * 1024 ** 2, 'qemu+ssh://root@hv2/system': new Error('refused'), 'test:///hv3': 512 * 1024 ** 2 });
+    const err = await placeVm(vm(), hosts, connect).catch((e: unknown) => e);
+    expect(isVirtwireError(err, 'NO_HOST')).toBe(true);
+    expect((err as Error).message).toBe('no host can take VM web (1024 MiB): hv1: 256 MiB free; hv2: unreachable (refused); hv3: 512 MiB free');
+  });
+
+  test('no hosts: this machine', async () => {
+    expect(await placeVm(vm(), [], connections({}).connect)).toBeUndefined();
+  });
+});
+
+describe('host lists', () => {
+  test('every problem with its path', () => {
+    const err = (() => { try { validateHosts([{ name: 'hv1', uri: 'test:///x' }, { name: 'hv1', uri: 'nope', ssh: { destination: '-oProxyCommand=x' } }, { name: 'Bad', uri: 'qemu:///system', stateDir: 'rel', colour: 1 }]); } catch (e) { return e as SpecError; } })()!;
+    expect(err.problems.map((p) => p.path)).toEqual(['hosts[1].name', 'hosts[1].uri', 'hosts[1].ssh', 'hosts[2].colour', 'hosts[2].name', 'hosts[2].stateDir']);
+  });
+
+  test('a host with ssh is worked on through SSH: its runner, its files, its state dir', () => {
+    const local = { runner: new ExecaRunner(), uri: 'qemu:///system', stateDir: '/srv/vw' };
+    const remote = hostContext(hosts[1], local);
+    expect(remote.runner).toBeInstanceOf(SshRunner);
+    expect(remote.plane.files).toBeInstanceOf(RunnerFiles);
+    expect([remote.name, remote.uri, remote.stateDir, remote.remote]).toEqual(['hv2', 'qemu+ssh://root@hv2/system', '/var/lib/virtwire', true]);
+    const here = hostContext(hosts[0], local);
+    expect(here.plane.files).toBeInstanceOf(LocalFiles);
+    expect([here.stateDir, here.remote]).toEqual(['/srv/vw', false]);
+  });
+});
