@@ -77,6 +77,8 @@ export class VmEngine {
       );
 
       await run('disks', async () => {
+        // the VM's directory on its host: disks, seed and the serial log QEMU writes there
+        await on.plane.files.mkdir(vmPaths(on.stateDir, allocated.name).dir);
         await createOverlay(on.runner, on.plane.files, allocated, on.stateDir);
         await createSeedIso(on.runner, on.plane.files, allocated, on.stateDir);
       });

@@ -41,6 +41,11 @@ export class SshRunner implements CommandRunner {
     return new SshRunner(this.target, netns);
   }
 
+  /** Ends the shared connection (ControlPersist would keep it ~60 s after the last command). */
+  async close(): Promise<void> {
+    await execa('ssh', [...this.options, '-O', 'exit', this.target.destination], { reject: false });
+  }
+
   private queue: Promise<unknown> = Promise.resolve();
 
   /**

@@ -6,6 +6,12 @@ import { SpecError, isVirtwireError } from '../../lib/errors/index.js';
 import { ExecaRunner, LocalFiles, RunnerFiles, SshRunner } from '../../lib/host/index.js';
 import type { Libvirt } from '../../lib/libvirt/index.js';
 import type { HostTarget } from '../../types/vm.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createEngine } from '../../lib/engine/index.js';
+import { writeRecord } from '../../lib/engine/registry.js';
+import { RecordingRunner } from '../helpers/recording-runner.js';
 
 const vm = (extra: Record<string, unknown> = {}) => validateVm({ name: 'web', memoryMiB: 1024, boot: { kernel: '/k' }, nics: [{ network: { tenant: 'acme', cidr: '10.1.0.0/24' } }], ...extra });
 const hosts: HostTarget[] = [
@@ -70,5 +76,23 @@ describe('host lists', () => {
     const here = hostContext(hosts[0], local);
     expect(here.plane.files).toBeInstanceOf(LocalFiles);
     expect([here.stateDir, here.remote]).toEqual(['/srv/vw', false]);
+  });
+});
+
+describe('destroyVm on a host', () => {
+  test('a VM recorded on a host that is not in the list: NOT_FOUND naming it, nothing contacted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vwunit-'));
+    try {
+      writeRecord(dir, { vm: vm(), accel: 'tcg', createdAt: 'now', host: 'hv2' });
+      const runner = new RecordingRunner();
+      const connected: string[] = [];
+      const engine = createEngine({ runner, connect: async (uri) => { connected.push(uri); throw new Error('not reached'); }, kvmUsable: () => false });
+      const err = await engine.destroy('web', { stateDir: dir, hosts: [hosts[0]!] }).catch((e: unknown) => e);
+      expect(isVirtwireError(err, 'NOT_FOUND')).toBe(true);
+      expect((err as Error).message).toBe('VM web runs on host hv2, which is not among the hosts given (hv1)');
+      expect([connected, runner.calls]).toEqual([[], []]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,0 +1,73 @@
+// createVm/destroyVm on a host reached over SSH. There is no second hypervisor here, so this
+// machine plays the remote host (see helpers/ssh-host.ts): every host-plane command, every
+// dnsmasq file, the VM's disks directory and its libvirt connection go over SSH, and the
+// remote side's dnsmasq directory is a tmpfs the test's side cannot see — the remote path is
+// proven by construction, not by a runner that could be bypassed.
+import { existsSync, mkdtempSync, chmodSync, rmSync } from 'node:fs';
+import { execa } from 'execa';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createEngine } from '../../lib/engine/index.js';
+import { placeVm } from '../../lib/engine/hosts.js';
+import { readRecords } from '../../lib/engine/registry.js';
+import { Libvirt } from '../../lib/libvirt/index.js';
+import { validateVm, bridgeName } from '../../lib/spec/index.js';
+import { buildTestGuest, testGuestSpec, type TestGuestImage } from '../../lib/testing/index.js';
+import type { HostTarget } from '../../types/vm.js';
+import { describeAsRoot } from '../helpers/root.js';
+import { LoopbackSshHost } from '../helpers/ssh-host.js';
+
+const stateDir = mkdtempSync(join(tmpdir(), 'vwrs-'));
+chmodSync(stateDir, 0o755);
+const far = new LoopbackSshHost('far', 'vwrh');
+const engine = createEngine();
+const tenant = { tenant: 'vwremote', cidr: '10.71.0.0/24' };
+let image: TestGuestImage;
+let hosts: HostTarget[];
+
+describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disks on that host)', () => {
+  beforeAll(async () => {
+    image = await buildTestGuest();
+    await far.start();
+    // an unreachable host first: placement passes it over
+    hosts = [{ name: 'gone', uri: far.target.uri.replace(/:\d+\//, ':1/') }, far.target];
+  });
+  afterAll(async () => {
+    await engine.destroy('vwrs-web', { stateDir, hosts, missingOk: true }).catch(() => {});
+    await far.cleanup();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  test('placement by free memory reads libvirt over SSH and passes the unreachable host over', async () => {
+    const vm = validateVm(testGuestSpec(image, 'vwrs-probe', [{ network: tenant }]));
+    expect((await placeVm(vm, hosts, (uri) => Libvirt.open(uri)))!.name).toBe('far');
+  });
+
+  test('createVm lands on the host, boots, gets its lease from dnsmasq there; destroyVm removes it there', async () => {
+    const created = await engine.create(testGuestSpec(image, 'vwrs-web', [{ network: tenant }]), { stateDir, hosts, timeoutMs: 150_000 });
+    expect(created).toMatchObject({ name: 'vwrs-web', host: 'far', nics: [{ ip: '10.71.0.2', bridge: bridgeName('vwremote') }] });
+    expect(readRecords(stateDir).map((r) => [r.vm.name, r.host])).toEqual([['vwrs-web', 'far']]);
+
+    // dnsmasq's files exist only on the remote side; the lease is there
+    const leaseFile = join(far.stateDir, 'dnsmasq', 'vwremote', 'leases');
+    expect(existsSync(leaseFile)).toBe(false);
+    const lease = await far.exec(['cat', leaseFile]);
+    expect(lease.stdout).toContain(`${created.nics[0]!.mac} 10.71.0.2 vwrs-web`);
+    // the domain is the remote libvirt's, its serial log in the host's state dir
+    expect(created.serialLog).toBe(join(far.stateDir, 'vms', 'vwrs-web', 'serial.log'));
+    const lv = await Libvirt.open(far.target.uri);
+    try {
+      expect(await (await lv.lookupDomain('vwrs-web'))?.isActive()).toBe(true);
+    } finally {
+      await lv.close();
+    }
+    // the guest answers on its tenant's bridge (from the host: the bridge is the host's)
+    expect((await execa('busybox', ['ping', '-c', '1', '-W', '5', '10.71.0.2'], { reject: false })).exitCode).toBe(0);
+
+    expect(await engine.destroy('vwrs-web', { stateDir, hosts })).toBe(true);
+    expect(readRecords(stateDir)).toEqual([]);
+    expect((await far.exec(['ls', '-A', join(far.stateDir, 'dnsmasq')])).stdout).toBe('');
+    expect((await far.exec(['ls', '-A', join(far.stateDir, 'vms')])).stdout).toBe('');
+    expect((await execa('ip', ['link', 'show', bridgeName('vwremote')], { reject: false })).exitCode).not.toBe(0);
+  });
+});
