@@ -121,12 +121,13 @@ async function main(command: string | undefined): Promise<number> {
     }
     case 'apply': {
       const spec = specFile();
+      const on = { ...target, ...(spec.hosts ? { hosts: spec.hosts } : {}) };
       return withCommandLock(target.stateDir, argv, async () => {
-        const p = await makePlan(spec, target);
+        const p = await makePlan(spec, on);
         say(formatPlan(p));
         if (p.changes.length === 0) return 0;
         if (flags['dry-run']) {
-          const d = await dryRun(p, target);
+          const d = await dryRun(p, on);
           console.log('\n--dry-run: nothing was changed. apply would run:');
           for (const call of d.libvirt) console.log(`  libvirt: ${call}`);
           for (const cmd of d.disks) console.log(`  ${cmd}`);
@@ -141,7 +142,7 @@ async function main(command: string | undefined): Promise<number> {
         await confirm('perform these actions');
         const live = process.stdout.isTTY && !flags.quiet ? new LiveList() : undefined;
         const created = await converge(p, {
-          ...target,
+          ...on,
           engine: defaultEngine(),
           report: (c, status, detail) =>
             live ? live.set(`${c.kind} ${c.name}`, `${c.action} ${status}${detail ? ` (${detail})` : ''}`) : say(`${stamp()} ${c.kind} ${c.name}: ${c.action} ${status}${detail ? ` (${detail})` : ''}`),
@@ -153,12 +154,14 @@ async function main(command: string | undefined): Promise<number> {
       });
     }
     case 'destroy': {
-      specFile(); // the same file as apply: refuse a broken one before anything happens
+      // the same file as apply: refuse a broken one before anything happens; its hosts: reach the VMs
+      const spec = specFile();
+      const on = { ...target, ...(spec.hosts ? { hosts: spec.hosts } : {}) };
       return withCommandLock(target.stateDir, argv, async () => {
         const names = readRecords(target.stateDir).map((r) => r.vm.name);
         say(names.length ? names.map((n) => `  - vm ${n}`).join('\n') : 'No VMs in the state; removing any virtwire leftovers on the host.');
         if (names.length) await confirm(`destroy ${names.length} VM(s)`);
-        await destroyAll(target, defaultEngine(), (n) => say(`${stamp()} vm ${n}: destroyed`));
+        await destroyAll(on, defaultEngine(), (n) => say(`${stamp()} vm ${n}: destroyed`));
         say('Destroy complete.');
         return 0;
       });
@@ -166,11 +169,11 @@ async function main(command: string | undefined): Promise<number> {
     case 'show': {
       const records = readRecords(target.stateDir);
       const { domains } = await observe(target, records);
-      const rows = records.map((r) => ({ name: r.vm.name, accel: r.accel, state: domains.get(r.vm.name) ?? 'missing', nics: r.vm.nics.map((n) => ({ tenant: n.network.tenant, ip: n.ip, mac: n.mac, tap: n.tap })) }));
+      const rows = records.map((r) => ({ name: r.vm.name, host: r.host ?? '(this machine)', accel: r.accel, state: domains.get(r.vm.name) ?? 'missing', nics: r.vm.nics.map((n) => ({ tenant: n.network.tenant, ip: n.ip, mac: n.mac, tap: n.tap })) }));
       if (flags.json) console.log(JSON.stringify(rows, null, 2));
       else {
-        console.log('| VM | state | accel | tenant | IP | MAC | tap |\n|---|---|---|---|---|---|---|');
-        for (const r of rows) for (const n of r.nics) console.log(`| ${r.name} | ${r.state} | ${r.accel} | ${n.tenant} | ${n.ip} | ${n.mac} | ${n.tap} |`);
+        console.log('| VM | host | state | accel | tenant | IP | MAC | tap |\n|---|---|---|---|---|---|---|---|');
+        for (const r of rows) for (const n of r.nics) console.log(`| ${r.name} | ${r.host} | ${r.state} | ${r.accel} | ${n.tenant} | ${n.ip} | ${n.mac} | ${n.tap} |`);
       }
       return 0;
     }

@@ -24,8 +24,15 @@ export interface HostContext {
 
 /** Every problem of a hosts list, with its path, before anything is contacted. */
 export function validateHosts(input: unknown): HostTarget[] {
-  if (input === undefined) return [];
   const p = new Problems();
+  const hosts = checkHosts(p, input);
+  p.throwIfAny('hosts');
+  return hosts;
+}
+
+/** The same, collecting into `p` (a spec file's problems). */
+export function checkHosts(p: Problems, input: unknown): HostTarget[] {
+  if (input === undefined) return [];
   if (!Array.isArray(input)) p.add('hosts', 'must be a list of hosts');
   const names = new Set<string>();
   (Array.isArray(input) ? input : []).forEach((h: unknown, i) => {
@@ -44,8 +51,7 @@ export function validateHosts(input: unknown): HostTarget[] {
     }
     if (h.stateDir !== undefined && (typeof h.stateDir !== 'string' || !h.stateDir.startsWith('/'))) p.add(at(path, 'stateDir'), 'must be an absolute path');
   });
-  p.throwIfAny('hosts');
-  return input as HostTarget[];
+  return Array.isArray(input) ? (input as HostTarget[]) : [];
 }
 
 /**

@@ -96,14 +96,16 @@ export function planChanges(spec: SpecFile, records: VmRecord[], observed: Obser
   const placed: VmRecord[] = [...staying];
   for (const vm of spec.vms) {
     const rec = byName.get(vm.name);
-    const pinned: ResolvedVm = rec ? { ...vm, nics: vm.nics.map((n, i) => keepAllocated(n, rec.vm.nics[i])) } : vm;
+    // a VM placed by free memory stays where it is unless the spec names another host
+    const host = vm.host ?? rec?.host;
+    const pinned: ResolvedVm = rec ? { ...vm, ...(host ? { host } : {}), nics: vm.nics.map((n, i) => keepAllocated(n, rec.vm.nics[i])) } : vm;
     if (!rec) {
       const vmPlaced = allocate(pinned, placed, spec.pools);
       placed.push({ vm: vmPlaced, accel: 'tcg', createdAt: '' });
       changes.push({ kind: 'vm', name: vm.name, action: 'create', attributes: [], vm: vmPlaced });
       continue;
     }
-    const attrs = diffVm(rec.vm, pinned);
+    const attrs = diffVm(rec.host ? { ...rec.vm, host: rec.host } : rec.vm, pinned);
     const state = observed.domains.get(vm.name);
     if (attrs.length > 0) {
       const inPlace = attrs.every((a) => IN_PLACE.test(a.name));

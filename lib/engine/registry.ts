@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, o
 import { join } from 'node:path';
 import type { ResolvedVm } from '../../types/resolved.js';
 import type { HostState, HostNetwork } from '../../types/host.js';
+import type { HostTarget } from '../../types/vm.js';
 import { vmPaths } from '../xml/index.js';
 
 /** The record format; records written by older versions are migrated when read. */
@@ -17,6 +18,8 @@ export interface VmRecord {
   createdAt: string;
   /** the host it runs on (createVm's `hosts`); absent: this machine */
   host?: string;
+  /** how that host was reached when the VM was made (so destroy and plan need no hosts list) */
+  hostTarget?: HostTarget;
 }
 
 export function readRecords(stateDir: string): VmRecord[] {

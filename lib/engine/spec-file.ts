@@ -5,6 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
 import type { NetworkSpec, SegmentPools, VmSpec } from '../../types/spec.js';
+import type { HostTarget } from '../../types/vm.js';
+import { checkHosts } from './hosts.js';
 import type { ResolvedNetwork, ResolvedVm } from '../../types/resolved.js';
 import { SpecError, type SpecProblem } from '../errors/index.js';
 import { Problems, at, isRecord, resolveNetwork, resolvePools, resolveVm, parseIpv4 } from '../spec/index.js';
@@ -14,9 +16,11 @@ export interface SpecFile {
   vms: ResolvedVm[];
   /** where omitted VLAN ids and VNIs come from */
   pools?: SegmentPools;
+  /** the hosts VMs may be placed on (default: this machine) */
+  hosts?: HostTarget[];
 }
 
-const TOP_KEYS = ['networks', 'vms', 'pools'];
+const TOP_KEYS = ['networks', 'vms', 'pools', 'hosts'];
 
 export function loadSpecFile(file: string): SpecFile {
   let text: string;
@@ -84,7 +88,14 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
     if (vm) vms.push(vm);
   });
   const pools = resolvePools(p, 'pools', input.pools);
-  return { networks, vms, ...(pools && Object.keys(pools).length ? { pools } : {}) };
+  const hosts = checkHosts(p, input.hosts);
+  vms.forEach((vm) => {
+    if (vm.host !== undefined && !hosts.some((h) => h.name === vm.host)) {
+      const i = (vmInputs as { name?: unknown }[]).findIndex((v) => v?.name === vm.name);
+      p.add(at(at('vms', i), 'host'), hosts.length ? `host ${vm.host} is not one of hosts: (${hosts.map((h) => h.name).join(', ')})` : `host ${vm.host} is not known: the file has no hosts:`);
+    }
+  });
+  return { networks, vms, ...(pools && Object.keys(pools).length ? { pools } : {}), ...(hosts.length ? { hosts } : {}) };
 }
 
 function overlaps(a: ResolvedNetwork, b: ResolvedNetwork): boolean {

@@ -41,6 +41,7 @@ export class VmEngine {
     let step: CreateVmStep = 'validate';
     let lv: Libvirt | undefined;
     let host: HostContext | undefined;
+    let placed: HostTarget | undefined;
     const run = async <T>(name: CreateVmStep, fn: () => Promise<T>): Promise<T> => {
       step = name;
       stopIfAborted(signal, options.signal, timeoutMs);
@@ -56,7 +57,8 @@ export class VmEngine {
       const vm = await run('validate', async () => {
         const v = validateVm(spec);
         const hosts = validateHosts(options.hosts);
-        host = this.context(await placeVm(v, hosts, this.connect), { ...options, stateDir });
+        placed = await placeVm(v, hosts, this.connect);
+        host = this.context(placed, { ...options, stateDir });
         await checkBootFiles(v, host.plane.files);
         kvm = host.remote ? await this.remoteKvm(host.uri) : this.kvmUsable();
         if (v.accel === 'kvm' && !kvm) throw new HostUnsupportedError('kvm', `accel 'kvm' was asked for VM ${v.name}, but /dev/kvm is not usable ${host.remote ? `on host ${host.name}` : 'here'} (no vmx/svm); use 'auto' or 'tcg'`);
@@ -68,7 +70,7 @@ export class VmEngine {
       const allocated = await run('network', () =>
         withStateLock(stateDir, async () => {
           const records = readRecords(stateDir);
-          const mine: VmRecord = { vm: allocate(vm, records, options.pools), accel, createdAt: new Date().toISOString(), ...(on.name ? { host: on.name } : {}) };
+          const mine: VmRecord = { vm: allocate(vm, records, options.pools), accel, createdAt: new Date().toISOString(), ...(placed ? { host: placed.name, hostTarget: placed } : {}) };
           writeRecord(stateDir, mine);
           undo.push({ step: 'network', fn: () => this.forget(stateDir, on, vm.name) });
           await on.plane.apply(hostStateOf(recordsOn([...records, mine], on.name)));
@@ -147,7 +149,8 @@ export class VmEngine {
     const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
     const record = readRecords(stateDir).find((r) => r.vm.name === name);
     const hosts = validateHosts(options.hosts);
-    const target = record?.host === undefined ? undefined : hosts.find((h) => h.name === record.host);
+    // the hosts given, else the host as the record keeps it (destroy works from the state alone)
+    const target = record?.host === undefined ? undefined : hosts.find((h) => h.name === record.host) ?? record.hostTarget;
     if (record?.host !== undefined && !target) {
       throw new VirtwireError('NOT_FOUND', `VM ${name} runs on host ${record.host}, which is not among the hosts given (${hosts.map((h) => h.name).join(', ') || 'none'})`);
     }

@@ -3,7 +3,7 @@
 // dnsmasq file, the VM's disks directory and its libvirt connection go over SSH, and the
 // remote side's dnsmasq directory is a tmpfs the test's side cannot see — the remote path is
 // proven by construction, not by a runner that could be bypassed.
-import { existsSync, mkdtempSync, chmodSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,5 +69,39 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
     expect((await far.exec(['ls', '-A', join(far.stateDir, 'dnsmasq')])).stdout).toBe('');
     expect((await far.exec(['ls', '-A', join(far.stateDir, 'vms')])).stdout).toBe('');
     expect((await execa('ip', ['link', 'show', bridgeName('vwremote')], { reject: false })).exitCode).not.toBe(0);
+  });
+
+  test('the CLI with hosts: in the spec file: apply on the named host, plan clean, show, destroy there', async () => {
+    const cliState = join(stateDir, 'cli');
+    const file = join(stateDir, 'spec.json');
+    const BIN = new URL('../../dist/scripts/virtwire.js', import.meta.url).pathname;
+    const cli = (...args: string[]) => execa('node', [BIN, '--state-dir', cliState, ...args], { reject: false, timeout: 170_000 });
+    // in a spec file a NIC names its network by tenant
+    const vm = { ...testGuestSpec(image, 'vwrs-cli', []), nics: [{ network: 'vwremote' }], host: 'far' };
+    const spec = (vms: unknown[]) => writeFileSync(file, JSON.stringify({ hosts: [far.target], networks: [tenant], vms }, null, 2));
+
+    spec([{ ...vm, host: 'nowhere' }]);
+    const bad = await cli('plan', '-f', file);
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toMatch(/vms\[0\]\.host: host nowhere is not one of hosts: \(far\)/);
+
+    spec([vm]);
+    const applied = await cli('apply', '-f', file, '--auto-approve');
+    expect(applied.stderr).toBe('');
+    expect(applied.stdout).toMatch(/vwrs-cli: vwremote 10\.71\.0\.2/);
+    expect((await cli('plan', '-f', file, '--detailed-exitcode')).exitCode).toBe(0);
+    const shown = JSON.parse((await cli('show', '--json')).stdout) as { name: string; host: string; state: string }[];
+    expect(shown).toEqual([expect.objectContaining({ name: 'vwrs-cli', host: 'far', state: 'running' })]);
+    expect((await far.exec(['cat', join(far.stateDir, 'dnsmasq', 'vwremote', 'leases')])).stdout).toContain('10.71.0.2 vwrs-cli');
+
+    const destroyed = await cli('destroy', '-f', file, '--auto-approve');
+    expect(destroyed.exitCode).toBe(0);
+    expect((await far.exec(['ls', '-A', join(far.stateDir, 'dnsmasq')])).stdout).toBe('');
+    const lv = await Libvirt.open(far.target.uri);
+    try {
+      expect(await lv.lookupDomain('vwrs-cli')).toBeNull();
+    } finally {
+      await lv.close();
+    }
   });
 });
