@@ -10,6 +10,7 @@ import type { CommandRunner } from './command-runner.js';
 import type { FirewallBackend, FirewallCommand, FirewallPlan } from './firewall.js';
 import { hashOf } from './firewall-nft.js';
 import { cidr, ifname, ipv4, mac } from './firewall-values.js';
+import { uplinksOf, type Uplink } from './firewall-uplinks.js';
 
 /** A chain of virtwire's own: its name is a role letter and its table's hash. */
 export const OWN_CHAIN = /^VW[A-Z]-[0-9a-f]{12}$/;
@@ -81,6 +82,13 @@ function spoofRules(p: HostPort): string[] {
   return rules;
 }
 
+/** DHCP and the gateway's ARP stay on this host's side of a segment uplink (see firewall-nft.ts). */
+function uplinkRules(u: Uplink, dir: '-i' | '-o'): string[] {
+  const x = `${dir} ${ifname(u.name)}`;
+  const g = ipv4(u.gateway);
+  return [`${x} -p IPv4 --ip-proto udp --ip-dport 67:68 -j DROP`, `${x} -p ARP --arp-ip-dst ${g} -j DROP`, `${x} -p ARP --arp-ip-src ${g} -j DROP`];
+}
+
 /** Names each chain after its role and the hash of everything its table holds. */
 function named(tool: TableWant['tool'], table: string, build: (name: (role: string) => string) => Chain[]): TableWant {
   const draft = build((role) => `VW${role}-`);
@@ -92,6 +100,7 @@ export function desiredTables(state: HostState): TableWant[] {
   const nets = state.networks;
   const ports = nets.flatMap((n) => n.ports);
   const nat = nets.some((n) => n.network.nat);
+  const uplinks = uplinksOf(state);
   return [
     named('iptables', 'filter', (name) => nets.length === 0 ? [] : [
       { name: name('X'), rules: crossTenantChain(nets) },
@@ -99,7 +108,10 @@ export function desiredTables(state: HostState): TableWant[] {
       { name: name('I'), rules: inputChain(nets), from: 'INPUT' },
     ]),
     named('iptables', 'nat', (name) => nat ? [{ name: name('N'), rules: natChain(nets), from: 'POSTROUTING' }] : []),
-    named('ebtables', 'nat', (name) => ports.length === 0 ? [] : [{ name: name('S'), policy: 'RETURN', rules: ports.flatMap(spoofRules), from: 'PREROUTING' }]),
+    named('ebtables', 'nat', (name) => [
+      ...(ports.length || uplinks.length ? [{ name: name('S'), policy: 'RETURN', rules: [...ports.flatMap(spoofRules), ...uplinks.flatMap((u) => uplinkRules(u, '-i'))], from: 'PREROUTING' }] : []),
+      ...(uplinks.length ? [{ name: name('P'), policy: 'RETURN', rules: uplinks.flatMap((u) => uplinkRules(u, '-o')), from: 'POSTROUTING' }] : []),
+    ]),
   ];
 }
 

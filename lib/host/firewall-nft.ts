@@ -8,6 +8,7 @@ import type { HostState, HostNetwork, HostPort } from '../../types/host.js';
 import type { CommandRunner } from './command-runner.js';
 import type { FirewallBackend, FirewallCommand, FirewallPlan } from './firewall.js';
 import { cidr, ifname, ipv4, mac } from './firewall-values.js';
+import { uplinksOf, type Uplink } from './firewall-uplinks.js';
 
 export const TABLE = 'virtwire';
 
@@ -66,6 +67,26 @@ const SPOOF_RULES = [
   'iifname @ip_ports iifname . ip saddr != @port_ips drop',
 ];
 
+// A tenant's bridges on several hosts are one L2 segment (its VLAN or VXLAN), yet each host has
+// the gateway address and a dnsmasq of its own for its own guests (as Neutron's distributed
+// routers keep theirs): DHCP and ARP for the gateway address never cross a segment uplink, so a
+// guest is answered only by its own host.
+const UPLINK_IN = [
+  'iifname @uplinks udp dport { 67, 68 } drop',
+  'iifname . arp daddr ip @uplink_gws drop',
+  'iifname . arp saddr ip @uplink_gws drop',
+];
+const UPLINK_OUT = [
+  'oifname @uplinks udp dport { 67, 68 } drop',
+  'oifname . arp daddr ip @uplink_gws drop',
+  'oifname . arp saddr ip @uplink_gws drop',
+];
+
+const uplinkSets = (uplinks: Uplink[]): Sets => ({
+  uplinks: uplinks.map((u) => ifname(u.name)),
+  uplink_gws: uplinks.map((u) => `${ifname(u.name)} . ${ipv4(u.gateway)}`),
+});
+
 /** A set's elements as nft prints them in JSON: names, or concatenations joined by " . ". */
 type Sets = Record<string, string[]>;
 
@@ -81,6 +102,7 @@ function spoofSets(ports: HostPort[]): Sets {
 
 const SET_TYPES: Record<string, string> = {
   tenant_bridges: 'ifname', ports: 'ifname', ip_ports: 'ifname', port_macs: 'ifname . ether_addr', port_ips: 'ifname . ipv4_addr',
+  uplinks: 'ifname', uplink_gws: 'ifname . ipv4_addr',
 };
 
 function renderSets(sets: Sets): string[] {
@@ -124,12 +146,19 @@ export function renderRuleset(state: HostState): Ruleset {
     ...chain('input', 'type filter hook input priority filter', inetRules[2]!),
   ];
   const ports = nets.flatMap((n) => n.ports);
-  const bridgeSets: Sets = ports.length === 0 ? {} : spoofSets(ports);
-  const bridge = ports.length === 0 ? [] : [...renderSets(bridgeSets), ...chain('prerouting', 'type filter hook prerouting priority -200', SPOOF_RULES)];
+  const uplinks = uplinksOf(state);
+  const bridgeSets: Sets = { ...(ports.length ? spoofSets(ports) : {}), ...(uplinks.length ? uplinkSets(uplinks) : {}) };
+  const pre = [...(ports.length ? SPOOF_RULES : []), ...(uplinks.length ? UPLINK_IN : [])];
+  const post = uplinks.length ? UPLINK_OUT : [];
+  const bridge = pre.length === 0 ? [] : [
+    ...renderSets(bridgeSets),
+    ...chain('prerouting', 'type filter hook prerouting priority -200', pre),
+    ...(post.length ? chain('postrouting', 'type filter hook postrouting priority 200', post) : []),
+  ];
   return {
     inet: inet.join('\n'),
     bridge: bridge.join('\n'),
-    rules: { inet: inetRules.flat().length, bridge: ports.length === 0 ? 0 : SPOOF_RULES.length },
+    rules: { inet: inetRules.flat().length, bridge: pre.length + post.length },
     sets: { inet: inetSets, bridge: bridgeSets },
   };
 }

@@ -8,6 +8,7 @@ export function validateHostState(state: HostState): void {
   if (!isRecord(state) || !Array.isArray(state.networks)) throw new SpecError([{ path: 'networks', message: 'must be an array' }], 'host state');
   const names = new Map<string, string>();
   const tenants = new Set<string>();
+  const served = new Map<string, string>(); // gateway address -> tenant whose dnsmasq serves it
   const claim = (path: string, name: string) => {
     const other = names.get(name);
     if (other) p.add(path, `device name ${name} is also used at ${other}`);
@@ -18,6 +19,12 @@ export function validateHostState(state: HostState): void {
     const n = net.network;
     if (tenants.has(n.tenant)) p.add(at(at(path, 'network'), 'tenant'), `tenant ${n.tenant} appears twice`);
     tenants.add(n.tenant);
+    if (net.dhcp !== false) {
+      // dnsmasq answers DNS on the gateway address: two instances cannot bind the same one
+      const other = served.get(n.gateway);
+      if (other) p.add(at(path, 'dhcp'), `gateway ${n.gateway} is also tenant ${other}'s: one host cannot run DHCP/DNS for both (turn DHCP off for one, or give it another subnet)`);
+      else served.set(n.gateway, n.tenant);
+    }
     if (checkIfName(p, at(at(path, 'network'), 'bridge'), n.bridge)) claim(at(at(path, 'network'), 'bridge'), n.bridge);
     const seg = n.segment;
     if ((seg.type === 'vlan' && seg.id === undefined) || (seg.type === 'vxlan' && seg.vni === undefined)) {

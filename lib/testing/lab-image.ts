@@ -1,6 +1,6 @@
 // virtwire's "lab host": a small Linux host under QEMU whose kernel (Debian's) has what this
 // machine's lacks — 802.1Q — so VLAN uplinks can be proven with real tagged frames. Its
-// initramfs holds busybox, the real iproute2 (ip, bridge, tc), nft and dropbear with the shared
+// initramfs holds busybox, the real iproute2 (ip, bridge, tc), nft, dnsmasq and dropbear with the shared
 // libraries they link against (all from this host's Debian packages), and the kernel's
 // networking modules with a modules.dep made by depmod, so the kernel loads what it needs.
 import { createHash } from 'node:crypto';
@@ -19,7 +19,7 @@ export interface LabHostImage {
 
 // dash: commands arriving over SSH must find the real tools on PATH; busybox's sh runs its own
 // applets (ip, tc…) whatever PATH says
-const TOOLS = ['/usr/bin/ip', '/usr/sbin/bridge', '/usr/sbin/tc', '/usr/sbin/nft', '/usr/sbin/dropbear', '/usr/bin/dash'];
+const TOOLS = ['/usr/bin/ip', '/usr/sbin/bridge', '/usr/sbin/tc', '/usr/sbin/nft', '/usr/sbin/dropbear', '/usr/bin/dash', '/usr/sbin/dnsmasq'];
 // what a virtwire host uses (bridge, 802.1Q, VXLAN, netfilter, tc, veth/tun/ifb) and their
 // dependencies; not the wireless, bluetooth or NIC drivers (drivers/net/*/ is 77 MB)
 const MODULE_DIRS = ['net/netfilter', 'net/bridge', 'net/ipv4', 'net/ipv6', 'net/8021q', 'net/core', 'net/802', 'net/llc', 'net/sched', 'net/packet', 'net/unix', 'drivers/net/vxlan', 'drivers/virtio', 'lib', 'crypto', 'arch/x86/crypto'];
@@ -35,7 +35,7 @@ async function libsOf(binary: string): Promise<string[]> {
 export async function buildLabHostImage(options: { cacheDir?: string; log?: (line: string) => void } = {}): Promise<LabHostImage> {
   const cacheDir = options.cacheDir ?? join(DEFAULT_GUEST_CACHE, 'lab');
   const pkg = await kernelPackage();
-  const versions = await run(['dpkg-query', '-W', '-f=${Package} ${Version}\\n', 'busybox-static', 'iproute2', 'nftables', 'dropbear-bin', 'libc6']);
+  const versions = await run(['dpkg-query', '-W', '-f=${Package} ${Version}\\n', 'busybox-static', 'iproute2', 'nftables', 'dropbear-bin', 'dnsmasq-base', 'libc6']);
   const init = readTemplate('lab-init.sh');
   const key = createHash('sha256').update(JSON.stringify([pkg, versions, init, TOOLS, MODULE_DIRS])).digest('hex').slice(0, 12);
   const dir = join(cacheDir, key);
@@ -45,8 +45,9 @@ export async function buildLabHostImage(options: { cacheDir?: string; log?: (lin
   await buildCached(dir, pkg, 'lab host image', async ({ fs, root, release, modules }) => {
     writeFileSync(join(fs, 'init'), init, { mode: 0o755 });
     mkdirSync(join(fs, 'etc'), { recursive: true });
-    writeFileSync(join(fs, 'etc/passwd'), 'root:x:0:0:root:/root:/usr/sbin/dash\n');
-    writeFileSync(join(fs, 'etc/group'), 'root:x:0:\n');
+    // dnsmasq drops to nobody after start-up
+    writeFileSync(join(fs, 'etc/passwd'), 'root:x:0:0:root:/root:/usr/sbin/dash\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n');
+    writeFileSync(join(fs, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
     writeFileSync(join(fs, 'etc/shells'), '/usr/sbin/dash\n/bin/sh\n');
     for (const d of ['usr/sbin', 'usr/bin', 'sbin']) mkdirSync(join(fs, d), { recursive: true });
     const libs = new Set<string>([LOADER]);

@@ -2,7 +2,8 @@
 // QEMU (this machine's kernel has no 802.1Q; the Debian guest kernel does), configured by
 // virtwire's host plane through the SSH runner exactly as real hosts would be. Their eth1 NICs
 // share a host bridge that plays the physical switch; guests are network namespaces inside the
-// lab hosts. Both tenants use the same subnet: only the segment keeps them apart.
+// lab hosts. Both tenants use the same subnet: only the segment keeps them apart. With DHCP on,
+// each host runs the tenant's dnsmasq and gateway for its own guests only.
 import { execa } from 'execa';
 import { HostPlane, type SshRunner } from '../../lib/host/index.js';
 import { validateNetwork, tapName } from '../../lib/spec/index.js';
@@ -25,12 +26,13 @@ const guest = (tenant: 'a' | 'b', h: number): HostPort => ({
   mac: `52:54:00:${tenant === 'a' ? 'a1' : 'b1'}:00:0${h}`,
   ip: `10.101.0.${tenant === 'a' ? 10 + h : 20 + h}`,
 });
-function state(h: number, seg: (tenant: 'a' | 'b') => SegmentSpec, tenants: ('a' | 'b')[] = ['a', 'b']): HostState {
+function state(h: number, seg: (tenant: 'a' | 'b') => SegmentSpec, tenants: ('a' | 'b')[] = ['a', 'b'], dhcp: ('a' | 'b')[] = []): HostState {
   return {
     networks: tenants.map((t) => ({
       network: validateNetwork({ tenant: t === 'a' ? 'acme' : 'globex', cidr: '10.101.0.0/24', nat: false, segment: seg(t) }),
       ports: [guest(t, h)],
-      dhcp: false, // dnsmasq is supervised locally; on remote hosts DHCP is not virtwire's here
+      // one host cannot serve DNS on the same gateway address for two tenants (both use 10.101.0.1 here)
+      dhcp: dhcp.includes(t),
     })),
   };
 }
@@ -72,6 +74,20 @@ async function capture(filter: string, want: RegExp, traffic: () => Promise<unkn
   return seen;
 }
 
+/** Frames on the lab switch matching `filter` while `traffic` runs (a marker ping closes the window). */
+async function framesDuring(filter: string, traffic: () => Promise<void>): Promise<string[]> {
+  const dump = execa('tcpdump', ['-i', lab.switchBridge, '-e', '-n', '-l', `(${filter}) or (icmp and host 10.101.0.11 and host 10.101.0.12)`], { reject: false, timeout: 60_000 });
+  let seen = '';
+  dump.stdout!.on('data', (d: Buffer) => (seen += d.toString()));
+  await new Promise<void>((resolve) => dump.stderr!.on('data', (d: Buffer) => d.toString().includes('listening on') && resolve()));
+  await traffic();
+  // the marker crosses the switch: once tcpdump printed it, everything before it was printed too
+  await waitFor('the marker ping on the switch', 20_000, async () => (await ping(1, 'ga1', '10.101.0.12')) && /ICMP echo/.test(seen));
+  dump.kill();
+  await dump;
+  return seen.split('\n').filter((l) => l && !/ICMP echo/.test(l));
+}
+
 describeAsRoot('tenant networks across two lab hosts (802.1Q and VXLAN, over SSH)', () => {
   beforeAll(async () => {
     const image = await buildLabHostImage();
@@ -111,6 +127,30 @@ describeAsRoot('tenant networks across two lab hosts (802.1Q and VXLAN, over SSH
     expect(b).toMatch(/vlan 200,.*ICMP echo/);
     // and each tenant's frames carry only its own tag
     expect(a).not.toMatch(/vlan 200/);
+  });
+
+  test('DHCP and the gateway stay per host: each guest leases from its own host; neither crosses the switch', async () => {
+    // both hosts have acme's gateway address and a dnsmasq for acme, on one 802.1Q segment
+    for (const h of [1, 2]) await planes[h - 1]!.apply(state(h, vlan, ['a', 'b'], ['a']));
+    const crossing = await framesDuring('port 67 or port 68 or (arp and host 10.101.0.1)', async () => {
+      for (const h of [1, 2]) {
+        const dhcp = await inGuest(h, `ga${h}`, ['busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', '/bin/true']);
+        expect(dhcp.stdout + dhcp.stderr).toMatch(new RegExp(`lease of 10\\.101\\.0\\.1${h} obtained`));
+        await inGuest(h, `ga${h}`, ['ip', 'neigh', 'flush', 'all']);
+        expect(await ping(h, `ga${h}`, '10.101.0.1')).toBe(true);
+      }
+    });
+    expect(crossing).toEqual([]);
+    for (const h of [1, 2]) {
+      // the lease file (on the lab host, read over SSH) has its own guest only
+      expect((await planes[h - 1]!.leases('acme')).map((l) => l.ip)).toEqual([`10.101.0.1${h}`]);
+      // and the gateway the guest resolved is its own host's bridge
+      const bridge = JSON.parse((await runners[h - 1]!.run(['ip', '-j', 'link', 'show', validateNetwork({ tenant: 'acme', cidr: '10.101.0.0/24' }).bridge])).stdout) as { address: string }[];
+      const neigh = (await inGuest(h, `ga${h}`, ['ip', 'neigh', 'show', '10.101.0.1'])).stdout;
+      expect(neigh).toContain(`lladdr ${bridge[0]!.address}`);
+    }
+    for (const h of [1, 2]) await planes[h - 1]!.apply(state(h, vlan));
+    expect(await planes[0]!.dnsmasqPid('acme')).toBeUndefined();
   });
 
   test('removing a tenant on one host removes exactly its VLAN device, bridge, port and rules', async () => {

@@ -53,6 +53,15 @@ describe('iptables backend', () => {
     expect(nat2!.chains[0]!.name).toBe(nat!.chains[0]!.name);
   });
 
+  test('a segment uplink: DHCP and the gateway\'s ARP stopped at it, both ways', () => {
+    const seg = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24', segment: { type: 'vlan', id: 100, uplink: 'eth1' } });
+    const [, , ebt] = desiredTables({ networks: [{ network: seg, ports: [] }] });
+    expect(ebt!.chains.map((c) => [c.name.slice(0, 4), c.from, c.rules])).toEqual([
+      ['VWS-', 'PREROUTING', ['-i eth1.100 -p IPv4 --ip-proto udp --ip-dport 67:68 -j DROP', '-i eth1.100 -p ARP --arp-ip-dst 10.10.0.1 -j DROP', '-i eth1.100 -p ARP --arp-ip-src 10.10.0.1 -j DROP']],
+      ['VWP-', 'POSTROUTING', ['-o eth1.100 -p IPv4 --ip-proto udp --ip-dport 67:68 -j DROP', '-o eth1.100 -p ARP --arp-ip-dst 10.10.0.1 -j DROP', '-o eth1.100 -p ARP --arp-ip-src 10.10.0.1 -j DROP']],
+    ]);
+  });
+
   test('nothing seen: chains declared and filled, jumps inserted', () => {
     const script = transition(filter!, empty());
     const f = filter!.chains[1]!.name;

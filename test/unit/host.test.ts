@@ -135,8 +135,12 @@ describe('firewall ruleset', () => {
     expect(bridge).toContain(`elements = { ${web} . 10.10.0.11, ${db} . 10.20.0.11 }`);
     expect(bridge).toContain('iifname @ports iifname . ether saddr != @port_macs drop');
     expect(bridge).toContain('iifname @ip_ports iifname . ip saddr != @port_ips drop');
-    // the rule count does not grow with the ports
-    expect(renderRuleset(state).rules.bridge).toBe(6);
+    // globex's VXLAN uplink: DHCP and its gateway's ARP do not cross it, either way
+    expect(bridge).toMatch(/set uplink_gws \{\n\s+type ifname \. ipv4_addr\n\s+elements = \{ "vwx\S+" \. 10\.20\.0\.1 \}/);
+    expect(bridge).toContain('iifname @uplinks udp dport { 67, 68 } drop');
+    expect(bridge).toMatch(/chain postrouting \{[\s\S]*oifname \. arp saddr ip @uplink_gws drop/);
+    // the rule count does not grow with the ports or the uplinks: six rules each
+    expect(renderRuleset(state).rules.bridge).toBe(12);
   });
 
   test('no networks: no tables at all', () => {
@@ -176,6 +180,12 @@ describe('HostPlane refuses before running anything', () => {
     const plane = new HostPlane({ runner, capabilities: { ...allCaps, ifb: false } });
     await expect(plane.apply(state)).rejects.toMatchObject({ code: 'HOST_UNSUPPORTED', feature: 'ifb' });
     expect(runner.calls).toEqual([]);
+  });
+
+  test('two tenants with DHCP on one gateway address: refused, it cannot be served twice', () => {
+    const twin = validateNetwork({ tenant: 'twin', cidr: '10.10.0.0/24' });
+    expect(() => validateHostState({ networks: [acmeNet, { network: twin, ports: [] }] })).toThrow(/networks\[1\]\.dhcp: gateway 10\.10\.0\.1 is also tenant acme's/);
+    expect(() => validateHostState({ networks: [acmeNet, { network: twin, ports: [], dhcp: false }] })).not.toThrow();
   });
 
   test('validateHostState accepts a good state', () => {
