@@ -17,9 +17,10 @@ export function validateHostState(state: HostState): void {
   state.networks.forEach((net, i) => {
     const path = at('networks', i);
     const n = net.network;
-    if (tenants.has(n.tenant)) p.add(at(at(path, 'network'), 'tenant'), `tenant ${n.tenant} appears twice`);
+    const twice = tenants.has(n.tenant);
+    if (twice) p.add(at(at(path, 'network'), 'tenant'), `tenant ${n.tenant} appears twice`);
     tenants.add(n.tenant);
-    if (net.dhcp !== false) {
+    if (net.dhcp !== false && !twice) {
       // dnsmasq answers DNS on the gateway address: two instances cannot bind the same one
       const other = served.get(n.gateway);
       if (other) p.add(at(path, 'dhcp'), `gateway ${n.gateway} is also tenant ${other}'s: one host cannot run DHCP/DNS for both (turn DHCP off for one, or give it another subnet)`);
