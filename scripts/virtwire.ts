@@ -16,7 +16,7 @@ import { Libvirt } from '../lib/libvirt/index.js';
 import { isVirtwireError, SpecError } from '../lib/errors/index.js';
 import { DEFAULT_STATE_DIR } from '../lib/xml/index.js';
 
-const HELP = `virtwire — tenant networks and VMs on this host, from a spec file
+const HELP = `virtwire — tenant networks and VMs on this host (or on the spec file's hosts:), from a spec file
 
 Usage:
   virtwire plan    -f spec.yaml [--json] [--detailed-exitcode]
@@ -27,7 +27,8 @@ Usage:
 
 Global options:
   --state-dir DIR   state and VM files (default ${DEFAULT_STATE_DIR})
-  --uri URI         libvirt connection (default qemu:///system)
+  --uri URI         libvirt connection for this host (default qemu:///system); the spec
+                    file's hosts: each name their own (name, uri, ssh, stateDir)
   -q, --quiet       only errors and results;  -v, --verbose  more detail
   -h, --help        this text;  --version  the version
 
