@@ -21,6 +21,8 @@ export interface HostTarget {
   ssh?: SshTarget;
   /** on that host: the VMs' disks and logs, dnsmasq's files; default /var/lib/virtwire (this machine: the state dir) */
   stateDir?: string;
+  /** the host's NIC for tenant segments (VLAN sub-interfaces, VXLAN); default: the segment's own `uplink` */
+  uplink?: string;
 }
 
 export interface CreateVmOptions {

@@ -4,10 +4,10 @@ import type { VmSpec, NetworkSpec } from '../../types/spec.js';
 import type { CreatedVm, HostTarget } from '../../types/vm.js';
 import { ExecaRunner, type HostPlan } from '../host/index.js';
 import { VirtwireError } from '../errors/index.js';
-import { hostContext, type HostContext } from './hosts.js';
+import { hostContext, hostStateFor, recordsOn, type HostContext } from './hosts.js';
 import { Libvirt } from '../libvirt/index.js';
 import { DEFAULT_STATE_DIR, vmPaths } from '../xml/index.js';
-import { readRecords, writeRecord, hostStateOf, type VmRecord } from './registry.js';
+import { readRecords, writeRecord, type VmRecord } from './registry.js';
 import { withStateLock } from './lock.js';
 import { planChanges, type Plan, type Observed, type Change } from './plan.js';
 import type { SpecFile } from './spec-file.js';
@@ -45,8 +45,6 @@ function contexts(target: Target, records: VmRecord[]): Map<string | undefined, 
   return out;
 }
 
-const on = (records: VmRecord[], host: string | undefined) => records.filter((r) => hostOf(r) === host);
-
 /** HostPlans of several hosts as one (drift is found per tenant by device names). */
 function merge(plans: HostPlan[]): HostPlan {
   return {
@@ -62,7 +60,7 @@ export async function observe(target: Target, records = readRecords(dirOf(target
   const domains = new Map<string, string>();
   const plans: HostPlan[] = [];
   for (const [name, ctx] of contexts(target, records)) {
-    const here = on(records, name);
+    const here = recordsOn(records, name);
     const lv = await Libvirt.open(ctx.uri);
     try {
       const states = new Map((await lv.listDomains()).map((d) => [d.name, d.state]));
@@ -71,7 +69,7 @@ export async function observe(target: Target, records = readRecords(dirOf(target
     } finally {
       await lv.close();
     }
-    plans.push(await ctx.plane.plan(hostStateOf(here)));
+    plans.push(await ctx.plane.plan(hostStateFor(records, ctx)));
   }
   return { domains, host: merge(plans) };
 }
@@ -83,7 +81,7 @@ export async function plan(spec: SpecFile, target: Target): Promise<Plan> {
 
 /** Re-applies one host's plane from the records (in the state lock). */
 function reapply(stateDir: string, ctx: HostContext): Promise<unknown> {
-  return withStateLock(stateDir, () => ctx.plane.apply(hostStateOf(on(readRecords(stateDir), ctx.name))));
+  return withStateLock(stateDir, () => ctx.plane.apply(hostStateFor(readRecords(stateDir), ctx)));
 }
 
 /** The VmSpec that makes exactly this resolved VM (its allocated addresses pinned). */
@@ -186,7 +184,7 @@ export async function dryRun(p: Plan, target: Target): Promise<{ host: HostPlan;
   ];
   const ctxs = contexts(target, records);
   const plans: HostPlan[] = [];
-  for (const [name, ctx] of ctxs) plans.push(await ctx.plane.plan(hostStateOf(on(after, name))));
+  for (const ctx of ctxs.values()) plans.push(await ctx.plane.plan(hostStateFor(after, ctx)));
   const host = merge(plans);
   const libvirt: string[] = [];
   const disks: string[] = [];

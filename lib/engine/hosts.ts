@@ -5,14 +5,18 @@
 import type { HostTarget } from '../../types/vm.js';
 import type { ResolvedVm } from '../../types/resolved.js';
 import { SpecError, VirtwireError } from '../errors/index.js';
-import { Problems, at, checkName, isRecord } from '../spec/index.js';
+import { Problems, at, checkIfName, checkName, isRecord } from '../spec/index.js';
 import { HostPlane, SshRunner, type CommandRunner } from '../host/index.js';
 import type { Libvirt } from '../libvirt/index.js';
+import type { HostState } from '../../types/host.js';
+import { hostStateOf, type VmRecord } from './registry.js';
 import { DEFAULT_STATE_DIR } from '../xml/index.js';
 
 export interface HostContext {
   /** the host's name; undefined for this machine when no hosts were given */
   name: string | undefined;
+  /** the host's NIC for tenant segments (its VLAN sub-interfaces and VXLAN devices) */
+  uplink?: string;
   uri: string;
   runner: CommandRunner;
   /** the host plane there (its files are the host's files) */
@@ -38,7 +42,8 @@ export function checkHosts(p: Problems, input: unknown): HostTarget[] {
   (Array.isArray(input) ? input : []).forEach((h: unknown, i) => {
     const path = at('hosts', i);
     if (!isRecord(h)) return p.add(path, 'must be an object with name and uri');
-    for (const key of Object.keys(h)) if (!['name', 'uri', 'ssh', 'stateDir'].includes(key)) p.add(at(path, key), 'unknown field (allowed: name, uri, ssh, stateDir)');
+    for (const key of Object.keys(h)) if (!['name', 'uri', 'ssh', 'stateDir', 'uplink'].includes(key)) p.add(at(path, key), 'unknown field (allowed: name, uri, ssh, stateDir, uplink)');
+    if (h.uplink !== undefined) checkIfName(p, at(path, 'uplink'), h.uplink);
     if (checkName(p, at(path, 'name'), h.name)) {
       if (names.has(h.name as string)) p.add(at(path, 'name'), `host ${String(h.name)} is listed twice`);
       names.add(h.name as string);
@@ -91,5 +96,27 @@ export function hostContext(target: HostTarget | undefined, local: { runner: Com
   if (!target) return { name: undefined, uri: local.uri, runner: local.runner, plane: new HostPlane({ runner: local.runner, stateDir: local.stateDir }), stateDir: local.stateDir, remote: false };
   const runner = target.ssh ? new SshRunner(target.ssh) : local.runner;
   const stateDir = target.stateDir ?? (target.ssh ? DEFAULT_STATE_DIR : local.stateDir);
-  return { name: target.name, uri: target.uri, runner, plane: new HostPlane({ runner, stateDir }), stateDir, remote: target.ssh !== undefined };
+  return { name: target.name, ...(target.uplink ? { uplink: target.uplink } : {}), uri: target.uri, runner, plane: new HostPlane({ runner, stateDir }), stateDir, remote: target.ssh !== undefined };
+}
+
+/** The records of the VMs on one host (undefined: this machine without a hosts list). */
+export function recordsOn(records: VmRecord[], host: string | undefined): VmRecord[] {
+  return records.filter((r) => r.host === host);
+}
+
+/**
+ * What the host plane of `ctx` should hold: its VMs' networks and ports, the tenants' segments
+ * on the host's own uplink NIC where it names one (NIC names differ between hosts; the
+ * segment's id does not).
+ */
+export function hostStateFor(records: VmRecord[], ctx: Pick<HostContext, 'name' | 'uplink'>): HostState {
+  const state = hostStateOf(recordsOn(records, ctx.name));
+  if (!ctx.uplink) return state;
+  const uplink = ctx.uplink;
+  return {
+    networks: state.networks.map((net) => {
+      const seg = net.network.segment;
+      return seg.type === 'none' ? net : { ...net, network: { ...net.network, segment: { ...seg, uplink } } };
+    }),
+  };
 }

@@ -7,12 +7,12 @@ import { ApplyError, HostUnsupportedError, SpecError, VirtwireError, isVirtwireE
 import { validateVm } from '../spec/index.js';
 import { renderResolvedDomainXml, effectiveAccel, vmPaths, DEFAULT_STATE_DIR, VIRTWIRE_XMLNS } from '../xml/index.js';
 import type { CommandRunner, HostFiles, HostPlane } from '../host/index.js';
-import { hostContext, placeVm, validateHosts, type HostContext } from './hosts.js';
+import { hostContext, hostStateFor, placeVm, validateHosts, type HostContext } from './hosts.js';
 import type { Libvirt, Domain } from '../libvirt/index.js';
 import { TOKENS } from './tokens.js';
 import { withStateLock } from './lock.js';
 import { allocate } from './allocate.js';
-import { readRecords, writeRecord, removeVmDir, hostStateOf, type VmRecord } from './registry.js';
+import { readRecords, writeRecord, removeVmDir, type VmRecord } from './registry.js';
 import { createOverlay, createSeedIso } from './disks.js';
 
 const DEFAULT_URI = 'qemu:///system';
@@ -73,7 +73,7 @@ export class VmEngine {
           const mine: VmRecord = { vm: allocate(vm, records, options.pools), accel, createdAt: new Date().toISOString(), ...(placed ? { host: placed.name, hostTarget: placed } : {}) };
           writeRecord(stateDir, mine);
           undo.push({ step: 'network', fn: () => this.forget(stateDir, on, vm.name) });
-          await on.plane.apply(hostStateOf(recordsOn([...records, mine], on.name)));
+          await on.plane.apply(hostStateFor([...records, mine], on));
           return mine.vm;
         }),
       );
@@ -141,7 +141,7 @@ export class VmEngine {
     return withStateLock(stateDir, async () => {
       removeVmDir(stateDir, name);
       if (host.stateDir !== stateDir) await host.plane.files.remove(vmPaths(host.stateDir, name).dir);
-      await host.plane.apply(hostStateOf(recordsOn(readRecords(stateDir), host.name)));
+      await host.plane.apply(hostStateFor(readRecords(stateDir), host));
     });
   }
 
@@ -183,11 +183,6 @@ async function checkBootFiles(vm: ResolvedVm, files: HostFiles): Promise<void> {
   const missing: [string, string][] = [];
   for (const [path, f] of Object.entries(wanted)) if (!(await files.exists(f))) missing.push([path, f]);
   if (missing.length > 0) throw new SpecError(missing.map(([path, f]) => ({ path, message: `${f} does not exist${vm.host ? ` on host ${vm.host}` : ''}` })), `VM spec for ${vm.name}`);
-}
-
-/** The records of the VMs on one host (undefined: this machine without a hosts list). */
-function recordsOn(records: VmRecord[], host: string | undefined): VmRecord[] {
-  return records.filter((r) => r.host === host);
 }
 
 async function undefine(d: Domain): Promise<void> {

@@ -1,7 +1,7 @@
 // Placement and host lists, without contacting anything: libvirt connections are stand-ins that
 // report free memory (or fail to connect).
 import { validateVm } from '../../lib/spec/index.js';
-import { placeVm, validateHosts, hostContext } from '../../lib/engine/hosts.js';
+import { placeVm, validateHosts, hostContext, hostStateFor } from '../../lib/engine/hosts.js';
 import { SpecError, isVirtwireError } from '../../lib/errors/index.js';
 import { ExecaRunner, LocalFiles, RunnerFiles, SshRunner } from '../../lib/host/index.js';
 import type { Libvirt } from '../../lib/libvirt/index.js';
@@ -94,5 +94,17 @@ describe('destroyVm on a host', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('a host\'s own uplink NIC', () => {
+  test('segments go out of the host\'s NIC; the record (and the segment id) stay as they are', () => {
+    const seg = validateVm({ name: 'web', boot: { kernel: '/k' }, nics: [{ network: { tenant: 'acme', cidr: '10.1.0.0/24', segment: { type: 'vlan', id: 100, uplink: 'eth1' } } }] });
+    const plain = validateVm({ name: 'db', boot: { kernel: '/k' }, nics: [{ network: { tenant: 'ops', cidr: '10.2.0.0/24' } }] });
+    const records = [{ vm: seg, accel: 'tcg' as const, createdAt: 'now', host: 'hv1' }, { vm: plain, accel: 'tcg' as const, createdAt: 'now', host: 'hv1' }, { vm: { ...plain, name: 'x' }, accel: 'tcg' as const, createdAt: 'now', host: 'hv2' }];
+    const state = hostStateFor(records, { name: 'hv1', uplink: 'ens5' });
+    expect(state.networks.map((n) => [n.network.tenant, n.network.segment])).toEqual([['acme', { type: 'vlan', id: 100, uplink: 'ens5' }], ['ops', { type: 'none' }]]);
+    expect(records[0]!.vm.nics[0]!.network.segment).toEqual({ type: 'vlan', id: 100, uplink: 'eth1' });
+    expect(hostStateFor(records, { name: 'hv1' }).networks[0]!.network.segment).toMatchObject({ uplink: 'eth1' });
   });
 });
