@@ -8,7 +8,7 @@ import { SpecError, VirtwireError } from '../errors/index.js';
 import { Problems, at, checkIfName, checkName, isRecord } from '../spec/index.js';
 import { HostPlane, SshRunner, type CommandRunner } from '../host/index.js';
 import type { Libvirt } from '../libvirt/index.js';
-import type { HostState } from '../../types/host.js';
+import type { HostState, SshTarget } from '../../types/host.js';
 import { hostStateOf, type VmRecord } from './registry.js';
 import { DEFAULT_STATE_DIR } from '../xml/index.js';
 
@@ -91,10 +91,21 @@ export async function placeVm(vm: ResolvedVm, hosts: HostTarget[], connect: (uri
   throw new VirtwireError('NO_HOST', `no host can take VM ${vm.name} (${vm.memoryMiB} MiB): ${seen.join('; ')}`);
 }
 
+// One SshRunner per SSH target in this process: it serialises the commands to its host (small
+// SSH servers drop concurrent sessions on one connection now and then), so parallel creates on
+// one host must share it.
+const sshRunners = new Map<string, SshRunner>();
+function sshRunnerFor(ssh: SshTarget): SshRunner {
+  const key = JSON.stringify([ssh.destination, ssh.port, ssh.identityFile, ssh.controlDir, ssh.acceptNewHostKeys]);
+  let r = sshRunners.get(key);
+  if (!r) sshRunners.set(key, (r = new SshRunner(ssh)));
+  return r;
+}
+
 /** How to work on `target` (undefined: this machine, with the call's own URI and state dir). */
 export function hostContext(target: HostTarget | undefined, local: { runner: CommandRunner; uri: string; stateDir: string }): HostContext {
   if (!target) return { name: undefined, uri: local.uri, runner: local.runner, plane: new HostPlane({ runner: local.runner, stateDir: local.stateDir }), stateDir: local.stateDir, remote: false };
-  const runner = target.ssh ? new SshRunner(target.ssh) : local.runner;
+  const runner = target.ssh ? sshRunnerFor(target.ssh) : local.runner;
   const stateDir = target.stateDir ?? (target.ssh ? DEFAULT_STATE_DIR : local.stateDir);
   return { name: target.name, ...(target.uplink ? { uplink: target.uplink } : {}), uri: target.uri, runner, plane: new HostPlane({ runner, stateDir }), stateDir, remote: target.ssh !== undefined };
 }
