@@ -18,6 +18,8 @@ const TENANTS = 100;
 const TAPS = 10;
 const OURS = 'vwbench-ours';
 const BASE = 'vwbench-base';
+const FALLBACK = 'vwbench-ipt';
+const NFT_AGAIN = 'vwbench-nft';
 
 function state(): HostState {
   return {
@@ -108,7 +110,29 @@ async function main(): Promise<void> {
     const left = await execa('ip', ['-n', OURS, '-o', 'link', 'show']);
     if (left.stdout.split('\n').length !== 3) throw new Error(`teardown left devices behind:\n${left.stdout}`);
     printTable(`host network plane (${TENANTS} tenants x ${TAPS} taps, node ${process.version})`, rows);
+
+    // the same state with each firewall backend, each in a fresh namespace (the first run above
+    // also paid for loading modules): what a host without nft pays for the fallback
+    const cycle = async (ns: string, firewall: 'nftables' | 'iptables') => {
+      await netns(ns);
+      const p = new HostPlane({ netns: ns, stateDir: join(stateDir, firewall), firewall });
+      const create = await time(() => p.apply(s));
+      let quiet = true;
+      const again = await time(async () => (quiet = (await p.apply(s)).noop));
+      if (!quiet) throw new Error(`${firewall} re-apply was not a no-op`);
+      const down = await time(() => p.teardown());
+      await execa('ip', ['netns', 'del', ns], { reject: false });
+      return { create, again, down };
+    };
+    const nft = await cycle(NFT_AGAIN, 'nftables');
+    const ipt = await cycle(FALLBACK, 'iptables');
+    printTable('firewall backends, same state, fresh namespaces: nftables (default) vs the iptables + ebtables fallback', [
+      { what: 'from scratch', unit: 's', ours: nft.create, baseline: ipt.create, baselineName: 'iptables/ebtables-restore (9 ebtables rules per port)', lowerIsBetter: true },
+      { what: 're-apply, nothing to change', unit: 's', ours: nft.again, baseline: ipt.again, baselineName: 'iptables-save/ebtables-save', lowerIsBetter: true },
+      { what: 'teardown', unit: 's', ours: nft.down, baseline: ipt.down, baselineName: 'jumps and chains deleted', lowerIsBetter: true },
+    ]);
   } finally {
+    for (const ns of [FALLBACK, NFT_AGAIN]) await execa('ip', ['netns', 'del', ns], { reject: false });
     await execa('ip', ['netns', 'del', OURS], { reject: false });
     await execa('ip', ['netns', 'del', BASE], { reject: false });
     rmSync(stateDir, { recursive: true, force: true });
