@@ -23,9 +23,6 @@ export interface Target {
 const dirOf = (t: Target) => t.stateDir ?? DEFAULT_STATE_DIR;
 const uriOf = (t: Target) => t.uri ?? 'qemu:///system';
 
-/** The host a record says its VM is on (undefined: this machine without hosts). */
-const hostOf = (r: VmRecord) => r.host;
-
 /**
  * Every host the state or the spec involves, and how to reach it: this machine (VMs recorded
  * without a host), and each named host — from the spec's hosts, else as its records keep it.
@@ -60,12 +57,12 @@ export async function observe(target: Target, records = readRecords(dirOf(target
   const domains = new Map<string, string>();
   const plans: HostPlan[] = [];
   for (const [name, ctx] of contexts(target, records)) {
-    const here = recordsOn(records, name);
+    // without hosts, every domain of this machine counts; with hosts, each VM's state on its own host
+    const all = name === undefined && !target.hosts?.length;
+    const here = new Set(recordsOn(records, name).map((r) => r.vm.name));
     const lv = await Libvirt.open(ctx.uri);
     try {
-      const states = new Map((await lv.listDomains()).map((d) => [d.name, d.state]));
-      // without hosts, every domain of this machine counts (show lists them); with hosts, each VM's own host's
-      for (const [dom, state] of states) if (!target.hosts?.length && name === undefined ? true : here.some((r) => r.vm.name === dom)) domains.set(dom, state);
+      for (const d of await lv.listDomains()) if (all || here.has(d.name)) domains.set(d.name, d.state);
     } finally {
       await lv.close();
     }
@@ -114,8 +111,11 @@ export async function converge(p: Plan, options: ConvergeOptions): Promise<Creat
   const stateDir = dirOf(options);
   const uri = uriOf(options);
   const hosts = options.hosts;
-  const ctxs = contexts(options, readRecords(stateDir));
-  const ctxOf = (name: string) => ctxs.get(readRecords(stateDir).find((r) => r.vm.name === name)?.host)!;
+  const records = readRecords(stateDir);
+  const ctxs = contexts(options, records);
+  // updates and restarts stay on the host the VM is recorded on
+  const hostOfVm = new Map(records.map((r) => [r.vm.name, r.host]));
+  const ctxOf = (name: string) => ctxs.get(hostOfVm.get(name))!;
   const step = async (c: Change, fn: () => Promise<unknown>) => {
     options.report(c, 'start');
     try {
@@ -160,8 +160,7 @@ export async function converge(p: Plan, options: ConvergeOptions): Promise<Creat
   }
   for (const c of p.changes.filter((c) => c.kind === 'network' && c.action === 'repair')) {
     // every host that has a VM on this tenant
-    const records = readRecords(stateDir);
-    const where = new Set(records.filter((r) => r.vm.nics.some((n) => n.network.tenant === c.name)).map(hostOf));
+    const where = new Set(readRecords(stateDir).filter((r) => r.vm.nics.some((n) => n.network.tenant === c.name)).map((r) => r.host));
     await step(c, async () => {
       for (const [name, ctx] of ctxs) if (where.has(name)) await reapply(stateDir, ctx);
     });

@@ -140,7 +140,8 @@ export class VmEngine {
   private forget(stateDir: string, host: HostContext, name: string): Promise<void> {
     return withStateLock(stateDir, async () => {
       removeVmDir(stateDir, name);
-      if (host.stateDir !== stateDir) await host.plane.files.remove(vmPaths(host.stateDir, name).dir);
+      // a remote host's state dir may have the same path as ours: it is still another machine's
+      if (host.remote || host.stateDir !== stateDir) await host.plane.files.remove(vmPaths(host.stateDir, name).dir);
       await host.plane.apply(hostStateFor(readRecords(stateDir), host));
     });
   }
