@@ -2,7 +2,7 @@
 // waitForLease watches the file's directory and resolves as soon as the lease is written.
 import { watch, readFileSync, existsSync } from 'node:fs';
 import { dirname, basename } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
+import { waitUntil } from './wait.js';
 import type { HostFiles } from './host-files.js';
 
 export interface Lease {
@@ -61,12 +61,8 @@ export function waitForLease(leaseFile: string, mac: string, { timeoutMs = 60_00
  */
 export async function pollForLease(files: HostFiles, leaseFile: string, mac: string, { timeoutMs = 60_000, signal, intervalMs = 250 }: { timeoutMs?: number; signal?: AbortSignal; intervalMs?: number } = {}): Promise<Lease> {
   const want = mac.toLowerCase();
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const lease = parseLeases((await files.read(leaseFile)) ?? '').find((l) => l.mac === want);
-    if (lease) return lease;
-    if (signal?.aborted) throw new Error('waitForLease aborted');
-    if (Date.now() >= deadline) throw new Error(`no DHCP lease for ${mac} in ${leaseFile} within ${timeoutMs} ms`);
-    await delay(intervalMs, undefined, { signal }).catch(() => undefined);
-  }
+  let lease: Lease | undefined;
+  const found = async () => (lease = parseLeases((await files.read(leaseFile)) ?? '').find((l) => l.mac === want)) !== undefined;
+  await waitUntil(found, { timeoutMs, intervalMs, ...(signal ? { signal } : {}), what: `a DHCP lease for ${mac} in ${leaseFile}` });
+  return lease!;
 }
