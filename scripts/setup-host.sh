@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Prepares a Debian 12 host (as root) for virtwire's integration tier, demo and benchmarks:
-# installs the Debian packages that are missing and starts virtlogd + libvirtd without systemd
-# where they are not running. Idempotent: a second run changes nothing and takes ~1 s.
+# Prepares a Debian 12 host (as root) for virtwire's integration tier, demo and benchmarks.
+# What it may change on the host, each only where it is not so already (a second run changes
+# nothing and takes ~1 s):
+#  - installs the Debian packages below that are missing (apt-get);
+#  - creates the system user libvirt-qemu and group kvm if they do not exist, and puts
+#    libvirt-qemu in kvm;
+#  - sets /dev/kvm to root:kvm 0660, as udev does on every Debian host (without udev it stays
+#    root:root 0600; libvirt then re-probes QEMU on every call, ~30-50 s per define);
+#  - creates /var/log/libvirt and /var/lib/virtwire;
+#  - starts virtlogd and libvirtd as daemons (no systemd) where they are not running.
 set -euo pipefail
 
 PACKAGES=(
   qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients
   libvirt0 libxml2-utils dnsmasq-base nftables iptables iproute2 busybox-static cpio xorriso iperf3 procps
-  kmod dropbear-bin tcpdump openssh-client
+  kmod dropbear-bin tcpdump openssh-client iputils-ping util-linux
 )
 
 if [ "$(id -u)" != 0 ]; then
@@ -29,6 +36,21 @@ fi
 # libvirtd without systemd (see shared design notes): the qemu user exists (libvirt-daemon-system
 # creates libvirt-qemu), the log dir exists, then virtlogd and libvirtd run as daemons.
 id libvirt-qemu >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin libvirt-qemu
+
+# /dev/kvm as udev leaves it (Debian's udev rule: group kvm, mode 0660) with the QEMU user in
+# kvm. libvirt probes QEMU's capabilities as root but validates its cache as the QEMU user: when
+# only root can open /dev/kvm the two disagree, the cache is called outdated and QEMU is probed
+# again on every API call. Whether guests then use KVM is virtwire's own decision (accel 'auto':
+# vmx/svm in the CPU flags as well), not this device's mode.
+if [ -e /dev/kvm ]; then
+  getent group kvm >/dev/null || groupadd --system kvm
+  id -nG libvirt-qemu | tr ' ' '\n' | grep -qx kvm || { usermod -a -G kvm libvirt-qemu; echo "setup-host: libvirt-qemu added to group kvm"; }
+  if [ "$(stat -c '%G %a' /dev/kvm)" != "kvm 660" ]; then
+    chgrp kvm /dev/kvm
+    chmod 0660 /dev/kvm
+    echo "setup-host: /dev/kvm set to root:kvm 0660 (as udev would)"
+  fi
+fi
 mkdir -p /var/log/libvirt /var/lib/virtwire
 chmod 755 /var/lib/virtwire
 

@@ -46,8 +46,6 @@ export interface HostCapabilities {
   qdiscs: Record<'htb' | 'tbf' | 'sfq' | 'fq_codel' | 'ingress', boolean>;
   actions: Record<'police' | 'mirred', boolean>;
   dnsmasq: boolean;
-  /** /dev/kvm opens and the CPU has vmx or svm */
-  kvm: boolean;
 }
 
 /** How to reach a remote host with the system `ssh` (key-based, non-interactive). */

@@ -2,7 +2,8 @@
 // see it; tests build an engine with their own runner, connection or KVM answer.
 import 'reflect-metadata';
 import { container as root, type DependencyContainer } from 'tsyringe';
-import { ExecaRunner, kvmUsable, type CommandRunner } from '../host/index.js';
+import { ExecaRunner, kvmVerdict, type CommandRunner, type KvmVerdict } from '../host/index.js';
+import type { HostContext } from './hosts.js';
 import { Libvirt } from '../libvirt/index.js';
 import { TOKENS } from './tokens.js';
 import { VmEngine } from './vm-engine.js';
@@ -10,14 +11,14 @@ import { VmEngine } from './vm-engine.js';
 export interface EngineOverrides {
   runner?: CommandRunner;
   connect?: (uri: string) => Promise<Libvirt>;
-  kvmUsable?: () => boolean;
+  kvm?: (host: HostContext) => Promise<KvmVerdict>;
 }
 
 export function createEngine(overrides: EngineOverrides = {}): VmEngine {
   const c: DependencyContainer = root.createChildContainer();
   c.register(TOKENS.Runner, { useValue: overrides.runner ?? new ExecaRunner() });
   c.register(TOKENS.Connect, { useValue: overrides.connect ?? ((uri: string) => Libvirt.open(uri)) });
-  c.register(TOKENS.KvmUsable, { useValue: overrides.kvmUsable ?? kvmUsable });
+  c.register(TOKENS.Kvm, { useValue: overrides.kvm ?? ((h: HostContext) => kvmVerdict(h.runner, h.plane.files)) });
   return c.resolve(VmEngine);
 }
 

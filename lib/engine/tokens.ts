@@ -5,6 +5,6 @@ export const TOKENS = {
   Runner: Symbol.for('virtwire.Runner'),
   /** (uri) => Promise<Libvirt> */
   Connect: Symbol.for('virtwire.Connect'),
-  /** () => boolean: is KVM usable on this host */
-  KvmUsable: Symbol.for('virtwire.KvmUsable'),
+  /** (host: HostContext) => Promise<KvmVerdict>: can guests use KVM on that host */
+  Kvm: Symbol.for('virtwire.Kvm'),
 } as const;

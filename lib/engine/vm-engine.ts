@@ -6,7 +6,7 @@ import type { ResolvedVm } from '../../types/resolved.js';
 import { ApplyError, HostUnsupportedError, SpecError, VirtwireError, isVirtwireError } from '../errors/index.js';
 import { validateVm } from '../spec/index.js';
 import { renderResolvedDomainXml, effectiveAccel, vmPaths, DEFAULT_STATE_DIR, VIRTWIRE_XMLNS } from '../xml/index.js';
-import type { CommandRunner, HostFiles, HostPlane } from '../host/index.js';
+import type { CommandRunner, HostFiles, HostPlane, KvmVerdict } from '../host/index.js';
 import { hostContext, hostStateFor, placeVm, validateHosts, type HostContext } from './hosts.js';
 import type { Libvirt, Domain } from '../libvirt/index.js';
 import { TOKENS } from './tokens.js';
@@ -22,7 +22,7 @@ export class VmEngine {
   constructor(
     @inject(TOKENS.Runner) private readonly runner: CommandRunner,
     @inject(TOKENS.Connect) private readonly connect: (uri: string) => Promise<Libvirt>,
-    @inject(TOKENS.KvmUsable) private readonly kvmUsable: () => boolean,
+    @inject(TOKENS.Kvm) private readonly kvm: (host: HostContext) => Promise<KvmVerdict>,
   ) {}
 
   /** The host a recorded VM (or a new one) lives on, and how to reach it. */
@@ -60,8 +60,10 @@ export class VmEngine {
         placed = await placeVm(v, hosts, this.connect);
         host = this.context(placed, { ...options, stateDir });
         await checkBootFiles(v, host.plane.files);
-        kvm = host.remote ? await this.remoteKvm(host.uri) : this.kvmUsable();
-        if (v.accel === 'kvm' && !kvm) throw new HostUnsupportedError('kvm', `accel 'kvm' was asked for VM ${v.name}, but /dev/kvm is not usable ${host.remote ? `on host ${host.name}` : 'here'} (no vmx/svm); use 'auto' or 'tcg'`);
+        // one rule for every host, asked through its own runner (never libvirt's kvm capability alone)
+        const verdict = await this.kvm(host);
+        kvm = verdict.usable;
+        if (v.accel === 'kvm' && !kvm) throw new HostUnsupportedError('kvm', `accel 'kvm' was asked for VM ${v.name}, but KVM is not usable ${host.remote ? `on host ${host.name}` : 'here'} (${verdict.reason}); use 'auto' or 'tcg'`);
         return v;
       });
       const on = host!;
@@ -121,16 +123,6 @@ export class VmEngine {
       const lease = await plane.waitForLease(nic.network.tenant, nic.mac, { timeoutMs: 24 * 3600_000, signal });
       if (lease.ip !== nic.ip) throw new VirtwireError('APPLY_FAILED', `NIC ${nic.index} of ${vm.name} leased ${lease.ip}, not its pinned ${nic.ip}`);
     }));
-  }
-
-  /** KVM on a remote host: libvirt there offers the kvm domain type only where /dev/kvm works. */
-  private async remoteKvm(uri: string): Promise<boolean> {
-    const lv = await this.connect(uri);
-    try {
-      return await lv.domainCapabilities({ virttype: 'kvm' }).then(() => true, () => false);
-    } finally {
-      await lv.close();
-    }
   }
 
   /**

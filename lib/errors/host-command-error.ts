@@ -6,6 +6,8 @@ export interface HostCommandFailure {
   stderr: string;
   /** the step that ran it, e.g. "bridge vwb-acme-1a2b" */
   step?: string;
+  /** a batch's failing input line (1-based) as the tool named it, and the device it acts on */
+  line?: { number: number; text: string; device?: string };
 }
 
 /** A host command (ip, nft, tc, dnsmasq, qemu-img, ...) that failed. */
@@ -14,15 +16,19 @@ export class HostCommandError extends VirtwireError {
   readonly exitCode: number | undefined;
   readonly stderr: string;
   readonly step: string | undefined;
+  readonly line: HostCommandFailure['line'];
 
   constructor(failure: HostCommandFailure, options: { cause?: unknown } = {}) {
     const where = failure.step ? `${failure.step}: ` : '';
     const status = failure.exitCode === undefined ? 'could not run' : `exited ${failure.exitCode}`;
-    super('HOST_COMMAND', `${where}${failure.argv.join(' ')} ${status}: ${failure.stderr.trim()}`, options);
+    const l = failure.line;
+    const line = l ? ` at input line ${l.number} "${l.text}"${l.device ? ` (device ${l.device})` : ''}` : '';
+    super('HOST_COMMAND', `${where}${failure.argv.join(' ')} ${status}${line}: ${failure.stderr.trim()}`, options);
     this.argv = failure.argv;
     this.exitCode = failure.exitCode;
     this.stderr = failure.stderr;
     this.step = failure.step;
+    this.line = failure.line;
   }
 }
 

@@ -33,17 +33,47 @@ export class ExecaRunner implements CommandRunner {
 
   async run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     const full = this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : [...argv];
-    const [file, ...args] = full;
-    const result = await execa(file!, args, { input: options.input ?? '', reject: false, stripFinalNewline: !options.keepFinalNewline });
-    if (result.failed && result.exitCode === undefined) {
-      throw new HostCommandError({ argv: full, exitCode: undefined, stderr: String(result.stderr || result.message), step: options.step }, { cause: result });
-    }
-    const out = { stdout: String(result.stdout), stderr: String(result.stderr), exitCode: result.exitCode ?? 0 };
-    if (out.exitCode !== 0 && !options.allowFailure) {
-      throw new HostCommandError({ argv: full, exitCode: out.exitCode, stderr: out.stderr, step: options.step });
-    }
-    return out;
+    return spawnChecked(full, full, options);
   }
+}
+
+/**
+ * The one place a host command is spawned and judged (every runner ends here): argv without a
+ * shell, `input` on stdin; a command that could not run, or exits non-zero without
+ * `allowFailure`, is a HostCommandError naming `shown` (what the user would recognise) and, for
+ * a batch, the input line the tool names. `unreachable(code)` marks exit codes that belong to a
+ * transport (ssh's 255), never to the command.
+ */
+export async function spawnChecked(argv: readonly string[], shown: readonly string[], options: RunOptions, unreachable = (_code: number) => false): Promise<RunResult> {
+  const [file, ...args] = argv;
+  const r = await execa(file!, args, { input: options.input ?? '', reject: false, stripFinalNewline: !options.keepFinalNewline });
+  if (r.exitCode === undefined || unreachable(r.exitCode)) {
+    throw new HostCommandError({ argv: shown, exitCode: r.exitCode, stderr: String(r.stderr || r.message), step: options.step }, { cause: r });
+  }
+  const out = { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode };
+  if (out.exitCode !== 0 && !options.allowFailure) {
+    const line = failedBatchLine(out.stderr, options.input);
+    throw new HostCommandError({ argv: shown, exitCode: out.exitCode, stderr: out.stderr, step: options.step, ...(line ? { line } : {}) });
+  }
+  return out;
+}
+
+/**
+ * The batch input line a failing `ip`/`tc`/`bridge -batch -` ("Command failed -:5") or
+ * `nft -f -` ("/dev/stdin:5:3-9: Error: …") names, with the device it acts on.
+ */
+export function failedBatchLine(stderr: string, input: string | undefined): { number: number; text: string; device?: string } | undefined {
+  if (!input) return undefined;
+  const m = /Command failed -:(\d+)/.exec(stderr) ?? /^\/dev\/stdin:(\d+):/m.exec(stderr);
+  const number = m ? Number(m[1]) : NaN;
+  const text = input.split('\n')[number - 1];
+  if (text === undefined) return undefined;
+  const tokens = text.trim().split(/\s+/);
+  // `link add NAME … dev UPLINK` acts on NAME; otherwise `… dev NAME …` (`link set dev`, `tuntap add dev`, tc)
+  const after = (word: string) => (tokens.includes(word) ? tokens[tokens.indexOf(word) + 1] : undefined);
+  const named = tokens[0] === 'link' && ['add', 'del', 'set'].includes(tokens[1] ?? '') && tokens[2] !== 'dev' ? tokens[2] : undefined;
+  const device = named ?? after('dev');
+  return { number, text: text.trim(), ...(device ? { device } : {}) };
 }
 
 // Batch input is one command per line, split on whitespace by ip/tc/bridge. Every token is a

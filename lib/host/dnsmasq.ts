@@ -7,7 +7,6 @@ import type { HostNetwork } from '../../types/host.js';
 import type { ResolvedNetwork } from '../../types/resolved.js';
 import { checkSafeText, Problems } from '../spec/index.js';
 import { renderTemplate } from './template.js';
-import { VXLAN_MTU } from './links.js';
 import type { CommandRunner } from './command-runner.js';
 import { waitUntil } from './wait.js';
 import type { HostFiles } from './host-files.js';
@@ -27,8 +26,13 @@ export function dnsmasqPaths(stateDir: string, tenant: string): DnsmasqPaths {
 
 export const LEASE_TIME = '1h';
 
-/** The dnsmasq configuration for a tenant network (deterministic: same network, same text). */
-export function renderDnsmasqConfig(network: ResolvedNetwork, paths: DnsmasqPaths): string {
+export interface DnsmasqOptions {
+  /** the segment's MTU on this host, handed to the guests (DHCP option 26); default: none sent */
+  mtu?: number;
+}
+
+/** The dnsmasq configuration for a tenant network (deterministic: same input, same text). */
+export function renderDnsmasqConfig(network: ResolvedNetwork, paths: DnsmasqPaths, options: DnsmasqOptions = {}): string {
   const p = new Problems();
   for (const [key, value] of Object.entries(paths)) checkSafeText(p, key, value);
   p.throwIfAny('dnsmasq paths');
@@ -48,7 +52,7 @@ export function renderDnsmasqConfig(network: ResolvedNetwork, paths: DnsmasqPath
     // a network without NAT is not routed: no default route through the host
     router: network.nat ? network.gateway : undefined,
     gateway: network.gateway,
-    mtu: network.segment.type === 'vxlan' ? VXLAN_MTU : undefined,
+    mtu: options.mtu,
     leaseMax: size,
   });
 }

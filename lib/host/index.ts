@@ -1,12 +1,13 @@
 export { HostPlane, type HostPlaneOptions, type ApplyReport, type HostPlan } from './plane.js';
 export { ExecaRunner, batchLine, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
-export { probeHost, kvmUsable, requireFeature } from './probe.js';
+export { probeHost, requireFeature } from './probe.js';
+export { kvmVerdict, qemuUser, hasVirtFlags, type KvmVerdict } from './kvm.js';
 export { validateHostState } from './host-state.js';
 export { renderDnsmasqConfig, renderHostsFile, dnsmasqPaths, type DnsmasqPaths } from './dnsmasq.js';
 export { pidAlive, LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
 export { parseLeases, waitForLease, pollForLease, type Lease } from './leases.js';
 export { chooseFirewall, type FirewallKind, type FirewallCommand } from './firewall.js';
 export { renderRuleset, tableScript } from './firewall-nft.js';
-export { desiredLinks, planLinks, linkMaster, OWNED_NAME, VXLAN_MTU } from './links.js';
+export { desiredLinks, planLinks, linkMaster, segmentMtus, OWNED_NAME, VXLAN_OVERHEAD, MIN_SEGMENT_MTU } from './links.js';
 export { waitUntil } from './wait.js';
 export { SshRunner, shellQuote, type SshTarget } from './ssh-runner.js';

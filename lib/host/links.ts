@@ -4,6 +4,7 @@
 // processes does not grow with the number of devices.
 import type { HostState, HostNetwork } from '../../types/host.js';
 import { ifbName, vlanDeviceName, vxlanDeviceName } from '../spec/index.js';
+import { HostUnsupportedError } from '../errors/index.js';
 import { batchLine, type CommandRunner } from './command-runner.js';
 
 export type LinkKind = 'bridge' | 'tap' | 'veth' | 'vlan' | 'vxlan' | 'ifb';
@@ -36,9 +37,36 @@ export interface ObservedLink {
   group?: number;
 }
 
-/** VXLAN's 50 bytes of encapsulation inside a 1500-byte underlay. */
-export const VXLAN_MTU = 1450;
+/** VXLAN's encapsulation over an IPv4 underlay: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
+export const VXLAN_OVERHEAD = 50;
+/** The smallest MTU a tenant segment may have (IPv6's minimum link MTU; what Neutron refuses below). */
+export const MIN_SEGMENT_MTU = 1280;
 const VXLAN_PORT = 4789;
+
+/**
+ * Each segmented tenant's MTU on this host, from its uplink as observed: VXLAN = the uplink's
+ * MTU − 50, VLAN = the uplink's. Its bridge, uplink and ports get it, and dnsmasq hands it to
+ * the guests. A missing uplink, or one too small for a segment, fails here, before anything
+ * changes, naming the uplink, its MTU and what the segment needs.
+ */
+export function segmentMtus(state: HostState, observed: Map<string, ObservedLink>): Map<string, number> {
+  const mtus = new Map<string, number>();
+  for (const { network: n } of state.networks) {
+    const seg = n.segment;
+    if (seg.type === 'none') continue;
+    const label = seg.type === 'vlan' ? 'VLAN' : 'VXLAN';
+    const uplink = observed.get(seg.uplink);
+    if (!uplink) throw new HostUnsupportedError('uplink', `uplink ${seg.uplink} of tenant ${n.tenant}'s ${label} segment does not exist on this host`);
+    const overhead = seg.type === 'vxlan' ? VXLAN_OVERHEAD : 0;
+    const mtu = uplink.mtu - overhead;
+    if (mtu < MIN_SEGMENT_MTU) {
+      const why = overhead ? ` (${MIN_SEGMENT_MTU} for the guests + ${overhead} for VXLAN over IPv4)` : ` (the guests' minimum)`;
+      throw new HostUnsupportedError('uplink-mtu', `uplink ${seg.uplink} has MTU ${uplink.mtu}; tenant ${n.tenant}'s ${label} segment needs at least ${MIN_SEGMENT_MTU + overhead}${why}`);
+    }
+    mtus.set(n.tenant, mtu);
+  }
+  return mtus;
+}
 
 /** Devices virtwire owns: `vw` + kind letter + readable part + `-` + 6 hex (lib/spec/names.ts). */
 export const OWNED_NAME = /^vw[btxiv][a-z0-9]*-[0-9a-f]{6}$/;
@@ -49,13 +77,14 @@ function allocated(id: number | undefined, tenant: string): number {
   return id;
 }
 
-export function uplinkOf(net: HostNetwork): DesiredLink | undefined {
+/** The tenant's uplink device (no MTU: see segmentMtus). */
+export function uplinkOf(net: HostNetwork, mtu?: number): DesiredLink | undefined {
   const n = net.network;
   const seg = n.segment;
   if (seg.type === 'vlan') {
     const id = allocated(seg.id, n.tenant);
     const name = vlanDeviceName(seg.uplink, id);
-    return { name, kind: 'vlan', identity: `vlan:${seg.uplink}:${id}`, create: ['link', seg.uplink, 'type', 'vlan', 'id', id], master: n.bridge, addresses: [], peers: [] };
+    return { name, kind: 'vlan', identity: `vlan:${seg.uplink}:${id}`, create: ['link', seg.uplink, 'type', 'vlan', 'id', id], master: n.bridge, mtu, addresses: [], peers: [] };
   }
   if (seg.type === 'vxlan') {
     const vni = allocated(seg.vni, n.tenant);
@@ -64,18 +93,18 @@ export function uplinkOf(net: HostNetwork): DesiredLink | undefined {
     if (seg.local) create.push('local', seg.local);
     if (seg.group) create.push('group', seg.group);
     const identity = `vxlan:${vni}:${seg.local ?? ''}:${seg.group ?? ''}:${seg.uplink}:${VXLAN_PORT}`;
-    return { name, kind: 'vxlan', identity, create, master: n.bridge, mtu: VXLAN_MTU, addresses: [], peers: [...(seg.remotes ?? [])].sort() };
+    return { name, kind: 'vxlan', identity, create, master: n.bridge, mtu, addresses: [], peers: [...(seg.remotes ?? [])].sort() };
   }
   return undefined;
 }
 
-/** Every link the state needs, bridges first, then uplinks, ifbs and ports. */
-export function desiredLinks(state: HostState): DesiredLink[] {
+/** Every link the state needs, bridges first, then uplinks, ifbs and ports; `mtus` from segmentMtus. */
+export function desiredLinks(state: HostState, mtus: ReadonlyMap<string, number> = new Map()): DesiredLink[] {
   const links: DesiredLink[] = [];
   for (const net of state.networks) {
     const n = net.network;
-    const uplink = uplinkOf(net);
-    const mtu = uplink?.mtu;
+    const mtu = mtus.get(n.tenant);
+    const uplink = uplinkOf(net, mtu);
     links.push({ name: n.bridge, kind: 'bridge', identity: 'bridge', create: ['type', 'bridge', 'forward_delay', 0, 'stp_state', 0], mtu, addresses: [`${n.gateway}/${n.prefix}`], peers: [] });
     if (uplink) links.push(uplink);
     for (const port of net.ports) {

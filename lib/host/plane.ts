@@ -8,7 +8,7 @@ import { ApplyError } from '../errors/index.js';
 import { ExecaRunner, type CommandRunner } from './command-runner.js';
 import { probeHost, requireFeature } from './probe.js';
 import { validateHostState } from './host-state.js';
-import { applyLinkPlan, deleteLinks, desiredLinks, observeLinks, planLinks } from './links.js';
+import { applyLinkPlan, deleteLinks, desiredLinks, observeLinks, planLinks, segmentMtus } from './links.js';
 import { chooseFirewall, runFirewall, type FirewallBackend, type FirewallCommand, type FirewallKind } from './firewall.js';
 import { applyQos, desiredQos, planQos } from './qos.js';
 import {
@@ -90,6 +90,11 @@ export class HostPlane {
     const firewall = checkFeatures(state, caps, this.firewallKind);
     const qosWanted = desiredQos(state, caps);
 
+    // links and virtwire's firewall rules are observed together: neither depends on the other;
+    // an uplink that is missing or too small for its segment fails here, before any change
+    const [observed, fw] = await Promise.all([observeLinks(this.runner), firewall.plan(this.runner, state)]);
+    const mtus = segmentMtus(state, observed);
+
     const changes: { step: string; count: number }[] = [];
     const done: string[] = [];
     const created: string[] = [];
@@ -97,9 +102,7 @@ export class HostPlane {
     let restoreFirewall: FirewallCommand[] = [];
     let step = 'links';
     try {
-      // links and virtwire's firewall rules are observed together: neither depends on the other
-      const [observed, fw] = await Promise.all([observeLinks(this.runner), firewall.plan(this.runner, state)]);
-      const desired = desiredLinks(state);
+      const desired = desiredLinks(state, mtus);
       const links = planLinks(desired, observed);
       created.push(...links.creates); // before running: a batch failing half-way has made some
       await applyLinkPlan(this.runner, links);
@@ -131,7 +134,7 @@ export class HostPlane {
 
       step = 'dnsmasq';
       let actions = 0;
-      const { instances, unwanted } = await this.planDnsmasqs(state);
+      const { instances, unwanted } = await this.planDnsmasqs(state, mtus);
       for (const { tenant, paths, conf, hosts, status, action } of instances) {
         step = `dnsmasq ${tenant}: ${action}`;
         await applyDnsmasq(this.runner, this.files, paths, action, conf, hosts, status);
@@ -165,11 +168,12 @@ export class HostPlane {
     const caps = this.caps ?? (await this.probe());
     const firewall = checkFeatures(state, caps, this.firewallKind);
     const [observed, fw] = await Promise.all([observeLinks(this.runner), firewall.plan(this.runner, state)]);
-    const desired = desiredLinks(state);
+    const mtus = segmentMtus(state, observed);
+    const desired = desiredLinks(state, mtus);
     const links = planLinks(desired, observed);
     const existing = new Set([...observed.keys()].filter((n) => desired.some((d) => d.name === n)));
     const tc = await planQos(this.runner, desiredQos(state, caps), existing);
-    const { instances, unwanted } = await this.planDnsmasqs(state);
+    const { instances, unwanted } = await this.planDnsmasqs(state, mtus);
     const dnsmasq: HostPlan['dnsmasq'] = [...instances.map(({ tenant, action }) => ({ tenant, action })), ...unwanted.map((tenant) => ({ tenant, action: 'remove' as const }))];
     return { ip: links.ip, bridge: links.bridge, firewall: fw.commands, tc, dnsmasq };
   }
@@ -198,11 +202,12 @@ export class HostPlane {
   }
 
   /** Per tenant with DHCP: its rendered files, what runs now and what to do; and the instances no network wants. */
-  private async planDnsmasqs(state: HostState) {
+  private async planDnsmasqs(state: HostState, mtus: ReadonlyMap<string, number>) {
     const instances = await Promise.all(state.networks.filter((n) => n.dhcp !== false).map(async (net) => {
       const tenant = net.network.tenant;
       const paths = this.dnsmasqPaths(tenant);
-      const conf = renderDnsmasqConfig(net.network, paths);
+      const mtu = mtus.get(tenant);
+      const conf = renderDnsmasqConfig(net.network, paths, mtu === undefined ? {} : { mtu });
       const hosts = renderHostsFile(net);
       const status = await observeDnsmasq(this.files, paths);
       return { tenant, paths, conf, hosts, status, action: planDnsmasq(status, conf, hosts) };

@@ -1,7 +1,7 @@
 // What this kernel and these tools can do, found by trying each thing in a scratch network
 // namespace (module lists and /proc/config.gz are not reliable: features may be built in, or
 // modules may be missing). Read once per process and cached.
-import { openSync, closeSync, constants, readFileSync, existsSync, statSync, mkdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, existsSync, statSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { HostCapabilities } from '../../types/host.js';
 import { HostUnsupportedError } from '../errors/index.js';
@@ -18,10 +18,10 @@ export function probeHost(options: { cacheFile?: string; runner?: CommandRunner 
   if (options.runner) {
     // another host (SSH): probed there, once per runner
     let caps = remote.get(options.runner);
-    if (!caps) remote.set(options.runner, (caps = runProbe(options.runner, (ns) => inNetns(options.runner!, ns), false)));
+    if (!caps) remote.set(options.runner, (caps = runProbe(options.runner, (ns) => inNetns(options.runner!, ns))));
     return caps;
   }
-  return (cached ??= fromFile(options.cacheFile) ?? runProbe(new ExecaRunner(), (ns) => new ExecaRunner(ns), kvmUsable()).then((caps) => toFile(options.cacheFile, caps)));
+  return (cached ??= fromFile(options.cacheFile) ?? runProbe(new ExecaRunner(), (ns) => new ExecaRunner(ns)).then((caps) => toFile(options.cacheFile, caps)));
 }
 
 const remote = new WeakMap<CommandRunner, Promise<HostCapabilities>>();
@@ -31,7 +31,7 @@ function inNetns(runner: CommandRunner, ns: string): CommandRunner {
   return { netns: ns, run: (argv, options) => runner.run(['ip', 'netns', 'exec', ns, ...argv], options) };
 }
 
-const PROBE_VERSION = 2;
+const PROBE_VERSION = 3;
 const TOOLS = ['/usr/sbin/ip', '/usr/sbin/nft', '/usr/sbin/tc', '/usr/sbin/dnsmasq', '/bin/ip', '/sbin/tc', '/usr/sbin/iptables', '/usr/sbin/ebtables'];
 function cacheKey(): string {
   const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
@@ -58,7 +58,7 @@ function toFile(file: string | undefined, caps: HostCapabilities): HostCapabilit
   return caps;
 }
 
-async function runProbe(host: CommandRunner, inside: (ns: string) => CommandRunner, kvm: boolean): Promise<HostCapabilities> {
+async function runProbe(host: CommandRunner, inside: (ns: string) => CommandRunner): Promise<HostCapabilities> {
   const ns = `vwprobe-${process.pid}`;
   await host.run(['ip', 'netns', 'add', ns]);
   try {
@@ -94,23 +94,9 @@ async function runProbe(host: CommandRunner, inside: (ns: string) => CommandRunn
     const iptables = await ok(['iptables', '-w', '-L', '-n']).catch(() => false);
     const ebtables = await ok(['ebtables', '-t', 'nat', '-L']).catch(() => false);
     const dnsmasq = await ok(['dnsmasq', '--version']).catch(() => false);
-    return { bridge, tap, veth, vlan, vxlan, ifb, nftables, nftBridge, iptables, ebtables, qdiscs, actions, dnsmasq, kvm };
+    return { bridge, tap, veth, vlan, vxlan, ifb, nftables, nftBridge, iptables, ebtables, qdiscs, actions, dnsmasq };
   } finally {
     await host.run(['ip', 'netns', 'del', ns], { allowFailure: true });
-  }
-}
-
-/** /dev/kvm opens read-write and the CPU advertises hardware virtualisation (vmx or svm). */
-export function kvmUsable(): boolean {
-  try {
-    closeSync(openSync('/dev/kvm', constants.O_RDWR));
-  } catch {
-    return false;
-  }
-  try {
-    return /^flags\s*:.*\b(vmx|svm)\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
-  } catch {
-    return false;
   }
 }
 

@@ -6,8 +6,7 @@ import { execa } from 'execa';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { HostCommandError } from '../errors/index.js';
-import type { CommandRunner, RunOptions, RunResult } from './command-runner.js';
+import { spawnChecked, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
 import type { SshTarget } from '../../types/host.js';
 
 export type { SshTarget };
@@ -61,15 +60,7 @@ export class SshRunner implements CommandRunner {
   private async runNow(argv: readonly string[], options: RunOptions): Promise<RunResult> {
     const remote = this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : [...argv];
     const full = ['ssh', ...this.options, this.target.destination, '--', remote.map(shellQuote).join(' ')];
-    const r = await execa(full[0]!, full.slice(1), { input: options.input ?? '', reject: false, stripFinalNewline: !options.keepFinalNewline });
     // ssh's own failures (unreachable, refused key) exit 255
-    if (r.exitCode === undefined || r.exitCode === 255) {
-      throw new HostCommandError({ argv: [this.target.destination, ...remote], exitCode: r.exitCode, stderr: String(r.stderr || r.message), step: options.step }, { cause: r });
-    }
-    const out = { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode };
-    if (out.exitCode !== 0 && !options.allowFailure) {
-      throw new HostCommandError({ argv: [this.target.destination, ...remote], exitCode: out.exitCode, stderr: out.stderr, step: options.step });
-    }
-    return out;
+    return spawnChecked(full, [this.target.destination, ...remote], options, (code) => code === 255);
   }
 }

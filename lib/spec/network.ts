@@ -183,6 +183,22 @@ function resolveSegment(p: Problems, path: string, input: unknown): SegmentSpec 
   }
 }
 
+/**
+ * The subnet of a network input on its own (network, broadcast, gateway), when its cidr (and
+ * gateway, if given) are valid — whatever is wrong elsewhere in it. Lets a NIC's address be
+ * checked against it while the network's other problems are reported too.
+ */
+export function subnetOf(input: unknown): Pick<ResolvedNetwork, 'network' | 'prefix' | 'cidr' | 'broadcast' | 'gateway'> | undefined {
+  if (!isRecord(input) || typeof input.cidr !== 'string') return undefined;
+  const c = parseCidr(input.cidr);
+  if (!c || c.prefix < 8 || c.prefix > 29 || c.address !== c.network) return undefined;
+  const broadcast = broadcastOf(c.network, c.prefix);
+  const given = typeof input.gateway === 'string' ? parseIpv4(input.gateway) : undefined;
+  const gateway = input.gateway === undefined ? c.network + 1 : given !== undefined && inSubnet(given, c.network, c.prefix) ? given : undefined;
+  if (gateway === undefined) return undefined;
+  return { network: formatIpv4(c.network), prefix: c.prefix, cidr: `${formatIpv4(c.network)}/${c.prefix}`, broadcast: formatIpv4(broadcast), gateway: formatIpv4(gateway) };
+}
+
 /** Validates a standalone NetworkSpec and throws a SpecError listing every problem. */
 export function validateNetwork(spec: unknown, path = ''): ResolvedNetwork {
   const p = new Problems();

@@ -5,7 +5,7 @@ import { checkAbsolutePath, checkInt, checkKeys, checkName, checkPositive, check
 import { inSubnet, parseIpv4 } from './ipv4.js';
 import { deriveMac, parseMac } from './mac.js';
 import { stableUuid, tapName } from './names.js';
-import { resolveNetwork, sameNetwork } from './network.js';
+import { resolveNetwork, sameNetwork, subnetOf } from './network.js';
 
 const VM_KEYS = ['name', 'uuid', 'vcpus', 'memoryMiB', 'accel', 'boot', 'cloudInit', 'nics', 'serialLog', 'host'] as const;
 const NIC_KEYS = ['network', 'mac', 'ip', 'qos'] as const;
@@ -151,17 +151,20 @@ function resolveNics(p: Problems, path: string, input: unknown, vmName: string):
     } else macs.set(mac, nicPath);
 
     let ip: string | undefined;
+    const subnet = network ? undefined : subnetOf(raw.network);
     if (raw.ip !== undefined) {
       const value = typeof raw.ip === 'string' ? parseIpv4(raw.ip) : undefined;
       if (value === undefined) {
         p.add(at(nicPath, 'ip'), `${JSON.stringify(raw.ip)} is not an IPv4 address`);
         ok = false;
-      } else if (network) {
-        const net = parseIpv4(network.network)!;
-        if (!inSubnet(value, net, network.prefix)) p.add(at(nicPath, 'ip'), `${raw.ip} is outside ${network.cidr}`);
-        else if (raw.ip === network.network || raw.ip === network.broadcast) {
-          p.add(at(nicPath, 'ip'), `${raw.ip} is the network or broadcast address of ${network.cidr}`);
-        } else if (raw.ip === network.gateway) p.add(at(nicPath, 'ip'), `${raw.ip} is the gateway of ${network.cidr}`);
+      } else if (network ?? subnet) {
+        // the subnet as given, even when another field of the network is wrong: every problem is reported
+        const sub = (network ?? subnet)!;
+        const net = parseIpv4(sub.network)!;
+        if (!inSubnet(value, net, sub.prefix)) p.add(at(nicPath, 'ip'), `${raw.ip} is outside ${sub.cidr}`);
+        else if (raw.ip === sub.network || raw.ip === sub.broadcast) {
+          p.add(at(nicPath, 'ip'), `${raw.ip} is the network or broadcast address of ${sub.cidr}`);
+        } else if (raw.ip === sub.gateway) p.add(at(nicPath, 'ip'), `${raw.ip} is the gateway of ${sub.cidr}`);
         else ip = raw.ip as string;
         const ipSeen = ips.get(raw.ip as string);
         if (ipSeen !== undefined) p.add(at(nicPath, 'ip'), `${raw.ip} is already used by ${ipSeen}`);

@@ -14,7 +14,7 @@ import { validateNetwork, validateVm, ifbName } from '../../lib/spec/index.js';
 import { allocate } from '../../lib/engine/allocate.js';
 import { hostStateOf, type VmRecord } from '../../lib/engine/registry.js';
 import { planChanges, type Observed } from '../../lib/engine/plan.js';
-import { desiredLinks } from '../../lib/host/links.js';
+import { desiredLinks, VXLAN_OVERHEAD } from '../../lib/host/links.js';
 import { renderRuleset, tableScript } from '../../lib/host/firewall-nft.js';
 import type { SpecFile } from '../../lib/engine/spec-file.js';
 import type { HostState, HostCapabilities } from '../../types/host.js';
@@ -24,7 +24,7 @@ const TENANTS = 100;
 const PER = 10;
 const caps: HostCapabilities = {
   bridge: true, tap: true, veth: true, vlan: false, vxlan: true, ifb: true, nftables: true, nftBridge: true, iptables: true, ebtables: true,
-  qdiscs: { htb: true, tbf: true, sfq: false, fq_codel: false, ingress: true }, actions: { police: false, mirred: true }, dnsmasq: true, kvm: false,
+  qdiscs: { htb: true, tbf: true, sfq: false, fq_codel: false, ingress: true }, actions: { police: false, mirred: true }, dnsmasq: true,
 };
 
 /** Answers observation commands as a host in `state` would; records every other command. */
@@ -36,7 +36,9 @@ class SimulatedHost implements CommandRunner {
   async run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     const out = (stdout: string) => ({ stdout, stderr: '', exitCode: 0 });
     const key = argv.join(' ');
-    const links = desiredLinks(this.state);
+    // every tenant's VXLAN segment rides on eth1 (MTU 1500): 1450 inside
+    const links = desiredLinks(this.state, new Map(this.state.networks.map((n) => [n.network.tenant, 1500 - VXLAN_OVERHEAD])));
+    const uplink = { ifname: 'eth1', flags: ['UP'], mtu: 1500, linkinfo: {} };
     if (key === 'ip -j -d link show') {
       const data = (l: (typeof links)[number]) => {
         if (l.kind === 'tap') return { type: 'tap' };
@@ -44,7 +46,8 @@ class SimulatedHost implements CommandRunner {
         const [, id, local, group, link, port] = l.identity.split(':');
         return { id: Number(id), ...(local ? { local } : {}), ...(group ? { group } : {}), link, port: Number(port) };
       };
-      return out(JSON.stringify(links.map((l) => ({ ifname: l.name, master: l.master, flags: ['UP'], mtu: l.mtu ?? 1500, linkinfo: { info_kind: l.kind === 'tap' ? 'tun' : l.kind, info_data: data(l) } }))));
+      const devices = links.map((l) => ({ ifname: l.name, master: l.master, flags: ['UP'], mtu: l.mtu ?? 1500, linkinfo: { info_kind: l.kind === 'tap' ? 'tun' : l.kind, info_data: data(l) } }));
+      return out(JSON.stringify([uplink, ...devices]));
     }
     if (key === 'ip -j -4 addr show') return out(JSON.stringify(links.map((l) => ({ ifname: l.name, addr_info: l.addresses.map((a) => ({ family: 'inet', local: a.split('/')[0], prefixlen: Number(a.split('/')[1]) })) }))));
     if (argv[0] === 'nft' && argv.includes('list')) {

@@ -1,7 +1,7 @@
 // lib/host without a kernel: what would be run, rendered and refused.
 import { validateNetwork, tapName } from '../../lib/spec/index.js';
 import {
-  HostPlane, batchLine, desiredLinks, planLinks, renderDnsmasqConfig, renderHostsFile, dnsmasqPaths, parseLeases, renderRuleset, validateHostState,
+  HostPlane, batchLine, desiredLinks, planLinks, segmentMtus, renderDnsmasqConfig, renderHostsFile, dnsmasqPaths, parseLeases, renderRuleset, validateHostState,
 } from '../../lib/host/index.js';
 import { renderTemplate } from '../../lib/host/template.js';
 import { HostUnsupportedError, SpecError } from '../../lib/errors/index.js';
@@ -17,7 +17,7 @@ const state: HostState = { networks: [acmeNet, globexNet] };
 
 const allCaps: HostCapabilities = {
   bridge: true, tap: true, veth: true, vlan: true, vxlan: true, ifb: true, nftables: true, nftBridge: true, iptables: true, ebtables: true,
-  qdiscs: { htb: true, tbf: true, sfq: false, fq_codel: false, ingress: true }, actions: { police: false, mirred: true }, dnsmasq: true, kvm: false,
+  qdiscs: { htb: true, tbf: true, sfq: false, fq_codel: false, ingress: true }, actions: { police: false, mirred: true }, dnsmasq: true,
 };
 
 describe('links', () => {
@@ -61,6 +61,36 @@ describe('links', () => {
     expect(careful.ip.join('\n')).not.toContain('group');
   });
 
+  describe('segment MTU from the uplink', () => {
+    const vlanNet = validateNetwork({ tenant: 'ops', cidr: '10.30.0.0/24', segment: { type: 'vlan', id: 30, uplink: 'eth1' } });
+    const withUplink = (mtu: number): Map<string, ObservedLink> =>
+      new Map([['eth1', { name: 'eth1', kind: 'unknown', identity: 'unknown', up: true, mtu, addresses: [], peers: [] }]]);
+
+    test('VXLAN = uplink − 50, VLAN = the uplink; bridge, uplink and ports all get it', () => {
+      const mtus = segmentMtus({ networks: [globexNet, { network: vlanNet, ports: [] }, acmeNet] }, withUplink(1400));
+      expect([...mtus]).toEqual([['globex', 1350], ['ops', 1400]]);
+      const links = desiredLinks(state, mtus);
+      const globexLinks = links.filter((l) => l.name === globex.bridge || l.kind === 'vxlan' || l.name === tapName('db', 0));
+      expect(globexLinks.map((l) => l.mtu)).toEqual([1350, 1350, 1350]);
+      expect(links.find((l) => l.name === acme.bridge)!.mtu).toBeUndefined(); // no segment: left alone
+    });
+
+    test('an uplink too small for the segment, or missing, is refused naming it, its MTU and the need', () => {
+      expect(() => segmentMtus(state, withUplink(1320))).toThrow(new HostUnsupportedError('uplink-mtu',
+        "uplink eth1 has MTU 1320; tenant globex's VXLAN segment needs at least 1330 (1280 for the guests + 50 for VXLAN over IPv4)"));
+      expect(() => segmentMtus(state, new Map())).toThrow(/uplink eth1 of tenant globex's VXLAN segment does not exist on this host/);
+      expect(segmentMtus(state, withUplink(1330)).get('globex')).toBe(1280);
+    });
+
+    test('a changed uplink MTU is a change of bridge, uplink, port and dnsmasq', () => {
+      const before = desiredLinks(state, segmentMtus(state, withUplink(1500)));
+      const after = desiredLinks(state, segmentMtus(state, withUplink(1400)));
+      const plan = planLinks(after, observedFrom(before));
+      expect(plan.ip.filter((l) => l.endsWith(' mtu 1350'))).toHaveLength(3);
+      expect(plan.creates).toEqual([]);
+    });
+  });
+
   test('batch lines refuse tokens that could split or comment a line', () => {
     expect(() => batchLine(['link', 'add', 'a b'])).toThrow(/unsafe/);
     expect(() => batchLine(['link', 'add', 'x\nlink del eth0'])).toThrow(/unsafe/);
@@ -91,10 +121,10 @@ describe('dnsmasq configuration', () => {
     expect(conf).not.toMatch(/\{\{/);
   });
 
-  test('an unrouted VXLAN network: no default route, the VXLAN MTU', () => {
-    const conf = renderDnsmasqConfig(globex, dnsmasqPaths('/var/lib/virtwire', 'globex'));
+  test('an unrouted VXLAN network: no default route, the segment MTU it is given', () => {
+    const conf = renderDnsmasqConfig(globex, dnsmasqPaths('/var/lib/virtwire', 'globex'), { mtu: 1350 });
     expect(conf).not.toContain('option:router');
-    expect(conf).toContain('dhcp-option=option:mtu,1450');
+    expect(conf).toContain('dhcp-option=option:mtu,1350');
   });
 
   test('paths that could inject a config line are refused', () => {
@@ -175,6 +205,19 @@ describe('HostPlane refuses before running anything', () => {
     expect(runner.calls).toEqual([]);
   });
 
+  test('an uplink too small for its VXLAN segment: refused after observing, before any change', async () => {
+    const links = JSON.stringify([{ ifname: 'eth1', mtu: 1320, flags: ['UP'], linkinfo: {} }]);
+    const runner = new RecordingRunner([
+      { match: (a) => a.join(' ') === 'ip -j -d link show', stdout: links },
+      { match: (a) => a[0] === 'nft', stdout: '', exitCode: 1 }, // no virtwire tables yet
+    ]);
+    const plane = new HostPlane({ runner, capabilities: allCaps });
+    await expect(plane.apply(state)).rejects.toMatchObject({ code: 'HOST_UNSUPPORTED', feature: 'uplink-mtu' });
+    await expect(plane.plan(state)).rejects.toMatchObject({ code: 'HOST_UNSUPPORTED', feature: 'uplink-mtu' });
+    // observations only (ip -j, nft -j list): nothing that changes the host
+    expect(runner.calls.every((c) => c.argv.includes('-j') || c.argv.includes('list'))).toBe(true);
+  });
+
   test('an egress limit without ifb/mirred: refused up front', async () => {
     const runner = new RecordingRunner();
     const plane = new HostPlane({ runner, capabilities: { ...allCaps, ifb: false } });
@@ -202,5 +245,54 @@ describe('SSH runner', () => {
     expect(shellQuote('')).toBe(`''`);
     expect(shellQuote('*')).toBe(`'*'`);
     expect(shellQuote('a\nb')).toBe(`'a\nb'`);
+  });
+});
+
+describe('batch failures name their line', () => {
+  test('ip/tc/bridge "Command failed -:N" and nft "/dev/stdin:N:" map to the input line and its device', async () => {
+    const { failedBatchLine } = await import('../../lib/host/command-runner.js');
+    const input = 'link add vwxacme-1a2b3c type vxlan id 5 dstport 4789 dev eth0\nlink set dev vwxacme-1a2b3c mtu 1450\n';
+    expect(failedBatchLine('RTNETLINK answers: Invalid argument\nCommand failed -:2\n', input))
+      .toEqual({ number: 2, text: 'link set dev vwxacme-1a2b3c mtu 1450', device: 'vwxacme-1a2b3c' });
+    expect(failedBatchLine('Command failed -:1', input)).toMatchObject({ device: 'vwxacme-1a2b3c' });
+    expect(failedBatchLine('/dev/stdin:3:3-5: Error: No symbol type information\n  foo bar\n', 'table inet x {\n chain c {\n  foo bar\n }\n}\n'))
+      .toEqual({ number: 3, text: 'foo bar' });
+    expect(failedBatchLine('Command failed -:9', input)).toBeUndefined();
+    expect(failedBatchLine('Command failed -:1', undefined)).toBeUndefined();
+  });
+
+  test('the error message carries the line', async () => {
+    const { HostCommandError } = await import('../../lib/errors/index.js');
+    const e = new HostCommandError({ argv: ['ip', '-batch', '-'], exitCode: 1, stderr: 'RTNETLINK answers: Invalid argument\nCommand failed -:2', step: 'links: apply',
+      line: { number: 2, text: 'link set dev vwx-1 mtu 1450', device: 'vwx-1' } });
+    expect(e.message).toBe('links: apply: ip -batch - exited 1 at input line 2 "link set dev vwx-1 mtu 1450" (device vwx-1): RTNETLINK answers: Invalid argument\nCommand failed -:2');
+  });
+});
+
+describe('KVM: one rule for every host, through its runner and files', () => {
+  const files = (cpu: string, conf?: string, kvm = true) => ({
+    read: async (p: string) => (p === '/proc/cpuinfo' ? `processor\t: 0\nflags\t\t: ${cpu}\n` : p === '/etc/libvirt/qemu.conf' ? conf : undefined),
+    exists: async (p: string) => p === '/dev/kvm' && kvm,
+  }) as unknown as import('../../lib/host/index.js').HostFiles;
+
+  test('a PVM /dev/kvm without vmx/svm is not usable, whatever its mode or what libvirt claims', async () => {
+    const { kvmVerdict } = await import('../../lib/host/index.js');
+    const runner = new RecordingRunner();
+    expect(await kvmVerdict(runner, files('fpu sse2 hypervisor'))).toEqual({ usable: false, reason: 'the CPU has no vmx/svm flag' });
+    expect(runner.calls).toEqual([]);
+  });
+
+  test('with vmx: usable when the QEMU user (qemu.conf, else libvirt-qemu) can open /dev/kvm', async () => {
+    const { kvmVerdict } = await import('../../lib/host/index.js');
+    const yes = new RecordingRunner();
+    expect(await kvmVerdict(yes, files('fpu vmx sse2'))).toEqual({ usable: true });
+    expect(yes.calls).toEqual([{ argv: ['runuser', '-u', 'libvirt-qemu', '--', 'test', '-r', '/dev/kvm', '-a', '-w', '/dev/kvm'] }]);
+    const no = new RecordingRunner([{ match: () => true, stdout: '', exitCode: 1 }]);
+    expect(await kvmVerdict(no, files('svm', '# comment\nuser = "qemu"\n'))).toEqual({ usable: false, reason: '/dev/kvm cannot be opened by the QEMU user qemu' });
+    expect(no.calls[0]!.argv.slice(0, 3)).toEqual(['runuser', '-u', 'qemu']);
+    const root = new RecordingRunner();
+    await kvmVerdict(root, files('vmx', 'user = "root"'));
+    expect(root.calls[0]!.argv[0]).toBe('test');
+    expect(await kvmVerdict(new RecordingRunner(), files('vmx', undefined, false))).toEqual({ usable: false, reason: '/dev/kvm does not exist' });
   });
 });

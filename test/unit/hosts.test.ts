@@ -86,7 +86,7 @@ describe('destroyVm on a host', () => {
       writeRecord(dir, { vm: vm(), accel: 'tcg', createdAt: 'now', host: 'hv2' });
       const runner = new RecordingRunner();
       const connected: string[] = [];
-      const engine = createEngine({ runner, connect: async (uri) => { connected.push(uri); throw new Error('not reached'); }, kvmUsable: () => false });
+      const engine = createEngine({ runner, connect: async (uri) => { connected.push(uri); throw new Error('not reached'); }, kvm: async () => ({ usable: false, reason: "test" }) });
       const err = await engine.destroy('web', { stateDir: dir, hosts: [hosts[0]!] }).catch((e: unknown) => e);
       expect(isVirtwireError(err, 'NOT_FOUND')).toBe(true);
       expect((err as Error).message).toBe('VM web runs on host hv2, which is not among the hosts given (hv1)');

@@ -56,6 +56,20 @@ describe('VM spec validation', () => {
     expect(problems['boot.kernel']).toMatch(/absolute/);
   });
 
+  test("a NIC's address outside its subnet is reported even when the network has other problems", () => {
+    const problems = problemsOf({ ...good, nics: [
+      { network: { tenant: 'Bad_Tenant', cidr: '10.10.0.0/24', segment: { type: 'vlan', uplink: 'eth0', id: 0 } }, ip: '10.99.0.5' },
+      { network: { tenant: 'ops', cidr: '10.20.0.0/24', nat: 'yes' }, ip: '10.20.0.1' },
+    ] });
+    expect(problems).toEqual({
+      'nics[0].network.tenant': expect.stringMatching(/must match/),
+      'nics[0].network.segment.id': expect.stringMatching(/out of range/),
+      'nics[0].ip': '10.99.0.5 is outside 10.10.0.0/24',
+      'nics[1].network.nat': 'must be true or false',
+      'nics[1].ip': '10.20.0.1 is the gateway of 10.20.0.0/24',
+    });
+  });
+
   test('the SpecError message lists every path', () => {
     try {
       validateVm({ name: '1bad', boot: {}, nics: [] });
