@@ -2,11 +2,13 @@
 export type * from '../types/index.js';
 export * from './errors/index.js';
 export { validateVm, validateNetwork } from './spec/index.js';
-export { renderDomainXml, parseDomainXml, domainToXml, type DomainRenderOptions } from './xml/index.js';
+export { parseDomainXml, domainToXml, type DomainRenderOptions, type DomainFiles } from './xml/index.js';
 export {
   Libvirt,
   Domain,
   Network,
+  type Hypervisor,
+  type DomainHandle,
   type DomainState,
   type DomainSummary,
   type NetworkSummary,
@@ -22,9 +24,43 @@ export {
   renderDnsmasqConfig,
   type HostPlaneOptions,
   type ApplyReport,
+  type HostPlan,
+  type HostChange,
   type CommandRunner,
   type RunOptions,
   type RunResult,
   type Lease,
 } from './host/index.js';
-export { createVm, destroyVm } from './engine/index.js';
+export {
+  createVm,
+  destroyVm,
+  plan,
+  apply,
+  dryRun,
+  destroy,
+  observe,
+  importDomain,
+  readState,
+  withCommandLock,
+  renderDomainXml,
+  loadSpecFile,
+  parseSpecText,
+  formatPlan,
+  seedFiles,
+  vmPaths,
+  DEFAULT_STATE_DIR,
+  DEFAULT_URI,
+  type RenderOptions,
+  type SpecFile,
+  type Plan,
+  type Change,
+  type ChangeAction,
+  type AttributeChange,
+  type Observed,
+  type VmRecord,
+  type VmPaths,
+  type ScopeOptions,
+  type ApplyOptions,
+  type ChangeReporter,
+  type DryRun,
+} from './engine/index.js';

@@ -1,20 +1,14 @@
 #!/usr/bin/env node
-// The virtwire CLI: plan / apply / destroy / show over a spec file, Terraform-style. All logic is
-// in lib/engine; this file parses flags, prints, and maps errors to exit codes
-// (0 ok, 1 error, 2 changes present with --detailed-exitcode).
+// The virtwire CLI: plan / apply / destroy / show over a spec file, Terraform-style. A client of
+// virtwire's public API only (lib/index.ts): this file parses flags, prints, and maps errors to
+// exit codes (0 ok, 1 error, 2 changes present with --detailed-exitcode).
 import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline/promises';
 import { readFileSync } from 'node:fs';
-import { loadSpecFile } from '../lib/engine/spec-file.js';
-import { plan as makePlan, converge, dryRun, destroyAll, observe } from '../lib/engine/converge.js';
-import { formatPlan } from '../lib/engine/plan.js';
-import { withCommandLock } from '../lib/engine/lock.js';
-import { readRecords } from '../lib/engine/registry.js';
-import { importDomain } from '../lib/engine/import.js';
-import { defaultEngine } from '../lib/engine/container.js';
-import { Libvirt } from '../lib/libvirt/index.js';
-import { isVirtwireError, SpecError } from '../lib/errors/index.js';
-import { DEFAULT_STATE_DIR } from '../lib/xml/index.js';
+import {
+  loadSpecFile, plan as makePlan, apply, dryRun, destroy, observe, importDomain, readState, withCommandLock, formatPlan,
+  Libvirt, isVirtwireError, SpecError, DEFAULT_STATE_DIR, DEFAULT_URI,
+} from '../lib/index.js';
 
 const HELP = `virtwire — tenant networks and VMs on this host (or on the spec file's hosts:), from a spec file
 
@@ -58,7 +52,7 @@ const { values: flags, positionals } = parseArgs({
   },
 });
 
-const target = { stateDir: flags['state-dir'] ?? DEFAULT_STATE_DIR, uri: flags.uri ?? 'qemu:///system' };
+const target = { stateDir: flags['state-dir'] ?? DEFAULT_STATE_DIR, uri: flags.uri ?? DEFAULT_URI };
 const say = (line: string) => void (flags.quiet ? undefined : console.log(line));
 const stamp = () => new Date().toISOString().slice(11, 19);
 
@@ -137,14 +131,13 @@ async function main(command: string | undefined): Promise<number> {
           batch(['bridge', '-batch', '-'], d.host.bridge);
           for (const c of d.host.firewall) batch(c.argv, c.input.trimEnd().split('\n'));
           batch(['tc', '-batch', '-'], d.host.tc);
-          for (const x of d.host.dnsmasq.filter((x) => x.action !== 'none')) console.log(`  dnsmasq ${x.tenant}: ${x.action}`);
+          for (const x of d.host.changes) if (x.kind === 'dnsmasq') console.log(`  dnsmasq ${x.tenant}: ${x.action}`);
           return 0;
         }
         await confirm('perform these actions');
         const live = process.stdout.isTTY && !flags.quiet ? new LiveList() : undefined;
-        const created = await converge(p, {
+        const created = await apply(p, {
           ...on,
-          engine: defaultEngine(),
           report: (c, status, detail) =>
             live ? live.set(`${c.kind} ${c.name}`, `${c.action} ${status}${detail ? ` (${detail})` : ''}`) : say(`${stamp()} ${c.kind} ${c.name}: ${c.action} ${status}${detail ? ` (${detail})` : ''}`),
         });
@@ -159,17 +152,17 @@ async function main(command: string | undefined): Promise<number> {
       const spec = specFile();
       const on = { ...target, ...(spec.hosts ? { hosts: spec.hosts } : {}) };
       return withCommandLock(target.stateDir, argv, async () => {
-        const names = readRecords(target.stateDir).map((r) => r.vm.name);
+        const names = readState(target.stateDir).map((r) => r.vm.name);
         say(names.length ? names.map((n) => `  - vm ${n}`).join('\n') : 'No VMs in the state; removing any virtwire leftovers on the host.');
         if (names.length) await confirm(`destroy ${names.length} VM(s)`);
-        await destroyAll(on, defaultEngine(), (n) => say(`${stamp()} vm ${n}: destroyed`));
+        await destroy({ ...on, report: (n) => say(`${stamp()} vm ${n}: destroyed`) });
         say('Destroy complete.');
         return 0;
       });
     }
     case 'show': {
-      const records = readRecords(target.stateDir);
-      const { domains } = await observe(target, records);
+      const records = readState(target.stateDir);
+      const { domains } = await observe(target);
       const rows = records.map((r) => ({ name: r.vm.name, host: r.host ?? '(this machine)', accel: r.accel, state: domains.get(r.vm.name) ?? 'missing', nics: r.vm.nics.map((n) => ({ tenant: n.network.tenant, ip: n.ip, mac: n.mac, tap: n.tap })) }));
       if (flags.json) console.log(JSON.stringify(rows, null, 2));
       else {

@@ -4,7 +4,7 @@
 import type { ResolvedNetwork, ResolvedVm } from '../../types/resolved.js';
 import type { SegmentPools } from '../../types/spec.js';
 import { Problems, at, parseIpv4, formatIpv4, sameNetwork, DEFAULT_POOLS } from '../spec/index.js';
-import type { VmRecord } from './registry.js';
+import type { VmRecord } from './state/store.js';
 
 export function allocate(vm: ResolvedVm, records: VmRecord[], pools: SegmentPools = {}): ResolvedVm {
   const p = new Problems();

@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import type { ResolvedVm } from '../../types/resolved.js';
 import { SpecError } from '../errors/index.js';
 import type { CommandRunner, HostFiles } from '../host/index.js';
-import { vmPaths } from '../xml/index.js';
+import { vmPaths } from './state/paths.js';
 
 export async function createOverlay(runner: CommandRunner, files: HostFiles, vm: ResolvedVm, stateDir: string): Promise<string | undefined> {
   if (!('image' in vm.boot)) return undefined;

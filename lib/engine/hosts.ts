@@ -6,11 +6,11 @@ import type { HostTarget } from '../../types/vm.js';
 import type { ResolvedVm } from '../../types/resolved.js';
 import { SpecError, VirtwireError } from '../errors/index.js';
 import { Problems, at, checkIfName, checkName, isRecord } from '../spec/index.js';
-import { HostPlane, SshRunner, type CommandRunner } from '../host/index.js';
-import type { Libvirt } from '../libvirt/index.js';
-import type { HostState, SshTarget } from '../../types/host.js';
-import { hostStateOf, type VmRecord } from './registry.js';
-import { DEFAULT_STATE_DIR } from '../xml/index.js';
+import type { CommandRunner } from '../host/index.js';
+import type { Hypervisor } from '../libvirt/index.js';
+import type { Connector, EngineDeps, TenantPlane } from './deps.js';
+import type { VmRecord } from './state/store.js';
+import { DEFAULT_STATE_DIR } from './state/paths.js';
 
 export interface HostContext {
   /** the host's name; undefined for this machine when no hosts were given */
@@ -20,7 +20,7 @@ export interface HostContext {
   uri: string;
   runner: CommandRunner;
   /** the host plane there (its files are the host's files) */
-  plane: HostPlane;
+  plane: TenantPlane;
   /** the state dir on that host */
   stateDir: string;
   remote: boolean;
@@ -34,6 +34,8 @@ export function validateHosts(input: unknown): HostTarget[] {
   return hosts;
 }
 
+const HOST_KEYS = ['name', 'uri', 'ssh', 'stateDir', 'uplink'];
+
 /** The same, collecting into `p` (a spec file's problems). */
 export function checkHosts(p: Problems, input: unknown): HostTarget[] {
   if (input === undefined) return [];
@@ -42,7 +44,7 @@ export function checkHosts(p: Problems, input: unknown): HostTarget[] {
   (Array.isArray(input) ? input : []).forEach((h: unknown, i) => {
     const path = at('hosts', i);
     if (!isRecord(h)) return p.add(path, 'must be an object with name and uri');
-    for (const key of Object.keys(h)) if (!['name', 'uri', 'ssh', 'stateDir', 'uplink'].includes(key)) p.add(at(path, key), 'unknown field (allowed: name, uri, ssh, stateDir, uplink)');
+    for (const key of Object.keys(h)) if (!HOST_KEYS.includes(key)) p.add(at(path, key), `unknown field (allowed: ${HOST_KEYS.join(', ')})`);
     if (h.uplink !== undefined) checkIfName(p, at(path, 'uplink'), h.uplink);
     if (checkName(p, at(path, 'name'), h.name)) {
       if (names.has(h.name as string)) p.add(at(path, 'name'), `host ${String(h.name)} is listed twice`);
@@ -59,11 +61,21 @@ export function checkHosts(p: Problems, input: unknown): HostTarget[] {
   return Array.isArray(input) ? (input as HostTarget[]) : [];
 }
 
+/** Opens a connection, runs `fn`, closes it whatever happens. */
+export async function withHypervisor<T>(connect: Connector, uri: string, fn: (hv: Hypervisor) => Promise<T>): Promise<T> {
+  const hv = await connect(uri);
+  try {
+    return await fn(hv);
+  } finally {
+    await hv.close();
+  }
+}
+
 /**
  * The host for `vm`: the one its spec names, else by free memory. Unreachable hosts are passed
  * over (a placement is not a reason to fail while another host can take the VM).
  */
-export async function placeVm(vm: ResolvedVm, hosts: HostTarget[], connect: (uri: string) => Promise<Libvirt>): Promise<HostTarget | undefined> {
+export async function placeVm(vm: ResolvedVm, hosts: HostTarget[], connect: Connector): Promise<HostTarget | undefined> {
   if (hosts.length === 0) {
     if (vm.host !== undefined) throw new SpecError([{ path: 'host', message: `host ${vm.host} is not known: no hosts were given` }], `VM spec for ${vm.name}`);
     return undefined;
@@ -75,14 +87,10 @@ export async function placeVm(vm: ResolvedVm, hosts: HostTarget[], connect: (uri
   }
   const need = vm.memoryMiB * 1024 * 1024;
   const free = await Promise.all(hosts.map(async (h) => {
-    let lv: Libvirt | undefined;
     try {
-      lv = await connect(h.uri);
-      return { host: h, bytes: await lv.freeMemory() };
+      return { host: h, bytes: await withHypervisor(connect, h.uri, (hv) => hv.freeMemory()) };
     } catch (cause) {
       return { host: h, bytes: -1, cause };
-    } finally {
-      await lv?.close();
     }
   }));
   const fits = free.filter((f) => f.bytes >= need).sort((a, b) => b.bytes - a.bytes);
@@ -91,43 +99,52 @@ export async function placeVm(vm: ResolvedVm, hosts: HostTarget[], connect: (uri
   throw new VirtwireError('NO_HOST', `no host can take VM ${vm.name} (${vm.memoryMiB} MiB): ${seen.join('; ')}`);
 }
 
-// One SshRunner per SSH target in this process: it serialises the commands to its host (small
-// SSH servers drop concurrent sessions on one connection now and then), so parallel creates on
-// one host must share it.
-const sshRunners = new Map<string, SshRunner>();
-function sshRunnerFor(ssh: SshTarget): SshRunner {
-  const key = JSON.stringify([ssh.destination, ssh.port, ssh.identityFile, ssh.controlDir, ssh.acceptNewHostKeys]);
-  let r = sshRunners.get(key);
-  if (!r) sshRunners.set(key, (r = new SshRunner(ssh)));
-  return r;
+/** What a call works on: this machine's URI and state dir, and the hosts it was given. */
+export interface Scope {
+  uri: string;
+  stateDir: string;
+  hosts: HostTarget[];
 }
 
-/** How to work on `target` (undefined: this machine, with the call's own URI and state dir). */
-export function hostContext(target: HostTarget | undefined, local: { runner: CommandRunner; uri: string; stateDir: string }): HostContext {
-  if (!target) return { name: undefined, uri: local.uri, runner: local.runner, plane: new HostPlane({ runner: local.runner, stateDir: local.stateDir }), stateDir: local.stateDir, remote: false };
-  const runner = target.ssh ? sshRunnerFor(target.ssh) : local.runner;
-  const stateDir = target.stateDir ?? (target.ssh ? DEFAULT_STATE_DIR : local.stateDir);
-  return { name: target.name, ...(target.uplink ? { uplink: target.uplink } : {}), uri: target.uri, runner, plane: new HostPlane({ runner, stateDir }), stateDir, remote: target.ssh !== undefined };
-}
+/** Host contexts of one call, made through the engine's collaborators (never constructed here). */
+export class HostResolver {
+  constructor(private readonly deps: Pick<EngineDeps, 'runners' | 'planes'>, private readonly scope: Scope) {}
 
-/** The records of the VMs on one host (undefined: this machine without a hosts list). */
-export function recordsOn(records: VmRecord[], host: string | undefined): VmRecord[] {
-  return records.filter((r) => r.host === host);
-}
+  /** How to work on `target` (undefined: this machine, with the call's own URI and state dir). */
+  context(target: HostTarget | undefined): HostContext {
+    const { runners, planes } = this.deps;
+    if (!target) {
+      const runner = runners.local();
+      return { name: undefined, uri: this.scope.uri, runner, plane: planes(runner, this.scope.stateDir), stateDir: this.scope.stateDir, remote: false };
+    }
+    const runner = target.ssh ? runners.ssh(target.ssh) : runners.local();
+    const stateDir = target.stateDir ?? (target.ssh ? DEFAULT_STATE_DIR : this.scope.stateDir);
+    return { name: target.name, ...(target.uplink ? { uplink: target.uplink } : {}), uri: target.uri, runner, plane: planes(runner, stateDir), stateDir, remote: target.ssh !== undefined };
+  }
 
-/**
- * What the host plane of `ctx` should hold: its VMs' networks and ports, the tenants' segments
- * on the host's own uplink NIC where it names one (NIC names differ between hosts; the
- * segment's id does not).
- */
-export function hostStateFor(records: VmRecord[], ctx: Pick<HostContext, 'name' | 'uplink'>): HostState {
-  const state = hostStateOf(recordsOn(records, ctx.name));
-  if (!ctx.uplink) return state;
-  const uplink = ctx.uplink;
-  return {
-    networks: state.networks.map((net) => {
-      const seg = net.network.segment;
-      return seg.type === 'none' ? net : { ...net, network: { ...net.network, segment: { ...seg, uplink } } };
-    }),
-  };
+  /** The host a recorded VM lives on: as the call's hosts describe it, else as its record keeps it. */
+  ofRecord(record: VmRecord): HostContext {
+    if (record.host === undefined) return this.context(undefined);
+    const target = this.scope.hosts.find((h) => h.name === record.host) ?? record.hostTarget;
+    const given = this.scope.hosts.map((h) => h.name).join(', ') || 'none';
+    if (!target) throw new VirtwireError('NOT_FOUND', `VM ${record.vm.name} runs on host ${record.host}, which is not among the hosts given (${given})`);
+    return this.context(target);
+  }
+
+  /**
+   * Every host the records or the call involve: this machine (unless every VM lives on named
+   * hosts), and each named host — from the call's hosts, else as its records keep it.
+   */
+  all(records: VmRecord[]): Map<string | undefined, HostContext> {
+    const known = new Map<string, HostTarget>();
+    for (const r of records) if (r.host && r.hostTarget) known.set(r.host, r.hostTarget);
+    for (const h of this.scope.hosts) known.set(h.name, h);
+    const out = new Map<string | undefined, HostContext>();
+    if (this.scope.hosts.length === 0 || records.some((r) => r.host === undefined)) out.set(undefined, this.context(undefined));
+    for (const [name, h] of known) out.set(name, this.context(h));
+    for (const r of records) {
+      if (r.host !== undefined && !out.has(r.host)) throw new VirtwireError('NOT_FOUND', `VM ${r.vm.name} is recorded on host ${r.host}, which neither the hosts given nor the record describe`);
+    }
+    return out;
+  }
 }

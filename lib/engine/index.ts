@@ -1,6 +1,16 @@
+// The engine's public face: thin functions over the default engine (the composition root stays
+// internal), the spec file, plans and the state module's defaults.
 import type { CreateVmOptions, CreatedVm, DestroyVmOptions } from '../../types/vm.js';
 import type { VmSpec } from '../../types/spec.js';
+import type { ResolvedVm } from '../../types/resolved.js';
 import { defaultEngine } from './container.js';
+import type { Observed, Plan } from './plan.js';
+import type { SpecFile } from './spec-file.js';
+import type { ScopeOptions } from './ops/scope.js';
+import type { ApplyOptions } from './ops/converge.js';
+import type { DryRun } from './ops/dry-run.js';
+import { DEFAULT_STATE_DIR } from './state/paths.js';
+import { StateStore, type VmRecord } from './state/store.js';
 
 /** Creates, starts and (by default) waits for the DHCP lease of a VM on its tenants' networks. */
 export function createVm(spec: VmSpec, options?: CreateVmOptions): Promise<CreatedVm> {
@@ -12,6 +22,52 @@ export function destroyVm(name: string, options?: DestroyVmOptions): Promise<boo
   return defaultEngine().destroy(name, options);
 }
 
-export { createEngine, type EngineOverrides } from './container.js';
-export { readRecords, hostStateOf, type VmRecord } from './registry.js';
+/** A spec file (loadSpecFile) against the state and what is really on the hosts: Terraform's plan. */
+export function plan(spec: SpecFile, options?: ScopeOptions): Promise<Plan> {
+  return defaultEngine().plan(spec, options);
+}
+
+/** Makes a plan true: removals, then creations in parallel, then updates and repairs. */
+export function apply(p: Plan, options?: ApplyOptions): Promise<CreatedVm[]> {
+  return defaultEngine().apply(p, options);
+}
+
+/** What apply would run (host batches, hypervisor calls, disk commands), changing nothing. */
+export function dryRun(p: Plan, options?: ScopeOptions): Promise<DryRun> {
+  return defaultEngine().dryRun(p, options);
+}
+
+/** Removes every VM in the state and whatever virtwire still has on its hosts. */
+export function destroy(options?: ScopeOptions & { report?: (name: string) => void }): Promise<string[]> {
+  return defaultEngine().destroyAll(options);
+}
+
+/** Each host's domains and host-plane drift, as plan sees them. */
+export function observe(options?: ScopeOptions): Promise<Observed> {
+  return defaultEngine().observe(options);
+}
+
+/** Adopts a shut-off libvirt domain whose NICs are on tenant bridges into the state. */
+export function importDomain(domain: string, as: string, options?: ScopeOptions): Promise<ResolvedVm> {
+  return defaultEngine().import(domain, as, options);
+}
+
+/** The VM records of a state dir. */
+export function readState(stateDir: string = DEFAULT_STATE_DIR): VmRecord[] {
+  return new StateStore(stateDir).records();
+}
+
+/** Runs `fn` under the state dir's command lock (LOCKED at once, naming the holder, when taken). */
+export function withCommandLock<T>(stateDir: string, command: string, fn: () => Promise<T>): Promise<T> {
+  return new StateStore(stateDir).withCommandLock(command, fn);
+}
+
+export { renderDomainXml, type RenderOptions } from './render.js';
+export { loadSpecFile, parseSpecText, type SpecFile } from './spec-file.js';
+export { formatPlan, type Plan, type Change, type ChangeAction, type AttributeChange, type Observed } from './plan.js';
 export { seedFiles } from './disks.js';
+export { DEFAULT_STATE_DIR, DEFAULT_URI, vmPaths, type VmPaths } from './state/paths.js';
+export type { VmRecord } from './state/store.js';
+export type { ScopeOptions } from './ops/scope.js';
+export type { ApplyOptions, ChangeReporter } from './ops/converge.js';
+export type { DryRun } from './ops/dry-run.js';

@@ -2,11 +2,10 @@
 // there (libvirt's domains, the host plane's devices, rules and dnsmasq). Each resource gets a
 // change: create, update in place, replace, delete, or repair (drift).
 import type { ResolvedVm, ResolvedNic } from '../../types/resolved.js';
-import type { HostState } from '../../types/host.js';
 import type { HostPlan } from '../host/index.js';
 import { allocate } from './allocate.js';
 import { withoutSegmentId } from '../spec/index.js';
-import { hostStateOf, type VmRecord } from './registry.js';
+import type { VmRecord } from './state/store.js';
 import type { SpecFile } from './spec-file.js';
 
 export type ChangeAction = 'create' | 'update' | 'replace' | 'delete' | 'repair';
@@ -60,21 +59,31 @@ export function diffVm(from: ResolvedVm, to: ResolvedVm): AttributeChange[] {
   return keys.filter((k) => a.get(k) !== b.get(k)).map((k) => ({ name: k, from: a.get(k), to: b.get(k) }));
 }
 
-/** Tenants whose host objects differ from the recorded state, with a reason each. */
-function hostDrift(state: HostState, host: HostPlan): Map<string, string[]> {
+/** Tenants whose host objects differ from the recorded state, with a reason each (from the typed changes). */
+function hostDrift(tenants: Set<string>, host: HostPlan): Map<string, string[]> {
   const drift = new Map<string, string[]>();
-  const add = (tenant: string, why: string) => drift.set(tenant, [...(drift.get(tenant) ?? []), why]);
-  for (const net of state.networks) {
-    const t = net.network.tenant;
-    const names = [net.network.bridge, ...net.ports.map((p) => p.name)];
-    const lines = [...host.ip, ...host.bridge].filter((l) => names.some((n) => l.split(' ').includes(n)));
-    if (lines.some((l) => l.startsWith('link add') || l.startsWith('tuntap add'))) add(t, 'devices missing');
-    else if (lines.length > 0) add(t, 'device settings differ');
-    if (host.tc.some((l) => names.some((n) => l.split(' ').includes(n)))) add(t, 'QoS differs');
-    const dns = host.dnsmasq.find((d) => d.tenant === t);
-    if (dns && dns.action !== 'none') add(t, dns.action === 'start' ? 'dnsmasq not running' : 'dnsmasq config differs');
+  const add = (tenant: string | undefined, why: string) => {
+    if (tenant !== undefined && tenants.has(tenant)) drift.set(tenant, [...(drift.get(tenant) ?? []), why]);
+  };
+  // reasons in a fixed order (devices, QoS, dnsmasq, firewall), whatever order the host planned in
+  const order = ['link', 'qos', 'dnsmasq', 'firewall'];
+  for (const c of [...host.changes].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind))) {
+    switch (c.kind) {
+      case 'link':
+        add(c.tenant, c.action === 'create' ? 'devices missing' : 'device settings differ');
+        break;
+      case 'qos':
+        add(c.tenant, 'QoS differs');
+        break;
+      case 'dnsmasq':
+        add(c.tenant, c.action === 'start' ? 'dnsmasq not running' : 'dnsmasq config differs');
+        break;
+      case 'firewall':
+        // a table holds every tenant's rules: each is affected
+        for (const t of tenants) add(t, 'firewall rules differ');
+        break;
+    }
   }
-  if (host.firewall.length > 0 && state.networks.length > 0) for (const net of state.networks) add(net.network.tenant, 'firewall rules differ');
   return drift;
 }
 
@@ -125,7 +134,7 @@ export function planChanges(spec: SpecFile, records: VmRecord[], observed: Obser
   const tenantsAfter = new Set(placed.flatMap((r) => r.vm.nics.map((n) => n.network.tenant)));
   for (const t of [...tenantsAfter].sort()) if (!tenantsBefore.has(t)) changes.push({ kind: 'network', name: t, action: 'create', attributes: [] });
   for (const t of [...tenantsBefore].sort()) if (!tenantsAfter.has(t)) changes.push({ kind: 'network', name: t, action: 'delete', attributes: [] });
-  const drift = hostDrift(hostStateOf(records), observed.host);
+  const drift = hostDrift(tenantsBefore, observed.host);
   for (const [t, why] of [...drift].sort()) {
     if (tenantsAfter.has(t)) changes.push({ kind: 'network', name: t, action: 'repair', attributes: [], reason: [...new Set(why)].join(', ') });
   }

@@ -1,10 +1,18 @@
-// Injection tokens of the composition root (lib/engine/container.ts). Explicit tokens, because
-// esbuild/tsx emit no decorator metadata for constructor parameter types.
+// Injection tokens of the composition root (container.ts). Explicit tokens, because esbuild/tsx
+// emit no decorator metadata for constructor parameter types.
 export const TOKENS = {
-  /** CommandRunner for host commands */
-  Runner: Symbol.for('virtwire.Runner'),
-  /** (uri) => Promise<Libvirt> */
+  /** Connector: (uri) => Promise<Hypervisor> */
   Connect: Symbol.for('virtwire.Connect'),
-  /** (host: HostContext) => Promise<KvmVerdict>: can guests use KVM on that host */
+  /** RunnerFactory: this machine's runner and one per SSH target */
+  Runners: Symbol.for('virtwire.Runners'),
+  /** PlaneFactory: (runner, stateDir) => host plane */
+  Planes: Symbol.for('virtwire.Planes'),
+  /** StateFactory: (stateDir) => StateStore */
+  State: Symbol.for('virtwire.State'),
+  /** KvmProbe: (host) => Promise<KvmVerdict> */
   Kvm: Symbol.for('virtwire.Kvm'),
+  /** Clock */
+  Clock: Symbol.for('virtwire.Clock'),
+  /** Logger */
+  Log: Symbol.for('virtwire.Log'),
 } as const;

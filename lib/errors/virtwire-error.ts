@@ -15,7 +15,15 @@ export type VirtwireErrorCode =
   | 'ABORTED'
   | 'TIMEOUT'
   | 'CLOSED'
-  | 'NO_HOST';
+  | 'NO_HOST'
+  /** a value that validation should have refused reached a config file or command (a bug upstream) */
+  | 'UNSAFE_VALUE'
+  /** the state dir holds something this version cannot read */
+  | 'STATE_INVALID'
+  /** a process virtwire started (dnsmasq, a guest image build) failed */
+  | 'PROCESS_FAILED'
+  /** an invariant of virtwire itself does not hold */
+  | 'INTERNAL';
 
 export interface VirtwireErrorOptions {
   cause?: unknown;

@@ -2,7 +2,7 @@
 // optional stdin for batch modes (`ip -batch -`, `nft -f -`, `tc -batch -`), and an optional
 // network namespace. Tests swap it for a recording runner.
 import { execa } from 'execa';
-import { HostCommandError } from '../errors/index.js';
+import { HostCommandError, VirtwireError } from '../errors/index.js';
 
 export interface RunOptions {
   /** fed to the command's stdin (batch input) */
@@ -83,7 +83,7 @@ const UNSAFE_TOKEN = /[\s"'\\#;]/;
 export function batchLine(tokens: readonly (string | number)[]): string {
   for (const t of tokens) {
     const s = String(t);
-    if (s === '' || UNSAFE_TOKEN.test(s)) throw new Error(`refusing unsafe batch token ${JSON.stringify(s)}`);
+    if (s === '' || UNSAFE_TOKEN.test(s)) throw new VirtwireError('UNSAFE_VALUE', `refusing unsafe batch token ${JSON.stringify(s)}`);
   }
   return tokens.join(' ');
 }

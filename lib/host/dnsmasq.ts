@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { HostNetwork } from '../../types/host.js';
 import type { ResolvedNetwork } from '../../types/resolved.js';
 import { checkSafeText, Problems } from '../spec/index.js';
+import { VirtwireError } from '../errors/index.js';
 import { renderTemplate } from './template.js';
 import type { CommandRunner } from './command-runner.js';
 import { waitUntil } from './wait.js';
@@ -110,7 +111,7 @@ export async function applyDnsmasq(runner: CommandRunner, files: HostFiles, path
   // pid file before the parent exits
   await runner.run(['dnsmasq', `--conf-file=${paths.conf}`], { step: `dnsmasq: start for ${paths.dir}` });
   const started = (await observeDnsmasq(files, paths)).pid;
-  if (started === undefined) throw new Error(`dnsmasq for ${paths.dir} exited right after starting`);
+  if (started === undefined) throw new VirtwireError('PROCESS_FAILED', `dnsmasq for ${paths.dir} exited right after starting`);
   return started;
 }
 

@@ -7,7 +7,7 @@
 // Nothing in the built-in chains is touched but virtwire's own jumps.
 import type { HostNetwork, HostPort, HostState } from '../../types/host.js';
 import type { CommandRunner } from './command-runner.js';
-import type { FirewallBackend, FirewallCommand, FirewallPlan } from './firewall.js';
+import type { FirewallBackend, FirewallChange, FirewallCommand, FirewallPlan } from './firewall.js';
 import { hashOf } from './firewall-nft.js';
 import { cidr, ifname, ipv4, mac } from './firewall-values.js';
 import { uplinksOf, type Uplink } from './firewall-uplinks.js';
@@ -194,12 +194,14 @@ export const iptablesBackend: FirewallBackend = {
   async plan(runner: CommandRunner, state: HostState): Promise<FirewallPlan> {
     const commands: FirewallCommand[] = [];
     const restore: FirewallCommand[] = [];
+    const changes: FirewallChange[] = [];
     for (const want of desiredTables(state)) {
       const saved = await runner.run([...SAVE[want.tool], want.table], { step: 'firewall: observe' });
       const seen = parseSave(saved.stdout);
       const forward = transition(want, seen);
       if (!forward) continue;
       commands.push({ argv: [...RESTORE[want.tool]], input: forward });
+      changes.push({ kind: 'firewall', table: `${want.tool} ${want.table}`, action: want.chains.length ? 'replace' : 'remove' });
       // rollback: from what this apply makes back to what was seen
       const after: TableSeen = {
         chains: new Map(want.chains.map((c) => [c.name, c.rules])),
@@ -209,6 +211,6 @@ export const iptablesBackend: FirewallBackend = {
       const back = transition(asWant(want.tool, want.table, seen), after);
       if (back) restore.unshift({ argv: [...RESTORE[want.tool]], input: back });
     }
-    return { commands, restore };
+    return { commands, changes, restore };
   },
 };

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { HostState, HostNetwork, HostPort } from '../../types/host.js';
 import type { CommandRunner } from './command-runner.js';
-import type { FirewallBackend, FirewallCommand, FirewallPlan } from './firewall.js';
+import type { FirewallBackend, FirewallChange, FirewallCommand, FirewallPlan } from './firewall.js';
 import { cidr, ifname, ipv4, mac } from './firewall-values.js';
 import { uplinksOf, type Uplink } from './firewall-uplinks.js';
 
@@ -221,6 +221,7 @@ export const nftablesBackend: FirewallBackend = {
     const want = renderRuleset(state);
     const commands: FirewallCommand[] = [];
     const restore: FirewallCommand[] = [];
+    const changes: FirewallChange[] = [];
     for (const family of ['inet', 'bridge'] as const) {
       const body = want[family];
       const live = await liveTable(runner, family);
@@ -229,9 +230,10 @@ export const nftablesBackend: FirewallBackend = {
         : live === null;
       if (same) continue;
       commands.push({ argv: NFT, input: tableScript(family, body) });
+      changes.push({ kind: 'firewall', table: `${family} ${TABLE}`, action: body ? 'replace' : 'remove' });
       const current = live === null ? '' : await live.text();
       restore.push({ argv: NFT, input: `table ${family} ${TABLE}\ndelete table ${family} ${TABLE}\n${current}\n` });
     }
-    return { commands, restore };
+    return { commands, changes, restore };
   },
 };

@@ -15,9 +15,19 @@ export interface FirewallCommand {
   input: string;
 }
 
+/** One of virtwire's tables (or chain sets) to be replaced or removed, typed. */
+export interface FirewallChange {
+  kind: 'firewall';
+  /** e.g. "inet virtwire", "bridge virtwire", "iptables filter", "ebtables nat" */
+  table: string;
+  action: 'replace' | 'remove';
+}
+
 export interface FirewallPlan {
   /** what makes the rules true; empty when they already are */
   commands: FirewallCommand[];
+  /** one per command: which table it changes */
+  changes: FirewallChange[];
   /** puts the rules back as they were observed (rollback) */
   restore: FirewallCommand[];
 }

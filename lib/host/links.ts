@@ -4,7 +4,7 @@
 // processes does not grow with the number of devices.
 import type { HostState, HostNetwork } from '../../types/host.js';
 import { ifbName, vlanDeviceName, vxlanDeviceName } from '../spec/index.js';
-import { HostUnsupportedError } from '../errors/index.js';
+import { HostUnsupportedError, VirtwireError } from '../errors/index.js';
 import { batchLine, type CommandRunner } from './command-runner.js';
 
 export type LinkKind = 'bridge' | 'tap' | 'veth' | 'vlan' | 'vxlan' | 'ifb';
@@ -12,6 +12,8 @@ export type LinkKind = 'bridge' | 'tap' | 'veth' | 'vlan' | 'vxlan' | 'ifb';
 export interface DesiredLink {
   name: string;
   kind: LinkKind;
+  /** the tenant network it belongs to */
+  tenant: string;
   /** what must match for an existing link to be kept (kind-specific parameters) */
   identity: string;
   /** tokens after `link add <name>` (or the whole `tuntap add` line for taps) */
@@ -73,7 +75,7 @@ export const OWNED_NAME = /^vw[btxiv][a-z0-9]*-[0-9a-f]{6}$/;
 
 /** validateHostState refuses a segment without its id; this only narrows the type. */
 function allocated(id: number | undefined, tenant: string): number {
-  if (id === undefined) throw new Error(`tenant ${tenant}'s segment id was never allocated`);
+  if (id === undefined) throw new VirtwireError('INTERNAL', `tenant ${tenant}'s segment id was never allocated`);
   return id;
 }
 
@@ -84,7 +86,7 @@ export function uplinkOf(net: HostNetwork, mtu?: number): DesiredLink | undefine
   if (seg.type === 'vlan') {
     const id = allocated(seg.id, n.tenant);
     const name = vlanDeviceName(seg.uplink, id);
-    return { name, kind: 'vlan', identity: `vlan:${seg.uplink}:${id}`, create: ['link', seg.uplink, 'type', 'vlan', 'id', id], master: n.bridge, mtu, addresses: [], peers: [] };
+    return { name, kind: 'vlan', tenant: n.tenant, identity: `vlan:${seg.uplink}:${id}`, create: ['link', seg.uplink, 'type', 'vlan', 'id', id], master: n.bridge, mtu, addresses: [], peers: [] };
   }
   if (seg.type === 'vxlan') {
     const vni = allocated(seg.vni, n.tenant);
@@ -93,7 +95,7 @@ export function uplinkOf(net: HostNetwork, mtu?: number): DesiredLink | undefine
     if (seg.local) create.push('local', seg.local);
     if (seg.group) create.push('group', seg.group);
     const identity = `vxlan:${vni}:${seg.local ?? ''}:${seg.group ?? ''}:${seg.uplink}:${VXLAN_PORT}`;
-    return { name, kind: 'vxlan', identity, create, master: n.bridge, mtu, addresses: [], peers: [...(seg.remotes ?? [])].sort() };
+    return { name, kind: 'vxlan', tenant: n.tenant, identity, create, master: n.bridge, mtu, addresses: [], peers: [...(seg.remotes ?? [])].sort() };
   }
   return undefined;
 }
@@ -105,17 +107,18 @@ export function desiredLinks(state: HostState, mtus: ReadonlyMap<string, number>
     const n = net.network;
     const mtu = mtus.get(n.tenant);
     const uplink = uplinkOf(net, mtu);
-    links.push({ name: n.bridge, kind: 'bridge', identity: 'bridge', create: ['type', 'bridge', 'forward_delay', 0, 'stp_state', 0], mtu, addresses: [`${n.gateway}/${n.prefix}`], peers: [] });
+    const tenant = n.tenant;
+    links.push({ name: n.bridge, kind: 'bridge', tenant, identity: 'bridge', create: ['type', 'bridge', 'forward_delay', 0, 'stp_state', 0], mtu, addresses: [`${n.gateway}/${n.prefix}`], peers: [] });
     if (uplink) links.push(uplink);
     for (const port of net.ports) {
       if (port.qos?.egressKbps) {
         const ifb = ifbName(port.name);
-        links.push({ name: ifb, kind: 'ifb', identity: 'ifb', create: ['type', 'ifb'], addresses: [], peers: [] });
+        links.push({ name: ifb, kind: 'ifb', tenant, identity: 'ifb', create: ['type', 'ifb'], addresses: [], peers: [] });
       }
       const create = port.kind === 'tap'
         ? ['tuntap', 'add', 'dev', port.name, 'mode', 'tap']
         : ['type', 'veth', 'peer', 'name', port.peer!.name, 'address', port.mac, ...(mtu ? ['mtu', mtu] : []), 'netns', port.peer!.netns];
-      links.push({ name: port.name, kind: port.kind, identity: port.kind, create, master: n.bridge, mtu, addresses: [], peers: [] });
+      links.push({ name: port.name, kind: port.kind, tenant, identity: port.kind, create, master: n.bridge, mtu, addresses: [], peers: [] });
     }
   }
   return links;
@@ -173,6 +176,19 @@ export async function observeLinks(runner: CommandRunner, step = 'links: observe
   return byName;
 }
 
+/** One device's change, typed: what a caller classifies (the batch lines are for running). */
+export interface LinkChange {
+  kind: 'link';
+  /** create: missing; recreate: its kind or parameters changed; configure: settings differ; delete: ours, unwanted */
+  action: 'create' | 'recreate' | 'configure' | 'delete';
+  device: string;
+  linkKind: string;
+  /** the tenant it belongs to (unknown for a leftover being deleted) */
+  tenant?: string;
+  /** configure: which settings differ */
+  settings?: ('mtu' | 'master' | 'up' | 'address' | 'peers')[];
+}
+
 export interface LinkPlan {
   /** `ip -batch` lines */
   ip: string[];
@@ -180,6 +196,7 @@ export interface LinkPlan {
   bridge: string[];
   /** names this plan creates (for rollback) */
   creates: string[];
+  changes: LinkChange[];
 }
 
 /**
@@ -190,6 +207,7 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
   const ip: string[] = [];
   const bridge: string[] = [];
   const creates: string[] = [];
+  const changes: LinkChange[] = [];
   const wanted = new Map(desired.map((d) => [d.name, d]));
 
   // 1. delete what is ours and unwanted (ports before bridges: a bridge's deletion frees them)
@@ -201,6 +219,7 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
   });
   ip.push(...deleteLines(stale, observed));
   const gone = new Set(stale.map((o) => o.name));
+  for (const o of stale) if (!wanted.has(o.name)) changes.push({ kind: 'link', action: 'delete', device: o.name, linkKind: o.kind });
 
   // 2. create, 3. configure
   for (const d of desired) {
@@ -208,20 +227,39 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
     if (!o) {
       creates.push(d.name);
       ip.push(batchLine(d.kind === 'tap' ? d.create : ['link', 'add', d.name, ...d.create]));
+      changes.push({ kind: 'link', action: observed.has(d.name) ? 'recreate' : 'create', device: d.name, linkKind: d.kind, tenant: d.tenant });
     }
+    const settings: NonNullable<LinkChange['settings']> = [];
     const set: (string | number)[] = [];
-    if (d.mtu && o?.mtu !== d.mtu) set.push('mtu', d.mtu);
-    if (d.master && o?.master !== d.master) set.push('master', d.master);
-    if (!o?.up) set.push('up');
+    const differs = (setting: (typeof settings)[number], ...tokens: (string | number)[]) => {
+      settings.push(setting);
+      set.push(...tokens);
+    };
+    if (d.mtu && o?.mtu !== d.mtu) differs('mtu', 'mtu', d.mtu);
+    if (d.master && o?.master !== d.master) differs('master', 'master', d.master);
+    if (!o?.up) differs('up', 'up');
     if (set.length > 0) ip.push(batchLine(['link', 'set', 'dev', d.name, ...set]));
     const have = new Set(o?.addresses ?? []);
-    for (const a of d.addresses) if (!have.has(a)) ip.push(batchLine(['addr', 'add', a, 'dev', d.name]));
-    for (const a of have) if (!d.addresses.includes(a) && d.kind === 'bridge') ip.push(batchLine(['addr', 'del', a, 'dev', d.name]));
+    const addrs = [
+      ...d.addresses.filter((a) => !have.has(a)).map((a) => batchLine(['addr', 'add', a, 'dev', d.name])),
+      ...[...have].filter((a) => !d.addresses.includes(a) && d.kind === 'bridge').map((a) => batchLine(['addr', 'del', a, 'dev', d.name])),
+    ];
+    if (addrs.length > 0) {
+      ip.push(...addrs);
+      settings.push('address');
+    }
     const peers = new Set(o?.peers ?? []);
-    for (const p of d.peers) if (!peers.has(p)) bridge.push(batchLine(['fdb', 'append', '00:00:00:00:00:00', 'dev', d.name, 'dst', p]));
-    for (const p of peers) if (!d.peers.includes(p)) bridge.push(batchLine(['fdb', 'del', '00:00:00:00:00:00', 'dev', d.name, 'dst', p]));
+    const fdb = [
+      ...d.peers.filter((p) => !peers.has(p)).map((p) => batchLine(['fdb', 'append', '00:00:00:00:00:00', 'dev', d.name, 'dst', p])),
+      ...[...peers].filter((p) => !d.peers.includes(p)).map((p) => batchLine(['fdb', 'del', '00:00:00:00:00:00', 'dev', d.name, 'dst', p])),
+    ];
+    if (fdb.length > 0) {
+      bridge.push(...fdb);
+      settings.push('peers');
+    }
+    if (o && settings.length > 0) changes.push({ kind: 'link', action: 'configure', device: d.name, linkKind: d.kind, tenant: d.tenant, settings });
   }
-  return { ip, bridge, creates };
+  return { ip, bridge, creates, changes };
 }
 
 // Deleting a device makes the kernel wait for an RCU grace period; deleting a whole device

@@ -8,9 +8,9 @@ import { ApplyError } from '../errors/index.js';
 import { ExecaRunner, type CommandRunner } from './command-runner.js';
 import { probeHost, requireFeature } from './probe.js';
 import { validateHostState } from './host-state.js';
-import { applyLinkPlan, deleteLinks, desiredLinks, observeLinks, planLinks, segmentMtus } from './links.js';
-import { chooseFirewall, runFirewall, type FirewallBackend, type FirewallCommand, type FirewallKind } from './firewall.js';
-import { applyQos, desiredQos, planQos } from './qos.js';
+import { applyLinkPlan, deleteLinks, desiredLinks, observeLinks, planLinks, segmentMtus, type LinkChange, type LinkPlan, type DesiredLink, type ObservedLink } from './links.js';
+import { chooseFirewall, runFirewall, type FirewallBackend, type FirewallChange, type FirewallCommand, type FirewallKind, type FirewallPlan } from './firewall.js';
+import { applyQos, desiredQos, planQos, type QosChange, type QosDesired } from './qos.js';
 import {
   applyDnsmasq, dnsmasqPaths, observeDnsmasq, planDnsmasq, removeDnsmasq, renderDnsmasqConfig, renderHostsFile, stopDnsmasq,
   type DnsmasqPaths, type DnsmasqAction,
@@ -18,12 +18,18 @@ import {
 import { waitForLease, pollForLease, parseLeases, type Lease } from './leases.js';
 import { LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
 
+/**
+ * virtwire's directory on a host: the one definition of the default. The host plane keeps its
+ * dnsmasq files below it; the engine's state module (lib/engine/state) owns the rest of its layout.
+ */
+export const DEFAULT_STATE_DIR = '/var/lib/virtwire';
+
 export interface HostPlaneOptions {
   /** runs every command; default: execa in `netns` (or the host's namespace) */
   runner?: CommandRunner;
   /** network namespace to build in (tests, labs); default: the host's */
   netns?: string;
-  /** where dnsmasq configs, hostsfiles and leases live; default /var/lib/virtwire */
+  /** where dnsmasq configs, hostsfiles and leases live; default DEFAULT_STATE_DIR (/var/lib/virtwire) */
   stateDir?: string;
   /** capabilities; default: probed once per process */
   capabilities?: HostCapabilities;
@@ -33,7 +39,18 @@ export interface HostPlaneOptions {
   files?: HostFiles;
 }
 
+/** A typed change of the host plane: a device, a QoS setting, a firewall table or a dnsmasq instance. */
+export type HostChange = LinkChange | QosChange | FirewallChange | DnsmasqChange;
+
+export interface DnsmasqChange {
+  kind: 'dnsmasq';
+  tenant: string;
+  action: Exclude<DnsmasqAction, 'none'> | 'remove';
+}
+
 export interface HostPlan {
+  /** what apply would change, typed (what callers classify and show) */
+  changes: HostChange[];
   /** `ip -batch` input */
   ip: string[];
   /** `bridge -batch` input */
@@ -42,7 +59,6 @@ export interface HostPlan {
   firewall: FirewallCommand[];
   /** `tc -batch` input */
   tc: string[];
-  dnsmasq: { tenant: string; action: DnsmasqAction | 'remove' }[];
 }
 
 export interface ApplyReport {
@@ -61,7 +77,7 @@ export class HostPlane {
 
   constructor(options: HostPlaneOptions = {}) {
     this.runner = options.runner ?? new ExecaRunner(options.netns);
-    this.stateDir = options.stateDir ?? '/var/lib/virtwire';
+    this.stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
     this.caps = options.capabilities;
     this.firewallKind = options.firewall;
     // an ExecaRunner runs on this machine (in whichever namespace): its files are ours
@@ -85,16 +101,8 @@ export class HostPlane {
 
   /** Makes `state` true. Bad input and missing kernel features fail before anything changes. */
   async apply(state: HostState): Promise<ApplyReport> {
-    validateHostState(state);
-    const caps = this.caps ?? (await this.probe());
-    const firewall = checkFeatures(state, caps, this.firewallKind);
-    const qosWanted = desiredQos(state, caps);
-
-    // links and virtwire's firewall rules are observed together: neither depends on the other;
-    // an uplink that is missing or too small for its segment fails here, before any change
-    const [observed, fw] = await Promise.all([observeLinks(this.runner), firewall.plan(this.runner, state)]);
-    const mtus = segmentMtus(state, observed);
-
+    // an uplink that is missing or too small for its segment fails here too, before any change
+    const p = await this.prepare(state);
     const changes: { step: string; count: number }[] = [];
     const done: string[] = [];
     const created: string[] = [];
@@ -102,11 +110,9 @@ export class HostPlane {
     let restoreFirewall: FirewallCommand[] = [];
     let step = 'links';
     try {
-      const desired = desiredLinks(state, mtus);
-      const links = planLinks(desired, observed);
-      created.push(...links.creates); // before running: a batch failing half-way has made some
-      await applyLinkPlan(this.runner, links);
-      changes.push({ step, count: links.ip.length + links.bridge.length });
+      created.push(...p.links.creates); // before running: a batch failing half-way has made some
+      await applyLinkPlan(this.runner, p.links);
+      changes.push({ step, count: p.links.ip.length + p.links.bridge.length });
       done.push(step);
 
       step = 'ip forwarding';
@@ -120,29 +126,28 @@ export class HostPlane {
       done.push(step);
 
       step = 'firewall';
-      restoreFirewall = fw.restore;
-      await runFirewall(this.runner, fw.commands, step);
-      changes.push({ step, count: fw.commands.length });
+      restoreFirewall = p.firewall.restore;
+      await runFirewall(this.runner, p.firewall.commands, step);
+      changes.push({ step, count: p.firewall.commands.length });
       done.push(step);
 
       step = 'qos';
       // after the link step every desired device exists (re-created ones without qdiscs)
-      const tc = await planQos(this.runner, qosWanted, new Set(desired.map((d) => d.name)));
-      await applyQos(this.runner, tc);
-      changes.push({ step, count: tc.length });
+      const tc = await planQos(this.runner, p.qos, new Set(p.desired.map((d) => d.name)));
+      await applyQos(this.runner, tc.lines);
+      changes.push({ step, count: tc.lines.length });
       done.push(step);
 
       step = 'dnsmasq';
       let actions = 0;
-      const { instances, unwanted } = await this.planDnsmasqs(state, mtus);
-      for (const { tenant, paths, conf, hosts, status, action } of instances) {
+      for (const { tenant, paths, conf, hosts, status, action } of p.dnsmasq.instances) {
         step = `dnsmasq ${tenant}: ${action}`;
         await applyDnsmasq(this.runner, this.files, paths, action, conf, hosts, status);
         if (action === 'start' || action === 'restart') started.push(paths);
         if (action !== 'none') actions++;
       }
       step = 'dnsmasq: remove unwanted';
-      for (const tenant of unwanted) {
+      for (const tenant of p.dnsmasq.unwanted) {
         await removeDnsmasq(this.files, this.dnsmasqPaths(tenant));
         actions++;
       }
@@ -160,22 +165,42 @@ export class HostPlane {
   }
 
   /**
-   * What apply(state) would do, read-only: the exact batch input for each tool and the dnsmasq
-   * action per tenant. (QoS lines are computed against today's devices.)
+   * What apply(state) would do, read-only: typed changes per device, table and dnsmasq
+   * instance, and the exact batch input for each tool. (QoS is planned against today's devices.)
    */
   async plan(state: HostState): Promise<HostPlan> {
+    const p = await this.prepare(state);
+    const existing = new Set([...p.observed.keys()].filter((n) => p.desired.some((d) => d.name === n)));
+    const qos = await planQos(this.runner, p.qos, existing);
+    const dnsmasq: DnsmasqChange[] = [
+      ...p.dnsmasq.instances.flatMap(({ tenant, action }) => (action === 'none' ? [] : [{ kind: 'dnsmasq' as const, tenant, action }])),
+      ...p.dnsmasq.unwanted.map((tenant) => ({ kind: 'dnsmasq' as const, tenant, action: 'remove' as const })),
+    ];
+    return {
+      changes: [...p.links.changes, ...p.firewall.changes, ...qos.changes, ...dnsmasq],
+      ip: p.links.ip,
+      bridge: p.links.bridge,
+      firewall: p.firewall.commands,
+      tc: qos.lines,
+    };
+  }
+
+  /**
+   * Shared by plan() and apply(): validation, kernel features, then one observation of links
+   * and firewall, and what each part would do. Nothing on the host changes here.
+   */
+  private async prepare(state: HostState): Promise<Prepared> {
     validateHostState(state);
     const caps = this.caps ?? (await this.probe());
-    const firewall = checkFeatures(state, caps, this.firewallKind);
-    const [observed, fw] = await Promise.all([observeLinks(this.runner), firewall.plan(this.runner, state)]);
+    const backend = checkFeatures(state, caps, this.firewallKind);
+    const qos = desiredQos(state, caps);
+    // links and virtwire's firewall rules are observed together: neither depends on the other
+    const [observed, firewall] = await Promise.all([observeLinks(this.runner), backend.plan(this.runner, state)]);
     const mtus = segmentMtus(state, observed);
     const desired = desiredLinks(state, mtus);
     const links = planLinks(desired, observed);
-    const existing = new Set([...observed.keys()].filter((n) => desired.some((d) => d.name === n)));
-    const tc = await planQos(this.runner, desiredQos(state, caps), existing);
-    const { instances, unwanted } = await this.planDnsmasqs(state, mtus);
-    const dnsmasq: HostPlan['dnsmasq'] = [...instances.map(({ tenant, action }) => ({ tenant, action })), ...unwanted.map((tenant) => ({ tenant, action: 'remove' as const }))];
-    return { ip: links.ip, bridge: links.bridge, firewall: fw.commands, tc, dnsmasq };
+    const dnsmasq = await this.planDnsmasqs(state, mtus);
+    return { observed, desired, links, firewall, qos, dnsmasq };
   }
 
   /** Removes everything virtwire made here: devices, rules, dnsmasq instances and their files. */
@@ -216,6 +241,15 @@ export class HostPlane {
     const present = await this.files.list(join(this.stateDir, 'dnsmasq'));
     return { instances, unwanted: present.filter((t) => !wanted.has(t)) };
   }
+}
+
+interface Prepared {
+  observed: Map<string, ObservedLink>;
+  desired: DesiredLink[];
+  links: LinkPlan;
+  firewall: FirewallPlan;
+  qos: QosDesired;
+  dnsmasq: Awaited<ReturnType<HostPlane['planDnsmasqs']>>;
 }
 
 /** Every kernel feature the state needs, checked before the first command runs; the firewall backend. */

@@ -23,15 +23,34 @@ export interface QosDesired {
   redirects: { port: string; ifb: string }[];
   /** every port virtwire manages (their qdiscs are removed when they want no QoS) */
   ports: string[];
+  /** device (port or its ifb) -> its tenant */
+  tenants: Map<string, string>;
+}
+
+/** One device's QoS change, typed (the batch lines are for running). */
+export interface QosChange {
+  kind: 'qos';
+  action: 'set' | 'remove';
+  device: string;
+  tenant?: string;
+}
+
+export interface QosPlan {
+  /** `tc -batch` lines */
+  lines: string[];
+  changes: QosChange[];
 }
 
 export function desiredQos(state: HostState, caps: HostCapabilities): QosDesired {
   const shapers: ShaperSpec[] = [];
   const redirects: { port: string; ifb: string }[] = [];
   const ports: string[] = [];
+  const tenants = new Map<string, string>();
   for (const net of state.networks) {
     for (const port of net.ports) {
       ports.push(port.name);
+      tenants.set(port.name, net.network.tenant);
+      tenants.set(ifbName(port.name), net.network.tenant);
       const q = port.qos;
       if (!q) continue;
       const burstBytes = q.burstKiB ? Math.round(q.burstKiB * 1024) : undefined;
@@ -45,7 +64,7 @@ export function desiredQos(state: HostState, caps: HostCapabilities): QosDesired
     }
   }
   if (shapers.length > 0 && !caps.qdiscs.htb) throw new HostUnsupportedError('htb', 'kernel lacks the htb qdisc (CONFIG_NET_SCH_HTB); QoS cannot be applied');
-  return { shapers, redirects, ports };
+  return { shapers, redirects, ports, tenants };
 }
 
 function requireQos(caps: HostCapabilities, port: HostPort): void {
@@ -103,19 +122,25 @@ async function observeQos(runner: CommandRunner, devices: string[]): Promise<Obs
   return { htb, ingress };
 }
 
-/** tc batch lines taking the observed qdiscs to the desired ones. */
-export async function planQos(runner: CommandRunner, want: QosDesired, existing: Set<string>): Promise<string[]> {
+/** tc batch lines (and typed changes) taking the observed qdiscs to the desired ones. */
+export async function planQos(runner: CommandRunner, want: QosDesired, existing: Set<string>): Promise<QosPlan> {
   const devices = [...new Set([...want.ports, ...want.shapers.map((s) => s.dev)])].filter((d) => existing.has(d));
   const seen = devices.length > 0 ? await observeQos(runner, devices) : { htb: new Map(), ingress: new Set<string>() };
   const lines: string[] = [];
+  const changed = new Map<string, QosChange['action']>();
   const shaped = new Set(want.shapers.map((s) => s.dev));
   const redirected = new Set(want.redirects.map((r) => r.port));
-  for (const dev of seen.htb.keys()) if (!shaped.has(dev)) lines.push(batchLine(['qdisc', 'del', 'dev', dev, 'root']));
-  for (const dev of seen.ingress) if (!redirected.has(dev)) lines.push(batchLine(['qdisc', 'del', 'dev', dev, 'ingress']));
+  const remove = (dev: string, where: 'root' | 'ingress') => {
+    lines.push(batchLine(['qdisc', 'del', 'dev', dev, where]));
+    changed.set(dev, 'remove');
+  };
+  for (const dev of seen.htb.keys()) if (!shaped.has(dev)) remove(dev, 'root');
+  for (const dev of seen.ingress) if (!redirected.has(dev)) remove(dev, 'ingress');
   for (const s of want.shapers) {
     const have = seen.htb.get(s.dev);
     const burstOk = s.burstBytes === undefined || have?.burstBytes === s.burstBytes;
     if (seen.htb.has(s.dev) && have && Math.abs(have.kbps - s.kbps) < 1 && burstOk) continue;
+    changed.set(s.dev, 'set');
     const burst = s.burstBytes ? ['burst', `${s.burstBytes}b`, 'cburst', `${s.burstBytes}b`] : [];
     // htb cannot change a live qdisc's parameters: keep an existing root and replace its class
     if (!seen.htb.has(s.dev)) lines.push(batchLine(['qdisc', 'replace', 'dev', s.dev, 'root', 'handle', '1:', 'htb', 'default', 1]));
@@ -123,10 +148,15 @@ export async function planQos(runner: CommandRunner, want: QosDesired, existing:
   }
   for (const r of want.redirects) {
     if (seen.ingress.has(r.port)) continue;
+    changed.set(r.port, 'set');
     lines.push(batchLine(['qdisc', 'add', 'dev', r.port, 'handle', 'ffff:', 'ingress']));
     lines.push(batchLine(['filter', 'add', 'dev', r.port, 'parent', 'ffff:', 'protocol', 'all', 'prio', 1, 'u32', 'match', 'u32', 0, 0, 'action', 'mirred', 'egress', 'redirect', 'dev', r.ifb]));
   }
-  return lines;
+  const changes = [...changed].map(([device, action]): QosChange => {
+    const tenant = want.tenants.get(device);
+    return { kind: 'qos', action, device, ...(tenant ? { tenant } : {}) };
+  });
+  return { lines, changes };
 }
 
 // htb derives a class's quantum from rate / r2q and warns when that leaves 1,500..200,000

@@ -2,6 +2,7 @@
 // validated; this also refuses any value that could start a new config line. A line whose
 // value is undefined is left out (optional settings).
 import { readFileSync } from 'node:fs';
+import { VirtwireError } from '../errors/index.js';
 
 const TEMPLATES = new URL('../../../templates/', import.meta.url);
 const cache = new Map<string, string>();
@@ -20,7 +21,7 @@ export function readTemplate(name: string): string {
         /* try the next location */
       }
     }
-    if (text === undefined) throw new Error(`template ${name} not found`);
+    if (text === undefined) throw new VirtwireError('INTERNAL', `template ${name} not found`);
     cache.set(name, text);
   }
   return text;
@@ -33,7 +34,7 @@ export function renderTemplate(name: string, values: Record<string, string | num
     .map((line) =>
       line.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
         const v = String(values[key]);
-        if (/[\u0000-\u001f\u007f]/.test(v)) throw new Error(`refusing control characters in template value ${key}`);
+        if (/[\u0000-\u001f\u007f]/.test(v)) throw new VirtwireError('UNSAFE_VALUE', `refusing control characters in template value ${key}`);
         return v;
       }),
     )

@@ -5,6 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import type { OpResult } from './native.js';
+import { VirtwireError } from '../errors/virtwire-error.js';
 
 interface Job {
   op: string;
@@ -29,7 +30,7 @@ export class CallPool {
   constructor(private readonly size = Math.max(2, Math.min(8, availableParallelism() * 2))) {}
 
   call<T>(op: string, args: unknown[]): Promise<OpResult<T>> {
-    if (this.closed) return Promise.reject(new Error('libvirt call pool is closed'));
+    if (this.closed) return Promise.reject(new VirtwireError('CLOSED', 'the libvirt call pool is closed'));
     return new Promise((resolve, reject) => {
       this.queue.push({ op, args, resolve, reject });
       this.pump();
@@ -45,7 +46,7 @@ export class CallPool {
     this.closed = true;
     // calls already running finish (terminating a worker mid-call would abandon libvirt memory
     // and reject a caller that may not be listening); queued ones are refused
-    for (const job of this.queue.splice(0)) job.reject(new Error('libvirt call pool is closed'));
+    for (const job of this.queue.splice(0)) job.reject(new VirtwireError('CLOSED', 'the libvirt call pool is closed'));
     await Promise.all(this.slots.filter((s) => s.busy).map((s) => new Promise<void>((resolve) => s.worker.once('message', () => resolve()))));
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
     this.slots.length = 0;
@@ -76,7 +77,7 @@ export class CallPool {
       this.pump();
     });
     slot.worker.on('error', (err) => this.retire(slot, err));
-    slot.worker.on('exit', (code) => this.retire(slot, new Error(`libvirt worker exited with code ${code}`)));
+    slot.worker.on('exit', (code) => this.retire(slot, new VirtwireError('INTERNAL', `a libvirt worker thread exited with code ${code}`)));
     this.slots.push(slot);
     return slot;
   }

@@ -46,6 +46,34 @@ export interface Subscription {
   off(): Promise<void>;
 }
 
+/**
+ * What a caller of a hypervisor connection uses (the engine depends on this, not on the class):
+ * `Libvirt` implements it over libvirt.so; tests hand the engine stand-ins that fail at will.
+ */
+export interface Hypervisor {
+  readonly uri: string;
+  defineDomain(xml: string): Promise<DomainHandle>;
+  lookupDomain(name: string): Promise<DomainHandle | null>;
+  listDomains(): Promise<DomainSummary[]>;
+  freeMemory(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** A domain as a Hypervisor hands it out (`Domain` implements it). */
+export interface DomainHandle {
+  readonly name: string;
+  readonly uuid: string;
+  start(): Promise<void>;
+  shutdown(): Promise<void>;
+  destroy(): Promise<void>;
+  undefine(options?: UndefineOptions): Promise<void>;
+  rename(name: string): Promise<void>;
+  state(): Promise<{ state: DomainState; reason: number }>;
+  xml(options?: XmlOptions): Promise<string>;
+  isActive(): Promise<boolean>;
+  free(): void;
+}
+
 // Shared by every connection in the process: calls that may block run here.
 let pool: CallPool | undefined;
 const callPool = (): CallPool => (pool ??= new CallPool());
@@ -57,7 +85,7 @@ const collected = new FinalizationRegistry<Handle>((h) => h.free());
  * A connection to libvirt through libvirt.so (koffi). Calls that talk to the daemon run on
  * worker threads; `isAlive()` and `libraryVersion()` are synchronous.
  */
-export class Libvirt {
+export class Libvirt implements Hypervisor {
   private conn: bigint | undefined;
   private readonly handles = new Set<Handle>();
   private readonly freeing = new Set<Promise<unknown>>();
@@ -260,7 +288,7 @@ export class Libvirt {
 }
 
 /** A libvirt domain handle. Free it with `free()` (or `using`), or let it be collected. */
-export class Domain {
+export class Domain implements DomainHandle {
   constructor(private readonly lv: Libvirt, private readonly handle: Handle, readonly name: string, readonly uuid: string) {}
 
   async start(): Promise<void> {

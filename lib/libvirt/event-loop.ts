@@ -3,6 +3,7 @@
 // delivered to listeners on the main thread.
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { native } from './native.js';
+import { VirtwireError } from '../errors/virtwire-error.js';
 
 export type DomainEventType = 'defined' | 'undefined' | 'started' | 'suspended' | 'resumed' | 'stopped' | 'shutdown' | 'pmsuspended' | 'crashed';
 
@@ -46,7 +47,7 @@ class EventLoop {
     const ok = await this.request<boolean>('registered', key, { type: 'register', conn, key });
     if (!ok) {
       this.listeners.delete(key);
-      throw new Error('virConnectDomainEventRegisterAny failed');
+      throw new VirtwireError('LIBVIRT', 'virConnectDomainEventRegisterAny failed');
     }
     return key;
   }

@@ -1,6 +1,7 @@
 // Typed access to ffi.js for the TypeScript side, and the once-per-process libvirt set-up.
 import { libvirt as bindLibvirt, runOp as runOpUntyped } from './ffi.js';
 import { LibvirtError } from '../errors/libvirt-error.js';
+import { VirtwireError } from '../errors/virtwire-error.js';
 
 export type Pointer = bigint;
 
@@ -40,8 +41,8 @@ export function toLibvirtError(error: OpError): LibvirtError {
 export function initLibvirt(): void {
   const { koffi, fn, errorFuncProto, process: state } = native();
   if (state.initialised) return;
-  if (fn.virInitialize!() < 0) throw new Error('virInitialize failed');
-  if (fn.virEventRegisterDefaultImpl!() < 0) throw new Error('virEventRegisterDefaultImpl failed');
+  if (fn.virInitialize!() < 0) throw new VirtwireError('LIBVIRT', 'virInitialize failed');
+  if (fn.virEventRegisterDefaultImpl!() < 0) throw new VirtwireError('LIBVIRT', 'virEventRegisterDefaultImpl failed');
   // A handler registered by this (main) isolate: errors raised on worker threads are marshalled
   // here by koffi, which is fine for a no-op (the main thread never blocks on a worker).
   state.silence = koffi.register(() => {}, koffi.pointer(errorFuncProto as never));
@@ -54,6 +55,6 @@ export function libraryVersion(): number {
   const { fn } = native();
   const lib = [0];
   const type = [0];
-  if (fn.virGetVersion!(lib, null, type) < 0) throw new Error('virGetVersion failed');
+  if (fn.virGetVersion!(lib, null, type) < 0) throw new VirtwireError('LIBVIRT', 'virGetVersion failed');
   return Number(lib[0]);
 }

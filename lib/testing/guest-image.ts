@@ -11,7 +11,7 @@ import { createGzip } from 'node:zlib';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
-import { HostCommandError } from '../errors/index.js';
+import { HostCommandError, VirtwireError } from '../errors/index.js';
 import { readTemplate } from '../host/template.js';
 
 export interface TestGuestImage {
@@ -41,7 +41,7 @@ export async function kernelPackage(): Promise<{ name: string; version: string }
     deps = await run(['apt-cache', 'depends', 'linux-image-amd64']);
   }
   const name = /Depends: (linux-image-[0-9][^\s]*-amd64)/.exec(deps)?.[1];
-  if (!name) throw new Error('no linux-image-*-amd64 package found (apt-cache depends linux-image-amd64)');
+  if (!name) throw new VirtwireError('PROCESS_FAILED', 'no linux-image-*-amd64 package found (apt-cache depends linux-image-amd64)');
   const policy = await run(['apt-cache', 'policy', name]);
   const version = /Candidate: (\S+)/.exec(policy)?.[1] ?? 'unknown';
   return { name, version };
@@ -75,7 +75,7 @@ export async function buildTestGuest(options: { cacheDir?: string; log?: (line: 
     const found = findModules(modules);
     for (const m of GUEST_MODULES) {
       const path = found.get(m);
-      if (!path) throw new Error(`module ${m}.ko not in ${pkg.name}`);
+      if (!path) throw new VirtwireError('PROCESS_FAILED', `module ${m}.ko not in ${pkg.name}`);
       copyFileSync(path, join(fs, 'lib/modules', `${m}.ko`));
     }
     writeFileSync(join(fs, 'lib/modules/order'), GUEST_MODULES.join('\n') + '\n');
@@ -107,7 +107,7 @@ export async function buildCached(dir: string, pkg: { name: string; version: str
     chmodSync(work, 0o755);
     await run(['apt-get', 'download', '-q', `${pkg.name}=${pkg.version}`], { cwd: work });
     const deb = readdirSync(work).find((f) => f.endsWith('.deb'));
-    if (!deb) throw new Error(`apt-get download ${pkg.name} produced no .deb`);
+    if (!deb) throw new VirtwireError('PROCESS_FAILED', `apt-get download ${pkg.name} produced no .deb`);
     const root = join(work, 'pkg');
     await run(['dpkg-deb', '-x', join(work, deb), root]);
     const release = readdirSync(join(root, 'lib/modules'))[0]!;

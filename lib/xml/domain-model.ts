@@ -1,14 +1,22 @@
 // ResolvedVm -> typed DomainXml model. Pure: everything host-specific (is kvm usable, where the
-// state dir is, which emulator) comes in through options, so the same input gives the same XML.
-import { join } from 'node:path';
+// VM's files are, which emulator) comes in through options, so the same input gives the same XML.
 import type { ResolvedVm } from '../../types/resolved.js';
 import type { DomainDisk, DomainXml } from '../../types/domain-xml.js';
 
+/** Where the VM's files are on its host (the engine's state module decides). */
+export interface DomainFiles {
+  /** the qcow2 overlay (disk boot) */
+  overlay: string;
+  /** the cloud-init seed ISO */
+  seedIso: string;
+  /** the serial console's log, unless the spec names its own */
+  serialLog: string;
+}
+
 export interface DomainRenderOptions {
-  /** whether /dev/kvm is usable on the target host (decides accel 'auto'); default false */
+  files: DomainFiles;
+  /** whether KVM is usable on the target host (decides accel 'auto'); default false */
   kvmUsable?: boolean;
-  /** default /var/lib/virtwire */
-  stateDir?: string;
   /** default /usr/bin/qemu-system-x86_64 */
   emulator?: string;
   /** default 'pc' */
@@ -17,7 +25,6 @@ export interface DomainRenderOptions {
   metadata?: Record<string, string>;
 }
 
-export const DEFAULT_STATE_DIR = '/var/lib/virtwire';
 export const DEFAULT_EMULATOR = '/usr/bin/qemu-system-x86_64';
 
 /** Which accelerator a VM gets: kvm only when asked for, or when 'auto' and the host can. */
@@ -26,15 +33,9 @@ export function effectiveAccel(accel: ResolvedVm['accel'], kvmUsable: boolean): 
   return accel;
 }
 
-/** Files virtwire keeps for a VM under the state dir. */
-export function vmPaths(stateDir: string, name: string) {
-  const dir = join(stateDir, 'vms', name);
-  return { dir, overlay: join(dir, 'disk.qcow2'), seedIso: join(dir, 'seed.iso'), serialLog: join(dir, 'serial.log') };
-}
-
-export function domainModel(vm: ResolvedVm, options: DomainRenderOptions = {}): DomainXml {
+export function domainModel(vm: ResolvedVm, options: DomainRenderOptions): DomainXml {
   const accel = effectiveAccel(vm.accel, options.kvmUsable ?? false);
-  const paths = vmPaths(options.stateDir ?? DEFAULT_STATE_DIR, vm.name);
+  const paths = options.files;
   const serialLog = vm.serialLog ?? paths.serialLog;
   const disks: DomainDisk[] = [];
   const os: DomainXml['os'] = { type: { arch: 'x86_64', machine: options.machine ?? 'pc', value: 'hvm' } };

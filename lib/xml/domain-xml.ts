@@ -3,7 +3,6 @@
 // `virsh dumpxml` stay readable.
 import type { DomainChardev, DomainDisk, DomainInterface, DomainXml } from '../../types/domain-xml.js';
 import type { ResolvedVm } from '../../types/resolved.js';
-import { validateVm } from '../spec/vm.js';
 import { domainModel, type DomainRenderOptions } from './domain-model.js';
 import { buildXml, parseXmlSync } from './xml2js-sync.js';
 import { SpecError } from '../errors/spec-error.js';
@@ -94,16 +93,8 @@ function chardevNode(c: DomainChardev): Node {
   });
 }
 
-/**
- * Renders a VM spec as libvirt domain XML. Validates first (a SpecError lists every problem);
- * deterministic for the same spec and options.
- */
-export function renderDomainXml(spec: unknown, options: DomainRenderOptions = {}): string {
-  return domainToXml(domainModel(validateVm(spec), options));
-}
-
-/** The same, from an already resolved VM. */
-export function renderResolvedDomainXml(vm: ResolvedVm, options: DomainRenderOptions = {}): string {
+/** Renders a resolved VM as libvirt domain XML; deterministic for the same VM and options. */
+export function renderResolvedDomainXml(vm: ResolvedVm, options: DomainRenderOptions): string {
   return domainToXml(domainModel(vm, options));
 }
 

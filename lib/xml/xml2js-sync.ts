@@ -1,4 +1,5 @@
 import xml2js from 'xml2js';
+import { VirtwireError } from '../errors/virtwire-error.js';
 
 // xml2js's parser calls back synchronously when `async` is off; this makes that explicit.
 export function parseXmlSync(xml: string): Record<string, unknown> {
@@ -10,7 +11,7 @@ export function parseXmlSync(xml: string): Record<string, unknown> {
     result = value;
   });
   if (failure) throw failure;
-  if (!result) throw new Error('XML parser returned nothing');
+  if (!result) throw new VirtwireError('INTERNAL', 'the XML parser returned nothing');
   return result;
 }
 

@@ -12,7 +12,9 @@ import { Libvirt, HostPlane, type CommandRunner, type RunOptions, type RunResult
 import { renderResolvedDomainXml } from '../../lib/xml/index.js';
 import { validateNetwork, validateVm, ifbName } from '../../lib/spec/index.js';
 import { allocate } from '../../lib/engine/allocate.js';
-import { hostStateOf, type VmRecord } from '../../lib/engine/registry.js';
+import type { VmRecord } from '../../lib/engine/state/store.js';
+import { hostStateFor } from '../../lib/engine/host-state.js';
+import { vmPaths } from '../../lib/engine/state/paths.js';
 import { planChanges, type Observed } from '../../lib/engine/plan.js';
 import { desiredLinks, VXLAN_OVERHEAD } from '../../lib/host/links.js';
 import { renderRuleset, tableScript } from '../../lib/host/firewall-nft.js';
@@ -95,13 +97,13 @@ async function main(): Promise<void> {
     const { recs } = records();
     const { spec } = records(9000); // the file as edited: one VM's QoS changed
     for (const r of recs) {
-      const xml = renderResolvedDomainXml(r.vm, { stateDir: dir }).replace('<domain type="qemu">', '<domain type="test">');
+      const xml = renderResolvedDomainXml(r.vm, { files: vmPaths(dir, r.vm.name) }).replace('<domain type="qemu">', '<domain type="test">');
       const d = await lv.defineDomain(xml);
       await d.start();
       d.free();
     }
     // the recorded state, with DHCP observed as running (dnsmasq is a process; not simulated)
-    const state = hostStateOf(recs);
+    const state = hostStateFor(recs, { name: undefined });
     state.networks.forEach((n) => (n.dhcp = false));
     const host = new SimulatedHost(state);
     const plane = new HostPlane({ runner: host, stateDir: dir, capabilities: caps });
@@ -129,7 +131,7 @@ async function main(): Promise<void> {
       throw new Error(`expected one in-place update of t42-vm7, got ${JSON.stringify(ours.p.changes.slice(0, 5).map((c) => [c.action, c.name, c.reason]))}`);
     }
     // what applying it would run on the host: only that VM's devices
-    const after = hostStateOf(recs.map((r) => (r.vm.name === 't42-vm7' ? { ...r, vm: ours.p.changes[0]!.vm! } : r)));
+    const after = hostStateFor(recs.map((r) => (r.vm.name === 't42-vm7' ? { ...r, vm: ours.p.changes[0]!.vm! } : r)), { name: undefined });
     after.networks.forEach((n) => (n.dhcp = false));
     const applyPlan = await plane.plan(after);
     const lines = [...applyPlan.ip, ...applyPlan.bridge, ...applyPlan.tc];

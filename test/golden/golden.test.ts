@@ -1,9 +1,11 @@
 // Golden files: each spec under specs/ renders byte-for-byte to expected/<name>.xml, and every
 // golden file and every XML these tests produce is validated against libvirt's own RelaxNG
 // schemas with virt-xml-validate — the independent check a self-written snapshot cannot give.
-// UPDATE_GOLDEN=1 rewrites the expected files (review the diff before committing).
-import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { renderDomainXml, parseDomainXml, domainToXml } from '../../lib/xml/index.js';
+// The test never writes an expected file: `npm run golden:update` (scripts/golden-update.ts) does,
+// explicitly; review its diff before committing. A missing expected file fails the test.
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
+import { parseDomainXml, domainToXml } from '../../lib/xml/index.js';
+import { renderDomainXml } from '../../lib/engine/index.js';
 import { virtXmlValidate } from '../helpers/xml-validate.js';
 
 const dir = new URL('./', import.meta.url);
@@ -16,10 +18,7 @@ describe('golden domain XML', () => {
     const { spec, options } = JSON.parse(readFileSync(new URL(`specs/${name}.json`, dir), 'utf8'));
     const xml = renderDomainXml(spec, options);
     const expectedUrl = new URL(`expected/${name}.xml`, dir);
-    if (process.env.UPDATE_GOLDEN === '1' || !existsSync(expectedUrl)) {
-      if (process.env.CI) throw new Error(`golden file expected/${name}.xml is missing (run UPDATE_GOLDEN=1 locally)`);
-      writeFileSync(expectedUrl, xml);
-    }
+    if (!existsSync(expectedUrl)) throw new Error(`golden file expected/${name}.xml is missing: run npm run golden:update and review it`);
     const expected = readFileSync(expectedUrl, 'utf8');
     expect(xml).toBe(expected);
     const schema = await virtXmlValidate(expected, 'domain');

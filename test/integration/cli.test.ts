@@ -4,7 +4,7 @@ import { mkdtempSync, chmodSync, rmSync, writeFileSync, readFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTestGuest, type TestGuestImage } from '../../lib/testing/index.js';
-import { pidAlive } from '../../lib/host/index.js';
+import { pidAlive, FileLock } from '../../lib/host/index.js';
 import { buildXml } from '../../lib/xml/index.js';
 import { stableUuid, deriveMac, bridgeName } from '../../lib/spec/index.js';
 import { describeAsRoot } from '../helpers/root.js';
@@ -135,13 +135,14 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
   });
 
   test('a second apply while one runs fails at once, naming the holder', async () => {
-    writeFileSync(join(stateDir, 'command.lock'), `${process.pid}\nvirtwire apply -f other.yaml\n`);
+    // held for real (flock), as a running apply holds it
+    const held = FileLock.tryAcquire(join(stateDir, 'command.lock'), 'virtwire apply -f other.yaml')!;
     try {
       const r = await cli('apply', '-f', file, '--auto-approve');
       expect(r.exitCode).toBe(1);
       expect(r.stderr).toContain(`locked by process ${process.pid} running "virtwire apply -f other.yaml"`);
     } finally {
-      rmSync(join(stateDir, 'command.lock'));
+      held.release();
     }
   });
 

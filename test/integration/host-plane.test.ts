@@ -229,14 +229,21 @@ function suite(firewall: FirewallKind, prefix: string): void {
     });
 
     test('a failure half-way removes what the apply created and names the step', async () => {
-      const before = await hostLinks();
-      const broken = validateNetwork({ tenant: 'hooli', cidr: '10.34.0.0/24', segment: { type: 'vxlan', vni: 42, uplink: 'nosuchdev0' } });
-      const state: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet, { network: broken, ports: [port('h1', 41, '10.34.0.41')] }] };
-      const err = await plane.apply(state).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(ApplyError);
-      expect((err as ApplyError).step).toBe('links');
-      expect((err as ApplyError).rolledBack).toBe(true);
-      expect(await hostLinks()).toEqual(before);
+      // a device that is not virtwire's already holds VNI 42 on up0: the kernel refuses a second
+      // one half-way through the batch (a missing or too-small uplink is refused before any change)
+      await lab.exec(host, ['ip', 'link', 'add', 'clash42', 'type', 'vxlan', 'id', '42', 'dstport', '4789', 'dev', 'up0']);
+      try {
+        const before = await hostLinks();
+        const broken = validateNetwork({ tenant: 'hooli', cidr: '10.34.0.0/24', segment: { type: 'vxlan', vni: 42, uplink: 'up0' } });
+        const state: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet, { network: broken, ports: [port('h1', 41, '10.34.0.41')] }] };
+        const err = await plane.apply(state).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(ApplyError);
+        expect((err as ApplyError).step).toBe('links');
+        expect((err as ApplyError).rolledBack).toBe(true);
+        expect(await hostLinks()).toEqual(before);
+      } finally {
+        await lab.exec(host, ['ip', 'link', 'del', 'clash42']);
+      }
     });
 
     test('teardown removes every device, rule, dnsmasq and file virtwire made', async () => {

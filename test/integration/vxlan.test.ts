@@ -137,7 +137,7 @@ describeAsRoot('VXLAN over a 1400-byte underlay: path MTU, too-small uplinks, ba
     try {
       const plan = await plane.plan(state());
       expect(plan.ip.filter((l) => l.endsWith('mtu 1330')).length).toBe(3); // bridge, VXLAN device, port
-      expect(plan.dnsmasq).toEqual([{ tenant: 'acme', action: 'restart' }]); // DHCP hands out the new MTU
+      expect(plan.changes.filter((c) => c.kind === 'dnsmasq')).toEqual([{ kind: 'dnsmasq', tenant: 'acme', action: 'restart' }]); // DHCP hands out the new MTU
       await plane.apply(state());
       expect((await plane.plan(state())).ip).toEqual([]);
     } finally {

@@ -2,7 +2,7 @@
 import { parseSpecText } from '../../lib/engine/spec-file.js';
 import { planChanges, formatPlan, type Observed } from '../../lib/engine/plan.js';
 import { allocate } from '../../lib/engine/allocate.js';
-import type { VmRecord } from '../../lib/engine/registry.js';
+import type { VmRecord } from '../../lib/engine/state/store.js';
 import { SpecError } from '../../lib/errors/index.js';
 
 const yaml = (extra = '') => `
@@ -24,7 +24,7 @@ vms:
         qos: { egressKbps: 1000 }
 ${extra}`;
 
-const noHost = { ip: [], bridge: [], firewall: [], tc: [], dnsmasq: [] };
+const noHost = { changes: [], ip: [], bridge: [], firewall: [], tc: [] };
 const running = (...names: string[]): Observed => ({ domains: new Map(names.map((n) => [n, 'running'])), host: noHost });
 
 function applied(text: string): VmRecord[] {
@@ -105,7 +105,10 @@ describe('plan', () => {
     const web = records[0]!.vm.nics[0]!;
     const observed: Observed = {
       domains: new Map([['db', 'shutoff']]),
-      host: { ...noHost, ip: [`tuntap add dev ${web.tap} mode tap`], dnsmasq: [{ tenant: 'globex', action: 'start' }] },
+      host: { ...noHost, ip: [`tuntap add dev ${web.tap} mode tap`], changes: [
+        { kind: 'link', action: 'create', device: web.tap, linkKind: 'tap', tenant: 'acme' },
+        { kind: 'dnsmasq', tenant: 'globex', action: 'start' },
+      ] },
     };
     const plan = planChanges(parseSpecText(yaml()), records, observed);
     expect(plan.changes.map((c) => `${c.action} ${c.kind} ${c.name}: ${c.reason}`)).toEqual([

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { renderDomainXml, parseDomainXml, domainToXml, effectiveAccel } from '../../lib/xml/index.js';
+import { parseDomainXml, domainToXml, effectiveAccel } from '../../lib/xml/index.js';
+import { renderDomainXml } from '../../lib/engine/index.js';
 import { SpecError } from '../../lib/errors/index.js';
 
 const fixture = readFileSync(new URL('../fixtures/qemu-dumpxml.xml', import.meta.url), 'utf8');

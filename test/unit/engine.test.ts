@@ -5,9 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateVm } from '../../lib/spec/index.js';
 import { allocate } from '../../lib/engine/allocate.js';
-import { hostStateOf, type VmRecord } from '../../lib/engine/registry.js';
+import { StateStore, type VmRecord } from '../../lib/engine/state/store.js';
+import { hostStateFor } from '../../lib/engine/host-state.js';
 import { seedFiles } from '../../lib/engine/disks.js';
-import { withStateLock } from '../../lib/engine/lock.js';
+import { FileLock } from '../../lib/host/index.js';
+
+const withStateLock = <T>(dir: string, fn: () => Promise<T>, timeoutMs?: number) => new StateStore(dir).withLock(fn, timeoutMs === undefined ? {} : { timeoutMs });
 import { SpecError } from '../../lib/errors/index.js';
 import type { VmSpec } from '../../types/spec.js';
 
@@ -74,7 +77,7 @@ describe('segment pools', () => {
 test('host state: one network per tenant, one tap port per NIC with its lease and QoS', () => {
   const a = allocate(vm('web', [{ network: acme, qos: { egressKbps: 100 } }, { network: { tenant: 'ops', cidr: '10.9.0.0/24' } }]), []);
   const b = allocate(vm('db', [{ network: acme }]), [record(a)]);
-  const state = hostStateOf([record(a), record(b)]);
+  const state = hostStateFor([record(a), record(b)], { name: undefined });
   expect(state.networks.map((n) => [n.network.tenant, n.ports.map((p) => p.hostname)])).toEqual([['acme', ['web', 'db']], ['ops', ['web-nic1']]]);
   expect(state.networks[0]!.ports[0]).toEqual({ name: a.nics[0]!.tap, kind: 'tap', mac: a.nics[0]!.mac, ip: '10.10.0.2', hostname: 'web', qos: { egressKbps: 100 } });
 });
@@ -110,8 +113,13 @@ describe('state lock', () => {
   });
 
   test('a lock held by a live process times out with LOCKED', async () => {
-    writeFileSync(join(dir, 'lock'), `${process.ppid}\n`);
-    await expect(withStateLock(dir, async () => 'never', 200)).rejects.toMatchObject({ code: 'LOCKED' });
+    // held for real: flock on another open file description (as another process would)
+    const held = FileLock.tryAcquire(join(dir, 'lock'), 'virtwire apply -f other.yaml')!;
+    try {
+      await expect(withStateLock(dir, async () => 'never', 200)).rejects.toMatchObject({ code: 'LOCKED' });
+    } finally {
+      held.release();
+    }
   });
 });
 
@@ -121,7 +129,9 @@ describe('records', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   test('written with their version; version-0 records are migrated; newer ones refused', async () => {
-    const { writeRecord, readRecords } = await import('../../lib/engine/registry.js');
+    const store = new StateStore(dir);
+    const writeRecord = (_dir: string, r: VmRecord) => store.put(r);
+    const readRecords = (_dir: string) => store.records();
     const { mkdirSync } = await import('node:fs');
     const a = allocate(vm('a', [{ network: acme }]), []);
     writeRecord(dir, record(a));

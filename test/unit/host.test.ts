@@ -37,7 +37,7 @@ describe('links', () => {
 
   test('observed equal to desired: nothing to do', () => {
     const desired = desiredLinks(state);
-    expect(planLinks(desired, observedFrom(desired))).toEqual({ ip: [], bridge: [], creates: [] });
+    expect(planLinks(desired, observedFrom(desired))).toEqual({ ip: [], bridge: [], creates: [], changes: [] });
   });
 
   test('owned leftovers are deleted, foreign devices never touched, changed uplinks re-created', () => {
@@ -53,6 +53,12 @@ describe('links', () => {
     expect(plan.ip[2]).toBe('link del group 191');
     expect(plan.ip.some((l) => l.startsWith(`link add ${vx.name} type vxlan`))).toBe(true);
     expect(plan.ip.join('\n')).not.toContain('eth0');
+    // the same, typed: what a caller classifies without reading batch lines
+    expect(plan.changes).toEqual(expect.arrayContaining([
+      { kind: 'link', action: 'delete', device: 'vwtold-abcdef', linkKind: 'tap' },
+      { kind: 'link', action: 'recreate', device: vx.name, linkKind: 'vxlan', tenant: 'globex' },
+    ]));
+    expect(plan.changes).toHaveLength(2);
     // unless a device virtwire is not deleting is in that group: then one by one
     observed.set('eth0', { ...observed.get('eth0')!, group: 191 });
     const careful = planLinks(desired, observed);
@@ -89,6 +95,17 @@ describe('links', () => {
       expect(plan.ip.filter((l) => l.endsWith(' mtu 1350'))).toHaveLength(3);
       expect(plan.creates).toEqual([]);
     });
+  });
+
+  test('typed changes: a missing port is created for its tenant; a detached bridge port is reconfigured', () => {
+    const desired = desiredLinks(state);
+    const observed = observedFrom(desired);
+    observed.delete(tapName('web', 0));
+    observed.set(tapName('db', 0), { ...observed.get(tapName('db', 0))!, master: undefined, up: false });
+    expect(planLinks(desired, observed).changes).toEqual([
+      { kind: 'link', action: 'create', device: tapName('web', 0), linkKind: 'tap', tenant: 'acme' },
+      { kind: 'link', action: 'configure', device: tapName('db', 0), linkKind: 'tap', tenant: 'globex', settings: ['master', 'up'] },
+    ]);
   });
 
   test('batch lines refuse tokens that could split or comment a line', () => {

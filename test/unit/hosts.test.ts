@@ -1,7 +1,8 @@
 // Placement and host lists, without contacting anything: libvirt connections are stand-ins that
 // report free memory (or fail to connect).
 import { validateVm } from '../../lib/spec/index.js';
-import { placeVm, validateHosts, hostContext, hostStateFor } from '../../lib/engine/hosts.js';
+import { placeVm, validateHosts, HostResolver } from '../../lib/engine/hosts.js';
+import { hostStateFor } from '../../lib/engine/host-state.js';
 import { SpecError, isVirtwireError } from '../../lib/errors/index.js';
 import { ExecaRunner, LocalFiles, RunnerFiles, SshRunner } from '../../lib/host/index.js';
 import type { Libvirt } from '../../lib/libvirt/index.js';
@@ -9,8 +10,8 @@ import type { HostTarget } from '../../types/vm.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createEngine } from '../../lib/engine/index.js';
-import { writeRecord } from '../../lib/engine/registry.js';
+import { createEngine } from '../../lib/engine/container.js';
+import { StateStore } from '../../lib/engine/state/store.js';
 import { RecordingRunner } from '../helpers/recording-runner.js';
 
 const vm = (extra: Record<string, unknown> = {}) => validateVm({ name: 'web', memoryMiB: 1024, boot: { kernel: '/k' }, nics: [{ network: { tenant: 'acme', cidr: '10.1.0.0/24' } }], ...extra });
@@ -68,12 +69,12 @@ describe('host lists', () => {
   });
 
   test('a host with ssh is worked on through SSH: its runner, its files, its state dir', () => {
-    const local = { runner: new ExecaRunner(), uri: 'qemu:///system', stateDir: '/srv/vw' };
-    const remote = hostContext(hosts[1], local);
+    const resolver = new HostResolver(createEngine().deps, { uri: 'qemu:///system', stateDir: '/srv/vw', hosts: [] });
+    const remote = resolver.context(hosts[1]);
     expect(remote.runner).toBeInstanceOf(SshRunner);
     expect(remote.plane.files).toBeInstanceOf(RunnerFiles);
     expect([remote.name, remote.uri, remote.stateDir, remote.remote]).toEqual(['hv2', 'qemu+ssh://root@hv2/system', '/var/lib/virtwire', true]);
-    const here = hostContext(hosts[0], local);
+    const here = resolver.context(hosts[0]);
     expect(here.plane.files).toBeInstanceOf(LocalFiles);
     expect([here.stateDir, here.remote]).toEqual(['/srv/vw', false]);
   });
@@ -83,7 +84,7 @@ describe('destroyVm on a host', () => {
   test('a VM recorded on a host that is not in the list: NOT_FOUND naming it, nothing contacted', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vwunit-'));
     try {
-      writeRecord(dir, { vm: vm(), accel: 'tcg', createdAt: 'now', host: 'hv2' });
+      new StateStore(dir).put({ vm: vm(), accel: 'tcg', createdAt: 'now', host: 'hv2' });
       const runner = new RecordingRunner();
       const connected: string[] = [];
       const engine = createEngine({ runner, connect: async (uri) => { connected.push(uri); throw new Error('not reached'); }, kvm: async () => ({ usable: false, reason: "test" }) });

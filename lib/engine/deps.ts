@@ -1,0 +1,47 @@
+// The engine's collaborators: everything an engine operation needs from the layers below, as
+// interfaces. The composition root (container.ts) provides the real ones; tests swap any of them
+// (a failing hypervisor, a slow runner) through the same container. Nothing in lib/engine
+// constructs a runner, a connection or a host plane itself.
+import type { CommandRunner, HostPlane, KvmVerdict, SshTarget } from '../host/index.js';
+import type { Hypervisor } from '../libvirt/index.js';
+import type { StateStore } from './state/store.js';
+import type { HostContext } from './hosts.js';
+
+/** Opens a hypervisor connection by libvirt URI. */
+export type Connector = (uri: string) => Promise<Hypervisor>;
+
+/** Command runners: this machine's, and one per SSH target (shared in the process). */
+export interface RunnerFactory {
+  local(): CommandRunner;
+  ssh(target: SshTarget): CommandRunner;
+}
+
+/** What the engine uses of a host plane (HostPlane is one). */
+export type TenantPlane = Pick<HostPlane, 'apply' | 'plan' | 'waitForLease' | 'leases' | 'dnsmasqPid' | 'files' | 'stateDir' | 'runner'>;
+
+/** A host plane working through `runner`, with its files under `stateDir` on that host. */
+export type PlaneFactory = (runner: CommandRunner, stateDir: string) => TenantPlane;
+
+/** The state dir's records and locks. */
+export type StateFactory = (stateDir: string) => StateStore;
+
+/** Whether guests can use KVM on a host (one rule for every host: lib/host/kvm.ts). */
+export type KvmProbe = (host: HostContext) => Promise<KvmVerdict>;
+
+export interface Clock {
+  now(): Date;
+}
+
+export interface Logger {
+  debug(message: string): void;
+}
+
+export interface EngineDeps {
+  connect: Connector;
+  runners: RunnerFactory;
+  planes: PlaneFactory;
+  state: StateFactory;
+  kvm: KvmProbe;
+  clock: Clock;
+  log: Logger;
+}

@@ -1,0 +1,109 @@
+// Making a plan true (Terraform's apply): deletions and replacements' removals first, then
+// creations in parallel, then in-place updates' host planes, restarts and network repairs.
+import type { ResolvedVm } from '../../../types/resolved.js';
+import type { VmSpec, NetworkSpec } from '../../../types/spec.js';
+import type { CreatedVm } from '../../../types/vm.js';
+import type { EngineDeps } from '../deps.js';
+import { withHypervisor } from '../hosts.js';
+import type { Change, Plan } from '../plan.js';
+import { bind, type ScopeOptions } from './scope.js';
+import { createVm } from './create.js';
+import { destroyVm } from './destroy.js';
+import { reapply } from './forget.js';
+
+/** The VmSpec that makes exactly this resolved VM (its allocated addresses pinned). */
+export function specOf(vm: ResolvedVm): VmSpec {
+  return {
+    name: vm.name,
+    uuid: vm.uuid,
+    vcpus: vm.vcpus,
+    memoryMiB: vm.memoryMiB,
+    accel: vm.accel,
+    boot: vm.boot,
+    ...(vm.cloudInit ? { cloudInit: vm.cloudInit } : {}),
+    ...(vm.serialLog ? { serialLog: vm.serialLog } : {}),
+    ...(vm.host ? { host: vm.host } : {}),
+    nics: vm.nics.map((n) => {
+      const { tenant, cidr, gateway, dhcpRange, nat, uplink, segment } = n.network;
+      const network: NetworkSpec = { tenant, cidr, gateway, dhcpRange, nat, segment, ...(uplink ? { uplink } : {}) };
+      return { network, mac: n.mac, ...(n.ip ? { ip: n.ip } : {}), ...(n.qos ? { qos: n.qos } : {}) };
+    }),
+  };
+}
+
+export type ChangeReporter = (change: Change, status: 'start' | 'done' | 'failed', detail?: string) => void;
+
+export interface ApplyOptions extends ScopeOptions {
+  report?: ChangeReporter;
+}
+
+export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions = {}): Promise<CreatedVm[]> {
+  const { state, hosts } = bind(deps, options);
+  const scope = { ...(options.uri ? { uri: options.uri } : {}), stateDir: state.dir, ...(options.hosts ? { hosts: options.hosts } : {}) };
+  const records = state.records();
+  // updates and restarts stay on the host the VM is recorded on
+  const contexts = hosts.all(records);
+  const hostOf = new Map(records.map((r) => [r.vm.name, r.host]));
+  const ctxOf = (name: string) => contexts.get(hostOf.get(name))!;
+  const report = options.report ?? (() => {});
+  const step = async (c: Change, fn: () => Promise<unknown>) => {
+    report(c, 'start');
+    try {
+      await fn();
+      report(c, 'done');
+    } catch (e) {
+      report(c, 'failed', (e as Error).message);
+      throw e;
+    }
+  };
+  const vmChanges = p.changes.filter((c) => c.kind === 'vm');
+  for (const c of vmChanges.filter((c) => c.action === 'delete' || c.action === 'replace' || c.repair === 'recreate')) {
+    // a replacement or re-creation is reported once, by its create below
+    const destroy = () => destroyVm(deps, c.name, { ...scope, missingOk: true });
+    if (c.action === 'delete') await step(c, destroy);
+    else await destroy();
+  }
+  for (const c of vmChanges.filter((c) => c.action === 'update')) {
+    await step(c, async () => {
+      await state.withLock(async () => {
+        const rec = state.get(c.name)!;
+        state.put({ ...rec, vm: c.vm! });
+      });
+      await reapply(state, ctxOf(c.name));
+    });
+  }
+  const creates = vmChanges.filter((c) => c.action === 'create' || c.action === 'replace' || c.repair === 'recreate');
+  const created: CreatedVm[] = [];
+  const results = await Promise.allSettled(creates.map((c) => step(c, async () => created.push(await createVm(deps, specOf(c.vm!), scope)))));
+  for (const c of vmChanges.filter((c) => c.repair === 'start')) {
+    await step(c, () => withHypervisor(deps.connect, ctxOf(c.name).uri, async (hv) => {
+      const d = await hv.lookupDomain(c.name);
+      await d?.start();
+      d?.free();
+    }));
+  }
+  for (const c of p.changes.filter((c) => c.kind === 'network' && c.action === 'repair')) {
+    // every host that has a VM on this tenant
+    const where = new Set(state.records().filter((r) => r.vm.nics.some((n) => n.network.tenant === c.name)).map((r) => r.host));
+    await step(c, async () => {
+      for (const [name, ctx] of contexts) if (where.has(name)) await reapply(state, ctx);
+    });
+  }
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return created;
+}
+
+/** Removes every VM in the state and whatever the host planes still have. */
+export async function destroyAll(deps: EngineDeps, options: ScopeOptions & { report?: (name: string) => void } = {}): Promise<string[]> {
+  const { state, hosts } = bind(deps, options);
+  const records = state.records();
+  const contexts = hosts.all(records);
+  const scope = { ...(options.uri ? { uri: options.uri } : {}), stateDir: state.dir, ...(options.hosts ? { hosts: options.hosts } : {}) };
+  for (const { vm } of records) {
+    await destroyVm(deps, vm.name, { ...scope, missingOk: true });
+    options.report?.(vm.name);
+  }
+  for (const ctx of contexts.values()) await reapply(state, ctx);
+  return records.map((r) => r.vm.name);
+}

@@ -1,0 +1,151 @@
+// createVm: validation, placement, allocation, the host plane, disks, domain XML and the
+// hypervisor composed into one call, with rollback of everything a failed call created.
+import type { CreateVmOptions, CreatedVm, ProgressEvent, CreateVmStep, HostTarget } from '../../../types/vm.js';
+import type { ResolvedVm } from '../../../types/resolved.js';
+import { ApplyError, HostUnsupportedError, SpecError, VirtwireError, isVirtwireError } from '../../errors/index.js';
+import { validateVm } from '../../spec/index.js';
+import { renderResolvedDomainXml, effectiveAccel } from '../../xml/index.js';
+import type { HostFiles } from '../../host/index.js';
+import type { DomainHandle, Hypervisor } from '../../libvirt/index.js';
+import type { EngineDeps, TenantPlane } from '../deps.js';
+import { placeVm, type HostContext } from '../hosts.js';
+import { hostStateFor } from '../host-state.js';
+import { allocate } from '../allocate.js';
+import { createOverlay, createSeedIso } from '../disks.js';
+import { vmPaths } from '../state/paths.js';
+import type { VmRecord } from '../state/store.js';
+import { bind } from './scope.js';
+import { forget } from './forget.js';
+
+export async function createVm(deps: EngineDeps, spec: unknown, options: CreateVmOptions = {}): Promise<CreatedVm> {
+  const began = deps.clock.now().getTime();
+  const { state, hosts, scope } = bind(deps, options);
+  const timeoutMs = options.timeoutMs ?? 120_000;
+  const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(options.signal ? [options.signal] : [])]);
+  const elapsed = () => deps.clock.now().getTime() - began;
+  const emit = (step: ProgressEvent['step'], status: ProgressEvent['status']) => options.onProgress?.({ step, status, elapsedMs: elapsed() });
+  const undo: { step: string; fn: () => Promise<void> }[] = [];
+  const done: string[] = [];
+  let step: CreateVmStep = 'validate';
+  let hv: Hypervisor | undefined;
+  const run = async <T>(name: CreateVmStep, fn: () => Promise<T>): Promise<T> => {
+    step = name;
+    stopIfAborted(signal, options.signal, timeoutMs);
+    emit(name, 'start');
+    const value = await fn();
+    emit(name, 'done');
+    done.push(name);
+    deps.log.debug(`createVm ${String((spec as { name?: unknown })?.name)}: ${name} done at ${elapsed()} ms`);
+    return value;
+  };
+
+  try {
+    const { vm, host, placed, kvm } = await run('validate', async () => {
+      const v = validateVm(spec);
+      const target = await placeVm(v, scope.hosts, deps.connect);
+      const ctx = hosts.context(target);
+      await checkBootFiles(v, ctx.plane.files);
+      // one rule for every host, asked through its own runner (never libvirt's kvm capability alone)
+      const verdict = await deps.kvm(ctx);
+      if (v.accel === 'kvm' && !verdict.usable) {
+        throw new HostUnsupportedError('kvm', `accel 'kvm' was asked for VM ${v.name}, but KVM is not usable ${ctx.remote ? `on host ${ctx.name}` : 'here'} (${verdict.reason}); use 'auto' or 'tcg'`);
+      }
+      return { vm: v, host: ctx, placed: target, kvm: verdict.usable };
+    });
+    const accel = effectiveAccel(vm.accel, kvm);
+
+    const allocated = await run('network', () =>
+      state.withLock(async () => {
+        const records = state.records();
+        const mine: VmRecord = { vm: allocate(vm, records, options.pools), accel, createdAt: new Date(began).toISOString(), ...hostFields(placed) };
+        state.put(mine);
+        undo.push({ step: 'network', fn: () => forget(state, host, vm.name) });
+        await host.plane.apply(hostStateFor([...records, mine], host));
+        return mine.vm;
+      }),
+    );
+    const files = vmPaths(host.stateDir, allocated.name);
+
+    await run('disks', async () => {
+      // the VM's directory on its host: disks, seed and the serial log QEMU writes there
+      await host.plane.files.mkdir(files.dir);
+      await createOverlay(host.runner, host.plane.files, allocated, host.stateDir);
+      await createSeedIso(host.runner, host.plane.files, allocated, host.stateDir);
+    });
+
+    const dom = await run('define', async () => {
+      hv = await deps.connect(host.uri);
+      const xml = renderResolvedDomainXml(allocated, { kvmUsable: kvm, files, metadata: { 'created-at': new Date(began).toISOString() } });
+      const d = await hv.defineDomain(xml);
+      undo.push({ step: 'define', fn: () => undefine(d) });
+      return d;
+    });
+
+    await run('start', async () => {
+      await dom.start();
+      undo.push({ step: 'start', fn: async () => void ((await dom.isActive().catch(() => false)) && (await dom.destroy())) });
+    });
+
+    if (options.waitForIp !== false) {
+      await run('lease', () => waitForLeases(allocated, host.plane, signal));
+    }
+    dom.free();
+    return result(allocated, accel, host, elapsed());
+  } catch (cause) {
+    emit(step, 'failed');
+    const rollbackErrors: unknown[] = [];
+    for (const u of undo.reverse()) await u.fn().catch((e: unknown) => void rollbackErrors.push(e));
+    // bad input is reported as itself: nothing had changed
+    if (undo.length === 0 && (cause instanceof SpecError || isVirtwireError(cause, 'HOST_UNSUPPORTED'))) throw cause;
+    throw new ApplyError({ step, stepsDone: done, rolledBack: rollbackErrors.length === 0, rollbackErrors }, { cause: abortReason(cause, signal, options.signal, timeoutMs) });
+  } finally {
+    await hv?.close();
+  }
+}
+
+const hostFields = (placed: HostTarget | undefined) => (placed ? { host: placed.name, hostTarget: placed } : {});
+
+async function waitForLeases(vm: ResolvedVm, plane: TenantPlane, signal: AbortSignal): Promise<void> {
+  await Promise.all(vm.nics.map(async (nic) => {
+    const lease = await plane.waitForLease(nic.network.tenant, nic.mac, { timeoutMs: 24 * 3600_000, signal });
+    if (lease.ip !== nic.ip) throw new VirtwireError('APPLY_FAILED', `NIC ${nic.index} of ${vm.name} leased ${lease.ip}, not its pinned ${nic.ip}`);
+  }));
+}
+
+/** The files a VM boots from must exist on its host before anything is made for it (bad input, not a rollback). */
+async function checkBootFiles(vm: ResolvedVm, files: HostFiles): Promise<void> {
+  const wanted = 'image' in vm.boot ? { 'boot.image': vm.boot.image } : { 'boot.kernel': vm.boot.kernel, ...(vm.boot.initrd ? { 'boot.initrd': vm.boot.initrd } : {}) };
+  const missing: [string, string][] = [];
+  for (const [path, f] of Object.entries(wanted)) if (!(await files.exists(f))) missing.push([path, f]);
+  if (missing.length > 0) throw new SpecError(missing.map(([path, f]) => ({ path, message: `${f} does not exist${vm.host ? ` on host ${vm.host}` : ''}` })), `VM spec for ${vm.name}`);
+}
+
+export async function undefine(d: DomainHandle): Promise<void> {
+  try {
+    await d.undefine({ managedSave: true, nvram: true });
+  } finally {
+    d.free();
+  }
+}
+
+function result(vm: ResolvedVm, accel: 'kvm' | 'tcg', host: HostContext, readyMs: number): CreatedVm {
+  return {
+    name: vm.name,
+    ...(host.name ? { host: host.name } : {}),
+    uuid: vm.uuid,
+    accel,
+    nics: vm.nics.map((n) => ({ tenant: n.network.tenant, mac: n.mac, ip: n.ip!, tap: n.tap, bridge: n.network.bridge })),
+    serialLog: vm.serialLog ?? vmPaths(host.stateDir, vm.name).serialLog,
+    readyMs,
+  };
+}
+
+function stopIfAborted(signal: AbortSignal, user: AbortSignal | undefined, timeoutMs: number): void {
+  if (signal.aborted) throw abortReason(signal.reason, signal, user, timeoutMs);
+}
+
+function abortReason(cause: unknown, signal: AbortSignal, user: AbortSignal | undefined, timeoutMs: number): unknown {
+  if (!signal.aborted) return cause;
+  if (user?.aborted) return new VirtwireError('ABORTED', 'createVm was aborted', { cause: user.reason });
+  return new VirtwireError('TIMEOUT', `createVm did not finish within ${timeoutMs} ms`, { cause });
+}

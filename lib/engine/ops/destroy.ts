@@ -1,0 +1,36 @@
+// destroyVm: the domain stopped and undefined on its host, then its record, files and host-plane
+// share removed (the last VM of a tenant takes the tenant's network).
+import type { DestroyVmOptions } from '../../../types/vm.js';
+import { VirtwireError } from '../../errors/index.js';
+import { VIRTWIRE_XMLNS } from '../../xml/index.js';
+import type { EngineDeps } from '../deps.js';
+import { withHypervisor } from '../hosts.js';
+import { bind } from './scope.js';
+import { forget } from './forget.js';
+import { undefine } from './create.js';
+
+export async function destroyVm(deps: EngineDeps, name: string, options: DestroyVmOptions = {}): Promise<boolean> {
+  const { state, hosts } = bind(deps, options);
+  const record = state.get(name);
+  // the hosts given, else the host as the record keeps it (destroy works from the state alone)
+  const host = record ? hosts.ofRecord(record) : hosts.context(undefined);
+  const found = await withHypervisor(deps.connect, host.uri, async (hv) => {
+    const dom = await hv.lookupDomain(name);
+    const ours = dom ? record !== undefined || (await dom.xml()).includes(VIRTWIRE_XMLNS) : false;
+    if (!record && !ours) {
+      dom?.free();
+      return false;
+    }
+    if (dom) {
+      if (await dom.isActive()) await dom.destroy();
+      await undefine(dom);
+    }
+    return true;
+  });
+  if (!found) {
+    if (options.missingOk) return false;
+    throw new VirtwireError('NOT_FOUND', `no VM named ${name} was created by virtwire here (state dir ${state.dir})`);
+  }
+  await forget(state, host, name);
+  return true;
+}

@@ -1,0 +1,20 @@
+// renderDomainXml for callers who have a spec: validated, with the VM's files where the state
+// module puts them (the XML layer renders whatever paths it is given).
+import { validateVm } from '../spec/index.js';
+import { renderResolvedDomainXml, type DomainRenderOptions } from '../xml/index.js';
+import { DEFAULT_STATE_DIR, vmPaths } from './state/paths.js';
+
+export interface RenderOptions extends Omit<DomainRenderOptions, 'files'> {
+  /** where the VM's files live (default /var/lib/virtwire) */
+  stateDir?: string;
+}
+
+/**
+ * Renders a VM spec as libvirt domain XML. Validates first (a SpecError lists every problem);
+ * deterministic for the same spec and options.
+ */
+export function renderDomainXml(spec: unknown, options: RenderOptions = {}): string {
+  const vm = validateVm(spec);
+  const { stateDir, ...rest } = options;
+  return renderResolvedDomainXml(vm, { ...rest, files: vmPaths(stateDir ?? DEFAULT_STATE_DIR, vm.name) });
+}

@@ -1,0 +1,35 @@
+// The state dir's layout, and the defaults a call falls back to: the one place that knows where
+// virtwire keeps what. Everything else asks here (the XML layer is given the paths it renders).
+//
+//   <stateDir>/
+//     vms/<name>/vm.json      the VM's record (the engine's source of truth)
+//     vms/<name>/disk.qcow2   overlay on the base image (disk boot)
+//     vms/<name>/seed.iso     cloud-init NoCloud seed
+//     vms/<name>/serial.log   the guest's console, written by QEMU
+//     dnsmasq/<tenant>/       one dnsmasq per tenant network (lib/host owns this part)
+//     lock                    the state lock (records and host planes change under it)
+//     command.lock            the CLI's command lock
+//     capabilities.json       the host probe's cache for this boot (lib/host)
+import { join } from 'node:path';
+import { DEFAULT_STATE_DIR } from '../../host/index.js';
+
+export { DEFAULT_STATE_DIR };
+/** The libvirt connection for this machine. */
+export const DEFAULT_URI = 'qemu:///system';
+
+export interface VmPaths {
+  dir: string;
+  record: string;
+  overlay: string;
+  seedIso: string;
+  serialLog: string;
+}
+
+export function vmPaths(stateDir: string, name: string): VmPaths {
+  const dir = join(stateDir, 'vms', name);
+  return { dir, record: join(dir, 'vm.json'), overlay: join(dir, 'disk.qcow2'), seedIso: join(dir, 'seed.iso'), serialLog: join(dir, 'serial.log') };
+}
+
+export function statePaths(stateDir: string) {
+  return { vms: join(stateDir, 'vms'), lock: join(stateDir, 'lock'), commandLock: join(stateDir, 'command.lock') };
+}

@@ -1,0 +1,126 @@
+// The state dir's records of the VMs virtwire made, and its locks. The host planes' desired
+// state is derived from all records, so the records are the source of truth for what every host
+// should look like; they change only under the state lock.
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, openSync, writeSync, fsyncSync, closeSync } from 'node:fs';
+import type { ResolvedVm } from '../../../types/resolved.js';
+import type { HostTarget } from '../../../types/vm.js';
+import { VirtwireError } from '../../errors/index.js';
+import { FileLock, lockedError } from '../../host/index.js';
+import { statePaths, vmPaths, type VmPaths } from './paths.js';
+
+/** The record format; records written by older versions are migrated when read. */
+export const RECORD_VERSION = 1;
+
+export interface VmRecord {
+  version?: number;
+  vm: ResolvedVm;
+  accel: 'kvm' | 'tcg';
+  createdAt: string;
+  /** the host it runs on (createVm's `hosts`); absent: this machine */
+  host?: string;
+  /** how that host was reached when the VM was made (so destroy and plan need no hosts list) */
+  hostTarget?: HostTarget;
+}
+
+// One queue per lock file in this process: holders hand over at once instead of polling the
+// kernel lock against each other.
+const queues = new Map<string, Promise<void>>();
+
+export class StateStore {
+  constructor(readonly dir: string) {}
+
+  vmPaths(name: string): VmPaths {
+    return vmPaths(this.dir, name);
+  }
+
+  records(): VmRecord[] {
+    const { vms } = statePaths(this.dir);
+    if (!existsSync(vms)) return [];
+    const records: VmRecord[] = [];
+    for (const name of readdirSync(vms).sort()) {
+      const file = this.vmPaths(name).record;
+      if (existsSync(file)) records.push(migrate(JSON.parse(readFileSync(file, 'utf8')) as VmRecord, file));
+    }
+    return records;
+  }
+
+  get(name: string): VmRecord | undefined {
+    return this.records().find((r) => r.vm.name === name);
+  }
+
+  /** Atomic and durable: temp file, fsync, rename over the old one, fsync of the directory. */
+  put(record: VmRecord): void {
+    const { dir, record: file } = this.vmPaths(record.vm.name);
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const fd = openSync(`${file}.tmp`, 'w', 0o644);
+    try {
+      writeSync(fd, JSON.stringify({ ...record, version: RECORD_VERSION }, null, 2) + '\n');
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(`${file}.tmp`, file);
+    const dfd = openSync(dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  }
+
+  /** Removes the VM's record and every file under its directory here (disks, seed, serial log). */
+  remove(name: string): void {
+    rmSync(this.vmPaths(name).dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Runs `fn` holding the state lock: one holder at a time in this process (a queue) and across
+   * processes (flock on `<stateDir>/lock`, released by the kernel when its holder dies).
+   */
+  async withLock<T>(fn: () => Promise<T>, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+    const file = statePaths(this.dir).lock;
+    const prev = queues.get(file) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const tail = prev.then(() => mine);
+    queues.set(file, tail);
+    await prev;
+    try {
+      mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+      const lock = await FileLock.acquire(file, process.argv.slice(1).join(' '), { timeoutMs: options.timeoutMs ?? 120_000, ...(options.signal ? { signal: options.signal } : {}) });
+      try {
+        return await fn();
+      } finally {
+        lock.release();
+      }
+    } finally {
+      release();
+      if (queues.get(file) === tail) queues.delete(file);
+    }
+  }
+
+  /**
+   * The CLI's command lock: taken at once or not at all (LOCKED naming the holder's pid and
+   * command), so a second `virtwire apply` says who is busy instead of waiting.
+   */
+  async withCommandLock<T>(command: string, fn: () => Promise<T>): Promise<T> {
+    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    const file = statePaths(this.dir).commandLock;
+    const lock = FileLock.tryAcquire(file, command);
+    if (!lock) throw lockedError(file);
+    try {
+      return await fn();
+    } finally {
+      lock.release();
+    }
+  }
+}
+
+/** Version 0 (no `version` field) had no other difference: the migration stamps it. */
+function migrate(record: VmRecord, file: string): VmRecord {
+  const version = record.version ?? 0;
+  if (version > RECORD_VERSION) {
+    throw new VirtwireError('STATE_INVALID', `${file} was written by a newer virtwire (record version ${version}; this one reads up to ${RECORD_VERSION})`);
+  }
+  return { ...record, version: RECORD_VERSION };
+}

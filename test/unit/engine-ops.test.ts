@@ -1,0 +1,146 @@
+// The engine driven through its composition root with fake collaborators (test/helpers/fake-
+// engine.ts): the rollback of createVm at each step, a slow runner against the call's deadline,
+// destroy, and import into a state that holds other hosts' VMs — without a host or a daemon.
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApplyError, SpecError, isVirtwireError } from '../../lib/errors/index.js';
+import { StateStore } from '../../lib/engine/state/store.js';
+import { allocate } from '../../lib/engine/allocate.js';
+import { validateVm, bridgeName } from '../../lib/spec/index.js';
+import { buildXml } from '../../lib/xml/index.js';
+import type { CommandRunner, RunOptions, RunResult } from '../../lib/host/index.js';
+import type { VmSpec } from '../../types/spec.js';
+import { fakeEngine } from '../helpers/fake-engine.js';
+
+const acme = { tenant: 'acme', cidr: '10.10.0.0/24' };
+const kernelVm = (name = 'web'): VmSpec => ({ name, boot: { kernel: '/k', initrd: '/i' }, nics: [{ network: acme }] });
+const imageVm = (name = 'web'): VmSpec => ({ name, boot: { image: '/base.qcow2' }, cloudInit: { userData: '#cloud-config\n' }, nics: [{ network: acme }] });
+
+let dir: string;
+beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'vwops-'))));
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('createVm through the container, with fakes', () => {
+  test('success: record, host plane, domain defined and started, lease', async () => {
+    const { engine, hv, plane } = fakeEngine();
+    const vm = await engine.create(kernelVm(), { stateDir: dir });
+    expect(vm).toMatchObject({ name: 'web', accel: 'tcg', nics: [{ tenant: 'acme', ip: '10.10.0.2', bridge: bridgeName('acme') }] });
+    expect(new StateStore(dir).records().map((r) => r.vm.name)).toEqual(['web']);
+    expect(plane(dir).ports()).toEqual([vm.nics[0]!.tap]);
+    expect(hv().domains.get('web')).toMatchObject({ active: true });
+    expect(hv().closed).toBe(1);
+  });
+
+  // each step's failure, injected into the collaborator that step uses
+  const failures: [string, (f: ReturnType<typeof fakeEngine>) => void, VmSpec][] = [
+    ['network', (f) => (f.plane(dir).failNextApply = true), kernelVm()],
+    ['disks', () => undefined, imageVm()], // the runner below fails qemu-img create
+    ['define', (f) => f.hv().failOn.add('defineDomain'), kernelVm()],
+    ['start', (f) => f.hv().failOn.add('start'), kernelVm()],
+    ['lease', (f) => (f.plane(dir).lease = 'fail'), kernelVm()],
+  ];
+
+  test.each(failures)('a failure at step "%s" rolls back everything the call made', async (step, inject, spec) => {
+    const runner = failingRunner((argv) => argv[0] === 'qemu-img' && argv[1] === 'create');
+    const f = fakeEngine({ runner });
+    inject(f);
+    // a VM that stays: the failed one must not take its tenant network with it
+    await fakeEngine({ runner }).engine.create(kernelVm('db'), { stateDir: dir });
+    const steps: string[] = [];
+    const err = await f.engine.create(spec, { stateDir: dir, onProgress: (e) => steps.push(`${e.step}:${e.status}`) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplyError);
+    expect(err).toMatchObject({ step, rolledBack: true });
+    expect(steps[steps.length - 1]).toBe(`${step}:failed`);
+    // the record is gone, the host plane holds only the VM that stays, no domain is left
+    expect(new StateStore(dir).records().map((r) => r.vm.name)).toEqual(['db']);
+    expect(existsSync(join(dir, 'vms', 'web'))).toBe(false);
+    expect(f.plane(dir).last()!.networks.flatMap((n) => n.ports.map((p) => p.hostname))).toEqual(['db']);
+    expect(f.hv().domains.has('web')).toBe(false);
+  });
+
+  test('bad input: SpecError before any collaborator is used', async () => {
+    const { engine, hv, plane } = fakeEngine();
+    const err = await engine.create({ ...kernelVm(), name: 'Bad' }, { stateDir: dir }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SpecError);
+    expect([hv().calls, plane(dir).applied]).toEqual([[], []]);
+  });
+
+  test('a slow runner against the deadline: TIMEOUT, and what was made is rolled back', async () => {
+    const runner = slowRunner(300, (argv) => argv[0] === 'qemu-img');
+    const { engine, hv, plane } = fakeEngine({ runner });
+    const err = await engine.create(imageVm(), { stateDir: dir, timeoutMs: 100 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplyError);
+    expect(isVirtwireError((err as ApplyError).cause, 'TIMEOUT')).toBe(true);
+    expect((err as ApplyError).rolledBack).toBe(true);
+    expect(new StateStore(dir).records()).toEqual([]);
+    expect(plane(dir).last()).toEqual({ networks: [] });
+    expect(hv().calls).not.toContain('defineDomain');
+  });
+
+  test('accel kvm where the host cannot: HOST_UNSUPPORTED naming the reason, nothing made', async () => {
+    const { engine, plane } = fakeEngine();
+    const err = await engine.create({ ...kernelVm(), accel: 'kvm' }, { stateDir: dir }).catch((e: unknown) => e);
+    expect(isVirtwireError(err, 'HOST_UNSUPPORTED')).toBe(true);
+    expect((err as Error).message).toBe("accel 'kvm' was asked for VM web, but KVM is not usable here (the CPU has no vmx/svm flag); use 'auto' or 'tcg'");
+    expect(plane(dir).applied).toEqual([]);
+  });
+});
+
+describe('destroyVm through the container', () => {
+  test('undefines the domain, forgets the record, re-applies the plane without it', async () => {
+    const { engine, hv, plane } = fakeEngine();
+    await engine.create(kernelVm(), { stateDir: dir });
+    expect(await engine.destroy('web', { stateDir: dir })).toBe(true);
+    expect(hv().domains.size).toBe(0);
+    expect(plane(dir).last()).toEqual({ networks: [] });
+    expect(await engine.destroy('web', { stateDir: dir, missingOk: true })).toBe(false);
+    await expect(engine.destroy('web', { stateDir: dir })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+});
+
+describe('import into a state that holds other hosts\' VMs', () => {
+  test("only this machine's VMs reach this machine's host plane", async () => {
+    const { engine, hv, plane } = fakeEngine();
+    const store = new StateStore(dir);
+    const near = allocate(validateVm(kernelVm('near')), []);
+    store.put({ vm: near, accel: 'tcg', createdAt: 'now' });
+    const far = allocate(validateVm(kernelVm('far')), [{ vm: near, accel: 'tcg', createdAt: 'now' }]);
+    store.put({ vm: far, accel: 'tcg', createdAt: 'now', host: 'hv2', hostTarget: { name: 'hv2', uri: 'qemu+ssh://root@hv2/system', ssh: { destination: 'root@hv2' } } });
+    // a shut-off domain of this machine, its NIC on acme's bridge
+    const xml = buildXml({ domain: {
+      $: { type: 'qemu' }, name: ['ext'], memory: [{ _: '262144', $: { unit: 'KiB' } }], vcpu: ['1'],
+      os: [{ type: [{ _: 'hvm', $: { arch: 'x86_64', machine: 'pc' } }], kernel: ['/k'] }],
+      devices: [{ interface: [{ $: { type: 'bridge' }, mac: [{ $: { address: '52:54:00:12:34:56' } }], source: [{ $: { bridge: bridgeName('acme') } }] }] }],
+    } });
+    await hv().defineDomain(xml);
+    const vm = await engine.import('ext', 'adopted', { stateDir: dir });
+    expect(vm.nics[0]).toMatchObject({ mac: '52:54:00:12:34:56', ip: '10.10.0.4' });
+    const hostnames = plane(dir).last()!.networks.flatMap((n) => n.ports.map((p) => p.hostname));
+    expect(hostnames.sort()).toEqual(['adopted', 'near']);
+    expect(hv().domains.has('adopted')).toBe(true);
+  });
+});
+
+/** A runner that fails the commands `fails` matches (and answers qemu-img info). */
+function failingRunner(fails: (argv: readonly string[]) => boolean): CommandRunner {
+  return {
+    async run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+      if (fails(argv)) {
+        const { HostCommandError } = await import('../../lib/errors/index.js');
+        throw new HostCommandError({ argv, exitCode: 1, stderr: 'injected', step: options.step });
+      }
+      return { stdout: argv[1] === 'info' ? '{"format":"qcow2"}' : '', stderr: '', exitCode: 0 };
+    },
+  };
+}
+
+/** A runner whose matching commands take `ms` (the others answer at once). */
+function slowRunner(ms: number, slow: (argv: readonly string[]) => boolean): CommandRunner {
+  return {
+    async run(argv: readonly string[]): Promise<RunResult> {
+      if (slow(argv)) await new Promise((r) => setTimeout(r, ms));
+      return { stdout: argv[1] === 'info' ? '{"format":"qcow2"}' : '', stderr: '', exitCode: 0 };
+    },
+  };
+}
