@@ -3,4 +3,6 @@
 import { buildTestGuest } from '../lib/testing/guest-image.js';
 
 const image = await buildTestGuest({ log: (l) => console.log(`build-guest-image: ${l}`) });
-console.log(`build-guest-image: kernel ${image.kernel}\nbuild-guest-image: initrd ${image.initrd} (${image.kernelPackage})`);
+console.log(
+  `build-guest-image: kernel ${image.kernel}\nbuild-guest-image: initrd ${image.initrd} (${image.kernelPackage})`,
+);

@@ -25,7 +25,12 @@ async function main(): Promise<void> {
   const image = await buildTestGuest({ log: (l) => console.log(`demo: ${l}`) });
   console.log(`demo: booting ${plan.length} guests on 2 tenant networks (${image.kernelPackage})...`);
   const specs: VmSpec[] = plan.map((g) =>
-    testGuestSpec(image, g.name, [{ network: networks[g.tenant], ip: g.ip }], plan.filter((o) => o !== g).map((o) => `ping:${o.ip}`)),
+    testGuestSpec(
+      image,
+      g.name,
+      [{ network: networks[g.tenant], ip: g.ip }],
+      plan.filter((o) => o !== g).map((o) => `ping:${o.ip}`),
+    ),
   );
   const created: CreatedVm[] = [];
   try {
@@ -38,7 +43,9 @@ async function main(): Promise<void> {
     console.log('|------------|--------|------------|-------|------------------|');
     for (const vm of created) {
       const nic = vm.nics[0]!;
-      console.log(`| ${vm.name.padEnd(10)} | ${nic.tenant.padEnd(6)} | ${nic.ip.padEnd(10)} | ${vm.accel.padEnd(5)} | ${(vm.readyMs / 1000).toFixed(1).padStart(16)} |`);
+      console.log(
+        `| ${vm.name.padEnd(10)} | ${nic.tenant.padEnd(6)} | ${nic.ip.padEnd(10)} | ${vm.accel.padEnd(5)} | ${(vm.readyMs / 1000).toFixed(1).padStart(16)} |`,
+      );
     }
 
     // each guest pings every other in rounds; read the round after its tenant peer first answered
@@ -46,7 +53,9 @@ async function main(): Promise<void> {
     for (const vm of created) {
       const me = plan.find((g) => g.name === vm.name)!;
       const peer = plan.find((g) => g.tenant === me.tenant && g !== me)!;
-      const first = Number((await waitForConsole(vm, new RegExp(`round=(\\d+) ping ${peer.ip.replace(/\./g, '\\.')} ok`), 90_000))[1]);
+      const first = Number(
+        (await waitForConsole(vm, new RegExp(`round=(\\d+) ping ${peer.ip.replace(/\./g, '\\.')} ok`), 90_000))[1],
+      );
       await waitForConsole(vm, new RegExp(`round=${first + 2} `), 60_000);
       const row = new Map<string, string>();
       for (const line of consoleText(vm).split('\n')) {
@@ -59,11 +68,20 @@ async function main(): Promise<void> {
     console.log(`| from \\ to  | ${plan.map((g) => g.name.padEnd(10)).join(' | ')} |`);
     console.log(`|------------|${plan.map(() => '------------').join('|')}|`);
     for (const g of plan) {
-      console.log(`| ${g.name.padEnd(10)} | ${plan.map((o) => (o === g ? '-' : matrix.get(g.name)?.get(o.name) ?? '?').padEnd(10)).join(' | ')} |`);
+      console.log(
+        `| ${g.name.padEnd(10)} | ${plan.map((o) => (o === g ? '-' : (matrix.get(g.name)?.get(o.name) ?? '?')).padEnd(10)).join(' | ')} |`,
+      );
     }
-    const leaks = plan.flatMap((g) => plan.filter((o) => o.tenant !== g.tenant && matrix.get(g.name)?.get(o.name) !== 'blocked'));
-    const cut = plan.flatMap((g) => plan.filter((o) => o !== g && o.tenant === g.tenant && matrix.get(g.name)?.get(o.name) !== 'reaches'));
-    if (leaks.length || cut.length) throw new Error(`isolation is wrong: ${leaks.length} cross-tenant paths open, ${cut.length} same-tenant paths cut`);
+    const leaks = plan.flatMap((g) =>
+      plan.filter((o) => o.tenant !== g.tenant && matrix.get(g.name)?.get(o.name) !== 'blocked'),
+    );
+    const cut = plan.flatMap((g) =>
+      plan.filter((o) => o !== g && o.tenant === g.tenant && matrix.get(g.name)?.get(o.name) !== 'reaches'),
+    );
+    if (leaks.length || cut.length)
+      throw new Error(
+        `isolation is wrong: ${leaks.length} cross-tenant paths open, ${cut.length} same-tenant paths cut`,
+      );
     console.log('\ndemo: each tenant reaches itself and nothing else.');
   } finally {
     if (!keep) {

@@ -7,7 +7,10 @@ import { renderDomainXml } from '../lib/index.js';
 const root = new URL('../../test/golden/', import.meta.url);
 for (const f of readdirSync(new URL('specs/', root)).filter((x) => x.endsWith('.json'))) {
   const name = f.replace(/\.json$/, '');
-  const { spec, options } = JSON.parse(readFileSync(new URL(`specs/${f}`, root), 'utf8')) as { spec: unknown; options?: object };
+  const { spec, options } = JSON.parse(readFileSync(new URL(`specs/${f}`, root), 'utf8')) as {
+    spec: unknown;
+    options?: object;
+  };
   writeFileSync(new URL(`expected/${name}.xml`, root), renderDomainXml(spec, options));
   console.log(`golden:update: wrote test/golden/expected/${name}.xml`);
 }

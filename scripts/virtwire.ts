@@ -6,8 +6,21 @@ import { parseArgs } from 'node:util';
 import { createInterface } from 'node:readline/promises';
 import { readFileSync } from 'node:fs';
 import {
-  loadSpecFile, plan as makePlan, apply, dryRun, destroy, observe, importDomain, readState, withCommandLock, formatPlan,
-  Libvirt, isVirtwireError, SpecError, DEFAULT_STATE_DIR, DEFAULT_URI,
+  loadSpecFile,
+  plan as makePlan,
+  apply,
+  dryRun,
+  destroy,
+  observe,
+  importDomain,
+  readState,
+  withCommandLock,
+  formatPlan,
+  Libvirt,
+  isVirtwireError,
+  SpecError,
+  DEFAULT_STATE_DIR,
+  DEFAULT_URI,
 } from '../lib/index.js';
 
 const HELP = `virtwire — tenant networks and VMs on this host (or on the spec file's hosts:), from a spec file
@@ -57,7 +70,8 @@ const say = (line: string) => void (flags.quiet ? undefined : console.log(line))
 const stamp = () => new Date().toISOString().slice(11, 19);
 
 function specFile() {
-  if (!flags.file) throw new SpecError([{ path: '-f', message: 'a spec file is required (-f spec.yaml)' }], 'command line');
+  if (!flags.file)
+    throw new SpecError([{ path: '-f', message: 'a spec file is required (-f spec.yaml)' }], 'command line');
   return loadSpecFile(flags.file);
 }
 
@@ -90,7 +104,10 @@ class LiveList {
 
   private draw(): void {
     const mark = (s: string) => (s.endsWith('done') ? '✓' : s.includes('failed') ? '✗' : '…');
-    const lines = [...this.rows].map(([name, r]) => `  ${mark(r.status)} ${name.padEnd(28)} ${r.status.padEnd(24)} ${(((r.until ?? Date.now()) - r.since) / 1000).toFixed(0).padStart(4)} s`);
+    const lines = [...this.rows].map(
+      ([name, r]) =>
+        `  ${mark(r.status)} ${name.padEnd(28)} ${r.status.padEnd(24)} ${(((r.until ?? Date.now()) - r.since) / 1000).toFixed(0).padStart(4)} s`,
+    );
     process.stdout.write((this.drawn ? `\x1b[${this.drawn}A` : '') + lines.map((l) => `\x1b[2K${l}\n`).join(''));
     this.drawn = lines.length;
   }
@@ -126,7 +143,9 @@ async function main(command: string | undefined): Promise<number> {
           console.log('\n--dry-run: nothing was changed. apply would run:');
           for (const call of d.libvirt) console.log(`  libvirt: ${call}`);
           for (const cmd of d.disks) console.log(`  ${cmd}`);
-          const batch = (argv: string[], lines: string[]) => lines.length && console.log(`  ${argv.join(' ')}  <<EOF\n${lines.map((l) => `    ${l}`).join('\n')}\n  EOF`);
+          const batch = (argv: string[], lines: string[]) =>
+            lines.length &&
+            console.log(`  ${argv.join(' ')}  <<EOF\n${lines.map((l) => `    ${l}`).join('\n')}\n  EOF`);
           batch(['ip', '-batch', '-'], d.host.ip);
           batch(['bridge', '-batch', '-'], d.host.bridge);
           for (const c of d.host.firewall) batch(c.argv, c.input.trimEnd().split('\n'));
@@ -139,10 +158,14 @@ async function main(command: string | undefined): Promise<number> {
         const created = await apply(p, {
           ...on,
           report: (c, status, detail) =>
-            live ? live.set(`${c.kind} ${c.name}`, `${c.action} ${status}${detail ? ` (${detail})` : ''}`) : say(`${stamp()} ${c.kind} ${c.name}: ${c.action} ${status}${detail ? ` (${detail})` : ''}`),
+            live
+              ? live.set(`${c.kind} ${c.name}`, `${c.action} ${status}${detail ? ` (${detail})` : ''}`)
+              : say(`${stamp()} ${c.kind} ${c.name}: ${c.action} ${status}${detail ? ` (${detail})` : ''}`),
         });
         live?.stop();
-        say(`\nApply complete: ${p.summary.create} added, ${p.summary.update} changed, ${p.summary.replace} replaced, ${p.summary.delete} destroyed, ${p.summary.repair} repaired.`);
+        say(
+          `\nApply complete: ${p.summary.create} added, ${p.summary.update} changed, ${p.summary.replace} replaced, ${p.summary.delete} destroyed, ${p.summary.repair} repaired.`,
+        );
         for (const vm of created) console.log(`${vm.name}: ${vm.nics.map((n) => `${n.tenant} ${n.ip}`).join(', ')}`);
         return 0;
       });
@@ -153,7 +176,11 @@ async function main(command: string | undefined): Promise<number> {
       const on = { ...target, ...(spec.hosts ? { hosts: spec.hosts } : {}) };
       return withCommandLock(target.stateDir, argv, async () => {
         const names = readState(target.stateDir).map((r) => r.vm.name);
-        say(names.length ? names.map((n) => `  - vm ${n}`).join('\n') : 'No VMs in the state; removing any virtwire leftovers on the host.');
+        say(
+          names.length
+            ? names.map((n) => `  - vm ${n}`).join('\n')
+            : 'No VMs in the state; removing any virtwire leftovers on the host.',
+        );
         if (names.length) await confirm(`destroy ${names.length} VM(s)`);
         await destroy({ ...on, report: (n) => say(`${stamp()} vm ${n}: destroyed`) });
         say('Destroy complete.');
@@ -163,20 +190,36 @@ async function main(command: string | undefined): Promise<number> {
     case 'show': {
       const records = readState(target.stateDir);
       const { domains } = await observe(target);
-      const rows = records.map((r) => ({ name: r.vm.name, host: r.host ?? '(this machine)', accel: r.accel, state: domains.get(r.vm.name) ?? 'missing', nics: r.vm.nics.map((n) => ({ tenant: n.network.tenant, ip: n.ip, mac: n.mac, tap: n.tap })) }));
+      const rows = records.map((r) => ({
+        name: r.vm.name,
+        host: r.host ?? '(this machine)',
+        accel: r.accel,
+        state: domains.get(r.vm.name) ?? 'missing',
+        nics: r.vm.nics.map((n) => ({ tenant: n.network.tenant, ip: n.ip, mac: n.mac, tap: n.tap })),
+      }));
       if (flags.json) console.log(JSON.stringify(rows, null, 2));
       else {
         console.log('| VM | host | state | accel | tenant | IP | MAC | tap |\n|---|---|---|---|---|---|---|---|');
-        for (const r of rows) for (const n of r.nics) console.log(`| ${r.name} | ${r.host} | ${r.state} | ${r.accel} | ${n.tenant} | ${n.ip} | ${n.mac} | ${n.tap} |`);
+        for (const r of rows)
+          for (const n of r.nics)
+            console.log(
+              `| ${r.name} | ${r.host} | ${r.state} | ${r.accel} | ${n.tenant} | ${n.ip} | ${n.mac} | ${n.tap} |`,
+            );
       }
       return 0;
     }
     case 'import': {
       const domain = positionals[1];
-      if (!domain) throw new SpecError([{ path: '<domain>', message: 'usage: virtwire import <domain> --as <name>' }], 'command line');
+      if (!domain)
+        throw new SpecError(
+          [{ path: '<domain>', message: 'usage: virtwire import <domain> --as <name>' }],
+          'command line',
+        );
       return withCommandLock(target.stateDir, argv, async () => {
         const vm = await importDomain(domain, flags.as ?? domain, target);
-        say(`imported ${domain} as ${vm.name}: ${vm.nics.map((n) => `${n.network.tenant} ${n.ip} (${n.tap})`).join(', ')}`);
+        say(
+          `imported ${domain} as ${vm.name}: ${vm.nics.map((n) => `${n.network.tenant} ${n.ip} (${n.tap})`).join(', ')}`,
+        );
         say('Add it to your spec file under vms: to keep it; a plan without it will destroy it.');
         return 0;
       });

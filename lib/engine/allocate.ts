@@ -22,7 +22,10 @@ export function allocate(vm: ResolvedVm, records: VmRecord[], pools: SegmentPool
     const nic = { ...given, network: segments.assign(p, at(at(path, 'network'), 'segment'), given.network) };
     const other = nics.find((o) => o.nic.network.tenant === nic.network.tenant);
     if (other && !sameNetwork(other.nic.network, nic.network)) {
-      p.add(at(path, 'network'), `tenant ${nic.network.tenant} is already defined differently by VM ${other.vm} (${other.nic.network.cidr})`);
+      p.add(
+        at(path, 'network'),
+        `tenant ${nic.network.tenant} is already defined differently by VM ${other.vm} (${other.nic.network.cidr})`,
+      );
     }
     const macOwner = nics.find((o) => o.nic.mac === nic.mac);
     if (macOwner) p.add(at(path, 'mac'), `${nic.mac} is used by VM ${macOwner.vm}`);
@@ -37,7 +40,10 @@ export function allocate(vm: ResolvedVm, records: VmRecord[], pools: SegmentPool
     }
     const ip = firstFree(nic.network.dhcpRange, used);
     if (!ip) {
-      p.add(at(path, 'ip'), `no free address left in ${nic.network.dhcpRange.join('-')} on tenant ${nic.network.tenant}`);
+      p.add(
+        at(path, 'ip'),
+        `no free address left in ${nic.network.dhcpRange.join('-')} on tenant ${nic.network.tenant}`,
+      );
       return nic;
     }
     used.add(ip);
@@ -79,7 +85,8 @@ class SegmentIds {
     if (!kind) return net;
     if (id !== undefined) {
       const owner = this.owner[kind].get(id);
-      if (owner !== undefined && owner !== net.tenant) p.add(at(path, kind === 'vlan' ? 'id' : 'vni'), `${LABEL[kind]} ${id} is used by tenant ${owner}`);
+      if (owner !== undefined && owner !== net.tenant)
+        p.add(at(path, kind === 'vlan' ? 'id' : 'vni'), `${LABEL[kind]} ${id} is used by tenant ${owner}`);
       else this.take(kind, id, net.tenant);
       return net;
     }
@@ -87,7 +94,10 @@ class SegmentIds {
     if (chosen === undefined) {
       const [first, last] = this.pools[kind];
       const hint = kind === 'vlan' ? '; give this network a VXLAN segment (VNIs reach 16777215) to go beyond it' : '';
-      p.add(at(path, kind === 'vlan' ? 'id' : 'vni'), `the ${LABEL[kind]} pool ${first}-${last} is exhausted: all ${last - first + 1} ids are in use${hint}`);
+      p.add(
+        at(path, kind === 'vlan' ? 'id' : 'vni'),
+        `the ${LABEL[kind]} pool ${first}-${last} is exhausted: all ${last - first + 1} ids are in use${hint}`,
+      );
       return net;
     }
     this.take(kind, chosen, net.tenant);

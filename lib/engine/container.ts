@@ -41,18 +41,27 @@ function defaultRunners(): RunnerFactory {
 let shared: RunnerFactory | undefined;
 
 function register(c: DependencyContainer, overrides: EngineOverrides): void {
-  const runners = overrides.runners ?? (overrides.runner ? { local: () => overrides.runner!, ssh: () => overrides.runner! } : (shared ??= defaultRunners()));
+  const runners =
+    overrides.runners ??
+    (overrides.runner
+      ? { local: () => overrides.runner!, ssh: () => overrides.runner! }
+      : (shared ??= defaultRunners()));
   c.register(TOKENS.Connect, { useValue: overrides.connect ?? ((uri: string) => Libvirt.open(uri)) });
   c.register(TOKENS.Runners, { useValue: runners });
-  c.register(TOKENS.Planes, { useValue: overrides.planes ?? ((runner: CommandRunner, stateDir: string) => new HostPlane({ runner, stateDir })) });
+  c.register(TOKENS.Planes, {
+    useValue: overrides.planes ?? ((runner: CommandRunner, stateDir: string) => new HostPlane({ runner, stateDir })),
+  });
   c.register(TOKENS.State, { useValue: overrides.state ?? ((dir: string) => new StateStore(dir)) });
-  c.register(TOKENS.Kvm, { useValue: overrides.kvm ?? ((h: Parameters<EngineDeps['kvm']>[0]) => kvmVerdict(h.runner, h.plane.files)) });
+  c.register(TOKENS.Kvm, {
+    useValue: overrides.kvm ?? ((h: Parameters<EngineDeps['kvm']>[0]) => kvmVerdict(h.runner, h.plane.files)),
+  });
   c.register(TOKENS.Clock, { useValue: overrides.clock ?? { now: () => new Date() } });
   c.register(TOKENS.Log, { useValue: overrides.log ?? { debug: debugLog } });
 }
 
 // VIRTWIRE_DEBUG=1 prints the engine's steps on stderr
-const debugLog = (message: string) => void (process.env.VIRTWIRE_DEBUG ? process.stderr.write(`virtwire: ${message}\n`) : undefined);
+const debugLog = (message: string) =>
+  void (process.env.VIRTWIRE_DEBUG ? process.stderr.write(`virtwire: ${message}\n`) : undefined);
 
 export function createEngine(overrides: EngineOverrides = {}): Engine {
   const c = root.createChildContainer();

@@ -17,7 +17,10 @@ export interface RunnerFactory {
 }
 
 /** What the engine uses of a host plane (HostPlane is one). */
-export type TenantPlane = Pick<HostPlane, 'apply' | 'plan' | 'waitForLease' | 'leases' | 'dnsmasqPid' | 'files' | 'stateDir' | 'runner'>;
+export type TenantPlane = Pick<
+  HostPlane,
+  'apply' | 'plan' | 'waitForLease' | 'leases' | 'dnsmasqPid' | 'files' | 'stateDir' | 'runner'
+>;
 
 /** A host plane working through `runner`, with its files under `stateDir` on that host. */
 export type PlaneFactory = (runner: CommandRunner, stateDir: string) => TenantPlane;

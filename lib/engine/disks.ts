@@ -8,15 +8,25 @@ import { SpecError } from '../errors/index.js';
 import type { CommandRunner, HostFiles } from '../host/index.js';
 import { vmPaths } from './state/paths.js';
 
-export async function createOverlay(runner: CommandRunner, files: HostFiles, vm: ResolvedVm, stateDir: string): Promise<string | undefined> {
+export async function createOverlay(
+  runner: CommandRunner,
+  files: HostFiles,
+  vm: ResolvedVm,
+  stateDir: string,
+): Promise<string | undefined> {
   if (!('image' in vm.boot)) return undefined;
   const { image, sizeGiB } = vm.boot;
-  if (!(await files.exists(image))) throw new SpecError([{ path: 'boot.image', message: `${image} does not exist` }], `VM spec for ${vm.name}`);
-  const info = JSON.parse((await runner.run(['qemu-img', 'info', '--output=json', image], { step: 'disks: inspect base image' })).stdout) as { format: string };
+  if (!(await files.exists(image)))
+    throw new SpecError([{ path: 'boot.image', message: `${image} does not exist` }], `VM spec for ${vm.name}`);
+  const info = JSON.parse(
+    (await runner.run(['qemu-img', 'info', '--output=json', image], { step: 'disks: inspect base image' })).stdout,
+  ) as { format: string };
   const { dir, overlay } = vmPaths(stateDir, vm.name);
   await files.mkdir(dir);
   const size = sizeGiB ? [`${sizeGiB}G`] : [];
-  await runner.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', info.format, '-b', image, overlay, ...size], { step: 'disks: create overlay' });
+  await runner.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', info.format, '-b', image, overlay, ...size], {
+    step: 'disks: create overlay',
+  });
   return overlay;
 }
 
@@ -31,14 +41,34 @@ export function seedFiles(vm: ResolvedVm): Record<string, string> {
   return files;
 }
 
-export async function createSeedIso(runner: CommandRunner, files: HostFiles, vm: ResolvedVm, stateDir: string): Promise<string | undefined> {
+export async function createSeedIso(
+  runner: CommandRunner,
+  files: HostFiles,
+  vm: ResolvedVm,
+  stateDir: string,
+): Promise<string | undefined> {
   if (!vm.cloudInit) return undefined;
   const { dir, seedIso } = vmPaths(stateDir, vm.name);
   const src = join(dir, 'seed');
   await files.mkdir(src);
   const seed = seedFiles(vm);
   for (const [name, text] of Object.entries(seed)) await files.write(join(src, name), text);
-  await runner.run(['xorriso', '-as', 'genisoimage', '-quiet', '-output', seedIso, '-volid', 'cidata', '-joliet', '-rock', ...Object.keys(seed).map((f) => join(src, f))], { step: 'disks: create seed ISO' });
+  await runner.run(
+    [
+      'xorriso',
+      '-as',
+      'genisoimage',
+      '-quiet',
+      '-output',
+      seedIso,
+      '-volid',
+      'cidata',
+      '-joliet',
+      '-rock',
+      ...Object.keys(seed).map((f) => join(src, f)),
+    ],
+    { step: 'disks: create seed ISO' },
+  );
   await files.remove(src);
   return seedIso;
 }

@@ -4,7 +4,16 @@
 import { injectable, inject } from 'tsyringe';
 import type { CreateVmOptions, CreatedVm, DestroyVmOptions } from '../../types/vm.js';
 import type { ResolvedVm } from '../../types/resolved.js';
-import type { Clock, Connector, EngineDeps, KvmProbe, Logger, PlaneFactory, RunnerFactory, StateFactory } from './deps.js';
+import type {
+  Clock,
+  Connector,
+  EngineDeps,
+  KvmProbe,
+  Logger,
+  PlaneFactory,
+  RunnerFactory,
+  StateFactory,
+} from './deps.js';
 import { TOKENS } from './tokens.js';
 import type { Observed, Plan } from './plan.js';
 import type { SpecFile } from './spec-file.js';

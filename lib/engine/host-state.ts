@@ -14,7 +14,10 @@ export function hostStateFor(records: VmRecord[], host: Pick<HostContext, 'name'
       let net = byTenant.get(tenant);
       if (!net) {
         const seg = nic.network.segment;
-        const network = host.uplink && seg.type !== 'none' ? { ...nic.network, segment: { ...seg, uplink: host.uplink } } : nic.network;
+        const network =
+          host.uplink && seg.type !== 'none'
+            ? { ...nic.network, segment: { ...seg, uplink: host.uplink } }
+            : nic.network;
         byTenant.set(tenant, (net = { network, ports: [] }));
       }
       net.ports.push({

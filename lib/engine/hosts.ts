@@ -44,25 +44,37 @@ export function checkHosts(p: Problems, input: unknown): HostTarget[] {
   (Array.isArray(input) ? input : []).forEach((h: unknown, i) => {
     const path = at('hosts', i);
     if (!isRecord(h)) return p.add(path, 'must be an object with name and uri');
-    for (const key of Object.keys(h)) if (!HOST_KEYS.includes(key)) p.add(at(path, key), `unknown field (allowed: ${HOST_KEYS.join(', ')})`);
+    for (const key of Object.keys(h))
+      if (!HOST_KEYS.includes(key)) p.add(at(path, key), `unknown field (allowed: ${HOST_KEYS.join(', ')})`);
     if (h.uplink !== undefined) checkIfName(p, at(path, 'uplink'), h.uplink);
     if (checkName(p, at(path, 'name'), h.name)) {
       if (names.has(h.name as string)) p.add(at(path, 'name'), `host ${String(h.name)} is listed twice`);
       names.add(h.name as string);
     }
-    if (typeof h.uri !== 'string' || !/^[a-z0-9+]+:\/\/[^\s]*$/.test(h.uri)) p.add(at(path, 'uri'), `${JSON.stringify(h.uri ?? null)} is not a libvirt URI (e.g. qemu+ssh://root@hv1/system)`);
+    if (typeof h.uri !== 'string' || !/^[a-z0-9+]+:\/\/[^\s]*$/.test(h.uri))
+      p.add(at(path, 'uri'), `${JSON.stringify(h.uri ?? null)} is not a libvirt URI (e.g. qemu+ssh://root@hv1/system)`);
     if (h.ssh !== undefined) {
-      if (!isRecord(h.ssh) || typeof h.ssh.destination !== 'string' || !/^[A-Za-z0-9_.@:-]+$/.test(h.ssh.destination) || h.ssh.destination.startsWith('-')) {
+      if (
+        !isRecord(h.ssh) ||
+        typeof h.ssh.destination !== 'string' ||
+        !/^[A-Za-z0-9_.@:-]+$/.test(h.ssh.destination) ||
+        h.ssh.destination.startsWith('-')
+      ) {
         p.add(at(path, 'ssh'), 'must be { destination: "user@host", identityFile?, port? }');
       }
     }
-    if (h.stateDir !== undefined && (typeof h.stateDir !== 'string' || !h.stateDir.startsWith('/'))) p.add(at(path, 'stateDir'), 'must be an absolute path');
+    if (h.stateDir !== undefined && (typeof h.stateDir !== 'string' || !h.stateDir.startsWith('/')))
+      p.add(at(path, 'stateDir'), 'must be an absolute path');
   });
   return Array.isArray(input) ? (input as HostTarget[]) : [];
 }
 
 /** Opens a connection, runs `fn`, closes it whatever happens. */
-export async function withHypervisor<T>(connect: Connector, uri: string, fn: (hv: Hypervisor) => Promise<T>): Promise<T> {
+export async function withHypervisor<T>(
+  connect: Connector,
+  uri: string,
+  fn: (hv: Hypervisor) => Promise<T>,
+): Promise<T> {
   const hv = await connect(uri);
   try {
     return await fn(hv);
@@ -75,27 +87,44 @@ export async function withHypervisor<T>(connect: Connector, uri: string, fn: (hv
  * The host for `vm`: the one its spec names, else by free memory. Unreachable hosts are passed
  * over (a placement is not a reason to fail while another host can take the VM).
  */
-export async function placeVm(vm: ResolvedVm, hosts: HostTarget[], connect: Connector): Promise<HostTarget | undefined> {
+export async function placeVm(
+  vm: ResolvedVm,
+  hosts: HostTarget[],
+  connect: Connector,
+): Promise<HostTarget | undefined> {
   if (hosts.length === 0) {
-    if (vm.host !== undefined) throw new SpecError([{ path: 'host', message: `host ${vm.host} is not known: no hosts were given` }], `VM spec for ${vm.name}`);
+    if (vm.host !== undefined)
+      throw new SpecError(
+        [{ path: 'host', message: `host ${vm.host} is not known: no hosts were given` }],
+        `VM spec for ${vm.name}`,
+      );
     return undefined;
   }
   if (vm.host !== undefined) {
     const named = hosts.find((h) => h.name === vm.host);
-    if (!named) throw new SpecError([{ path: 'host', message: `host ${vm.host} is not one of ${hosts.map((h) => h.name).join(', ')}` }], `VM spec for ${vm.name}`);
+    if (!named)
+      throw new SpecError(
+        [{ path: 'host', message: `host ${vm.host} is not one of ${hosts.map((h) => h.name).join(', ')}` }],
+        `VM spec for ${vm.name}`,
+      );
     return named;
   }
   const need = vm.memoryMiB * 1024 * 1024;
-  const free = await Promise.all(hosts.map(async (h) => {
-    try {
-      return { host: h, bytes: await withHypervisor(connect, h.uri, (hv) => hv.freeMemory()) };
-    } catch (cause) {
-      return { host: h, bytes: -1, cause };
-    }
-  }));
+  const free = await Promise.all(
+    hosts.map(async (h) => {
+      try {
+        return { host: h, bytes: await withHypervisor(connect, h.uri, (hv) => hv.freeMemory()) };
+      } catch (cause) {
+        return { host: h, bytes: -1, cause };
+      }
+    }),
+  );
   const fits = free.filter((f) => f.bytes >= need).sort((a, b) => b.bytes - a.bytes);
   if (fits.length > 0) return fits[0]!.host;
-  const seen = free.map((f) => `${f.host.name}: ${f.bytes < 0 ? `unreachable (${(f.cause as Error).message})` : `${Math.floor(f.bytes / 1048576)} MiB free`}`);
+  const seen = free.map(
+    (f) =>
+      `${f.host.name}: ${f.bytes < 0 ? `unreachable (${(f.cause as Error).message})` : `${Math.floor(f.bytes / 1048576)} MiB free`}`,
+  );
   throw new VirtwireError('NO_HOST', `no host can take VM ${vm.name} (${vm.memoryMiB} MiB): ${seen.join('; ')}`);
 }
 
@@ -108,18 +137,36 @@ export interface Scope {
 
 /** Host contexts of one call, made through the engine's collaborators (never constructed here). */
 export class HostResolver {
-  constructor(private readonly deps: Pick<EngineDeps, 'runners' | 'planes'>, private readonly scope: Scope) {}
+  constructor(
+    private readonly deps: Pick<EngineDeps, 'runners' | 'planes'>,
+    private readonly scope: Scope,
+  ) {}
 
   /** How to work on `target` (undefined: this machine, with the call's own URI and state dir). */
   context(target: HostTarget | undefined): HostContext {
     const { runners, planes } = this.deps;
     if (!target) {
       const runner = runners.local();
-      return { name: undefined, uri: this.scope.uri, runner, plane: planes(runner, this.scope.stateDir), stateDir: this.scope.stateDir, remote: false };
+      return {
+        name: undefined,
+        uri: this.scope.uri,
+        runner,
+        plane: planes(runner, this.scope.stateDir),
+        stateDir: this.scope.stateDir,
+        remote: false,
+      };
     }
     const runner = target.ssh ? runners.ssh(target.ssh) : runners.local();
     const stateDir = target.stateDir ?? (target.ssh ? DEFAULT_STATE_DIR : this.scope.stateDir);
-    return { name: target.name, ...(target.uplink ? { uplink: target.uplink } : {}), uri: target.uri, runner, plane: planes(runner, stateDir), stateDir, remote: target.ssh !== undefined };
+    return {
+      name: target.name,
+      ...(target.uplink ? { uplink: target.uplink } : {}),
+      uri: target.uri,
+      runner,
+      plane: planes(runner, stateDir),
+      stateDir,
+      remote: target.ssh !== undefined,
+    };
   }
 
   /** The host a recorded VM lives on: as the call's hosts describe it, else as its record keeps it. */
@@ -127,7 +174,11 @@ export class HostResolver {
     if (record.host === undefined) return this.context(undefined);
     const target = this.scope.hosts.find((h) => h.name === record.host) ?? record.hostTarget;
     const given = this.scope.hosts.map((h) => h.name).join(', ') || 'none';
-    if (!target) throw new VirtwireError('NOT_FOUND', `VM ${record.vm.name} runs on host ${record.host}, which is not among the hosts given (${given})`);
+    if (!target)
+      throw new VirtwireError(
+        'NOT_FOUND',
+        `VM ${record.vm.name} runs on host ${record.host}, which is not among the hosts given (${given})`,
+      );
     return this.context(target);
   }
 
@@ -140,10 +191,15 @@ export class HostResolver {
     for (const r of records) if (r.host && r.hostTarget) known.set(r.host, r.hostTarget);
     for (const h of this.scope.hosts) known.set(h.name, h);
     const out = new Map<string | undefined, HostContext>();
-    if (this.scope.hosts.length === 0 || records.some((r) => r.host === undefined)) out.set(undefined, this.context(undefined));
+    if (this.scope.hosts.length === 0 || records.some((r) => r.host === undefined))
+      out.set(undefined, this.context(undefined));
     for (const [name, h] of known) out.set(name, this.context(h));
     for (const r of records) {
-      if (r.host !== undefined && !out.has(r.host)) throw new VirtwireError('NOT_FOUND', `VM ${r.vm.name} is recorded on host ${r.host}, which neither the hosts given nor the record describe`);
+      if (r.host !== undefined && !out.has(r.host))
+        throw new VirtwireError(
+          'NOT_FOUND',
+          `VM ${r.vm.name} is recorded on host ${r.host}, which neither the hosts given nor the record describe`,
+        );
     }
     return out;
   }

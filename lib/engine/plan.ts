@@ -45,14 +45,28 @@ const IN_PLACE = /^nics\[\d+\]\.qos(\.|$)/;
 
 function flatten(value: unknown, prefix = '', out: Map<string, unknown> = new Map()): Map<string, unknown> {
   if (Array.isArray(value)) value.forEach((v, i) => flatten(v, `${prefix}[${i}]`, out));
-  else if (value !== null && typeof value === 'object') for (const [k, v] of Object.entries(value)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
+  else if (value !== null && typeof value === 'object')
+    for (const [k, v] of Object.entries(value)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
   else out.set(prefix, value);
   return out;
 }
 
 /** Attribute-level differences between two VMs, ignoring derived names. */
-export function diffVm(from: ResolvedVm, to: ResolvedVm): AttributeChange[] {
-  const strip = (vm: ResolvedVm) => ({ ...vm, nics: vm.nics.map(({ network, ...n }: ResolvedNic) => ({ ...n, network: { tenant: network.tenant, cidr: network.cidr, gateway: network.gateway, nat: network.nat, segment: network.segment, uplink: network.uplink } })) });
+function diffVm(from: ResolvedVm, to: ResolvedVm): AttributeChange[] {
+  const strip = (vm: ResolvedVm) => ({
+    ...vm,
+    nics: vm.nics.map(({ network, ...n }: ResolvedNic) => ({
+      ...n,
+      network: {
+        tenant: network.tenant,
+        cidr: network.cidr,
+        gateway: network.gateway,
+        nat: network.nat,
+        segment: network.segment,
+        uplink: network.uplink,
+      },
+    })),
+  });
   const a = flatten(strip(from));
   const b = flatten(strip(to));
   const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
@@ -92,7 +106,11 @@ function keepAllocated(nic: ResolvedNic, recorded: ResolvedNic | undefined): Res
   if (!recorded || recorded.network.tenant !== nic.network.tenant) return nic;
   const ip = nic.ip ?? recorded.ip;
   const same = JSON.stringify(nic.network.segment) === JSON.stringify(withoutSegmentId(recorded.network.segment));
-  return { ...nic, ...(ip ? { ip } : {}), network: same ? { ...nic.network, segment: recorded.network.segment } : nic.network };
+  return {
+    ...nic,
+    ...(ip ? { ip } : {}),
+    network: same ? { ...nic.network, segment: recorded.network.segment } : nic.network,
+  };
 }
 
 export function planChanges(spec: SpecFile, records: VmRecord[], observed: Observed): Plan {
@@ -107,7 +125,9 @@ export function planChanges(spec: SpecFile, records: VmRecord[], observed: Obser
     const rec = byName.get(vm.name);
     // a VM placed by free memory stays where it is unless the spec names another host
     const host = vm.host ?? rec?.host;
-    const pinned: ResolvedVm = rec ? { ...vm, ...(host ? { host } : {}), nics: vm.nics.map((n, i) => keepAllocated(n, rec.vm.nics[i])) } : vm;
+    const pinned: ResolvedVm = rec
+      ? { ...vm, ...(host ? { host } : {}), nics: vm.nics.map((n, i) => keepAllocated(n, rec.vm.nics[i])) }
+      : vm;
     if (!rec) {
       const vmPlaced = allocate(pinned, placed, spec.pools);
       placed.push({ vm: vmPlaced, accel: 'tcg', createdAt: '' });
@@ -118,11 +138,34 @@ export function planChanges(spec: SpecFile, records: VmRecord[], observed: Obser
     const state = observed.domains.get(vm.name);
     if (attrs.length > 0) {
       const inPlace = attrs.every((a) => IN_PLACE.test(a.name));
-      changes.push({ kind: 'vm', name: vm.name, action: inPlace ? 'update' : 'replace', attributes: attrs, vm: pinned, ...(inPlace ? {} : { reason: 'forces replacement' }) });
+      changes.push({
+        kind: 'vm',
+        name: vm.name,
+        action: inPlace ? 'update' : 'replace',
+        attributes: attrs,
+        vm: pinned,
+        ...(inPlace ? {} : { reason: 'forces replacement' }),
+      });
     } else if (state === undefined) {
-      changes.push({ kind: 'vm', name: vm.name, action: 'repair', repair: 'recreate', attributes: [], reason: 'domain missing in libvirt', vm: pinned });
+      changes.push({
+        kind: 'vm',
+        name: vm.name,
+        action: 'repair',
+        repair: 'recreate',
+        attributes: [],
+        reason: 'domain missing in libvirt',
+        vm: pinned,
+      });
     } else if (state !== 'running') {
-      changes.push({ kind: 'vm', name: vm.name, action: 'repair', repair: 'start', attributes: [], reason: `domain is ${state}, not running`, vm: pinned });
+      changes.push({
+        kind: 'vm',
+        name: vm.name,
+        action: 'repair',
+        repair: 'start',
+        attributes: [],
+        reason: `domain is ${state}, not running`,
+        vm: pinned,
+      });
     }
   }
   for (const rec of records) {
@@ -132,11 +175,20 @@ export function planChanges(spec: SpecFile, records: VmRecord[], observed: Obser
   // networks: appear with their first VM, go with their last, are repaired where the host drifted
   const tenantsBefore = new Set(records.flatMap((r) => r.vm.nics.map((n) => n.network.tenant)));
   const tenantsAfter = new Set(placed.flatMap((r) => r.vm.nics.map((n) => n.network.tenant)));
-  for (const t of [...tenantsAfter].sort()) if (!tenantsBefore.has(t)) changes.push({ kind: 'network', name: t, action: 'create', attributes: [] });
-  for (const t of [...tenantsBefore].sort()) if (!tenantsAfter.has(t)) changes.push({ kind: 'network', name: t, action: 'delete', attributes: [] });
+  for (const t of [...tenantsAfter].sort())
+    if (!tenantsBefore.has(t)) changes.push({ kind: 'network', name: t, action: 'create', attributes: [] });
+  for (const t of [...tenantsBefore].sort())
+    if (!tenantsAfter.has(t)) changes.push({ kind: 'network', name: t, action: 'delete', attributes: [] });
   const drift = hostDrift(tenantsBefore, observed.host);
   for (const [t, why] of [...drift].sort()) {
-    if (tenantsAfter.has(t)) changes.push({ kind: 'network', name: t, action: 'repair', attributes: [], reason: [...new Set(why)].join(', ') });
+    if (tenantsAfter.has(t))
+      changes.push({
+        kind: 'network',
+        name: t,
+        action: 'repair',
+        attributes: [],
+        reason: [...new Set(why)].join(', '),
+      });
   }
 
   const summary: Record<ChangeAction, number> = { create: 0, update: 0, replace: 0, delete: 0, repair: 0 };
@@ -151,11 +203,24 @@ export function formatPlan(plan: Plan): string {
   const lines: string[] = [];
   for (const c of plan.changes) {
     const nic = c.vm?.nics.map((n) => `${n.network.tenant} ${n.ip ?? '(dhcp)'}`).join(', ');
-    const what = c.action === 'repair' ? `repair: ${c.reason}` : c.action === 'replace' ? 'forces replacement' : c.action === 'update' ? 'update in place' : c.action;
-    lines.push(`  ${SYMBOL[c.action].padStart(3)} ${c.kind} ${c.name}${nic && c.action === 'create' ? ` (${nic})` : ''} — ${what}`);
-    for (const a of c.attributes) lines.push(`        ~ ${a.name}: ${JSON.stringify(a.from ?? null)} -> ${JSON.stringify(a.to ?? null)}`);
+    const what =
+      c.action === 'repair'
+        ? `repair: ${c.reason}`
+        : c.action === 'replace'
+          ? 'forces replacement'
+          : c.action === 'update'
+            ? 'update in place'
+            : c.action;
+    lines.push(
+      `  ${SYMBOL[c.action].padStart(3)} ${c.kind} ${c.name}${nic && c.action === 'create' ? ` (${nic})` : ''} — ${what}`,
+    );
+    for (const a of c.attributes)
+      lines.push(`        ~ ${a.name}: ${JSON.stringify(a.from ?? null)} -> ${JSON.stringify(a.to ?? null)}`);
   }
   const s = plan.summary;
-  lines.push('', `Plan: ${s.create} to add, ${s.update} to change, ${s.replace} to replace, ${s.delete} to destroy, ${s.repair} to repair.`);
+  lines.push(
+    '',
+    `Plan: ${s.create} to add, ${s.update} to change, ${s.replace} to replace, ${s.delete} to destroy, ${s.repair} to repair.`,
+  );
   return lines.join('\n');
 }

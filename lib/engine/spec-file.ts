@@ -4,7 +4,7 @@
 // reported together, each with its line in the file.
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
-import type { NetworkSpec, SegmentPools, VmSpec } from '../../types/spec.js';
+import type { NetworkSpec, SegmentPools } from '../../types/spec.js';
 import type { HostTarget } from '../../types/vm.js';
 import { checkHosts } from './hosts.js';
 import type { ResolvedNetwork, ResolvedVm } from '../../types/resolved.js';
@@ -27,7 +27,10 @@ export function loadSpecFile(file: string): SpecFile {
   try {
     text = readFileSync(file, 'utf8');
   } catch (cause) {
-    throw new SpecError([{ path: '(file)', message: `cannot read ${file}: ${(cause as Error).message}`, file }], 'spec file');
+    throw new SpecError(
+      [{ path: '(file)', message: `cannot read ${file}: ${(cause as Error).message}`, file }],
+      'spec file',
+    );
   }
   return parseSpecText(text, file);
 }
@@ -36,12 +39,24 @@ export function parseSpecText(text: string, file = 'spec.yaml'): SpecFile {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new SpecError(doc.errors.map((e) => ({ path: '(syntax)', message: e.message.split('\n')[0]!, file, line: lines.linePos(e.pos[0]).line })), 'spec file');
+    throw new SpecError(
+      doc.errors.map((e) => ({
+        path: '(syntax)',
+        message: e.message.split('\n')[0]!,
+        file,
+        line: lines.linePos(e.pos[0]).line,
+      })),
+      'spec file',
+    );
   }
   const input = doc.toJS() as unknown;
   const p = new Problems();
   const result = validateSpecObject(p, input);
-  if (!p.empty) throw new SpecError(p.list.map((problem) => locate(problem, doc, lines, file)), 'spec file');
+  if (!p.empty)
+    throw new SpecError(
+      p.list.map((problem) => locate(problem, doc, lines, file)),
+      'spec file',
+    );
   return result!;
 }
 
@@ -50,7 +65,8 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
     p.add('(root)', 'must be a map with networks: and vms:');
     return undefined;
   }
-  for (const key of Object.keys(input)) if (!TOP_KEYS.includes(key)) p.add(key, `unknown field (allowed: ${TOP_KEYS.join(', ')})`);
+  for (const key of Object.keys(input))
+    if (!TOP_KEYS.includes(key)) p.add(key, `unknown field (allowed: ${TOP_KEYS.join(', ')})`);
   const netInputs = input.networks ?? [];
   const vmInputs = input.vms ?? [];
   if (!Array.isArray(netInputs)) p.add('networks', 'must be a list of networks');
@@ -60,9 +76,11 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
   (Array.isArray(netInputs) ? netInputs : []).forEach((n: unknown, i: number) => {
     const resolved = resolveNetwork(p, at('networks', i), n);
     if (!resolved) return;
-    if (byTenant.has(resolved.tenant)) p.add(at(at('networks', i), 'tenant'), `tenant ${resolved.tenant} is defined twice`);
+    if (byTenant.has(resolved.tenant))
+      p.add(at(at('networks', i), 'tenant'), `tenant ${resolved.tenant} is defined twice`);
     const clash = networks.find((o) => overlaps(o, resolved));
-    if (clash) p.add(at(at('networks', i), 'cidr'), `${resolved.cidr} overlaps ${clash.cidr} of tenant ${clash.tenant}`);
+    if (clash)
+      p.add(at(at('networks', i), 'cidr'), `${resolved.cidr} overlaps ${clash.cidr} of tenant ${clash.tenant}`);
     byTenant.set(resolved.tenant, n as NetworkSpec);
     networks.push(resolved);
   });
@@ -76,12 +94,16 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
     }
     if (isRecord(v) && Array.isArray(v.nics)) {
       // a NIC may name its network by tenant
-      v = { ...v, nics: v.nics.map((nic: unknown, j: number) => {
-        if (!isRecord(nic) || typeof nic.network !== 'string') return nic;
-        const net = byTenant.get(nic.network);
-        if (!net) p.add(at(at(at(path, 'nics'), j), 'network'), `no network with tenant "${nic.network}" in networks:`);
-        return { ...nic, network: net ?? { tenant: nic.network, cidr: '0.0.0.0/0' } };
-      }) };
+      v = {
+        ...v,
+        nics: v.nics.map((nic: unknown, j: number) => {
+          if (!isRecord(nic) || typeof nic.network !== 'string') return nic;
+          const net = byTenant.get(nic.network);
+          if (!net)
+            p.add(at(at(at(path, 'nics'), j), 'network'), `no network with tenant "${nic.network}" in networks:`);
+          return { ...nic, network: net ?? { tenant: nic.network, cidr: '0.0.0.0/0' } };
+        }),
+      };
       if (p.list.some((x) => x.path.startsWith(`${path}.nics`))) return;
     }
     const vm = resolveVm(p, path, v);
@@ -92,10 +114,20 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
   vms.forEach((vm) => {
     if (vm.host !== undefined && !hosts.some((h) => h.name === vm.host)) {
       const i = (vmInputs as { name?: unknown }[]).findIndex((v) => v?.name === vm.name);
-      p.add(at(at('vms', i), 'host'), hosts.length ? `host ${vm.host} is not one of hosts: (${hosts.map((h) => h.name).join(', ')})` : `host ${vm.host} is not known: the file has no hosts:`);
+      p.add(
+        at(at('vms', i), 'host'),
+        hosts.length
+          ? `host ${vm.host} is not one of hosts: (${hosts.map((h) => h.name).join(', ')})`
+          : `host ${vm.host} is not known: the file has no hosts:`,
+      );
     }
   });
-  return { networks, vms, ...(pools && Object.keys(pools).length ? { pools } : {}), ...(hosts.length ? { hosts } : {}) };
+  return {
+    networks,
+    vms,
+    ...(pools && Object.keys(pools).length ? { pools } : {}),
+    ...(hosts.length ? { hosts } : {}),
+  };
 }
 
 function overlaps(a: ResolvedNetwork, b: ResolvedNetwork): boolean {

@@ -1,6 +1,9 @@
 import { VirtwireError } from './virtwire-error.js';
 
-/** A multi-step operation failed at `step`; `stepsDone` were completed (and rolled back unless `rolledBack` is false). */
+/**
+ * A multi-step operation failed at `step`; `stepsDone` were completed (and rolled back unless
+ * `rolledBack` is false).
+ */
 export class ApplyError extends VirtwireError {
   readonly step: string;
   readonly stepsDone: readonly string[];

@@ -35,7 +35,11 @@ export class LibvirtError extends VirtwireError {
   readonly func: string;
 
   constructor(details: LibvirtErrorDetails, options: { cause?: unknown } = {}) {
-    super('LIBVIRT', `${details.func}: ${details.message} (libvirt code ${details.libvirtCode}, domain ${details.libvirtDomain})`, options);
+    super(
+      'LIBVIRT',
+      `${details.func}: ${details.message} (libvirt code ${details.libvirtCode}, domain ${details.libvirtDomain})`,
+      options,
+    );
     this.libvirtCode = details.libvirtCode;
     this.libvirtDomain = details.libvirtDomain;
     this.func = details.func;

@@ -15,7 +15,10 @@ export class SpecError extends VirtwireError {
 
   constructor(problems: readonly SpecProblem[], subject = 'spec') {
     const lines = problems.map((p) => `  ${p.file ? `${p.file}:${p.line ?? 1}: ` : ''}${p.path}: ${p.message}`);
-    super('SPEC_INVALID', `invalid ${subject} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${lines.join('\n')}`);
+    super(
+      'SPEC_INVALID',
+      `invalid ${subject} (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${lines.join('\n')}`,
+    );
     this.problems = problems;
   }
 }

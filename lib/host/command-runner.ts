@@ -13,6 +13,10 @@ export interface RunOptions {
   allowFailure?: boolean;
   /** stdout exactly as written (file contents); default: the final newline is stripped */
   keepFinalNewline?: boolean;
+  /** the working directory (local commands) */
+  cwd?: string;
+  /** write stdout to this file instead of returning it (local commands) */
+  stdoutFile?: string;
 }
 
 export interface RunResult {
@@ -44,16 +48,36 @@ export class ExecaRunner implements CommandRunner {
  * a batch, the input line the tool names. `unreachable(code)` marks exit codes that belong to a
  * transport (ssh's 255), never to the command.
  */
-export async function spawnChecked(argv: readonly string[], shown: readonly string[], options: RunOptions, unreachable = (_code: number) => false): Promise<RunResult> {
+export async function spawnChecked(
+  argv: readonly string[],
+  shown: readonly string[],
+  options: RunOptions,
+  unreachable = (_code: number) => false,
+): Promise<RunResult> {
   const [file, ...args] = argv;
-  const r = await execa(file!, args, { input: options.input ?? '', reject: false, stripFinalNewline: !options.keepFinalNewline });
+  const r = await execa(file!, args, {
+    input: options.input ?? '',
+    reject: false,
+    stripFinalNewline: !options.keepFinalNewline,
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    ...(options.stdoutFile ? { stdout: { file: options.stdoutFile } } : {}),
+  });
   if (r.exitCode === undefined || unreachable(r.exitCode)) {
-    throw new HostCommandError({ argv: shown, exitCode: r.exitCode, stderr: String(r.stderr || r.message), step: options.step }, { cause: r });
+    throw new HostCommandError(
+      { argv: shown, exitCode: r.exitCode, stderr: String(r.stderr || r.message), step: options.step },
+      { cause: r },
+    );
   }
   const out = { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode };
   if (out.exitCode !== 0 && !options.allowFailure) {
     const line = failedBatchLine(out.stderr, options.input);
-    throw new HostCommandError({ argv: shown, exitCode: out.exitCode, stderr: out.stderr, step: options.step, ...(line ? { line } : {}) });
+    throw new HostCommandError({
+      argv: shown,
+      exitCode: out.exitCode,
+      stderr: out.stderr,
+      step: options.step,
+      ...(line ? { line } : {}),
+    });
   }
   return out;
 }
@@ -62,7 +86,10 @@ export async function spawnChecked(argv: readonly string[], shown: readonly stri
  * The batch input line a failing `ip`/`tc`/`bridge -batch -` ("Command failed -:5") or
  * `nft -f -` ("/dev/stdin:5:3-9: Error: …") names, with the device it acts on.
  */
-export function failedBatchLine(stderr: string, input: string | undefined): { number: number; text: string; device?: string } | undefined {
+export function failedBatchLine(
+  stderr: string,
+  input: string | undefined,
+): { number: number; text: string; device?: string } | undefined {
   if (!input) return undefined;
   const m = /Command failed -:(\d+)/.exec(stderr) ?? /^\/dev\/stdin:(\d+):/m.exec(stderr);
   const number = m ? Number(m[1]) : NaN;
@@ -71,7 +98,10 @@ export function failedBatchLine(stderr: string, input: string | undefined): { nu
   const tokens = text.trim().split(/\s+/);
   // `link add NAME … dev UPLINK` acts on NAME; otherwise `… dev NAME …` (`link set dev`, `tuntap add dev`, tc)
   const after = (word: string) => (tokens.includes(word) ? tokens[tokens.indexOf(word) + 1] : undefined);
-  const named = tokens[0] === 'link' && ['add', 'del', 'set'].includes(tokens[1] ?? '') && tokens[2] !== 'dev' ? tokens[2] : undefined;
+  const named =
+    tokens[0] === 'link' && ['add', 'del', 'set'].includes(tokens[1] ?? '') && tokens[2] !== 'dev'
+      ? tokens[2]
+      : undefined;
   const device = named ?? after('dev');
   return { number, text: text.trim(), ...(device ? { device } : {}) };
 }
@@ -83,7 +113,8 @@ const UNSAFE_TOKEN = /[\s"'\\#;]/;
 export function batchLine(tokens: readonly (string | number)[]): string {
   for (const t of tokens) {
     const s = String(t);
-    if (s === '' || UNSAFE_TOKEN.test(s)) throw new VirtwireError('UNSAFE_VALUE', `refusing unsafe batch token ${JSON.stringify(s)}`);
+    if (s === '' || UNSAFE_TOKEN.test(s))
+      throw new VirtwireError('UNSAFE_VALUE', `refusing unsafe batch token ${JSON.stringify(s)}`);
   }
   return tokens.join(' ');
 }

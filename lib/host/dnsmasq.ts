@@ -22,10 +22,16 @@ export interface DnsmasqPaths {
 
 export function dnsmasqPaths(stateDir: string, tenant: string): DnsmasqPaths {
   const dir = join(stateDir, 'dnsmasq', tenant);
-  return { dir, conf: join(dir, 'dnsmasq.conf'), hostsFile: join(dir, 'hosts'), leaseFile: join(dir, 'leases'), pidFile: join(dir, 'dnsmasq.pid') };
+  return {
+    dir,
+    conf: join(dir, 'dnsmasq.conf'),
+    hostsFile: join(dir, 'hosts'),
+    leaseFile: join(dir, 'leases'),
+    pidFile: join(dir, 'dnsmasq.pid'),
+  };
 }
 
-export const LEASE_TIME = '1h';
+const LEASE_TIME = '1h';
 
 export interface DnsmasqOptions {
   /** the segment's MTU on this host, handed to the guests (DHCP option 26); default: none sent */
@@ -33,7 +39,11 @@ export interface DnsmasqOptions {
 }
 
 /** The dnsmasq configuration for a tenant network (deterministic: same input, same text). */
-export function renderDnsmasqConfig(network: ResolvedNetwork, paths: DnsmasqPaths, options: DnsmasqOptions = {}): string {
+export function renderDnsmasqConfig(
+  network: ResolvedNetwork,
+  paths: DnsmasqPaths,
+  options: DnsmasqOptions = {},
+): string {
   const p = new Problems();
   for (const [key, value] of Object.entries(paths)) checkSafeText(p, key, value);
   p.throwIfAny('dnsmasq paths');
@@ -75,7 +85,11 @@ export interface DnsmasqStatus {
 
 /** The running instance (pid alive and started with this config file) and the files on disk. */
 export async function observeDnsmasq(files: HostFiles, paths: DnsmasqPaths): Promise<DnsmasqStatus> {
-  const [pidText, conf, hosts] = await Promise.all([files.read(paths.pidFile), files.read(paths.conf), files.read(paths.hostsFile)]);
+  const [pidText, conf, hosts] = await Promise.all([
+    files.read(paths.pidFile),
+    files.read(paths.conf),
+    files.read(paths.hostsFile),
+  ]);
   const pid = Number(pidText?.trim());
   let running: number | undefined;
   if (Number.isInteger(pid) && pid > 0) {
@@ -96,7 +110,15 @@ export function planDnsmasq(status: DnsmasqStatus, conf: string, hosts: string):
   return 'none';
 }
 
-export async function applyDnsmasq(runner: CommandRunner, files: HostFiles, paths: DnsmasqPaths, action: DnsmasqAction, conf: string, hosts: string, status: DnsmasqStatus): Promise<number | undefined> {
+export async function applyDnsmasq(
+  runner: CommandRunner,
+  files: HostFiles,
+  paths: DnsmasqPaths,
+  action: DnsmasqAction,
+  conf: string,
+  hosts: string,
+  status: DnsmasqStatus,
+): Promise<number | undefined> {
   if (action === 'none') return status.pid;
   await files.mkdir(paths.dir);
   await files.write(paths.hostsFile, hosts);
@@ -111,7 +133,8 @@ export async function applyDnsmasq(runner: CommandRunner, files: HostFiles, path
   // pid file before the parent exits
   await runner.run(['dnsmasq', `--conf-file=${paths.conf}`], { step: `dnsmasq: start for ${paths.dir}` });
   const started = (await observeDnsmasq(files, paths)).pid;
-  if (started === undefined) throw new VirtwireError('PROCESS_FAILED', `dnsmasq for ${paths.dir} exited right after starting`);
+  if (started === undefined)
+    throw new VirtwireError('PROCESS_FAILED', `dnsmasq for ${paths.dir} exited right after starting`);
   return started;
 }
 
@@ -120,7 +143,10 @@ export async function stopDnsmasq(files: HostFiles, paths: DnsmasqPaths, pid?: n
   if (pid === undefined) return;
   const stopping = pid;
   await files.signal(stopping, 'TERM');
-  await waitUntil(async () => (await files.process(stopping)) === undefined, { timeoutMs: 10_000, what: `dnsmasq ${stopping} to exit` });
+  await waitUntil(async () => (await files.process(stopping)) === undefined, {
+    timeoutMs: 10_000,
+    what: `dnsmasq ${stopping} to exit`,
+  });
 }
 
 /** Stops the instance and removes its files. */

@@ -13,7 +13,8 @@ const LOCK_NB = 4;
 const LOCK_UN = 8;
 
 let flockFn: ((fd: number, op: number) => number) | undefined;
-const flock = (fd: number, op: number): number => (flockFn ??= koffi.load('libc.so.6').func('int flock(int fd, int op)') as (fd: number, op: number) => number)(fd, op);
+const flock = (fd: number, op: number): number =>
+  (flockFn ??= koffi.load('libc.so.6').func('int flock(int fd, int op)') as (fd: number, op: number) => number)(fd, op);
 
 export interface LockHolder {
   pid: number;
@@ -23,7 +24,10 @@ export interface LockHolder {
 }
 
 export class FileLock {
-  private constructor(private fd: number | undefined, readonly file: string) {}
+  private constructor(
+    private fd: number | undefined,
+    readonly file: string,
+  ) {}
 
   /** The lock at once, or undefined when another holder has it. */
   static tryAcquire(file: string, command: string): FileLock | undefined {
@@ -39,10 +43,17 @@ export class FileLock {
   }
 
   /** Waits for the lock up to `timeoutMs`; LOCKED naming the holder after that. */
-  static async acquire(file: string, command: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<FileLock> {
+  static async acquire(
+    file: string,
+    command: string,
+    options: { timeoutMs: number; signal?: AbortSignal },
+  ): Promise<FileLock> {
     let lock: FileLock | undefined;
     // flock would block the event loop: the non-blocking attempt is repeated instead
-    await waitUntil(() => (lock = FileLock.tryAcquire(file, command)) !== undefined, { ...options, what: `the lock ${file}` }).catch((cause: unknown) => {
+    await waitUntil(() => (lock = FileLock.tryAcquire(file, command)) !== undefined, {
+      ...options,
+      what: `the lock ${file}`,
+    }).catch((cause: unknown) => {
       throw lockedError(file, cause);
     });
     return lock!;

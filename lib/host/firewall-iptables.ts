@@ -13,7 +13,7 @@ import { cidr, ifname, ipv4, mac } from './firewall-values.js';
 import { uplinksOf, type Uplink } from './firewall-uplinks.js';
 
 /** A chain of virtwire's own: its name is a role letter and its table's hash. */
-export const OWN_CHAIN = /^VW[A-Z]-[0-9a-f]{12}$/;
+const OWN_CHAIN = /^VW[A-Z]-[0-9a-f]{12}$/;
 
 interface Chain {
   name: string;
@@ -34,12 +34,18 @@ interface TableWant {
 }
 
 function natChain(nets: HostNetwork[]): string[] {
-  return nets.filter((n) => n.network.nat).flatMap(({ network: n }) => {
-    const c = cidr(n.cidr);
-    // like libvirt: multicast and broadcast stay local, the subnet itself is not translated
-    const out = n.uplink ? `-o ${ifname(n.uplink)}` : `! -o ${ifname(n.bridge)}`;
-    return [`-s ${c} -d 224.0.0.0/24 -j RETURN`, `-s ${c} -d 255.255.255.255/32 -j RETURN`, `-s ${c} ! -d ${c} ${out} -j MASQUERADE`];
-  });
+  return nets
+    .filter((n) => n.network.nat)
+    .flatMap(({ network: n }) => {
+      const c = cidr(n.cidr);
+      // like libvirt: multicast and broadcast stay local, the subnet itself is not translated
+      const out = n.uplink ? `-o ${ifname(n.uplink)}` : `! -o ${ifname(n.bridge)}`;
+      return [
+        `-s ${c} -d 224.0.0.0/24 -j RETURN`,
+        `-s ${c} -d 255.255.255.255/32 -j RETURN`,
+        `-s ${c} ! -d ${c} ${out} -j MASQUERADE`,
+      ];
+    });
 }
 
 function forwardChain(nets: HostNetwork[], crossTenant: string): string[] {
@@ -72,10 +78,13 @@ function spoofRules(p: HostPort): string[] {
   const i = `-i ${ifname(p.name)}`;
   const m = mac(p.mac);
   const rules = [`${i} -s ! ${m} -j DROP`, `${i} -p ARP --arp-mac-src ! ${m} -j DROP`];
-  if (p.ip) rules.push(`${i} -p ARP --arp-ip-src 0.0.0.0 -j RETURN`, `${i} -p ARP --arp-ip-src ! ${ipv4(p.ip)} -j DROP`);
+  if (p.ip)
+    rules.push(`${i} -p ARP --arp-ip-src 0.0.0.0 -j RETURN`, `${i} -p ARP --arp-ip-src ! ${ipv4(p.ip)} -j DROP`);
   rules.push(`${i} -p ARP -j RETURN`);
   if (p.ip) {
-    rules.push(`${i} -p IPv4 --ip-src 0.0.0.0 --ip-dst 255.255.255.255 --ip-proto udp --ip-sport 68 --ip-dport 67 -j RETURN`);
+    rules.push(
+      `${i} -p IPv4 --ip-src 0.0.0.0 --ip-dst 255.255.255.255 --ip-proto udp --ip-sport 68 --ip-dport 67 -j RETURN`,
+    );
     rules.push(`${i} -p IPv4 --ip-src ! ${ipv4(p.ip)} -j DROP`);
   }
   rules.push(`${i} -p IPv4 -j RETURN`, `${i} -j DROP`);
@@ -86,7 +95,11 @@ function spoofRules(p: HostPort): string[] {
 function uplinkRules(u: Uplink, dir: '-i' | '-o'): string[] {
   const x = `${dir} ${ifname(u.name)}`;
   const g = ipv4(u.gateway);
-  return [`${x} -p IPv4 --ip-proto udp --ip-dport 67:68 -j DROP`, `${x} -p ARP --arp-ip-dst ${g} -j DROP`, `${x} -p ARP --arp-ip-src ${g} -j DROP`];
+  return [
+    `${x} -p IPv4 --ip-proto udp --ip-dport 67:68 -j DROP`,
+    `${x} -p ARP --arp-ip-dst ${g} -j DROP`,
+    `${x} -p ARP --arp-ip-src ${g} -j DROP`,
+  ];
 }
 
 /** Names each chain after its role and the hash of everything its table holds. */
@@ -102,15 +115,37 @@ export function desiredTables(state: HostState): TableWant[] {
   const nat = nets.some((n) => n.network.nat);
   const uplinks = uplinksOf(state);
   return [
-    named('iptables', 'filter', (name) => nets.length === 0 ? [] : [
-      { name: name('X'), rules: crossTenantChain(nets) },
-      { name: name('F'), rules: forwardChain(nets, name('X')), from: 'FORWARD' },
-      { name: name('I'), rules: inputChain(nets), from: 'INPUT' },
-    ]),
-    named('iptables', 'nat', (name) => nat ? [{ name: name('N'), rules: natChain(nets), from: 'POSTROUTING' }] : []),
+    named('iptables', 'filter', (name) =>
+      nets.length === 0
+        ? []
+        : [
+            { name: name('X'), rules: crossTenantChain(nets) },
+            { name: name('F'), rules: forwardChain(nets, name('X')), from: 'FORWARD' },
+            { name: name('I'), rules: inputChain(nets), from: 'INPUT' },
+          ],
+    ),
+    named('iptables', 'nat', (name) => (nat ? [{ name: name('N'), rules: natChain(nets), from: 'POSTROUTING' }] : [])),
     named('ebtables', 'nat', (name) => [
-      ...(ports.length || uplinks.length ? [{ name: name('S'), policy: 'RETURN', rules: [...ports.flatMap(spoofRules), ...uplinks.flatMap((u) => uplinkRules(u, '-i'))], from: 'PREROUTING' }] : []),
-      ...(uplinks.length ? [{ name: name('P'), policy: 'RETURN', rules: uplinks.flatMap((u) => uplinkRules(u, '-o')), from: 'POSTROUTING' }] : []),
+      ...(ports.length || uplinks.length
+        ? [
+            {
+              name: name('S'),
+              policy: 'RETURN',
+              rules: [...ports.flatMap(spoofRules), ...uplinks.flatMap((u) => uplinkRules(u, '-i'))],
+              from: 'PREROUTING',
+            },
+          ]
+        : []),
+      ...(uplinks.length
+        ? [
+            {
+              name: name('P'),
+              policy: 'RETURN',
+              rules: uplinks.flatMap((u) => uplinkRules(u, '-o')),
+              from: 'POSTROUTING',
+            },
+          ]
+        : []),
     ]),
   ];
 }
@@ -140,7 +175,8 @@ export function parseSave(text: string): TableSeen {
     else {
       position.set(chain, (position.get(chain) ?? 0) + 1);
       const jump = /^-j (\S+)$/.exec(body);
-      if (jump && OWN_CHAIN.test(jump[1]!)) seen.jumps.push({ from: chain, to: jump[1]!, position: position.get(chain)! });
+      if (jump && OWN_CHAIN.test(jump[1]!))
+        seen.jumps.push({ from: chain, to: jump[1]!, position: position.get(chain)! });
     }
   }
   return seen;
@@ -158,11 +194,14 @@ export function transition(want: TableWant, seen: TableSeen): string {
   const keep = new Set(want.chains.filter((c) => c.from).map((c) => `${c.from} ${c.name}`));
   const deletes = [...count].flatMap(([pair, n]) => Array.from({ length: keep.has(pair) ? n - 1 : n }, () => pair));
   // in the order of their positions, so each lands where it was counted
-  const inserts = want.chains.filter((c) => c.from && !count.has(`${c.from} ${c.name}`)).sort((a, b) => (a.position ?? 1) - (b.position ?? 1));
+  const inserts = want.chains
+    .filter((c) => c.from && !count.has(`${c.from} ${c.name}`))
+    .sort((a, b) => (a.position ?? 1) - (b.position ?? 1));
   if (rebuild.length + stale.length + deletes.length + inserts.length === 0) return '';
   const lines = [`*${want.table}`];
   // declaring a chain under --noflush creates it or empties it; then it is filled
-  for (const c of rebuild) lines.push(want.tool === 'ebtables' ? `:${c.name} ${c.policy ?? 'RETURN'}` : `:${c.name} - [0:0]`);
+  for (const c of rebuild)
+    lines.push(want.tool === 'ebtables' ? `:${c.name} ${c.policy ?? 'RETURN'}` : `:${c.name} - [0:0]`);
   for (const c of rebuild) for (const r of c.rules) lines.push(`-A ${c.name} ${r}`);
   for (const pair of deletes) lines.push(`-D ${pair.replace(' ', ' -j ')}`);
   for (const c of inserts) lines.push(`-I ${c.from} ${c.position ?? 1} -j ${c.name}`);
@@ -174,16 +213,25 @@ export function transition(want: TableWant, seen: TableSeen): string {
 }
 
 const SAVE = { iptables: ['iptables-save', '-t'], ebtables: ['ebtables-save', '-t'] } as const;
-const RESTORE = { iptables: ['iptables-restore', '-w', '--noflush'], ebtables: ['ebtables-restore', '--noflush'] } as const;
+const RESTORE = {
+  iptables: ['iptables-restore', '-w', '--noflush'],
+  ebtables: ['ebtables-restore', '--noflush'],
+} as const;
 
 /** What `seen` was, as a TableWant, so the rollback is the same transition the other way. */
 function asWant(tool: TableWant['tool'], table: string, seen: TableSeen): TableWant {
   const jumps = new Map(seen.jumps.map((j) => [j.to, j]));
   return {
-    tool, table,
+    tool,
+    table,
     chains: [...seen.chains].map(([name, rules]) => {
       const jump = jumps.get(name);
-      return { name, rules, policy: seen.policies.get(name), ...(jump ? { from: jump.from, position: jump.position } : {}) };
+      return {
+        name,
+        rules,
+        policy: seen.policies.get(name),
+        ...(jump ? { from: jump.from, position: jump.position } : {}),
+      };
     }),
   };
 }
@@ -201,7 +249,11 @@ export const iptablesBackend: FirewallBackend = {
       const forward = transition(want, seen);
       if (!forward) continue;
       commands.push({ argv: [...RESTORE[want.tool]], input: forward });
-      changes.push({ kind: 'firewall', table: `${want.tool} ${want.table}`, action: want.chains.length ? 'replace' : 'remove' });
+      changes.push({
+        kind: 'firewall',
+        table: `${want.tool} ${want.table}`,
+        action: want.chains.length ? 'replace' : 'remove',
+      });
       // rollback: from what this apply makes back to what was seen
       const after: TableSeen = {
         chains: new Map(want.chains.map((c) => [c.name, c.rules])),

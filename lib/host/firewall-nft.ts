@@ -10,7 +10,7 @@ import type { FirewallBackend, FirewallChange, FirewallCommand, FirewallPlan } f
 import { cidr, ifname, ipv4, mac } from './firewall-values.js';
 import { uplinksOf, type Uplink } from './firewall-uplinks.js';
 
-export const TABLE = 'virtwire';
+const TABLE = 'virtwire';
 
 const q = (name: string) => `"${ifname(name)}"`;
 
@@ -101,20 +101,39 @@ function spoofSets(ports: HostPort[]): Sets {
 }
 
 const SET_TYPES: Record<string, string> = {
-  tenant_bridges: 'ifname', ports: 'ifname', ip_ports: 'ifname', port_macs: 'ifname . ether_addr', port_ips: 'ifname . ipv4_addr',
-  uplinks: 'ifname', uplink_gws: 'ifname . ipv4_addr',
+  tenant_bridges: 'ifname',
+  ports: 'ifname',
+  ip_ports: 'ifname',
+  port_macs: 'ifname . ether_addr',
+  port_ips: 'ifname . ipv4_addr',
+  uplinks: 'ifname',
+  uplink_gws: 'ifname . ipv4_addr',
 };
 
 function renderSets(sets: Sets): string[] {
   return Object.entries(sets).flatMap(([name, elements]) => {
     // interface names are strings in nft syntax; the other parts of a concatenation are not
-    const quoted = elements.map((e) => e.split(' . ').map((part, i) => (i === 0 ? `"${part}"` : part)).join(' . '));
-    return [`  set ${name} {`, `    type ${SET_TYPES[name]}`, ...(quoted.length ? [`    elements = { ${quoted.join(', ')} }`] : []), '  }'];
+    const quoted = elements.map((e) =>
+      e
+        .split(' . ')
+        .map((part, i) => (i === 0 ? `"${part}"` : part))
+        .join(' . '),
+    );
+    return [
+      `  set ${name} {`,
+      `    type ${SET_TYPES[name]}`,
+      ...(quoted.length ? [`    elements = { ${quoted.join(', ')} }`] : []),
+      '  }',
+    ];
   });
 }
 
-const chain = (name: string, hook: string, rules: string[]) =>
-  [`  chain ${name} {`, `    ${hook}; policy accept;`, ...rules.map((r) => `    ${r}`), '  }'];
+const chain = (name: string, hook: string, rules: string[]) => [
+  `  chain ${name} {`,
+  `    ${hook}; policy accept;`,
+  ...rules.map((r) => `    ${r}`),
+  '  }',
+];
 
 type Family = 'inet' | 'bridge';
 
@@ -139,22 +158,31 @@ export function renderRuleset(state: HostState): Ruleset {
   const nets = state.networks;
   const inetSets: Sets = nets.length === 0 ? {} : { tenant_bridges: nets.map((n) => ifname(n.network.bridge)) };
   const inetRules = [nets.flatMap(natRules), nets.flatMap(forwardRules), nets.flatMap(inputRules)];
-  const inet = nets.length === 0 ? [] : [
-    ...renderSets(inetSets),
-    ...chain('postrouting', 'type nat hook postrouting priority srcnat', inetRules[0]!),
-    ...chain('forward', 'type filter hook forward priority filter', inetRules[1]!),
-    ...chain('input', 'type filter hook input priority filter', inetRules[2]!),
-  ];
+  const inet =
+    nets.length === 0
+      ? []
+      : [
+          ...renderSets(inetSets),
+          ...chain('postrouting', 'type nat hook postrouting priority srcnat', inetRules[0]!),
+          ...chain('forward', 'type filter hook forward priority filter', inetRules[1]!),
+          ...chain('input', 'type filter hook input priority filter', inetRules[2]!),
+        ];
   const ports = nets.flatMap((n) => n.ports);
   const uplinks = uplinksOf(state);
-  const bridgeSets: Sets = { ...(ports.length ? spoofSets(ports) : {}), ...(uplinks.length ? uplinkSets(uplinks) : {}) };
+  const bridgeSets: Sets = {
+    ...(ports.length ? spoofSets(ports) : {}),
+    ...(uplinks.length ? uplinkSets(uplinks) : {}),
+  };
   const pre = [...(ports.length ? SPOOF_RULES : []), ...(uplinks.length ? UPLINK_IN : [])];
   const post = uplinks.length ? UPLINK_OUT : [];
-  const bridge = pre.length === 0 ? [] : [
-    ...renderSets(bridgeSets),
-    ...chain('prerouting', 'type filter hook prerouting priority -200', pre),
-    ...(post.length ? chain('postrouting', 'type filter hook postrouting priority 200', post) : []),
-  ];
+  const bridge =
+    pre.length === 0
+      ? []
+      : [
+          ...renderSets(bridgeSets),
+          ...chain('prerouting', 'type filter hook prerouting priority -200', pre),
+          ...(post.length ? chain('postrouting', 'type filter hook postrouting priority 200', post) : []),
+        ];
   return {
     inet: inet.join('\n'),
     bridge: bridge.join('\n'),
@@ -171,7 +199,16 @@ export function tableScript(family: Family, body: string): string {
   const lines = [`table ${family} ${TABLE}`, `delete table ${family} ${TABLE}`];
   // the hash lives in a tiny set's comment: reading it is cheap, comparing a rendered ruleset
   // with nft's own printing of it is not (nft rewrites what it is given)
-  if (body) lines.push(`table ${family} ${TABLE} {`, `  set ${HASH_SET} {`, '    type ifname', `    comment "virtwire:${hashOf(body)}"`, '  }', body, '}');
+  if (body)
+    lines.push(
+      `table ${family} ${TABLE} {`,
+      `  set ${HASH_SET} {`,
+      '    type ifname',
+      `    comment "virtwire:${hashOf(body)}"`,
+      '  }',
+      body,
+      '}',
+    );
   return lines.join('\n') + '\n';
 }
 
@@ -205,10 +242,17 @@ const sameSets = (a: Sets, b: Sets) => {
   });
 };
 
-async function liveTable(runner: CommandRunner, family: Family): Promise<{ view: TableView; text: () => Promise<string> } | null> {
-  const r = await runner.run(['nft', '-j', 'list', 'table', family, TABLE], { allowFailure: true, step: 'firewall: observe' });
+async function liveTable(
+  runner: CommandRunner,
+  family: Family,
+): Promise<{ view: TableView; text: () => Promise<string> } | null> {
+  const r = await runner.run(['nft', '-j', 'list', 'table', family, TABLE], {
+    allowFailure: true,
+    step: 'firewall: observe',
+  });
   if (r.exitCode !== 0) return null;
-  const text = async () => (await runner.run(['nft', 'list', 'table', family, TABLE], { step: 'firewall: observe' })).stdout;
+  const text = async () =>
+    (await runner.run(['nft', 'list', 'table', family, TABLE], { step: 'firewall: observe' })).stdout;
   return { view: parseTable(r.stdout), text };
 }
 
@@ -226,7 +270,10 @@ export const nftablesBackend: FirewallBackend = {
       const body = want[family];
       const live = await liveTable(runner, family);
       const same = body
-        ? live !== null && live.view.hash === hashOf(body) && live.view.rules === want.rules[family] && sameSets(want.sets[family], live.view.sets)
+        ? live !== null &&
+          live.view.hash === hashOf(body) &&
+          live.view.rules === want.rules[family] &&
+          sameSets(want.sets[family], live.view.sets)
         : live === null;
       if (same) continue;
       commands.push({ argv: NFT, input: tableScript(family, body) });

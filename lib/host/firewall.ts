@@ -51,8 +51,10 @@ export function chooseFirewall(caps: HostCapabilities, preferred?: FirewallKind)
   if (preferred) return BACKENDS[preferred];
   if (caps.nftables && caps.nftBridge) return nftablesBackend;
   if (caps.iptables && caps.ebtables) return iptablesBackend;
-  throw new HostUnsupportedError('nftables',
-    'host lacks nftables (CONFIG_NF_TABLES, CONFIG_NF_TABLES_BRIDGE and the nft tool) and iptables with ebtables; tenant firewall rules cannot be created');
+  throw new HostUnsupportedError(
+    'nftables',
+    'host lacks nftables (CONFIG_NF_TABLES, CONFIG_NF_TABLES_BRIDGE and the nft tool) and iptables with ebtables; tenant firewall rules cannot be created',
+  );
 }
 
 export async function runFirewall(runner: CommandRunner, commands: FirewallCommand[], step: string): Promise<void> {

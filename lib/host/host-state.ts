@@ -1,11 +1,22 @@
 // Validation of a HostState before anything on the host changes: every problem, with its path.
 import type { HostState } from '../../types/host.js';
-import { at, checkIfName, checkName, checkPositive, Problems, parseMac, parseIpv4, inSubnet, isRecord } from '../spec/index.js';
+import {
+  at,
+  checkIfName,
+  checkName,
+  checkPositive,
+  Problems,
+  parseMac,
+  parseIpv4,
+  inSubnet,
+  isRecord,
+} from '../spec/index.js';
 import { SpecError } from '../errors/index.js';
 
 export function validateHostState(state: HostState): void {
   const p = new Problems();
-  if (!isRecord(state) || !Array.isArray(state.networks)) throw new SpecError([{ path: 'networks', message: 'must be an array' }], 'host state');
+  if (!isRecord(state) || !Array.isArray(state.networks))
+    throw new SpecError([{ path: 'networks', message: 'must be an array' }], 'host state');
   const names = new Map<string, string>();
   const tenants = new Set<string>();
   const served = new Map<string, string>(); // gateway address -> tenant whose dnsmasq serves it
@@ -23,13 +34,20 @@ export function validateHostState(state: HostState): void {
     if (net.dhcp !== false && !twice) {
       // dnsmasq answers DNS on the gateway address: two instances cannot bind the same one
       const other = served.get(n.gateway);
-      if (other) p.add(at(path, 'dhcp'), `gateway ${n.gateway} is also tenant ${other}'s: one host cannot run DHCP/DNS for both (turn DHCP off for one, or give it another subnet)`);
+      if (other)
+        p.add(
+          at(path, 'dhcp'),
+          `gateway ${n.gateway} is also tenant ${other}'s: one host cannot run DHCP/DNS for both (turn DHCP off for one, or give it another subnet)`,
+        );
       else served.set(n.gateway, n.tenant);
     }
     if (checkIfName(p, at(at(path, 'network'), 'bridge'), n.bridge)) claim(at(at(path, 'network'), 'bridge'), n.bridge);
     const seg = n.segment;
     if ((seg.type === 'vlan' && seg.id === undefined) || (seg.type === 'vxlan' && seg.vni === undefined)) {
-      p.add(at(at(path, 'network'), 'segment'), `tenant ${n.tenant}'s ${seg.type} segment has no id: createVm allocates one from the pool`);
+      p.add(
+        at(at(path, 'network'), 'segment'),
+        `tenant ${n.tenant}'s ${seg.type} segment has no id: createVm allocates one from the pool`,
+      );
     }
     const macs = new Set<string>();
     const ips = new Set<string>();
@@ -51,7 +69,12 @@ export function validateHostState(state: HostState): void {
       if (port.ip !== undefined) {
         const ip = parseIpv4(port.ip);
         if (ip === undefined) p.add(at(pp, 'ip'), `"${port.ip}" is not an IPv4 address`);
-        else if (!inSubnet(ip, parseIpv4(n.network)!, n.prefix) || port.ip === n.gateway || port.ip === n.network || port.ip === n.broadcast) {
+        else if (
+          !inSubnet(ip, parseIpv4(n.network)!, n.prefix) ||
+          port.ip === n.gateway ||
+          port.ip === n.network ||
+          port.ip === n.broadcast
+        ) {
           p.add(at(pp, 'ip'), `${port.ip} is not a guest address of ${n.cidr}`);
         } else if (ips.has(port.ip)) p.add(at(pp, 'ip'), `${port.ip} is used by another port of this network`);
         else ips.add(port.ip);

@@ -1,17 +1,24 @@
-export { HostPlane, DEFAULT_STATE_DIR, type HostPlaneOptions, type ApplyReport, type HostPlan, type HostChange, type DnsmasqChange } from './plane.js';
+export {
+  HostPlane,
+  DEFAULT_STATE_DIR,
+  type HostPlaneOptions,
+  type ApplyReport,
+  type HostPlan,
+  type HostChange,
+  type DnsmasqChange,
+} from './plane.js';
 export type { LinkChange } from './links.js';
 export type { QosChange } from './qos.js';
 export type { FirewallChange } from './firewall.js';
 export { ExecaRunner, batchLine, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
-export { probeHost, requireFeature } from './probe.js';
-export { kvmVerdict, qemuUser, hasVirtFlags, type KvmVerdict } from './kvm.js';
+export { probeHost } from './probe.js';
+export { kvmVerdict, hasVirtFlags, type KvmVerdict } from './kvm.js';
 export { validateHostState } from './host-state.js';
 export { renderDnsmasqConfig, renderHostsFile, dnsmasqPaths, type DnsmasqPaths } from './dnsmasq.js';
 export { pidAlive, LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
-export { parseLeases, waitForLease, pollForLease, type Lease } from './leases.js';
-export { chooseFirewall, type FirewallKind, type FirewallCommand } from './firewall.js';
-export { renderRuleset, tableScript } from './firewall-nft.js';
-export { desiredLinks, planLinks, linkMaster, segmentMtus, OWNED_NAME, VXLAN_OVERHEAD, MIN_SEGMENT_MTU } from './links.js';
-export { waitUntil, waitForFile, pollFile, readText, type WaitOptions } from './wait.js';
-export { FileLock, lockedError, type LockHolder } from './file-lock.js';
-export { SshRunner, shellQuote, type SshTarget } from './ssh-runner.js';
+export { parseLeases, type Lease } from './leases.js';
+export type { FirewallKind, FirewallCommand } from './firewall.js';
+export { renderRuleset } from './firewall-nft.js';
+export { desiredLinks, planLinks, linkMaster, segmentMtus, OWNED_NAME } from './links.js';
+export { FileLock, lockedError } from './file-lock.js';
+export { SshRunner, type SshTarget } from './ssh-runner.js';

@@ -10,7 +10,7 @@ import type { CommandRunner } from './command-runner.js';
 import type { HostFiles } from './host-files.js';
 
 /** Debian's compiled-in default for qemu.conf's `user`. */
-export const DEFAULT_QEMU_USER = 'libvirt-qemu';
+const DEFAULT_QEMU_USER = 'libvirt-qemu';
 const QEMU_CONF = '/etc/libvirt/qemu.conf';
 
 export interface KvmVerdict {
@@ -20,7 +20,7 @@ export interface KvmVerdict {
 }
 
 /** The user QEMU runs as: qemu.conf's `user = "…"` (a name or `+uid`), else Debian's default. */
-export function qemuUser(conf: string | undefined): string {
+function qemuUser(conf: string | undefined): string {
   const m = /^\s*user\s*=\s*"([^"]+)"/m.exec(conf ?? '');
   return m?.[1] ?? DEFAULT_QEMU_USER;
 }
@@ -34,10 +34,15 @@ export async function kvmVerdict(runner: CommandRunner, files: HostFiles): Promi
   const user = qemuUser(await files.read(QEMU_CONF));
   // access(2) for that user with its groups; root opens any mode
   const test = ['test', '-r', '/dev/kvm', '-a', '-w', '/dev/kvm'];
-  const argv = user === 'root' || user === '+0' ? test
-    : user.startsWith('+') ? ['setpriv', `--reuid=${user.slice(1)}`, `--regid=${user.slice(1)}`, '--clear-groups', '--', ...test]
-    // runuser takes the user's primary group and supplementary groups from the passwd database
-    : ['runuser', '-u', user, '--', ...test];
+  const argv =
+    user === 'root' || user === '+0'
+      ? test
+      : user.startsWith('+')
+        ? ['setpriv', `--reuid=${user.slice(1)}`, `--regid=${user.slice(1)}`, '--clear-groups', '--', ...test]
+        : // runuser takes the user's primary group and supplementary groups from the passwd database
+          ['runuser', '-u', user, '--', ...test];
   const r = await runner.run(argv, { allowFailure: true, step: 'kvm: check /dev/kvm' });
-  return r.exitCode === 0 ? { usable: true } : { usable: false, reason: `/dev/kvm cannot be opened by the QEMU user ${user}` };
+  return r.exitCode === 0
+    ? { usable: true }
+    : { usable: false, reason: `/dev/kvm cannot be opened by the QEMU user ${user}` };
 }

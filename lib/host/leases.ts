@@ -1,6 +1,6 @@
 // dnsmasq's lease file: one line per lease, `<expiry> <mac> <ip> <hostname|*> <client-id|*>`.
 // waitForLease resolves as soon as dnsmasq has written the lease (the one waiter: wait.ts).
-import { pollFile, readText, waitForFile } from './wait.js';
+import { pollFile, waitForFile } from './wait.js';
 import type { HostFiles } from './host-files.js';
 
 export interface Lease {
@@ -15,13 +15,14 @@ export function parseLeases(text: string): Lease[] {
   for (const line of text.split('\n')) {
     const [expiry, mac, ip, hostname] = line.trim().split(/\s+/);
     if (!expiry || !mac || !ip || !/^\d+$/.test(expiry)) continue;
-    leases.push({ expiry: Number(expiry), mac: mac.toLowerCase(), ip, ...(hostname && hostname !== '*' ? { hostname } : {}) });
+    leases.push({
+      expiry: Number(expiry),
+      mac: mac.toLowerCase(),
+      ip,
+      ...(hostname && hostname !== '*' ? { hostname } : {}),
+    });
   }
   return leases;
-}
-
-export function readLeases(leaseFile: string): Lease[] {
-  return parseLeases(readText(leaseFile));
 }
 
 export interface LeaseWait {
@@ -35,8 +36,16 @@ const leaseOf = (mac: string) => {
 };
 
 /** Resolves with the lease for `mac` once dnsmasq has written it; TIMEOUT after `timeoutMs`. */
-export function waitForLease(leaseFile: string, mac: string, { timeoutMs = 60_000, signal }: LeaseWait = {}): Promise<Lease> {
-  return waitForFile(leaseFile, leaseOf(mac), { timeoutMs, what: `a DHCP lease for ${mac} in ${leaseFile}`, ...(signal ? { signal } : {}) });
+export function waitForLease(
+  leaseFile: string,
+  mac: string,
+  { timeoutMs = 60_000, signal }: LeaseWait = {},
+): Promise<Lease> {
+  return waitForFile(leaseFile, leaseOf(mac), {
+    timeoutMs,
+    what: `a DHCP lease for ${mac} in ${leaseFile}`,
+    ...(signal ? { signal } : {}),
+  });
 }
 
 /**
@@ -44,6 +53,16 @@ export function waitForLease(leaseFile: string, mac: string, { timeoutMs = 60_00
  * reaches across SSH, so the lease file is re-read every `intervalMs` (one `cat` over the
  * host's open SSH connection).
  */
-export function pollForLease(files: HostFiles, leaseFile: string, mac: string, { timeoutMs = 60_000, signal, intervalMs = 250 }: LeaseWait & { intervalMs?: number } = {}): Promise<Lease> {
-  return pollFile(() => files.read(leaseFile), leaseOf(mac), { timeoutMs, intervalMs, what: `a DHCP lease for ${mac} in ${leaseFile}`, ...(signal ? { signal } : {}) });
+export function pollForLease(
+  files: HostFiles,
+  leaseFile: string,
+  mac: string,
+  { timeoutMs = 60_000, signal, intervalMs = 250 }: LeaseWait & { intervalMs?: number } = {},
+): Promise<Lease> {
+  return pollFile(() => files.read(leaseFile), leaseOf(mac), {
+    timeoutMs,
+    intervalMs,
+    what: `a DHCP lease for ${mac} in ${leaseFile}`,
+    ...(signal ? { signal } : {}),
+  });
 }

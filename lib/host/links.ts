@@ -7,7 +7,7 @@ import { ifbName, vlanDeviceName, vxlanDeviceName } from '../spec/index.js';
 import { HostUnsupportedError, VirtwireError } from '../errors/index.js';
 import { batchLine, type CommandRunner } from './command-runner.js';
 
-export type LinkKind = 'bridge' | 'tap' | 'veth' | 'vlan' | 'vxlan' | 'ifb';
+type LinkKind = 'bridge' | 'tap' | 'veth' | 'vlan' | 'vxlan' | 'ifb';
 
 export interface DesiredLink {
   name: string;
@@ -42,7 +42,7 @@ export interface ObservedLink {
 /** VXLAN's encapsulation over an IPv4 underlay: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD = 50;
 /** The smallest MTU a tenant segment may have (IPv6's minimum link MTU; what Neutron refuses below). */
-export const MIN_SEGMENT_MTU = 1280;
+const MIN_SEGMENT_MTU = 1280;
 const VXLAN_PORT = 4789;
 
 /**
@@ -58,12 +58,21 @@ export function segmentMtus(state: HostState, observed: Map<string, ObservedLink
     if (seg.type === 'none') continue;
     const label = seg.type === 'vlan' ? 'VLAN' : 'VXLAN';
     const uplink = observed.get(seg.uplink);
-    if (!uplink) throw new HostUnsupportedError('uplink', `uplink ${seg.uplink} of tenant ${n.tenant}'s ${label} segment does not exist on this host`);
+    if (!uplink)
+      throw new HostUnsupportedError(
+        'uplink',
+        `uplink ${seg.uplink} of tenant ${n.tenant}'s ${label} segment does not exist on this host`,
+      );
     const overhead = seg.type === 'vxlan' ? VXLAN_OVERHEAD : 0;
     const mtu = uplink.mtu - overhead;
     if (mtu < MIN_SEGMENT_MTU) {
-      const why = overhead ? ` (${MIN_SEGMENT_MTU} for the guests + ${overhead} for VXLAN over IPv4)` : ` (the guests' minimum)`;
-      throw new HostUnsupportedError('uplink-mtu', `uplink ${seg.uplink} has MTU ${uplink.mtu}; tenant ${n.tenant}'s ${label} segment needs at least ${MIN_SEGMENT_MTU + overhead}${why}`);
+      const why = overhead
+        ? ` (${MIN_SEGMENT_MTU} for the guests + ${overhead} for VXLAN over IPv4)`
+        : ` (the guests' minimum)`;
+      throw new HostUnsupportedError(
+        'uplink-mtu',
+        `uplink ${seg.uplink} has MTU ${uplink.mtu}; tenant ${n.tenant}'s ${label} segment needs at least ${MIN_SEGMENT_MTU + overhead}${why}`,
+      );
     }
     mtus.set(n.tenant, mtu);
   }
@@ -86,7 +95,17 @@ export function uplinkOf(net: HostNetwork, mtu?: number): DesiredLink | undefine
   if (seg.type === 'vlan') {
     const id = allocated(seg.id, n.tenant);
     const name = vlanDeviceName(seg.uplink, id);
-    return { name, kind: 'vlan', tenant: n.tenant, identity: `vlan:${seg.uplink}:${id}`, create: ['link', seg.uplink, 'type', 'vlan', 'id', id], master: n.bridge, mtu, addresses: [], peers: [] };
+    return {
+      name,
+      kind: 'vlan',
+      tenant: n.tenant,
+      identity: `vlan:${seg.uplink}:${id}`,
+      create: ['link', seg.uplink, 'type', 'vlan', 'id', id],
+      master: n.bridge,
+      mtu,
+      addresses: [],
+      peers: [],
+    };
   }
   if (seg.type === 'vxlan') {
     const vni = allocated(seg.vni, n.tenant);
@@ -95,7 +114,17 @@ export function uplinkOf(net: HostNetwork, mtu?: number): DesiredLink | undefine
     if (seg.local) create.push('local', seg.local);
     if (seg.group) create.push('group', seg.group);
     const identity = `vxlan:${vni}:${seg.local ?? ''}:${seg.group ?? ''}:${seg.uplink}:${VXLAN_PORT}`;
-    return { name, kind: 'vxlan', tenant: n.tenant, identity, create, master: n.bridge, mtu, addresses: [], peers: [...(seg.remotes ?? [])].sort() };
+    return {
+      name,
+      kind: 'vxlan',
+      tenant: n.tenant,
+      identity,
+      create,
+      master: n.bridge,
+      mtu,
+      addresses: [],
+      peers: [...(seg.remotes ?? [])].sort(),
+    };
   }
   return undefined;
 }
@@ -108,17 +137,56 @@ export function desiredLinks(state: HostState, mtus: ReadonlyMap<string, number>
     const mtu = mtus.get(n.tenant);
     const uplink = uplinkOf(net, mtu);
     const tenant = n.tenant;
-    links.push({ name: n.bridge, kind: 'bridge', tenant, identity: 'bridge', create: ['type', 'bridge', 'forward_delay', 0, 'stp_state', 0], mtu, addresses: [`${n.gateway}/${n.prefix}`], peers: [] });
+    links.push({
+      name: n.bridge,
+      kind: 'bridge',
+      tenant,
+      identity: 'bridge',
+      create: ['type', 'bridge', 'forward_delay', 0, 'stp_state', 0],
+      mtu,
+      addresses: [`${n.gateway}/${n.prefix}`],
+      peers: [],
+    });
     if (uplink) links.push(uplink);
     for (const port of net.ports) {
       if (port.qos?.egressKbps) {
         const ifb = ifbName(port.name);
-        links.push({ name: ifb, kind: 'ifb', tenant, identity: 'ifb', create: ['type', 'ifb'], addresses: [], peers: [] });
+        links.push({
+          name: ifb,
+          kind: 'ifb',
+          tenant,
+          identity: 'ifb',
+          create: ['type', 'ifb'],
+          addresses: [],
+          peers: [],
+        });
       }
-      const create = port.kind === 'tap'
-        ? ['tuntap', 'add', 'dev', port.name, 'mode', 'tap']
-        : ['type', 'veth', 'peer', 'name', port.peer!.name, 'address', port.mac, ...(mtu ? ['mtu', mtu] : []), 'netns', port.peer!.netns];
-      links.push({ name: port.name, kind: port.kind, tenant, identity: port.kind, create, master: n.bridge, mtu, addresses: [], peers: [] });
+      const create =
+        port.kind === 'tap'
+          ? ['tuntap', 'add', 'dev', port.name, 'mode', 'tap']
+          : [
+              'type',
+              'veth',
+              'peer',
+              'name',
+              port.peer!.name,
+              'address',
+              port.mac,
+              ...(mtu ? ['mtu', mtu] : []),
+              'netns',
+              port.peer!.netns,
+            ];
+      links.push({
+        name: port.name,
+        kind: port.kind,
+        tenant,
+        identity: port.kind,
+        create,
+        master: n.bridge,
+        mtu,
+        addresses: [],
+        peers: [],
+      });
     }
   }
   return links;
@@ -143,7 +211,10 @@ function identityOf(l: IpLinkJson): { kind: string; identity: string } {
     case 'vlan':
       return { kind, identity: `vlan:${l.link ?? ''}:${String(d.id)}` };
     case 'vxlan':
-      return { kind, identity: `vxlan:${String(d.id)}:${String(d.local ?? '')}:${String(d.group ?? '')}:${String(d.link ?? '')}:${String(d.port)}` };
+      return {
+        kind,
+        identity: `vxlan:${String(d.id)}:${String(d.local ?? '')}:${String(d.group ?? '')}:${String(d.link ?? '')}:${String(d.port)}`,
+      };
     default:
       return { kind, identity: kind };
   }
@@ -158,11 +229,24 @@ export async function observeLinks(runner: CommandRunner, step = 'links: observe
   const byName = new Map<string, ObservedLink>();
   for (const l of JSON.parse(links.stdout || '[]') as IpLinkJson[]) {
     const group = l.group === undefined || l.group === 'default' ? 0 : Number(l.group);
-    byName.set(l.ifname, { name: l.ifname, ...identityOf(l), master: l.master, up: (l.flags ?? []).includes('UP'), mtu: l.mtu, addresses: [], peers: [], group });
+    byName.set(l.ifname, {
+      name: l.ifname,
+      ...identityOf(l),
+      master: l.master,
+      up: (l.flags ?? []).includes('UP'),
+      mtu: l.mtu,
+      addresses: [],
+      peers: [],
+      group,
+    });
   }
-  for (const a of JSON.parse(addrs.stdout || '[]') as { ifname: string; addr_info?: { family: string; local: string; prefixlen: number }[] }[]) {
+  for (const a of JSON.parse(addrs.stdout || '[]') as {
+    ifname: string;
+    addr_info?: { family: string; local: string; prefixlen: number }[];
+  }[]) {
     const link = byName.get(a.ifname);
-    if (link) link.addresses = (a.addr_info ?? []).filter((x) => x.family === 'inet').map((x) => `${x.local}/${x.prefixlen}`);
+    if (link)
+      link.addresses = (a.addr_info ?? []).filter((x) => x.family === 'inet').map((x) => `${x.local}/${x.prefixlen}`);
   }
   const vxlans = [...byName.values()].filter((l) => l.kind === 'vxlan' && OWNED_NAME.test(l.name));
   if (vxlans.length > 0) {
@@ -219,7 +303,8 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
   });
   ip.push(...deleteLines(stale, observed));
   const gone = new Set(stale.map((o) => o.name));
-  for (const o of stale) if (!wanted.has(o.name)) changes.push({ kind: 'link', action: 'delete', device: o.name, linkKind: o.kind });
+  for (const o of stale)
+    if (!wanted.has(o.name)) changes.push({ kind: 'link', action: 'delete', device: o.name, linkKind: o.kind });
 
   // 2. create, 3. configure
   for (const d of desired) {
@@ -227,7 +312,13 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
     if (!o) {
       creates.push(d.name);
       ip.push(batchLine(d.kind === 'tap' ? d.create : ['link', 'add', d.name, ...d.create]));
-      changes.push({ kind: 'link', action: observed.has(d.name) ? 'recreate' : 'create', device: d.name, linkKind: d.kind, tenant: d.tenant });
+      changes.push({
+        kind: 'link',
+        action: observed.has(d.name) ? 'recreate' : 'create',
+        device: d.name,
+        linkKind: d.kind,
+        tenant: d.tenant,
+      });
     }
     const settings: NonNullable<LinkChange['settings']> = [];
     const set: (string | number)[] = [];
@@ -242,7 +333,9 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
     const have = new Set(o?.addresses ?? []);
     const addrs = [
       ...d.addresses.filter((a) => !have.has(a)).map((a) => batchLine(['addr', 'add', a, 'dev', d.name])),
-      ...[...have].filter((a) => !d.addresses.includes(a) && d.kind === 'bridge').map((a) => batchLine(['addr', 'del', a, 'dev', d.name])),
+      ...[...have]
+        .filter((a) => !d.addresses.includes(a) && d.kind === 'bridge')
+        .map((a) => batchLine(['addr', 'del', a, 'dev', d.name])),
     ];
     if (addrs.length > 0) {
       ip.push(...addrs);
@@ -250,14 +343,19 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
     }
     const peers = new Set(o?.peers ?? []);
     const fdb = [
-      ...d.peers.filter((p) => !peers.has(p)).map((p) => batchLine(['fdb', 'append', '00:00:00:00:00:00', 'dev', d.name, 'dst', p])),
-      ...[...peers].filter((p) => !d.peers.includes(p)).map((p) => batchLine(['fdb', 'del', '00:00:00:00:00:00', 'dev', d.name, 'dst', p])),
+      ...d.peers
+        .filter((p) => !peers.has(p))
+        .map((p) => batchLine(['fdb', 'append', '00:00:00:00:00:00', 'dev', d.name, 'dst', p])),
+      ...[...peers]
+        .filter((p) => !d.peers.includes(p))
+        .map((p) => batchLine(['fdb', 'del', '00:00:00:00:00:00', 'dev', d.name, 'dst', p])),
     ];
     if (fdb.length > 0) {
       bridge.push(...fdb);
       settings.push('peers');
     }
-    if (o && settings.length > 0) changes.push({ kind: 'link', action: 'configure', device: d.name, linkKind: d.kind, tenant: d.tenant, settings });
+    if (o && settings.length > 0)
+      changes.push({ kind: 'link', action: 'configure', device: d.name, linkKind: d.kind, tenant: d.tenant, settings });
   }
   return { ip, bridge, creates, changes };
 }
@@ -265,22 +363,27 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
 // Deleting a device makes the kernel wait for an RCU grace period; deleting a whole device
 // group is one unregister of all of them (1,200 devices: ~25 s one by one, well under 1 s as a
 // group). The group is used only when no device outside the doomed set is in it.
-export const DOOMED_GROUP = 191;
+const DOOMED_GROUP = 191;
 
 function deleteLines(stale: ObservedLink[], observed: Map<string, ObservedLink>): string[] {
   if (stale.length === 0) return [];
   const doomed = new Set(stale.map((o) => o.name));
   const groupFree = [...observed.values()].every((o) => doomed.has(o.name) || o.group !== DOOMED_GROUP);
   if (stale.length > 1 && groupFree) {
-    return [...stale.map((o) => batchLine(['link', 'set', 'dev', o.name, 'group', DOOMED_GROUP])), batchLine(['link', 'del', 'group', DOOMED_GROUP])];
+    return [
+      ...stale.map((o) => batchLine(['link', 'set', 'dev', o.name, 'group', DOOMED_GROUP])),
+      batchLine(['link', 'del', 'group', DOOMED_GROUP]),
+    ];
   }
   const order = (k: string) => (k === 'bridge' ? 1 : 0);
   return stale.sort((a, b) => order(a.kind) - order(b.kind)).map((o) => batchLine(['link', 'del', 'dev', o.name]));
 }
 
 export async function applyLinkPlan(runner: CommandRunner, plan: LinkPlan): Promise<void> {
-  if (plan.ip.length > 0) await runner.run(['ip', '-batch', '-'], { input: plan.ip.join('\n') + '\n', step: 'links: apply' });
-  if (plan.bridge.length > 0) await runner.run(['bridge', '-batch', '-'], { input: plan.bridge.join('\n') + '\n', step: 'links: VXLAN peers' });
+  if (plan.ip.length > 0)
+    await runner.run(['ip', '-batch', '-'], { input: plan.ip.join('\n') + '\n', step: 'links: apply' });
+  if (plan.bridge.length > 0)
+    await runner.run(['bridge', '-batch', '-'], { input: plan.bridge.join('\n') + '\n', step: 'links: VXLAN peers' });
 }
 
 /** Deletes these links where they exist (rollback of what an apply created). */
@@ -289,7 +392,12 @@ export async function deleteLinks(runner: CommandRunner, names: string[]): Promi
   const observed = await observeLinks(runner, 'links: rollback');
   const lines = names.filter((n) => observed.has(n)).map((n) => batchLine(['link', 'del', 'dev', n]));
   // -force: one already-gone link (a bridge's port deleted with it) must not stop the rest
-  if (lines.length > 0) await runner.run(['ip', '-force', '-batch', '-'], { input: lines.join('\n') + '\n', step: 'links: rollback', allowFailure: true });
+  if (lines.length > 0)
+    await runner.run(['ip', '-force', '-batch', '-'], {
+      input: lines.join('\n') + '\n',
+      step: 'links: rollback',
+      allowFailure: true,
+    });
 }
 
 /** The bridge a device is enslaved to, if it exists and is. */

@@ -8,12 +8,39 @@ import { ApplyError } from '../errors/index.js';
 import { ExecaRunner, type CommandRunner } from './command-runner.js';
 import { probeHost, requireFeature } from './probe.js';
 import { validateHostState } from './host-state.js';
-import { applyLinkPlan, deleteLinks, desiredLinks, observeLinks, planLinks, segmentMtus, type LinkChange, type LinkPlan, type DesiredLink, type ObservedLink } from './links.js';
-import { chooseFirewall, runFirewall, type FirewallBackend, type FirewallChange, type FirewallCommand, type FirewallKind, type FirewallPlan } from './firewall.js';
+import {
+  applyLinkPlan,
+  deleteLinks,
+  desiredLinks,
+  observeLinks,
+  planLinks,
+  segmentMtus,
+  type LinkChange,
+  type LinkPlan,
+  type DesiredLink,
+  type ObservedLink,
+} from './links.js';
+import {
+  chooseFirewall,
+  runFirewall,
+  type FirewallBackend,
+  type FirewallChange,
+  type FirewallCommand,
+  type FirewallKind,
+  type FirewallPlan,
+} from './firewall.js';
 import { applyQos, desiredQos, planQos, type QosChange, type QosDesired } from './qos.js';
 import {
-  applyDnsmasq, dnsmasqPaths, observeDnsmasq, planDnsmasq, removeDnsmasq, renderDnsmasqConfig, renderHostsFile, stopDnsmasq,
-  type DnsmasqPaths, type DnsmasqAction,
+  applyDnsmasq,
+  dnsmasqPaths,
+  observeDnsmasq,
+  planDnsmasq,
+  removeDnsmasq,
+  renderDnsmasqConfig,
+  renderHostsFile,
+  stopDnsmasq,
+  type DnsmasqPaths,
+  type DnsmasqAction,
 } from './dnsmasq.js';
 import { waitForLease, pollForLease, parseLeases, type Lease } from './leases.js';
 import { LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
@@ -81,7 +108,8 @@ export class HostPlane {
     this.caps = options.capabilities;
     this.firewallKind = options.firewall;
     // an ExecaRunner runs on this machine (in whichever namespace): its files are ours
-    this.files = options.files ?? (this.runner instanceof ExecaRunner ? new LocalFiles() : new RunnerFiles(this.runner));
+    this.files =
+      options.files ?? (this.runner instanceof ExecaRunner ? new LocalFiles() : new RunnerFiles(this.runner));
   }
 
   private get local(): boolean {
@@ -92,7 +120,9 @@ export class HostPlane {
   private probe(): Promise<HostCapabilities> {
     // an ExecaRunner is this kernel (in whichever namespace): the local, cached probe holds
     const local = this.runner instanceof ExecaRunner;
-    return local ? probeHost({ cacheFile: join(this.stateDir, 'capabilities.json') }) : probeHost({ runner: this.runner });
+    return local
+      ? probeHost({ cacheFile: join(this.stateDir, 'capabilities.json') })
+      : probeHost({ runner: this.runner });
   }
 
   dnsmasqPaths(tenant: string): DnsmasqPaths {
@@ -159,7 +189,10 @@ export class HostPlane {
       for (const paths of started) await attempt(() => stopDnsmasq(this.files, paths));
       await attempt(() => runFirewall(this.runner, restoreFirewall, 'firewall: rollback'));
       await attempt(() => deleteLinks(this.runner, created));
-      throw new ApplyError({ step, stepsDone: done, rolledBack: rollbackErrors.length === 0, rollbackErrors }, { cause });
+      throw new ApplyError(
+        { step, stepsDone: done, rolledBack: rollbackErrors.length === 0, rollbackErrors },
+        { cause },
+      );
     }
     return { changes, noop: changes.every((c) => c.count === 0) };
   }
@@ -173,7 +206,9 @@ export class HostPlane {
     const existing = new Set([...p.observed.keys()].filter((n) => p.desired.some((d) => d.name === n)));
     const qos = await planQos(this.runner, p.qos, existing);
     const dnsmasq: DnsmasqChange[] = [
-      ...p.dnsmasq.instances.flatMap(({ tenant, action }) => (action === 'none' ? [] : [{ kind: 'dnsmasq' as const, tenant, action }])),
+      ...p.dnsmasq.instances.flatMap(({ tenant, action }) =>
+        action === 'none' ? [] : [{ kind: 'dnsmasq' as const, tenant, action }],
+      ),
       ...p.dnsmasq.unwanted.map((tenant) => ({ kind: 'dnsmasq' as const, tenant, action: 'remove' as const })),
     ];
     return {
@@ -228,15 +263,19 @@ export class HostPlane {
 
   /** Per tenant with DHCP: its rendered files, what runs now and what to do; and the instances no network wants. */
   private async planDnsmasqs(state: HostState, mtus: ReadonlyMap<string, number>) {
-    const instances = await Promise.all(state.networks.filter((n) => n.dhcp !== false).map(async (net) => {
-      const tenant = net.network.tenant;
-      const paths = this.dnsmasqPaths(tenant);
-      const mtu = mtus.get(tenant);
-      const conf = renderDnsmasqConfig(net.network, paths, mtu === undefined ? {} : { mtu });
-      const hosts = renderHostsFile(net);
-      const status = await observeDnsmasq(this.files, paths);
-      return { tenant, paths, conf, hosts, status, action: planDnsmasq(status, conf, hosts) };
-    }));
+    const instances = await Promise.all(
+      state.networks
+        .filter((n) => n.dhcp !== false)
+        .map(async (net) => {
+          const tenant = net.network.tenant;
+          const paths = this.dnsmasqPaths(tenant);
+          const mtu = mtus.get(tenant);
+          const conf = renderDnsmasqConfig(net.network, paths, mtu === undefined ? {} : { mtu });
+          const hosts = renderHostsFile(net);
+          const status = await observeDnsmasq(this.files, paths);
+          return { tenant, paths, conf, hosts, status, action: planDnsmasq(status, conf, hosts) };
+        }),
+    );
     const wanted = new Set(instances.map((i) => i.tenant));
     const present = await this.files.list(join(this.stateDir, 'dnsmasq'));
     return { instances, unwanted: present.filter((t) => !wanted.has(t)) };
@@ -253,9 +292,14 @@ interface Prepared {
 }
 
 /** Every kernel feature the state needs, checked before the first command runs; the firewall backend. */
-function checkFeatures(state: HostState, caps: HostCapabilities, firewallKind: FirewallKind | undefined): FirewallBackend {
+function checkFeatures(
+  state: HostState,
+  caps: HostCapabilities,
+  firewallKind: FirewallKind | undefined,
+): FirewallBackend {
   // teardown needs no features, and removes rules of the backend in use (or the one asked for)
-  if (state.networks.length === 0) return chooseFirewall(caps, firewallKind ?? (caps.nftables ? 'nftables' : 'iptables'));
+  if (state.networks.length === 0)
+    return chooseFirewall(caps, firewallKind ?? (caps.nftables ? 'nftables' : 'iptables'));
   requireFeature(caps, 'bridge', 'tenant bridges');
   const firewall = chooseFirewall(caps, firewallKind);
   for (const feature of firewall.features) requireFeature(caps, feature, 'tenant firewall rules');

@@ -21,7 +21,9 @@ export function probeHost(options: { cacheFile?: string; runner?: CommandRunner 
     if (!caps) remote.set(options.runner, (caps = runProbe(options.runner, (ns) => inNetns(options.runner!, ns))));
     return caps;
   }
-  return (cached ??= fromFile(options.cacheFile) ?? runProbe(new ExecaRunner(), (ns) => new ExecaRunner(ns)).then((caps) => toFile(options.cacheFile, caps)));
+  return (cached ??=
+    fromFile(options.cacheFile) ??
+    runProbe(new ExecaRunner(), (ns) => new ExecaRunner(ns)).then((caps) => toFile(options.cacheFile, caps)));
 }
 
 const remote = new WeakMap<CommandRunner, Promise<HostCapabilities>>();
@@ -32,7 +34,16 @@ function inNetns(runner: CommandRunner, ns: string): CommandRunner {
 }
 
 const PROBE_VERSION = 3;
-const TOOLS = ['/usr/sbin/ip', '/usr/sbin/nft', '/usr/sbin/tc', '/usr/sbin/dnsmasq', '/bin/ip', '/sbin/tc', '/usr/sbin/iptables', '/usr/sbin/ebtables'];
+const TOOLS = [
+  '/usr/sbin/ip',
+  '/usr/sbin/nft',
+  '/usr/sbin/tc',
+  '/usr/sbin/dnsmasq',
+  '/bin/ip',
+  '/sbin/tc',
+  '/usr/sbin/iptables',
+  '/usr/sbin/ebtables',
+];
 function cacheKey(): string {
   const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
   // the probe's version: a cache written by an older probe lacks newer fields
@@ -68,7 +79,8 @@ async function runProbe(host: CommandRunner, inside: (ns: string) => CommandRunn
     const bridge = await ok(['ip', 'link', 'add', 'b0', 'type', 'bridge']);
     const tap = await ok(['ip', 'tuntap', 'add', 'dev', 't0', 'mode', 'tap']);
     const vlan = veth && (await ok(['ip', 'link', 'add', 'link', 'p0', 'name', 'p0.10', 'type', 'vlan', 'id', '10']));
-    const vxlan = veth && (await ok(['ip', 'link', 'add', 'x0', 'type', 'vxlan', 'id', '10', 'dstport', '4789', 'dev', 'p0']));
+    const vxlan =
+      veth && (await ok(['ip', 'link', 'add', 'x0', 'type', 'vxlan', 'id', '10', 'dstport', '4789', 'dev', 'p0']));
     const ifb = await ok(['ip', 'link', 'add', 'i0', 'type', 'ifb']);
     const qdisc = async (kind: string, ...args: string[]) => {
       const added = await ok(['tc', 'qdisc', 'add', 'dev', 'p1', 'root', 'handle', '1:', kind, ...args]);
@@ -82,13 +94,39 @@ async function runProbe(host: CommandRunner, inside: (ns: string) => CommandRunn
       fq_codel: veth && (await qdisc('fq_codel')),
       ingress: veth && (await ok(['tc', 'qdisc', 'add', 'dev', 'p0', 'handle', 'ffff:', 'ingress'])),
     };
-    const action = (...a: string[]) => ok(['tc', 'filter', 'add', 'dev', 'p0', 'parent', 'ffff:', 'protocol', 'all', 'u32', 'match', 'u32', '0', '0', 'action', ...a]);
+    const action = (...a: string[]) =>
+      ok([
+        'tc',
+        'filter',
+        'add',
+        'dev',
+        'p0',
+        'parent',
+        'ffff:',
+        'protocol',
+        'all',
+        'u32',
+        'match',
+        'u32',
+        '0',
+        '0',
+        'action',
+        ...a,
+      ]);
     const actions = {
       police: qdiscs.ingress && (await action('police', 'rate', '1mbit', 'burst', '10k', 'drop')),
       mirred: qdiscs.ingress && ifb && (await action('mirred', 'egress', 'redirect', 'dev', 'i0')),
     };
     const nft = (family: string) =>
-      r.run(['nft', '-f', '-'], { allowFailure: true, input: `table ${family} vwprobe {\n  chain c {\n    type filter hook forward priority 0; policy accept;\n  }\n}\n` }).then((x) => x.exitCode === 0, () => false);
+      r
+        .run(['nft', '-f', '-'], {
+          allowFailure: true,
+          input: `table ${family} vwprobe {\n  chain c {\n    type filter hook forward priority 0; policy accept;\n  }\n}\n`,
+        })
+        .then(
+          (x) => x.exitCode === 0,
+          () => false,
+        );
     const nftables = await nft('inet');
     const nftBridge = nftables && (await nft('bridge'));
     const iptables = await ok(['iptables', '-w', '-L', '-n']).catch(() => false);
@@ -120,12 +158,19 @@ const KERNEL_OPTION: Record<string, string> = {
 
 /** Throws HostUnsupportedError naming the missing feature and what needed it. */
 export function requireFeature(caps: HostCapabilities, feature: string, purpose: string): void {
-  const value = feature in caps.qdiscs ? caps.qdiscs[feature as keyof HostCapabilities['qdiscs']]
-    : feature in caps.actions ? caps.actions[feature as keyof HostCapabilities['actions']]
-    : caps[feature as keyof HostCapabilities];
+  const value =
+    feature in caps.qdiscs
+      ? caps.qdiscs[feature as keyof HostCapabilities['qdiscs']]
+      : feature in caps.actions
+        ? caps.actions[feature as keyof HostCapabilities['actions']]
+        : caps[feature as keyof HostCapabilities];
   if (value === true) return;
   const what = feature === 'vlan' ? '802.1Q' : feature;
-  throw new HostUnsupportedError(feature, `${hostLacks(feature)} ${what} (${KERNEL_OPTION[feature] ?? feature}); ${purpose} cannot be created`);
+  throw new HostUnsupportedError(
+    feature,
+    `${hostLacks(feature)} ${what} (${KERNEL_OPTION[feature] ?? feature}); ${purpose} cannot be created`,
+  );
 }
 
-const hostLacks = (feature: string) => (['dnsmasq', 'nftables', 'iptables', 'ebtables'].includes(feature) ? 'host lacks' : 'kernel lacks');
+const hostLacks = (feature: string) =>
+  ['dnsmasq', 'nftables', 'iptables', 'ebtables'].includes(feature) ? 'host lacks' : 'kernel lacks';

@@ -9,7 +9,7 @@ import { ifbName } from '../spec/index.js';
 import { HostUnsupportedError } from '../errors/index.js';
 import { batchLine, type CommandRunner } from './command-runner.js';
 
-export interface ShaperSpec {
+interface ShaperSpec {
   /** device whose egress is shaped */
   dev: string;
   kbps: number;
@@ -63,13 +63,17 @@ export function desiredQos(state: HostState, caps: HostCapabilities): QosDesired
       }
     }
   }
-  if (shapers.length > 0 && !caps.qdiscs.htb) throw new HostUnsupportedError('htb', 'kernel lacks the htb qdisc (CONFIG_NET_SCH_HTB); QoS cannot be applied');
+  if (shapers.length > 0 && !caps.qdiscs.htb)
+    throw new HostUnsupportedError('htb', 'kernel lacks the htb qdisc (CONFIG_NET_SCH_HTB); QoS cannot be applied');
   return { shapers, redirects, ports, tenants };
 }
 
 function requireQos(caps: HostCapabilities, port: HostPort): void {
   if (!caps.qdiscs.ingress || !caps.ifb || !caps.actions.mirred) {
-    throw new HostUnsupportedError('ifb', `kernel lacks ingress/ifb/mirred; egress limit of port ${port.name} cannot be applied`);
+    throw new HostUnsupportedError(
+      'ifb',
+      `kernel lacks ingress/ifb/mirred; egress limit of port ${port.name} cannot be applied`,
+    );
   }
 }
 
@@ -101,8 +105,12 @@ function parseSize(text: string): number | undefined {
 }
 
 async function observeQos(runner: CommandRunner, devices: string[]): Promise<Observed> {
-  const qdiscs = JSON.parse((await runner.run(['tc', '-j', 'qdisc', 'show'], { step: 'qos: observe' })).stdout || '[]') as QdiscJson[];
-  const htbDevs = qdiscs.filter((q) => q.kind === 'htb' && q.root && q.handle === '1:' && devices.includes(q.dev)).map((q) => q.dev);
+  const qdiscs = JSON.parse(
+    (await runner.run(['tc', '-j', 'qdisc', 'show'], { step: 'qos: observe' })).stdout || '[]',
+  ) as QdiscJson[];
+  const htbDevs = qdiscs
+    .filter((q) => q.kind === 'htb' && q.root && q.handle === '1:' && devices.includes(q.dev))
+    .map((q) => q.dev);
   const ingress = new Set(qdiscs.filter((q) => q.kind === 'ingress' && devices.includes(q.dev)).map((q) => q.dev));
   const htb = new Map<string, { kbps: number; burstBytes: number } | undefined>(htbDevs.map((d) => [d, undefined]));
   if (htbDevs.length > 0) {
@@ -110,7 +118,9 @@ async function observeQos(runner: CommandRunner, devices: string[]): Promise<Obs
     // device has exactly its one class 1:1, the lines map to the devices in order; otherwise
     // the rates stay unknown and the classes are rewritten.
     const input = htbDevs.map((d) => batchLine(['class', 'show', 'dev', d])).join('\n') + '\n';
-    const lines = (await runner.run(['tc', '-batch', '-'], { input, step: 'qos: observe' })).stdout.split('\n').filter((l) => l.startsWith('class htb'));
+    const lines = (await runner.run(['tc', '-batch', '-'], { input, step: 'qos: observe' })).stdout
+      .split('\n')
+      .filter((l) => l.startsWith('class htb'));
     if (lines.length === htbDevs.length && lines.every((l) => / 1:1 root /.test(l))) {
       lines.forEach((line, i) => {
         const rate = parseRate(/ rate (\S+)/.exec(line)?.[1] ?? '');
@@ -143,14 +153,58 @@ export async function planQos(runner: CommandRunner, want: QosDesired, existing:
     changed.set(s.dev, 'set');
     const burst = s.burstBytes ? ['burst', `${s.burstBytes}b`, 'cburst', `${s.burstBytes}b`] : [];
     // htb cannot change a live qdisc's parameters: keep an existing root and replace its class
-    if (!seen.htb.has(s.dev)) lines.push(batchLine(['qdisc', 'replace', 'dev', s.dev, 'root', 'handle', '1:', 'htb', 'default', 1]));
-    lines.push(batchLine(['class', 'replace', 'dev', s.dev, 'parent', '1:', 'classid', '1:1', 'htb', 'rate', `${s.kbps}kbit`, 'ceil', `${s.kbps}kbit`, ...burst, 'quantum', QUANTUM]));
+    if (!seen.htb.has(s.dev))
+      lines.push(batchLine(['qdisc', 'replace', 'dev', s.dev, 'root', 'handle', '1:', 'htb', 'default', 1]));
+    lines.push(
+      batchLine([
+        'class',
+        'replace',
+        'dev',
+        s.dev,
+        'parent',
+        '1:',
+        'classid',
+        '1:1',
+        'htb',
+        'rate',
+        `${s.kbps}kbit`,
+        'ceil',
+        `${s.kbps}kbit`,
+        ...burst,
+        'quantum',
+        QUANTUM,
+      ]),
+    );
   }
   for (const r of want.redirects) {
     if (seen.ingress.has(r.port)) continue;
     changed.set(r.port, 'set');
     lines.push(batchLine(['qdisc', 'add', 'dev', r.port, 'handle', 'ffff:', 'ingress']));
-    lines.push(batchLine(['filter', 'add', 'dev', r.port, 'parent', 'ffff:', 'protocol', 'all', 'prio', 1, 'u32', 'match', 'u32', 0, 0, 'action', 'mirred', 'egress', 'redirect', 'dev', r.ifb]));
+    lines.push(
+      batchLine([
+        'filter',
+        'add',
+        'dev',
+        r.port,
+        'parent',
+        'ffff:',
+        'protocol',
+        'all',
+        'prio',
+        1,
+        'u32',
+        'match',
+        'u32',
+        0,
+        0,
+        'action',
+        'mirred',
+        'egress',
+        'redirect',
+        'dev',
+        r.ifb,
+      ]),
+    );
   }
   const changes = [...changed].map(([device, action]): QosChange => {
     const tenant = want.tenants.get(device);

@@ -2,7 +2,6 @@
 // connection reused by every command), batch input on stdin. ssh hands the remote side one
 // command string for its shell, so every argv element is quoted for a POSIX shell here — the
 // remote shell only ever splits the words back; nothing is interpolated.
-import { execa } from 'execa';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -19,16 +18,24 @@ export function shellQuote(arg: string): string {
 export class SshRunner implements CommandRunner {
   private readonly options: string[];
 
-  constructor(private readonly target: SshTarget, readonly netns?: string) {
+  constructor(
+    private readonly target: SshTarget,
+    readonly netns?: string,
+  ) {
     const controlDir = target.controlDir ?? join(tmpdir(), 'virtwire-ssh');
     mkdirSync(controlDir, { recursive: true, mode: 0o700 });
     this.options = [
       '-T',
-      '-o', 'BatchMode=yes',
-      '-o', 'LogLevel=ERROR',
-      '-o', 'ControlMaster=auto',
-      '-o', `ControlPath=${join(controlDir, '%C')}`,
-      '-o', 'ControlPersist=60',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'LogLevel=ERROR',
+      '-o',
+      'ControlMaster=auto',
+      '-o',
+      `ControlPath=${join(controlDir, '%C')}`,
+      '-o',
+      'ControlPersist=60',
       ...(target.acceptNewHostKeys ? ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'] : []),
       ...(target.identityFile ? ['-i', target.identityFile] : []),
       ...(target.port ? ['-p', String(target.port)] : []),
@@ -42,7 +49,12 @@ export class SshRunner implements CommandRunner {
 
   /** Ends the shared connection (ControlPersist would keep it ~60 s after the last command). */
   async close(): Promise<void> {
-    await execa('ssh', [...this.options, '-O', 'exit', this.target.destination], { reject: false });
+    await spawnChecked(
+      ['ssh', ...this.options, '-O', 'exit', this.target.destination],
+      ['ssh', '-O', 'exit', this.target.destination],
+      { allowFailure: true },
+      () => false,
+    );
   }
 
   private queue: Promise<unknown> = Promise.resolve();

@@ -34,7 +34,8 @@ export function renderTemplate(name: string, values: Record<string, string | num
     .map((line) =>
       line.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
         const v = String(values[key]);
-        if (/[\u0000-\u001f\u007f]/.test(v)) throw new VirtwireError('UNSAFE_VALUE', `refusing control characters in template value ${key}`);
+        if (/[\u0000-\u001f\u007f]/.test(v))
+          throw new VirtwireError('UNSAFE_VALUE', `refusing control characters in template value ${key}`);
         return v;
       }),
     )

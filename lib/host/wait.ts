@@ -17,10 +17,15 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
-const timedOut = (o: WaitOptions) => new VirtwireError('TIMEOUT', `timed out after ${o.timeoutMs} ms waiting for ${o.what}`);
-const aborted = (o: WaitOptions) => new VirtwireError('ABORTED', `aborted waiting for ${o.what}`, { cause: o.signal?.reason });
+const timedOut = (o: WaitOptions) =>
+  new VirtwireError('TIMEOUT', `timed out after ${o.timeoutMs} ms waiting for ${o.what}`);
+const aborted = (o: WaitOptions) =>
+  new VirtwireError('ABORTED', `aborted waiting for ${o.what}`, { cause: o.signal?.reason });
 
-export async function waitUntil(check: () => boolean | Promise<boolean>, options: WaitOptions & { intervalMs?: number }): Promise<void> {
+export async function waitUntil(
+  check: () => boolean | Promise<boolean>,
+  options: WaitOptions & { intervalMs?: number },
+): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
   for (;;) {
     if (await check()) return;
@@ -81,7 +86,11 @@ export function waitForFile<T>(file: string, test: (text: string) => T | undefin
 }
 
 /** The same for a file reached through commands (a remote host): re-read every `intervalMs`. */
-export async function pollFile<T>(read: () => Promise<string | undefined>, test: (text: string) => T | undefined, options: WaitOptions & { intervalMs?: number }): Promise<T> {
+export async function pollFile<T>(
+  read: () => Promise<string | undefined>,
+  test: (text: string) => T | undefined,
+  options: WaitOptions & { intervalMs?: number },
+): Promise<T> {
   let value: T | undefined;
   await waitUntil(async () => (value = test((await read()) ?? '')) !== undefined, options);
   return value as T;

@@ -47,7 +47,11 @@ export class CallPool {
     // calls already running finish (terminating a worker mid-call would abandon libvirt memory
     // and reject a caller that may not be listening); queued ones are refused
     for (const job of this.queue.splice(0)) job.reject(new VirtwireError('CLOSED', 'the libvirt call pool is closed'));
-    await Promise.all(this.slots.filter((s) => s.busy).map((s) => new Promise<void>((resolve) => s.worker.once('message', () => resolve()))));
+    await Promise.all(
+      this.slots
+        .filter((s) => s.busy)
+        .map((s) => new Promise<void>((resolve) => s.worker.once('message', () => resolve()))),
+    );
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
     this.slots.length = 0;
   }
@@ -77,7 +81,9 @@ export class CallPool {
       this.pump();
     });
     slot.worker.on('error', (err) => this.retire(slot, err));
-    slot.worker.on('exit', (code) => this.retire(slot, new VirtwireError('INTERNAL', `a libvirt worker thread exited with code ${code}`)));
+    slot.worker.on('exit', (code) =>
+      this.retire(slot, new VirtwireError('INTERNAL', `a libvirt worker thread exited with code ${code}`)),
+    );
     this.slots.push(slot);
     return slot;
   }

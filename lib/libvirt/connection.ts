@@ -5,8 +5,18 @@ import { eventLoop, type DomainEvent } from './event-loop.js';
 import { VirtwireError } from '../errors/virtwire-error.js';
 import { LibvirtError } from '../errors/libvirt-error.js';
 
-export type DomainState = 'nostate' | 'running' | 'blocked' | 'paused' | 'shutdown' | 'shutoff' | 'crashed' | 'pmsuspended';
-const STATES: DomainState[] = ['nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended'];
+export type DomainState =
+  'nostate' | 'running' | 'blocked' | 'paused' | 'shutdown' | 'shutoff' | 'crashed' | 'pmsuspended';
+const STATES: DomainState[] = [
+  'nostate',
+  'running',
+  'blocked',
+  'paused',
+  'shutdown',
+  'shutoff',
+  'crashed',
+  'pmsuspended',
+];
 const stateName = (n: number): DomainState => STATES[n] ?? 'nostate';
 
 export interface DomainSummary {
@@ -93,7 +103,10 @@ export class Libvirt implements Hypervisor {
   private inFlight = 0;
   private drained: (() => void) | undefined;
 
-  private constructor(conn: bigint, readonly uri: string) {
+  private constructor(
+    conn: bigint,
+    readonly uri: string,
+  ) {
     this.conn = conn;
   }
 
@@ -134,8 +147,16 @@ export class Libvirt implements Hypervisor {
   async capabilities(): Promise<string> {
     return this.call('capabilities', [this.raw()]);
   }
-  async domainCapabilities(options: { emulator?: string; arch?: string; machine?: string; virttype?: string } = {}): Promise<string> {
-    return this.call('domainCapabilities', [this.raw(), options.emulator ?? null, options.arch ?? null, options.machine ?? null, options.virttype ?? null]);
+  async domainCapabilities(
+    options: { emulator?: string; arch?: string; machine?: string; virttype?: string } = {},
+  ): Promise<string> {
+    return this.call('domainCapabilities', [
+      this.raw(),
+      options.emulator ?? null,
+      options.arch ?? null,
+      options.machine ?? null,
+      options.virttype ?? null,
+    ]);
   }
   async hostname(): Promise<string> {
     return this.call('hostname', [this.raw()]);
@@ -178,7 +199,10 @@ export class Libvirt implements Hypervisor {
   }
 
   async listDomains(): Promise<DomainSummary[]> {
-    const list = await this.call<Array<Omit<DomainSummary, 'state'> & { state: number }>>('listDomains', [this.raw(), 0]);
+    const list = await this.call<Array<Omit<DomainSummary, 'state'> & { state: number }>>('listDomains', [
+      this.raw(),
+      0,
+    ]);
     return list.map((d) => ({ ...d, state: stateName(d.state) }));
   }
 
@@ -241,7 +265,9 @@ export class Libvirt implements Hypervisor {
   private release(kind: 'domain' | 'network', ptr: bigint): void {
     // freeing is not awaited by the caller: close() awaits it, and a failure (the pool shut down
     // under it) must not surface as an unhandled rejection that ends the process
-    const freeing: Promise<unknown> = callPool().call(kind === 'domain' ? 'domainFree' : 'networkFree', [ptr]).catch(() => undefined);
+    const freeing: Promise<unknown> = callPool()
+      .call(kind === 'domain' ? 'domainFree' : 'networkFree', [ptr])
+      .catch(() => undefined);
     this.freeing.add(freeing);
     void freeing.finally(() => this.freeing.delete(freeing));
   }
@@ -264,7 +290,12 @@ export class Libvirt implements Hypervisor {
   }
 
   private track(ptr: bigint, kind: 'domain' | 'network', what: string): Handle {
-    const owner: HandleOwner = { release: (k, p) => { this.handles.delete(handle); this.release(k, p); } };
+    const owner: HandleOwner = {
+      release: (k, p) => {
+        this.handles.delete(handle);
+        this.release(k, p);
+      },
+    };
     const handle = new Handle(ptr, kind, owner, what);
     this.handles.add(handle);
     return handle;
@@ -289,7 +320,12 @@ export class Libvirt implements Hypervisor {
 
 /** A libvirt domain handle. Free it with `free()` (or `using`), or let it be collected. */
 export class Domain implements DomainHandle {
-  constructor(private readonly lv: Libvirt, private readonly handle: Handle, readonly name: string, readonly uuid: string) {}
+  constructor(
+    private readonly lv: Libvirt,
+    private readonly handle: Handle,
+    readonly name: string,
+    readonly uuid: string,
+  ) {}
 
   async start(): Promise<void> {
     return this.op('domainStart');
@@ -303,7 +339,11 @@ export class Domain implements DomainHandle {
     return this.op('domainDestroy');
   }
   async undefine(options: UndefineOptions = {}): Promise<void> {
-    const flags = (options.managedSave ? 1 : 0) | (options.snapshotsMetadata ? 2 : 0) | (options.nvram ? 4 : 0) | (options.checkpointsMetadata ? 16 : 0);
+    const flags =
+      (options.managedSave ? 1 : 0) |
+      (options.snapshotsMetadata ? 2 : 0) |
+      (options.nvram ? 4 : 0) |
+      (options.checkpointsMetadata ? 16 : 0);
     return this.op('domainUndefine', flags);
   }
   /** Renames a shut-off domain (libvirt refuses for a running one: OPERATION_INVALID). */
@@ -341,7 +381,11 @@ export class Domain implements DomainHandle {
 
 /** A libvirt network handle. */
 export class Network {
-  constructor(private readonly lv: Libvirt, private readonly handle: Handle, readonly name: string) {}
+  constructor(
+    private readonly lv: Libvirt,
+    private readonly handle: Handle,
+    readonly name: string,
+  ) {}
 
   async start(): Promise<void> {
     return this.op('networkStart');
@@ -369,4 +413,3 @@ export class Network {
     await this.lv.call(name, [this.handle.get()]);
   }
 }
-

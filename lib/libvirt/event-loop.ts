@@ -5,7 +5,8 @@ import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { native } from './native.js';
 import { VirtwireError } from '../errors/virtwire-error.js';
 
-export type DomainEventType = 'defined' | 'undefined' | 'started' | 'suspended' | 'resumed' | 'stopped' | 'shutdown' | 'pmsuspended' | 'crashed';
+export type DomainEventType =
+  'defined' | 'undefined' | 'started' | 'suspended' | 'resumed' | 'stopped' | 'shutdown' | 'pmsuspended' | 'crashed';
 
 export interface DomainEvent {
   type: DomainEventType;
@@ -16,11 +17,21 @@ export interface DomainEvent {
   uuid: string;
 }
 
-const EVENT_NAMES: DomainEventType[] = ['defined', 'undefined', 'started', 'suspended', 'resumed', 'stopped', 'shutdown', 'pmsuspended', 'crashed'];
+const EVENT_NAMES: DomainEventType[] = [
+  'defined',
+  'undefined',
+  'started',
+  'suspended',
+  'resumed',
+  'stopped',
+  'shutdown',
+  'pmsuspended',
+  'crashed',
+];
 const VIR_DOMAIN_EVENT_STOPPED = 5;
 const VIR_DOMAIN_EVENT_STOPPED_CRASHED = 2;
 
-export function eventType(event: number, detail: number): DomainEventType {
+function eventType(event: number, detail: number): DomainEventType {
   // a crash is reported as STOPPED with detail CRASHED by most drivers
   if (event === VIR_DOMAIN_EVENT_STOPPED && detail === VIR_DOMAIN_EVENT_STOPPED_CRASHED) return 'crashed';
   return EVENT_NAMES[event] ?? 'stopped';
@@ -77,7 +88,13 @@ class EventLoop {
   private onMessage(msg: { type: string; key?: number; timer?: number; ok?: boolean; [k: string]: unknown }): void {
     if (msg.type === 'event') {
       const listener = this.listeners.get(msg.key!);
-      listener?.({ type: eventType(msg.event as number, msg.detail as number), event: msg.event as number, detail: msg.detail as number, name: msg.name as string, uuid: msg.uuid as string });
+      listener?.({
+        type: eventType(msg.event as number, msg.detail as number),
+        event: msg.event as number,
+        detail: msg.detail as number,
+        name: msg.name as string,
+        uuid: msg.uuid as string,
+      });
       return;
     }
     if (msg.type === 'ready') this.timer = msg.timer!;

@@ -19,13 +19,27 @@ const lifecycle = koffi.register((_conn, dom, event, detail, opaque) => {
   const key = Number(opaque);
   const buf = Buffer.alloc(37);
   fn.virDomainGetUUIDString(dom, buf);
-  parentPort.postMessage({ type: 'event', key, name: fn.virDomainGetName(dom), uuid: buf.toString('utf8', 0, 36), event, detail });
+  parentPort.postMessage({
+    type: 'event',
+    key,
+    name: fn.virDomainGetName(dom),
+    uuid: buf.toString('utf8', 0, 36),
+    event,
+    detail,
+  });
   return 0;
 }, koffi.pointer(lifecycleProto));
 
 function handle(msg) {
   if (msg.type === 'register') {
-    const callbackId = fn.virConnectDomainEventRegisterAny(msg.conn, null, VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle, BigInt(msg.key), null);
+    const callbackId = fn.virConnectDomainEventRegisterAny(
+      msg.conn,
+      null,
+      VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+      lifecycle,
+      BigInt(msg.key),
+      null,
+    );
     if (callbackId >= 0) registrations.set(msg.key, { conn: msg.conn, callbackId });
     parentPort.postMessage({ type: 'registered', key: msg.key, ok: callbackId >= 0 });
   } else if (msg.type === 'deregister') {

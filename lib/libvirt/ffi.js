@@ -10,7 +10,10 @@
 // the C memory: strings and arrays libvirt mallocs are decoded to JS and freed here.
 import koffi from 'koffi';
 
-/** @typedef {{ ok: true, value: any } | { ok: false, error: { code: number, domain: number, message: string, func: string } }} OpResult */
+/**
+ * @typedef {{ code: number, domain: number, message: string, func: string }} OpError
+ * @typedef {{ ok: true, value: any } | { ok: false, error: OpError }} OpResult
+ */
 
 // koffi's type registry belongs to the isolate, not to this module instance: where one isolate
 // evaluates this module twice (jest gives every test file its own module registry), the second
@@ -27,8 +30,18 @@ function bind() {
   const lib = koffi.load('libvirt.so.0');
   const libc = koffi.load('libc.so.6');
   const virError = koffi.struct('virError', {
-    code: 'int', domain: 'int', message: 'char *', level: 'int', conn: 'void *', dom: 'void *',
-    str1: 'char *', str2: 'char *', str3: 'char *', int1: 'int', int2: 'int', net: 'void *',
+    code: 'int',
+    domain: 'int',
+    message: 'char *',
+    level: 'int',
+    conn: 'void *',
+    dom: 'void *',
+    str1: 'char *',
+    str2: 'char *',
+    str3: 'char *',
+    int1: 'int',
+    int2: 'int',
+    net: 'void *',
   });
   const lifecycleProto = koffi.proto('int vwLifecycleCb(void *conn, void *dom, int event, int detail, void *opaque)');
   const timeoutProto = koffi.proto('void vwTimeoutCb(int timer, void *opaque)');
@@ -153,7 +166,12 @@ function domainSummary(dom) {
   const reason = [0];
   fn.virDomainGetState(dom, state, reason, 0);
   const id = fn.virDomainGetID(dom);
-  return { name: fn.virDomainGetName(dom), uuid: uuidOf('virDomainGetUUIDString', dom), id: id === 0xffffffff ? -1 : id, state: state[0] };
+  return {
+    name: fn.virDomainGetName(dom),
+    uuid: uuidOf('virDomainGetUUIDString', dom),
+    id: id === 0xffffffff ? -1 : id,
+    state: state[0],
+  };
 }
 
 /** Decodes a malloc'd array of handles, summarises each, frees each handle and the array. */
@@ -178,7 +196,7 @@ function takeHandleArray(arrayPtr, count, summarise, freeName) {
  * The operations, by name. Each takes plain values (pointers are BigInt) and returns an
  * OpResult with plain, structured-cloneable values, so it can run on any thread.
  */
-export const ops = {
+const ops = {
   open: (uri) => ptrCall('virConnectOpen', uri),
   close: (conn) => intCall('virConnectClose', conn),
   isAlive: (conn) => intCall('virConnectIsAlive', conn),
@@ -237,9 +255,19 @@ export const ops = {
     const n = libvirt().fn.virConnectListAllNetworks(conn, out, flags);
     if (n < 0) return fail('virConnectListAllNetworks');
     const { fn } = libvirt();
-    return ok(takeHandleArray(out[0], n, (h) => ({
-      name: fn.virNetworkGetName(h), uuid: uuidOf('virNetworkGetUUIDString', h), active: fn.virNetworkIsActive(h) === 1, persistent: fn.virNetworkIsPersistent(h) === 1,
-    }), 'virNetworkFree'));
+    return ok(
+      takeHandleArray(
+        out[0],
+        n,
+        (h) => ({
+          name: fn.virNetworkGetName(h),
+          uuid: uuidOf('virNetworkGetUUIDString', h),
+          active: fn.virNetworkIsActive(h) === 1,
+          persistent: fn.virNetworkIsPersistent(h) === 1,
+        }),
+        'virNetworkFree',
+      ),
+    );
   },
   networkStart: (net) => intCall('virNetworkCreate', net),
   networkDestroy: (net) => intCall('virNetworkDestroy', net),

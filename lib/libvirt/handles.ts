@@ -26,7 +26,8 @@ export class Handle {
 
   /** The raw pointer for a call; a clear error (not a crash) once freed or closed. */
   get(): bigint {
-    if (this.ptr === undefined) throw new VirtwireError('CLOSED', `${this.describe} handle was freed or its connection closed`);
+    if (this.ptr === undefined)
+      throw new VirtwireError('CLOSED', `${this.describe} handle was freed or its connection closed`);
     return this.ptr;
   }
 

@@ -3,8 +3,6 @@ import { libvirt as bindLibvirt, runOp as runOpUntyped } from './ffi.js';
 import { LibvirtError } from '../errors/libvirt-error.js';
 import { VirtwireError } from '../errors/virtwire-error.js';
 
-export type Pointer = bigint;
-
 export interface OpError {
   code: number;
   domain: number;
@@ -30,7 +28,12 @@ export function unwrap<T>(result: OpResult<T>): T {
 }
 
 export function toLibvirtError(error: OpError): LibvirtError {
-  return new LibvirtError({ libvirtCode: error.code, libvirtDomain: error.domain, func: error.func, message: error.message });
+  return new LibvirtError({
+    libvirtCode: error.code,
+    libvirtDomain: error.domain,
+    func: error.func,
+    message: error.message,
+  });
 }
 
 /**

@@ -2,7 +2,7 @@
 // so callers can go on checking the rest of the input.
 import { at, type Problems } from './problems.js';
 
-export const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
+const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;
 
 // Characters that could break out of an XML attribute, a dnsmasq config line or a kernel command
 // line: control characters (newline, NUL, ...), angle brackets and quotes. Values that reach those
@@ -99,6 +99,6 @@ export function checkIfName(p: Problems, path: string, value: unknown): value is
 }
 
 /** For echoing bad input back in messages without letting it break the message. */
-export function printable(value: string): string {
+function printable(value: string): string {
   return JSON.stringify(value).slice(1, -1);
 }

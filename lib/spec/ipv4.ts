@@ -45,5 +45,5 @@ export function broadcastOf(network: number, prefix: number): number {
 }
 
 export function inSubnet(ip: number, network: number, prefix: number): boolean {
-  return ((ip & maskOf(prefix)) >>> 0) === network;
+  return (ip & maskOf(prefix)) >>> 0 === network;
 }

@@ -4,18 +4,18 @@
 // with devices virtwire does not own.
 import { createHash } from 'node:crypto';
 
-export const IFNAME_MAX = 15;
+const IFNAME_MAX = 15;
 const HASH_LEN = 6;
 
-export type DeviceKind = 'bridge' | 'tap' | 'vxlan' | 'ifb' | 'vlan';
+type DeviceKind = 'bridge' | 'tap' | 'vxlan' | 'ifb' | 'vlan';
 const KIND_PREFIX: Record<DeviceKind, string> = { bridge: 'vwb', tap: 'vwt', vxlan: 'vwx', ifb: 'vwi', vlan: 'vwv' };
 
-export function shortHash(input: string, length = HASH_LEN): string {
+function shortHash(input: string, length = HASH_LEN): string {
   return createHash('sha256').update(input).digest('hex').slice(0, length);
 }
 
 /** `vwb` + up to 5 readable chars + `-` + 6 hex of the identity: always <= 15 chars. */
-export function deviceName(kind: DeviceKind, readable: string, identity: string): string {
+function deviceName(kind: DeviceKind, readable: string, identity: string): string {
   const prefix = KIND_PREFIX[kind];
   const room = IFNAME_MAX - prefix.length - 1 - HASH_LEN;
   const part = readable.replace(/[^a-z0-9]/g, '').slice(0, room);

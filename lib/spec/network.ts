@@ -6,8 +6,8 @@ import { broadcastOf, formatIpv4, inSubnet, maskOf, parseCidr, parseIpv4 } from 
 import { bridgeName } from './names.js';
 
 const NETWORK_KEYS = ['tenant', 'cidr', 'gateway', 'dhcpRange', 'nat', 'uplink', 'segment'] as const;
-export const VLAN_ID_MAX = 4094;
-export const VNI_MAX = 16777215;
+const VLAN_ID_MAX = 4094;
+const VNI_MAX = 16777215;
 export const DEFAULT_POOLS: Required<SegmentPools> = { vlan: [2, VLAN_ID_MAX], vni: [4096, VNI_MAX] };
 
 /** Validates segment pools (inclusive [first, last] ranges within each id space). */
@@ -20,15 +20,20 @@ export function resolvePools(p: Problems, path: string, input: unknown): Segment
   const before = p.list.length;
   checkKeys(p, path, input, ['vlan', 'vni']);
   const out: SegmentPools = {};
-  for (const [key, max] of [['vlan', VLAN_ID_MAX], ['vni', VNI_MAX]] as const) {
+  for (const [key, max] of [
+    ['vlan', VLAN_ID_MAX],
+    ['vni', VNI_MAX],
+  ] as const) {
     const range = input[key];
     if (range === undefined) continue;
     if (!Array.isArray(range) || range.length !== 2) {
       p.add(at(path, key), 'must be [first, last]');
       continue;
     }
-    const ok = checkInt(p, at(at(path, key), 0), range[0], 1, max) && checkInt(p, at(at(path, key), 1), range[1], 1, max);
-    if (ok && (range[0] as number) > (range[1] as number)) p.add(at(path, key), `first ${range[0]} is after last ${range[1]}`);
+    const ok =
+      checkInt(p, at(at(path, key), 0), range[0], 1, max) && checkInt(p, at(at(path, key), 1), range[1], 1, max);
+    if (ok && (range[0] as number) > (range[1] as number))
+      p.add(at(path, key), `first ${range[0]} is after last ${range[1]}`);
     else if (ok) out[key] = [range[0] as number, range[1] as number];
   }
   return p.list.length > before ? undefined : out;
@@ -52,7 +57,10 @@ export function resolveNetwork(p: Problems, path: string, input: unknown): Resol
   if (!cidr) {
     p.add(at(path, 'cidr'), `${JSON.stringify(spec.cidr ?? null)} is not an IPv4 CIDR (e.g. 10.10.0.0/24)`);
   } else if (cidr.prefix < 8 || cidr.prefix > 29) {
-    p.add(at(path, 'cidr'), `prefix /${cidr.prefix} is out of range /8../29 (a tenant subnet needs a gateway and guests)`);
+    p.add(
+      at(path, 'cidr'),
+      `prefix /${cidr.prefix} is out of range /8../29 (a tenant subnet needs a gateway and guests)`,
+    );
   } else if (cidr.address !== cidr.network) {
     p.add(at(path, 'cidr'), `${spec.cidr} has host bits set; did you mean ${formatIpv4(cidr.network)}/${cidr.prefix}?`);
   }
@@ -137,7 +145,11 @@ function resolveSegment(p: Problems, path: string, input: unknown): SegmentSpec 
       const idOk = input.id === undefined || checkInt(p, at(path, 'id'), input.id, 1, VLAN_ID_MAX);
       const uplinkOk = checkIfName(p, at(path, 'uplink'), input.uplink);
       if (!idOk || !uplinkOk) return undefined;
-      return { type: 'vlan', ...(input.id !== undefined ? { id: input.id as number } : {}), uplink: input.uplink as string };
+      return {
+        type: 'vlan',
+        ...(input.id !== undefined ? { id: input.id as number } : {}),
+        uplink: input.uplink as string,
+      };
     }
     case 'vxlan': {
       checkKeys(p, path, input, ['type', 'vni', 'uplink', 'remotes', 'group', 'local']);
@@ -157,7 +169,7 @@ function resolveSegment(p: Problems, path: string, input: unknown): SegmentSpec 
       if (input.group !== undefined) {
         ok = ipField(at(path, 'group'), input.group) && ok;
         const g = typeof input.group === 'string' ? parseIpv4(input.group) : undefined;
-        if (g !== undefined && (g >>> 28) !== 0xe) {
+        if (g !== undefined && g >>> 28 !== 0xe) {
           p.add(at(path, 'group'), `${input.group} is not a multicast address (224.0.0.0/4)`);
           ok = false;
         }
@@ -188,15 +200,28 @@ function resolveSegment(p: Problems, path: string, input: unknown): SegmentSpec 
  * gateway, if given) are valid — whatever is wrong elsewhere in it. Lets a NIC's address be
  * checked against it while the network's other problems are reported too.
  */
-export function subnetOf(input: unknown): Pick<ResolvedNetwork, 'network' | 'prefix' | 'cidr' | 'broadcast' | 'gateway'> | undefined {
+export function subnetOf(
+  input: unknown,
+): Pick<ResolvedNetwork, 'network' | 'prefix' | 'cidr' | 'broadcast' | 'gateway'> | undefined {
   if (!isRecord(input) || typeof input.cidr !== 'string') return undefined;
   const c = parseCidr(input.cidr);
   if (!c || c.prefix < 8 || c.prefix > 29 || c.address !== c.network) return undefined;
   const broadcast = broadcastOf(c.network, c.prefix);
   const given = typeof input.gateway === 'string' ? parseIpv4(input.gateway) : undefined;
-  const gateway = input.gateway === undefined ? c.network + 1 : given !== undefined && inSubnet(given, c.network, c.prefix) ? given : undefined;
+  const gateway =
+    input.gateway === undefined
+      ? c.network + 1
+      : given !== undefined && inSubnet(given, c.network, c.prefix)
+        ? given
+        : undefined;
   if (gateway === undefined) return undefined;
-  return { network: formatIpv4(c.network), prefix: c.prefix, cidr: `${formatIpv4(c.network)}/${c.prefix}`, broadcast: formatIpv4(broadcast), gateway: formatIpv4(gateway) };
+  return {
+    network: formatIpv4(c.network),
+    prefix: c.prefix,
+    cidr: `${formatIpv4(c.network)}/${c.prefix}`,
+    broadcast: formatIpv4(broadcast),
+    gateway: formatIpv4(gateway),
+  };
 }
 
 /** Validates a standalone NetworkSpec and throws a SpecError listing every problem. */

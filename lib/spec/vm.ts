@@ -7,12 +7,23 @@ import { deriveMac, parseMac } from './mac.js';
 import { stableUuid, tapName } from './names.js';
 import { resolveNetwork, sameNetwork, subnetOf } from './network.js';
 
-const VM_KEYS = ['name', 'uuid', 'vcpus', 'memoryMiB', 'accel', 'boot', 'cloudInit', 'nics', 'serialLog', 'host'] as const;
+const VM_KEYS = [
+  'name',
+  'uuid',
+  'vcpus',
+  'memoryMiB',
+  'accel',
+  'boot',
+  'cloudInit',
+  'nics',
+  'serialLog',
+  'host',
+] as const;
 const NIC_KEYS = ['network', 'mac', 'ip', 'qos'] as const;
 const QOS_KEYS = ['egressKbps', 'ingressKbps', 'burstKiB'] as const;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-export const VM_DEFAULTS = { vcpus: 1, memoryMiB: 256, accel: 'auto' } as const;
+const VM_DEFAULTS = { vcpus: 1, memoryMiB: 256, accel: 'auto' } as const;
 
 /** Validates a VmSpec, collecting every problem into `p`; returns the resolved VM when there are none. */
 export function resolveVm(p: Problems, path: string, input: unknown): ResolvedVm | undefined {

@@ -4,14 +4,25 @@
 // a key of its inputs (kernel package version, busybox version, init scripts): rebuilt only when
 // one of them changes.
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync, lstatSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  chmodSync,
+  lstatSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, dirname } from 'node:path';
 import { createGzip } from 'node:zlib';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { execa } from 'execa';
-import { HostCommandError, VirtwireError } from '../errors/index.js';
+import { VirtwireError } from '../errors/index.js';
+import { ExecaRunner } from '../host/index.js';
 import { readTemplate } from '../host/template.js';
 
 export interface TestGuestImage {
@@ -24,13 +35,30 @@ export interface TestGuestImage {
 }
 
 /** Loaded in this order (each depends on the ones before); 8021q for lab hosts with VLANs. */
-export const GUEST_MODULES = ['virtio_ring', 'virtio', 'virtio_pci_modern_dev', 'virtio_pci_legacy_dev', 'virtio_pci', 'failover', 'net_failover', 'virtio_net', 'llc', 'stp', 'garp', 'mrp', '8021q'];
+export const GUEST_MODULES = [
+  'virtio_ring',
+  'virtio',
+  'virtio_pci_modern_dev',
+  'virtio_pci_legacy_dev',
+  'virtio_pci',
+  'failover',
+  'net_failover',
+  'virtio_net',
+  'llc',
+  'stp',
+  'garp',
+  'mrp',
+  '8021q',
+];
 
+const local = new ExecaRunner();
 
-export async function run(argv: string[], options: { cwd?: string; input?: string } = {}): Promise<string> {
-  const r = await execa(argv[0]!, argv.slice(1), { reject: false, cwd: options.cwd, input: options.input });
-  if (r.exitCode !== 0) throw new HostCommandError({ argv, exitCode: r.exitCode, stderr: String(r.stderr), step: 'build test guest' });
-  return String(r.stdout);
+/** A build command on this machine (lib/host's one command wrapper): its stdout, or a HostCommandError. */
+export async function run(
+  argv: string[],
+  options: { cwd?: string; input?: string; stdoutFile?: string; step?: string } = {},
+): Promise<string> {
+  return (await local.run(argv, { step: 'build test guest', ...options })).stdout;
 }
 
 /** The versioned kernel package behind linux-image-amd64, and its candidate version. */
@@ -41,7 +69,11 @@ export async function kernelPackage(): Promise<{ name: string; version: string }
     deps = await run(['apt-cache', 'depends', 'linux-image-amd64']);
   }
   const name = /Depends: (linux-image-[0-9][^\s]*-amd64)/.exec(deps)?.[1];
-  if (!name) throw new VirtwireError('PROCESS_FAILED', 'no linux-image-*-amd64 package found (apt-cache depends linux-image-amd64)');
+  if (!name)
+    throw new VirtwireError(
+      'PROCESS_FAILED',
+      'no linux-image-*-amd64 package found (apt-cache depends linux-image-amd64)',
+    );
   const policy = await run(['apt-cache', 'policy', name]);
   const version = /Candidate: (\S+)/.exec(policy)?.[1] ?? 'unknown';
   return { name, version };
@@ -50,14 +82,19 @@ export async function kernelPackage(): Promise<{ name: string; version: string }
 export const DEFAULT_GUEST_CACHE = '/var/lib/virtwire/guest';
 
 /** Builds (or finds in the cache) the test guest; needs root and Debian's apt. */
-export async function buildTestGuest(options: { cacheDir?: string; log?: (line: string) => void } = {}): Promise<TestGuestImage> {
+export async function buildTestGuest(
+  options: { cacheDir?: string; log?: (line: string) => void } = {},
+): Promise<TestGuestImage> {
   const cacheDir = options.cacheDir ?? DEFAULT_GUEST_CACHE;
   const log = options.log ?? (() => {});
   const pkg = await kernelPackage();
   const busybox = (await run(['dpkg-query', '-W', '-f=${Version}', 'busybox-static'])).trim();
   const init = readTemplate('guest-init.sh');
   const hook = readTemplate('guest-udhcpc.sh');
-  const key = createHash('sha256').update(JSON.stringify([pkg, busybox, init, hook, GUEST_MODULES])).digest('hex').slice(0, 12);
+  const key = createHash('sha256')
+    .update(JSON.stringify([pkg, busybox, init, hook, GUEST_MODULES]))
+    .digest('hex')
+    .slice(0, 12);
   const dir = join(cacheDir, key);
   const image: TestGuestImage = {
     kernel: join(dir, 'vmlinuz'),
@@ -99,7 +136,12 @@ export interface ImageTree {
  * Downloads and unpacks the kernel package, lets `populate` fill an initramfs tree, then
  * writes vmlinuz + initrd.img (gzip'd newc cpio) into `dir` atomically.
  */
-export async function buildCached(dir: string, pkg: { name: string; version: string }, what: string, populate: (tree: ImageTree) => Promise<string>): Promise<void> {
+export async function buildCached(
+  dir: string,
+  pkg: { name: string; version: string },
+  what: string,
+  populate: (tree: ImageTree) => Promise<string>,
+): Promise<void> {
   mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
   const work = mkdtempSync(join(tmpdir(), 'vwimage-'));
   try {
@@ -119,8 +161,12 @@ export async function buildCached(dir: string, pkg: { name: string; version: str
 
     const files = walk(fs).map((p) => relative(fs, p) || '.');
     const archive = join(work, 'initramfs.cpio');
-    const cpio = await execa('cpio', ['-o', '-H', 'newc', '--quiet'], { cwd: fs, input: files.join('\n') + '\n', stdout: { file: archive }, reject: false });
-    if (cpio.exitCode !== 0) throw new HostCommandError({ argv: ['cpio', '-o', '-H', 'newc'], exitCode: cpio.exitCode, stderr: String(cpio.stderr), step: `build ${what}` });
+    await run(['cpio', '-o', '-H', 'newc', '--quiet'], {
+      cwd: fs,
+      input: files.join('\n') + '\n',
+      stdoutFile: archive,
+      step: `build ${what}`,
+    });
 
     const staging = `${dir}.tmp-${process.pid}`;
     rmSync(staging, { recursive: true, force: true });
@@ -135,7 +181,7 @@ export async function buildCached(dir: string, pkg: { name: string; version: str
   }
 }
 
-export function walk(dir: string): string[] {
+function walk(dir: string): string[] {
   const out = [dir];
   for (const e of readdirSync(dir)) {
     const p = join(dir, e);

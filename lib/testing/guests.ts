@@ -14,7 +14,9 @@ function hookSignals(): void {
   signalsHooked = true;
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
-      void Promise.allSettled([...labs].map((l) => l.destroyAll())).then(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+      void Promise.allSettled([...labs].map((l) => l.destroyAll())).then(() =>
+        process.exit(sig === 'SIGINT' ? 130 : 143),
+      );
     });
   }
 }
@@ -49,14 +51,20 @@ export class GuestLab {
     this.guests.clear();
     const errors: unknown[] = [];
     for (const name of names) {
-      await destroyVm(name, { uri: this.options.uri, stateDir: this.options.stateDir, missingOk: true }).catch((e: unknown) => errors.push(e));
+      await destroyVm(name, { uri: this.options.uri, stateDir: this.options.stateDir, missingOk: true }).catch(
+        (e: unknown) => errors.push(e),
+      );
     }
     labs.delete(this);
     if (errors.length > 0) throw new AggregateError(errors, `destroying test guests failed: ${errors.length} error(s)`);
   }
 }
 
-export async function withGuests<T>(specs: VmSpec[], fn: (vms: CreatedVm[]) => Promise<T>, options: CreateVmOptions & DestroyVmOptions = {}): Promise<T> {
+export async function withGuests<T>(
+  specs: VmSpec[],
+  fn: (vms: CreatedVm[]) => Promise<T>,
+  options: CreateVmOptions & DestroyVmOptions = {},
+): Promise<T> {
   const lab = new GuestLab(options);
   try {
     return await fn(await lab.createAll(specs));
@@ -66,7 +74,14 @@ export async function withGuests<T>(specs: VmSpec[], fn: (vms: CreatedVm[]) => P
 }
 
 /** A VmSpec that boots the test guest (see buildTestGuest) with probes run from inside it. */
-export function testGuestSpec(image: TestGuestImage, name: string, nics: VmSpec['nics'], probes: string[] = []): VmSpec {
-  const cmdline = [image.cmdline, `vw.name=${name}`, ...(probes.length ? [`vw.probes=${probes.join(',')}`] : [])].join(' ');
+export function testGuestSpec(
+  image: TestGuestImage,
+  name: string,
+  nics: VmSpec['nics'],
+  probes: string[] = [],
+): VmSpec {
+  const cmdline = [image.cmdline, `vw.name=${name}`, ...(probes.length ? [`vw.probes=${probes.join(',')}`] : [])].join(
+    ' ',
+  );
   return { name, memoryMiB: 192, boot: { kernel: image.kernel, initrd: image.initrd, cmdline }, nics };
 }

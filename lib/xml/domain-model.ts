@@ -25,7 +25,7 @@ export interface DomainRenderOptions {
   metadata?: Record<string, string>;
 }
 
-export const DEFAULT_EMULATOR = '/usr/bin/qemu-system-x86_64';
+const DEFAULT_EMULATOR = '/usr/bin/qemu-system-x86_64';
 
 /** Which accelerator a VM gets: kvm only when asked for, or when 'auto' and the host can. */
 export function effectiveAccel(accel: ResolvedVm['accel'], kvmUsable: boolean): 'kvm' | 'tcg' {
@@ -78,9 +78,10 @@ export function domainModel(vm: ResolvedVm, options: DomainRenderOptions): Domai
     features: { acpi: true, apic: true },
     // host-passthrough is only meaningful with hardware virtualisation; under TCG a fixed,
     // portable model keeps the guest identical on every host.
-    cpu: accel === 'kvm'
-      ? { mode: 'host-passthrough', check: 'none', migratable: 'on' }
-      : { mode: 'custom', match: 'exact', check: 'none', model: { value: 'qemu64', fallback: 'forbid' } },
+    cpu:
+      accel === 'kvm'
+        ? { mode: 'host-passthrough', check: 'none', migratable: 'on' }
+        : { mode: 'custom', match: 'exact', check: 'none', model: { value: 'qemu64', fallback: 'forbid' } },
     clock: { offset: 'utc' },
     onPoweroff: 'destroy',
     onReboot: 'restart',

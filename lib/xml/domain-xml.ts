@@ -14,7 +14,8 @@ type Node = Record<string, unknown>;
 function defined<T extends object>(node: T): T {
   return Object.fromEntries(Object.entries(node).filter(([, v]) => v !== undefined)) as T;
 }
-const text = (value: string | number, attrs?: Node): Node => (attrs ? { _: String(value), $: defined(attrs) } : { _: String(value) });
+const text = (value: string | number, attrs?: Node): Node =>
+  attrs ? { _: String(value), $: defined(attrs) } : { _: String(value) };
 
 export function domainToXml(d: DomainXml): string {
   const dev = d.devices;
@@ -22,12 +23,17 @@ export function domainToXml(d: DomainXml): string {
     $: { type: d.type },
     name: text(d.name),
     uuid: d.uuid === undefined ? undefined : text(d.uuid),
-    metadata: d.metadata === undefined ? undefined : {
-      'virtwire:meta': {
-        $: { 'xmlns:virtwire': VIRTWIRE_XMLNS },
-        'virtwire:entry': Object.keys(d.metadata).sort().map((k) => text(d.metadata![k]!, { key: k })),
-      },
-    },
+    metadata:
+      d.metadata === undefined
+        ? undefined
+        : {
+            'virtwire:meta': {
+              $: { 'xmlns:virtwire': VIRTWIRE_XMLNS },
+              'virtwire:entry': Object.keys(d.metadata)
+                .sort()
+                .map((k) => text(d.metadata![k]!, { key: k })),
+            },
+          },
     memory: text(d.memoryKiB, { unit: 'KiB' }),
     currentMemory: d.currentMemoryKiB === undefined ? undefined : text(d.currentMemoryKiB, { unit: 'KiB' }),
     vcpu: text(d.vcpu, { placement: 'static' }),
@@ -38,11 +44,17 @@ export function domainToXml(d: DomainXml): string {
       cmdline: d.os.cmdline === undefined ? undefined : text(d.os.cmdline),
       boot: d.os.boot?.map((dev) => ({ $: { dev } })),
     }),
-    features: d.features === undefined ? undefined : defined({ acpi: d.features.acpi ? '' : undefined, apic: d.features.apic ? '' : undefined }),
-    cpu: d.cpu === undefined ? undefined : defined({
-      $: defined({ mode: d.cpu.mode, match: d.cpu.match, check: d.cpu.check, migratable: d.cpu.migratable }),
-      model: d.cpu.model === undefined ? undefined : text(d.cpu.model.value, { fallback: d.cpu.model.fallback }),
-    }),
+    features:
+      d.features === undefined
+        ? undefined
+        : defined({ acpi: d.features.acpi ? '' : undefined, apic: d.features.apic ? '' : undefined }),
+    cpu:
+      d.cpu === undefined
+        ? undefined
+        : defined({
+            $: defined({ mode: d.cpu.mode, match: d.cpu.match, check: d.cpu.check, migratable: d.cpu.migratable }),
+            model: d.cpu.model === undefined ? undefined : text(d.cpu.model.value, { fallback: d.cpu.model.fallback }),
+          }),
     clock: d.clock === undefined ? undefined : { $: { offset: d.clock.offset } },
     on_poweroff: d.onPoweroff === undefined ? undefined : text(d.onPoweroff),
     on_reboot: d.onReboot === undefined ? undefined : text(d.onReboot),
@@ -50,12 +62,16 @@ export function domainToXml(d: DomainXml): string {
     devices: defined({
       emulator: dev.emulator === undefined ? undefined : text(dev.emulator),
       disk: nonEmpty(dev.disks.map(diskNode)),
-      controller: nonEmpty((dev.controllers ?? []).map((c) => ({ $: defined({ type: c.type, index: c.index, model: c.model }) }))),
+      controller: nonEmpty(
+        (dev.controllers ?? []).map((c) => ({ $: defined({ type: c.type, index: c.index, model: c.model }) })),
+      ),
       interface: nonEmpty(dev.interfaces.map(interfaceNode)),
       serial: nonEmpty(dev.serials.map(chardevNode)),
       console: nonEmpty(dev.consoles.map(chardevNode)),
       memballoon: dev.memballoon === undefined ? undefined : { $: { model: dev.memballoon.model } },
-      rng: nonEmpty(dev.rngs.map((r) => ({ $: { model: r.model }, backend: text(r.backend.value, { model: r.backend.model }) }))),
+      rng: nonEmpty(
+        dev.rngs.map((r) => ({ $: { model: r.model }, backend: text(r.backend.value, { model: r.backend.model }) })),
+      ),
     }),
   });
   return buildXml({ domain });
@@ -68,7 +84,10 @@ function nonEmpty<T>(list: T[]): T[] | undefined {
 function diskNode(disk: DomainDisk): Node {
   return defined({
     $: { type: disk.type, device: disk.device },
-    driver: disk.driver === undefined ? undefined : { $: defined({ name: disk.driver.name, type: disk.driver.type, cache: disk.driver.cache }) },
+    driver:
+      disk.driver === undefined
+        ? undefined
+        : { $: defined({ name: disk.driver.name, type: disk.driver.type, cache: disk.driver.cache }) },
     source: disk.source === undefined ? undefined : { $: defined({ file: disk.source.file, dev: disk.source.dev }) },
     target: { $: { dev: disk.target.dev, bus: disk.target.bus } },
     readonly: disk.readonly ? '' : undefined,
@@ -79,7 +98,8 @@ function interfaceNode(nic: DomainInterface): Node {
   return defined({
     $: { type: nic.type },
     mac: nic.mac === undefined ? undefined : { $: { address: nic.mac } },
-    source: nic.source === undefined ? undefined : { $: defined({ bridge: nic.source.bridge, network: nic.source.network }) },
+    source:
+      nic.source === undefined ? undefined : { $: defined({ bridge: nic.source.bridge, network: nic.source.network }) },
     target: nic.target === undefined ? undefined : { $: defined({ dev: nic.target.dev, managed: nic.target.managed }) },
     model: nic.model === undefined ? undefined : { $: { type: nic.model } },
   });
@@ -89,7 +109,8 @@ function chardevNode(c: DomainChardev): Node {
   return defined({
     $: { type: c.type },
     source: c.sourcePath === undefined ? undefined : { $: { path: c.sourcePath } },
-    target: c.target === undefined ? undefined : { $: defined({ type: c.target.type, port: c.target.port?.toString() }) },
+    target:
+      c.target === undefined ? undefined : { $: defined({ type: c.target.type, port: c.target.port?.toString() }) },
   });
 }
 
@@ -107,7 +128,8 @@ const kid = (node: XNode | undefined, name: string): XNode | undefined => kids(n
 const attr = (node: XNode | undefined, name: string): string | undefined => node?.$?.[name];
 const body = (node: XNode | undefined): string | undefined => node?._;
 // <acpi/> parses as '' (falsy): presence is the number of children, not their truthiness.
-const has = (node: XNode | undefined, name: string): true | undefined => (kids(node, name).length > 0 ? true : undefined);
+const has = (node: XNode | undefined, name: string): true | undefined =>
+  kids(node, name).length > 0 ? true : undefined;
 
 function required<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new SpecError([{ path: what, message: 'missing in domain XML' }], 'domain XML');
@@ -116,11 +138,22 @@ function required<T>(value: T | undefined, what: string): T {
 
 function int(value: string | undefined, what: string): number {
   const n = Number(required(value, what));
-  if (!Number.isInteger(n)) throw new SpecError([{ path: what, message: `"${value}" is not an integer` }], 'domain XML');
+  if (!Number.isInteger(n))
+    throw new SpecError([{ path: what, message: `"${value}" is not an integer` }], 'domain XML');
   return n;
 }
 
-const KIB: Record<string, number> = { b: 1 / 1024, bytes: 1 / 1024, k: 1, kib: 1, kb: 1000 / 1024, m: 1024, mib: 1024, g: 1048576, gib: 1048576 };
+const KIB: Record<string, number> = {
+  b: 1 / 1024,
+  bytes: 1 / 1024,
+  k: 1,
+  kib: 1,
+  kb: 1000 / 1024,
+  m: 1024,
+  mib: 1024,
+  g: 1048576,
+  gib: 1048576,
+};
 function kib(node: XNode | undefined, what: string): number {
   const unit = (attr(node, 'unit') ?? 'KiB').toLowerCase();
   const factor = KIB[unit];
@@ -137,12 +170,16 @@ export function parseDomainXml(xml: string): DomainXml {
   try {
     root = parseXmlSync(xml);
   } catch (cause) {
-    throw new SpecError([{ path: '(document)', message: `not well-formed XML: ${(cause as Error).message.split('\n')[0]}` }], 'domain XML');
+    throw new SpecError(
+      [{ path: '(document)', message: `not well-formed XML: ${(cause as Error).message.split('\n')[0]}` }],
+      'domain XML',
+    );
   }
   const d = root.domain as XNode | undefined;
   if (!d) throw new SpecError([{ path: '(document)', message: 'root element is not <domain>' }], 'domain XML');
   const type = attr(d, 'type');
-  if (type !== 'kvm' && type !== 'qemu') throw new SpecError([{ path: 'domain/@type', message: `"${type}" is not kvm or qemu` }], 'domain XML');
+  if (type !== 'kvm' && type !== 'qemu')
+    throw new SpecError([{ path: 'domain/@type', message: `"${type}" is not kvm or qemu` }], 'domain XML');
   const os = kid(d, 'os');
   const osType = kid(os, 'type');
   const devices = kid(d, 'devices');
@@ -153,25 +190,42 @@ export function parseDomainXml(xml: string): DomainXml {
     type,
     name: required(body(kid(d, 'name')), 'domain/name'),
     uuid: body(kid(d, 'uuid')),
-    metadata: meta === undefined ? undefined : Object.fromEntries(kids(meta, 'virtwire:entry').map((e) => [attr(e, 'key') ?? '', body(e) ?? ''])),
+    metadata:
+      meta === undefined
+        ? undefined
+        : Object.fromEntries(kids(meta, 'virtwire:entry').map((e) => [attr(e, 'key') ?? '', body(e) ?? ''])),
     memoryKiB: kib(kid(d, 'memory'), 'domain/memory'),
-    currentMemoryKiB: kid(d, 'currentMemory') === undefined ? undefined : kib(kid(d, 'currentMemory'), 'domain/currentMemory'),
+    currentMemoryKiB:
+      kid(d, 'currentMemory') === undefined ? undefined : kib(kid(d, 'currentMemory'), 'domain/currentMemory'),
     vcpu: int(body(kid(d, 'vcpu')), 'domain/vcpu'),
     os: defined({
-      type: defined({ arch: attr(osType, 'arch'), machine: attr(osType, 'machine'), value: required(body(osType), 'domain/os/type') }),
+      type: defined({
+        arch: attr(osType, 'arch'),
+        machine: attr(osType, 'machine'),
+        value: required(body(osType), 'domain/os/type'),
+      }),
       kernel: body(kid(os, 'kernel')),
       initrd: body(kid(os, 'initrd')),
       cmdline: body(kid(os, 'cmdline')),
-      boot: kids(os, 'boot').length ? kids(os, 'boot').map((b) => required(attr(b, 'dev'), 'domain/os/boot/@dev')) : undefined,
+      boot: kids(os, 'boot').length
+        ? kids(os, 'boot').map((b) => required(attr(b, 'dev'), 'domain/os/boot/@dev'))
+        : undefined,
     }),
-    features: features === undefined ? undefined : defined({ acpi: has(features, 'acpi'), apic: has(features, 'apic') }),
-    cpu: cpu === undefined ? undefined : defined({
-      mode: attr(cpu, 'mode') as NonNullable<DomainXml['cpu']>['mode'],
-      match: attr(cpu, 'match'),
-      check: attr(cpu, 'check'),
-      migratable: attr(cpu, 'migratable') as 'on' | 'off' | undefined,
-      model: kid(cpu, 'model') === undefined ? undefined : defined({ value: body(kid(cpu, 'model')) ?? '', fallback: attr(kid(cpu, 'model'), 'fallback') }),
-    }),
+    features:
+      features === undefined ? undefined : defined({ acpi: has(features, 'acpi'), apic: has(features, 'apic') }),
+    cpu:
+      cpu === undefined
+        ? undefined
+        : defined({
+            mode: attr(cpu, 'mode') as NonNullable<DomainXml['cpu']>['mode'],
+            match: attr(cpu, 'match'),
+            check: attr(cpu, 'check'),
+            migratable: attr(cpu, 'migratable') as 'on' | 'off' | undefined,
+            model:
+              kid(cpu, 'model') === undefined
+                ? undefined
+                : defined({ value: body(kid(cpu, 'model')) ?? '', fallback: attr(kid(cpu, 'model'), 'fallback') }),
+          }),
     clock: kid(d, 'clock') === undefined ? undefined : { offset: attr(kid(d, 'clock'), 'offset') ?? 'utc' },
     onPoweroff: body(kid(d, 'on_poweroff')),
     onReboot: body(kid(d, 'on_reboot')),
@@ -179,11 +233,22 @@ export function parseDomainXml(xml: string): DomainXml {
     devices: defined({
       emulator: body(kid(devices, 'emulator')),
       disks: kids(devices, 'disk').map(parseDisk),
-      controllers: nonEmpty(kids(devices, 'controller').map((c) => defined({ type: attr(c, 'type') ?? '', index: attr(c, 'index') === undefined ? undefined : Number(attr(c, 'index')), model: attr(c, 'model') }))),
+      controllers: nonEmpty(
+        kids(devices, 'controller').map((c) =>
+          defined({
+            type: attr(c, 'type') ?? '',
+            index: attr(c, 'index') === undefined ? undefined : Number(attr(c, 'index')),
+            model: attr(c, 'model'),
+          }),
+        ),
+      ),
       interfaces: kids(devices, 'interface').map(parseInterface),
       serials: kids(devices, 'serial').map(parseChardev),
       consoles: kids(devices, 'console').map(parseChardev),
-      memballoon: kid(devices, 'memballoon') === undefined ? undefined : { model: attr(kid(devices, 'memballoon'), 'model') ?? 'none' },
+      memballoon:
+        kid(devices, 'memballoon') === undefined
+          ? undefined
+          : { model: attr(kid(devices, 'memballoon'), 'model') ?? 'none' },
       rngs: kids(devices, 'rng').map((r) => ({
         model: 'virtio' as const,
         backend: { model: 'random' as const, value: body(kid(r, 'backend')) ?? '/dev/urandom' },
@@ -200,7 +265,14 @@ function parseDisk(n: XNode): DomainDisk {
   return defined({
     type: (attr(n, 'type') ?? 'file') as DomainDisk['type'],
     device: (attr(n, 'device') ?? 'disk') as DomainDisk['device'],
-    driver: driver === undefined ? undefined : defined({ name: attr(driver, 'name') ?? 'qemu', type: attr(driver, 'type') ?? 'raw', cache: attr(driver, 'cache') }),
+    driver:
+      driver === undefined
+        ? undefined
+        : defined({
+            name: attr(driver, 'name') ?? 'qemu',
+            type: attr(driver, 'type') ?? 'raw',
+            cache: attr(driver, 'cache'),
+          }),
     source: source === undefined ? undefined : defined({ file: attr(source, 'file'), dev: attr(source, 'dev') }),
     target: { dev: required(attr(target, 'dev'), 'disk/target/@dev'), bus: attr(target, 'bus') ?? 'virtio' },
     readonly: has(n, 'readonly'),
@@ -213,8 +285,12 @@ function parseInterface(n: XNode): DomainInterface {
   return defined({
     type: (attr(n, 'type') ?? 'ethernet') as DomainInterface['type'],
     mac: attr(kid(n, 'mac'), 'address'),
-    source: source === undefined ? undefined : defined({ bridge: attr(source, 'bridge'), network: attr(source, 'network') }),
-    target: target === undefined ? undefined : defined({ dev: attr(target, 'dev') ?? '', managed: attr(target, 'managed') as 'yes' | 'no' | undefined }),
+    source:
+      source === undefined ? undefined : defined({ bridge: attr(source, 'bridge'), network: attr(source, 'network') }),
+    target:
+      target === undefined
+        ? undefined
+        : defined({ dev: attr(target, 'dev') ?? '', managed: attr(target, 'managed') as 'yes' | 'no' | undefined }),
     model: attr(kid(n, 'model'), 'type'),
   });
 }
@@ -225,6 +301,9 @@ function parseChardev(n: XNode): DomainChardev {
   return defined({
     type: (attr(n, 'type') ?? 'pty') as DomainChardev['type'],
     sourcePath: attr(kid(n, 'source'), 'path'),
-    target: target === undefined ? undefined : defined({ type: attr(target, 'type'), port: port === undefined ? undefined : Number(port) }),
+    target:
+      target === undefined
+        ? undefined
+        : defined({ type: attr(target, 'type'), port: port === undefined ? undefined : Number(port) }),
   });
 }

@@ -1,3 +1,3 @@
 export { renderResolvedDomainXml, parseDomainXml, domainToXml, VIRTWIRE_XMLNS } from './domain-xml.js';
-export { domainModel, effectiveAccel, DEFAULT_EMULATOR, type DomainRenderOptions, type DomainFiles } from './domain-model.js';
+export { effectiveAccel, type DomainRenderOptions, type DomainFiles } from './domain-model.js';
 export { buildXml } from './xml2js-sync.js';

@@ -5,7 +5,14 @@ import { VirtwireError } from '../errors/virtwire-error.js';
 export function parseXmlSync(xml: string): Record<string, unknown> {
   let result: Record<string, unknown> | undefined;
   let failure: unknown;
-  const parser = new xml2js.Parser({ explicitArray: true, explicitCharkey: true, charkey: '_', attrkey: '$', trim: true, async: false });
+  const parser = new xml2js.Parser({
+    explicitArray: true,
+    explicitCharkey: true,
+    charkey: '_',
+    attrkey: '$',
+    trim: true,
+    async: false,
+  });
   parser.parseString(xml, (err: unknown, value: Record<string, unknown>) => {
     failure = err;
     result = value;

@@ -30,7 +30,10 @@ async function main(): Promise<void> {
       // virtwire: everything, from nothing (the tenant network included)
       const spec = testGuestSpec(image, 'vwbench', [{ network: { tenant: 'vwbench', cidr: '10.66.0.0/24' } }]);
       const marks: Record<string, number> = {};
-      const vm = await createVm(spec, { stateDir: join(dir, 'state'), onProgress: (e) => e.status === 'done' && (marks[e.step] = e.elapsedMs) });
+      const vm = await createVm(spec, {
+        stateDir: join(dir, 'state'),
+        onProgress: (e) => e.status === 'done' && (marks[e.step] = e.elapsedMs),
+      });
       ours.push(vm.readyMs / 1000);
       steps.push(marks);
       const line = await waitForConsole(vm, /VIRTWIRE-LEASE .*uptime=([\d.]+)/, 10_000);
@@ -42,21 +45,56 @@ async function main(): Promise<void> {
       const tap = tapName('vwbenchq', 0);
       const mac = deriveMac('vwbenchq');
       const plane = new HostPlane({ stateDir: join(dir, 'plain') });
-      await plane.apply({ networks: [{ network: net, ports: [{ name: tap, kind: 'tap', mac, ip: '10.67.0.2', hostname: 'vwbenchq' }] }] });
+      await plane.apply({
+        networks: [{ network: net, ports: [{ name: tap, kind: 'tap', mac, ip: '10.67.0.2', hostname: 'vwbenchq' }] }],
+      });
       const cmdline = `${image.cmdline} vw.name=vwbenchq`;
       const t0 = performance.now();
-      const qemu = execa('qemu-system-x86_64', [
-        '-accel', 'tcg', '-machine', 'pc', '-cpu', 'qemu64', '-m', '192', '-nodefaults', '-display', 'none', '-no-user-config',
-        '-kernel', image.kernel, '-initrd', image.initrd, '-append', cmdline,
-        '-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=n0,mac=${mac}`,
-        '-serial', `file:${join(dir, 'plain-serial.log')}`,
-        // the devices virtwire's domain has too, so only the way of starting differs
-        '-device', 'virtio-balloon-pci', '-object', 'rng-random,id=rng0,filename=/dev/urandom', '-device', 'virtio-rng-pci,rng=rng0',
-      ], { reject: false });
+      const qemu = execa(
+        'qemu-system-x86_64',
+        [
+          '-accel',
+          'tcg',
+          '-machine',
+          'pc',
+          '-cpu',
+          'qemu64',
+          '-m',
+          '192',
+          '-nodefaults',
+          '-display',
+          'none',
+          '-no-user-config',
+          '-kernel',
+          image.kernel,
+          '-initrd',
+          image.initrd,
+          '-append',
+          cmdline,
+          '-netdev',
+          `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+          '-device',
+          `virtio-net-pci,netdev=n0,mac=${mac}`,
+          '-serial',
+          `file:${join(dir, 'plain-serial.log')}`,
+          // the devices virtwire's domain has too, so only the way of starting differs
+          '-device',
+          'virtio-balloon-pci',
+          '-object',
+          'rng-random,id=rng0,filename=/dev/urandom',
+          '-device',
+          'virtio-rng-pci,rng=rng0',
+        ],
+        { reject: false },
+      );
       try {
         await plane.waitForLease('vwbenchq', mac, { timeoutMs: 120_000 });
         plain.push((performance.now() - t0) / 1000);
-        await waitForConsole({ serialLog: join(dir, 'plain-serial.log') }, /VIRTWIRE-LEASE .*uptime=[\d.]+/, 10_000).then((m) => uptimes.plain.push(Number(/uptime=([\d.]+)/.exec(m[0])![1])));
+        await waitForConsole(
+          { serialLog: join(dir, 'plain-serial.log') },
+          /VIRTWIRE-LEASE .*uptime=[\d.]+/,
+          10_000,
+        ).then((m) => uptimes.plain.push(Number(/uptime=([\d.]+)/.exec(m[0])![1])));
       } finally {
         qemu.kill('SIGKILL');
         await qemu;
@@ -69,15 +107,34 @@ async function main(): Promise<void> {
     await Libvirt.shutdown();
     rmSync(dir, { recursive: true, force: true });
   }
-  printTable(`createVm to DHCP lease, test guest under TCG (median of ${RUNS}; runs: virtwire ${ours.map((x) => x.toFixed(2)).join(', ')}; plain ${plain.map((x) => x.toFixed(2)).join(', ')})`, [
-    { what: 'spec/spawn to lease', unit: 's', ours: median(ours), baseline: median(plain), baselineName: 'plain qemu-system-x86_64 on a prepared tap', lowerIsBetter: true },
-  ]);
+  printTable(
+    `createVm to DHCP lease, test guest under TCG (median of ${RUNS}; runs: virtwire ${ours.map((x) => x.toFixed(2)).join(', ')}; plain ${plain.map((x) => x.toFixed(2)).join(', ')})`,
+    [
+      {
+        what: 'spec/spawn to lease',
+        unit: 's',
+        ours: median(ours),
+        baseline: median(plain),
+        baselineName: 'plain qemu-system-x86_64 on a prepared tap',
+        lowerIsBetter: true,
+      },
+    ],
+  );
   console.log(`\nvirtwire's overhead over the guest's own boot: ${(median(ours) - median(plain)).toFixed(2)} s`);
-  console.log(`guest's own uptime at its lease (median): ${median(uptimes.ours).toFixed(2)} s under virtwire, ${median(uptimes.plain).toFixed(2)} s under plain QEMU`);
+  console.log(
+    `guest's own uptime at its lease (median): ${median(uptimes.ours).toFixed(2)} s under virtwire, ${median(uptimes.plain).toFixed(2)} s under plain QEMU`,
+  );
   const at = (k: string) => median(steps.map((m) => m[k] ?? 0));
-  const phases = [['validate', 'validate'], ['network (host plane)', 'network'], ['disks', 'disks'], ['define (libvirt)', 'define'], ['start (libvirt, QEMU up)', 'start'], ['guest boot to lease', 'lease']];
+  const phases = [
+    ['validate', 'validate'],
+    ['network (host plane)', 'network'],
+    ['disks', 'disks'],
+    ['define (libvirt)', 'define'],
+    ['start (libvirt, QEMU up)', 'start'],
+    ['guest boot to lease', 'lease'],
+  ];
   let prev = 0;
-  console.log('where virtwire\'s time goes (median ms since the call):');
+  console.log("where virtwire's time goes (median ms since the call):");
   for (const [label, key] of phases) {
     console.log(`  ${label!.padEnd(26)} ${String(Math.round(at(key!) - prev)).padStart(6)} ms`);
     prev = at(key!);

@@ -30,7 +30,7 @@ function state(): HostState {
         nat: t % 2 === 0,
         segment: { type: 'vxlan', vni: 1000 + t, uplink: 'under0', remotes: ['192.168.78.2'] },
       });
-      const base = (network.network.split('.').map(Number) as [number, number, number, number]);
+      const base = network.network.split('.').map(Number) as [number, number, number, number];
       const ports = Array.from({ length: TAPS }, (_, i) => ({
         name: tapName(`t${t}vm${i}`, 0),
         kind: 'tap' as const,
@@ -65,7 +65,19 @@ async function baselineCreate(s: HostState): Promise<void> {
     await ipn('link', 'add', n.bridge, 'type', 'bridge', 'forward_delay', 0, 'stp_state', 0);
     await ipn('addr', 'add', `${n.gateway}/${n.prefix}`, 'dev', n.bridge);
     await ipn('link', 'set', n.bridge, 'up');
-    await ipn('link', 'add', vx, 'type', 'vxlan', 'id', (n.segment as { vni: number }).vni, 'dstport', 4789, 'dev', 'under0');
+    await ipn(
+      'link',
+      'add',
+      vx,
+      'type',
+      'vxlan',
+      'id',
+      (n.segment as { vni: number }).vni,
+      'dstport',
+      4789,
+      'dev',
+      'under0',
+    );
     await ipn('link', 'set', vx, 'master', n.bridge, 'up');
     await execa('bridge', ['-n', BASE, 'fdb', 'append', '00:00:00:00:00:00', 'dev', vx, 'dst', '192.168.78.2']);
     for (const p of net.ports) {
@@ -98,15 +110,36 @@ async function main(): Promise<void> {
     const rows: Row[] = [];
     const oursCreate = await time(() => plane.apply(s));
     const baseCreate = await time(() => baselineCreate(s));
-    rows.push({ what: `from scratch: ${TENANTS * TAPS} taps, ${TENANTS} bridges, ${TENANTS} VXLAN`, unit: 's', ours: oursCreate, baseline: baseCreate, baselineName: 'one ip/bridge process per change', lowerIsBetter: true });
+    rows.push({
+      what: `from scratch: ${TENANTS * TAPS} taps, ${TENANTS} bridges, ${TENANTS} VXLAN`,
+      unit: 's',
+      ours: oursCreate,
+      baseline: baseCreate,
+      baselineName: 'one ip/bridge process per change',
+      lowerIsBetter: true,
+    });
     let noop = true;
     const oursNoop = await time(async () => (noop = (await plane.apply(s)).noop));
     if (!noop) throw new Error('re-apply was not a no-op');
     const baseNoop = await time(() => baselineCheck(s));
-    rows.push({ what: 're-apply, nothing to change', unit: 's', ours: oursNoop, baseline: baseNoop, baselineName: 'one ip link show per device', lowerIsBetter: true });
+    rows.push({
+      what: 're-apply, nothing to change',
+      unit: 's',
+      ours: oursNoop,
+      baseline: baseNoop,
+      baselineName: 'one ip link show per device',
+      lowerIsBetter: true,
+    });
     const oursDown = await time(() => plane.teardown());
     const baseDown = await time(() => baselineDelete(s));
-    rows.push({ what: 'teardown', unit: 's', ours: oursDown, baseline: baseDown, baselineName: 'one ip link del per device', lowerIsBetter: true });
+    rows.push({
+      what: 'teardown',
+      unit: 's',
+      ours: oursDown,
+      baseline: baseDown,
+      baselineName: 'one ip link del per device',
+      lowerIsBetter: true,
+    });
     const left = await execa('ip', ['-n', OURS, '-o', 'link', 'show']);
     if (left.stdout.split('\n').length !== 3) throw new Error(`teardown left devices behind:\n${left.stdout}`);
     printTable(`host network plane (${TENANTS} tenants x ${TAPS} taps, node ${process.version})`, rows);
@@ -126,11 +159,35 @@ async function main(): Promise<void> {
     };
     const nft = await cycle(NFT_AGAIN, 'nftables');
     const ipt = await cycle(FALLBACK, 'iptables');
-    printTable('firewall backends, same state, fresh namespaces: nftables (default) vs the iptables + ebtables fallback', [
-      { what: 'from scratch', unit: 's', ours: nft.create, baseline: ipt.create, baselineName: 'iptables/ebtables-restore (9 ebtables rules per port)', lowerIsBetter: true },
-      { what: 're-apply, nothing to change', unit: 's', ours: nft.again, baseline: ipt.again, baselineName: 'iptables-save/ebtables-save', lowerIsBetter: true },
-      { what: 'teardown', unit: 's', ours: nft.down, baseline: ipt.down, baselineName: 'jumps and chains deleted', lowerIsBetter: true },
-    ]);
+    printTable(
+      'firewall backends, same state, fresh namespaces: nftables (default) vs the iptables + ebtables fallback',
+      [
+        {
+          what: 'from scratch',
+          unit: 's',
+          ours: nft.create,
+          baseline: ipt.create,
+          baselineName: 'iptables/ebtables-restore (9 ebtables rules per port)',
+          lowerIsBetter: true,
+        },
+        {
+          what: 're-apply, nothing to change',
+          unit: 's',
+          ours: nft.again,
+          baseline: ipt.again,
+          baselineName: 'iptables-save/ebtables-save',
+          lowerIsBetter: true,
+        },
+        {
+          what: 'teardown',
+          unit: 's',
+          ours: nft.down,
+          baseline: ipt.down,
+          baselineName: 'jumps and chains deleted',
+          lowerIsBetter: true,
+        },
+      ],
+    );
   } finally {
     for (const ns of [FALLBACK, NFT_AGAIN]) await execa('ip', ['netns', 'del', ns], { reject: false });
     await execa('ip', ['netns', 'del', OURS], { reject: false });

@@ -17,7 +17,8 @@ import { Libvirt } from '../../lib/index.js';
 import { buildXml } from '../../lib/xml/index.js';
 import { printTable, rate, type Row } from './table.js';
 
-const testXml = (name: string) => buildXml({ domain: { $: { type: 'test' }, name, memory: 8192, os: { type: 'hvm' } } });
+const testXml = (name: string) =>
+  buildXml({ domain: { $: { type: 'test' }, name, memory: 8192, os: { type: 'hvm' } } });
 const qemuXml = (name: string) =>
   buildXml({
     domain: {
@@ -62,22 +63,48 @@ async function main(): Promise<void> {
     for (let i = 0; i < calls; i++) lv.isAlive();
     const trivial = calls / ((performance.now() - t0) / 1000);
     const virshUri = await rate(20, () => execa('virsh', ['-c', 'test:///default', 'uri']));
-    rows.push({ what: 'trivial call, test:///default', unit: 'calls/s', ours: trivial, baseline: virshUri, baselineName: 'virsh uri, one spawn per call' });
+    rows.push({
+      what: 'trivial call, test:///default',
+      unit: 'calls/s',
+      ours: trivial,
+      baseline: virshUri,
+      baselineName: 'virsh uri, one spawn per call',
+    });
 
     await bindingCycles(lv, testXml, 200); // warm-up: start the worker threads
     const cycles = await bindingCycles(lv, testXml, 3_000);
     const virshCycles = await virshCycle('test:///default', join(dir, 'd.xml'), testXml('vwbench-virsh'), 'test', 15);
-    rows.push({ what: 'define+lookup+undefine, test:///default', unit: 'cycles/s', ours: cycles, baseline: virshCycles, baselineName: 'virsh, one spawn per operation' });
+    rows.push({
+      what: 'define+lookup+undefine, test:///default',
+      unit: 'cycles/s',
+      ours: cycles,
+      baseline: virshCycles,
+      baselineName: 'virsh, one spawn per operation',
+    });
     await lv.close();
 
     const system = await Libvirt.open('qemu:///system').catch(() => null);
     if (system) {
       const sysCycles = await bindingCycles(system, qemuXml, 100);
-      const virshSys = await virshCycle('qemu:///system', join(dir, 'q.xml'), qemuXml('vwbench-virsh'), 'vwbench-virsh', 10);
-      rows.push({ what: 'define+lookup+undefine, qemu:///system', unit: 'cycles/s', ours: sysCycles, baseline: virshSys, baselineName: 'virsh, one spawn per operation' });
+      const virshSys = await virshCycle(
+        'qemu:///system',
+        join(dir, 'q.xml'),
+        qemuXml('vwbench-virsh'),
+        'vwbench-virsh',
+        10,
+      );
+      rows.push({
+        what: 'define+lookup+undefine, qemu:///system',
+        unit: 'cycles/s',
+        ours: sysCycles,
+        baseline: virshSys,
+        baselineName: 'virsh, one spawn per operation',
+      });
       await system.close();
     } else {
-      console.log('qemu:///system not reachable (needs root and libvirtd: scripts/setup-host.sh); measured test:///default only');
+      console.log(
+        'qemu:///system not reachable (needs root and libvirtd: scripts/setup-host.sh); measured test:///default only',
+      );
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

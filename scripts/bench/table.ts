@@ -12,13 +12,16 @@ export interface Row {
 const fmt = (n: number) => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n >= 1 ? n.toFixed(1) : n.toFixed(3));
 
 export function printTable(title: string, rows: Row[]): void {
-  const lines = [['measure', 'virtwire', 'baseline', 'speed-up', 'baseline is'], ...rows.map((r) => [
-    `${r.what} (${r.unit})`,
-    fmt(r.ours),
-    fmt(r.baseline),
-    `${(r.lowerIsBetter ? r.baseline / r.ours : r.ours / r.baseline).toFixed(1)}x`,
-    r.baselineName,
-  ])];
+  const lines = [
+    ['measure', 'virtwire', 'baseline', 'speed-up', 'baseline is'],
+    ...rows.map((r) => [
+      `${r.what} (${r.unit})`,
+      fmt(r.ours),
+      fmt(r.baseline),
+      `${(r.lowerIsBetter ? r.baseline / r.ours : r.ours / r.baseline).toFixed(1)}x`,
+      r.baselineName,
+    ]),
+  ];
   const widths = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
   console.log(`\n${title}\n`);
   lines.forEach((l, i) => {

@@ -9,7 +9,9 @@ import { renderDomainXml } from '../../lib/engine/index.js';
 import { virtXmlValidate } from '../helpers/xml-validate.js';
 
 const dir = new URL('./', import.meta.url);
-const cases = readdirSync(new URL('specs/', dir)).filter((f) => f.endsWith('.json')).map((f) => f.replace(/\.json$/, ''));
+const cases = readdirSync(new URL('specs/', dir))
+  .filter((f) => f.endsWith('.json'))
+  .map((f) => f.replace(/\.json$/, ''));
 
 describe('golden domain XML', () => {
   test('there are golden cases', () => expect(cases.length).toBeGreaterThanOrEqual(4));
@@ -18,7 +20,8 @@ describe('golden domain XML', () => {
     const { spec, options } = JSON.parse(readFileSync(new URL(`specs/${name}.json`, dir), 'utf8'));
     const xml = renderDomainXml(spec, options);
     const expectedUrl = new URL(`expected/${name}.xml`, dir);
-    if (!existsSync(expectedUrl)) throw new Error(`golden file expected/${name}.xml is missing: run npm run golden:update and review it`);
+    if (!existsSync(expectedUrl))
+      throw new Error(`golden file expected/${name}.xml is missing: run npm run golden:update and review it`);
     const expected = readFileSync(expectedUrl, 'utf8');
     expect(xml).toBe(expected);
     const schema = await virtXmlValidate(expected, 'domain');
@@ -29,8 +32,9 @@ describe('golden domain XML', () => {
   });
 
   test('the schema check is not a rubber stamp: it rejects a broken document', async () => {
-    const broken = renderDomainXml(JSON.parse(readFileSync(new URL('specs/minimal-kernel.json', dir), 'utf8')).spec)
-      .replace('<vcpu placement="static">1</vcpu>', '<vcpu placement="static">one</vcpu>');
+    const broken = renderDomainXml(
+      JSON.parse(readFileSync(new URL('specs/minimal-kernel.json', dir), 'utf8')).spec,
+    ).replace('<vcpu placement="static">1</vcpu>', '<vcpu placement="static">one</vcpu>');
     const schema = await virtXmlValidate(broken, 'domain');
     expect(schema.ok).toBe(false);
   });

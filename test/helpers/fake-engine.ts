@@ -12,7 +12,8 @@ import { RecordingRunner } from './recording-runner.js';
 
 export type HvCall = 'defineDomain' | 'start' | 'destroy' | 'undefine' | 'lookupDomain' | 'listDomains';
 
-const failure = (func: string) => new LibvirtError({ libvirtCode: VIR_ERR.INTERNAL_ERROR, libvirtDomain: 10, func, message: 'injected failure' });
+const failure = (func: string) =>
+  new LibvirtError({ libvirtCode: VIR_ERR.INTERNAL_ERROR, libvirtDomain: 10, func, message: 'injected failure' });
 
 /** One hypervisor's domains in memory; `failOn` makes a call fail with a LibvirtError. */
 export class FakeHypervisor implements Hypervisor {
@@ -20,7 +21,10 @@ export class FakeHypervisor implements Hypervisor {
   readonly failOn = new Set<HvCall>();
   readonly calls: string[] = [];
   closed = 0;
-  constructor(readonly uri = 'fake:///system', private readonly free = 8 * 1024 ** 3) {}
+  constructor(
+    readonly uri = 'fake:///system',
+    private readonly free = 8 * 1024 ** 3,
+  ) {}
 
   private check(call: HvCall, func: string) {
     this.calls.push(call);
@@ -39,7 +43,12 @@ export class FakeHypervisor implements Hypervisor {
   }
   async listDomains(): Promise<DomainSummary[]> {
     this.check('listDomains', 'virConnectListAllDomains');
-    return [...this.domains].map(([name, d]) => ({ name, uuid: '', id: d.active ? 1 : -1, state: d.active ? 'running' : 'shutoff' }));
+    return [...this.domains].map(([name, d]) => ({
+      name,
+      uuid: '',
+      id: d.active ? 1 : -1,
+      state: d.active ? 'running' : 'shutoff',
+    }));
   }
   async freeMemory(): Promise<number> {
     return this.free;
@@ -49,50 +58,48 @@ export class FakeHypervisor implements Hypervisor {
   }
 
   private handle(name: string): DomainHandle {
-    const hv = this;
     let current = name;
-    const dom = () => hv.domains.get(current)!;
+    const dom = () => this.domains.get(current)!;
+    const check = (call: HvCall, func: string) => this.check(call, func);
+    const domains = this.domains;
     return {
       get name() {
         return current;
       },
       uuid: '00000000-0000-5000-8000-000000000000',
-      async start() {
-        hv.check('start', 'virDomainCreate');
+      start: async () => {
+        check('start', 'virDomainCreate');
         dom().active = true;
       },
-      async shutdown() {
+      shutdown: async () => {
         dom().active = false;
       },
-      async destroy() {
-        hv.check('destroy', 'virDomainDestroy');
+      destroy: async () => {
+        check('destroy', 'virDomainDestroy');
         dom().active = false;
       },
-      async undefine() {
-        hv.check('undefine', 'virDomainUndefineFlags');
-        hv.domains.delete(current);
+      undefine: async () => {
+        check('undefine', 'virDomainUndefineFlags');
+        domains.delete(current);
       },
-      async rename(to: string) {
-        hv.domains.set(to, dom());
-        hv.domains.delete(current);
+      rename: async (to: string) => {
+        domains.set(to, dom());
+        domains.delete(current);
         current = to;
       },
-      async state(): Promise<{ state: DomainState; reason: number }> {
-        return { state: dom().active ? 'running' : 'shutoff', reason: 0 };
-      },
-      async xml() {
-        return dom().xml;
-      },
-      async isActive() {
-        return dom()?.active ?? false;
-      },
-      free() {},
+      state: async (): Promise<{ state: DomainState; reason: number }> => ({
+        state: dom().active ? 'running' : 'shutoff',
+        reason: 0,
+      }),
+      xml: async () => dom().xml,
+      isActive: async () => dom()?.active ?? false,
+      free: () => {},
     };
   }
 }
 
 /** A host's files in memory (boot files present unless listed as missing). */
-export class MemoryFiles implements HostFiles {
+class MemoryFiles implements HostFiles {
   readonly files = new Map<string, string>();
   readonly dirs = new Set<string>();
   readonly removed: string[] = [];
@@ -130,7 +137,11 @@ export class FakePlane implements TenantPlane {
   failNextApply = false;
   /** 'hang' never resolves (until the signal aborts); 'fail' rejects */
   lease: 'ok' | 'fail' | 'hang' = 'ok';
-  constructor(readonly runner: CommandRunner, readonly stateDir: string, readonly files: HostFiles = new MemoryFiles()) {}
+  constructor(
+    readonly runner: CommandRunner,
+    readonly stateDir: string,
+    readonly files: HostFiles = new MemoryFiles(),
+  ) {}
 
   async apply(state: HostState): Promise<ApplyReport> {
     if (this.failNextApply) {
@@ -148,7 +159,9 @@ export class FakePlane implements TenantPlane {
     if (this.lease === 'hang') {
       return new Promise((_, reject) => options?.signal?.addEventListener('abort', () => reject(new Error('aborted'))));
     }
-    const port = this.last()?.networks.find((n) => n.network.tenant === tenant)?.ports.find((p) => p.mac === mac);
+    const port = this.last()
+      ?.networks.find((n) => n.network.tenant === tenant)
+      ?.ports.find((p) => p.mac === mac);
     return { expiry: 0, mac, ip: port!.ip! };
   }
   async leases(): Promise<Lease[]> {
@@ -168,7 +181,9 @@ export class FakePlane implements TenantPlane {
 
 /** An engine on fakes: one hypervisor per URI, one plane per state dir, a recording runner. */
 export function fakeEngine(overrides: EngineOverrides & { runner?: CommandRunner } = {}) {
-  const runner = overrides.runner ?? new RecordingRunner([{ match: (a) => a[0] === 'qemu-img' && a[1] === 'info', stdout: '{"format":"qcow2"}' }]);
+  const runner =
+    overrides.runner ??
+    new RecordingRunner([{ match: (a) => a[0] === 'qemu-img' && a[1] === 'info', stdout: '{"format":"qcow2"}' }]);
   const hypervisors = new Map<string, FakeHypervisor>();
   const planes = new Map<string, FakePlane>();
   const hv = (uri = 'qemu:///system') => {

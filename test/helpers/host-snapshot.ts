@@ -13,10 +13,21 @@ export interface HostSnapshot {
 }
 
 export async function hostSnapshot(stateDir: string): Promise<HostSnapshot> {
-  const links = (JSON.parse((await execa('ip', ['-j', 'link', 'show'])).stdout) as { ifname: string }[]).map((l) => l.ifname).sort();
+  const links = (JSON.parse((await execa('ip', ['-j', 'link', 'show'])).stdout) as { ifname: string }[])
+    .map((l) => l.ifname)
+    .sort();
   const nft = (await execa('nft', ['list', 'ruleset'])).stdout;
   const ps = await execa('pgrep', ['-a', '-f', '^(dnsmasq|/usr/bin/qemu-system)'], { reject: false });
-  const domains = (await execa('virsh', ['-c', 'qemu:///system', 'list', '--all', '--name'])).stdout.split('\n').filter(Boolean).sort();
+  const domains = (await execa('virsh', ['-c', 'qemu:///system', 'list', '--all', '--name'])).stdout
+    .split('\n')
+    .filter(Boolean)
+    .sort();
   const vms = join(stateDir, 'vms');
-  return { links, nft, processes: ps.stdout.split('\n').filter(Boolean).sort(), domains, records: existsSync(vms) ? readdirSync(vms).sort() : [] };
+  return {
+    links,
+    nft,
+    processes: ps.stdout.split('\n').filter(Boolean).sort(),
+    domains,
+    records: existsSync(vms) ? readdirSync(vms).sort() : [],
+  };
 }

@@ -19,7 +19,10 @@ export class LabHosts {
   /** the lab's "physical switch": a host bridge joining every lab host's eth1 */
   readonly switchBridge: string;
 
-  constructor(readonly prefix: string, readonly mgmtNet = '192.168.93') {
+  constructor(
+    readonly prefix: string,
+    readonly mgmtNet = '192.168.93',
+  ) {
     chmodSync(this.dir, 0o755);
     this.mgmtBridge = `${prefix}m`;
     this.switchBridge = `${prefix}sw`;
@@ -30,7 +33,12 @@ export class LabHosts {
   }
 
   runner(i: number): SshRunner {
-    return new SshRunner({ destination: `root@${this.mgmtIp(i)}`, identityFile: join(this.dir, 'key'), acceptNewHostKeys: true, controlDir: join(this.dir, 'ssh') });
+    return new SshRunner({
+      destination: `root@${this.mgmtIp(i)}`,
+      identityFile: join(this.dir, 'key'),
+      acceptNewHostKeys: true,
+      controlDir: join(this.dir, 'ssh'),
+    });
   }
 
   async start(image: LabHostImage, count: number): Promise<void> {
@@ -42,26 +50,66 @@ export class LabHosts {
     await this.link(this.switchBridge, ['type', 'bridge']);
     for (let i = 1; i <= count; i++) {
       const [m, s] = [`${this.prefix}${i}m`, `${this.prefix}${i}s`];
-      for (const [tap, bridge] of [[m, this.mgmtBridge], [s, this.switchBridge]] as const) {
+      for (const [tap, bridge] of [
+        [m, this.mgmtBridge],
+        [s, this.switchBridge],
+      ] as const) {
         await execa('ip', ['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
         this.links.push(tap);
         await execa('ip', ['link', 'set', tap, 'master', bridge, 'up']);
       }
       const serial = join(this.dir, `lab${i}.log`);
-      this.qemus.push(execa('qemu-system-x86_64', [
-        '-accel', 'tcg', '-m', '384', '-nodefaults', '-display', 'none', '-no-user-config',
-        '-kernel', image.kernel, '-initrd', image.initrd,
-        '-append', `${image.cmdline} vw.name=lab${i} vw.mgmt=${this.mgmtIp(i)}/24 vw.sshkey=${type}:${key}`,
-        '-netdev', `tap,id=m,ifname=${m},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=m,mac=52:54:00:93:00:${10 + i}`,
-        '-netdev', `tap,id=s,ifname=${s},script=no,downscript=no`, '-device', `virtio-net-pci,netdev=s,mac=52:54:00:94:00:${10 + i}`,
-        '-serial', `file:${serial}`,
-      ], { reject: false }));
+      this.qemus.push(
+        execa(
+          'qemu-system-x86_64',
+          [
+            '-accel',
+            'tcg',
+            '-m',
+            '384',
+            '-nodefaults',
+            '-display',
+            'none',
+            '-no-user-config',
+            '-kernel',
+            image.kernel,
+            '-initrd',
+            image.initrd,
+            '-append',
+            `${image.cmdline} vw.name=lab${i} vw.mgmt=${this.mgmtIp(i)}/24 vw.sshkey=${type}:${key}`,
+            '-netdev',
+            `tap,id=m,ifname=${m},script=no,downscript=no`,
+            '-device',
+            `virtio-net-pci,netdev=m,mac=52:54:00:93:00:${10 + i}`,
+            '-netdev',
+            `tap,id=s,ifname=${s},script=no,downscript=no`,
+            '-device',
+            `virtio-net-pci,netdev=s,mac=52:54:00:94:00:${10 + i}`,
+            '-serial',
+            `file:${serial}`,
+          ],
+          { reject: false },
+        ),
+      );
     }
     for (let i = 1; i <= count; i++) {
-      await waitForConsole({ serialLog: join(this.dir, `lab${i}.log`), name: `lab${i}` }, /VIRTWIRE-LAB-READY/, 120_000);
+      await waitForConsole(
+        { serialLog: join(this.dir, `lab${i}.log`), name: `lab${i}` },
+        /VIRTWIRE-LAB-READY/,
+        120_000,
+      );
       const r = this.runner(i);
       // dropbear is started just before the READY line; its first answer takes a moment under TCG
-      await waitFor(`SSH to lab${i}`, 60_000, () => r.run(['true'], { allowFailure: true }).then((x) => x.exitCode === 0, () => false), 200);
+      await waitFor(
+        `SSH to lab${i}`,
+        60_000,
+        () =>
+          r.run(['true'], { allowFailure: true }).then(
+            (x) => x.exitCode === 0,
+            () => false,
+          ),
+        200,
+      );
     }
   }
 
@@ -74,7 +122,8 @@ export class LabHosts {
   private async cleanupLinks(): Promise<void> {
     const { stdout } = await execa('ip', ['-j', 'link', 'show']);
     for (const l of JSON.parse(stdout) as { ifname: string }[]) {
-      if (l.ifname.startsWith(this.prefix) && !/-[0-9a-f]{6}$/.test(l.ifname)) await execa('ip', ['link', 'del', l.ifname], { reject: false });
+      if (l.ifname.startsWith(this.prefix) && !/-[0-9a-f]{6}$/.test(l.ifname))
+        await execa('ip', ['link', 'del', l.ifname], { reject: false });
     }
   }
 

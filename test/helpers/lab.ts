@@ -36,7 +36,11 @@ export class Lab {
   }
 
   exec(ns: string, argv: string[], options: { reject?: boolean; input?: string; timeoutMs?: number } = {}) {
-    return execa('ip', ['netns', 'exec', ns, ...argv], { reject: options.reject ?? true, input: options.input, timeout: options.timeoutMs ?? 30_000 });
+    return execa('ip', ['netns', 'exec', ns, ...argv], {
+      reject: options.reject ?? true,
+      input: options.input,
+      timeout: options.timeoutMs ?? 30_000,
+    });
   }
 
   /** A long-running process inside `ns`, killed at cleanup. */

@@ -97,7 +97,7 @@ export function libvirtSuite(target: SuiteTarget): void {
     expect(await lv.lookupDomain(n)).toBeNull();
   });
 
-  test('failures are LibvirtErrors with libvirt\'s numeric code and the function name', async () => {
+  test("failures are LibvirtErrors with libvirt's numeric code and the function name", async () => {
     const err = await lv.defineDomain('<domain').catch((e) => e);
     expect(err).toBeInstanceOf(LibvirtError);
     expect(isVirtwireError(err, 'LIBVIRT')).toBe(true);
@@ -133,7 +133,12 @@ export function libvirtSuite(target: SuiteTarget): void {
       // QEMU also reports the intermediate 'resumed' (it starts paused) and 'shutdown'; the
       // milestones must arrive in this order whatever the driver adds between them.
       const milestones = new Set(['defined', 'started', 'stopped', 'undefined']);
-      expect(events.items.map((e) => e.type).filter((t) => milestones.has(t))).toEqual(['defined', 'started', 'stopped', 'undefined']);
+      expect(events.items.map((e) => e.type).filter((t) => milestones.has(t))).toEqual([
+        'defined',
+        'started',
+        'stopped',
+        'undefined',
+      ]);
       expect(new Set(events.items.map((e) => e.uuid)).size).toBe(1);
     } finally {
       await sub.off();
@@ -179,11 +184,13 @@ export function libvirtSuite(target: SuiteTarget): void {
       }, 10);
       const names = Array.from({ length: 200 }, (_, i) => name(`load${attempt}-${i}`));
       try {
-        await Promise.all(names.map(async (n) => {
-          const d = await lv.defineDomain(target.domainXml(n));
-          await d.undefine();
-          d.free();
-        }));
+        await Promise.all(
+          names.map(async (n) => {
+            const d = await lv.defineDomain(target.domainXml(n));
+            await d.undefine();
+            d.free();
+          }),
+        );
       } finally {
         clearInterval(timer);
       }

@@ -5,7 +5,9 @@ import type { CommandRunner, RunOptions, RunResult } from '../../lib/host/index.
 export class RecordingRunner implements CommandRunner {
   readonly netns = undefined;
   readonly calls: { argv: string[]; input?: string }[] = [];
-  constructor(private readonly replies: { match: (argv: string[]) => boolean; stdout: string; exitCode?: number }[] = []) {}
+  constructor(
+    private readonly replies: { match: (argv: string[]) => boolean; stdout: string; exitCode?: number }[] = [],
+  ) {}
 
   async run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     this.calls.push({ argv: [...argv], ...(options.input ? { input: options.input } : {}) });

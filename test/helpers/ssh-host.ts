@@ -23,7 +23,10 @@ export class LoopbackSshHost {
   private server?: ResultPromise;
   private port = 0;
 
-  constructor(readonly name: string, prefix: string) {
+  constructor(
+    readonly name: string,
+    prefix: string,
+  ) {
     this.dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
     chmodSync(this.dir, 0o755); // QEMU writes the serial log below stateDir
     this.stateDir = join(this.dir, 'state');
@@ -41,14 +44,27 @@ export class LoopbackSshHost {
     this.holder = execa('unshare', ['--mount', '--propagation', 'private', 'sleep', 'infinity'], { reject: false });
     const pid = String(this.holder.pid);
     const ours = readlinkSync('/proc/self/ns/mnt');
-    await waitFor('the mount namespace', 5_000, () => safeReadlink(`/proc/${pid}/ns/mnt`) !== ours && safeReadlink(`/proc/${pid}/ns/mnt`) !== undefined);
+    await waitFor(
+      'the mount namespace',
+      5_000,
+      () => safeReadlink(`/proc/${pid}/ns/mnt`) !== ours && safeReadlink(`/proc/${pid}/ns/mnt`) !== undefined,
+    );
     const inside = (argv: string[]) => ['nsenter', '-t', pid, '-m', ...argv];
     await execa(inside(['mount', '--bind', home, '/root'])[0]!, inside(['mount', '--bind', home, '/root']).slice(1));
     const tmpfs = inside(['mount', '-t', 'tmpfs', '-o', 'mode=755', 'tmpfs', join(this.stateDir, 'dnsmasq')]);
     await execa(tmpfs[0]!, tmpfs.slice(1));
 
     this.port = await freePort();
-    const dropbear = inside(['dropbear', '-F', '-E', '-s', '-p', `127.0.0.1:${this.port}`, '-r', join(this.dir, 'hostkey')]);
+    const dropbear = inside([
+      'dropbear',
+      '-F',
+      '-E',
+      '-s',
+      '-p',
+      `127.0.0.1:${this.port}`,
+      '-r',
+      join(this.dir, 'hostkey'),
+    ]);
     this.server = execa(dropbear[0]!, dropbear.slice(1), { reject: false });
     await waitFor(`dropbear on port ${this.port}`, 10_000, () => accepts(this.port));
   }
@@ -56,11 +72,23 @@ export class LoopbackSshHost {
   /** What createVm's `hosts` takes for this host. */
   get target(): HostTarget {
     const key = join(this.dir, 'id');
-    const query = new URLSearchParams({ keyfile: key, known_hosts: join(this.dir, 'known_hosts'), known_hosts_verify: 'ignore', sshauth: 'privkey', no_tty: '1' });
+    const query = new URLSearchParams({
+      keyfile: key,
+      known_hosts: join(this.dir, 'known_hosts'),
+      known_hosts_verify: 'ignore',
+      sshauth: 'privkey',
+      no_tty: '1',
+    });
     return {
       name: this.name,
       uri: `qemu+libssh://root@127.0.0.1:${this.port}/system?${query.toString()}`,
-      ssh: { destination: 'root@127.0.0.1', port: this.port, identityFile: key, acceptNewHostKeys: true, controlDir: join(this.dir, 'ctl') },
+      ssh: {
+        destination: 'root@127.0.0.1',
+        port: this.port,
+        identityFile: key,
+        acceptNewHostKeys: true,
+        controlDir: join(this.dir, 'ctl'),
+      },
       stateDir: this.stateDir,
     };
   }

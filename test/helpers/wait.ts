@@ -1,7 +1,12 @@
 // Waiting on events with a deadline — never sleeping as synchronisation.
 
 /** Resolves when `predicate` returns a truthy value; checks again whenever `subscribe` signals. */
-export function waitFor<T>(describe: string, timeoutMs: number, check: () => T | undefined | false | null | Promise<T | undefined | false | null>, intervalMs = 50): Promise<T> {
+export function waitFor<T>(
+  describe: string,
+  timeoutMs: number,
+  check: () => T | undefined | false | null | Promise<T | undefined | false | null>,
+  intervalMs = 50,
+): Promise<T> {
   const started = Date.now();
   return new Promise<T>((resolve, reject) => {
     const tick = async () => {
@@ -11,8 +16,9 @@ export function waitFor<T>(describe: string, timeoutMs: number, check: () => T |
       } catch (e) {
         return reject(e);
       }
-      if (Date.now() - started > timeoutMs) return reject(new Error(`timed out after ${timeoutMs} ms waiting for ${describe}`));
-      setTimeout(tick, intervalMs);
+      if (Date.now() - started > timeoutMs)
+        return reject(new Error(`timed out after ${timeoutMs} ms waiting for ${describe}`));
+      setTimeout(() => void tick(), intervalMs);
     };
     void tick();
   });
@@ -36,8 +42,20 @@ export class Collector<T> {
     const seen = this.items.find(match);
     if (seen) return Promise.resolve(seen);
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${describe}; got ${JSON.stringify(this.items)}`)), timeoutMs);
-      this.waiters.push({ match, resolve: (t) => { clearTimeout(timer); resolve(t); } });
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(`timed out after ${timeoutMs} ms waiting for ${describe}; got ${JSON.stringify(this.items)}`),
+          ),
+        timeoutMs,
+      );
+      this.waiters.push({
+        match,
+        resolve: (t) => {
+          clearTimeout(timer);
+          resolve(t);
+        },
+      });
     });
   }
 }

@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** Validates XML against libvirt's RelaxNG schemas with virt-xml-validate (libvirt-clients + xmllint). */
-export async function virtXmlValidate(xml: string, kind: 'domain' | 'network'): Promise<{ ok: boolean; output: string }> {
+export async function virtXmlValidate(
+  xml: string,
+  kind: 'domain' | 'network',
+): Promise<{ ok: boolean; output: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'vwtest-xml-'));
   try {
     const file = join(dir, `${kind}.xml`);

@@ -16,7 +16,8 @@ chmodSync(dir, 0o755);
 const stateDir = join(dir, 'state');
 const file = join(dir, 'spec.yaml');
 const BIN = new URL('../../dist/scripts/virtwire.js', import.meta.url).pathname;
-const cli = (...args: string[]) => execa('node', [BIN, '--state-dir', stateDir, ...args], { reject: false, timeout: 170_000 });
+const cli = (...args: string[]) =>
+  execa('node', [BIN, '--state-dir', stateDir, ...args], { reject: false, timeout: 170_000 });
 
 let image: TestGuestImage;
 let before: HostSnapshot;
@@ -33,7 +34,19 @@ function guest(name: string, tenant: string, extra = ''): string {
   ].join('\n');
 }
 function writeSpec(...vms: string[]): void {
-  writeFileSync(file, ['networks:', '  - tenant: vwclia', '    cidr: 10.81.0.0/24', '  - tenant: vwclib', '    cidr: 10.82.0.0/24', 'vms:', ...vms, ''].join('\n'));
+  writeFileSync(
+    file,
+    [
+      'networks:',
+      '  - tenant: vwclia',
+      '    cidr: 10.81.0.0/24',
+      '  - tenant: vwclib',
+      '    cidr: 10.82.0.0/24',
+      'vms:',
+      ...vms,
+      '',
+    ].join('\n'),
+  );
 }
 
 describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
@@ -52,9 +65,18 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
   test('bad files: one clear message each, exit 1, nothing changed', async () => {
     const cases: [string, RegExp][] = [
       ['vms: [\n  - name: x\n', /spec\.yaml:\d+: \(syntax\)/],
-      ['vms:\n  - name: x\n    colour: red\n    boot: {kernel: /k}\n    nics: [{network: {tenant: t, cidr: 10.9.0.0/24}}]\n', /spec\.yaml:3: vms\[0\]\.colour: unknown field/],
-      ['networks:\n  - {tenant: t, cidr: 10.9.0.0/24}\nvms:\n  - {name: x, boot: {kernel: /k}, nics: [{network: t}]}\n  - {name: x, boot: {kernel: /k}, nics: [{network: t}]}\n', /spec\.yaml:5: vms\[1\]\.name: VM x is defined twice/],
-      ['networks:\n  - {tenant: t, cidr: 10.9.0.0/24}\n  - {tenant: u, cidr: 10.9.0.0/24}\n', /spec\.yaml:3: networks\[1\]\.cidr: 10\.9\.0\.0\/24 overlaps/],
+      [
+        'vms:\n  - name: x\n    colour: red\n    boot: {kernel: /k}\n    nics: [{network: {tenant: t, cidr: 10.9.0.0/24}}]\n',
+        /spec\.yaml:3: vms\[0\]\.colour: unknown field/,
+      ],
+      [
+        'networks:\n  - {tenant: t, cidr: 10.9.0.0/24}\nvms:\n  - {name: x, boot: {kernel: /k}, nics: [{network: t}]}\n  - {name: x, boot: {kernel: /k}, nics: [{network: t}]}\n',
+        /spec\.yaml:5: vms\[1\]\.name: VM x is defined twice/,
+      ],
+      [
+        'networks:\n  - {tenant: t, cidr: 10.9.0.0/24}\n  - {tenant: u, cidr: 10.9.0.0/24}\n',
+        /spec\.yaml:3: networks\[1\]\.cidr: 10\.9\.0\.0\/24 overlaps/,
+      ],
     ];
     for (const [text, message] of cases) {
       writeFileSync(file, text);
@@ -98,7 +120,7 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
     expect((await cli('plan', '-f', file, '--detailed-exitcode')).exitCode).toBe(0);
   });
 
-  test('drift behind virtwire\'s back is planned as repairs and applied', async () => {
+  test("drift behind virtwire's back is planned as repairs and applied", async () => {
     const pid = Number(readFileSync(join(stateDir, 'dnsmasq/vwclia/dnsmasq.pid'), 'utf8'));
     process.kill(pid, 'SIGKILL');
     const show = JSON.parse((await cli('show', '--json')).stdout) as { name: string; nics: { tap: string }[] }[];
@@ -108,16 +130,37 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
     const plan = await cli('plan', '-f', file, '--detailed-exitcode');
     expect(plan.exitCode).toBe(2);
     expect(plan.stdout).toContain('~ vm vwcli-a2 — repair: domain is shutoff, not running');
-    expect(plan.stdout).toMatch(/~ network vwclia — repair: .*devices missing.*dnsmasq not running.*firewall rules differ/);
+    expect(plan.stdout).toMatch(
+      /~ network vwclia — repair: .*devices missing.*dnsmasq not running.*firewall rules differ/,
+    );
     expect((await cli('apply', '-f', file, '--auto-approve')).exitCode).toBe(0);
     expect((await cli('plan', '-f', file, '--detailed-exitcode')).exitCode).toBe(0);
   });
 
   test('import adopts a shut-off libvirt domain on a tenant bridge', async () => {
     const name = 'vwcli-imp';
-    const xml = buildXml({ domain: { $: { type: 'qemu' }, name: 'vwext', uuid: stableUuid(name), memory: { $: { unit: 'KiB' }, _: 192 * 1024 },
-      os: { type: { $: { arch: 'x86_64', machine: 'pc' }, _: 'hvm' }, kernel: image.kernel, initrd: image.initrd, cmdline: `${image.cmdline} vw.name=${name}` },
-      devices: { interface: { $: { type: 'bridge' }, mac: { $: { address: deriveMac(`${name}\0${0}`) } }, source: { $: { bridge: bridgeName('vwclia') } }, model: { $: { type: 'virtio' } } } } } });
+    const xml = buildXml({
+      domain: {
+        $: { type: 'qemu' },
+        name: 'vwext',
+        uuid: stableUuid(name),
+        memory: { $: { unit: 'KiB' }, _: 192 * 1024 },
+        os: {
+          type: { $: { arch: 'x86_64', machine: 'pc' }, _: 'hvm' },
+          kernel: image.kernel,
+          initrd: image.initrd,
+          cmdline: `${image.cmdline} vw.name=${name}`,
+        },
+        devices: {
+          interface: {
+            $: { type: 'bridge' },
+            mac: { $: { address: deriveMac(`${name}\0${0}`) } },
+            source: { $: { bridge: bridgeName('vwclia') } },
+            model: { $: { type: 'virtio' } },
+          },
+        },
+      },
+    });
     writeFileSync(join(dir, 'vwext.xml'), xml);
     await execa('virsh', ['-c', 'qemu:///system', 'define', join(dir, 'vwext.xml')]);
     const r = await cli('import', 'vwext', '--as', name);
@@ -127,7 +170,11 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
     expect(show.find((v) => v.name === name)?.state).toBe('shutoff');
     // not in the file: the plan would destroy it; once in the file, apply starts it
     expect((await cli('plan', '-f', file)).stdout).toContain(`- vm ${name} — delete`);
-    writeSpec(guest('vwcli-a1', 'vwclia'), guest('vwcli-a2', 'vwclia', 'qos: { egressKbps: 9000 }'), guest(name, 'vwclia'));
+    writeSpec(
+      guest('vwcli-a1', 'vwclia'),
+      guest('vwcli-a2', 'vwclia', 'qos: { egressKbps: 9000 }'),
+      guest(name, 'vwclia'),
+    );
     expect((await cli('plan', '-f', file)).stdout).toContain(`~ vm ${name} — repair: domain is shutoff, not running`);
     const apply = await cli('apply', '-f', file, '--auto-approve');
     expect([apply.exitCode, apply.stderr]).toEqual([0, '']);
@@ -147,8 +194,14 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
   });
 
   test('an apply killed with SIGKILL mid-way is finished by the next apply', async () => {
-    writeSpec(guest('vwcli-a1', 'vwclia'), guest('vwcli-a2', 'vwclia', 'qos: { egressKbps: 9000 }'), guest('vwcli-b2', 'vwclib'));
-    const child = execa('node', [BIN, '--state-dir', stateDir, 'apply', '-f', file, '--auto-approve'], { reject: false });
+    writeSpec(
+      guest('vwcli-a1', 'vwclia'),
+      guest('vwcli-a2', 'vwclia', 'qos: { egressKbps: 9000 }'),
+      guest('vwcli-b2', 'vwclib'),
+    );
+    const child = execa('node', [BIN, '--state-dir', stateDir, 'apply', '-f', file, '--auto-approve'], {
+      reject: false,
+    });
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     await waitFor('the apply to start creating', 60_000, () => out.includes('vm vwcli-b2: create start'));
@@ -159,7 +212,11 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
     expect(r.exitCode).toBe(0);
     expect((await cli('plan', '-f', file, '--detailed-exitcode')).exitCode).toBe(0);
     const vms = JSON.parse((await cli('show', '--json')).stdout) as { name: string; state: string }[];
-    expect(vms.map((v) => [v.name, v.state])).toEqual([['vwcli-a1', 'running'], ['vwcli-a2', 'running'], ['vwcli-b2', 'running']]);
+    expect(vms.map((v) => [v.name, v.state])).toEqual([
+      ['vwcli-a1', 'running'],
+      ['vwcli-a2', 'running'],
+      ['vwcli-b2', 'running'],
+    ]);
   });
 
   test('destroy leaves the host clean', async () => {

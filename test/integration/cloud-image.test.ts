@@ -48,7 +48,12 @@ describeAsRoot('cloud images: qcow2 overlay and NoCloud seed ISO', () => {
 
     // -U: the running QEMU holds the image's lock
     const info = JSON.parse((await execa('qemu-img', ['info', '-U', '--output=json', paths.overlay])).stdout);
-    expect(info).toMatchObject({ format: 'qcow2', 'backing-filename': base, 'backing-filename-format': 'qcow2', 'virtual-size': 2 * 1024 ** 3 });
+    expect(info).toMatchObject({
+      format: 'qcow2',
+      'backing-filename': base,
+      'backing-filename-format': 'qcow2',
+      'virtual-size': 2 * 1024 ** 3,
+    });
 
     const pvd = await execa('xorriso', ['-indev', paths.seedIso, '-pvd_info']);
     expect(pvd.stdout).toMatch(/Volume Id\s*:\s*cidata/);
@@ -57,7 +62,9 @@ describeAsRoot('cloud images: qcow2 overlay and NoCloud seed ISO', () => {
     const expected = seedFiles(validateVm(spec));
     expect(readdirSync(out).sort()).toEqual(['meta-data', 'network-config', 'user-data']);
     for (const [name, text] of Object.entries(expected)) expect(readFileSync(join(out, name), 'utf8')).toBe(text);
-    expect(expected['meta-data']).toBe(`instance-id: ${validateVm(spec).uuid}\nlocal-hostname: vwcloud\navailability-zone: lab-1\n`);
+    expect(expected['meta-data']).toBe(
+      `instance-id: ${validateVm(spec).uuid}\nlocal-hostname: vwcloud\navailability-zone: lab-1\n`,
+    );
 
     const lv = await Libvirt.open('qemu:///system');
     try {

@@ -33,35 +33,38 @@ describeAsRoot('libvirt defines every golden domain (qemu:///system)', () => {
 
   test('there are golden files', () => expect(cases.length).toBeGreaterThanOrEqual(4));
 
-  test.each(cases)('%s: the QEMU driver defines it and reads it back the same (or refuses a domain type this host lacks)', async (file) => {
-    const model = parseDomainXml(readFileSync(new URL(file, dir), 'utf8'));
-    // a test-owned name and no uuid, so it can never collide with a real domain
-    const name = `vwtest-golden-${file.replace(/\.xml$/, '')}`.slice(0, 40);
-    const xml = domainToXml({ ...model, name, uuid: undefined });
-    if (!hostTypes.has(model.type)) {
-      // e.g. type='kvm' on a machine without usable KVM (these CI machines: see design.md). The
-      // driver must refuse it with its typed code; the document itself is checked by the schema.
-      await expect(lv.defineDomain(xml)).rejects.toMatchObject({ libvirtCode: VIR_ERR.CONFIG_UNSUPPORTED });
-      return;
-    }
-    const d = await lv.defineDomain(xml);
-    try {
-      const dumped = await d.xml();
-      const back = parseDomainXml(dumped);
-      expect(back.name).toBe(name);
-      expect(back.type).toBe(model.type);
-      expect(back.memoryKiB).toBe(model.memoryKiB);
-      expect(back.vcpu).toBe(model.vcpu);
-      expect(back.os.kernel).toBe(model.os.kernel);
-      expect(back.os.cmdline).toBe(model.os.cmdline);
-      expect(back.cpu?.mode).toBe(model.cpu?.mode);
-      expect(back.devices.interfaces).toEqual(model.devices.interfaces);
-      expect(back.devices.disks.map((x) => x.source)).toEqual(model.devices.disks.map((x) => x.source));
-      // libvirt's own output, re-rendered by virtwire, is still schema-valid
-      expect((await virtXmlValidate(domainToXml(back), 'domain')).ok).toBe(true);
-    } finally {
-      await d.undefine();
-      d.free();
-    }
-  });
+  test.each(cases)(
+    '%s: the QEMU driver defines it and reads it back the same (or refuses a domain type this host lacks)',
+    async (file) => {
+      const model = parseDomainXml(readFileSync(new URL(file, dir), 'utf8'));
+      // a test-owned name and no uuid, so it can never collide with a real domain
+      const name = `vwtest-golden-${file.replace(/\.xml$/, '')}`.slice(0, 40);
+      const xml = domainToXml({ ...model, name, uuid: undefined });
+      if (!hostTypes.has(model.type)) {
+        // e.g. type='kvm' on a machine without usable KVM (these CI machines: see design.md). The
+        // driver must refuse it with its typed code; the document itself is checked by the schema.
+        await expect(lv.defineDomain(xml)).rejects.toMatchObject({ libvirtCode: VIR_ERR.CONFIG_UNSUPPORTED });
+        return;
+      }
+      const d = await lv.defineDomain(xml);
+      try {
+        const dumped = await d.xml();
+        const back = parseDomainXml(dumped);
+        expect(back.name).toBe(name);
+        expect(back.type).toBe(model.type);
+        expect(back.memoryKiB).toBe(model.memoryKiB);
+        expect(back.vcpu).toBe(model.vcpu);
+        expect(back.os.kernel).toBe(model.os.kernel);
+        expect(back.os.cmdline).toBe(model.os.cmdline);
+        expect(back.cpu?.mode).toBe(model.cpu?.mode);
+        expect(back.devices.interfaces).toEqual(model.devices.interfaces);
+        expect(back.devices.disks.map((x) => x.source)).toEqual(model.devices.disks.map((x) => x.source));
+        // libvirt's own output, re-rendered by virtwire, is still schema-valid
+        expect((await virtXmlValidate(domainToXml(back), 'domain')).ok).toBe(true);
+      } finally {
+        await d.undefine();
+        d.free();
+      }
+    },
+  );
 });

@@ -32,7 +32,10 @@ function suite(firewall: FirewallKind, prefix: string): void {
     mac: `52:54:00:31:00:${String(index).padStart(2, '0')}`,
     ...(ip ? { ip, hostname: guest } : {}),
   });
-  const acmeNet = (...extra: HostPort[]): HostNetwork => ({ network: acme, ports: [port('a1', 11, '10.31.0.11'), port('a2', 12, '10.31.0.12'), ...extra] });
+  const acmeNet = (...extra: HostPort[]): HostNetwork => ({
+    network: acme,
+    ports: [port('a1', 11, '10.31.0.11'), port('a2', 12, '10.31.0.12'), ...extra],
+  });
   const globexNet: HostNetwork = { network: globex, ports: [port('b1', 21, '10.32.0.21')] };
   const baseState: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13')), globexNet] };
 
@@ -42,11 +45,17 @@ function suite(firewall: FirewallKind, prefix: string): void {
   }
   /** virtwire's own tables (nftables) or chains (iptables, ebtables) in the host namespace. */
   async function ownedRules(): Promise<string[]> {
-    const nft = (await lab.exec(host, ['nft', 'list', 'tables'])).stdout.split('\n').filter((l) => l.includes('virtwire'));
+    const nft = (await lab.exec(host, ['nft', 'list', 'tables'])).stdout
+      .split('\n')
+      .filter((l) => l.includes('virtwire'));
     if (firewall === 'nftables') return nft.map((l) => l.replace(/^table /, '')).sort();
     expect(nft).toEqual([]); // the fallback never makes nft tables of its own
     const owned: string[] = [];
-    for (const [tool, table] of [['iptables', 'filter'], ['iptables', 'nat'], ['ebtables', 'nat']] as const) {
+    for (const [tool, table] of [
+      ['iptables', 'filter'],
+      ['iptables', 'nat'],
+      ['ebtables', 'nat'],
+    ] as const) {
       const saved = (await lab.exec(host, [`${tool}-save`, '-t', table])).stdout;
       for (const m of saved.matchAll(/^:(VW[A-Z])-[0-9a-f]{12} /gm)) owned.push(`${tool} ${table} ${m[1]}`);
     }
@@ -77,11 +86,16 @@ function suite(firewall: FirewallKind, prefix: string): void {
     test('bad input names every problem and changes nothing', async () => {
       const before = await hostLinks();
       const bad: HostState = {
-        networks: [{ network: acme, ports: [
-          { ...port('a1', 11, '10.31.0.11'), mac: '01:00:5e:00:00:01' },
-          { ...port('a2', 12, '10.32.0.12'), name: tapName('a1', 0) },
-          { ...port('a3', 13), qos: { egressKbps: -1 } },
-        ] }],
+        networks: [
+          {
+            network: acme,
+            ports: [
+              { ...port('a1', 11, '10.31.0.11'), mac: '01:00:5e:00:00:01' },
+              { ...port('a2', 12, '10.32.0.12'), name: tapName('a1', 0) },
+              { ...port('a3', 13), qos: { egressKbps: -1 } },
+            ],
+          },
+        ],
       };
       const err = await plane.apply(bad).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(SpecError);
@@ -97,7 +111,11 @@ function suite(firewall: FirewallKind, prefix: string): void {
 
     test('a VLAN segment fails up front where the kernel lacks 802.1Q', async () => {
       const caps = await probeHost();
-      const vlanNet = validateNetwork({ tenant: 'initech', cidr: '10.33.0.0/24', segment: { type: 'vlan', id: 10, uplink: 'up0' } });
+      const vlanNet = validateNetwork({
+        tenant: 'initech',
+        cidr: '10.33.0.0/24',
+        segment: { type: 'vlan', id: 10, uplink: 'up0' },
+      });
       const before = await hostLinks();
       if (caps.vlan) {
         // a kernel with 802.1Q (the lab-host tests run there): the VLAN device joins the bridge
@@ -109,7 +127,9 @@ function suite(firewall: FirewallKind, prefix: string): void {
       const err = await plane.apply({ networks: [{ network: vlanNet, ports: [] }] }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(HostUnsupportedError);
       expect((err as HostUnsupportedError).feature).toBe('vlan');
-      expect((err as Error).message).toBe('kernel lacks 802.1Q (CONFIG_VLAN_8021Q); VLAN segment for tenant initech cannot be created');
+      expect((err as Error).message).toBe(
+        'kernel lacks 802.1Q (CONFIG_VLAN_8021Q); VLAN segment for tenant initech cannot be created',
+      );
       expect(await hostLinks()).toEqual(before);
     });
 
@@ -117,10 +137,19 @@ function suite(firewall: FirewallKind, prefix: string): void {
       const first = await plane.apply(baseState);
       expect(first.noop).toBe(false);
       const links = await hostLinks();
-      for (const name of [acme.bridge, globex.bridge, tapName('a1', 0), tapName('b1', 0)]) expect(links).toContain(name);
-      expect(await ownedRules()).toEqual(firewall === 'nftables'
-        ? ['bridge virtwire', 'inet virtwire']
-        : ['ebtables nat VWS', 'iptables filter VWF', 'iptables filter VWI', 'iptables filter VWX', 'iptables nat VWN']);
+      for (const name of [acme.bridge, globex.bridge, tapName('a1', 0), tapName('b1', 0)])
+        expect(links).toContain(name);
+      expect(await ownedRules()).toEqual(
+        firewall === 'nftables'
+          ? ['bridge virtwire', 'inet virtwire']
+          : [
+              'ebtables nat VWS',
+              'iptables filter VWF',
+              'iptables filter VWI',
+              'iptables filter VWX',
+              'iptables nat VWN',
+            ],
+      );
       expect(await plane.dnsmasqPid('acme')).toBeGreaterThan(0);
       expect(await plane.dnsmasqPid('globex')).toBeGreaterThan(0);
       const second = await plane.apply(baseState);
@@ -149,9 +178,13 @@ function suite(firewall: FirewallKind, prefix: string): void {
     });
 
     test('NAT: a guest reaches an outside server, which sees the host address', async () => {
-      const server = lab.spawn(ns.out!, ['node', '-e', `
+      const server = lab.spawn(ns.out!, [
+        'node',
+        '-e',
+        `
         require('http').createServer((q, s) => s.end(q.socket.remoteAddress.replace('::ffff:', ''))).listen(8080, '203.0.113.2', () => console.log('listening'));
-      `]);
+      `,
+      ]);
       await new Promise<void>((resolve, reject) => {
         server.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
         server.on('exit', () => reject(new Error('server exited')));
@@ -165,18 +198,48 @@ function suite(firewall: FirewallKind, prefix: string): void {
     test('DHCP: a guest gets its static lease; a new lease reloads dnsmasq without a restart', async () => {
       const pid = await plane.dnsmasqPid('acme');
       await lab.exec(ns.a3!, ['ip', 'link', 'set', 'eth0', 'up']);
-      const dhcp = await lab.exec(ns.a3!, ['busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', '/bin/true']);
+      const dhcp = await lab.exec(ns.a3!, [
+        'busybox',
+        'udhcpc',
+        '-i',
+        'eth0',
+        '-n',
+        '-q',
+        '-f',
+        '-t',
+        '5',
+        '-T',
+        '2',
+        '-s',
+        '/bin/true',
+      ]);
       expect(dhcp.stdout + dhcp.stderr).toMatch(/lease of 10\.31\.0\.13 obtained/);
       const lease = await plane.waitForLease('acme', port('a3', 13).mac, { timeoutMs: 10_000 });
       expect(lease).toMatchObject({ ip: '10.31.0.13', hostname: 'a3' });
 
-      const grown: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet] };
+      const grown: HostState = {
+        networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet],
+      };
       const report = await plane.apply(grown);
       expect(report.changes.find((c) => c.step === 'dnsmasq')!.count).toBe(1);
       expect(await plane.dnsmasqPid('acme')).toBe(pid);
       expect(readFileSync(plane.dnsmasqPaths('acme').hostsFile, 'utf8')).toContain('52:54:00:31:00:14,10.31.0.14,a4');
       await lab.exec(ns.a4!, ['ip', 'link', 'set', 'eth0', 'up']);
-      const dhcp2 = await lab.exec(ns.a4!, ['busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', '/bin/true']);
+      const dhcp2 = await lab.exec(ns.a4!, [
+        'busybox',
+        'udhcpc',
+        '-i',
+        'eth0',
+        '-n',
+        '-q',
+        '-f',
+        '-t',
+        '5',
+        '-T',
+        '2',
+        '-s',
+        '/bin/true',
+      ]);
       expect(dhcp2.stdout + dhcp2.stderr).toMatch(/lease of 10\.31\.0\.14 obtained/);
     });
 
@@ -195,17 +258,29 @@ function suite(firewall: FirewallKind, prefix: string): void {
       }
     });
 
-    test('tampering with virtwire\'s rules is drift: plan shows it, apply repairs it', async () => {
-      const state: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet] };
+    test("tampering with virtwire's rules is drift: plan shows it, apply repairs it", async () => {
+      const state: HostState = {
+        networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet],
+      };
       expect((await plane.plan(state)).firewall).toEqual([]);
       if (firewall === 'nftables') {
         // one set element gone (the rules, the hash and the counts are untouched): a2's MAC
         // is no longer its port's, so a2 is cut off
-        await lab.exec(host, ['nft', 'delete', 'element', 'bridge', 'virtwire', 'port_macs', `{ "${tapName('a2', 0)}" . ${port('a2', 12).mac} }`]);
+        await lab.exec(host, [
+          'nft',
+          'delete',
+          'element',
+          'bridge',
+          'virtwire',
+          'port_macs',
+          `{ "${tapName('a2', 0)}" . ${port('a2', 12).mac} }`,
+        ]);
         expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(false);
       } else {
         // the forward chain flushed (its jump and name untouched): tenants reach each other
-        const chain = /^:(VWF-[0-9a-f]{12}) /m.exec((await lab.exec(host, ['iptables-save', '-t', 'filter'])).stdout)![1]!;
+        const chain = /^:(VWF-[0-9a-f]{12}) /m.exec(
+          (await lab.exec(host, ['iptables-save', '-t', 'filter'])).stdout,
+        )![1]!;
         await lab.exec(host, ['iptables', '-w', '-F', chain]);
         expect(await lab.ping(ns.a1!, '10.32.0.21')).toBe(true);
       }
@@ -218,7 +293,9 @@ function suite(firewall: FirewallKind, prefix: string): void {
     });
 
     test('a dead dnsmasq is noticed and restarted by the next apply', async () => {
-      const state: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet] };
+      const state: HostState = {
+        networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet],
+      };
       const pid = (await plane.dnsmasqPid('globex'))!;
       process.kill(pid, 'SIGKILL');
       await waitFor('dnsmasq to die', 5_000, async () => (await plane.dnsmasqPid('globex')) === undefined);
@@ -231,11 +308,34 @@ function suite(firewall: FirewallKind, prefix: string): void {
     test('a failure half-way removes what the apply created and names the step', async () => {
       // a device that is not virtwire's already holds VNI 42 on up0: the kernel refuses a second
       // one half-way through the batch (a missing or too-small uplink is refused before any change)
-      await lab.exec(host, ['ip', 'link', 'add', 'clash42', 'type', 'vxlan', 'id', '42', 'dstport', '4789', 'dev', 'up0']);
+      await lab.exec(host, [
+        'ip',
+        'link',
+        'add',
+        'clash42',
+        'type',
+        'vxlan',
+        'id',
+        '42',
+        'dstport',
+        '4789',
+        'dev',
+        'up0',
+      ]);
       try {
         const before = await hostLinks();
-        const broken = validateNetwork({ tenant: 'hooli', cidr: '10.34.0.0/24', segment: { type: 'vxlan', vni: 42, uplink: 'up0' } });
-        const state: HostState = { networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet, { network: broken, ports: [port('h1', 41, '10.34.0.41')] }] };
+        const broken = validateNetwork({
+          tenant: 'hooli',
+          cidr: '10.34.0.0/24',
+          segment: { type: 'vxlan', vni: 42, uplink: 'up0' },
+        });
+        const state: HostState = {
+          networks: [
+            acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')),
+            globexNet,
+            { network: broken, ports: [port('h1', 41, '10.34.0.41')] },
+          ],
+        };
         const err = await plane.apply(state).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(ApplyError);
         expect((err as ApplyError).step).toBe('links');

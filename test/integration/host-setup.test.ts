@@ -19,51 +19,60 @@ const mode = () => {
   return { mode: (s.mode & 0o777).toString(8), gid: s.gid };
 };
 const cacheTimes = () => Object.fromEntries(readdirSync(CACHE).map((f) => [f, statSync(join(CACHE, f)).mtimeMs]));
-const domainXml = (name: string) => buildXml({
-  domain: { $: { type: 'qemu' }, name: [name], memory: [{ _: '65536', $: { unit: 'KiB' } }], os: [{ type: [{ _: 'hvm', $: { arch: 'x86_64', machine: 'pc' } }] }] },
-});
+const domainXml = (name: string) =>
+  buildXml({
+    domain: {
+      $: { type: 'qemu' },
+      name: [name],
+      memory: [{ _: '65536', $: { unit: 'KiB' } }],
+      os: [{ type: [{ _: 'hvm', $: { arch: 'x86_64', machine: 'pc' } }] }],
+    },
+  });
 
 const describeWithKvm = existsSync(KVM) ? describeAsRoot : describe.skip;
 
-describeWithKvm('setup-host on a host without udev: /dev/kvm as udev leaves it, libvirt keeps its capability cache', () => {
-  let kvmGid: number;
-  beforeAll(async () => {
-    kvmGid = Number((await execa('getent', ['group', 'kvm'])).stdout.split(':')[2]);
-  });
-  afterAll(async () => {
-    // whatever happened above, the device ends as setup leaves it (what the rest of the suite needs)
-    await execa('chgrp', ['kvm', KVM]);
-    await execa('chmod', ['0660', KVM]);
-  });
+describeWithKvm(
+  'setup-host on a host without udev: /dev/kvm as udev leaves it, libvirt keeps its capability cache',
+  () => {
+    let kvmGid: number;
+    beforeAll(async () => {
+      kvmGid = Number((await execa('getent', ['group', 'kvm'])).stdout.split(':')[2]);
+    });
+    afterAll(async () => {
+      // whatever happened above, the device ends as setup leaves it (what the rest of the suite needs)
+      await execa('chgrp', ['kvm', KVM]);
+      await execa('chmod', ['0660', KVM]);
+    });
 
-  test('setup changes a root:root 0600 /dev/kvm to root:kvm 0660, with libvirt-qemu in kvm; a second run changes nothing', async () => {
-    await execa('chown', ['root:root', KVM]);
-    await execa('chmod', ['0600', KVM]);
-    const first = await execa('bash', [SETUP]);
-    expect(first.stdout).toContain('setup-host: /dev/kvm set to root:kvm 0660 (as udev would)');
-    expect(mode()).toEqual({ mode: '660', gid: kvmGid });
-    expect((await execa('id', ['-nG', 'libvirt-qemu'])).stdout.split(' ')).toContain('kvm');
-    const second = await execa('bash', [SETUP]);
-    expect(second.stdout).toBe('');
-  });
+    test('setup changes a root:root 0600 /dev/kvm to root:kvm 0660, with libvirt-qemu in kvm; a second run changes nothing', async () => {
+      await execa('chown', ['root:root', KVM]);
+      await execa('chmod', ['0600', KVM]);
+      const first = await execa('bash', [SETUP]);
+      expect(first.stdout).toContain('setup-host: /dev/kvm set to root:kvm 0660 (as udev would)');
+      expect(mode()).toEqual({ mode: '660', gid: kvmGid });
+      expect((await execa('id', ['-nG', 'libvirt-qemu'])).stdout.split(' ')).toContain('kvm');
+      const second = await execa('bash', [SETUP]);
+      expect(second.stdout).toBe('');
+    });
 
-  test('two defines after setup leave the capability cache untouched (no re-probe of QEMU)', async () => {
-    const lv = await Libvirt.open('qemu:///system');
-    try {
-      // the first call after setup may validate the cache once; from then on it must hold
-      const warm = await lv.defineDomain(domainXml('vwsetup-warm'));
-      await warm.undefine();
-      warm.free();
-      const before = cacheTimes();
-      expect(Object.keys(before).length).toBeGreaterThan(0);
-      for (const name of ['vwsetup-a', 'vwsetup-b']) {
-        const d = await lv.defineDomain(domainXml(name));
-        await d.undefine();
-        d.free();
+    test('two defines after setup leave the capability cache untouched (no re-probe of QEMU)', async () => {
+      const lv = await Libvirt.open('qemu:///system');
+      try {
+        // the first call after setup may validate the cache once; from then on it must hold
+        const warm = await lv.defineDomain(domainXml('vwsetup-warm'));
+        await warm.undefine();
+        warm.free();
+        const before = cacheTimes();
+        expect(Object.keys(before).length).toBeGreaterThan(0);
+        for (const name of ['vwsetup-a', 'vwsetup-b']) {
+          const d = await lv.defineDomain(domainXml(name));
+          await d.undefine();
+          d.free();
+        }
+        expect(cacheTimes()).toEqual(before);
+      } finally {
+        await lv.close();
       }
-      expect(cacheTimes()).toEqual(before);
-    } finally {
-      await lv.close();
-    }
-  });
-});
+    });
+  },
+);

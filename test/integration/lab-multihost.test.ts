@@ -26,10 +26,20 @@ const guest = (tenant: 'a' | 'b', h: number): HostPort => ({
   mac: `52:54:00:${tenant === 'a' ? 'a1' : 'b1'}:00:0${h}`,
   ip: `10.101.0.${tenant === 'a' ? 10 + h : 20 + h}`,
 });
-function state(h: number, seg: (tenant: 'a' | 'b') => SegmentSpec, tenants: ('a' | 'b')[] = ['a', 'b'], dhcp: ('a' | 'b')[] = []): HostState {
+function state(
+  h: number,
+  seg: (tenant: 'a' | 'b') => SegmentSpec,
+  tenants: ('a' | 'b')[] = ['a', 'b'],
+  dhcp: ('a' | 'b')[] = [],
+): HostState {
   return {
     networks: tenants.map((t) => ({
-      network: validateNetwork({ tenant: t === 'a' ? 'acme' : 'globex', cidr: '10.101.0.0/24', nat: false, segment: seg(t) }),
+      network: validateNetwork({
+        tenant: t === 'a' ? 'acme' : 'globex',
+        cidr: '10.101.0.0/24',
+        nat: false,
+        segment: seg(t),
+      }),
       ports: [guest(t, h)],
       // one host cannot serve DNS on the same gateway address for two tenants (both use 10.101.0.1 here)
       dhcp: dhcp.includes(t),
@@ -37,10 +47,20 @@ function state(h: number, seg: (tenant: 'a' | 'b') => SegmentSpec, tenants: ('a'
   };
 }
 const vlan = (t: 'a' | 'b'): SegmentSpec => ({ type: 'vlan', id: t === 'a' ? 100 : 200, uplink: 'eth1' });
-const vxlan = (h: number) => (t: 'a' | 'b'): SegmentSpec => ({ type: 'vxlan', vni: t === 'a' ? 5000 : 6000, uplink: 'eth1', local: UNDERLAY(h), remotes: [UNDERLAY(3 - h)] });
+const vxlan =
+  (h: number) =>
+  (t: 'a' | 'b'): SegmentSpec => ({
+    type: 'vxlan',
+    vni: t === 'a' ? 5000 : 6000,
+    uplink: 'eth1',
+    local: UNDERLAY(h),
+    remotes: [UNDERLAY(3 - h)],
+  });
 
-const inGuest = (h: number, ns: string, argv: string[]) => runners[h - 1]!.run(['ip', 'netns', 'exec', ns, ...argv], { allowFailure: true });
-const ping = async (h: number, ns: string, ip: string) => (await inGuest(h, ns, ['ping', '-c', '1', '-W', '2', ip])).exitCode === 0;
+const inGuest = (h: number, ns: string, argv: string[]) =>
+  runners[h - 1]!.run(['ip', 'netns', 'exec', ns, ...argv], { allowFailure: true });
+const ping = async (h: number, ns: string, ip: string) =>
+  (await inGuest(h, ns, ['ping', '-c', '1', '-W', '2', ip])).exitCode === 0;
 
 async function guestsUp(): Promise<void> {
   for (const h of [1, 2]) {
@@ -63,10 +83,20 @@ async function expectIsolationMatrix(): Promise<void> {
 
 /** Frames seen on the lab switch while `traffic` runs, until one matches `want`. */
 async function capture(filter: string, want: RegExp, traffic: () => Promise<unknown>): Promise<string> {
-  const dump = execa('tcpdump', ['-i', lab.switchBridge, '-e', '-n', '-l', ...filter.split(' ')], { reject: false, timeout: 30_000 });
+  const dump = execa('tcpdump', ['-i', lab.switchBridge, '-e', '-n', '-l', ...filter.split(' ')], {
+    reject: false,
+    timeout: 30_000,
+  });
   let seen = '';
-  const found = new Promise<void>((resolve) => dump.stdout!.on('data', (d: Buffer) => { seen += d.toString(); if (want.test(seen)) resolve(); }));
-  await new Promise<void>((resolve) => dump.stderr!.on('data', (d: Buffer) => d.toString().includes('listening on') && resolve()));
+  const found = new Promise<void>((resolve) =>
+    dump.stdout!.on('data', (d: Buffer) => {
+      seen += d.toString();
+      if (want.test(seen)) resolve();
+    }),
+  );
+  await new Promise<void>((resolve) =>
+    dump.stderr!.on('data', (d: Buffer) => d.toString().includes('listening on') && resolve()),
+  );
   await traffic();
   await Promise.race([found, dump]);
   dump.kill();
@@ -76,13 +106,23 @@ async function capture(filter: string, want: RegExp, traffic: () => Promise<unkn
 
 /** Frames on the lab switch matching `filter` while `traffic` runs (a marker ping closes the window). */
 async function framesDuring(filter: string, traffic: () => Promise<void>): Promise<string[]> {
-  const dump = execa('tcpdump', ['-i', lab.switchBridge, '-e', '-n', '-l', `(${filter}) or (icmp and host 10.101.0.11 and host 10.101.0.12)`], { reject: false, timeout: 60_000 });
+  const dump = execa(
+    'tcpdump',
+    ['-i', lab.switchBridge, '-e', '-n', '-l', `(${filter}) or (icmp and host 10.101.0.11 and host 10.101.0.12)`],
+    { reject: false, timeout: 60_000 },
+  );
   let seen = '';
   dump.stdout!.on('data', (d: Buffer) => (seen += d.toString()));
-  await new Promise<void>((resolve) => dump.stderr!.on('data', (d: Buffer) => d.toString().includes('listening on') && resolve()));
+  await new Promise<void>((resolve) =>
+    dump.stderr!.on('data', (d: Buffer) => d.toString().includes('listening on') && resolve()),
+  );
   await traffic();
   // the marker crosses the switch: once tcpdump printed it, everything before it was printed too
-  await waitFor('the marker ping on the switch', 20_000, async () => (await ping(1, 'ga1', '10.101.0.12')) && /ICMP echo/.test(seen));
+  await waitFor(
+    'the marker ping on the switch',
+    20_000,
+    async () => (await ping(1, 'ga1', '10.101.0.12')) && /ICMP echo/.test(seen),
+  );
   dump.kill();
   await dump;
   return seen.split('\n').filter((l) => l && !/ICMP echo/.test(l));
@@ -111,8 +151,15 @@ describeAsRoot('tenant networks across two lab hosts (802.1Q and VXLAN, over SSH
     }
     await guestsUp();
     const { stdout } = await runners[0]!.run(['ip', '-j', '-d', 'link', 'show', 'type', 'vlan']);
-    const vlans = (JSON.parse(stdout) as { ifname: string; master: string; linkinfo: { info_data: { id: number; protocol: string } } }[]);
-    expect(vlans.map((v) => [v.ifname, v.linkinfo.info_data.protocol, v.linkinfo.info_data.id]).sort()).toEqual([['eth1.100', '802.1Q', 100], ['eth1.200', '802.1Q', 200]]);
+    const vlans = JSON.parse(stdout) as {
+      ifname: string;
+      master: string;
+      linkinfo: { info_data: { id: number; protocol: string } };
+    }[];
+    expect(vlans.map((v) => [v.ifname, v.linkinfo.info_data.protocol, v.linkinfo.info_data.id]).sort()).toEqual([
+      ['eth1.100', '802.1Q', 100],
+      ['eth1.200', '802.1Q', 200],
+    ]);
     expect(vlans.every((v) => v.master.startsWith('vwb'))).toBe(true);
   });
 
@@ -120,7 +167,7 @@ describeAsRoot('tenant networks across two lab hosts (802.1Q and VXLAN, over SSH
     await expectIsolationMatrix();
   });
 
-  test('VLAN: frames on the switch carry 802.1Q tags with each tenant\'s VID', async () => {
+  test("VLAN: frames on the switch carry 802.1Q tags with each tenant's VID", async () => {
     const a = await capture('vlan 100 and icmp', /vlan 100,/, () => ping(1, 'ga1', '10.101.0.12'));
     expect(a).toMatch(/ethertype 802\.1Q \(0x8100\), length \d+: vlan 100,.*ICMP echo/);
     const b = await capture('vlan 200 and icmp', /vlan 200,/, () => ping(2, 'gb2', '10.101.0.21'));
@@ -134,7 +181,21 @@ describeAsRoot('tenant networks across two lab hosts (802.1Q and VXLAN, over SSH
     for (const h of [1, 2]) await planes[h - 1]!.apply(state(h, vlan, ['a', 'b'], ['a']));
     const crossing = await framesDuring('port 67 or port 68 or (arp and host 10.101.0.1)', async () => {
       for (const h of [1, 2]) {
-        const dhcp = await inGuest(h, `ga${h}`, ['busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', '/bin/true']);
+        const dhcp = await inGuest(h, `ga${h}`, [
+          'busybox',
+          'udhcpc',
+          '-i',
+          'eth0',
+          '-n',
+          '-q',
+          '-f',
+          '-t',
+          '5',
+          '-T',
+          '2',
+          '-s',
+          '/bin/true',
+        ]);
         expect(dhcp.stdout + dhcp.stderr).toMatch(new RegExp(`lease of 10\\.101\\.0\\.1${h} obtained`));
         await inGuest(h, `ga${h}`, ['ip', 'neigh', 'flush', 'all']);
         expect(await ping(h, `ga${h}`, '10.101.0.1')).toBe(true);
@@ -145,7 +206,17 @@ describeAsRoot('tenant networks across two lab hosts (802.1Q and VXLAN, over SSH
       // the lease file (on the lab host, read over SSH) has its own guest only
       expect((await planes[h - 1]!.leases('acme')).map((l) => l.ip)).toEqual([`10.101.0.1${h}`]);
       // and the gateway the guest resolved is its own host's bridge
-      const bridge = JSON.parse((await runners[h - 1]!.run(['ip', '-j', 'link', 'show', validateNetwork({ tenant: 'acme', cidr: '10.101.0.0/24' }).bridge])).stdout) as { address: string }[];
+      const bridge = JSON.parse(
+        (
+          await runners[h - 1]!.run([
+            'ip',
+            '-j',
+            'link',
+            'show',
+            validateNetwork({ tenant: 'acme', cidr: '10.101.0.0/24' }).bridge,
+          ])
+        ).stdout,
+      ) as { address: string }[];
       const neigh = (await inGuest(h, `ga${h}`, ['ip', 'neigh', 'show', '10.101.0.1'])).stdout;
       expect(neigh).toContain(`lladdr ${bridge[0]!.address}`);
     }
@@ -158,7 +229,12 @@ describeAsRoot('tenant networks across two lab hosts (802.1Q and VXLAN, over SSH
     await planes[0]!.apply(state(1, vlan, ['b']));
     const after = JSON.parse((await runners[0]!.run(['ip', '-j', 'link', 'show'])).stdout) as { ifname: string }[];
     const acmeBridge = validateNetwork({ tenant: 'acme', cidr: '10.101.0.0/24' }).bridge;
-    expect(before.map((l) => l.ifname).filter((n) => !after.some((a) => a.ifname === n)).sort()).toEqual([acmeBridge, 'eth1.100', guest('a', 1).name].sort());
+    expect(
+      before
+        .map((l) => l.ifname)
+        .filter((n) => !after.some((a) => a.ifname === n))
+        .sort(),
+    ).toEqual([acmeBridge, 'eth1.100', guest('a', 1).name].sort());
     const rules = (await runners[0]!.run(['nft', 'list', 'ruleset'])).stdout;
     expect(rules).not.toContain(acmeBridge);
     expect(rules).toContain(validateNetwork({ tenant: 'globex', cidr: '10.101.0.0/24' }).bridge);

@@ -28,9 +28,16 @@ function qemuDomain(name: string): string {
     name,
     memoryKiB: 131072,
     vcpu: 1,
-    os: { type: { arch: 'x86_64', machine: 'pc', value: 'hvm' }, ...(image ? { kernel: image.kernel, initrd: image.initrd, cmdline: `${image.cmdline} vw.name=${name}` } : {}) },
+    os: {
+      type: { arch: 'x86_64', machine: 'pc', value: 'hvm' },
+      ...(image ? { kernel: image.kernel, initrd: image.initrd, cmdline: `${image.cmdline} vw.name=${name}` } : {}),
+    },
     devices: {
-      emulator: '/usr/bin/qemu-system-x86_64', disks: [], interfaces: [], rngs: [], memballoon: { model: 'none' },
+      emulator: '/usr/bin/qemu-system-x86_64',
+      disks: [],
+      interfaces: [],
+      rngs: [],
+      memballoon: { model: 'none' },
       serials: [{ type: 'file', sourcePath: log, target: { port: 0 } }],
       consoles: [{ type: 'file', sourcePath: log, target: { type: 'serial', port: 0 } }],
     },
@@ -40,7 +47,8 @@ function qemuDomain(name: string): string {
 
 // forward mode='bridge' on a bridge the test made: libvirt adds no firewall rules and starts no
 // dnsmasq for it, so the host's own firewall is never touched.
-const bridgeNetwork = (name: string) => buildXml({ network: { name, forward: { $: { mode: 'bridge' } }, bridge: { $: { name: BRIDGE } } } });
+const bridgeNetwork = (name: string) =>
+  buildXml({ network: { name, forward: { $: { mode: 'bridge' } }, bridge: { $: { name: BRIDGE } } } });
 
 describeAsRoot('libvirt binding on a real libvirtd (qemu:///system)', () => {
   beforeAll(async () => {
@@ -55,7 +63,13 @@ describeAsRoot('libvirt binding on a real libvirtd (qemu:///system)', () => {
     rmSync(logDir, { recursive: true, force: true });
   });
 
-  libvirtSuite({ uri: 'qemu:///system', domainXml: qemuDomain, networkXml: bridgeNetwork, prefix: 'vwtest-', alreadyRunningCode: VIR_ERR.OPERATION_INVALID });
+  libvirtSuite({
+    uri: 'qemu:///system',
+    domainXml: qemuDomain,
+    networkXml: bridgeNetwork,
+    prefix: 'vwtest-',
+    alreadyRunningCode: VIR_ERR.OPERATION_INVALID,
+  });
 
   test('a started domain is a real QEMU process under TCG, booting the Debian kernel', async () => {
     const lv = await Libvirt.open('qemu:///system');
@@ -67,7 +81,11 @@ describeAsRoot('libvirt binding on a real libvirtd (qemu:///system)', () => {
       const cmdline = (await execa('cat', [`/proc/${pid}/cmdline`])).stdout.replace(/\0/g, ' ');
       expect(cmdline).toMatch(/-accel tcg|accel=tcg/);
       expect(id).toBeGreaterThan(0);
-      await waitForConsole({ serialLog: join(logDir, 'vwtest-tcg.log'), name: 'vwtest-tcg' }, /VIRTWIRE-BOOT name=vwtest-tcg/, 60_000);
+      await waitForConsole(
+        { serialLog: join(logDir, 'vwtest-tcg.log'), name: 'vwtest-tcg' },
+        /VIRTWIRE-BOOT name=vwtest-tcg/,
+        60_000,
+      );
     } finally {
       await d.destroy();
       d.free();

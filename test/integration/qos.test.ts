@@ -10,13 +10,24 @@ import { Lab } from '../helpers/lab.js';
 const lab = new Lab('vwqs');
 const net = validateNetwork({ tenant: 'qos', cidr: '10.41.0.0/24', nat: false });
 const guest = (g: string, mac: string, ip: string, qos?: HostPort['qos']): HostPort => ({
-  name: tapName(g, 0), kind: 'veth', peer: { name: 'eth0', netns: `vwqs-${g}` }, mac, ip, ...(qos ? { qos } : {}),
+  name: tapName(g, 0),
+  kind: 'veth',
+  peer: { name: 'eth0', netns: `vwqs-${g}` },
+  mac,
+  ip,
+  ...(qos ? { qos } : {}),
 });
 const state = (kbps: number): HostState => ({
-  networks: [{ network: net, dhcp: false, ports: [
-    guest('limited', '52:54:00:41:00:11', '10.41.0.11', { egressKbps: kbps, ingressKbps: kbps }),
-    guest('server', '52:54:00:41:00:12', '10.41.0.12'),
-  ] }],
+  networks: [
+    {
+      network: net,
+      dhcp: false,
+      ports: [
+        guest('limited', '52:54:00:41:00:11', '10.41.0.11', { egressKbps: kbps, ingressKbps: kbps }),
+        guest('server', '52:54:00:41:00:12', '10.41.0.12'),
+      ],
+    },
+  ],
 });
 
 /** Mbit/s the receiver saw over 4 s (the first second, TCP's slow start, left out). */
@@ -48,15 +59,19 @@ describeAsRoot('QoS with tc (iperf3 between namespaces)', () => {
     await lab.cleanup();
   });
 
-  test.each([10, 50])('%i Mbit/s: both directions within 10%% of the configured rate', async (mbit) => {
-    const report = await plane.apply(state(mbit * 1000));
-    if (mbit !== 10) expect(report.changes.find((c) => c.step === 'qos')!.count).toBeGreaterThan(0);
-    const sent = await iperf(false);
-    const received = await iperf(true);
-    console.log(`QoS ${mbit} Mbit/s: guest sends ${sent.toFixed(2)}, receives ${received.toFixed(2)} Mbit/s`);
-    expect(Math.abs(sent - mbit) / mbit).toBeLessThan(0.1);
-    expect(Math.abs(received - mbit) / mbit).toBeLessThan(0.1);
-  }, 60_000);
+  test.each([10, 50])(
+    '%i Mbit/s: both directions within 10%% of the configured rate',
+    async (mbit) => {
+      const report = await plane.apply(state(mbit * 1000));
+      if (mbit !== 10) expect(report.changes.find((c) => c.step === 'qos')!.count).toBeGreaterThan(0);
+      const sent = await iperf(false);
+      const received = await iperf(true);
+      console.log(`QoS ${mbit} Mbit/s: guest sends ${sent.toFixed(2)}, receives ${received.toFixed(2)} Mbit/s`);
+      expect(Math.abs(sent - mbit) / mbit).toBeLessThan(0.1);
+      expect(Math.abs(received - mbit) / mbit).toBeLessThan(0.1);
+    },
+    60_000,
+  );
 
   test('the same QoS applied again changes nothing', async () => {
     const report = await plane.apply(state(50_000));

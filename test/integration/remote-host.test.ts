@@ -51,14 +51,26 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
     const virt = hasVirtFlags(readFileSync('/proc/cpuinfo', 'utf8'));
     const claims = await Libvirt.open(far.target.uri).then(async (lv) => {
       try {
-        return await lv.domainCapabilities({ virttype: 'kvm' }).then(() => true, () => false);
+        return await lv.domainCapabilities({ virttype: 'kvm' }).then(
+          () => true,
+          () => false,
+        );
       } finally {
         await lv.close();
       }
     });
     if (!virt) expect(claims).toBe(true); // the difference this test recreates
-    const created = await engine.create(testGuestSpec(image, 'vwrs-web', [{ network: tenant }]), { stateDir, hosts, timeoutMs: 150_000 });
-    expect(created).toMatchObject({ name: 'vwrs-web', host: 'far', accel: virt ? 'kvm' : 'tcg', nics: [{ ip: '10.71.0.2', bridge: bridgeName('vwremote') }] });
+    const created = await engine.create(testGuestSpec(image, 'vwrs-web', [{ network: tenant }]), {
+      stateDir,
+      hosts,
+      timeoutMs: 150_000,
+    });
+    expect(created).toMatchObject({
+      name: 'vwrs-web',
+      host: 'far',
+      accel: virt ? 'kvm' : 'tcg',
+      nics: [{ ip: '10.71.0.2', bridge: bridgeName('vwremote') }],
+    });
     expect(readRecords(stateDir).map((r) => [r.vm.name, r.host])).toEqual([['vwrs-web', 'far']]);
 
     // dnsmasq's files exist only on the remote side; the lease is there
@@ -88,10 +100,12 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
     const cliState = join(stateDir, 'cli');
     const file = join(stateDir, 'spec.json');
     const BIN = new URL('../../dist/scripts/virtwire.js', import.meta.url).pathname;
-    const cli = (...args: string[]) => execa('node', [BIN, '--state-dir', cliState, ...args], { reject: false, timeout: 170_000 });
+    const cli = (...args: string[]) =>
+      execa('node', [BIN, '--state-dir', cliState, ...args], { reject: false, timeout: 170_000 });
     // in a spec file a NIC names its network by tenant
     const vm = { ...testGuestSpec(image, 'vwrs-cli', []), nics: [{ network: 'vwremote' }], host: 'far' };
-    const spec = (vms: unknown[]) => writeFileSync(file, JSON.stringify({ hosts: [far.target], networks: [tenant], vms }, null, 2));
+    const spec = (vms: unknown[]) =>
+      writeFileSync(file, JSON.stringify({ hosts: [far.target], networks: [tenant], vms }, null, 2));
 
     spec([{ ...vm, host: 'nowhere' }]);
     const bad = await cli('plan', '-f', file);
@@ -105,7 +119,9 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
     expect((await cli('plan', '-f', file, '--detailed-exitcode')).exitCode).toBe(0);
     const shown = JSON.parse((await cli('show', '--json')).stdout) as { name: string; host: string; state: string }[];
     expect(shown).toEqual([expect.objectContaining({ name: 'vwrs-cli', host: 'far', state: 'running' })]);
-    expect((await far.exec(['cat', join(far.stateDir, 'dnsmasq', 'vwremote', 'leases')])).stdout).toContain('10.71.0.2 vwrs-cli');
+    expect((await far.exec(['cat', join(far.stateDir, 'dnsmasq', 'vwremote', 'leases')])).stdout).toContain(
+      '10.71.0.2 vwrs-cli',
+    );
 
     const destroyed = await cli('destroy', '-f', file, '--auto-approve');
     expect(destroyed.exitCode).toBe(0);

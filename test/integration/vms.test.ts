@@ -7,7 +7,14 @@ import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createVm, destroyVm } from '../../lib/engine/index.js';
-import { buildTestGuest, GuestLab, waitForConsole, consoleText, testGuestSpec, type TestGuestImage } from '../../lib/testing/index.js';
+import {
+  buildTestGuest,
+  GuestLab,
+  waitForConsole,
+  consoleText,
+  testGuestSpec,
+  type TestGuestImage,
+} from '../../lib/testing/index.js';
 import { ApplyError, SpecError, isVirtwireError } from '../../lib/errors/index.js';
 import type { CreatedVm } from '../../types/vm.js';
 import { describeAsRoot } from '../helpers/root.js';
@@ -46,10 +53,14 @@ describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', ()
     await execa('ip', ['addr', 'add', '203.0.113.1/24', 'dev', UP]);
     await execa('ip', ['link', 'set', UP, 'up']);
     await lab.configureGuest(out, 'eth0', '203.0.113.2/24');
-    const server = lab.spawn(out, ['node', '-e', `
+    const server = lab.spawn(out, [
+      'node',
+      '-e',
+      `
       require('http').createServer((q, s) => { console.log('client ' + q.socket.remoteAddress); s.end('outside'); })
         .listen(8080, '203.0.113.2', () => console.log('listening'));
-    `]);
+    `,
+    ]);
     await new Promise<void>((resolve, reject) => {
       server.stdout!.on('data', (d: Buffer) => {
         for (const m of d.toString().matchAll(/client (\S+)/g)) seenByServer.add(m[1]!.replace('::ffff:', ''));
@@ -69,34 +80,46 @@ describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', ()
 
   test('a boot file that does not exist: SpecError, nothing made', async () => {
     const spec = testGuestSpec(image, 'vwbad', [{ network: { tenant: 'vwhooli', cidr: '10.64.0.0/24' } }]);
-    const err = await createVm({ ...spec, boot: { image: '/nonexistent/disk.qcow2' } }, { stateDir }).catch((e: unknown) => e);
+    const err = await createVm({ ...spec, boot: { image: '/nonexistent/disk.qcow2' } }, { stateDir }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(SpecError);
-    expect((err as SpecError).problems).toEqual([{ path: 'boot.image', message: '/nonexistent/disk.qcow2 does not exist' }]);
+    expect((err as SpecError).problems).toEqual([
+      { path: 'boot.image', message: '/nonexistent/disk.qcow2 does not exist' },
+    ]);
     expect(await hostSnapshot(stateDir)).toEqual(before);
   });
 
-  test.each(['network', 'disks', 'define', 'start', 'lease'] as const)('a failure at step "%s" rolls back everything the call made', async (step) => {
-    const spec = testGuestSpec(image, 'vwfail', [{ network: { tenant: 'vwhooli', cidr: '10.64.0.0/24' }, qos: { egressKbps: 5000 } }]);
-    const err = await createVm(spec, {
-      stateDir,
-      onProgress: (e) => {
-        if (e.step === step && e.status === 'start') throw new Error(`injected failure at ${step}`);
-      },
-    }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ApplyError);
-    expect((err as ApplyError).step).toBe(step);
-    expect((err as ApplyError).rolledBack).toBe(true);
-    expect(await hostSnapshot(stateDir)).toEqual(before);
-  });
+  test.each(['network', 'disks', 'define', 'start', 'lease'] as const)(
+    'a failure at step "%s" rolls back everything the call made',
+    async (step) => {
+      const spec = testGuestSpec(image, 'vwfail', [
+        { network: { tenant: 'vwhooli', cidr: '10.64.0.0/24' }, qos: { egressKbps: 5000 } },
+      ]);
+      const err = await createVm(spec, {
+        stateDir,
+        onProgress: (e) => {
+          if (e.step === step && e.status === 'start') throw new Error(`injected failure at ${step}`);
+        },
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ApplyError);
+      expect((err as ApplyError).step).toBe(step);
+      expect((err as ApplyError).rolledBack).toBe(true);
+      expect(await hostSnapshot(stateDir)).toEqual(before);
+    },
+  );
 
   test('6 concurrent createVm calls all succeed with distinct addresses', async () => {
     const net = { tenant: 'vwconc', cidr: '10.63.0.0/24' };
-    const vms = await guests.createAll(Array.from({ length: 6 }, (_, i) => testGuestSpec(image, `vwconc${i}`, [{ network: net }])));
+    const vms = await guests.createAll(
+      Array.from({ length: 6 }, (_, i) => testGuestSpec(image, `vwconc${i}`, [{ network: net }])),
+    );
     const ips = vms.map((v) => v.nics[0]!.ip);
     expect(new Set(ips).size).toBe(6);
     expect(new Set(vms.map((v) => v.nics[0]!.mac)).size).toBe(6);
     expect(new Set(vms.map((v) => v.nics[0]!.tap)).size).toBe(6);
-    for (const vm of vms) await waitForConsole(vm, new RegExp(`VIRTWIRE-LEASE ip=${vm.nics[0]!.ip.replace(/\./g, '\\.')} `), 30_000);
+    for (const vm of vms)
+      await waitForConsole(vm, new RegExp(`VIRTWIRE-LEASE ip=${vm.nics[0]!.ip.replace(/\./g, '\\.')} `), 30_000);
     await guests.destroyAll();
   });
 
@@ -104,16 +127,31 @@ describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', ()
     let vms: Record<string, CreatedVm>;
     beforeAll(async () => {
       const specs = [
-        testGuestSpec(image, 'vwa1', [{ network: acme, ip: '10.61.0.11' }], ['ping:10.61.0.12', 'ping:10.62.0.11', 'http:10.62.0.11', 'http:203.0.113.2:8080']),
+        testGuestSpec(
+          image,
+          'vwa1',
+          [{ network: acme, ip: '10.61.0.11' }],
+          ['ping:10.61.0.12', 'ping:10.62.0.11', 'http:10.62.0.11', 'http:203.0.113.2:8080'],
+        ),
         testGuestSpec(image, 'vwa2', [{ network: acme, ip: '10.61.0.12', qos: { egressKbps: 8000 } }]),
-        testGuestSpec(image, 'vwg1', [{ network: globex, ip: '10.62.0.11' }], ['ping:10.62.0.12', 'ping:10.61.0.11', 'http:10.61.0.12', 'http:203.0.113.2:8080']),
+        testGuestSpec(
+          image,
+          'vwg1',
+          [{ network: globex, ip: '10.62.0.11' }],
+          ['ping:10.62.0.12', 'ping:10.61.0.11', 'http:10.61.0.12', 'http:203.0.113.2:8080'],
+        ),
         testGuestSpec(image, 'vwg2', [{ network: globex, ip: '10.62.0.12' }]),
       ];
       vms = Object.fromEntries((await guests.createAll(specs)).map((v) => [v.name, v]));
     });
 
     test('every guest gets its pinned IP by DHCP, under TCG here', async () => {
-      for (const [name, ip] of [['vwa1', '10.61.0.11'], ['vwa2', '10.61.0.12'], ['vwg1', '10.62.0.11'], ['vwg2', '10.62.0.12']] as const) {
+      for (const [name, ip] of [
+        ['vwa1', '10.61.0.11'],
+        ['vwa2', '10.61.0.12'],
+        ['vwg1', '10.62.0.11'],
+        ['vwg2', '10.62.0.12'],
+      ] as const) {
         expect(vms[name]!.nics[0]!.ip).toBe(ip);
         await waitForConsole(vms[name]!, new RegExp(`VIRTWIRE-LEASE ip=${ip.replace(/\./g, '\\.')} `), 30_000);
       }
@@ -121,13 +159,20 @@ describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', ()
     });
 
     test('from inside: a guest reaches its tenant and the outside, never the other tenant', async () => {
-      for (const [name, own, other] of [['vwa1', '10.61.0.12', '10.62.0.11'], ['vwg1', '10.62.0.12', '10.61.0.11']] as const) {
+      for (const [name, own, other] of [
+        ['vwa1', '10.61.0.12', '10.62.0.11'],
+        ['vwg1', '10.62.0.12', '10.61.0.11'],
+      ] as const) {
         const vm = vms[name]!;
-        const okRound = Number((await waitForConsole(vm, new RegExp(`round=(\\d+) ping ${own.replace(/\./g, '\\.')} ok`), 60_000))[1]);
+        const okRound = Number(
+          (await waitForConsole(vm, new RegExp(`round=(\\d+) ping ${own.replace(/\./g, '\\.')} ok`), 60_000))[1],
+        );
         await waitForConsole(vm, /round=\d+ http 203\.0\.113\.2:8080 ok/, 60_000);
         // every round from the one where the tenant was reachable, and one complete round after it
         await waitForConsole(vm, new RegExp(`round=${okRound + 2} `), 60_000);
-        const lines = consoleText(vm).split('\n').filter((l) => /VIRTWIRE-PROBE round=(\d+)/.test(l) && Number(/round=(\d+)/.exec(l)![1]) >= okRound);
+        const lines = consoleText(vm)
+          .split('\n')
+          .filter((l) => /VIRTWIRE-PROBE round=(\d+)/.test(l) && Number(/round=(\d+)/.exec(l)![1]) >= okRound);
         const about = (target: string) => lines.filter((l) => l.includes(` ${target} `));
         expect(about(other).length).toBeGreaterThanOrEqual(2);
         expect(about(other).every((l) => l.trimEnd().endsWith('fail'))).toBe(true);
@@ -138,7 +183,10 @@ describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', ()
     });
 
     test('from the host: each guest answers on its pinned address with its own name', async () => {
-      for (const [name, ip] of [['vwa1', '10.61.0.11'], ['vwg2', '10.62.0.12']] as const) {
+      for (const [name, ip] of [
+        ['vwa1', '10.61.0.11'],
+        ['vwg2', '10.62.0.12'],
+      ] as const) {
         expect((await download(`http://${ip}/`)).body.toString()).toBe(`${name} ${ip}\n`);
       }
     });
@@ -147,7 +195,9 @@ describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', ()
       const limited = await download('http://10.61.0.12/big');
       const open = await download('http://10.61.0.11/big');
       const mbit = (d: { body: Buffer; seconds: number }) => (d.body.length * 8) / d.seconds / 1e6;
-      console.log(`guest sends: ${mbit(limited).toFixed(1)} Mbit/s with egressKbps 8000, ${mbit(open).toFixed(1)} Mbit/s without`);
+      console.log(
+        `guest sends: ${mbit(limited).toFixed(1)} Mbit/s with egressKbps 8000, ${mbit(open).toFixed(1)} Mbit/s without`,
+      );
       expect(limited.body.length).toBe(4 * 1024 * 1024);
       expect(mbit(limited)).toBeLessThan(8 * 1.1);
       expect(mbit(limited)).toBeGreaterThan(8 * 0.5);

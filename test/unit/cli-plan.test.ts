@@ -25,7 +25,10 @@ vms:
 ${extra}`;
 
 const noHost = { changes: [], ip: [], bridge: [], firewall: [], tc: [] };
-const running = (...names: string[]): Observed => ({ domains: new Map(names.map((n) => [n, 'running'])), host: noHost });
+const running = (...names: string[]): Observed => ({
+  domains: new Map(names.map((n) => [n, 'running'])),
+  host: noHost,
+});
 
 function applied(text: string): VmRecord[] {
   const records: VmRecord[] = [];
@@ -36,14 +39,43 @@ function applied(text: string): VmRecord[] {
 describe('spec file', () => {
   test('NICs name their network by tenant', () => {
     const spec = parseSpecText(yaml());
-    expect(spec.vms.map((v) => [v.name, v.nics[0]!.network.cidr])).toEqual([['web', '10.10.0.0/24'], ['db', '10.20.0.0/24']]);
+    expect(spec.vms.map((v) => [v.name, v.nics[0]!.network.cidr])).toEqual([
+      ['web', '10.10.0.0/24'],
+      ['db', '10.20.0.0/24'],
+    ]);
   });
 
   test('every problem at once, each with its line', () => {
-    const text = ['networks:', '  - tenant: a', '    cidr: 10.1.0.0/24', '  - tenant: b', '    cidr: 10.1.0.0/25', 'vms:', '  - name: x', '    colour: red', '    boot: {kernel: /k}', '    nics: [{network: a}]', '  - name: x', '    boot: {kernel: /k}', '    nics: [{network: zz}]', ''].join('\n');
-    const err = (() => { try { parseSpecText(text, 'f.yaml'); } catch (e) { return e as SpecError; } })()!;
+    const text = [
+      'networks:',
+      '  - tenant: a',
+      '    cidr: 10.1.0.0/24',
+      '  - tenant: b',
+      '    cidr: 10.1.0.0/25',
+      'vms:',
+      '  - name: x',
+      '    colour: red',
+      '    boot: {kernel: /k}',
+      '    nics: [{network: a}]',
+      '  - name: x',
+      '    boot: {kernel: /k}',
+      '    nics: [{network: zz}]',
+      '',
+    ].join('\n');
+    const err = (() => {
+      try {
+        parseSpecText(text, 'f.yaml');
+      } catch (e) {
+        return e as SpecError;
+      }
+    })()!;
     expect(err).toBeInstanceOf(SpecError);
-    expect(err.problems.map((p) => `${p.line} ${p.path}`)).toEqual(['5 networks[1].cidr', '8 vms[0].colour', '11 vms[1].name', '13 vms[1].nics[0].network']);
+    expect(err.problems.map((p) => `${p.line} ${p.path}`)).toEqual([
+      '5 networks[1].cidr',
+      '8 vms[0].colour',
+      '11 vms[1].name',
+      '13 vms[1].nics[0].network',
+    ]);
     expect(err.message).toContain('f.yaml:11: vms[1].name: VM x is defined twice');
   });
 
@@ -53,11 +85,34 @@ describe('spec file', () => {
 });
 
 describe('spec file pools', () => {
-  const pooled = (pools: string) => ['pools:', pools, 'networks:', '  - tenant: acme', '    cidr: 10.1.0.0/24', '    segment: { type: vlan, uplink: eth1 }', 'vms:', '  - name: web', '    boot: { kernel: /k }', '    nics: [{ network: acme }]', ''].join('\n');
+  const pooled = (pools: string) =>
+    [
+      'pools:',
+      pools,
+      'networks:',
+      '  - tenant: acme',
+      '    cidr: 10.1.0.0/24',
+      '    segment: { type: vlan, uplink: eth1 }',
+      'vms:',
+      '  - name: web',
+      '    boot: { kernel: /k }',
+      '    nics: [{ network: acme }]',
+      '',
+    ].join('\n');
 
   test('bad pools are named with their lines', () => {
-    const err = (() => { try { parseSpecText(pooled('  vlan: [100, 5000]\n  vni: [9, 3]\n  colour: red'), 'f.yaml'); } catch (e) { return e as SpecError; } })()!;
-    expect(err.problems.map((p) => `${p.line} ${p.path}`)).toEqual(['4 pools.colour', '2 pools.vlan[1]', '3 pools.vni']);
+    const err = (() => {
+      try {
+        parseSpecText(pooled('  vlan: [100, 5000]\n  vni: [9, 3]\n  colour: red'), 'f.yaml');
+      } catch (e) {
+        return e as SpecError;
+      }
+    })()!;
+    expect(err.problems.map((p) => `${p.line} ${p.path}`)).toEqual([
+      '4 pools.colour',
+      '2 pools.vlan[1]',
+      '3 pools.vni',
+    ]);
   });
 
   test('an omitted VLAN id is allocated from the pool once, then kept: no change on the next plan', () => {
@@ -68,7 +123,11 @@ describe('spec file pools', () => {
     const records: VmRecord[] = [{ vm: web, accel: 'tcg', createdAt: 'now' }];
     expect(planChanges(parseSpecText(text), records, running('web')).changes).toEqual([]);
     // a given id that differs from the allocated one is a change (it replaces the VM)
-    const moved = planChanges(parseSpecText(text.replace('type: vlan, uplink: eth1', 'type: vlan, id: 150, uplink: eth1')), records, running('web'));
+    const moved = planChanges(
+      parseSpecText(text.replace('type: vlan, uplink: eth1', 'type: vlan, id: 150, uplink: eth1')),
+      records,
+      running('web'),
+    );
     expect(moved.changes.map((c) => `${c.action} ${c.name}`)).toEqual(['replace web']);
   });
 });
@@ -76,7 +135,12 @@ describe('spec file pools', () => {
 describe('plan', () => {
   test('from nothing: every VM and network to create', () => {
     const plan = planChanges(parseSpecText(yaml()), [], running());
-    expect(plan.changes.map((c) => `${c.action} ${c.kind} ${c.name}`)).toEqual(['create vm web', 'create vm db', 'create network acme', 'create network globex']);
+    expect(plan.changes.map((c) => `${c.action} ${c.kind} ${c.name}`)).toEqual([
+      'create vm web',
+      'create vm db',
+      'create network acme',
+      'create network globex',
+    ]);
     expect(formatPlan(plan)).toContain('+ vm web (acme 10.10.0.2) — create');
   });
 
@@ -86,17 +150,33 @@ describe('plan', () => {
 
   test('a QoS change updates in place; a memory change forces replacement; a removed VM takes its network', () => {
     const records = applied(yaml());
-    const edited = yaml().replace('egressKbps: 1000', 'egressKbps: 2000').replace(/  - name: web[\s\S]*?network: acme\n/, '');
+    const edited = yaml()
+      .replace('egressKbps: 1000', 'egressKbps: 2000')
+      .replace(/ {2}- name: web[\s\S]*?network: acme\n/, '');
     const plan = planChanges(parseSpecText(edited), records, running('web', 'db'));
-    expect(plan.changes.map((c) => `${c.action} ${c.kind} ${c.name}`)).toEqual(['update vm db', 'delete vm web', 'delete network acme']);
+    expect(plan.changes.map((c) => `${c.action} ${c.kind} ${c.name}`)).toEqual([
+      'update vm db',
+      'delete vm web',
+      'delete network acme',
+    ]);
     expect(plan.changes[0]!.attributes).toEqual([{ name: 'nics[0].qos.egressKbps', from: 1000, to: 2000 }]);
-    const bigger = planChanges(parseSpecText(yaml().replace('memoryMiB: 512', 'memoryMiB: 1024')), records, running('web', 'db'));
-    expect(bigger.changes).toMatchObject([{ action: 'replace', name: 'db', attributes: [{ name: 'memoryMiB', from: 512, to: 1024 }] }]);
+    const bigger = planChanges(
+      parseSpecText(yaml().replace('memoryMiB: 512', 'memoryMiB: 1024')),
+      records,
+      running('web', 'db'),
+    );
+    expect(bigger.changes).toMatchObject([
+      { action: 'replace', name: 'db', attributes: [{ name: 'memoryMiB', from: 512, to: 1024 }] },
+    ]);
   });
 
   test('allocated addresses stay with their VMs; a new VM gets the next free one', () => {
     const records = applied(yaml());
-    const plan = planChanges(parseSpecText(yaml('  - name: api\n    boot: { kernel: /k }\n    nics: [{ network: acme }]\n')), records, running('web', 'db'));
+    const plan = planChanges(
+      parseSpecText(yaml('  - name: api\n    boot: { kernel: /k }\n    nics: [{ network: acme }]\n')),
+      records,
+      running('web', 'db'),
+    );
     expect(plan.changes.map((c) => [c.action, c.name, c.vm?.nics[0]!.ip])).toEqual([['create', 'api', '10.10.0.3']]);
   });
 
@@ -105,10 +185,14 @@ describe('plan', () => {
     const web = records[0]!.vm.nics[0]!;
     const observed: Observed = {
       domains: new Map([['db', 'shutoff']]),
-      host: { ...noHost, ip: [`tuntap add dev ${web.tap} mode tap`], changes: [
-        { kind: 'link', action: 'create', device: web.tap, linkKind: 'tap', tenant: 'acme' },
-        { kind: 'dnsmasq', tenant: 'globex', action: 'start' },
-      ] },
+      host: {
+        ...noHost,
+        ip: [`tuntap add dev ${web.tap} mode tap`],
+        changes: [
+          { kind: 'link', action: 'create', device: web.tap, linkKind: 'tap', tenant: 'acme' },
+          { kind: 'dnsmasq', tenant: 'globex', action: 'start' },
+        ],
+      },
     };
     const plan = planChanges(parseSpecText(yaml()), records, observed);
     expect(plan.changes.map((c) => `${c.action} ${c.kind} ${c.name}: ${c.reason}`)).toEqual([

@@ -7,7 +7,10 @@ const fixture = readFileSync(new URL('../fixtures/qemu-dumpxml.xml', import.meta
 const spec = {
   name: 'web-1',
   boot: { kernel: '/boot/vmlinuz', initrd: '/boot/initrd.img', cmdline: 'console=ttyS0 quiet' },
-  nics: [{ network: { tenant: 'acme', cidr: '10.10.0.0/24' } }, { network: { tenant: 'globex', cidr: '10.20.0.0/24' } }],
+  nics: [
+    { network: { tenant: 'acme', cidr: '10.10.0.0/24' } },
+    { network: { tenant: 'globex', cidr: '10.20.0.0/24' } },
+  ],
 };
 
 describe('renderDomainXml', () => {
@@ -38,11 +41,20 @@ describe('renderDomainXml', () => {
   });
 
   test('disk boot gets a qcow2 overlay under the state dir and a cdrom seed with cloud-init', () => {
-    const model = parseDomainXml(renderDomainXml({ ...spec, boot: { image: '/img/base.qcow2' }, cloudInit: { userData: '#cloud-config\n' } }, { stateDir: '/srv/vw' }));
+    const model = parseDomainXml(
+      renderDomainXml(
+        { ...spec, boot: { image: '/img/base.qcow2' }, cloudInit: { userData: '#cloud-config\n' } },
+        { stateDir: '/srv/vw' },
+      ),
+    );
     expect(model.os.boot).toEqual(['hd']);
     expect(model.os.kernel).toBeUndefined();
     expect(model.devices.disks).toEqual([
-      expect.objectContaining({ device: 'disk', driver: { name: 'qemu', type: 'qcow2' }, source: { file: '/srv/vw/vms/web-1/disk.qcow2' } }),
+      expect.objectContaining({
+        device: 'disk',
+        driver: { name: 'qemu', type: 'qcow2' },
+        source: { file: '/srv/vw/vms/web-1/disk.qcow2' },
+      }),
       expect.objectContaining({ device: 'cdrom', readonly: true, source: { file: '/srv/vw/vms/web-1/seed.iso' } }),
     ]);
     expect(model.devices.serials[0]!.sourcePath).toBe('/srv/vw/vms/web-1/serial.log');
@@ -67,7 +79,13 @@ describe('parseDomainXml', () => {
 
   test('reads what virsh dumpxml prints (machine expanded, addresses, controllers, inputs)', () => {
     const model = parseDomainXml(fixture);
-    expect(model).toMatchObject({ type: 'qemu', name: 'fixture-vm', vcpu: 2, memoryKiB: 524288, metadata: { 'managed-by': 'virtwire' } });
+    expect(model).toMatchObject({
+      type: 'qemu',
+      name: 'fixture-vm',
+      vcpu: 2,
+      memoryKiB: 524288,
+      metadata: { 'managed-by': 'virtwire' },
+    });
     expect(model.os.type.machine).toBe('pc-i440fx-7.2');
     expect(model.devices.interfaces.map((i) => i.mac)).toEqual(['52:54:00:1f:92:1f', '52:54:00:12:34:56']);
     expect(model.devices.disks.map((d) => d.target.dev)).toEqual(['vda', 'hdc']);

@@ -15,7 +15,12 @@ import { fakeEngine } from '../helpers/fake-engine.js';
 
 const acme = { tenant: 'acme', cidr: '10.10.0.0/24' };
 const kernelVm = (name = 'web'): VmSpec => ({ name, boot: { kernel: '/k', initrd: '/i' }, nics: [{ network: acme }] });
-const imageVm = (name = 'web'): VmSpec => ({ name, boot: { image: '/base.qcow2' }, cloudInit: { userData: '#cloud-config\n' }, nics: [{ network: acme }] });
+const imageVm = (name = 'web'): VmSpec => ({
+  name,
+  boot: { image: '/base.qcow2' },
+  cloudInit: { userData: '#cloud-config\n' },
+  nics: [{ network: acme }],
+});
 
 let dir: string;
 beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'vwops-'))));
@@ -25,7 +30,11 @@ describe('createVm through the container, with fakes', () => {
   test('success: record, host plane, domain defined and started, lease', async () => {
     const { engine, hv, plane } = fakeEngine();
     const vm = await engine.create(kernelVm(), { stateDir: dir });
-    expect(vm).toMatchObject({ name: 'web', accel: 'tcg', nics: [{ tenant: 'acme', ip: '10.10.0.2', bridge: bridgeName('acme') }] });
+    expect(vm).toMatchObject({
+      name: 'web',
+      accel: 'tcg',
+      nics: [{ tenant: 'acme', ip: '10.10.0.2', bridge: bridgeName('acme') }],
+    });
     expect(new StateStore(dir).records().map((r) => r.vm.name)).toEqual(['web']);
     expect(plane(dir).ports()).toEqual([vm.nics[0]!.tap]);
     expect(hv().domains.get('web')).toMatchObject({ active: true });
@@ -48,14 +57,21 @@ describe('createVm through the container, with fakes', () => {
     // a VM that stays: the failed one must not take its tenant network with it
     await fakeEngine({ runner }).engine.create(kernelVm('db'), { stateDir: dir });
     const steps: string[] = [];
-    const err = await f.engine.create(spec, { stateDir: dir, onProgress: (e) => steps.push(`${e.step}:${e.status}`) }).catch((e: unknown) => e);
+    const err = await f.engine
+      .create(spec, { stateDir: dir, onProgress: (e) => steps.push(`${e.step}:${e.status}`) })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApplyError);
     expect(err).toMatchObject({ step, rolledBack: true });
     expect(steps[steps.length - 1]).toBe(`${step}:failed`);
     // the record is gone, the host plane holds only the VM that stays, no domain is left
     expect(new StateStore(dir).records().map((r) => r.vm.name)).toEqual(['db']);
     expect(existsSync(join(dir, 'vms', 'web'))).toBe(false);
-    expect(f.plane(dir).last()!.networks.flatMap((n) => n.ports.map((p) => p.hostname))).toEqual(['db']);
+    expect(
+      f
+        .plane(dir)
+        .last()!
+        .networks.flatMap((n) => n.ports.map((p) => p.hostname)),
+    ).toEqual(['db']);
     expect(f.hv().domains.has('web')).toBe(false);
   });
 
@@ -82,7 +98,9 @@ describe('createVm through the container, with fakes', () => {
     const { engine, plane } = fakeEngine();
     const err = await engine.create({ ...kernelVm(), accel: 'kvm' }, { stateDir: dir }).catch((e: unknown) => e);
     expect(isVirtwireError(err, 'HOST_UNSUPPORTED')).toBe(true);
-    expect((err as Error).message).toBe("accel 'kvm' was asked for VM web, but KVM is not usable here (the CPU has no vmx/svm flag); use 'auto' or 'tcg'");
+    expect((err as Error).message).toBe(
+      "accel 'kvm' was asked for VM web, but KVM is not usable here (the CPU has no vmx/svm flag); use 'auto' or 'tcg'",
+    );
     expect(plane(dir).applied).toEqual([]);
   });
 });
@@ -99,24 +117,47 @@ describe('destroyVm through the container', () => {
   });
 });
 
-describe('import into a state that holds other hosts\' VMs', () => {
+describe("import into a state that holds other hosts' VMs", () => {
   test("only this machine's VMs reach this machine's host plane", async () => {
     const { engine, hv, plane } = fakeEngine();
     const store = new StateStore(dir);
     const near = allocate(validateVm(kernelVm('near')), []);
     store.put({ vm: near, accel: 'tcg', createdAt: 'now' });
     const far = allocate(validateVm(kernelVm('far')), [{ vm: near, accel: 'tcg', createdAt: 'now' }]);
-    store.put({ vm: far, accel: 'tcg', createdAt: 'now', host: 'hv2', hostTarget: { name: 'hv2', uri: 'qemu+ssh://root@hv2/system', ssh: { destination: 'root@hv2' } } });
+    store.put({
+      vm: far,
+      accel: 'tcg',
+      createdAt: 'now',
+      host: 'hv2',
+      hostTarget: { name: 'hv2', uri: 'qemu+ssh://root@hv2/system', ssh: { destination: 'root@hv2' } },
+    });
     // a shut-off domain of this machine, its NIC on acme's bridge
-    const xml = buildXml({ domain: {
-      $: { type: 'qemu' }, name: ['ext'], memory: [{ _: '262144', $: { unit: 'KiB' } }], vcpu: ['1'],
-      os: [{ type: [{ _: 'hvm', $: { arch: 'x86_64', machine: 'pc' } }], kernel: ['/k'] }],
-      devices: [{ interface: [{ $: { type: 'bridge' }, mac: [{ $: { address: '52:54:00:12:34:56' } }], source: [{ $: { bridge: bridgeName('acme') } }] }] }],
-    } });
+    const xml = buildXml({
+      domain: {
+        $: { type: 'qemu' },
+        name: ['ext'],
+        memory: [{ _: '262144', $: { unit: 'KiB' } }],
+        vcpu: ['1'],
+        os: [{ type: [{ _: 'hvm', $: { arch: 'x86_64', machine: 'pc' } }], kernel: ['/k'] }],
+        devices: [
+          {
+            interface: [
+              {
+                $: { type: 'bridge' },
+                mac: [{ $: { address: '52:54:00:12:34:56' } }],
+                source: [{ $: { bridge: bridgeName('acme') } }],
+              },
+            ],
+          },
+        ],
+      },
+    });
     await hv().defineDomain(xml);
     const vm = await engine.import('ext', 'adopted', { stateDir: dir });
     expect(vm.nics[0]).toMatchObject({ mac: '52:54:00:12:34:56', ip: '10.10.0.4' });
-    const hostnames = plane(dir).last()!.networks.flatMap((n) => n.ports.map((p) => p.hostname));
+    const hostnames = plane(dir)
+      .last()!
+      .networks.flatMap((n) => n.ports.map((p) => p.hostname));
     expect(hostnames.sort()).toEqual(['adopted', 'near']);
     expect(hv().domains.has('adopted')).toBe(true);
   });

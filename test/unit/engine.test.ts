@@ -10,7 +10,8 @@ import { hostStateFor } from '../../lib/engine/host-state.js';
 import { seedFiles } from '../../lib/engine/disks.js';
 import { FileLock } from '../../lib/host/index.js';
 
-const withStateLock = <T>(dir: string, fn: () => Promise<T>, timeoutMs?: number) => new StateStore(dir).withLock(fn, timeoutMs === undefined ? {} : { timeoutMs });
+const withStateLock = <T>(dir: string, fn: () => Promise<T>, timeoutMs?: number) =>
+  new StateStore(dir).withLock(fn, timeoutMs === undefined ? {} : { timeoutMs });
 import { SpecError } from '../../lib/errors/index.js';
 import type { VmSpec } from '../../types/spec.js';
 
@@ -27,63 +28,134 @@ describe('allocate', () => {
   });
 
   test('every conflict with existing VMs is reported with its path', () => {
-    const a = allocate(vm('a', [{ network: acme, ip: '10.10.0.3', mac: '52:54:00:00:00:01' }, { network: { tenant: 'ops', cidr: '10.9.0.0/24' } }]), []);
+    const a = allocate(
+      vm('a', [
+        { network: acme, ip: '10.10.0.3', mac: '52:54:00:00:00:01' },
+        { network: { tenant: 'ops', cidr: '10.9.0.0/24' } },
+      ]),
+      [],
+    );
     const err = (() => {
       try {
-        allocate(vm('a', [{ network: acme, ip: '10.10.0.3', mac: '52:54:00:00:00:01' }, { network: { tenant: 'ops', cidr: '10.8.0.0/24' } }]), [record(a)]);
+        allocate(
+          vm('a', [
+            { network: acme, ip: '10.10.0.3', mac: '52:54:00:00:00:01' },
+            { network: { tenant: 'ops', cidr: '10.8.0.0/24' } },
+          ]),
+          [record(a)],
+        );
       } catch (e) {
         return e as SpecError;
       }
     })();
     expect(err).toBeInstanceOf(SpecError);
-    expect(err!.problems.map((p) => p.path)).toEqual(['name', 'nics[0].mac', 'nics[0]', 'nics[0].ip', 'nics[1].network', 'nics[1].mac', 'nics[1]']);
+    expect(err!.problems.map((p) => p.path)).toEqual([
+      'name',
+      'nics[0].mac',
+      'nics[0]',
+      'nics[0].ip',
+      'nics[1].network',
+      'nics[1].mac',
+      'nics[1]',
+    ]);
   });
 
   test('a full range is a clear error', () => {
-    const records = ['a', 'b', 'c', 'd', 'e'].reduce<VmRecord[]>((acc, n) => [...acc, record(allocate(vm(n, [{ network: acme }]), acc))], []);
-    expect(() => allocate(vm('f', [{ network: acme }]), records)).toThrow(/no free address left in 10\.10\.0\.2-10\.10\.0\.6/);
+    const records = ['a', 'b', 'c', 'd', 'e'].reduce<VmRecord[]>(
+      (acc, n) => [...acc, record(allocate(vm(n, [{ network: acme }]), acc))],
+      [],
+    );
+    expect(() => allocate(vm('f', [{ network: acme }]), records)).toThrow(
+      /no free address left in 10\.10\.0\.2-10\.10\.0\.6/,
+    );
   });
 });
 
 describe('segment pools', () => {
-  const vlanNet = (tenant: string, cidr: string, id?: number) => ({ tenant, cidr, segment: { type: 'vlan' as const, uplink: 'eth1', ...(id ? { id } : {}) } });
-  const idOf = (v: ReturnType<typeof vm>, i = 0) => (v.nics[i]!.network.segment as { id?: number; vni?: number });
+  const vlanNet = (tenant: string, cidr: string, id?: number) => ({
+    tenant,
+    cidr,
+    segment: { type: 'vlan' as const, uplink: 'eth1', ...(id ? { id } : {}) },
+  });
+  const idOf = (v: ReturnType<typeof vm>, i = 0) => v.nics[i]!.network.segment as { id?: number; vni?: number };
 
   test('a new tenant gets the lowest free id; its next VMs get the same; ids in use on any host are skipped', () => {
     const pools = { vlan: [10, 20] as [number, number] };
     const taken = allocate(vm('x', [{ network: vlanNet('ops', '10.7.0.0/24', 10) }]), [], pools);
-    const a = allocate(vm('a', [{ network: vlanNet('acme', '10.1.0.0/24') }, { network: vlanNet('globex', '10.2.0.0/24') }]), [record(taken)], pools);
+    const a = allocate(
+      vm('a', [{ network: vlanNet('acme', '10.1.0.0/24') }, { network: vlanNet('globex', '10.2.0.0/24') }]),
+      [record(taken)],
+      pools,
+    );
     expect([idOf(a, 0).id, idOf(a, 1).id]).toEqual([11, 12]);
     const b = allocate(vm('b', [{ network: vlanNet('acme', '10.1.0.0/24') }]), [record(taken), record(a)], pools);
     expect(idOf(b).id).toBe(11);
-    const v = allocate(vm('v', [{ network: { tenant: 'big', cidr: '10.3.0.0/24', segment: { type: 'vxlan', uplink: 'eth1' } } }]), [record(a)]);
+    const v = allocate(
+      vm('v', [{ network: { tenant: 'big', cidr: '10.3.0.0/24', segment: { type: 'vxlan', uplink: 'eth1' } } }]),
+      [record(a)],
+    );
     expect(idOf(v).vni).toBe(4096);
   });
 
   test('a given id that another tenant uses is refused with its path', () => {
     const a = allocate(vm('a', [{ network: vlanNet('acme', '10.1.0.0/24', 30) }]), []);
-    expect(() => allocate(vm('b', [{ network: vlanNet('globex', '10.2.0.0/24', 30) }]), [record(a)])).toThrow(/nics\[0\]\.network\.segment\.id: VLAN 30 is used by tenant acme/);
+    expect(() => allocate(vm('b', [{ network: vlanNet('globex', '10.2.0.0/24', 30) }]), [record(a)])).toThrow(
+      /nics\[0\]\.network\.segment\.id: VLAN 30 is used by tenant acme/,
+    );
   });
 
   test('an exhausted VLAN pool points at VXLAN', () => {
     const pools = { vlan: [10, 11] as [number, number] };
-    const records = ['a', 'b'].reduce<VmRecord[]>((acc, t, i) => [...acc, record(allocate(vm(t, [{ network: vlanNet(t, `10.${i + 1}.0.0/24`) }]), acc, pools))], []);
-    const err = (() => { try { allocate(vm('c', [{ network: vlanNet('c', '10.9.0.0/24') }]), records, pools); } catch (e) { return e as SpecError; } })()!;
+    const records = ['a', 'b'].reduce<VmRecord[]>(
+      (acc, t, i) => [...acc, record(allocate(vm(t, [{ network: vlanNet(t, `10.${i + 1}.0.0/24`) }]), acc, pools))],
+      [],
+    );
+    const err = (() => {
+      try {
+        allocate(vm('c', [{ network: vlanNet('c', '10.9.0.0/24') }]), records, pools);
+      } catch (e) {
+        return e as SpecError;
+      }
+    })()!;
     expect(err).toBeInstanceOf(SpecError);
-    expect(err.problems).toEqual([{ path: 'nics[0].network.segment.id', message: 'the VLAN pool 10-11 is exhausted: all 2 ids are in use; give this network a VXLAN segment (VNIs reach 16777215) to go beyond it' }]);
+    expect(err.problems).toEqual([
+      {
+        path: 'nics[0].network.segment.id',
+        message:
+          'the VLAN pool 10-11 is exhausted: all 2 ids are in use; give this network a VXLAN segment (VNIs reach 16777215) to go beyond it',
+      },
+    ]);
   });
 });
 
 test('host state: one network per tenant, one tap port per NIC with its lease and QoS', () => {
-  const a = allocate(vm('web', [{ network: acme, qos: { egressKbps: 100 } }, { network: { tenant: 'ops', cidr: '10.9.0.0/24' } }]), []);
+  const a = allocate(
+    vm('web', [{ network: acme, qos: { egressKbps: 100 } }, { network: { tenant: 'ops', cidr: '10.9.0.0/24' } }]),
+    [],
+  );
   const b = allocate(vm('db', [{ network: acme }]), [record(a)]);
   const state = hostStateFor([record(a), record(b)], { name: undefined });
-  expect(state.networks.map((n) => [n.network.tenant, n.ports.map((p) => p.hostname)])).toEqual([['acme', ['web', 'db']], ['ops', ['web-nic1']]]);
-  expect(state.networks[0]!.ports[0]).toEqual({ name: a.nics[0]!.tap, kind: 'tap', mac: a.nics[0]!.mac, ip: '10.10.0.2', hostname: 'web', qos: { egressKbps: 100 } });
+  expect(state.networks.map((n) => [n.network.tenant, n.ports.map((p) => p.hostname)])).toEqual([
+    ['acme', ['web', 'db']],
+    ['ops', ['web-nic1']],
+  ]);
+  expect(state.networks[0]!.ports[0]).toEqual({
+    name: a.nics[0]!.tap,
+    kind: 'tap',
+    mac: a.nics[0]!.mac,
+    ip: '10.10.0.2',
+    hostname: 'web',
+    qos: { egressKbps: 100 },
+  });
 });
 
 test('seed files: user-data as given (or an empty cloud-config), meta-data as YAML', () => {
-  const v = validateVm({ name: 'ci', boot: { image: '/i.qcow2' }, cloudInit: { metaData: { zone: 'a: b' } }, nics: [{ network: acme }] });
+  const v = validateVm({
+    name: 'ci',
+    boot: { image: '/i.qcow2' },
+    cloudInit: { metaData: { zone: 'a: b' } },
+    nics: [{ network: acme }],
+  });
   const files = seedFiles(v);
   expect(files['user-data']).toBe('#cloud-config\n{}\n');
   expect(files['meta-data']).toBe(`instance-id: ${v.uuid}\nlocal-hostname: ci\nzone: "a: b"\n`);
@@ -98,12 +170,16 @@ describe('state lock', () => {
   test('holders never overlap', async () => {
     let inside = 0;
     let most = 0;
-    await Promise.all(Array.from({ length: 8 }, () => withStateLock(dir, async () => {
-      inside++;
-      most = Math.max(most, inside);
-      await new Promise((r) => setImmediate(r));
-      inside--;
-    })));
+    await Promise.all(
+      Array.from({ length: 8 }, () =>
+        withStateLock(dir, async () => {
+          inside++;
+          most = Math.max(most, inside);
+          await new Promise((r) => setImmediate(r));
+          inside--;
+        }),
+      ),
+    );
     expect(most).toBe(1);
   });
 
@@ -137,8 +213,14 @@ describe('records', () => {
     writeRecord(dir, record(a));
     expect(readRecords(dir)).toEqual([{ ...record(a), version: 1 }]);
     mkdirSync(join(dir, 'vms', 'old'), { recursive: true });
-    writeFileSync(join(dir, 'vms', 'old', 'vm.json'), JSON.stringify({ ...record(allocate(vm('old', [{ network: acme }]), [record(a)])) }));
-    expect(readRecords(dir).map((r) => [r.vm.name, r.version])).toEqual([['a', 1], ['old', 1]]);
+    writeFileSync(
+      join(dir, 'vms', 'old', 'vm.json'),
+      JSON.stringify({ ...record(allocate(vm('old', [{ network: acme }]), [record(a)])) }),
+    );
+    expect(readRecords(dir).map((r) => [r.vm.name, r.version])).toEqual([
+      ['a', 1],
+      ['old', 1],
+    ]);
     writeFileSync(join(dir, 'vms', 'old', 'vm.json'), JSON.stringify({ ...record(a), version: 99 }));
     expect(() => readRecords(dir)).toThrow(/written by a newer virtwire \(record version 99/);
   });

@@ -3,7 +3,13 @@
 import { validateNetwork, tapName } from '../../lib/spec/index.js';
 import { chooseFirewall } from '../../lib/host/firewall.js';
 import { hashOf, parseTable, renderRuleset, nftablesBackend } from '../../lib/host/firewall-nft.js';
-import { desiredTables, parseSave, transition, iptablesBackend, type TableSeen } from '../../lib/host/firewall-iptables.js';
+import {
+  desiredTables,
+  parseSave,
+  transition,
+  iptablesBackend,
+  type TableSeen,
+} from '../../lib/host/firewall-iptables.js';
 import type { CommandRunner } from '../../lib/host/command-runner.js';
 import type { HostCapabilities, HostState } from '../../types/host.js';
 
@@ -11,11 +17,14 @@ const acme = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24' });
 const globex = validateNetwork({ tenant: 'globex', cidr: '10.20.0.0/24', nat: false });
 const web = tapName('web', 0);
 const db = tapName('db', 0);
-const state: HostState = { networks: [
-  { network: acme, ports: [{ name: web, kind: 'tap', mac: '52:54:00:00:00:01', ip: '10.10.0.11' }] },
-  { network: globex, ports: [{ name: db, kind: 'tap', mac: '52:54:00:00:00:02' }] },
-] };
-const caps = (over: Partial<HostCapabilities>) => ({ nftables: true, nftBridge: true, iptables: true, ebtables: true, ...over }) as HostCapabilities;
+const state: HostState = {
+  networks: [
+    { network: acme, ports: [{ name: web, kind: 'tap', mac: '52:54:00:00:00:01', ip: '10.10.0.11' }] },
+    { network: globex, ports: [{ name: db, kind: 'tap', mac: '52:54:00:00:00:02' }] },
+  ],
+};
+const caps = (over: Partial<HostCapabilities>) =>
+  ({ nftables: true, nftBridge: true, iptables: true, ebtables: true, ...over }) as HostCapabilities;
 
 describe('choosing a backend', () => {
   test('nftables where it is whole, else iptables + ebtables, else a clear refusal', () => {
@@ -23,7 +32,9 @@ describe('choosing a backend', () => {
     expect(chooseFirewall(caps({ nftBridge: false })).kind).toBe('iptables');
     expect(chooseFirewall(caps({ nftables: false })).kind).toBe('iptables');
     expect(chooseFirewall(caps({}), 'iptables').kind).toBe('iptables');
-    expect(() => chooseFirewall(caps({ nftables: false, ebtables: false }))).toThrow(/host lacks nftables .* and iptables with ebtables; tenant firewall rules cannot be created/);
+    expect(() => chooseFirewall(caps({ nftables: false, ebtables: false }))).toThrow(
+      /host lacks nftables .* and iptables with ebtables; tenant firewall rules cannot be created/,
+    );
   });
 });
 
@@ -32,17 +43,31 @@ describe('iptables backend', () => {
   const rules = (t: typeof filter, role: string) => t!.chains.find((c) => c.name.startsWith(`VW${role}-`))!.rules;
 
   test('the same policy as the nft tables, in chains named for their role and hash', () => {
-    expect(filter!.chains.map((c) => [c.name.slice(0, 4), c.from])).toEqual([['VWX-', undefined], ['VWF-', 'FORWARD'], ['VWI-', 'INPUT']]);
+    expect(filter!.chains.map((c) => [c.name.slice(0, 4), c.from])).toEqual([
+      ['VWX-', undefined],
+      ['VWF-', 'FORWARD'],
+      ['VWI-', 'INPUT'],
+    ]);
     const x = filter!.chains[0]!.name;
     expect(rules(filter, 'F')).toEqual([
-      `-i ${acme.bridge} -o ${acme.bridge} -j ACCEPT`, `-i ${acme.bridge} -j ${x}`,
-      `-i ${acme.bridge} -s 10.10.0.0/24 -j ACCEPT`, `-o ${acme.bridge} -d 10.10.0.0/24 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
-      `-i ${acme.bridge} -j DROP`, `-o ${acme.bridge} -j DROP`,
-      `-i ${globex.bridge} -o ${globex.bridge} -j ACCEPT`, `-i ${globex.bridge} -j ${x}`, `-i ${globex.bridge} -j DROP`, `-o ${globex.bridge} -j DROP`,
+      `-i ${acme.bridge} -o ${acme.bridge} -j ACCEPT`,
+      `-i ${acme.bridge} -j ${x}`,
+      `-i ${acme.bridge} -s 10.10.0.0/24 -j ACCEPT`,
+      `-o ${acme.bridge} -d 10.10.0.0/24 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+      `-i ${acme.bridge} -j DROP`,
+      `-o ${acme.bridge} -j DROP`,
+      `-i ${globex.bridge} -o ${globex.bridge} -j ACCEPT`,
+      `-i ${globex.bridge} -j ${x}`,
+      `-i ${globex.bridge} -j DROP`,
+      `-o ${globex.bridge} -j DROP`,
     ]);
     // isolation grows with the tenants, not with their pairs
     expect(rules(filter, 'X')).toEqual([`-o ${acme.bridge} -j DROP`, `-o ${globex.bridge} -j DROP`]);
-    expect(rules(nat, 'N')).toEqual(['-s 10.10.0.0/24 -d 224.0.0.0/24 -j RETURN', '-s 10.10.0.0/24 -d 255.255.255.255/32 -j RETURN', `-s 10.10.0.0/24 ! -d 10.10.0.0/24 ! -o ${acme.bridge} -j MASQUERADE`]);
+    expect(rules(nat, 'N')).toEqual([
+      '-s 10.10.0.0/24 -d 224.0.0.0/24 -j RETURN',
+      '-s 10.10.0.0/24 -d 255.255.255.255/32 -j RETURN',
+      `-s 10.10.0.0/24 ! -d 10.10.0.0/24 ! -o ${acme.bridge} -j MASQUERADE`,
+    ]);
     expect(rules(eb, 'S')).toContain(`-i ${web} -p IPv4 --ip-src ! 10.10.0.11 -j DROP`);
     expect(rules(eb, 'S')).toContain(`-i ${db} -s ! 52:54:00:00:00:02 -j DROP`);
     expect(rules(eb, 'S').filter((r) => r.includes(db) && r.includes('--ip-src'))).toEqual([]); // no address: no IP rule
@@ -53,12 +78,32 @@ describe('iptables backend', () => {
     expect(nat2!.chains[0]!.name).toBe(nat!.chains[0]!.name);
   });
 
-  test('a segment uplink: DHCP and the gateway\'s ARP stopped at it, both ways', () => {
-    const seg = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24', segment: { type: 'vlan', id: 100, uplink: 'eth1' } });
+  test("a segment uplink: DHCP and the gateway's ARP stopped at it, both ways", () => {
+    const seg = validateNetwork({
+      tenant: 'acme',
+      cidr: '10.10.0.0/24',
+      segment: { type: 'vlan', id: 100, uplink: 'eth1' },
+    });
     const [, , ebt] = desiredTables({ networks: [{ network: seg, ports: [] }] });
     expect(ebt!.chains.map((c) => [c.name.slice(0, 4), c.from, c.rules])).toEqual([
-      ['VWS-', 'PREROUTING', ['-i eth1.100 -p IPv4 --ip-proto udp --ip-dport 67:68 -j DROP', '-i eth1.100 -p ARP --arp-ip-dst 10.10.0.1 -j DROP', '-i eth1.100 -p ARP --arp-ip-src 10.10.0.1 -j DROP']],
-      ['VWP-', 'POSTROUTING', ['-o eth1.100 -p IPv4 --ip-proto udp --ip-dport 67:68 -j DROP', '-o eth1.100 -p ARP --arp-ip-dst 10.10.0.1 -j DROP', '-o eth1.100 -p ARP --arp-ip-src 10.10.0.1 -j DROP']],
+      [
+        'VWS-',
+        'PREROUTING',
+        [
+          '-i eth1.100 -p IPv4 --ip-proto udp --ip-dport 67:68 -j DROP',
+          '-i eth1.100 -p ARP --arp-ip-dst 10.10.0.1 -j DROP',
+          '-i eth1.100 -p ARP --arp-ip-src 10.10.0.1 -j DROP',
+        ],
+      ],
+      [
+        'VWP-',
+        'POSTROUTING',
+        [
+          '-o eth1.100 -p IPv4 --ip-proto udp --ip-dport 67:68 -j DROP',
+          '-o eth1.100 -p ARP --arp-ip-dst 10.10.0.1 -j DROP',
+          '-o eth1.100 -p ARP --arp-ip-src 10.10.0.1 -j DROP',
+        ],
+      ],
     ]);
   });
 
@@ -79,9 +124,16 @@ describe('iptables backend', () => {
     seen.chains.set(f, []);
     seen.jumps.push({ from: 'FORWARD', to: f });
     const script = transition(filter!, seen);
-    expect(script).toBe([
-      '*filter', `:${f} - [0:0]`, ...rules(filter, 'F').map((r) => `-A ${f} ${r}`), `-D FORWARD -j ${f}`, 'COMMIT', '',
-    ].join('\n'));
+    expect(script).toBe(
+      [
+        '*filter',
+        `:${f} - [0:0]`,
+        ...rules(filter, 'F').map((r) => `-A ${f} ${r}`),
+        `-D FORWARD -j ${f}`,
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
   });
 
   test('a changed state swaps in new chains and removes the old ones and their jumps', () => {
@@ -94,11 +146,21 @@ describe('iptables backend', () => {
     expect(script.indexOf(`-X ${old.chains[0]!.name}`)).toBeGreaterThan(script.indexOf(`-F ${oldF}`));
   });
 
-  test('parseSave: only virtwire\'s chains and jumps', () => {
-    const seen = parseSave([
-      '*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':DOCKER - [0:0]', ':VWF-0123456789ab - [0:0]',
-      '-A FORWARD -j DOCKER', '-A FORWARD -j VWF-0123456789ab', '-A VWF-0123456789ab -i vwb1 -j DROP', '-A DOCKER -j RETURN', 'COMMIT',
-    ].join('\n'));
+  test("parseSave: only virtwire's chains and jumps", () => {
+    const seen = parseSave(
+      [
+        '*filter',
+        ':INPUT ACCEPT [0:0]',
+        ':FORWARD ACCEPT [0:0]',
+        ':DOCKER - [0:0]',
+        ':VWF-0123456789ab - [0:0]',
+        '-A FORWARD -j DOCKER',
+        '-A FORWARD -j VWF-0123456789ab',
+        '-A VWF-0123456789ab -i vwb1 -j DROP',
+        '-A DOCKER -j RETURN',
+        'COMMIT',
+      ].join('\n'),
+    );
     expect([...seen.chains]).toEqual([['VWF-0123456789ab', ['-i vwb1 -j DROP']]]);
     expect(seen.jumps).toEqual([{ from: 'FORWARD', to: 'VWF-0123456789ab', position: 2 }]);
   });
@@ -123,16 +185,29 @@ describe('iptables backend', () => {
 describe('nftables backend', () => {
   test('observed set elements are compared with the wanted ones', async () => {
     const r = renderRuleset(state);
-    const listing = (drop?: string) => JSON.stringify({ nftables: [
-      { set: { name: 'applied', comment: `virtwire:${hashOf(r.bridge)}` } },
-      ...Object.entries(r.sets.bridge).map(([name, elems]) => ({ set: { name, elem: elems.filter((e) => e !== drop).map((e) => (e.includes(' . ') ? { concat: e.split(' . ') } : e)) } })),
-      ...Array.from({ length: r.rules.bridge }, () => ({ rule: {} })),
-    ] });
+    const listing = (drop?: string) =>
+      JSON.stringify({
+        nftables: [
+          { set: { name: 'applied', comment: `virtwire:${hashOf(r.bridge)}` } },
+          ...Object.entries(r.sets.bridge).map(([name, elems]) => ({
+            set: {
+              name,
+              elem: elems.filter((e) => e !== drop).map((e) => (e.includes(' . ') ? { concat: e.split(' . ') } : e)),
+            },
+          })),
+          ...Array.from({ length: r.rules.bridge }, () => ({ rule: {} })),
+        ],
+      });
     expect(parseTable(listing()).sets.port_macs).toEqual([`${web} . 52:54:00:00:00:01`, `${db} . 52:54:00:00:00:02`]);
     const runner = (json: string): CommandRunner => ({
-      run: async (argv) => ({ exitCode: 0, stdout: argv.includes('bridge') ? json : JSON.stringify({ nftables: [] }), stderr: '' }),
+      run: async (argv) => ({
+        exitCode: 0,
+        stdout: argv.includes('bridge') ? json : JSON.stringify({ nftables: [] }),
+        stderr: '',
+      }),
     });
-    const bridgeCommands = async (json: string) => (await nftablesBackend.plan(runner(json), state)).commands.filter((c) => c.input.includes('table bridge'));
+    const bridgeCommands = async (json: string) =>
+      (await nftablesBackend.plan(runner(json), state)).commands.filter((c) => c.input.includes('table bridge'));
     expect(await bridgeCommands(listing())).toEqual([]);
     expect(await bridgeCommands(listing(`${db} . 52:54:00:00:00:02`))).toHaveLength(1);
   });
@@ -151,10 +226,19 @@ function seenFrom(t: ReturnType<typeof desiredTables>[number]): TableSeen {
 }
 
 /** One table as the kernel holds it: rules per chain (built-ins included), in order. */
-interface Model { rules: Map<string, string[]>; policies: Map<string, string> }
+interface Model {
+  rules: Map<string, string[]>;
+  policies: Map<string, string>;
+}
 
 function modelOf(seen: TableSeen): Model {
-  const rules = new Map<string, string[]>([['FORWARD', []], ['INPUT', []], ['POSTROUTING', []], ['PREROUTING', []], ...[...seen.chains].map(([n, r]) => [n, [...r]] as [string, string[]])]);
+  const rules = new Map<string, string[]>([
+    ['FORWARD', []],
+    ['INPUT', []],
+    ['POSTROUTING', []],
+    ['PREROUTING', []],
+    ...[...seen.chains].map(([n, r]) => [n, [...r]] as [string, string[]]),
+  ]);
   for (const j of seen.jumps) rules.get(j.from)!.push(`-j ${j.to}`);
   return { rules, policies: new Map(seen.policies) };
 }
@@ -178,7 +262,11 @@ function modelRunner(tables: Map<string, Model>): CommandRunner {
       const t = table(argv[0]!, lines[0]!.slice(1));
       for (const line of lines.slice(1, -1)) {
         const decl = /^:(\S+) (\S+)/.exec(line);
-        if (decl) { t.rules.set(decl[1]!, []); t.policies.set(decl[1]!, decl[2]!); continue; }
+        if (decl) {
+          t.rules.set(decl[1]!, []);
+          t.policies.set(decl[1]!, decl[2]!);
+          continue;
+        }
         const [op, chain, ...rest] = line.split(' ');
         const rs = t.rules.get(chain!);
         if (!rs) throw new Error(`no chain ${chain} for: ${line}`);
@@ -190,7 +278,8 @@ function modelRunner(tables: Map<string, Model>): CommandRunner {
           rs.splice(i, 1);
         } else if (op === '-F') rs.length = 0;
         else if (op === '-X') {
-          if (rs.length || [...t.rules.values()].some((x) => x.includes(`-j ${chain}`))) throw new Error(`chain in use: ${line}`);
+          if (rs.length || [...t.rules.values()].some((x) => x.includes(`-j ${chain}`)))
+            throw new Error(`chain in use: ${line}`);
           t.rules.delete(chain!);
           t.policies.delete(chain!);
         } else throw new Error(`unmodelled: ${line}`);

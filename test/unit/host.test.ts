@@ -1,7 +1,17 @@
 // lib/host without a kernel: what would be run, rendered and refused.
 import { validateNetwork, tapName } from '../../lib/spec/index.js';
 import {
-  HostPlane, batchLine, desiredLinks, planLinks, segmentMtus, renderDnsmasqConfig, renderHostsFile, dnsmasqPaths, parseLeases, renderRuleset, validateHostState,
+  HostPlane,
+  batchLine,
+  desiredLinks,
+  planLinks,
+  segmentMtus,
+  renderDnsmasqConfig,
+  renderHostsFile,
+  dnsmasqPaths,
+  parseLeases,
+  renderRuleset,
+  validateHostState,
 } from '../../lib/host/index.js';
 import { renderTemplate } from '../../lib/host/template.js';
 import { HostUnsupportedError, SpecError } from '../../lib/errors/index.js';
@@ -10,26 +20,66 @@ import type { ObservedLink } from '../../lib/host/links.js';
 import { RecordingRunner } from '../helpers/recording-runner.js';
 
 const acme = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24' });
-const globex = validateNetwork({ tenant: 'globex', cidr: '10.20.0.0/24', nat: false, segment: { type: 'vxlan', vni: 7, uplink: 'eth1', remotes: ['192.0.2.2'] } });
-const acmeNet: HostNetwork = { network: acme, ports: [{ name: tapName('web', 0), kind: 'tap', mac: '52:54:00:00:00:01', ip: '10.10.0.11', hostname: 'web' }] };
-const globexNet: HostNetwork = { network: globex, ports: [{ name: tapName('db', 0), kind: 'tap', mac: '52:54:00:00:00:02', ip: '10.20.0.11', qos: { egressKbps: 1000 } }] };
+const globex = validateNetwork({
+  tenant: 'globex',
+  cidr: '10.20.0.0/24',
+  nat: false,
+  segment: { type: 'vxlan', vni: 7, uplink: 'eth1', remotes: ['192.0.2.2'] },
+});
+const acmeNet: HostNetwork = {
+  network: acme,
+  ports: [{ name: tapName('web', 0), kind: 'tap', mac: '52:54:00:00:00:01', ip: '10.10.0.11', hostname: 'web' }],
+};
+const globexNet: HostNetwork = {
+  network: globex,
+  ports: [
+    { name: tapName('db', 0), kind: 'tap', mac: '52:54:00:00:00:02', ip: '10.20.0.11', qos: { egressKbps: 1000 } },
+  ],
+};
 const state: HostState = { networks: [acmeNet, globexNet] };
 
 const allCaps: HostCapabilities = {
-  bridge: true, tap: true, veth: true, vlan: true, vxlan: true, ifb: true, nftables: true, nftBridge: true, iptables: true, ebtables: true,
-  qdiscs: { htb: true, tbf: true, sfq: false, fq_codel: false, ingress: true }, actions: { police: false, mirred: true }, dnsmasq: true,
+  bridge: true,
+  tap: true,
+  veth: true,
+  vlan: true,
+  vxlan: true,
+  ifb: true,
+  nftables: true,
+  nftBridge: true,
+  iptables: true,
+  ebtables: true,
+  qdiscs: { htb: true, tbf: true, sfq: false, fq_codel: false, ingress: true },
+  actions: { police: false, mirred: true },
+  dnsmasq: true,
 };
 
 describe('links', () => {
   const observedFrom = (plan: ReturnType<typeof desiredLinks>): Map<string, ObservedLink> =>
-    new Map(plan.map((d) => [d.name, { name: d.name, kind: d.kind, identity: d.identity, master: d.master, up: true, mtu: d.mtu ?? 1500, addresses: d.addresses, peers: d.peers }]));
+    new Map(
+      plan.map((d) => [
+        d.name,
+        {
+          name: d.name,
+          kind: d.kind,
+          identity: d.identity,
+          master: d.master,
+          up: true,
+          mtu: d.mtu ?? 1500,
+          addresses: d.addresses,
+          peers: d.peers,
+        },
+      ]),
+    );
 
   test('from nothing: one batch creates bridges, uplinks, ifbs and taps in order', () => {
     const plan = planLinks(desiredLinks(state), new Map());
     expect(plan.ip).toContain(`link add ${acme.bridge} type bridge forward_delay 0 stp_state 0`);
     expect(plan.ip).toContain(`tuntap add dev ${tapName('web', 0)} mode tap`);
     expect(plan.ip).toContain(`addr add 10.10.0.1/24 dev ${acme.bridge}`);
-    expect(plan.ip.findIndex((l) => l.includes(`link add ${acme.bridge}`))).toBeLessThan(plan.ip.findIndex((l) => l.includes(`master ${acme.bridge}`)));
+    expect(plan.ip.findIndex((l) => l.includes(`link add ${acme.bridge}`))).toBeLessThan(
+      plan.ip.findIndex((l) => l.includes(`master ${acme.bridge}`)),
+    );
     expect(plan.ip.some((l) => /^link add vwx\S+ type vxlan id 7 dstport 4789 dev eth1$/.test(l))).toBe(true);
     expect(plan.bridge).toEqual([expect.stringMatching(/^fdb append 00:00:00:00:00:00 dev vwx\S+ dst 192\.0\.2\.2$/)]);
     expect(plan.creates).toHaveLength(6); // 2 bridges, vxlan, ifb, 2 taps
@@ -43,21 +93,41 @@ describe('links', () => {
   test('owned leftovers are deleted, foreign devices never touched, changed uplinks re-created', () => {
     const desired = desiredLinks(state);
     const observed = observedFrom(desired);
-    observed.set('vwtold-abcdef', { name: 'vwtold-abcdef', kind: 'tap', identity: 'tap', up: true, mtu: 1500, addresses: [], peers: [] });
-    observed.set('eth0', { name: 'eth0', kind: 'unknown', identity: 'unknown', up: true, mtu: 1500, addresses: ['172.16.0.2/24'], peers: [] });
+    observed.set('vwtold-abcdef', {
+      name: 'vwtold-abcdef',
+      kind: 'tap',
+      identity: 'tap',
+      up: true,
+      mtu: 1500,
+      addresses: [],
+      peers: [],
+    });
+    observed.set('eth0', {
+      name: 'eth0',
+      kind: 'unknown',
+      identity: 'unknown',
+      up: true,
+      mtu: 1500,
+      addresses: ['172.16.0.2/24'],
+      peers: [],
+    });
     const vx = desired.find((d) => d.kind === 'vxlan')!;
     observed.set(vx.name, { ...observed.get(vx.name)!, identity: 'vxlan:8::' });
     const plan = planLinks(desired, observed);
     // several deletions go as one device group (one kernel unregister for all)
-    expect(plan.ip.slice(0, 2).sort()).toEqual([`link set dev ${vx.name} group 191`, 'link set dev vwtold-abcdef group 191'].sort());
+    expect(plan.ip.slice(0, 2).sort()).toEqual(
+      [`link set dev ${vx.name} group 191`, 'link set dev vwtold-abcdef group 191'].sort(),
+    );
     expect(plan.ip[2]).toBe('link del group 191');
     expect(plan.ip.some((l) => l.startsWith(`link add ${vx.name} type vxlan`))).toBe(true);
     expect(plan.ip.join('\n')).not.toContain('eth0');
     // the same, typed: what a caller classifies without reading batch lines
-    expect(plan.changes).toEqual(expect.arrayContaining([
-      { kind: 'link', action: 'delete', device: 'vwtold-abcdef', linkKind: 'tap' },
-      { kind: 'link', action: 'recreate', device: vx.name, linkKind: 'vxlan', tenant: 'globex' },
-    ]));
+    expect(plan.changes).toEqual(
+      expect.arrayContaining([
+        { kind: 'link', action: 'delete', device: 'vwtold-abcdef', linkKind: 'tap' },
+        { kind: 'link', action: 'recreate', device: vx.name, linkKind: 'vxlan', tenant: 'globex' },
+      ]),
+    );
     expect(plan.changes).toHaveLength(2);
     // unless a device virtwire is not deleting is in that group: then one by one
     observed.set('eth0', { ...observed.get('eth0')!, group: 191 });
@@ -68,23 +138,40 @@ describe('links', () => {
   });
 
   describe('segment MTU from the uplink', () => {
-    const vlanNet = validateNetwork({ tenant: 'ops', cidr: '10.30.0.0/24', segment: { type: 'vlan', id: 30, uplink: 'eth1' } });
+    const vlanNet = validateNetwork({
+      tenant: 'ops',
+      cidr: '10.30.0.0/24',
+      segment: { type: 'vlan', id: 30, uplink: 'eth1' },
+    });
     const withUplink = (mtu: number): Map<string, ObservedLink> =>
-      new Map([['eth1', { name: 'eth1', kind: 'unknown', identity: 'unknown', up: true, mtu, addresses: [], peers: [] }]]);
+      new Map([
+        ['eth1', { name: 'eth1', kind: 'unknown', identity: 'unknown', up: true, mtu, addresses: [], peers: [] }],
+      ]);
 
     test('VXLAN = uplink − 50, VLAN = the uplink; bridge, uplink and ports all get it', () => {
       const mtus = segmentMtus({ networks: [globexNet, { network: vlanNet, ports: [] }, acmeNet] }, withUplink(1400));
-      expect([...mtus]).toEqual([['globex', 1350], ['ops', 1400]]);
+      expect([...mtus]).toEqual([
+        ['globex', 1350],
+        ['ops', 1400],
+      ]);
       const links = desiredLinks(state, mtus);
-      const globexLinks = links.filter((l) => l.name === globex.bridge || l.kind === 'vxlan' || l.name === tapName('db', 0));
+      const globexLinks = links.filter(
+        (l) => l.name === globex.bridge || l.kind === 'vxlan' || l.name === tapName('db', 0),
+      );
       expect(globexLinks.map((l) => l.mtu)).toEqual([1350, 1350, 1350]);
       expect(links.find((l) => l.name === acme.bridge)!.mtu).toBeUndefined(); // no segment: left alone
     });
 
     test('an uplink too small for the segment, or missing, is refused naming it, its MTU and the need', () => {
-      expect(() => segmentMtus(state, withUplink(1320))).toThrow(new HostUnsupportedError('uplink-mtu',
-        "uplink eth1 has MTU 1320; tenant globex's VXLAN segment needs at least 1330 (1280 for the guests + 50 for VXLAN over IPv4)"));
-      expect(() => segmentMtus(state, new Map())).toThrow(/uplink eth1 of tenant globex's VXLAN segment does not exist on this host/);
+      expect(() => segmentMtus(state, withUplink(1320))).toThrow(
+        new HostUnsupportedError(
+          'uplink-mtu',
+          "uplink eth1 has MTU 1320; tenant globex's VXLAN segment needs at least 1330 (1280 for the guests + 50 for VXLAN over IPv4)",
+        ),
+      );
+      expect(() => segmentMtus(state, new Map())).toThrow(
+        /uplink eth1 of tenant globex's VXLAN segment does not exist on this host/,
+      );
       expect(segmentMtus(state, withUplink(1330)).get('globex')).toBe(1280);
     });
 
@@ -104,7 +191,14 @@ describe('links', () => {
     observed.set(tapName('db', 0), { ...observed.get(tapName('db', 0))!, master: undefined, up: false });
     expect(planLinks(desired, observed).changes).toEqual([
       { kind: 'link', action: 'create', device: tapName('web', 0), linkKind: 'tap', tenant: 'acme' },
-      { kind: 'link', action: 'configure', device: tapName('db', 0), linkKind: 'tap', tenant: 'globex', settings: ['master', 'up'] },
+      {
+        kind: 'link',
+        action: 'configure',
+        device: tapName('db', 0),
+        linkKind: 'tap',
+        tenant: 'globex',
+        settings: ['master', 'up'],
+      },
     ]);
   });
 
@@ -121,19 +215,21 @@ describe('dnsmasq configuration', () => {
 
   test('a NAT network: bound to its bridge, its range, router and DNS on the gateway', () => {
     const conf = renderDnsmasqConfig(acme, paths);
-    expect(conf.split('\n')).toEqual(expect.arrayContaining([
-      `interface=${acme.bridge}`,
-      'except-interface=lo',
-      'bind-dynamic',
-      'no-resolv',
-      'domain=acme.virtwire',
-      'dhcp-range=10.10.0.2,10.10.0.254,255.255.255.0,1h',
-      'dhcp-option=option:router,10.10.0.1',
-      'dhcp-option=option:dns-server,10.10.0.1',
-      'dhcp-hostsfile=/var/lib/virtwire/dnsmasq/acme/hosts',
-      'dhcp-leasefile=/var/lib/virtwire/dnsmasq/acme/leases',
-      'pid-file=/var/lib/virtwire/dnsmasq/acme/dnsmasq.pid',
-    ]));
+    expect(conf.split('\n')).toEqual(
+      expect.arrayContaining([
+        `interface=${acme.bridge}`,
+        'except-interface=lo',
+        'bind-dynamic',
+        'no-resolv',
+        'domain=acme.virtwire',
+        'dhcp-range=10.10.0.2,10.10.0.254,255.255.255.0,1h',
+        'dhcp-option=option:router,10.10.0.1',
+        'dhcp-option=option:dns-server,10.10.0.1',
+        'dhcp-hostsfile=/var/lib/virtwire/dnsmasq/acme/hosts',
+        'dhcp-leasefile=/var/lib/virtwire/dnsmasq/acme/leases',
+        'pid-file=/var/lib/virtwire/dnsmasq/acme/dnsmasq.pid',
+      ]),
+    );
     expect(conf).not.toContain('option:mtu');
     expect(conf).not.toMatch(/\{\{/);
   });
@@ -150,16 +246,21 @@ describe('dnsmasq configuration', () => {
   });
 
   test('hostsfile: sorted mac,ip,name lines for ports with addresses', () => {
-    const net: HostNetwork = { network: acme, ports: [
-      { name: 'vwtb-000001', kind: 'tap', mac: '52:54:00:00:00:09', ip: '10.10.0.19' },
-      { name: 'vwta-000002', kind: 'tap', mac: '52:54:00:00:00:01', ip: '10.10.0.11', hostname: 'web' },
-      { name: 'vwtc-000003', kind: 'tap', mac: '52:54:00:00:00:05' },
-    ] };
+    const net: HostNetwork = {
+      network: acme,
+      ports: [
+        { name: 'vwtb-000001', kind: 'tap', mac: '52:54:00:00:00:09', ip: '10.10.0.19' },
+        { name: 'vwta-000002', kind: 'tap', mac: '52:54:00:00:00:01', ip: '10.10.0.11', hostname: 'web' },
+        { name: 'vwtc-000003', kind: 'tap', mac: '52:54:00:00:00:05' },
+      ],
+    };
     expect(renderHostsFile(net)).toBe('52:54:00:00:00:01,10.10.0.11,web\n52:54:00:00:00:09,10.10.0.19\n');
   });
 
   test('lease file parsing', () => {
-    const leases = parseLeases('1764100000 52:54:00:AA:00:01 10.10.0.11 web *\n\ngarbage\n1764100001 52:54:00:00:00:02 10.10.0.12 * 01:52:54:00:00:00:02\n');
+    const leases = parseLeases(
+      '1764100000 52:54:00:AA:00:01 10.10.0.11 web *\n\ngarbage\n1764100001 52:54:00:00:00:02 10.10.0.12 * 01:52:54:00:00:00:02\n',
+    );
     expect(leases).toEqual([
       { expiry: 1764100000, mac: '52:54:00:aa:00:01', ip: '10.10.0.11', hostname: 'web' },
       { expiry: 1764100001, mac: '52:54:00:00:00:02', ip: '10.10.0.12' },
@@ -183,7 +284,9 @@ describe('firewall ruleset', () => {
     expect(bridge).toContain('iifname @ports iifname . ether saddr != @port_macs drop');
     expect(bridge).toContain('iifname @ip_ports iifname . ip saddr != @port_ips drop');
     // globex's VXLAN uplink: DHCP and its gateway's ARP do not cross it, either way
-    expect(bridge).toMatch(/set uplink_gws \{\n\s+type ifname \. ipv4_addr\n\s+elements = \{ "vwx\S+" \. 10\.20\.0\.1 \}/);
+    expect(bridge).toMatch(
+      /set uplink_gws \{\n\s+type ifname \. ipv4_addr\n\s+elements = \{ "vwx\S+" \. 10\.20\.0\.1 \}/,
+    );
     expect(bridge).toContain('iifname @uplinks udp dport { 67, 68 } drop');
     expect(bridge).toMatch(/chain postrouting \{[\s\S]*oifname \. arp saddr ip @uplink_gws drop/);
     // the rule count does not grow with the ports or the uplinks: six rules each
@@ -191,7 +294,12 @@ describe('firewall ruleset', () => {
   });
 
   test('no networks: no tables at all', () => {
-    expect(renderRuleset({ networks: [] })).toEqual({ inet: '', bridge: '', rules: { inet: 0, bridge: 0 }, sets: { inet: {}, bridge: {} } });
+    expect(renderRuleset({ networks: [] })).toEqual({
+      inet: '',
+      bridge: '',
+      rules: { inet: 0, bridge: 0 },
+      sets: { inet: {}, bridge: {} },
+    });
   });
 });
 
@@ -199,7 +307,9 @@ describe('HostPlane refuses before running anything', () => {
   test('bad state: every problem, no command run', async () => {
     const runner = new RecordingRunner();
     const plane = new HostPlane({ runner, capabilities: allCaps });
-    const bad: HostState = { networks: [acmeNet, { ...acmeNet, ports: [{ ...acmeNet.ports[0]!, mac: 'nope', kind: 'veth' }] }] };
+    const bad: HostState = {
+      networks: [acmeNet, { ...acmeNet, ports: [{ ...acmeNet.ports[0]!, mac: 'nope', kind: 'veth' }] }],
+    };
     const err = await plane.apply(bad).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SpecError);
     expect((err as SpecError).problems.map((p) => p.path)).toEqual([
@@ -215,10 +325,16 @@ describe('HostPlane refuses before running anything', () => {
   test('a VLAN segment on a kernel without 802.1Q: HostUnsupportedError, no command run', async () => {
     const runner = new RecordingRunner();
     const plane = new HostPlane({ runner, capabilities: { ...allCaps, vlan: false } });
-    const vlan = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24', segment: { type: 'vlan', id: 10, uplink: 'eth0' } });
+    const vlan = validateNetwork({
+      tenant: 'acme',
+      cidr: '10.10.0.0/24',
+      segment: { type: 'vlan', id: 10, uplink: 'eth0' },
+    });
     const err = await plane.apply({ networks: [{ network: vlan, ports: [] }] }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HostUnsupportedError);
-    expect((err as Error).message).toBe('kernel lacks 802.1Q (CONFIG_VLAN_8021Q); VLAN segment for tenant acme cannot be created');
+    expect((err as Error).message).toBe(
+      'kernel lacks 802.1Q (CONFIG_VLAN_8021Q); VLAN segment for tenant acme cannot be created',
+    );
     expect(runner.calls).toEqual([]);
   });
 
@@ -244,7 +360,9 @@ describe('HostPlane refuses before running anything', () => {
 
   test('two tenants with DHCP on one gateway address: refused, it cannot be served twice', () => {
     const twin = validateNetwork({ tenant: 'twin', cidr: '10.10.0.0/24' });
-    expect(() => validateHostState({ networks: [acmeNet, { network: twin, ports: [] }] })).toThrow(/networks\[1\]\.dhcp: gateway 10\.10\.0\.1 is also tenant acme's/);
+    expect(() => validateHostState({ networks: [acmeNet, { network: twin, ports: [] }] })).toThrow(
+      /networks\[1\]\.dhcp: gateway 10\.10\.0\.1 is also tenant acme's/,
+    );
     expect(() => validateHostState({ networks: [acmeNet, { network: twin, ports: [], dhcp: false }] })).not.toThrow();
   });
 
@@ -268,34 +386,58 @@ describe('SSH runner', () => {
 describe('batch failures name their line', () => {
   test('ip/tc/bridge "Command failed -:N" and nft "/dev/stdin:N:" map to the input line and its device', async () => {
     const { failedBatchLine } = await import('../../lib/host/command-runner.js');
-    const input = 'link add vwxacme-1a2b3c type vxlan id 5 dstport 4789 dev eth0\nlink set dev vwxacme-1a2b3c mtu 1450\n';
-    expect(failedBatchLine('RTNETLINK answers: Invalid argument\nCommand failed -:2\n', input))
-      .toEqual({ number: 2, text: 'link set dev vwxacme-1a2b3c mtu 1450', device: 'vwxacme-1a2b3c' });
+    const input =
+      'link add vwxacme-1a2b3c type vxlan id 5 dstport 4789 dev eth0\nlink set dev vwxacme-1a2b3c mtu 1450\n';
+    expect(failedBatchLine('RTNETLINK answers: Invalid argument\nCommand failed -:2\n', input)).toEqual({
+      number: 2,
+      text: 'link set dev vwxacme-1a2b3c mtu 1450',
+      device: 'vwxacme-1a2b3c',
+    });
     expect(failedBatchLine('Command failed -:1', input)).toMatchObject({ device: 'vwxacme-1a2b3c' });
-    expect(failedBatchLine('/dev/stdin:3:3-5: Error: No symbol type information\n  foo bar\n', 'table inet x {\n chain c {\n  foo bar\n }\n}\n'))
-      .toEqual({ number: 3, text: 'foo bar' });
+    expect(
+      failedBatchLine(
+        '/dev/stdin:3:3-5: Error: No symbol type information\n  foo bar\n',
+        'table inet x {\n chain c {\n  foo bar\n }\n}\n',
+      ),
+    ).toEqual({ number: 3, text: 'foo bar' });
     expect(failedBatchLine('Command failed -:9', input)).toBeUndefined();
     expect(failedBatchLine('Command failed -:1', undefined)).toBeUndefined();
   });
 
   test('the error message carries the line', async () => {
     const { HostCommandError } = await import('../../lib/errors/index.js');
-    const e = new HostCommandError({ argv: ['ip', '-batch', '-'], exitCode: 1, stderr: 'RTNETLINK answers: Invalid argument\nCommand failed -:2', step: 'links: apply',
-      line: { number: 2, text: 'link set dev vwx-1 mtu 1450', device: 'vwx-1' } });
-    expect(e.message).toBe('links: apply: ip -batch - exited 1 at input line 2 "link set dev vwx-1 mtu 1450" (device vwx-1): RTNETLINK answers: Invalid argument\nCommand failed -:2');
+    const e = new HostCommandError({
+      argv: ['ip', '-batch', '-'],
+      exitCode: 1,
+      stderr: 'RTNETLINK answers: Invalid argument\nCommand failed -:2',
+      step: 'links: apply',
+      line: { number: 2, text: 'link set dev vwx-1 mtu 1450', device: 'vwx-1' },
+    });
+    expect(e.message).toBe(
+      'links: apply: ip -batch - exited 1 at input line 2 "link set dev vwx-1 mtu 1450" (device vwx-1): RTNETLINK answers: Invalid argument\nCommand failed -:2',
+    );
   });
 });
 
 describe('KVM: one rule for every host, through its runner and files', () => {
-  const files = (cpu: string, conf?: string, kvm = true) => ({
-    read: async (p: string) => (p === '/proc/cpuinfo' ? `processor\t: 0\nflags\t\t: ${cpu}\n` : p === '/etc/libvirt/qemu.conf' ? conf : undefined),
-    exists: async (p: string) => p === '/dev/kvm' && kvm,
-  }) as unknown as import('../../lib/host/index.js').HostFiles;
+  const files = (cpu: string, conf?: string, kvm = true) =>
+    ({
+      read: async (p: string) =>
+        p === '/proc/cpuinfo'
+          ? `processor\t: 0\nflags\t\t: ${cpu}\n`
+          : p === '/etc/libvirt/qemu.conf'
+            ? conf
+            : undefined,
+      exists: async (p: string) => p === '/dev/kvm' && kvm,
+    }) as unknown as import('../../lib/host/index.js').HostFiles;
 
   test('a PVM /dev/kvm without vmx/svm is not usable, whatever its mode or what libvirt claims', async () => {
     const { kvmVerdict } = await import('../../lib/host/index.js');
     const runner = new RecordingRunner();
-    expect(await kvmVerdict(runner, files('fpu sse2 hypervisor'))).toEqual({ usable: false, reason: 'the CPU has no vmx/svm flag' });
+    expect(await kvmVerdict(runner, files('fpu sse2 hypervisor'))).toEqual({
+      usable: false,
+      reason: 'the CPU has no vmx/svm flag',
+    });
     expect(runner.calls).toEqual([]);
   });
 
@@ -303,13 +445,21 @@ describe('KVM: one rule for every host, through its runner and files', () => {
     const { kvmVerdict } = await import('../../lib/host/index.js');
     const yes = new RecordingRunner();
     expect(await kvmVerdict(yes, files('fpu vmx sse2'))).toEqual({ usable: true });
-    expect(yes.calls).toEqual([{ argv: ['runuser', '-u', 'libvirt-qemu', '--', 'test', '-r', '/dev/kvm', '-a', '-w', '/dev/kvm'] }]);
+    expect(yes.calls).toEqual([
+      { argv: ['runuser', '-u', 'libvirt-qemu', '--', 'test', '-r', '/dev/kvm', '-a', '-w', '/dev/kvm'] },
+    ]);
     const no = new RecordingRunner([{ match: () => true, stdout: '', exitCode: 1 }]);
-    expect(await kvmVerdict(no, files('svm', '# comment\nuser = "qemu"\n'))).toEqual({ usable: false, reason: '/dev/kvm cannot be opened by the QEMU user qemu' });
+    expect(await kvmVerdict(no, files('svm', '# comment\nuser = "qemu"\n'))).toEqual({
+      usable: false,
+      reason: '/dev/kvm cannot be opened by the QEMU user qemu',
+    });
     expect(no.calls[0]!.argv.slice(0, 3)).toEqual(['runuser', '-u', 'qemu']);
     const root = new RecordingRunner();
     await kvmVerdict(root, files('vmx', 'user = "root"'));
     expect(root.calls[0]!.argv[0]).toBe('test');
-    expect(await kvmVerdict(new RecordingRunner(), files('vmx', undefined, false))).toEqual({ usable: false, reason: '/dev/kvm does not exist' });
+    expect(await kvmVerdict(new RecordingRunner(), files('vmx', undefined, false))).toEqual({
+      usable: false,
+      reason: '/dev/kvm does not exist',
+    });
   });
 });

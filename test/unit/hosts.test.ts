@@ -4,7 +4,7 @@ import { validateVm } from '../../lib/spec/index.js';
 import { placeVm, validateHosts, HostResolver } from '../../lib/engine/hosts.js';
 import { hostStateFor } from '../../lib/engine/host-state.js';
 import { SpecError, isVirtwireError } from '../../lib/errors/index.js';
-import { ExecaRunner, LocalFiles, RunnerFiles, SshRunner } from '../../lib/host/index.js';
+import { LocalFiles, RunnerFiles, SshRunner } from '../../lib/host/index.js';
 import type { Libvirt } from '../../lib/libvirt/index.js';
 import type { HostTarget } from '../../types/vm.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,7 +14,14 @@ import { createEngine } from '../../lib/engine/container.js';
 import { StateStore } from '../../lib/engine/state/store.js';
 import { RecordingRunner } from '../helpers/recording-runner.js';
 
-const vm = (extra: Record<string, unknown> = {}) => validateVm({ name: 'web', memoryMiB: 1024, boot: { kernel: '/k' }, nics: [{ network: { tenant: 'acme', cidr: '10.1.0.0/24' } }], ...extra });
+const vm = (extra: Record<string, unknown> = {}) =>
+  validateVm({
+    name: 'web',
+    memoryMiB: 1024,
+    boot: { kernel: '/k' },
+    nics: [{ network: { tenant: 'acme', cidr: '10.1.0.0/24' } }],
+    ...extra,
+  });
 const hosts: HostTarget[] = [
   { name: 'hv1', uri: 'test:///hv1' },
   { name: 'hv2', uri: 'qemu+ssh://root@hv2/system', ssh: { destination: 'root@hv2' } },
@@ -39,22 +46,38 @@ describe('placement', () => {
     const err = await placeVm(vm({ host: 'hv9' }), hosts, connect).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SpecError);
     expect((err as SpecError).problems).toEqual([{ path: 'host', message: 'host hv9 is not one of hv1, hv2, hv3' }]);
-    await expect(placeVm(vm({ host: 'hv1' }), [], connect)).rejects.toThrow(/host hv1 is not known: no hosts were given/);
+    await expect(placeVm(vm({ host: 'hv1' }), [], connect)).rejects.toThrow(
+      /host hv1 is not known: no hosts were given/,
+    );
   });
 
   test('else the most free memory that fits; unreachable hosts are passed over; every connection is closed', async () => {
-    const { connect, closed } = connections({ 'test:///hv1': 2 * GiB, 'qemu+ssh://root@hv2/system': new Error('ssh: connect refused'), 'test:///hv3': 6 * GiB });
+    const { connect, closed } = connections({
+      'test:///hv1': 2 * GiB,
+      'qemu+ssh://root@hv2/system': new Error('ssh: connect refused'),
+      'test:///hv3': 6 * GiB,
+    });
     expect((await placeVm(vm(), hosts, connect))!.name).toBe('hv3');
     expect(closed.sort()).toEqual(['test:///hv1', 'test:///hv3']);
-    const small = connections({ 'test:///hv1': 2 * GiB, 'qemu+ssh://root@hv2/system': 3 * GiB, 'test:///hv3': 512 * 1024 ** 2 });
+    const small = connections({
+      'test:///hv1': 2 * GiB,
+      'qemu+ssh://root@hv2/system': 3 * GiB,
+      'test:///hv3': 512 * 1024 ** 2,
+    });
     expect((await placeVm(vm({ memoryMiB: 2560 }), hosts, small.connect))!.name).toBe('hv2');
   });
 
   test('no host fits: NO_HOST naming what each host had', async () => {
-    const { connect } = connections({ 'test:///hv1': 256 * 1024 ** 2, 'qemu+ssh://root@hv2/system': new Error('refused'), 'test:///hv3': 512 * 1024 ** 2 });
+    const { connect } = connections({
+      'test:///hv1': 256 * 1024 ** 2,
+      'qemu+ssh://root@hv2/system': new Error('refused'),
+      'test:///hv3': 512 * 1024 ** 2,
+    });
     const err = await placeVm(vm(), hosts, connect).catch((e: unknown) => e);
     expect(isVirtwireError(err, 'NO_HOST')).toBe(true);
-    expect((err as Error).message).toBe('no host can take VM web (1024 MiB): hv1: 256 MiB free; hv2: unreachable (refused); hv3: 512 MiB free');
+    expect((err as Error).message).toBe(
+      'no host can take VM web (1024 MiB): hv1: 256 MiB free; hv2: unreachable (refused); hv3: 512 MiB free',
+    );
   });
 
   test('no hosts: this machine', async () => {
@@ -64,8 +87,25 @@ describe('placement', () => {
 
 describe('host lists', () => {
   test('every problem with its path', () => {
-    const err = (() => { try { validateHosts([{ name: 'hv1', uri: 'test:///x' }, { name: 'hv1', uri: 'nope', ssh: { destination: '-oProxyCommand=x' } }, { name: 'Bad', uri: 'qemu:///system', stateDir: 'rel', colour: 1 }]); } catch (e) { return e as SpecError; } })()!;
-    expect(err.problems.map((p) => p.path)).toEqual(['hosts[1].name', 'hosts[1].uri', 'hosts[1].ssh', 'hosts[2].colour', 'hosts[2].name', 'hosts[2].stateDir']);
+    const err = (() => {
+      try {
+        validateHosts([
+          { name: 'hv1', uri: 'test:///x' },
+          { name: 'hv1', uri: 'nope', ssh: { destination: '-oProxyCommand=x' } },
+          { name: 'Bad', uri: 'qemu:///system', stateDir: 'rel', colour: 1 },
+        ]);
+      } catch (e) {
+        return e as SpecError;
+      }
+    })()!;
+    expect(err.problems.map((p) => p.path)).toEqual([
+      'hosts[1].name',
+      'hosts[1].uri',
+      'hosts[1].ssh',
+      'hosts[2].colour',
+      'hosts[2].name',
+      'hosts[2].stateDir',
+    ]);
   });
 
   test('a host with ssh is worked on through SSH: its runner, its files, its state dir', () => {
@@ -73,7 +113,12 @@ describe('host lists', () => {
     const remote = resolver.context(hosts[1]);
     expect(remote.runner).toBeInstanceOf(SshRunner);
     expect(remote.plane.files).toBeInstanceOf(RunnerFiles);
-    expect([remote.name, remote.uri, remote.stateDir, remote.remote]).toEqual(['hv2', 'qemu+ssh://root@hv2/system', '/var/lib/virtwire', true]);
+    expect([remote.name, remote.uri, remote.stateDir, remote.remote]).toEqual([
+      'hv2',
+      'qemu+ssh://root@hv2/system',
+      '/var/lib/virtwire',
+      true,
+    ]);
     const here = resolver.context(hosts[0]);
     expect(here.plane.files).toBeInstanceOf(LocalFiles);
     expect([here.stateDir, here.remote]).toEqual(['/srv/vw', false]);
@@ -87,7 +132,14 @@ describe('destroyVm on a host', () => {
       new StateStore(dir).put({ vm: vm(), accel: 'tcg', createdAt: 'now', host: 'hv2' });
       const runner = new RecordingRunner();
       const connected: string[] = [];
-      const engine = createEngine({ runner, connect: async (uri) => { connected.push(uri); throw new Error('not reached'); }, kvm: async () => ({ usable: false, reason: "test" }) });
+      const engine = createEngine({
+        runner,
+        connect: async (uri) => {
+          connected.push(uri);
+          throw new Error('not reached');
+        },
+        kvm: async () => ({ usable: false, reason: 'test' }),
+      });
       const err = await engine.destroy('web', { stateDir: dir, hosts: [hosts[0]!] }).catch((e: unknown) => e);
       expect(isVirtwireError(err, 'NOT_FOUND')).toBe(true);
       expect((err as Error).message).toBe('VM web runs on host hv2, which is not among the hosts given (hv1)');
@@ -98,13 +150,28 @@ describe('destroyVm on a host', () => {
   });
 });
 
-describe('a host\'s own uplink NIC', () => {
-  test('segments go out of the host\'s NIC; the record (and the segment id) stay as they are', () => {
-    const seg = validateVm({ name: 'web', boot: { kernel: '/k' }, nics: [{ network: { tenant: 'acme', cidr: '10.1.0.0/24', segment: { type: 'vlan', id: 100, uplink: 'eth1' } } }] });
-    const plain = validateVm({ name: 'db', boot: { kernel: '/k' }, nics: [{ network: { tenant: 'ops', cidr: '10.2.0.0/24' } }] });
-    const records = [{ vm: seg, accel: 'tcg' as const, createdAt: 'now', host: 'hv1' }, { vm: plain, accel: 'tcg' as const, createdAt: 'now', host: 'hv1' }, { vm: { ...plain, name: 'x' }, accel: 'tcg' as const, createdAt: 'now', host: 'hv2' }];
+describe("a host's own uplink NIC", () => {
+  test("segments go out of the host's NIC; the record (and the segment id) stay as they are", () => {
+    const seg = validateVm({
+      name: 'web',
+      boot: { kernel: '/k' },
+      nics: [{ network: { tenant: 'acme', cidr: '10.1.0.0/24', segment: { type: 'vlan', id: 100, uplink: 'eth1' } } }],
+    });
+    const plain = validateVm({
+      name: 'db',
+      boot: { kernel: '/k' },
+      nics: [{ network: { tenant: 'ops', cidr: '10.2.0.0/24' } }],
+    });
+    const records = [
+      { vm: seg, accel: 'tcg' as const, createdAt: 'now', host: 'hv1' },
+      { vm: plain, accel: 'tcg' as const, createdAt: 'now', host: 'hv1' },
+      { vm: { ...plain, name: 'x' }, accel: 'tcg' as const, createdAt: 'now', host: 'hv2' },
+    ];
     const state = hostStateFor(records, { name: 'hv1', uplink: 'ens5' });
-    expect(state.networks.map((n) => [n.network.tenant, n.network.segment])).toEqual([['acme', { type: 'vlan', id: 100, uplink: 'ens5' }], ['ops', { type: 'none' }]]);
+    expect(state.networks.map((n) => [n.network.tenant, n.network.segment])).toEqual([
+      ['acme', { type: 'vlan', id: 100, uplink: 'ens5' }],
+      ['ops', { type: 'none' }],
+    ]);
     expect(records[0]!.vm.nics[0]!.network.segment).toEqual({ type: 'vlan', id: 100, uplink: 'eth1' });
     expect(hostStateFor(records, { name: 'hv1' }).networks[0]!.network.segment).toMatchObject({ uplink: 'eth1' });
   });

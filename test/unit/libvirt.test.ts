@@ -5,14 +5,27 @@ import { VIR_ERR } from '../../lib/errors/index.js';
 import { libvirtSuite } from '../helpers/libvirt-suite.js';
 import { buildXml } from '../../lib/xml/index.js';
 
-const testDomain = (name: string) => buildXml({ domain: { $: { type: 'test' }, name, memory: 65536, os: { type: 'hvm' } } });
+const testDomain = (name: string) =>
+  buildXml({ domain: { $: { type: 'test' }, name, memory: 65536, os: { type: 'hvm' } } });
 const testNetwork = (name: string) =>
-  buildXml({ network: { name, bridge: { $: { name: 'virbr9' } }, ip: { $: { address: '192.168.254.1', netmask: '255.255.255.0' } } } });
+  buildXml({
+    network: {
+      name,
+      bridge: { $: { name: 'virbr9' } },
+      ip: { $: { address: '192.168.254.1', netmask: '255.255.255.0' } },
+    },
+  });
 
 afterAll(() => Libvirt.shutdown());
 
 describe('libvirt binding on test:///default', () => {
-  libvirtSuite({ uri: 'test:///default', domainXml: testDomain, networkXml: testNetwork, prefix: 'vwtest-', alreadyRunningCode: VIR_ERR.INTERNAL_ERROR });
+  libvirtSuite({
+    uri: 'test:///default',
+    domainXml: testDomain,
+    networkXml: testNetwork,
+    prefix: 'vwtest-',
+    alreadyRunningCode: VIR_ERR.INTERNAL_ERROR,
+  });
 });
 
 describe('behaviour under load (test:///default)', () => {

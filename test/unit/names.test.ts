@@ -1,9 +1,24 @@
-import { bridgeName, tapName, vlanDeviceName, vxlanDeviceName, ifbName, stableUuid, deriveMac, parseMac } from '../../lib/spec/index.js';
+import {
+  bridgeName,
+  tapName,
+  vlanDeviceName,
+  vxlanDeviceName,
+  ifbName,
+  stableUuid,
+  deriveMac,
+  parseMac,
+} from '../../lib/spec/index.js';
 
 describe('device names', () => {
   test('fit IFNAMSIZ, are deterministic and distinct', () => {
     const longest = 'a'.repeat(31);
-    const names = [bridgeName(longest), tapName(longest, 15), vxlanDeviceName(longest, 16777215), ifbName(tapName(longest, 0)), vlanDeviceName('enp0s31f6abcdef', 4094)];
+    const names = [
+      bridgeName(longest),
+      tapName(longest, 15),
+      vxlanDeviceName(longest, 16777215),
+      ifbName(tapName(longest, 0)),
+      vlanDeviceName('enp0s31f6abcdef', 4094),
+    ];
     for (const n of names) expect(n.length).toBeLessThanOrEqual(15);
     expect(tapName('web', 0)).toBe(tapName('web', 0));
     expect(tapName('web', 0)).not.toBe(tapName('web', 1));

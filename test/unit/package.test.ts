@@ -16,12 +16,27 @@ test('ESM package whose exports point at built JS and .d.ts that exist', () => {
 
 test('virtwire/testing exports the guest helpers', async () => {
   const testing = await import(new URL(pkg.exports['./testing'].import, root).href);
-  for (const name of ['buildTestGuest', 'GuestLab', 'withGuests', 'waitForConsole', 'testGuestSpec']) expect(typeof testing[name]).toBe('function');
+  for (const name of ['buildTestGuest', 'GuestLab', 'withGuests', 'waitForConsole', 'testGuestSpec'])
+    expect(typeof testing[name]).toBe('function');
 });
 
 test('the built entry point exports the public API', async () => {
   const api = await import(new URL(pkg.exports['.'].import, root).href);
-  for (const name of ['renderDomainXml', 'parseDomainXml', 'validateVm', 'SpecError', 'LibvirtError', 'HostCommandError', 'ApplyError', 'isVirtwireError', 'Libvirt', 'HostPlane', 'renderDnsmasqConfig', 'createVm', 'destroyVm']) {
+  for (const name of [
+    'renderDomainXml',
+    'parseDomainXml',
+    'validateVm',
+    'SpecError',
+    'LibvirtError',
+    'HostCommandError',
+    'ApplyError',
+    'isVirtwireError',
+    'Libvirt',
+    'HostPlane',
+    'renderDnsmasqConfig',
+    'createVm',
+    'destroyVm',
+  ]) {
     expect(typeof api[name]).toBe('function');
   }
 });

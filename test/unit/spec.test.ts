@@ -20,7 +20,12 @@ describe('VM spec validation', () => {
   test('a minimal spec resolves with defaults', () => {
     const vm = validateVm(good);
     expect(vm).toMatchObject({ name: 'web-1', vcpus: 1, memoryMiB: 256, accel: 'auto' });
-    expect(vm.nics[0]!.network).toMatchObject({ gateway: '10.10.0.1', dhcpRange: ['10.10.0.2', '10.10.0.254'], nat: true, netmask: '255.255.255.0' });
+    expect(vm.nics[0]!.network).toMatchObject({
+      gateway: '10.10.0.1',
+      dhcpRange: ['10.10.0.2', '10.10.0.254'],
+      nat: true,
+      netmask: '255.255.255.0',
+    });
     expect(vm.nics[0]!.mac).toMatch(/^52:54:00:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$/);
     expect(vm.nics[0]!.tap.length).toBeLessThanOrEqual(15);
     expect(vm.uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
@@ -37,16 +42,40 @@ describe('VM spec validation', () => {
       extra: 1,
       nics: [
         { network: { tenant: 'acme', cidr: '10.10.0.0/33' } },
-        { network: { tenant: 'b', cidr: '10.20.0.0/24', segment: { type: 'vlan', id: 4095, uplink: 'eth0/x' } }, mac: '01:00:5e:00:00:01' },
-        { network: { tenant: 'c', cidr: '10.30.0.0/24', segment: { type: 'vxlan', vni: 16777216, uplink: 'a-very-long-interface-name' } }, qos: { egressKbps: 0, ingressKbps: -5 } },
+        {
+          network: { tenant: 'b', cidr: '10.20.0.0/24', segment: { type: 'vlan', id: 4095, uplink: 'eth0/x' } },
+          mac: '01:00:5e:00:00:01',
+        },
+        {
+          network: {
+            tenant: 'c',
+            cidr: '10.30.0.0/24',
+            segment: { type: 'vxlan', vni: 16777216, uplink: 'a-very-long-interface-name' },
+          },
+          qos: { egressKbps: 0, ingressKbps: -5 },
+        },
       ],
     });
-    expect(Object.keys(problems).sort()).toEqual([
-      'boot.cmdline', 'extra', 'memoryMiB', 'name', 'accel', 'boot.kernel', 'serialLog', 'vcpus',
-      'nics[0].network.cidr',
-      'nics[1].mac', 'nics[1].network.segment.id', 'nics[1].network.segment.uplink',
-      'nics[2].network.segment.uplink', 'nics[2].network.segment.vni', 'nics[2].qos.egressKbps', 'nics[2].qos.ingressKbps',
-    ].sort());
+    expect(Object.keys(problems).sort()).toEqual(
+      [
+        'boot.cmdline',
+        'extra',
+        'memoryMiB',
+        'name',
+        'accel',
+        'boot.kernel',
+        'serialLog',
+        'vcpus',
+        'nics[0].network.cidr',
+        'nics[1].mac',
+        'nics[1].network.segment.id',
+        'nics[1].network.segment.uplink',
+        'nics[2].network.segment.uplink',
+        'nics[2].network.segment.vni',
+        'nics[2].qos.egressKbps',
+        'nics[2].qos.ingressKbps',
+      ].sort(),
+    );
     expect(problems['nics[0].network.cidr']).toMatch(/not an IPv4 CIDR/);
     expect(problems['nics[1].mac']).toMatch(/multicast/);
     expect(problems['nics[1].network.segment.id']).toMatch(/1\.\.4094/);
@@ -57,10 +86,16 @@ describe('VM spec validation', () => {
   });
 
   test("a NIC's address outside its subnet is reported even when the network has other problems", () => {
-    const problems = problemsOf({ ...good, nics: [
-      { network: { tenant: 'Bad_Tenant', cidr: '10.10.0.0/24', segment: { type: 'vlan', uplink: 'eth0', id: 0 } }, ip: '10.99.0.5' },
-      { network: { tenant: 'ops', cidr: '10.20.0.0/24', nat: 'yes' }, ip: '10.20.0.1' },
-    ] });
+    const problems = problemsOf({
+      ...good,
+      nics: [
+        {
+          network: { tenant: 'Bad_Tenant', cidr: '10.10.0.0/24', segment: { type: 'vlan', uplink: 'eth0', id: 0 } },
+          ip: '10.99.0.5',
+        },
+        { network: { tenant: 'ops', cidr: '10.20.0.0/24', nat: 'yes' }, ip: '10.20.0.1' },
+      ],
+    });
     expect(problems).toEqual({
       'nics[0].network.tenant': expect.stringMatching(/must match/),
       'nics[0].network.segment.id': expect.stringMatching(/out of range/),
@@ -107,7 +142,10 @@ describe('VM spec validation', () => {
   });
 
   test('one tenant cannot be two different networks in one VM', () => {
-    const problems = problemsOf({ ...good, nics: [{ network: net }, { network: { tenant: 'acme', cidr: '10.99.0.0/24' } }] });
+    const problems = problemsOf({
+      ...good,
+      nics: [{ network: net }, { network: { tenant: 'acme', cidr: '10.99.0.0/24' } }],
+    });
     expect(problems['nics[1].network']).toMatch(/defined differently at nics\[0\]\.network/);
   });
 
@@ -117,12 +155,17 @@ describe('VM spec validation', () => {
     ['double quote', 'x"y'],
     ['single quote', "x'y"],
   ])('strings that could inject into XML or config are refused: %s', (_what, value) => {
-    expect(problemsOf({ ...good, boot: { kernel: '/k', cmdline: value } })['boot.cmdline']).toMatch(/control character, quote or angle bracket/);
+    expect(problemsOf({ ...good, boot: { kernel: '/k', cmdline: value } })['boot.cmdline']).toMatch(
+      /control character, quote or angle bracket/,
+    );
     expect(problemsOf({ ...good, serialLog: `/var/log/${value}` })['serialLog']).toBeDefined();
   });
 
   test('cloud-init meta-data values are checked; user-data may be multi-line', () => {
-    const problems = problemsOf({ ...good, cloudInit: { userData: '#cloud-config\nruncmd: []\n', metaData: { 'local-hostname': 'a\nb', 'bad key': 'x' } } });
+    const problems = problemsOf({
+      ...good,
+      cloudInit: { userData: '#cloud-config\nruncmd: []\n', metaData: { 'local-hostname': 'a\nb', 'bad key': 'x' } },
+    });
     expect(Object.keys(problems).sort()).toEqual(['cloudInit.metaData.bad key', 'cloudInit.metaData.local-hostname']);
   });
 
@@ -140,12 +183,18 @@ describe('VM spec validation', () => {
 describe('network spec validation', () => {
   test('defaults: gateway first host, range the rest', () => {
     expect(validateNetwork({ tenant: 'a', cidr: '192.168.50.0/29' })).toMatchObject({
-      gateway: '192.168.50.1', dhcpRange: ['192.168.50.2', '192.168.50.6'], broadcast: '192.168.50.7', bridge: expect.stringMatching(/^vwba-[0-9a-f]{6}$/),
+      gateway: '192.168.50.1',
+      dhcpRange: ['192.168.50.2', '192.168.50.6'],
+      broadcast: '192.168.50.7',
+      bridge: expect.stringMatching(/^vwba-[0-9a-f]{6}$/),
     });
   });
 
   test('a gateway at the top of the subnet puts the default range below it', () => {
-    expect(validateNetwork({ tenant: 'a', cidr: '10.0.0.0/24', gateway: '10.0.0.254' }).dhcpRange).toEqual(['10.0.0.1', '10.0.0.253']);
+    expect(validateNetwork({ tenant: 'a', cidr: '10.0.0.0/24', gateway: '10.0.0.254' }).dhcpRange).toEqual([
+      '10.0.0.1',
+      '10.0.0.253',
+    ]);
   });
 
   test('host bits, reversed range, gateway inside the range, bad group', () => {
@@ -158,10 +207,20 @@ describe('network spec validation', () => {
       return {};
     };
     expect(p({ tenant: 'a', cidr: '10.0.0.5/24' })['cidr']).toMatch(/did you mean 10\.0\.0\.0\/24/);
-    expect(p({ tenant: 'a', cidr: '10.0.0.0/24', dhcpRange: ['10.0.0.100', '10.0.0.50'] })['dhcpRange']).toMatch(/after/);
-    expect(p({ tenant: 'a', cidr: '10.0.0.0/24', dhcpRange: ['10.0.0.1', '10.0.0.50'] })['dhcpRange']).toMatch(/gateway/);
-    expect(p({ tenant: 'a', cidr: '10.0.0.0/24', segment: { type: 'vxlan', vni: 5000, uplink: 'eth0', group: '10.0.0.1' } })['segment.group']).toMatch(/multicast/);
-    expect(p({ tenant: 'a', cidr: '10.0.0.0/24', segment: { type: 'gre' } })['segment.type']).toMatch(/none, vlan, vxlan/);
+    expect(p({ tenant: 'a', cidr: '10.0.0.0/24', dhcpRange: ['10.0.0.100', '10.0.0.50'] })['dhcpRange']).toMatch(
+      /after/,
+    );
+    expect(p({ tenant: 'a', cidr: '10.0.0.0/24', dhcpRange: ['10.0.0.1', '10.0.0.50'] })['dhcpRange']).toMatch(
+      /gateway/,
+    );
+    expect(
+      p({ tenant: 'a', cidr: '10.0.0.0/24', segment: { type: 'vxlan', vni: 5000, uplink: 'eth0', group: '10.0.0.1' } })[
+        'segment.group'
+      ],
+    ).toMatch(/multicast/);
+    expect(p({ tenant: 'a', cidr: '10.0.0.0/24', segment: { type: 'gre' } })['segment.type']).toMatch(
+      /none, vlan, vxlan/,
+    );
     expect(p({ tenant: 'a', cidr: '10.0.0.0/24', uplink: 'eth 0' })['uplink']).toMatch(/not a valid interface name/);
   });
 });

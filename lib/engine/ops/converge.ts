@@ -12,7 +12,7 @@ import { destroyVm } from './destroy.js';
 import { reapply } from './forget.js';
 
 /** The VmSpec that makes exactly this resolved VM (its allocated addresses pinned). */
-export function specOf(vm: ResolvedVm): VmSpec {
+function specOf(vm: ResolvedVm): VmSpec {
   return {
     name: vm.name,
     uuid: vm.uuid,
@@ -39,7 +39,11 @@ export interface ApplyOptions extends ScopeOptions {
 
 export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions = {}): Promise<CreatedVm[]> {
   const { state, hosts } = bind(deps, options);
-  const scope = { ...(options.uri ? { uri: options.uri } : {}), stateDir: state.dir, ...(options.hosts ? { hosts: options.hosts } : {}) };
+  const scope = {
+    ...(options.uri ? { uri: options.uri } : {}),
+    stateDir: state.dir,
+    ...(options.hosts ? { hosts: options.hosts } : {}),
+  };
   const records = state.records();
   // updates and restarts stay on the host the VM is recorded on
   const contexts = hosts.all(records);
@@ -74,17 +78,26 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
   }
   const creates = vmChanges.filter((c) => c.action === 'create' || c.action === 'replace' || c.repair === 'recreate');
   const created: CreatedVm[] = [];
-  const results = await Promise.allSettled(creates.map((c) => step(c, async () => created.push(await createVm(deps, specOf(c.vm!), scope)))));
+  const results = await Promise.allSettled(
+    creates.map((c) => step(c, async () => created.push(await createVm(deps, specOf(c.vm!), scope)))),
+  );
   for (const c of vmChanges.filter((c) => c.repair === 'start')) {
-    await step(c, () => withHypervisor(deps.connect, ctxOf(c.name).uri, async (hv) => {
-      const d = await hv.lookupDomain(c.name);
-      await d?.start();
-      d?.free();
-    }));
+    await step(c, () =>
+      withHypervisor(deps.connect, ctxOf(c.name).uri, async (hv) => {
+        const d = await hv.lookupDomain(c.name);
+        await d?.start();
+        d?.free();
+      }),
+    );
   }
   for (const c of p.changes.filter((c) => c.kind === 'network' && c.action === 'repair')) {
     // every host that has a VM on this tenant
-    const where = new Set(state.records().filter((r) => r.vm.nics.some((n) => n.network.tenant === c.name)).map((r) => r.host));
+    const where = new Set(
+      state
+        .records()
+        .filter((r) => r.vm.nics.some((n) => n.network.tenant === c.name))
+        .map((r) => r.host),
+    );
     await step(c, async () => {
       for (const [name, ctx] of contexts) if (where.has(name)) await reapply(state, ctx);
     });
@@ -95,11 +108,18 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
 }
 
 /** Removes every VM in the state and whatever the host planes still have. */
-export async function destroyAll(deps: EngineDeps, options: ScopeOptions & { report?: (name: string) => void } = {}): Promise<string[]> {
+export async function destroyAll(
+  deps: EngineDeps,
+  options: ScopeOptions & { report?: (name: string) => void } = {},
+): Promise<string[]> {
   const { state, hosts } = bind(deps, options);
   const records = state.records();
   const contexts = hosts.all(records);
-  const scope = { ...(options.uri ? { uri: options.uri } : {}), stateDir: state.dir, ...(options.hosts ? { hosts: options.hosts } : {}) };
+  const scope = {
+    ...(options.uri ? { uri: options.uri } : {}),
+    stateDir: state.dir,
+    ...(options.hosts ? { hosts: options.hosts } : {}),
+  };
   for (const { vm } of records) {
     await destroyVm(deps, vm.name, { ...scope, missingOk: true });
     options.report?.(vm.name);

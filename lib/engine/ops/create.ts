@@ -23,7 +23,8 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
   const timeoutMs = options.timeoutMs ?? 120_000;
   const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(options.signal ? [options.signal] : [])]);
   const elapsed = () => deps.clock.now().getTime() - began;
-  const emit = (step: ProgressEvent['step'], status: ProgressEvent['status']) => options.onProgress?.({ step, status, elapsedMs: elapsed() });
+  const emit = (step: ProgressEvent['step'], status: ProgressEvent['status']) =>
+    options.onProgress?.({ step, status, elapsedMs: elapsed() });
   const undo: { step: string; fn: () => Promise<void> }[] = [];
   const done: string[] = [];
   let step: CreateVmStep = 'validate';
@@ -48,7 +49,10 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
       // one rule for every host, asked through its own runner (never libvirt's kvm capability alone)
       const verdict = await deps.kvm(ctx);
       if (v.accel === 'kvm' && !verdict.usable) {
-        throw new HostUnsupportedError('kvm', `accel 'kvm' was asked for VM ${v.name}, but KVM is not usable ${ctx.remote ? `on host ${ctx.name}` : 'here'} (${verdict.reason}); use 'auto' or 'tcg'`);
+        throw new HostUnsupportedError(
+          'kvm',
+          `accel 'kvm' was asked for VM ${v.name}, but KVM is not usable ${ctx.remote ? `on host ${ctx.name}` : 'here'} (${verdict.reason}); use 'auto' or 'tcg'`,
+        );
       }
       return { vm: v, host: ctx, placed: target, kvm: verdict.usable };
     });
@@ -57,7 +61,12 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
     const allocated = await run('network', () =>
       state.withLock(async () => {
         const records = state.records();
-        const mine: VmRecord = { vm: allocate(vm, records, options.pools), accel, createdAt: new Date(began).toISOString(), ...hostFields(placed) };
+        const mine: VmRecord = {
+          vm: allocate(vm, records, options.pools),
+          accel,
+          createdAt: new Date(began).toISOString(),
+          ...hostFields(placed),
+        };
         state.put(mine);
         undo.push({ step: 'network', fn: () => forget(state, host, vm.name) });
         await host.plane.apply(hostStateFor([...records, mine], host));
@@ -75,7 +84,11 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
 
     const dom = await run('define', async () => {
       hv = await deps.connect(host.uri);
-      const xml = renderResolvedDomainXml(allocated, { kvmUsable: kvm, files, metadata: { 'created-at': new Date(began).toISOString() } });
+      const xml = renderResolvedDomainXml(allocated, {
+        kvmUsable: kvm,
+        files,
+        metadata: { 'created-at': new Date(began).toISOString() },
+      });
       const d = await hv.defineDomain(xml);
       undo.push({ step: 'define', fn: () => undefine(d) });
       return d;
@@ -83,7 +96,10 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
 
     await run('start', async () => {
       await dom.start();
-      undo.push({ step: 'start', fn: async () => void ((await dom.isActive().catch(() => false)) && (await dom.destroy())) });
+      undo.push({
+        step: 'start',
+        fn: async () => void ((await dom.isActive().catch(() => false)) && (await dom.destroy())),
+      });
     });
 
     if (options.waitForIp !== false) {
@@ -97,7 +113,10 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
     for (const u of undo.reverse()) await u.fn().catch((e: unknown) => void rollbackErrors.push(e));
     // bad input is reported as itself: nothing had changed
     if (undo.length === 0 && (cause instanceof SpecError || isVirtwireError(cause, 'HOST_UNSUPPORTED'))) throw cause;
-    throw new ApplyError({ step, stepsDone: done, rolledBack: rollbackErrors.length === 0, rollbackErrors }, { cause: abortReason(cause, signal, options.signal, timeoutMs) });
+    throw new ApplyError(
+      { step, stepsDone: done, rolledBack: rollbackErrors.length === 0, rollbackErrors },
+      { cause: abortReason(cause, signal, options.signal, timeoutMs) },
+    );
   } finally {
     await hv?.close();
   }
@@ -106,18 +125,31 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
 const hostFields = (placed: HostTarget | undefined) => (placed ? { host: placed.name, hostTarget: placed } : {});
 
 async function waitForLeases(vm: ResolvedVm, plane: TenantPlane, signal: AbortSignal): Promise<void> {
-  await Promise.all(vm.nics.map(async (nic) => {
-    const lease = await plane.waitForLease(nic.network.tenant, nic.mac, { timeoutMs: 24 * 3600_000, signal });
-    if (lease.ip !== nic.ip) throw new VirtwireError('APPLY_FAILED', `NIC ${nic.index} of ${vm.name} leased ${lease.ip}, not its pinned ${nic.ip}`);
-  }));
+  await Promise.all(
+    vm.nics.map(async (nic) => {
+      const lease = await plane.waitForLease(nic.network.tenant, nic.mac, { timeoutMs: 24 * 3600_000, signal });
+      if (lease.ip !== nic.ip)
+        throw new VirtwireError(
+          'APPLY_FAILED',
+          `NIC ${nic.index} of ${vm.name} leased ${lease.ip}, not its pinned ${nic.ip}`,
+        );
+    }),
+  );
 }
 
 /** The files a VM boots from must exist on its host before anything is made for it (bad input, not a rollback). */
 async function checkBootFiles(vm: ResolvedVm, files: HostFiles): Promise<void> {
-  const wanted = 'image' in vm.boot ? { 'boot.image': vm.boot.image } : { 'boot.kernel': vm.boot.kernel, ...(vm.boot.initrd ? { 'boot.initrd': vm.boot.initrd } : {}) };
+  const wanted =
+    'image' in vm.boot
+      ? { 'boot.image': vm.boot.image }
+      : { 'boot.kernel': vm.boot.kernel, ...(vm.boot.initrd ? { 'boot.initrd': vm.boot.initrd } : {}) };
   const missing: [string, string][] = [];
   for (const [path, f] of Object.entries(wanted)) if (!(await files.exists(f))) missing.push([path, f]);
-  if (missing.length > 0) throw new SpecError(missing.map(([path, f]) => ({ path, message: `${f} does not exist${vm.host ? ` on host ${vm.host}` : ''}` })), `VM spec for ${vm.name}`);
+  if (missing.length > 0)
+    throw new SpecError(
+      missing.map(([path, f]) => ({ path, message: `${f} does not exist${vm.host ? ` on host ${vm.host}` : ''}` })),
+      `VM spec for ${vm.name}`,
+    );
 }
 
 export async function undefine(d: DomainHandle): Promise<void> {
@@ -134,7 +166,13 @@ function result(vm: ResolvedVm, accel: 'kvm' | 'tcg', host: HostContext, readyMs
     ...(host.name ? { host: host.name } : {}),
     uuid: vm.uuid,
     accel,
-    nics: vm.nics.map((n) => ({ tenant: n.network.tenant, mac: n.mac, ip: n.ip!, tap: n.tap, bridge: n.network.bridge })),
+    nics: vm.nics.map((n) => ({
+      tenant: n.network.tenant,
+      mac: n.mac,
+      ip: n.ip!,
+      tap: n.tap,
+      bridge: n.network.bridge,
+    })),
     serialLog: vm.serialLog ?? vmPaths(host.stateDir, vm.name).serialLog,
     readyMs,
   };

@@ -18,7 +18,9 @@ export interface DryRun {
 export async function dryRun(deps: EngineDeps, p: Plan, options: ScopeOptions = {}): Promise<DryRun> {
   const { state, hosts } = bind(deps, options);
   const records = state.records();
-  const removed = new Set(p.changes.filter((c) => c.kind === 'vm' && (c.action === 'delete' || c.action === 'replace')).map((c) => c.name));
+  const removed = new Set(
+    p.changes.filter((c) => c.kind === 'vm' && (c.action === 'delete' || c.action === 'replace')).map((c) => c.name),
+  );
   const changed = new Map(p.changes.filter((c) => c.vm).map((c) => [c.name, c.vm!]));
   const after: VmRecord[] = [
     ...records.filter((r) => !removed.has(r.vm.name)).map((r) => ({ ...r, vm: changed.get(r.vm.name) ?? r.vm })),
@@ -34,11 +36,13 @@ export async function dryRun(deps: EngineDeps, p: Plan, options: ScopeOptions = 
   const disks: string[] = [];
   for (const c of p.changes.filter((c) => c.kind === 'vm')) {
     const at = c.vm?.host ? ` on ${c.vm.host}` : '';
-    if (c.action === 'delete' || c.action === 'replace') libvirt.push(`virDomainDestroy(${c.name}) if running`, `virDomainUndefineFlags(${c.name}, MANAGED_SAVE|NVRAM)`);
+    if (c.action === 'delete' || c.action === 'replace')
+      libvirt.push(`virDomainDestroy(${c.name}) if running`, `virDomainUndefineFlags(${c.name}, MANAGED_SAVE|NVRAM)`);
     if (c.action === 'create' || c.action === 'replace' || c.repair === 'recreate') {
       libvirt.push(`virDomainDefineXML(${c.name})${at}`, `virDomainCreate(${c.name})${at}`);
       const files = vmPaths(contexts.get(c.vm?.host)?.stateDir ?? state.dir, c.name);
-      if (c.vm && 'image' in c.vm.boot) disks.push(`qemu-img create -q -f qcow2 -F <base format> -b ${c.vm.boot.image} ${files.overlay}${at}`);
+      if (c.vm && 'image' in c.vm.boot)
+        disks.push(`qemu-img create -q -f qcow2 -F <base format> -b ${c.vm.boot.image} ${files.overlay}${at}`);
       if (c.vm?.cloudInit) disks.push(`xorriso -as genisoimage … -output ${files.seedIso} -volid cidata${at}`);
     }
     if (c.repair === 'start') libvirt.push(`virDomainCreate(${c.name})`);

@@ -16,7 +16,12 @@ import { withHypervisor } from '../hosts.js';
 import { vmPaths } from '../state/paths.js';
 import { bind, type ScopeOptions } from './scope.js';
 
-export async function importDomain(deps: EngineDeps, domain: string, as: string, options: ScopeOptions = {}): Promise<ResolvedVm> {
+export async function importDomain(
+  deps: EngineDeps,
+  domain: string,
+  as: string,
+  options: ScopeOptions = {},
+): Promise<ResolvedVm> {
   const { state, hosts } = bind(deps, { ...options, hosts: [] });
   const here = hosts.context(undefined);
   return withHypervisor(deps.connect, here.uri, async (hv) => {
@@ -27,15 +32,23 @@ export async function importDomain(deps: EngineDeps, domain: string, as: string,
         const records = state.records();
         const model = parseDomainXml(await dom.xml({ inactive: true }));
         // the tenant networks of this machine's VMs, by bridge
-        const networks = new Map(records.filter((r) => r.host === undefined).flatMap((r) => r.vm.nics.map((n) => [n.network.bridge, n.network] as const)));
+        const networks = new Map(
+          records
+            .filter((r) => r.host === undefined)
+            .flatMap((r) => r.vm.nics.map((n) => [n.network.bridge, n.network] as const)),
+        );
         const problems: { path: string; message: string }[] = [];
         const nics: ResolvedNic[] = [];
         for (const [i, ifc] of model.devices.interfaces.entries()) {
           const dev = ifc.target?.dev;
-          const bridge = ifc.type === 'bridge' ? ifc.source?.bridge : dev ? await linkMaster(here.runner, dev) : undefined;
+          const bridge =
+            ifc.type === 'bridge' ? ifc.source?.bridge : dev ? await linkMaster(here.runner, dev) : undefined;
           const network = bridge ? networks.get(bridge) : undefined;
           if (!network || !ifc.mac) {
-            problems.push({ path: `nics[${i}]`, message: `interface ${dev ?? ifc.mac ?? i} is not on a tenant bridge virtwire manages${bridge ? ` (it is on ${bridge})` : ''}` });
+            problems.push({
+              path: `nics[${i}]`,
+              message: `interface ${dev ?? ifc.mac ?? i} is not on a tenant bridge virtwire manages${bridge ? ` (it is on ${bridge})` : ''}`,
+            });
             continue;
           }
           const lease = (await here.plane.leases(network.tenant)).find((l) => l.mac === ifc.mac!.toLowerCase());
@@ -44,8 +57,14 @@ export async function importDomain(deps: EngineDeps, domain: string, as: string,
         const disk = model.devices.disks.find((d) => d.device === 'disk')?.source?.file;
         const os = model.os;
         const boot = os.kernel
-          ? { kernel: os.kernel, ...(os.initrd ? { initrd: os.initrd } : {}), ...(os.cmdline ? { cmdline: os.cmdline } : {}) }
-          : disk ? { image: disk } : undefined;
+          ? {
+              kernel: os.kernel,
+              ...(os.initrd ? { initrd: os.initrd } : {}),
+              ...(os.cmdline ? { cmdline: os.cmdline } : {}),
+            }
+          : disk
+            ? { image: disk }
+            : undefined;
         if (!boot) problems.push({ path: 'boot', message: 'the domain boots neither a kernel nor a disk image' });
         if (problems.length > 0) throw new SpecError(problems, `domain ${domain}`);
         // validate the adopted VM like any spec (name, sizes), then allocate what is missing
@@ -58,18 +77,33 @@ export async function importDomain(deps: EngineDeps, domain: string, as: string,
           boot,
           nics: nics.map((n) => {
             const { tenant, cidr, gateway, dhcpRange, nat, segment } = n.network;
-            return { network: { tenant, cidr, gateway, dhcpRange, nat, segment }, mac: n.mac, ...(n.ip ? { ip: n.ip } : {}) };
+            return {
+              network: { tenant, cidr, gateway, dhcpRange, nat, segment },
+              mac: n.mac,
+              ...(n.ip ? { ip: n.ip } : {}),
+            };
           }),
         });
         const vm = allocate({ ...base, nics: base.nics.map((n, i) => ({ ...n, network: nics[i]!.network })) }, records);
-        if (await dom.isActive()) throw new VirtwireError('APPLY_FAILED', `shut ${domain} down first: virtwire adopts a domain by redefining it (and libvirt renames only shut-off domains)`);
+        if (await dom.isActive())
+          throw new VirtwireError(
+            'APPLY_FAILED',
+            `shut ${domain} down first: virtwire adopts a domain by redefining it (and libvirt renames only shut-off domains)`,
+          );
         if (domain !== as) await dom.rename(as);
-        const record = { vm, accel: model.type === 'kvm' ? ('kvm' as const) : ('tcg' as const), createdAt: deps.clock.now().toISOString() };
+        const record = {
+          vm,
+          accel: model.type === 'kvm' ? ('kvm' as const) : ('tcg' as const),
+          createdAt: deps.clock.now().toISOString(),
+        };
         state.put(record);
         try {
           // its taps join this machine's host plane: QoS, anti-spoofing and its static lease
           await here.plane.apply(hostStateFor([...records, record], here));
-          const xml = renderResolvedDomainXml(vm, { files: vmPaths(here.stateDir, as), kvmUsable: record.accel === 'kvm' });
+          const xml = renderResolvedDomainXml(vm, {
+            files: vmPaths(here.stateDir, as),
+            kvmUsable: record.accel === 'kvm',
+          });
           (await hv.defineDomain(xml)).free();
         } catch (e) {
           state.remove(as);

@@ -38,7 +38,7 @@ export async function observe(deps: EngineDeps, options: ScopeOptions = {}, give
 }
 
 export async function plan(deps: EngineDeps, spec: SpecFile, options: ScopeOptions = {}): Promise<Plan> {
-  const scoped = { ...options, ...(options.hosts ?? spec.hosts ? { hosts: options.hosts ?? spec.hosts } : {}) };
+  const scoped = { ...options, ...((options.hosts ?? spec.hosts) ? { hosts: options.hosts ?? spec.hosts } : {}) };
   const records = bind(deps, scoped).state.records();
   return planChanges(spec, records, await observe(deps, scoped, records));
 }

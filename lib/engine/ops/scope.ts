@@ -20,6 +20,10 @@ export interface Bound {
 
 /** The scope of one call; a bad hosts list is a SpecError before anything is contacted. */
 export function bind(deps: EngineDeps, options: ScopeOptions = {}): Bound {
-  const scope: Scope = { uri: options.uri ?? DEFAULT_URI, stateDir: options.stateDir ?? DEFAULT_STATE_DIR, hosts: validateHosts(options.hosts) };
+  const scope: Scope = {
+    uri: options.uri ?? DEFAULT_URI,
+    stateDir: options.stateDir ?? DEFAULT_STATE_DIR,
+    hosts: validateHosts(options.hosts),
+  };
   return { scope, state: deps.state(scope.stateDir), hosts: new HostResolver(deps, scope) };
 }

@@ -27,7 +27,13 @@ export interface VmPaths {
 
 export function vmPaths(stateDir: string, name: string): VmPaths {
   const dir = join(stateDir, 'vms', name);
-  return { dir, record: join(dir, 'vm.json'), overlay: join(dir, 'disk.qcow2'), seedIso: join(dir, 'seed.iso'), serialLog: join(dir, 'serial.log') };
+  return {
+    dir,
+    record: join(dir, 'vm.json'),
+    overlay: join(dir, 'disk.qcow2'),
+    seedIso: join(dir, 'seed.iso'),
+    serialLog: join(dir, 'serial.log'),
+  };
 }
 
 export function statePaths(stateDir: string) {

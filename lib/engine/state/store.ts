@@ -1,7 +1,18 @@
 // The state dir's records of the VMs virtwire made, and its locks. The host planes' desired
 // state is derived from all records, so the records are the source of truth for what every host
 // should look like; they change only under the state lock.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, openSync, writeSync, fsyncSync, closeSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  openSync,
+  writeSync,
+  fsyncSync,
+  closeSync,
+} from 'node:fs';
 import type { ResolvedVm } from '../../../types/resolved.js';
 import type { HostTarget } from '../../../types/vm.js';
 import { VirtwireError } from '../../errors/index.js';
@@ -9,7 +20,7 @@ import { FileLock, lockedError } from '../../host/index.js';
 import { statePaths, vmPaths, type VmPaths } from './paths.js';
 
 /** The record format; records written by older versions are migrated when read. */
-export const RECORD_VERSION = 1;
+const RECORD_VERSION = 1;
 
 export interface VmRecord {
   version?: number;
@@ -87,7 +98,10 @@ export class StateStore {
     await prev;
     try {
       mkdirSync(this.dir, { recursive: true, mode: 0o755 });
-      const lock = await FileLock.acquire(file, process.argv.slice(1).join(' '), { timeoutMs: options.timeoutMs ?? 120_000, ...(options.signal ? { signal: options.signal } : {}) });
+      const lock = await FileLock.acquire(file, process.argv.slice(1).join(' '), {
+        timeoutMs: options.timeoutMs ?? 120_000,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
       try {
         return await fn();
       } finally {
@@ -120,7 +134,10 @@ export class StateStore {
 function migrate(record: VmRecord, file: string): VmRecord {
   const version = record.version ?? 0;
   if (version > RECORD_VERSION) {
-    throw new VirtwireError('STATE_INVALID', `${file} was written by a newer virtwire (record version ${version}; this one reads up to ${RECORD_VERSION})`);
+    throw new VirtwireError(
+      'STATE_INVALID',
+      `${file} was written by a newer virtwire (record version ${version}; this one reads up to ${RECORD_VERSION})`,
+    );
   }
   return { ...record, version: RECORD_VERSION };
 }
