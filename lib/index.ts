@@ -53,6 +53,7 @@ export {
   loadSpecFile,
   parseSpecText,
   formatPlan,
+  redactPlan,
   seedFiles,
   vmPaths,
   DEFAULT_STATE_DIR,

@@ -16,6 +16,7 @@ import {
   readState,
   withCommandLock,
   formatPlan,
+  redactPlan,
   Libvirt,
   isVirtwireError,
   SpecError,
@@ -127,7 +128,7 @@ async function main(command: string | undefined): Promise<number> {
     case 'plan': {
       const spec = specFile();
       const p = await makePlan(spec, target);
-      if (flags.json) console.log(JSON.stringify(p, null, 2));
+      if (flags.json) console.log(JSON.stringify(redactPlan(p), null, 2));
       else console.log(formatPlan(p));
       return flags['detailed-exitcode'] && p.changes.length > 0 ? 2 : 0;
     }

@@ -54,8 +54,17 @@ export interface SshTarget {
   destination: string;
   identityFile?: string;
   port?: number;
-  /** where the control socket lives; default a directory under the OS temp dir */
+  /**
+   * where the control socket lives: a directory owned by the caller, mode 0700, checked before
+   * every use; default <OS temp dir>/virtwire-ssh-<uid>
+   */
   controlDir?: string;
-  /** accept an unknown host key (lab hosts made by tests); default false */
-  acceptNewHostKeys?: boolean;
+  /**
+   * 'strict' (default): the host's key must already be in `knownHostsFile`; 'accept-new': the
+   * first key seen is recorded there, a changed key is refused (OpenSSH's
+   * StrictHostKeyChecking=accept-new). No policy turns checking off.
+   */
+  hostKeyPolicy?: 'strict' | 'accept-new';
+  /** virtwire's own known_hosts; default <state dir>/known_hosts */
+  knownHostsFile?: string;
 }

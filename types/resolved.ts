@@ -1,6 +1,6 @@
 // The normalised model lib/spec produces from user input: every default filled in, every name
 // derived. Everything below lib/spec works on these, never on raw specs.
-import type { BootSpec, CloudInitSpec, QosSpec, SegmentSpec, Accel } from './spec.js';
+import type { BootSpec, CloudInitSpec, QosSpec, SegmentSpec, Accel, HostService } from './spec.js';
 
 export interface ResolvedNetwork {
   tenant: string;
@@ -15,6 +15,8 @@ export interface ResolvedNetwork {
   nat: boolean;
   uplink?: string;
   segment: SegmentSpec;
+  /** the gateway's ports open to the tenant beyond DHCP, DNS and ping (absent: none) */
+  hostServices?: HostService[];
   /** host bridge name (<= 15 chars) */
   bridge: string;
 }

@@ -84,6 +84,16 @@ export interface NetworkSpec {
   uplink?: string;
   /** default { type: 'none' } */
   segment?: SegmentSpec;
+  /**
+   * Ports of the host a guest of this tenant may reach on its gateway address, beyond DHCP, DNS
+   * and ping (e.g. a metadata service). Everything else addressed to the host is dropped.
+   */
+  hostServices?: HostService[];
+}
+
+export interface HostService {
+  port: number;
+  protocol: 'tcp' | 'udp';
 }
 
 /** From the guest's point of view, like libvirt's <bandwidth> outbound/inbound. */

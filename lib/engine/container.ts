@@ -30,7 +30,14 @@ function defaultRunners(): RunnerFactory {
   return {
     local: () => local,
     ssh: (t: SshTarget) => {
-      const key = JSON.stringify([t.destination, t.port, t.identityFile, t.controlDir, t.acceptNewHostKeys]);
+      const key = JSON.stringify([
+        t.destination,
+        t.port,
+        t.identityFile,
+        t.controlDir,
+        t.hostKeyPolicy,
+        t.knownHostsFile,
+      ]);
       let r = ssh.get(key);
       if (!r) ssh.set(key, (r = new SshRunner(t)));
       return r;

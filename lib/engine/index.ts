@@ -64,7 +64,15 @@ export function withCommandLock<T>(stateDir: string, command: string, fn: () => 
 
 export { renderDomainXml, type RenderOptions } from './render.js';
 export { loadSpecFile, parseSpecText, type SpecFile } from './spec-file.js';
-export { formatPlan, type Plan, type Change, type ChangeAction, type AttributeChange, type Observed } from './plan.js';
+export {
+  formatPlan,
+  redactPlan,
+  type Plan,
+  type Change,
+  type ChangeAction,
+  type AttributeChange,
+  type Observed,
+} from './plan.js';
 export { seedFiles } from './disks.js';
 export { DEFAULT_STATE_DIR, DEFAULT_URI, vmPaths, type VmPaths } from './state/paths.js';
 export type { VmRecord } from './state/store.js';

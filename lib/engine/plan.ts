@@ -6,6 +6,7 @@ import type { HostPlan } from '../host/index.js';
 import { allocate } from './allocate.js';
 import { withoutSegmentId } from '../spec/index.js';
 import type { VmRecord } from './state/store.js';
+import { isSecretPath, redactVm, SENSITIVE } from './secrets.js';
 import type { SpecFile } from './spec-file.js';
 
 export type ChangeAction = 'create' | 'update' | 'replace' | 'delete' | 'repair';
@@ -41,7 +42,8 @@ export interface Plan {
   summary: Record<ChangeAction, number>;
 }
 
-const IN_PLACE = /^nics\[\d+\]\.qos(\.|$)/;
+// changed in place (tc, or the firewall's host services), everything else replaces the VM
+const IN_PLACE = /^nics\[\d+\]\.(qos|network\.hostServices)(\.|\[|$)/;
 
 function flatten(value: unknown, prefix = '', out: Map<string, unknown> = new Map()): Map<string, unknown> {
   if (Array.isArray(value)) value.forEach((v, i) => flatten(v, `${prefix}[${i}]`, out));
@@ -64,13 +66,26 @@ function diffVm(from: ResolvedVm, to: ResolvedVm): AttributeChange[] {
         nat: network.nat,
         segment: network.segment,
         uplink: network.uplink,
+        hostServices: network.hostServices,
       },
     })),
   });
   const a = flatten(strip(from));
   const b = flatten(strip(to));
   const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
-  return keys.filter((k) => a.get(k) !== b.get(k)).map((k) => ({ name: k, from: a.get(k), to: b.get(k) }));
+  // a changed secret is a change, shown without its value
+  const shown = (k: string, v: unknown) => (v !== undefined && isSecretPath(k) ? SENSITIVE : v);
+  return keys
+    .filter((k) => a.get(k) !== b.get(k))
+    .map((k) => ({ name: k, from: shown(k, a.get(k)), to: shown(k, b.get(k)) }));
+}
+
+/**
+ * The plan with every secret replaced by a marker: what may be printed or written out. (The plan
+ * itself keeps them: applying it creates the VMs.)
+ */
+export function redactPlan(plan: Plan): Plan {
+  return { ...plan, changes: plan.changes.map((c) => (c.vm ? { ...c, vm: redactVm(c.vm) } : c)) };
 }
 
 /** Tenants whose host objects differ from the recorded state, with a reason each (from the typed changes). */

@@ -9,8 +9,8 @@ import type { HostNetwork, HostPort, HostState } from '../../types/host.js';
 import type { CommandRunner } from './command-runner.js';
 import type { FirewallBackend, FirewallChange, FirewallCommand, FirewallPlan } from './firewall.js';
 import { hashOf } from './firewall-nft.js';
-import { cidr, ifname, ipv4, mac } from './firewall-values.js';
-import { uplinksOf, type Uplink } from './firewall-uplinks.js';
+import { cidr, ifname, ipv4, mac, port } from './firewall-values.js';
+import { hostServicesOf, uplinksOf, type Uplink } from './firewall-policy.js';
 
 /** A chain of virtwire's own: its name is a role letter and its table's hash. */
 const OWN_CHAIN = /^VW[A-Z]-[0-9a-f]{12}$/;
@@ -66,18 +66,38 @@ function forwardChain(nets: HostNetwork[], crossTenant: string): string[] {
 /** One rule per tenant bridge (not one per pair): traffic into any tenant bridge is dropped. */
 const crossTenantChain = (nets: HostNetwork[]) => nets.map((n) => `-o ${ifname(n.network.bridge)} -j DROP`);
 
+/**
+ * Traffic a guest sends to the host itself (see firewall-nft.ts): replies, and the gateway's
+ * services, go on (RETURN: the host's own INPUT rules still decide); everything else is dropped.
+ */
 function inputChain(nets: HostNetwork[]): string[] {
-  return nets.flatMap(({ network: n }) => {
-    const b = ifname(n.bridge);
-    return [`-i ${b} -d 255.255.255.255/32 -j RETURN`, `-i ${b} ! -d ${ipv4(n.gateway)}/32 -j DROP`];
+  return nets.flatMap((net) => {
+    const b = ifname(net.network.bridge);
+    const gw = ipv4(net.network.gateway);
+    return [
+      `-i ${b} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`,
+      ...hostServicesOf(net).map(
+        (s) => `-i ${b} -d ${ipv4(s.address)}/32 -p ${s.protocol} -m ${s.protocol} --dport ${port(s.port)} -j RETURN`,
+      ),
+      `-i ${b} -d ${gw}/32 -p icmp -m icmp --icmp-type 8 -j RETURN`,
+      `-i ${b} -j DROP`,
+    ];
   });
 }
 
-/** Per port: its MAC only, its IP only (DHCP and ARP probes before it has one), IPv4 and ARP only. */
-function spoofRules(p: HostPort): string[] {
+/**
+ * Per port: its MAC only, its IP only (DHCP and ARP probes before it has one), IPv4 and ARP only;
+ * never a DHCP server's reply, never ARP claiming its gateway's address.
+ */
+function spoofRules(p: HostPort, gateway: string): string[] {
   const i = `-i ${ifname(p.name)}`;
   const m = mac(p.mac);
-  const rules = [`${i} -s ! ${m} -j DROP`, `${i} -p ARP --arp-mac-src ! ${m} -j DROP`];
+  const rules = [
+    `${i} -s ! ${m} -j DROP`,
+    `${i} -p IPv4 --ip-proto udp --ip-sport 67 -j DROP`,
+    `${i} -p ARP --arp-ip-src ${ipv4(gateway)} -j DROP`,
+    `${i} -p ARP --arp-mac-src ! ${m} -j DROP`,
+  ];
   if (p.ip)
     rules.push(`${i} -p ARP --arp-ip-src 0.0.0.0 -j RETURN`, `${i} -p ARP --arp-ip-src ! ${ipv4(p.ip)} -j DROP`);
   rules.push(`${i} -p ARP -j RETURN`);
@@ -111,7 +131,7 @@ function named(tool: TableWant['tool'], table: string, build: (name: (role: stri
 
 export function desiredTables(state: HostState): TableWant[] {
   const nets = state.networks;
-  const ports = nets.flatMap((n) => n.ports);
+  const ports = nets.flatMap((n) => n.ports.map((p) => ({ port: p, gateway: n.network.gateway })));
   const nat = nets.some((n) => n.network.nat);
   const uplinks = uplinksOf(state);
   return [
@@ -131,7 +151,10 @@ export function desiredTables(state: HostState): TableWant[] {
             {
               name: name('S'),
               policy: 'RETURN',
-              rules: [...ports.flatMap(spoofRules), ...uplinks.flatMap((u) => uplinkRules(u, '-i'))],
+              rules: [
+                ...ports.flatMap((x) => spoofRules(x.port, x.gateway)),
+                ...uplinks.flatMap((u) => uplinkRules(u, '-i')),
+              ],
               from: 'PREROUTING',
             },
           ]

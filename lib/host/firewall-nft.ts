@@ -4,11 +4,11 @@
 // the live table is compared by hash, rule count and set elements: a flushed chain or an
 // element deleted from a set is drift, and the next apply puts it back.
 import { createHash } from 'node:crypto';
-import type { HostState, HostNetwork, HostPort } from '../../types/host.js';
+import type { HostState, HostNetwork } from '../../types/host.js';
 import type { CommandRunner } from './command-runner.js';
 import type { FirewallBackend, FirewallChange, FirewallCommand, FirewallPlan } from './firewall.js';
-import { cidr, ifname, ipv4, mac } from './firewall-values.js';
-import { uplinksOf, type Uplink } from './firewall-uplinks.js';
+import { cidr, ifname, ipv4, mac, port } from './firewall-values.js';
+import { hostServicesOf, uplinksOf, type Uplink } from './firewall-policy.js';
 
 const TABLE = 'virtwire';
 
@@ -48,10 +48,26 @@ function forwardRules(net: HostNetwork): string[] {
   return rules;
 }
 
-/** A guest may reach the host only on its own gateway address (never another tenant's). */
-function inputRules(net: HostNetwork): string[] {
-  const n = net.network;
-  return [`iifname ${q(n.bridge)} ip daddr != { ${ipv4(n.gateway)}, 255.255.255.255 } drop`];
+// What a guest may send to the host itself: replies to what the host started, and on its own
+// tenant's gateway address only DHCP, DNS, ping and the network's hostServices. Everything else
+// addressed to any of the host's addresses (another tenant's gateway, the uplink's, IPv6) is
+// dropped. Constant rules over sets keyed by bridge: they do not grow with the tenants.
+const INPUT_RULES = [
+  'iifname @tenant_bridges ct state established,related accept',
+  'iifname . ip daddr . meta l4proto . th dport @host_services accept',
+  'iifname . ip daddr @bridge_gws icmp type echo-request accept',
+  'iifname @tenant_bridges drop',
+];
+
+function inputSets(nets: HostNetwork[]): Sets {
+  return {
+    bridge_gws: nets.map((n) => `${ifname(n.network.bridge)} . ${ipv4(n.network.gateway)}`),
+    host_services: nets.flatMap((n) =>
+      hostServicesOf(n).map(
+        (s) => `${ifname(n.network.bridge)} . ${ipv4(s.address)} . ${s.protocol} . ${port(s.port)}`,
+      ),
+    ),
+  };
 }
 
 // Anti-spoofing as a constant handful of rules over sets keyed by port: the rule count does not
@@ -59,6 +75,9 @@ function inputRules(net: HostNetwork): string[] {
 // which keeps observing the table cheap.
 const SPOOF_RULES = [
   'iifname @ports iifname . ether saddr != @port_macs drop',
+  // no guest answers DHCP for its neighbours, or claims its gateway's address in ARP
+  'iifname @ports udp sport 67 drop',
+  'iifname . arp saddr ip @port_gws drop',
   'iifname @ports ether type != { ip, arp } drop',
   'iifname @ports iifname . arp saddr ether != @port_macs drop',
   // an address-less ARP probe (0.0.0.0) and DHCP are allowed before the guest has its address
@@ -90,13 +109,15 @@ const uplinkSets = (uplinks: Uplink[]): Sets => ({
 /** A set's elements as nft prints them in JSON: names, or concatenations joined by " . ". */
 type Sets = Record<string, string[]>;
 
-function spoofSets(ports: HostPort[]): Sets {
+function spoofSets(nets: HostNetwork[]): Sets {
+  const ports = nets.flatMap((n) => n.ports);
   const withIp = ports.filter((p) => p.ip);
   return {
     ports: ports.map((p) => ifname(p.name)),
     ip_ports: withIp.map((p) => ifname(p.name)),
     port_macs: ports.map((p) => `${ifname(p.name)} . ${mac(p.mac)}`),
     port_ips: withIp.map((p) => `${ifname(p.name)} . ${ipv4(p.ip!)}`),
+    port_gws: nets.flatMap((n) => n.ports.map((p) => `${ifname(p.name)} . ${ipv4(n.network.gateway)}`)),
   };
 }
 
@@ -106,6 +127,9 @@ const SET_TYPES: Record<string, string> = {
   ip_ports: 'ifname',
   port_macs: 'ifname . ether_addr',
   port_ips: 'ifname . ipv4_addr',
+  port_gws: 'ifname . ipv4_addr',
+  bridge_gws: 'ifname . ipv4_addr',
+  host_services: 'ifname . ipv4_addr . inet_proto . inet_service',
   uplinks: 'ifname',
   uplink_gws: 'ifname . ipv4_addr',
 };
@@ -156,8 +180,9 @@ export interface Ruleset {
 /** The two tables' bodies for a host state (empty bodies when there are no networks). */
 export function renderRuleset(state: HostState): Ruleset {
   const nets = state.networks;
-  const inetSets: Sets = nets.length === 0 ? {} : { tenant_bridges: nets.map((n) => ifname(n.network.bridge)) };
-  const inetRules = [nets.flatMap(natRules), nets.flatMap(forwardRules), nets.flatMap(inputRules)];
+  const inetSets: Sets =
+    nets.length === 0 ? {} : { tenant_bridges: nets.map((n) => ifname(n.network.bridge)), ...inputSets(nets) };
+  const inetRules = [nets.flatMap(natRules), nets.flatMap(forwardRules), nets.length === 0 ? [] : INPUT_RULES];
   const inet =
     nets.length === 0
       ? []
@@ -170,7 +195,7 @@ export function renderRuleset(state: HostState): Ruleset {
   const ports = nets.flatMap((n) => n.ports);
   const uplinks = uplinksOf(state);
   const bridgeSets: Sets = {
-    ...(ports.length ? spoofSets(ports) : {}),
+    ...(ports.length ? spoofSets(nets) : {}),
     ...(uplinks.length ? uplinkSets(uplinks) : {}),
   };
   const pre = [...(ports.length ? SPOOF_RULES : []), ...(uplinks.length ? UPLINK_IN : [])];

@@ -22,6 +22,12 @@ export function ipv4(a: string): string {
   return a;
 }
 
+export function port(p: number): number {
+  if (!Number.isInteger(p) || p < 1 || p > 65535)
+    throw new VirtwireError('UNSAFE_VALUE', `refusing unsafe port ${JSON.stringify(p)}`);
+  return p;
+}
+
 export function cidr(c: string): string {
   const [a, len, ...rest] = c.split('/');
   if (rest.length || !len || !/^\d{1,2}$/.test(len))

@@ -1,16 +1,38 @@
 // The files and processes of the host the plane works on. On this machine (in any network
 // namespace: the filesystem and the pids are the same) they are node's fs and process.kill; on
 // a remote host every operation is a command through that host's CommandRunner, argv only.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+// Modes are explicit: secrets (a VM's records, seeds, disks) are written 0600 and never pass
+// through a world-readable moment.
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { VirtwireError } from '../errors/index.js';
 import type { CommandRunner } from './command-runner.js';
+
+export interface DirOptions {
+  /** the directory's mode (default 0755); parents made on the way keep 0755 */
+  mode?: number;
+  /** its group, by name (e.g. the group QEMU runs as, so it may traverse but nobody else) */
+  group?: string;
+}
 
 export interface HostFiles {
   /** the file's text, or undefined when it does not exist */
   read(path: string): Promise<string | undefined>;
   exists(path: string): Promise<boolean>;
-  /** replaces the file atomically (a temp file renamed over it): readers never see half of it */
-  write(path: string, text: string): Promise<void>;
-  mkdir(path: string): Promise<void>;
+  /** replaces the file atomically (a temp file renamed over it) with `mode` (default 0644) */
+  write(path: string, text: string, options?: { mode?: number }): Promise<void>;
+  /** creates the directory (and its parents) and sets its mode and group, also when it exists */
+  mkdir(path: string, options?: DirOptions): Promise<void>;
+  chmod(path: string, mode: number): Promise<void>;
   /** removes a file or a directory tree; nothing there is not an error */
   remove(path: string): Promise<void>;
   /** names in a directory (none when it does not exist) */
@@ -31,6 +53,16 @@ export function pidAlive(pid: number): boolean {
 
 const readLocal = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : undefined);
 
+/** A group's id from /etc/group (this machine). */
+function groupId(name: string): number {
+  if (/^\d+$/.test(name)) return Number(name);
+  const line = (readLocal('/etc/group') ?? '').split('\n').find((l) => l.split(':')[0] === name);
+  const gid = Number(line?.split(':')[2]);
+  if (!line || !Number.isInteger(gid))
+    throw new VirtwireError('NOT_FOUND', `group ${name} does not exist on this host`);
+  return gid;
+}
+
 export class LocalFiles implements HostFiles {
   async read(path: string) {
     return readLocal(path);
@@ -38,12 +70,20 @@ export class LocalFiles implements HostFiles {
   async exists(path: string) {
     return existsSync(path);
   }
-  async write(path: string, text: string) {
-    writeFileSync(`${path}.tmp`, text);
+  async write(path: string, text: string, options: { mode?: number } = {}) {
+    const mode = options.mode ?? 0o644;
+    rmSync(`${path}.tmp`, { force: true }); // a leftover keeps its old mode: writeFileSync would not change it
+    writeFileSync(`${path}.tmp`, text, { mode });
+    chmodSync(`${path}.tmp`, mode); // the umask may have narrowed it
     renameSync(`${path}.tmp`, path);
   }
-  async mkdir(path: string) {
+  async mkdir(path: string, options: DirOptions = {}) {
     mkdirSync(path, { recursive: true, mode: 0o755 });
+    if (options.group !== undefined) chownSync(path, 0, groupId(options.group));
+    chmodSync(path, options.mode ?? 0o755);
+  }
+  async chmod(path: string, mode: number) {
+    chmodSync(path, mode);
   }
   async remove(path: string) {
     rmSync(path, { recursive: true, force: true });
@@ -74,12 +114,25 @@ export class RunnerFiles implements HostFiles {
   async exists(path: string) {
     return (await this.ok(['test', '-e', path])).exitCode === 0;
   }
-  async write(path: string, text: string) {
-    await this.runner.run(['dd', `of=${path}.tmp`, 'status=none'], { input: text, step: `write ${path}` });
-    await this.runner.run(['mv', '-f', '--', `${path}.tmp`, path], { step: `write ${path}` });
+  async write(path: string, text: string, options: { mode?: number } = {}) {
+    const step = `write ${path}`;
+    const mode = (options.mode ?? 0o644).toString(8);
+    // created empty with its mode first, then filled: the content is never more readable than
+    // that (touch/chmod/dd: a busybox host has them too)
+    await this.runner.run(['rm', '-f', '--', `${path}.tmp`], { step });
+    await this.runner.run(['touch', '--', `${path}.tmp`], { step });
+    await this.runner.run(['chmod', mode, '--', `${path}.tmp`], { step });
+    await this.runner.run(['dd', `of=${path}.tmp`, 'conv=notrunc', 'status=none'], { input: text, step });
+    await this.runner.run(['mv', '-f', '--', `${path}.tmp`, path], { step });
   }
-  async mkdir(path: string) {
-    await this.runner.run(['mkdir', '-p', '-m', '755', '--', path], { step: `mkdir ${path}` });
+  async mkdir(path: string, options: DirOptions = {}) {
+    const step = `mkdir ${path}`;
+    await this.runner.run(['mkdir', '-p', '--', path], { step });
+    if (options.group !== undefined) await this.runner.run(['chgrp', '--', options.group, path], { step });
+    await this.runner.run(['chmod', (options.mode ?? 0o755).toString(8), '--', path], { step });
+  }
+  async chmod(path: string, mode: number) {
+    await this.runner.run(['chmod', mode.toString(8), '--', path], { step: `chmod ${path}` });
   }
   async remove(path: string) {
     await this.runner.run(['rm', '-rf', '--', path], { step: `remove ${path}` });

@@ -12,7 +12,7 @@ export type { QosChange } from './qos.js';
 export type { FirewallChange } from './firewall.js';
 export { ExecaRunner, batchLine, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
 export { probeHost } from './probe.js';
-export { kvmVerdict, hasVirtFlags, type KvmVerdict } from './kvm.js';
+export { kvmVerdict, hasVirtFlags, qemuGroup, type KvmVerdict } from './kvm.js';
 export { validateHostState } from './host-state.js';
 export { renderDnsmasqConfig, renderHostsFile, dnsmasqPaths, type DnsmasqPaths } from './dnsmasq.js';
 export { pidAlive, LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';

@@ -9,8 +9,9 @@
 import type { CommandRunner } from './command-runner.js';
 import type { HostFiles } from './host-files.js';
 
-/** Debian's compiled-in default for qemu.conf's `user`. */
+/** Debian's compiled-in defaults for qemu.conf's `user` and `group`. */
 const DEFAULT_QEMU_USER = 'libvirt-qemu';
+const DEFAULT_QEMU_GROUP = 'libvirt-qemu';
 const QEMU_CONF = '/etc/libvirt/qemu.conf';
 
 export interface KvmVerdict {
@@ -19,10 +20,21 @@ export interface KvmVerdict {
   reason?: string;
 }
 
+const confValue = (conf: string | undefined, key: string) =>
+  new RegExp(`^\\s*${key}\\s*=\\s*"([^"]+)"`, 'm').exec(conf ?? '')?.[1];
+
 /** The user QEMU runs as: qemu.conf's `user = "…"` (a name or `+uid`), else Debian's default. */
 function qemuUser(conf: string | undefined): string {
-  const m = /^\s*user\s*=\s*"([^"]+)"/m.exec(conf ?? '');
-  return m?.[1] ?? DEFAULT_QEMU_USER;
+  return confValue(conf, 'user') ?? DEFAULT_QEMU_USER;
+}
+
+/**
+ * The group QEMU runs as on a host (qemu.conf's `group`, else Debian's libvirt-qemu): a VM's
+ * directory is root-owned, 0710, in this group, so QEMU may reach its disks and nobody else may.
+ */
+export async function qemuGroup(files: HostFiles): Promise<string> {
+  const group = confValue(await files.read(QEMU_CONF), 'group') ?? DEFAULT_QEMU_GROUP;
+  return group.startsWith('+') ? group.slice(1) : group;
 }
 
 export const hasVirtFlags = (cpuinfo: string): boolean => /^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo);

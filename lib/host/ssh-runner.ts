@@ -2,9 +2,10 @@
 // connection reused by every command), batch input on stdin. ssh hands the remote side one
 // command string for its shell, so every argv element is quoted for a POSIX shell here — the
 // remote shell only ever splits the words back; nothing is interpolated.
-import { mkdirSync } from 'node:fs';
+import { lstatSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
+import { VirtwireError } from '../errors/index.js';
 import { spawnChecked, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
 import type { SshTarget } from '../../types/host.js';
 
@@ -15,15 +16,41 @@ export function shellQuote(arg: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
+/** The default control directory: per user, under the OS temp dir. */
+const defaultControlDir = () => join(tmpdir(), `virtwire-ssh-${process.getuid?.() ?? 0}`);
+
+/**
+ * A control socket gives whoever can reach it the SSH session to the host: its directory must be
+ * the caller's own, mode 0700, and not a symlink — checked before every command (a directory
+ * another user made or loosened in the shared temp dir is refused, never used).
+ */
+export function checkControlDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  const uid = process.getuid?.() ?? 0;
+  const problem = st.isSymbolicLink()
+    ? 'is a symbolic link'
+    : !st.isDirectory()
+      ? 'is not a directory'
+      : st.uid !== uid
+        ? `is owned by uid ${st.uid}, not ${uid}`
+        : (st.mode & 0o077) !== 0
+          ? `has mode ${(st.mode & 0o777).toString(8)}, not 700`
+          : undefined;
+  if (problem) throw new VirtwireError('UNSAFE_VALUE', `SSH control directory ${dir} ${problem}: refusing to use it`);
+}
+
 export class SshRunner implements CommandRunner {
   private readonly options: string[];
+  private readonly controlDir: string;
 
   constructor(
     private readonly target: SshTarget,
     readonly netns?: string,
   ) {
-    const controlDir = target.controlDir ?? join(tmpdir(), 'virtwire-ssh');
-    mkdirSync(controlDir, { recursive: true, mode: 0o700 });
+    this.controlDir = target.controlDir ?? defaultControlDir();
+    checkControlDir(this.controlDir);
+    const known = target.knownHostsFile ? ['-o', `UserKnownHostsFile=${target.knownHostsFile}`] : [];
     this.options = [
       '-T',
       '-o',
@@ -33,10 +60,12 @@ export class SshRunner implements CommandRunner {
       '-o',
       'ControlMaster=auto',
       '-o',
-      `ControlPath=${join(controlDir, '%C')}`,
+      `ControlPath=${join(this.controlDir, '%C')}`,
       '-o',
       'ControlPersist=60',
-      ...(target.acceptNewHostKeys ? ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'] : []),
+      '-o',
+      `StrictHostKeyChecking=${target.hostKeyPolicy === 'accept-new' ? 'accept-new' : 'yes'}`,
+      ...known,
       ...(target.identityFile ? ['-i', target.identityFile] : []),
       ...(target.port ? ['-p', String(target.port)] : []),
     ];
@@ -70,6 +99,7 @@ export class SshRunner implements CommandRunner {
   }
 
   private async runNow(argv: readonly string[], options: RunOptions): Promise<RunResult> {
+    checkControlDir(this.controlDir);
     const remote = this.netns ? ['ip', 'netns', 'exec', this.netns, ...argv] : [...argv];
     const full = ['ssh', ...this.options, this.target.destination, '--', remote.map(shellQuote).join(' ')];
     // ssh's own failures (unreachable, refused key) exit 255

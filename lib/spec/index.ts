@@ -11,4 +11,13 @@ export {
 export { parseIpv4, formatIpv4, inSubnet } from './ipv4.js';
 export { parseMac, deriveMac } from './mac.js';
 export { bridgeName, tapName, vlanDeviceName, vxlanDeviceName, ifbName, stableUuid } from './names.js';
-export { checkIfName, checkSafeText, checkName, checkPositive, isRecord } from './checks.js';
+export {
+  checkIfName,
+  checkSafeText,
+  checkAbsolutePath,
+  checkInt,
+  checkKeys,
+  checkName,
+  checkPositive,
+  isRecord,
+} from './checks.js';

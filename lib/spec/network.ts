@@ -1,11 +1,11 @@
-import type { NetworkSpec, SegmentPools, SegmentSpec } from '../../types/spec.js';
+import type { HostService, NetworkSpec, SegmentPools, SegmentSpec } from '../../types/spec.js';
 import type { ResolvedNetwork } from '../../types/resolved.js';
 import { at, Problems } from './problems.js';
 import { checkIfName, checkInt, checkKeys, checkName, isRecord } from './checks.js';
 import { broadcastOf, formatIpv4, inSubnet, maskOf, parseCidr, parseIpv4 } from './ipv4.js';
 import { bridgeName } from './names.js';
 
-const NETWORK_KEYS = ['tenant', 'cidr', 'gateway', 'dhcpRange', 'nat', 'uplink', 'segment'] as const;
+const NETWORK_KEYS = ['tenant', 'cidr', 'gateway', 'dhcpRange', 'nat', 'uplink', 'segment', 'hostServices'] as const;
 const VLAN_ID_MAX = 4094;
 const VNI_MAX = 16777215;
 export const DEFAULT_POOLS: Required<SegmentPools> = { vlan: [2, VLAN_ID_MAX], vni: [4096, VNI_MAX] };
@@ -102,6 +102,7 @@ export function resolveNetwork(p: Problems, path: string, input: unknown): Resol
   if (spec.nat !== undefined && typeof spec.nat !== 'boolean') p.add(at(path, 'nat'), 'must be true or false');
   if (spec.uplink !== undefined) checkIfName(p, at(path, 'uplink'), spec.uplink);
   const segment = resolveSegment(p, at(path, 'segment'), spec.segment);
+  const hostServices = resolveHostServices(p, at(path, 'hostServices'), spec.hostServices);
 
   if (p.list.length > before || gateway === undefined || range === undefined || !segment) return undefined;
   const tenant = spec.tenant as string;
@@ -117,8 +118,35 @@ export function resolveNetwork(p: Problems, path: string, input: unknown): Resol
     nat: spec.nat ?? true,
     ...(spec.uplink !== undefined ? { uplink: spec.uplink } : {}),
     segment,
+    ...(hostServices?.length ? { hostServices } : {}),
     bridge: bridgeName(tenant),
   };
+}
+
+/** `[{ port, protocol }]`: each port 1..65535, tcp or udp, listed once. */
+function resolveHostServices(p: Problems, path: string, input: unknown): HostService[] | undefined {
+  if (input === undefined) return undefined;
+  if (!Array.isArray(input)) {
+    p.add(path, 'must be a list of { port, protocol }');
+    return undefined;
+  }
+  const seen = new Set<string>();
+  return input.flatMap((s: unknown, i) => {
+    const where = at(path, i);
+    if (!isRecord(s)) {
+      p.add(where, 'must be { port, protocol }');
+      return [];
+    }
+    checkKeys(p, where, s, ['port', 'protocol']);
+    const portOk = checkInt(p, at(where, 'port'), s.port, 1, 65535);
+    const protoOk = s.protocol === 'tcp' || s.protocol === 'udp';
+    if (!protoOk) p.add(at(where, 'protocol'), `${JSON.stringify(s.protocol ?? null)} is not tcp or udp`);
+    if (!portOk || !protoOk) return [];
+    const key = `${String(s.protocol)}/${String(s.port)}`;
+    if (seen.has(key)) p.add(where, `${key} is listed twice`);
+    seen.add(key);
+    return [{ port: s.port as number, protocol: s.protocol as 'tcp' | 'udp' }];
+  });
 }
 
 /** "The rest of the subnet": the larger run of host addresses on either side of the gateway. */

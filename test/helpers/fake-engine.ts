@@ -116,6 +116,7 @@ class MemoryFiles implements HostFiles {
   async mkdir(path: string) {
     this.dirs.add(path);
   }
+  async chmod() {}
   async remove(path: string) {
     this.removed.push(path);
     for (const f of [...this.files.keys()]) if (f.startsWith(path)) this.files.delete(f);

@@ -36,7 +36,8 @@ export class LabHosts {
     return new SshRunner({
       destination: `root@${this.mgmtIp(i)}`,
       identityFile: join(this.dir, 'key'),
-      acceptNewHostKeys: true,
+      hostKeyPolicy: 'accept-new',
+      knownHostsFile: join(this.dir, 'known_hosts'),
       controlDir: join(this.dir, 'ssh'),
     });
   }

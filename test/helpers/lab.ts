@@ -50,10 +50,22 @@ export class Lab {
     return child;
   }
 
-  /** Succeeds when one ping from `ns` to `ip` is answered within 1 s. */
+  /** Succeeds when one ping from `ns` to `ip` is answered within 1 s (a blocked path: false). */
   async ping(ns: string, ip: string): Promise<boolean> {
     const r = await this.exec(ns, ['busybox', 'ping', '-c', '1', '-W', '1', ip], { reject: false });
     return r.exitCode === 0;
+  }
+
+  /**
+   * Whether `ip` answers a ping from `ns` within `deadlineMs`: for a path that must be open right
+   * after a change (a first packet may wait on ARP, or be lost while a table is swapped).
+   */
+  async reaches(ns: string, ip: string, deadlineMs = 5_000): Promise<boolean> {
+    const until = Date.now() + deadlineMs;
+    do {
+      if (await this.ping(ns, ip)) return true;
+    } while (Date.now() < until);
+    return false;
   }
 
   /** A guest namespace's interface: address, up, default route. */

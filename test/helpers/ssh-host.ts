@@ -75,7 +75,7 @@ export class LoopbackSshHost {
     const query = new URLSearchParams({
       keyfile: key,
       known_hosts: join(this.dir, 'known_hosts'),
-      known_hosts_verify: 'ignore',
+      known_hosts_verify: 'auto',
       sshauth: 'privkey',
       no_tty: '1',
     });
@@ -86,7 +86,8 @@ export class LoopbackSshHost {
         destination: 'root@127.0.0.1',
         port: this.port,
         identityFile: key,
-        acceptNewHostKeys: true,
+        hostKeyPolicy: 'accept-new',
+        knownHostsFile: join(this.dir, 'known_hosts'),
         controlDir: join(this.dir, 'ctl'),
       },
       stateDir: this.stateDir,

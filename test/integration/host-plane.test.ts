@@ -161,8 +161,8 @@ function suite(firewall: FirewallKind, prefix: string): void {
     });
 
     test('tenants are isolated: A reaches A, never B, in either direction', async () => {
-      expect(await lab.ping(ns.a1!, '10.31.0.12')).toBe(true);
-      expect(await lab.ping(ns.a1!, '10.31.0.1')).toBe(true);
+      expect(await lab.reaches(ns.a1!, '10.31.0.12')).toBe(true);
+      expect(await lab.reaches(ns.a1!, '10.31.0.1')).toBe(true);
       expect(await lab.ping(ns.a1!, '10.32.0.21')).toBe(false);
       expect(await lab.ping(ns.b1!, '10.31.0.11')).toBe(false);
       // nor the host's address on the other tenant's bridge
@@ -244,12 +244,12 @@ function suite(firewall: FirewallKind, prefix: string): void {
     });
 
     test('spoofing: a guest that changes its IP or MAC reaches nothing', async () => {
-      expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(true);
+      expect(await lab.reaches(ns.a2!, '10.31.0.11')).toBe(true);
       await lab.setGuestAddress(ns.a2!, 'eth0', '10.31.0.50/24', '10.31.0.1');
       expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(false);
       expect(await lab.ping(ns.a2!, '10.31.0.1')).toBe(false);
       await lab.setGuestAddress(ns.a2!, 'eth0', '10.31.0.12/24', '10.31.0.1');
-      expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(true);
+      expect(await lab.reaches(ns.a2!, '10.31.0.11')).toBe(true);
       await lab.exec(ns.a2!, ['ip', 'link', 'set', 'eth0', 'address', '52:54:00:99:99:99']);
       try {
         expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(false);
@@ -282,12 +282,12 @@ function suite(firewall: FirewallKind, prefix: string): void {
           (await lab.exec(host, ['iptables-save', '-t', 'filter'])).stdout,
         )![1]!;
         await lab.exec(host, ['iptables', '-w', '-F', chain]);
-        expect(await lab.ping(ns.a1!, '10.32.0.21')).toBe(true);
+        expect(await lab.reaches(ns.a1!, '10.32.0.21')).toBe(true);
       }
       expect((await plane.plan(state)).firewall).toHaveLength(1);
       const report = await plane.apply(state);
       expect(report.changes.find((c) => c.step === 'firewall')!.count).toBe(1);
-      expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(true);
+      expect(await lab.reaches(ns.a2!, '10.31.0.11')).toBe(true);
       expect(await lab.ping(ns.a1!, '10.32.0.21')).toBe(false);
       expect((await plane.plan(state)).firewall).toEqual([]);
     });

@@ -93,8 +93,8 @@ describeAsRoot('VXLAN uplinks between two hosts (namespaces)', () => {
   });
 
   test('the same tenant connects across the hosts', async () => {
-    expect(await lab.ping('vwvx-acme1', '10.51.0.12')).toBe(true);
-    expect(await lab.ping('vwvx-glob2', '10.51.0.21')).toBe(true);
+    expect(await lab.reaches('vwvx-acme1', '10.51.0.12')).toBe(true);
+    expect(await lab.reaches('vwvx-glob2', '10.51.0.21')).toBe(true);
   });
 
   test('different tenants do not, even on the same subnet', async () => {

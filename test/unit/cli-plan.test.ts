@@ -203,3 +203,25 @@ describe('plan', () => {
     ]);
   });
 });
+
+describe('secrets never printed', () => {
+  test('a changed user-data is a replacement shown as (sensitive value); the JSON plan carries no secret', async () => {
+    const { redactPlan } = await import('../../lib/engine/plan.js');
+    const canary = 'CANARY-7f3a9c';
+    const withData = (data: string) =>
+      yaml().replace(
+        '  - name: web\n    boot: { kernel: /k }',
+        `  - name: web\n    boot: { kernel: /k }\n    cloudInit: { userData: "#cloud-config\\npassword: ${data}" }`,
+      );
+    const records = applied(withData(`${canary}-old`));
+    const plan = planChanges(parseSpecText(withData(canary)), records, running('web', 'db'));
+    expect(plan.changes.map((c) => [c.action, c.name])).toEqual([['replace', 'web']]);
+    expect(plan.changes[0]!.attributes).toEqual([
+      { name: 'cloudInit.userData', from: '(sensitive value)', to: '(sensitive value)' },
+    ]);
+    expect(formatPlan(plan)).not.toContain(canary);
+    expect(JSON.stringify(redactPlan(plan))).not.toContain(canary);
+    // the plan itself keeps it: applying it must create the VM with its user-data
+    expect(plan.changes[0]!.vm!.cloudInit!.userData).toContain(canary);
+  });
+});

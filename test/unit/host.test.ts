@@ -276,21 +276,64 @@ describe('firewall ruleset', () => {
     expect(inet).toContain(`ip saddr 10.10.0.0/24 ip daddr != 10.10.0.0/24 oifname != ${a} masquerade`);
     expect(inet).not.toContain('ip saddr 10.20.0.0/24 ip daddr != 10.20.0.0/24'); // globex is not NAT
     expect(inet).toContain(`iifname ${a} oifname @tenant_bridges drop`);
-    expect(inet).toContain(`iifname ${a} ip daddr != { 10.10.0.1, 255.255.255.255 } drop`);
+    // the host: replies, and on each tenant's own gateway DHCP, DNS, ping; nothing else
+    expect(inet).toContain('iifname @tenant_bridges ct state established,related accept');
+    expect(inet).toContain('iifname . ip daddr . meta l4proto . th dport @host_services accept');
+    expect(inet).toContain('iifname . ip daddr @bridge_gws icmp type echo-request accept');
+    expect(inet).toMatch(/iifname @tenant_bridges drop\n {2}\}$/);
+    expect(inet).toContain(`${a} . 10.10.0.1 . udp . 53, ${a} . 10.10.0.1 . tcp . 53`);
+    expect(inet).toContain(`${a} . 255.255.255.255 . udp . 67`);
+    expect(inet).not.toContain(`${a} . 10.20.0.1`); // never another tenant's gateway
     const web = `"${tapName('web', 0)}"`;
     const db = `"${tapName('db', 0)}"`;
     expect(bridge).toContain(`elements = { ${web} . 52:54:00:00:00:01, ${db} . 52:54:00:00:00:02 }`);
     expect(bridge).toContain(`elements = { ${web} . 10.10.0.11, ${db} . 10.20.0.11 }`);
     expect(bridge).toContain('iifname @ports iifname . ether saddr != @port_macs drop');
     expect(bridge).toContain('iifname @ip_ports iifname . ip saddr != @port_ips drop');
+    // DHCP and router guard: no DHCP server on a guest port, no ARP claiming its gateway
+    expect(bridge).toContain('iifname @ports udp sport 67 drop');
+    expect(bridge).toContain(`elements = { ${web} . 10.10.0.1, ${db} . 10.20.0.1 }`);
+    expect(bridge).toContain('iifname . arp saddr ip @port_gws drop');
     // globex's VXLAN uplink: DHCP and its gateway's ARP do not cross it, either way
     expect(bridge).toMatch(
       /set uplink_gws \{\n\s+type ifname \. ipv4_addr\n\s+elements = \{ "vwx\S+" \. 10\.20\.0\.1 \}/,
     );
     expect(bridge).toContain('iifname @uplinks udp dport { 67, 68 } drop');
     expect(bridge).toMatch(/chain postrouting \{[\s\S]*oifname \. arp saddr ip @uplink_gws drop/);
-    // the rule count does not grow with the ports or the uplinks: six rules each
-    expect(renderRuleset(state).rules.bridge).toBe(12);
+    // the rule count does not grow with the ports, the uplinks or the tenants
+    expect(renderRuleset(state).rules.bridge).toBe(14);
+    // globex adds its 4 forward rules only
+    expect(renderRuleset({ networks: [acmeNet] }).rules.inet + 4).toBe(renderRuleset(state).rules.inet);
+  });
+
+  test("a network's hostServices open exactly those ports on its gateway", () => {
+    const meta = validateNetwork({
+      tenant: 'acme',
+      cidr: '10.10.0.0/24',
+      hostServices: [{ port: 8775, protocol: 'tcp' }],
+    });
+    const { inet } = renderRuleset({ networks: [{ ...acmeNet, network: meta }] });
+    expect(inet).toContain(`"${acme.bridge}" . 10.10.0.1 . tcp . 8775`);
+    const err = (() => {
+      try {
+        validateNetwork({
+          tenant: 'acme',
+          cidr: '10.10.0.0/24',
+          hostServices: [
+            { port: 0, protocol: 'sctp' },
+            { port: 22, protocol: 'tcp' },
+            { port: 22, protocol: 'tcp' },
+          ],
+        });
+      } catch (e) {
+        return e as SpecError;
+      }
+    })()!;
+    expect(err.problems.map((p) => `${p.path}: ${p.message}`)).toEqual([
+      'hostServices[0].port: 0 is out of range 1..65535',
+      'hostServices[0].protocol: "sctp" is not tcp or udp',
+      'hostServices[2]: tcp/22 is listed twice',
+    ]);
   });
 
   test('no networks: no tables at all', () => {
@@ -461,5 +504,35 @@ describe('KVM: one rule for every host, through its runner and files', () => {
       usable: false,
       reason: '/dev/kvm does not exist',
     });
+  });
+});
+
+describe('SSH control directory', () => {
+  test("refused unless it is the caller's own directory, mode 0700, not a symlink", async () => {
+    const { checkControlDir } = await import('../../lib/host/ssh-runner.js');
+    const { mkdtempSync, mkdirSync, chmodSync, symlinkSync, rmSync, chownSync, statSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'vwctl-'));
+    try {
+      const ok = join(dir, 'ok');
+      checkControlDir(ok); // made 0700
+      expect((statSync(ok).mode & 0o777).toString(8)).toBe('700');
+      const loose = join(dir, 'loose');
+      mkdirSync(loose);
+      chmodSync(loose, 0o755);
+      expect(() => checkControlDir(loose)).toThrow(/has mode 755, not 700: refusing to use it/);
+      const link = join(dir, 'link');
+      symlinkSync(ok, link);
+      expect(() => checkControlDir(link)).toThrow(/is a symbolic link/);
+      if (process.getuid?.() === 0) {
+        const theirs = join(dir, 'theirs');
+        mkdirSync(theirs, { mode: 0o700 });
+        chownSync(theirs, 65534, 65534);
+        expect(() => checkControlDir(theirs)).toThrow(/is owned by uid 65534, not 0/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -101,7 +101,7 @@ describe('host lists', () => {
     expect(err.problems.map((p) => p.path)).toEqual([
       'hosts[1].name',
       'hosts[1].uri',
-      'hosts[1].ssh',
+      'hosts[1].ssh.destination',
       'hosts[2].colour',
       'hosts[2].name',
       'hosts[2].stateDir',
@@ -122,6 +122,72 @@ describe('host lists', () => {
     const here = resolver.context(hosts[0]);
     expect(here.plane.files).toBeInstanceOf(LocalFiles);
     expect([here.stateDir, here.remote]).toEqual(['/srv/vw', false]);
+  });
+});
+
+describe('what a spec may ask of SSH and libvirt', () => {
+  const problems = (hosts: unknown) => {
+    try {
+      validateHosts(hosts);
+      return {};
+    } catch (e) {
+      return Object.fromEntries((e as SpecError).problems.map((p) => [p.path, p.message]));
+    }
+  };
+
+  test('only safe libvirt transports, with only their own parameters', () => {
+    const uri = (u: string) => problems([{ name: 'h', uri: u }])['hosts[0].uri'];
+    for (const ok of [
+      'qemu:///system',
+      'qemu+ssh://root@hv1/system?keyfile=/k&known_hosts_verify=auto',
+      'qemu+libssh://root@hv1:2222/system?sshauth=privkey&no_tty=1',
+      'qemu+tls://hv1/system',
+      'test:///default',
+    ]) {
+      expect([ok, uri(ok)]).toEqual([ok, undefined]);
+    }
+    expect(uri('qemu+ext:///system?command=/tmp/evil')).toMatch(
+      /uses transport qemu\+ext; allowed: qemu:\/\/\/system, qemu\+ssh:\/\//,
+    );
+    expect(uri('qemu+ssh://root@hv1/system?command=/tmp/evil')).toMatch(
+      /has parameter command, which virtwire does not allow/,
+    );
+    expect(uri('qemu+ssh://root@hv1/system?netcat=/tmp/nc')).toMatch(/has parameter netcat/);
+    expect(uri('qemu+ssh://root@hv1/system?socket=/tmp/s')).toMatch(/has parameter socket/);
+    expect(uri('qemu+libssh://root@hv1/system?known_hosts_verify=ignore')).toMatch(/turns host-key checking off/);
+    expect(uri('qemu+tls://hv1/system?no_verify=1')).toMatch(/turns certificate checking off/);
+    expect(uri('qemu+unix:///system?socket=/x')).toMatch(/uses transport qemu\+unix/);
+    expect(uri('qemu:///session')).toMatch(/must be qemu:\/\/\/system/);
+  });
+
+  test('SSH: known fields only, absolute paths, a host-key policy that checks', () => {
+    const p = problems([
+      {
+        name: 'h',
+        uri: 'qemu+ssh://hv1/system',
+        ssh: { destination: 'root@hv1', hostKeyPolicy: 'off', identityFile: 'id_rsa', port: 70000, colour: 'red' },
+      },
+    ]);
+    expect(p).toEqual({
+      'hosts[0].ssh.colour': expect.stringMatching(/unknown field/),
+      'hosts[0].ssh.identityFile': expect.stringMatching(/absolute path/),
+      'hosts[0].ssh.port': '70000 is out of range 1..65535',
+      'hosts[0].ssh.hostKeyPolicy': '"off" is not strict or accept-new (host keys are always checked)',
+    });
+  });
+
+  test("createVm's own uri is checked the same way, before anything is contacted", async () => {
+    const connected: string[] = [];
+    const engine = createEngine({
+      runner: new RecordingRunner(),
+      connect: async (uri) => {
+        connected.push(uri);
+        throw new Error('not reached');
+      },
+    });
+    const err = await engine.create(vm(), { uri: 'qemu+ext:///system?command=/bin/sh' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SpecError);
+    expect(connected).toEqual([]);
   });
 });
 

@@ -11,7 +11,7 @@ import type { EngineDeps, TenantPlane } from '../deps.js';
 import { placeVm, type HostContext } from '../hosts.js';
 import { hostStateFor } from '../host-state.js';
 import { allocate } from '../allocate.js';
-import { createOverlay, createSeedIso } from '../disks.js';
+import { createOverlay, createSeedIso, prepareVmDir } from '../disks.js';
 import { vmPaths } from '../state/paths.js';
 import type { VmRecord } from '../state/store.js';
 import { bind } from './scope.js';
@@ -77,7 +77,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
 
     await run('disks', async () => {
       // the VM's directory on its host: disks, seed and the serial log QEMU writes there
-      await host.plane.files.mkdir(files.dir);
+      await prepareVmDir(host.plane.files, host.stateDir, allocated.name);
       await createOverlay(host.runner, host.plane.files, allocated, host.stateDir);
       await createSeedIso(host.runner, host.plane.files, allocated, host.stateDir);
     });

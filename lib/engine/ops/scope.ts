@@ -2,7 +2,8 @@
 // defaults from the state module, its state store, and the host contexts of that scope.
 import type { HostTarget } from '../../../types/vm.js';
 import type { EngineDeps } from '../deps.js';
-import { HostResolver, validateHosts, type Scope } from '../hosts.js';
+import { Problems } from '../../spec/index.js';
+import { HostResolver, checkLibvirtUri, validateHosts, type Scope } from '../hosts.js';
 import { DEFAULT_STATE_DIR, DEFAULT_URI } from '../state/paths.js';
 import type { StateStore } from '../state/store.js';
 
@@ -20,6 +21,9 @@ export interface Bound {
 
 /** The scope of one call; a bad hosts list is a SpecError before anything is contacted. */
 export function bind(deps: EngineDeps, options: ScopeOptions = {}): Bound {
+  const p = new Problems();
+  if (options.uri !== undefined) checkLibvirtUri(p, 'uri', options.uri);
+  p.throwIfAny('options');
   const scope: Scope = {
     uri: options.uri ?? DEFAULT_URI,
     stateDir: options.stateDir ?? DEFAULT_STATE_DIR,

@@ -9,6 +9,7 @@
 //     dnsmasq/<tenant>/       one dnsmasq per tenant network (lib/host owns this part)
 //     lock                    the state lock (records and host planes change under it)
 //     command.lock            the CLI's command lock
+//     known_hosts             remote hosts' SSH keys (SshTarget.hostKeyPolicy)
 //     capabilities.json       the host probe's cache for this boot (lib/host)
 import { join } from 'node:path';
 import { DEFAULT_STATE_DIR } from '../../host/index.js';
@@ -37,5 +38,10 @@ export function vmPaths(stateDir: string, name: string): VmPaths {
 }
 
 export function statePaths(stateDir: string) {
-  return { vms: join(stateDir, 'vms'), lock: join(stateDir, 'lock'), commandLock: join(stateDir, 'command.lock') };
+  return {
+    vms: join(stateDir, 'vms'),
+    lock: join(stateDir, 'lock'),
+    commandLock: join(stateDir, 'command.lock'),
+    knownHosts: join(stateDir, 'known_hosts'),
+  };
 }

@@ -2,6 +2,8 @@
 // state is derived from all records, so the records are the source of truth for what every host
 // should look like; they change only under the state lock.
 import {
+  chmodSync,
+  statSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -59,11 +61,17 @@ export class StateStore {
     return this.records().find((r) => r.vm.name === name);
   }
 
-  /** Atomic and durable: temp file, fsync, rename over the old one, fsync of the directory. */
+  /**
+   * Atomic and durable: temp file, fsync, rename over the old one, fsync of the directory. The
+   * record holds the spec with its secrets (cloud-init user-data): 0600, in a directory only root
+   * (and, once its disks are made, QEMU's group) may enter.
+   */
   put(record: VmRecord): void {
     const { dir, record: file } = this.vmPaths(record.vm.name);
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
-    const fd = openSync(`${file}.tmp`, 'w', 0o644);
+    this.ensureDirs();
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    rmSync(`${file}.tmp`, { force: true });
+    const fd = openSync(`${file}.tmp`, 'w', 0o600);
     try {
       writeSync(fd, JSON.stringify({ ...record, version: RECORD_VERSION }, null, 2) + '\n');
       fsyncSync(fd);
@@ -76,6 +84,18 @@ export class StateStore {
       fsyncSync(dfd);
     } finally {
       closeSync(dfd);
+    }
+  }
+
+  /**
+   * The state dir 0711 and its vms/ 0711: dnsmasq's user must traverse to its own files below;
+   * nobody but root may list either (see disks.ts for a VM's directory).
+   */
+  private ensureDirs(): void {
+    const { vms } = statePaths(this.dir);
+    for (const d of [this.dir, vms]) {
+      mkdirSync(d, { recursive: true, mode: 0o711 });
+      if ((statSync(d).mode & 0o777) !== 0o711) chmodSync(d, 0o711);
     }
   }
 
@@ -97,7 +117,7 @@ export class StateStore {
     queues.set(file, tail);
     await prev;
     try {
-      mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+      this.ensureDirs();
       const lock = await FileLock.acquire(file, process.argv.slice(1).join(' '), {
         timeoutMs: options.timeoutMs ?? 120_000,
         ...(options.signal ? { signal: options.signal } : {}),
@@ -118,7 +138,7 @@ export class StateStore {
    * command), so a second `virtwire apply` says who is busy instead of waiting.
    */
   async withCommandLock<T>(command: string, fn: () => Promise<T>): Promise<T> {
-    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    this.ensureDirs();
     const file = statePaths(this.dir).commandLock;
     const lock = FileLock.tryAcquire(file, command);
     if (!lock) throw lockedError(file);
