@@ -2,8 +2,13 @@
 # init of virtwire's test guest (a Debian kernel + busybox initramfs; see lib/testing).
 # Takes a DHCP lease on eth0 and prints it on the serial console, serves HTTP on port 80 (its
 # name and address), and runs the probes given on the kernel command line in rounds:
-#   vw.name=<name> vw.probes=ping:10.10.0.12,http:203.0.113.2:8080
+#   vw.name=<name> vw.probes=ping:10.10.0.12,http:203.0.113.2:8080,tcp:10.10.0.1:22,dns:web
 # Console lines for tests: VIRTWIRE-LEASE ip=…, VIRTWIRE-PROBE round=N <kind> <target> ok|fail.
+#
+# For tenant-security tests it can also be the hostile tenant, each round (vw.attacks=…,
+# vw.victim=<ip of a neighbour>): dhcpd (a rogue DHCP server on eth0, offering .200-.210 with
+# router .66), arpgw (gratuitous ARP claiming the gateway's address), spoofip (pings the victim
+# from .99), spoofmac (pings the victim from MAC 52:54:00:66:66:66). Lines: VIRTWIRE-ATTACK …
 /bin/busybox mkdir -p /proc /sys /dev /tmp /www /usr/bin /sbin /usr/sbin
 /bin/busybox --install -s
 mount -t proc proc /proc
@@ -15,12 +20,17 @@ for m in $(cat /lib/modules/order); do insmod "/lib/modules/$m.ko" || echo "VIRT
 
 name=guest
 probes=
+attacks=
+victim=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vw.name=*) name="${arg#vw.name=}" ;;
     vw.probes=*) probes="${arg#vw.probes=}" ;;
+    vw.attacks=*) attacks="${arg#vw.attacks=}" ;;
+    vw.victim=*) victim="${arg#vw.victim=}" ;;
   esac
 done
+has() { case ",$attacks," in *",$1,"*) return 0 ;; esac; return 1; }
 hostname "$name"
 ip link set lo up
 ip link set eth0 up
@@ -32,15 +42,49 @@ until udhcpc -i eth0 -s /bin/udhcpc-script -q -t 10 -T 1 -n; do echo "VIRTWIRE-D
 dd if=/dev/zero of=/www/big bs=1024 count=4096 2>/dev/null
 httpd -p 80 -h /www
 
+. /tmp/lease.env # ip, mask, router (written by the udhcpc hook)
+net="${ip%.*}"
+if has dhcpd; then
+  printf 'start %s.200\nend %s.210\ninterface eth0\nopt router %s.66\nopt subnet 255.255.255.0\nlease_file /tmp/udhcpd.leases\n' "$net" "$net" "$net" >/tmp/udhcpd.conf
+  touch /tmp/udhcpd.leases
+  udhcpd /tmp/udhcpd.conf && echo "VIRTWIRE-ATTACK dhcpd started range=$net.200-$net.210 router=$net.66"
+fi
+
+attack() {
+  if has arpgw; then
+    # arping only sends from a local address: the gateway's, for a moment
+    ip addr add "$router/32" dev eth0 2>/dev/null
+    arping -U -c 1 -I eth0 -s "$router" "$router" >/dev/null 2>&1
+    ip addr del "$router/32" dev eth0 2>/dev/null
+    echo "VIRTWIRE-ATTACK round=$round arpgw $router"
+  fi
+  if has spoofip && [ -n "$victim" ]; then
+    ip addr add "$net.99/32" dev eth0 2>/dev/null
+    ping -c 1 -W 1 -I "$net.99" "$victim" >/dev/null 2>&1 && r=answered || r=unanswered
+    ip addr del "$net.99/32" dev eth0 2>/dev/null
+    echo "VIRTWIRE-ATTACK round=$round spoofip $net.99 $victim $r"
+  fi
+  if has spoofmac && [ -n "$victim" ]; then
+    own=$(cat /sys/class/net/eth0/address)
+    ip link set eth0 address 52:54:00:66:66:66
+    ping -c 1 -W 1 "$victim" >/dev/null 2>&1 && r=answered || r=unanswered
+    ip link set eth0 address "$own"
+    echo "VIRTWIRE-ATTACK round=$round spoofmac 52:54:00:66:66:66 $victim $r"
+  fi
+}
+
 round=0
-while [ -n "$probes" ]; do
+while [ -n "$probes$attacks" ]; do
   round=$((round + 1))
+  [ -n "$attacks" ] && attack
   for p in $(echo "$probes" | tr ',' ' '); do
     kind="${p%%:*}"
     target="${p#*:}"
     case "$kind" in
       ping) ping -c 1 -W 1 "$target" >/dev/null 2>&1 && r=ok || r=fail ;;
       http) timeout 3 wget -q -O /dev/null "http://$target/" >/dev/null 2>&1 && r=ok || r=fail ;;
+      tcp) nc -w 2 "${target%:*}" "${target##*:}" </dev/null >/dev/null 2>&1 && r=ok || r=fail ;;
+      dns) nslookup "$target" "$router" >/dev/null 2>&1 && r=ok || r=fail ;;
       *) r=unknown ;;
     esac
     echo "VIRTWIRE-PROBE round=$round $kind $target $r"

@@ -7,6 +7,7 @@ case "$1" in
     [ -n "$router" ] && ip route replace default via "${router%% *}"
     [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
     printf '%s %s\n' "$(hostname)" "$ip" > /www/index.html
+    printf 'ip=%s\nmask=%s\nrouter=%s\n' "$ip" "$mask" "${router%% *}" > /tmp/lease.env
     echo "VIRTWIRE-LEASE ip=$ip mask=$mask router=$router uptime=$(cut -d" " -f1 /proc/uptime)"
     ;;
 esac

@@ -73,15 +73,28 @@ export async function withGuests<T>(
   }
 }
 
+/** What the test guest does besides its lease and HTTP (see templates/guest-init.sh). */
+export interface TestGuestBehaviour {
+  /** the hostile tenant's attacks, each round: dhcpd, arpgw, spoofip, spoofmac */
+  attacks?: ('dhcpd' | 'arpgw' | 'spoofip' | 'spoofmac')[];
+  /** the neighbour spoofip and spoofmac aim at */
+  victim?: string;
+}
+
 /** A VmSpec that boots the test guest (see buildTestGuest) with probes run from inside it. */
 export function testGuestSpec(
   image: TestGuestImage,
   name: string,
   nics: VmSpec['nics'],
   probes: string[] = [],
+  behaviour: TestGuestBehaviour = {},
 ): VmSpec {
-  const cmdline = [image.cmdline, `vw.name=${name}`, ...(probes.length ? [`vw.probes=${probes.join(',')}`] : [])].join(
-    ' ',
-  );
+  const cmdline = [
+    image.cmdline,
+    `vw.name=${name}`,
+    ...(probes.length ? [`vw.probes=${probes.join(',')}`] : []),
+    ...(behaviour.attacks?.length ? [`vw.attacks=${behaviour.attacks.join(',')}`] : []),
+    ...(behaviour.victim ? [`vw.victim=${behaviour.victim}`] : []),
+  ].join(' ');
   return { name, memoryMiB: 192, boot: { kernel: image.kernel, initrd: image.initrd, cmdline }, nics };
 }

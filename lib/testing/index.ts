@@ -1,4 +1,4 @@
 // virtwire/testing: for other projects' integration tests that boot real guests.
 export { buildTestGuest, DEFAULT_GUEST_CACHE, GUEST_MODULES, type TestGuestImage } from './guest-image.js';
-export { GuestLab, withGuests, testGuestSpec } from './guests.js';
+export { GuestLab, withGuests, testGuestSpec, type TestGuestBehaviour } from './guests.js';
 export { waitForConsole, consoleText } from './console.js';
