@@ -1,8 +1,10 @@
 // `npm run demo`: the main job on an embedded default. Boots two tenants' guests (the test
 // guest: Debian kernel + busybox, under TCG here) with createVm, prints who got which address
 // how fast, and the isolation matrix the guests measured themselves (each pings every other),
-// then tears everything down again (`--keep` leaves the guests running).
+// then tears everything down again (`--keep` leaves the guests running). `--cloud` boots the
+// Debian cloud image with cloud-init instead (scripts/demo-cloud.ts).
 import { execFileSync } from 'node:child_process';
+import { cloudDemo } from './demo-cloud.js';
 import { createVm, destroyVm, type CreatedVm, type VmSpec } from '../lib/index.js';
 import { buildTestGuest, waitForConsole, consoleText, testGuestSpec } from '../lib/testing/index.js';
 
@@ -92,4 +94,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (process.argv.includes('--cloud')) await cloudDemo(keep);
+else await main();

@@ -17,6 +17,8 @@ export interface ResolvedNetwork {
   segment: SegmentSpec;
   /** the gateway's ports open to the tenant beyond DHCP, DNS and ping (absent: none) */
   hostServices?: HostService[];
+  /** DNS forwarding as given (absent: the default for its NAT setting) */
+  dns?: { upstream?: string[] };
   /** host bridge name (<= 15 chars) */
   bridge: string;
 }

@@ -16,10 +16,49 @@ export interface ImageBoot {
 
 export type BootSpec = KernelBoot | ImageBoot;
 
+/**
+ * cloud-init's NoCloud seed. The typed fields are rendered to `#cloud-config`; `userData` (any
+ * cloud-config or script) is sent as given, or — with typed fields too — as the second part of a
+ * MIME multi-part user-data. Secrets (`userData`, `writeFiles[].content`, `users[].hashedPassword`)
+ * are never printed (see the README's threat model).
+ */
 export interface CloudInitSpec {
   userData?: string;
   metaData?: Record<string, string>;
+  /** network-config as given; default: every NIC matched by its MAC, named eth<i>, DHCP (version 2) */
   networkConfig?: string;
+  /** the guest's hostname; default the VM's name */
+  hostname?: string;
+  users?: CloudInitUser[];
+  writeFiles?: CloudInitFile[];
+  /** commands run once at first boot: a string for the shell, or an argv list */
+  runcmd?: (string | string[])[];
+  /** Debian packages installed at first boot */
+  packages?: string[];
+}
+
+export interface CloudInitUser {
+  /** a POSIX user name */
+  name: string;
+  sshAuthorizedKeys?: string[];
+  /** passwordless sudo; default false */
+  sudo?: boolean;
+  /** default /bin/bash */
+  shell?: string;
+  groups?: string[];
+  /** a crypt(3) hash, e.g. from `mkpasswd -m sha-512` (a secret) */
+  hashedPassword?: string;
+}
+
+export interface CloudInitFile {
+  /** absolute path in the guest */
+  path: string;
+  /** the file's text (a secret) */
+  content: string;
+  /** octal, e.g. '0644' */
+  permissions?: string;
+  /** user or user:group */
+  owner?: string;
 }
 
 export type Accel = 'auto' | 'kvm' | 'tcg';
@@ -89,6 +128,13 @@ export interface NetworkSpec {
    * and ping (e.g. a metadata service). Everything else addressed to the host is dropped.
    */
   hostServices?: HostService[];
+  /**
+   * DNS for the tenant (its dnsmasq on the gateway answers the tenant's VM names, `<vm>` and
+   * `<vm>.<tenant>.virtwire`, and forwards everything else): `upstream` servers; default the
+   * host's own resolvers for a NAT network (from /etc/resolv.conf, or systemd-resolved's upstream
+   * list where its stub is in use), none for a network without NAT. `upstream: []` keeps it internal.
+   */
+  dns?: { upstream?: string[] };
 }
 
 export interface HostService {

@@ -2,7 +2,14 @@
 import type { SegmentPools, VmSpec } from './spec.js';
 import type { SshTarget } from './host.js';
 
-export type CreateVmStep = 'validate' | 'network' | 'disks' | 'define' | 'start' | 'lease';
+export type CreateVmStep = 'validate' | 'network' | 'disks' | 'define' | 'start' | 'lease' | 'ssh' | 'cloud-init';
+
+/**
+ * When createVm returns: 'none' once the domain started; 'lease' (default) once every NIC has its
+ * DHCP lease; 'ssh' once the first NIC's port 22 answers as an SSH server; 'cloud-init' once
+ * cloud-init reports it finished (its final line on the serial console).
+ */
+export type WaitFor = 'none' | 'lease' | 'ssh' | 'cloud-init';
 
 export interface ProgressEvent {
   step: CreateVmStep | 'destroy' | 'cleanup';
@@ -39,6 +46,8 @@ export interface CreateVmOptions {
   pools?: SegmentPools;
   /** wait until every NIC has its DHCP lease; default true */
   waitForIp?: boolean;
+  /** what "ready" means; default 'lease' ('none' when waitForIp is false) */
+  waitFor?: WaitFor;
   /** for the whole call; default 120000 */
   timeoutMs?: number;
   signal?: AbortSignal;

@@ -8,11 +8,11 @@
 // QEMU user while the domain runs and gives them back when it stops. The state dir above is 0711
 // (its dnsmasq files must stay readable by dnsmasq's own user, which is not QEMU's).
 import { join } from 'node:path';
-import { stringify } from 'yaml';
 import type { ResolvedVm } from '../../types/resolved.js';
 import { SpecError } from '../errors/index.js';
 import { qemuGroup, type CommandRunner, type HostFiles } from '../host/index.js';
 import { statePaths, vmPaths } from './state/paths.js';
+import { seedFiles } from './seed.js';
 
 /** The VM's directory on its host, as described above (also for a directory that exists). */
 export async function prepareVmDir(files: HostFiles, stateDir: string, name: string): Promise<void> {
@@ -41,17 +41,6 @@ export async function createOverlay(
   });
   await files.chmod(overlay, 0o600);
   return overlay;
-}
-
-/** The three NoCloud files for a VM (meta-data always names its instance and host). */
-export function seedFiles(vm: ResolvedVm): Record<string, string> {
-  const ci = vm.cloudInit ?? {};
-  const files: Record<string, string> = {
-    'user-data': ci.userData ?? '#cloud-config\n{}\n',
-    'meta-data': stringify({ 'instance-id': vm.uuid, 'local-hostname': vm.name, ...(ci.metaData ?? {}) }),
-  };
-  if (ci.networkConfig !== undefined) files['network-config'] = ci.networkConfig;
-  return files;
 }
 
 export async function createSeedIso(

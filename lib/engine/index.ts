@@ -73,7 +73,7 @@ export {
   type AttributeChange,
   type Observed,
 } from './plan.js';
-export { seedFiles } from './disks.js';
+export { seedFiles } from './seed.js';
 export { DEFAULT_STATE_DIR, DEFAULT_URI, vmPaths, type VmPaths } from './state/paths.js';
 export type { VmRecord } from './state/store.js';
 export type { ScopeOptions } from './ops/scope.js';

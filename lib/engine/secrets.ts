@@ -8,7 +8,7 @@ export const SENSITIVE = '(sensitive value)';
 const SECRET_PATHS = [
   /^cloudInit\.userData$/,
   /^cloudInit\.writeFiles\[\d+\]\.content$/,
-  /^cloudInit\.users\[\d+\]\.(password|hashedPassword)$/,
+  /^cloudInit\.users\[\d+\]\.hashedPassword$/,
 ];
 
 /** Whether the field at `path` (e.g. `cloudInit.userData`) holds a secret. */

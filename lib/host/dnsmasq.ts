@@ -36,6 +36,30 @@ const LEASE_TIME = '1h';
 export interface DnsmasqOptions {
   /** the segment's MTU on this host, handed to the guests (DHCP option 26); default: none sent */
   mtu?: number;
+  /** resolvers names outside the tenant are forwarded to; default none (internal only) */
+  upstream?: string[];
+}
+
+const STUB = '127.0.0.53';
+const nameservers = (text: string | undefined) =>
+  [...(text ?? '').matchAll(/^\s*nameserver\s+([0-9a-fA-F.:]+)\s*$/gm)].map((m) => m[1]!);
+
+/**
+ * The host's own resolvers: /etc/resolv.conf's nameservers, or — where that is only
+ * systemd-resolved's stub (127.0.0.53) — the upstream servers resolved itself uses.
+ */
+export async function hostResolvers(files: HostFiles): Promise<string[]> {
+  const listed = nameservers(await files.read('/etc/resolv.conf'));
+  if (listed.length > 0 && listed.every((a) => a === STUB)) {
+    const upstream = nameservers(await files.read('/run/systemd/resolve/resolv.conf'));
+    if (upstream.length > 0) return upstream;
+  }
+  return listed;
+}
+
+/** What a network forwards to: its own list, else the host's resolvers when it is NAT'd, else none. */
+export function upstreamOf(network: ResolvedNetwork, host: string[]): string[] {
+  return network.dns?.upstream ?? (network.nat ? host : []);
 }
 
 /** The dnsmasq configuration for a tenant network (deterministic: same input, same text). */
@@ -64,6 +88,11 @@ export function renderDnsmasqConfig(
     router: network.nat ? network.gateway : undefined,
     gateway: network.gateway,
     mtu: options.mtu,
+    upstream: (options.upstream ?? []).map((a) => {
+      if (!/^[0-9a-fA-F.:]+$/.test(a))
+        throw new VirtwireError('UNSAFE_VALUE', `refusing unsafe resolver address ${JSON.stringify(a)}`);
+      return a;
+    }),
     leaseMax: size,
   });
 }

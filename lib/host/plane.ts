@@ -32,6 +32,8 @@ import {
 import { applyQos, desiredQos, planQos, type QosChange, type QosDesired } from './qos.js';
 import {
   applyDnsmasq,
+  hostResolvers,
+  upstreamOf,
   dnsmasqPaths,
   observeDnsmasq,
   planDnsmasq,
@@ -263,6 +265,9 @@ export class HostPlane {
 
   /** Per tenant with DHCP: its rendered files, what runs now and what to do; and the instances no network wants. */
   private async planDnsmasqs(state: HostState, mtus: ReadonlyMap<string, number>) {
+    // the host's resolvers, read once, where a NAT network forwards to them by default
+    const needed = state.networks.some((n) => n.dhcp !== false && n.network.nat && !n.network.dns?.upstream);
+    const resolvers = needed ? await hostResolvers(this.files) : [];
     const instances = await Promise.all(
       state.networks
         .filter((n) => n.dhcp !== false)
@@ -270,7 +275,8 @@ export class HostPlane {
           const tenant = net.network.tenant;
           const paths = this.dnsmasqPaths(tenant);
           const mtu = mtus.get(tenant);
-          const conf = renderDnsmasqConfig(net.network, paths, mtu === undefined ? {} : { mtu });
+          const upstream = upstreamOf(net.network, resolvers);
+          const conf = renderDnsmasqConfig(net.network, paths, { ...(mtu === undefined ? {} : { mtu }), upstream });
           const hosts = renderHostsFile(net);
           const status = await observeDnsmasq(this.files, paths);
           return { tenant, paths, conf, hosts, status, action: planDnsmasq(status, conf, hosts) };

@@ -27,17 +27,31 @@ export function readTemplate(name: string): string {
   return text;
 }
 
-export function renderTemplate(name: string, values: Record<string, string | number | undefined>): string {
+type Value = string | number | undefined;
+
+/**
+ * Fills `{{key}}` placeholders. A line whose value is undefined is left out; a line whose value
+ * is a list is repeated once per element (none for an empty list), e.g. one `server=` each.
+ */
+export function renderTemplate(name: string, values: Record<string, Value | readonly (string | number)[]>): string {
+  const keys = (line: string) => [...line.matchAll(/\{\{(\w+)\}\}/g)].map((m) => m[1]!);
+  const fill = (line: string, one: Record<string, Value>) =>
+    line.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
+      const v = String(one[key]);
+      if (/[\u0000-\u001f\u007f]/.test(v))
+        throw new VirtwireError('UNSAFE_VALUE', `refusing control characters in template value ${key}`);
+      return v;
+    });
   return readTemplate(name)
     .split('\n')
-    .filter((line) => ![...line.matchAll(/\{\{(\w+)\}\}/g)].some((m) => values[m[1]!] === undefined))
-    .map((line) =>
-      line.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
-        const v = String(values[key]);
-        if (/[\u0000-\u001f\u007f]/.test(v))
-          throw new VirtwireError('UNSAFE_VALUE', `refusing control characters in template value ${key}`);
-        return v;
-      }),
-    )
+    .flatMap((line) => {
+      const used = keys(line);
+      if (used.some((k) => values[k] === undefined)) return [];
+      const list = used.find((k) => Array.isArray(values[k]));
+      if (!list) return [fill(line, values as Record<string, Value>)];
+      return (values[list] as readonly (string | number)[]).map((v) =>
+        fill(line, { ...(values as Record<string, Value>), [list]: v }),
+      );
+    })
     .join('\n');
 }

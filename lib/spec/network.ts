@@ -5,7 +5,17 @@ import { checkIfName, checkInt, checkKeys, checkName, isRecord } from './checks.
 import { broadcastOf, formatIpv4, inSubnet, maskOf, parseCidr, parseIpv4 } from './ipv4.js';
 import { bridgeName } from './names.js';
 
-const NETWORK_KEYS = ['tenant', 'cidr', 'gateway', 'dhcpRange', 'nat', 'uplink', 'segment', 'hostServices'] as const;
+const NETWORK_KEYS = [
+  'tenant',
+  'cidr',
+  'gateway',
+  'dhcpRange',
+  'nat',
+  'uplink',
+  'segment',
+  'hostServices',
+  'dns',
+] as const;
 const VLAN_ID_MAX = 4094;
 const VNI_MAX = 16777215;
 export const DEFAULT_POOLS: Required<SegmentPools> = { vlan: [2, VLAN_ID_MAX], vni: [4096, VNI_MAX] };
@@ -103,6 +113,7 @@ export function resolveNetwork(p: Problems, path: string, input: unknown): Resol
   if (spec.uplink !== undefined) checkIfName(p, at(path, 'uplink'), spec.uplink);
   const segment = resolveSegment(p, at(path, 'segment'), spec.segment);
   const hostServices = resolveHostServices(p, at(path, 'hostServices'), spec.hostServices);
+  const dns = resolveDns(p, at(path, 'dns'), spec.dns);
 
   if (p.list.length > before || gateway === undefined || range === undefined || !segment) return undefined;
   const tenant = spec.tenant as string;
@@ -119,8 +130,30 @@ export function resolveNetwork(p: Problems, path: string, input: unknown): Resol
     ...(spec.uplink !== undefined ? { uplink: spec.uplink } : {}),
     segment,
     ...(hostServices?.length ? { hostServices } : {}),
+    ...(dns ? { dns } : {}),
     bridge: bridgeName(tenant),
   };
+}
+
+/** `{ upstream: [ip…] }`: IPv4 or IPv6 addresses of resolvers. */
+function resolveDns(p: Problems, path: string, input: unknown): { upstream?: string[] } | undefined {
+  if (input === undefined) return undefined;
+  if (!isRecord(input)) {
+    p.add(path, 'must be { upstream: [address, …] }');
+    return undefined;
+  }
+  checkKeys(p, path, input, ['upstream']);
+  if (input.upstream === undefined) return {};
+  if (!Array.isArray(input.upstream)) {
+    p.add(at(path, 'upstream'), 'must be a list of resolver addresses ([] keeps the network internal)');
+    return undefined;
+  }
+  const ok = input.upstream.every((a: unknown, i) => {
+    const valid = typeof a === 'string' && (parseIpv4(a) !== undefined || /^[0-9a-f:]*:[0-9a-f:]*$/i.test(a));
+    if (!valid) p.add(at(at(path, 'upstream'), i), `${JSON.stringify(a ?? null)} is not an IPv4 or IPv6 address`);
+    return valid;
+  });
+  return ok ? { upstream: [...(input.upstream as string[])] } : undefined;
 }
 
 /** `[{ port, protocol }]`: each port 1..65535, tcp or udp, listed once. */

@@ -6,6 +6,7 @@ import { inSubnet, parseIpv4 } from './ipv4.js';
 import { deriveMac, parseMac } from './mac.js';
 import { stableUuid, tapName } from './names.js';
 import { resolveNetwork, sameNetwork, subnetOf } from './network.js';
+import { checkCloudInit } from './cloud-init.js';
 
 const VM_KEYS = [
   'name',
@@ -93,29 +94,6 @@ function checkBoot(p: Problems, path: string, boot: unknown): void {
     if (boot.sizeGiB !== undefined) checkInt(p, at(path, 'sizeGiB'), boot.sizeGiB, 1, 65536);
   } else {
     p.add(path, 'needs kernel (direct kernel boot) or image (disk boot)');
-  }
-}
-
-function checkCloudInit(p: Problems, path: string, ci: unknown): void {
-  if (ci === undefined) return;
-  if (!isRecord(ci)) {
-    p.add(path, 'must be an object');
-    return;
-  }
-  checkKeys(p, path, ci, ['userData', 'metaData', 'networkConfig']);
-  // user-data and network-config are whole files on the seed ISO: multi-line by nature, never
-  // spliced into XML or a command line, so only their type is checked here.
-  for (const key of ['userData', 'networkConfig'] as const) {
-    if (ci[key] !== undefined && typeof ci[key] !== 'string') p.add(at(path, key), 'must be a string');
-  }
-  if (ci.metaData !== undefined) {
-    if (!isRecord(ci.metaData)) p.add(at(path, 'metaData'), 'must be a map of strings');
-    else {
-      for (const [k, v] of Object.entries(ci.metaData)) {
-        if (!/^[A-Za-z][A-Za-z0-9_-]*$/.test(k)) p.add(at(at(path, 'metaData'), k), 'key must be a plain identifier');
-        checkSafeText(p, at(at(path, 'metaData'), k), v, { allowEmpty: true });
-      }
-    }
   }
 }
 

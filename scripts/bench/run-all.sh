@@ -5,8 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/prepare.sh
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(libvirt plan host-plane create-vm)
-if [ "$(id -u)" != 0 ]; then benches=("${benches[@]/host-plane/}"); benches=("${benches[@]/create-vm/}"); echo "bench: host-plane and create-vm need root; skipped"; fi
+[ ${#benches[@]} -gt 0 ] || benches=(libvirt plan host-plane create-vm cloud-vm)
+if [ "$(id -u)" != 0 ]; then
+  for b in host-plane create-vm cloud-vm; do benches=("${benches[@]/$b/}"); done
+  echo "bench: host-plane, create-vm and cloud-vm need root; skipped"
+fi
 for b in "${benches[@]}"; do
   [ -n "$b" ] || continue
   node "dist/scripts/bench/$b.js"

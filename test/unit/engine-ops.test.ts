@@ -75,6 +75,32 @@ describe('createVm through the container, with fakes', () => {
     expect(f.hv().domains.has('web')).toBe(false);
   });
 
+  test("waitFor 'ssh': after the lease, until the first NIC's port 22 answers (ssh-keyscan from its host)", async () => {
+    let answers = 0;
+    const runner: CommandRunner = {
+      async run(argv: readonly string[]): Promise<RunResult> {
+        if (argv[0] !== 'ssh-keyscan') return { stdout: '', stderr: '', exitCode: 0 };
+        // the first two attempts find no SSH server yet
+        return ++answers < 3
+          ? { stdout: '', stderr: 'connect refused', exitCode: 1 }
+          : {
+              stdout: `${argv[argv.length - 1]} ssh-ed25519 AAAAC3Nza`,
+              stderr: '# 10.10.0.2:22 SSH-2.0-OpenSSH_9.2p1',
+              exitCode: 0,
+            };
+      },
+    };
+    const { engine } = fakeEngine({ runner });
+    const steps: string[] = [];
+    await engine.create(kernelVm(), {
+      stateDir: dir,
+      waitFor: 'ssh',
+      onProgress: (e) => e.status === 'done' && steps.push(e.step),
+    });
+    expect(steps).toEqual(['validate', 'network', 'disks', 'define', 'start', 'lease', 'ssh']);
+    expect(answers).toBe(3);
+  });
+
   test('bad input: SpecError before any collaborator is used', async () => {
     const { engine, hv, plane } = fakeEngine();
     const err = await engine.create({ ...kernelVm(), name: 'Bad' }, { stateDir: dir }).catch((e: unknown) => e);

@@ -7,7 +7,7 @@ import { validateVm } from '../../lib/spec/index.js';
 import { allocate } from '../../lib/engine/allocate.js';
 import { StateStore, type VmRecord } from '../../lib/engine/state/store.js';
 import { hostStateFor } from '../../lib/engine/host-state.js';
-import { seedFiles } from '../../lib/engine/disks.js';
+import { seedFiles } from '../../lib/engine/seed.js';
 import { FileLock } from '../../lib/host/index.js';
 
 const withStateLock = <T>(dir: string, fn: () => Promise<T>, timeoutMs?: number) =>
@@ -159,7 +159,10 @@ test('seed files: user-data as given (or an empty cloud-config), meta-data as YA
   const files = seedFiles(v);
   expect(files['user-data']).toBe('#cloud-config\n{}\n');
   expect(files['meta-data']).toBe(`instance-id: ${v.uuid}\nlocal-hostname: ci\nzone: "a: b"\n`);
-  expect(files['network-config']).toBeUndefined();
+  // every NIC by its MAC, named eth<i>, DHCP
+  expect(files['network-config']).toBe(
+    `version: 2\nethernets:\n  eth0:\n    match:\n      macaddress: ${v.nics[0]!.mac}\n    set-name: eth0\n    dhcp4: true\n`,
+  );
 });
 
 describe('state lock', () => {
@@ -223,5 +226,103 @@ describe('records', () => {
     ]);
     writeFileSync(join(dir, 'vms', 'old', 'vm.json'), JSON.stringify({ ...record(a), version: 99 }));
     expect(() => readRecords(dir)).toThrow(/written by a newer virtwire \(record version 99/);
+  });
+});
+
+describe('cloud-init for real users', () => {
+  const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl vw@test';
+  const spec = (cloudInit: unknown) => ({
+    name: 'ci',
+    boot: { image: '/i.qcow2' },
+    cloudInit,
+    nics: [{ network: acme }, { network: { tenant: 'ops', cidr: '10.9.0.0/24' } }],
+  });
+
+  test('typed fields become #cloud-config (YAML by the yaml package); both NICs get DHCP by MAC', async () => {
+    const { parse } = await import('yaml');
+    const v = validateVm(
+      spec({
+        hostname: 'cloudy',
+        users: [{ name: 'vw', sshAuthorizedKeys: [key], sudo: true }],
+        writeFiles: [{ path: '/etc/motd', content: 'hello: "world"\n', permissions: '0644' }],
+        runcmd: [['touch', '/tmp/x'], 'echo $HOME > /tmp/y'],
+        packages: ['curl'],
+      }),
+    );
+    const files = seedFiles(v);
+    expect(files['user-data']!.startsWith('#cloud-config\n')).toBe(true);
+    expect(parse(files['user-data']!)).toEqual({
+      hostname: 'cloudy',
+      users: [
+        {
+          name: 'vw',
+          ssh_authorized_keys: [key],
+          sudo: 'ALL=(ALL) NOPASSWD:ALL',
+          shell: '/bin/bash',
+          lock_passwd: true,
+        },
+      ],
+      write_files: [{ path: '/etc/motd', content: 'hello: "world"\n', permissions: '0644' }],
+      runcmd: [['touch', '/tmp/x'], 'echo $HOME > /tmp/y'],
+      packages: ['curl'],
+    });
+    expect(parse(files['meta-data']!)).toMatchObject({ 'local-hostname': 'cloudy' });
+    expect(parse(files['network-config']!)).toEqual({
+      version: 2,
+      ethernets: {
+        eth0: { match: { macaddress: v.nics[0]!.mac }, 'set-name': 'eth0', dhcp4: true },
+        eth1: { match: { macaddress: v.nics[1]!.mac }, 'set-name': 'eth1', dhcp4: true },
+      },
+    });
+  });
+
+  test("typed fields and the user's own user-data together: MIME multi-part, the user's script as given", () => {
+    const files = seedFiles(validateVm(spec({ hostname: 'h', userData: '#!/bin/sh\necho hi\n' })));
+    const ud = files['user-data']!;
+    const boundary = /boundary="([^"]+)"/.exec(ud)![1]!;
+    const parts = ud.split(`--${boundary}`);
+    expect(parts).toHaveLength(4); // preamble, two parts, the closing "--"
+    expect(parts[1]).toContain('Content-Type: text/cloud-config');
+    expect(parts[1]).toContain('#cloud-config\nhostname: h');
+    expect(parts[2]).toContain('Content-Type: text/x-shellscript');
+    expect(parts[2]).toContain('\n\n#!/bin/sh\necho hi\n');
+  });
+
+  test('every problem with its path, nothing rendered', () => {
+    const err = (() => {
+      try {
+        validateVm(
+          spec({
+            hostname: 'bad_host',
+            users: [
+              { name: 'Root!', sshAuthorizedKeys: ['not a key\nline2'], sudo: 'yes', hashedPassword: 'plain' },
+              { name: 'ok' },
+              { name: 'ok' },
+            ],
+            writeFiles: [{ path: 'rel/path', content: 1, permissions: '999' }],
+            runcmd: [[], 3],
+            packages: ['Bad Name'],
+            colour: 'red',
+          }),
+        );
+      } catch (e) {
+        return e as SpecError;
+      }
+    })()!;
+    expect(err.problems.map((p) => p.path)).toEqual([
+      'cloudInit.colour',
+      'cloudInit.hostname',
+      'cloudInit.users[0].name',
+      'cloudInit.users[0].sshAuthorizedKeys[0]',
+      'cloudInit.users[0].sudo',
+      'cloudInit.users[0].hashedPassword',
+      'cloudInit.users[2].name',
+      'cloudInit.writeFiles[0].path',
+      'cloudInit.writeFiles[0].content',
+      'cloudInit.writeFiles[0].permissions',
+      'cloudInit.runcmd[0]',
+      'cloudInit.runcmd[1]',
+      'cloudInit.packages[0]',
+    ]);
   });
 });

@@ -240,6 +240,32 @@ describe('dnsmasq configuration', () => {
     expect(conf).toContain('dhcp-option=option:mtu,1350');
   });
 
+  test('DNS upstream: one server= line each; the host resolvers for NAT, none without; [] keeps it internal', async () => {
+    const { hostResolvers, upstreamOf } = await import('../../lib/host/dnsmasq.js');
+    const conf = renderDnsmasqConfig(acme, paths, { upstream: ['10.255.255.53', '2001:db8::53'] });
+    expect(conf).toContain('no-resolv\nserver=10.255.255.53\nserver=2001:db8::53\n');
+    expect(renderDnsmasqConfig(acme, paths)).not.toContain('server=');
+    const files = (resolv: string, resolved?: string) =>
+      ({
+        read: async (f: string) =>
+          f === '/etc/resolv.conf' ? resolv : f === '/run/systemd/resolve/resolv.conf' ? resolved : undefined,
+      }) as never;
+    expect(await hostResolvers(files('search x\nnameserver 10.255.255.53\n'))).toEqual(['10.255.255.53']);
+    // systemd-resolved's stub: its own upstream servers instead
+    expect(
+      await hostResolvers(
+        files('nameserver 127.0.0.53\noptions edns0\n', 'nameserver 192.0.2.53\nnameserver 192.0.2.54\n'),
+      ),
+    ).toEqual(['192.0.2.53', '192.0.2.54']);
+    expect(upstreamOf(acme, ['192.0.2.53'])).toEqual(['192.0.2.53']); // NAT: the host's
+    expect(upstreamOf(globex, ['192.0.2.53'])).toEqual([]); // no NAT: none
+    const internal = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24', dns: { upstream: [] } });
+    expect(upstreamOf(internal, ['192.0.2.53'])).toEqual([]);
+    expect(() =>
+      validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24', dns: { upstream: ['8.8.8.8', 'resolver.example'] } }),
+    ).toThrow(/dns\.upstream\[1\]: "resolver\.example" is not an IPv4 or IPv6 address/);
+  });
+
   test('paths that could inject a config line are refused', () => {
     expect(() => renderDnsmasqConfig(acme, { ...paths, leaseFile: '/tmp/x\ndhcp-script=/bin/sh' })).toThrow(SpecError);
     expect(() => renderTemplate('dnsmasq.conf', { bridge: 'x\ny' })).toThrow(/control characters/);

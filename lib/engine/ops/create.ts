@@ -1,11 +1,18 @@
 // createVm: validation, placement, allocation, the host plane, disks, domain XML and the
 // hypervisor composed into one call, with rollback of everything a failed call created.
-import type { CreateVmOptions, CreatedVm, ProgressEvent, CreateVmStep, HostTarget } from '../../../types/vm.js';
+import type {
+  CreateVmOptions,
+  CreatedVm,
+  ProgressEvent,
+  CreateVmStep,
+  HostTarget,
+  WaitFor,
+} from '../../../types/vm.js';
 import type { ResolvedVm } from '../../../types/resolved.js';
 import { ApplyError, HostUnsupportedError, SpecError, VirtwireError, isVirtwireError } from '../../errors/index.js';
 import { validateVm } from '../../spec/index.js';
 import { renderResolvedDomainXml, effectiveAccel } from '../../xml/index.js';
-import type { HostFiles } from '../../host/index.js';
+import { CLOUD_INIT_DONE, pollFile, sshAnswer, waitForFile, waitUntil, type HostFiles } from '../../host/index.js';
 import type { DomainHandle, Hypervisor } from '../../libvirt/index.js';
 import type { EngineDeps, TenantPlane } from '../deps.js';
 import { placeVm, type HostContext } from '../hosts.js';
@@ -102,9 +109,11 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
       });
     });
 
-    if (options.waitForIp !== false) {
-      await run('lease', () => waitForLeases(allocated, host.plane, signal));
-    }
+    const waitFor: WaitFor = options.waitFor ?? (options.waitForIp === false ? 'none' : 'lease');
+    if (waitFor !== 'none') await run('lease', () => waitForLeases(allocated, host.plane, signal));
+    if (waitFor === 'ssh') await run('ssh', () => waitForSsh(host, allocated, signal));
+    const serialLog = allocated.serialLog ?? files.serialLog;
+    if (waitFor === 'cloud-init') await run('cloud-init', () => waitForCloudInit(host, serialLog, signal));
     dom.free();
     return result(allocated, accel, host, elapsed());
   } catch (cause) {
@@ -135,6 +144,26 @@ async function waitForLeases(vm: ResolvedVm, plane: TenantPlane, signal: AbortSi
         );
     }),
   );
+}
+
+/** The first NIC's port 22 answers as an SSH server (asked from the VM's host). */
+async function waitForSsh(host: HostContext, vm: ResolvedVm, signal: AbortSignal): Promise<void> {
+  const ip = vm.nics[0]!.ip!;
+  await waitUntil(async () => (await sshAnswer(host.runner, ip)) !== undefined, {
+    timeoutMs: 24 * 3600_000,
+    intervalMs: 500,
+    signal,
+    what: `SSH on ${vm.name} (${ip}:22)`,
+  });
+}
+
+/** cloud-init's final line on the VM's console (its serial log on its host). */
+async function waitForCloudInit(host: HostContext, serialLog: string, signal: AbortSignal): Promise<void> {
+  const test = (text: string) => CLOUD_INIT_DONE.exec(text) ?? undefined;
+  const wait = { timeoutMs: 24 * 3600_000, signal, what: `cloud-init to finish (${serialLog})` };
+  // watched on this machine; on a remote host re-read over its connection
+  if (host.remote) await pollFile(() => host.plane.files.read(serialLog), test, { ...wait, intervalMs: 1000 });
+  else await waitForFile(serialLog, test, wait);
 }
 
 /** The files a VM boots from must exist on its host before anything is made for it (bad input, not a rollback). */

@@ -1,0 +1,166 @@
+// The path most users take, with a real distribution guest: the Debian 12 cloud image
+// (lib/testing/cloud-image.ts: packages from the mirror the host uses, GRUB on a partitioned disk)
+// booted from its disk through the firmware, cloud-init's NoCloud datasource reading virtwire's
+// seed — a user with a generated key, a hostname, a written file, a runcmd, a root disk to grow,
+// a second NIC on a second tenant. Then SSH in over the tenant network and check what cloud-init
+// did, DNS for the tenant's VMs and the outside, and apt-get update through the tenant's NAT.
+import { execa } from 'execa';
+import { connect } from 'node:net';
+import { lookup } from 'node:dns/promises';
+import { mkdtempSync, chmodSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildCloudImage, buildTestGuest, GuestLab, testGuestSpec, type CloudImage } from '../../lib/testing/index.js';
+import type { CreatedVm, ProgressEvent } from '../../types/vm.js';
+import { describeAsRoot } from '../helpers/root.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'vwcloud-'));
+chmodSync(dir, 0o755);
+const stateDir = join(dir, 'state');
+const guests = new GuestLab({ stateDir });
+const T1 = { tenant: 'vwcloudt', cidr: '10.77.0.0/24' };
+const T2 = { tenant: 'vwcloudu', cidr: '10.78.0.0/24', nat: false };
+const SIZE_GIB = 6;
+
+let image: CloudImage;
+let vm: CreatedVm;
+let peer: CreatedVm;
+const steps: ProgressEvent[] = [];
+
+/** A command in the guest over SSH, as the user cloud-init made. */
+const ssh = (command: string, timeoutMs = 60_000) =>
+  execa(
+    'ssh',
+    [
+      '-i',
+      join(dir, 'key'),
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=accept-new',
+      '-o',
+      `UserKnownHostsFile=${join(dir, 'known_hosts')}`,
+      '-o',
+      'ConnectTimeout=10',
+      `vw@${vm.nics[0]!.ip}`,
+      command,
+    ],
+    {
+      reject: false,
+      timeout: timeoutMs,
+    },
+  );
+
+/** The host's own Debian mirror (what the cloud image's apt uses too) and whether the host reaches it. */
+async function hostMirror(): Promise<{ name: string; reachable: boolean; why?: string }> {
+  const sources = ['/etc/apt/sources.list.d/debian.sources', '/etc/apt/sources.list'].find((f) => existsSync(f))!;
+  // the first URI apt uses (a comment may name another, e.g. snapshot.debian.org)
+  const name = /^(?:URIs:|deb)\s+(?:\[[^\]]*\]\s+)?https?:\/\/([^/\s]+)/m.exec(readFileSync(sources, 'utf8'))![1]!;
+  try {
+    const { address } = await lookup(name, { family: 4 });
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect({ host: address, port: 80, timeout: 10_000 }, () => {
+        socket.end();
+        resolve();
+      });
+      socket.on('timeout', () => reject(new Error('connect timed out')));
+      socket.on('error', reject);
+    });
+    return { name, reachable: true };
+  } catch (e) {
+    return { name, reachable: false, why: (e as Error).message };
+  }
+}
+
+describeAsRoot('a real Debian cloud guest: cloud-init, SSH, DNS, NAT to the outside, a second NIC', () => {
+  beforeAll(async () => {
+    image = await buildCloudImage();
+    const test = await buildTestGuest();
+    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'vw@virtwire-test', '-f', join(dir, 'key')]);
+    const pub = readFileSync(join(dir, 'key.pub'), 'utf8').trim();
+    peer = await guests.create(testGuestSpec(test, 'vwcloud-peer', [{ network: T1 }]));
+    vm = await guests.create(
+      {
+        name: 'vwcloud-deb',
+        vcpus: 2,
+        memoryMiB: 1024,
+        boot: { image: image.image, sizeGiB: SIZE_GIB },
+        cloudInit: {
+          hostname: 'cloudy',
+          users: [{ name: 'vw', sshAuthorizedKeys: [pub], sudo: true }],
+          writeFiles: [{ path: '/etc/virtwire-test', content: 'written by cloud-init\n', permissions: '0644' }],
+          runcmd: [['sh', '-c', 'echo runcmd-ok > /var/tmp/runcmd.out']],
+        },
+        nics: [{ network: T1 }, { network: T2 }],
+      },
+      { waitFor: 'cloud-init', timeoutMs: 900_000, onProgress: (e) => steps.push(e) },
+    );
+  }, 1_000_000);
+  afterAll(async () => {
+    await guests.destroyAll().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('createVm waited for the lease and then for cloud-init to finish', () => {
+    expect(steps.filter((s) => s.status === 'done').map((s) => s.step)).toEqual([
+      'validate',
+      'network',
+      'disks',
+      'define',
+      'start',
+      'lease',
+      'cloud-init',
+    ]);
+    console.log(
+      `cloud guest: lease at ${(steps.find((s) => s.step === 'lease' && s.status === 'done')!.elapsedMs / 1000).toFixed(1)} s, cloud-init done at ${(vm.readyMs / 1000).toFixed(1)} s`,
+    );
+  });
+
+  test('SSH over the tenant network as the user cloud-init made; what cloud-init did is there', async () => {
+    const r = await ssh(
+      'hostname; cat /etc/virtwire-test; cat /var/tmp/runcmd.out; cloud-init status; sudo -n true && echo sudo-ok',
+    );
+    expect(r.stderr.replace(/Warning: Permanently added .*\n?/, '')).toBe('');
+    expect(r.stdout.split('\n')).toEqual(['cloudy', 'written by cloud-init', 'runcmd-ok', 'status: done', 'sudo-ok']);
+  });
+
+  test(`the root file system grew to the ${SIZE_GIB} GiB disk (growpart)`, async () => {
+    const r = await ssh('df -B1 --output=size / | tail -1');
+    const bytes = Number(r.stdout.trim());
+    expect(bytes).toBeGreaterThan((SIZE_GIB - 0.5) * 1024 ** 3);
+    expect(bytes).toBeLessThanOrEqual(SIZE_GIB * 1024 ** 3);
+    expect(image.sizeGiB).toBeLessThan(SIZE_GIB); // it did grow
+  });
+
+  test('the second NIC came up on the second tenant from the generated network-config', async () => {
+    const r = await ssh('ip -4 -o addr show eth1');
+    expect(r.stdout).toContain(`inet ${vm.nics[1]!.ip}/24`);
+  });
+
+  test("DNS: another VM of the tenant by name (bare and in the tenant's domain), and an outside name", async () => {
+    const mirror = await hostMirror();
+    const r = await ssh(
+      `getent hosts vwcloud-peer; getent hosts vwcloud-peer.${T1.tenant}.virtwire; getent ahostsv4 ${mirror.name} | head -1`,
+    );
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toMatch(new RegExp(`^${peer.nics[0]!.ip.replace(/\./g, '\\.')}\\s+vwcloud-peer`));
+    expect(lines[1]).toMatch(
+      new RegExp(`^${peer.nics[0]!.ip.replace(/\./g, '\\.')}\\s+vwcloud-peer\\.${T1.tenant}\\.virtwire`),
+    );
+    if (mirror.reachable) expect(lines[2]).toMatch(/^\d+\.\d+\.\d+\.\d+\s/);
+  });
+
+  test("apt-get update succeeds through the tenant's NAT (when the host itself reaches its mirror)", async () => {
+    const mirror = await hostMirror();
+    if (!mirror.reachable) {
+      console.warn(`apt-get update NOT run: this host cannot reach its own mirror ${mirror.name} (${mirror.why})`);
+      return;
+    }
+    const r = await ssh('sudo -n apt-get update -q', 300_000);
+    expect([r.exitCode, r.stdout]).toEqual([
+      0,
+      expect.stringMatching(new RegExp(`(Hit|Get):\\d+ http://${mirror.name.replace(/\./g, '\\.')}`)),
+    ]);
+    expect(r.stdout).toMatch(/Reading package lists/);
+  }, 320_000);
+});
