@@ -3,7 +3,10 @@
 # Takes a DHCP lease on eth0 and prints it on the serial console, serves HTTP on port 80 (its
 # name and address), and runs the probes given on the kernel command line in rounds:
 #   vw.name=<name> vw.probes=ping:10.10.0.12,http:203.0.113.2:8080,tcp:10.10.0.1:22,dns:web
-# Console lines for tests: VIRTWIRE-LEASE ip=…, VIRTWIRE-PROBE round=N <kind> <target> ok|fail.
+# Console lines for tests: VIRTWIRE-LEASE ip=… iface=…, VIRTWIRE-PROBE round=N <kind> <target> ok|fail,
+# VIRTWIRE-BLOCK <dev> bytes=N for each disk at boot, VIRTWIRE-NIC added|gone <dev> when NICs are
+# hot-plugged (each added one takes a DHCP lease), VIRTWIRE-ECHO <line> for each line written to
+# its serial console.
 #
 # For tenant-security tests it can also be the hostile tenant, each round (vw.attacks=…,
 # vw.victim=<ip of a neighbour>): dhcpd (a rogue DHCP server on eth0, offering .200-.210 with
@@ -37,6 +40,34 @@ ip link set eth0 up
 echo "VIRTWIRE-BOOT name=$name"
 
 until udhcpc -i eth0 -s /bin/udhcpc-script -q -t 10 -T 1 -n; do echo "VIRTWIRE-DHCP retry"; done
+
+for d in /sys/block/vd*; do
+  [ -e "$d/size" ] && echo "VIRTWIRE-BLOCK ${d##*/} bytes=$(($(cat "$d/size") * 512))"
+done
+
+# hot-plugged NICs: each new one comes up and takes its lease; a removed one is reported
+touch /tmp/nics
+(
+  while :; do
+    for n in /sys/class/net/eth*; do
+      dev="${n##*/}"
+      [ -e "$n" ] && [ "$dev" != eth0 ] && ! grep -qx "$dev" /tmp/nics || continue
+      echo "$dev" >>/tmp/nics
+      echo "VIRTWIRE-NIC added $dev"
+      ip link set "$dev" up
+      (until udhcpc -i "$dev" -s /bin/udhcpc-script -q -t 10 -T 1 -n; do sleep 1; done) &
+    done
+    for dev in $(cat /tmp/nics); do
+      [ -e "/sys/class/net/$dev" ] && continue
+      echo "VIRTWIRE-NIC gone $dev"
+      grep -vx "$dev" /tmp/nics >/tmp/nics.new; mv /tmp/nics.new /tmp/nics
+    done
+    sleep 1
+  done
+) &
+
+# lines written to the console come back, so a test can see its input arrive
+(while read -r line; do echo "VIRTWIRE-ECHO $line"; done) </dev/console &
 
 # 4 MiB to download: what a QoS test measures the guest's sending rate with
 dd if=/dev/zero of=/www/big bs=1024 count=4096 2>/dev/null

@@ -54,6 +54,8 @@ export interface DomainInterface {
 export interface DomainChardev {
   type: 'file' | 'pty';
   sourcePath?: string;
+  /** <log file=… append=…/>: what the device carries, also written to a file */
+  log?: { file: string; append?: 'on' | 'off' };
   /** serial: <target port>; console: <target type port> */
   target?: { type?: string; port?: number };
 }

@@ -1,6 +1,6 @@
 // The normalised model lib/spec produces from user input: every default filled in, every name
 // derived. Everything below lib/spec works on these, never on raw specs.
-import type { BootSpec, CloudInitSpec, QosSpec, SegmentSpec, Accel, HostService } from './spec.js';
+import type { BootSpec, CloudInitSpec, QosSpec, SegmentSpec, Accel, HostService, DataDiskSpec } from './spec.js';
 
 export interface ResolvedNetwork {
   tenant: string;
@@ -39,6 +39,9 @@ export interface ResolvedVm {
   uuid: string;
   vcpus: number;
   memoryMiB: number;
+  /** absent: memoryMiB */
+  maxMemoryMiB?: number;
+  disks?: DataDiskSpec[];
   accel: Accel;
   boot: BootSpec;
   cloudInit?: CloudInitSpec;

@@ -72,6 +72,13 @@ export interface VmSpec {
   vcpus?: number;
   /** default 256, 64..1048576 */
   memoryMiB?: number;
+  /**
+   * the most memory the guest may be given without a restart (its balloon can grow up to it);
+   * default memoryMiB
+   */
+  maxMemoryMiB?: number;
+  /** data disks: qcow2 files in the VM's directory, made before it is defined, removed with it */
+  disks?: DataDiskSpec[];
   /** default 'auto': kvm only where /dev/kvm works and the CPU has vmx/svm */
   accel?: Accel;
   boot: BootSpec;
@@ -82,6 +89,15 @@ export interface VmSpec {
   serialLog?: string;
   /** the host to run on (a name from createVm's `hosts`); default: placed by free memory */
   host?: string;
+}
+
+export interface DataDiskSpec {
+  /** /^[a-z][a-z0-9-]{0,30}$/, unique in the VM */
+  name: string;
+  /** 1..65536 */
+  sizeGiB: number;
+  /** default 'virtio' */
+  bus?: 'virtio';
 }
 
 export interface NicSpec {

@@ -84,3 +84,73 @@ export interface DestroyVmOptions {
 }
 
 export type { VmSpec };
+
+/** What every lifecycle call takes: where the state is and how its hosts are reached. */
+export interface VmOptions {
+  /** default qemu:///system */
+  uri?: string;
+  /** the hosts VMs live on (a VM's record names its host; this adds or overrides how it is reached) */
+  hosts?: HostTarget[];
+  /** default /var/lib/virtwire */
+  stateDir?: string;
+  signal?: AbortSignal;
+}
+
+/** A VM as listVms/getVm report it: its record and libvirt's live state. */
+export interface VmInfo {
+  name: string;
+  host?: string;
+  uuid: string;
+  /** libvirt's state; 'missing' when the record has no domain */
+  state: 'running' | 'paused' | 'shutoff' | 'crashed' | 'missing';
+  accel: 'kvm' | 'tcg';
+  createdAt: string;
+  nics: CreatedNic[];
+  disks: DiskInfo[];
+  serialLog: string;
+  memoryMiB: number;
+  vcpus: number;
+}
+
+export interface DiskInfo {
+  /** 'root' for the boot disk's overlay, else the data disk's name */
+  name: string;
+  path: string;
+  /** undefined for a root overlay that takes its base image's size */
+  sizeGiB?: number;
+  /** the guest's device, e.g. vdb */
+  target: string;
+}
+
+export interface StopOptions extends VmOptions {
+  /** power off at once instead of asking the guest (ACPI) */
+  force?: boolean;
+  /** how long the guest gets to act on ACPI before it is forced; default 60000 */
+  timeoutMs?: number;
+}
+
+export interface UpdateOptions extends VmOptions {
+  /** changes that cannot be made live are made by a stop, redefine and start (same UUID, MAC, IP) */
+  allowRestart?: boolean;
+}
+
+export interface UpdateResult {
+  /** the fields that changed, e.g. nics[0].qos.egressKbps */
+  changes: string[];
+  /** true when every change was made without restarting the guest */
+  live: boolean;
+}
+
+export interface SnapshotSummary {
+  name: string;
+  description?: string;
+  /** the domain's state when it was taken (running: memory included) */
+  state: string;
+  createdAt: string;
+}
+
+/** A lifecycle event of one of virtwire's VMs. */
+export interface VmEvent {
+  name: string;
+  type: 'started' | 'stopped' | 'crashed' | 'rebooted' | 'suspended' | 'resumed' | 'shutdown' | 'defined' | 'undefined';
+}

@@ -75,3 +75,20 @@ export async function createSeedIso(
   await files.remove(src);
   return seedIso;
 }
+
+/** The VM's data disks: empty qcow2 files of their size, 0600 (DAC hands them to QEMU). */
+export async function createDataDisks(
+  runner: CommandRunner,
+  files: HostFiles,
+  vm: ResolvedVm,
+  stateDir: string,
+): Promise<void> {
+  const paths = vmPaths(stateDir, vm.name);
+  for (const disk of vm.disks ?? []) {
+    const file = paths.dataDisk(disk.name);
+    await runner.run(['qemu-img', 'create', '-q', '-f', 'qcow2', file, `${disk.sizeGiB}G`], {
+      step: `disks: create data disk ${disk.name}`,
+    });
+    await files.chmod(file, 0o600);
+  }
+}

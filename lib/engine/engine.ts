@@ -2,7 +2,22 @@
 // the same collaborators (deps.ts) from the composition root. The methods are thin: each
 // operation lives in its own module under ops/, a function of (deps, …).
 import { injectable, inject } from 'tsyringe';
-import type { CreateVmOptions, CreatedVm, DestroyVmOptions } from '../../types/vm.js';
+import type { Duplex } from 'node:stream';
+import type {
+  CreateVmOptions,
+  CreatedNic,
+  CreatedVm,
+  DestroyVmOptions,
+  SnapshotSummary,
+  StopOptions,
+  UpdateOptions,
+  UpdateResult,
+  VmEvent,
+  VmInfo,
+  VmOptions,
+} from '../../types/vm.js';
+import type { NicSpec } from '../../types/spec.js';
+import type { Subscription } from '../libvirt/index.js';
 import type { ResolvedVm } from '../../types/resolved.js';
 import type {
   Clock,
@@ -24,6 +39,11 @@ import { observe, plan } from './ops/observe.js';
 import { applyPlan, destroyAll, type ApplyOptions } from './ops/converge.js';
 import { dryRun, type DryRun } from './ops/dry-run.js';
 import { importDomain } from './ops/import.js';
+import { getVm, listVms, rebootVm, startVm, stopVm } from './ops/lifecycle.js';
+import { attachNic, detachNic, updateVm } from './ops/update.js';
+import { openConsole } from './ops/console.js';
+import { deleteSnapshot, listSnapshots, revertVm, snapshotVm, type SnapshotSpec } from './ops/snapshots.js';
+import { onVmEvent } from './ops/events.js';
 
 @injectable()
 export class Engine {
@@ -71,5 +91,61 @@ export class Engine {
 
   import(domain: string, as: string, options?: ScopeOptions): Promise<ResolvedVm> {
     return importDomain(this.deps, domain, as, options);
+  }
+
+  listVms(options?: VmOptions): Promise<VmInfo[]> {
+    return listVms(this.deps, options);
+  }
+
+  getVm(name: string, options?: VmOptions): Promise<VmInfo | null> {
+    return getVm(this.deps, name, options);
+  }
+
+  startVm(name: string, options?: VmOptions & { waitForLease?: boolean }): Promise<VmInfo> {
+    return startVm(this.deps, name, options);
+  }
+
+  stopVm(name: string, options?: StopOptions): Promise<{ graceful: boolean }> {
+    return stopVm(this.deps, name, options);
+  }
+
+  rebootVm(name: string, options?: StopOptions): Promise<{ graceful: boolean }> {
+    return rebootVm(this.deps, name, options);
+  }
+
+  updateVm(spec: unknown, options?: UpdateOptions): Promise<UpdateResult> {
+    return updateVm(this.deps, spec, options);
+  }
+
+  attachNic(name: string, nic: NicSpec, options?: VmOptions): Promise<CreatedNic> {
+    return attachNic(this.deps, name, nic, options);
+  }
+
+  detachNic(name: string, mac: string, options?: VmOptions): Promise<void> {
+    return detachNic(this.deps, name, mac, options);
+  }
+
+  openConsole(name: string, options?: VmOptions): Promise<Duplex> {
+    return openConsole(this.deps, name, options);
+  }
+
+  snapshotVm(name: string, snap: SnapshotSpec | string, options?: VmOptions): Promise<SnapshotSummary> {
+    return snapshotVm(this.deps, name, snap, options);
+  }
+
+  revertVm(name: string, snap: string, options?: VmOptions): Promise<void> {
+    return revertVm(this.deps, name, snap, options);
+  }
+
+  listSnapshots(name: string, options?: VmOptions): Promise<SnapshotSummary[]> {
+    return listSnapshots(this.deps, name, options);
+  }
+
+  deleteSnapshot(name: string, snap: string, options?: VmOptions): Promise<void> {
+    return deleteSnapshot(this.deps, name, snap, options);
+  }
+
+  onVmEvent(handler: (event: VmEvent) => void, options?: VmOptions): Promise<Subscription> {
+    return onVmEvent(this.deps, handler, options);
   }
 }

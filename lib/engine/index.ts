@@ -1,7 +1,22 @@
 // The engine's public face: thin functions over the default engine (the composition root stays
 // internal), the spec file, plans and the state module's defaults.
-import type { CreateVmOptions, CreatedVm, DestroyVmOptions } from '../../types/vm.js';
-import type { VmSpec } from '../../types/spec.js';
+import type { Duplex } from 'node:stream';
+import type {
+  CreateVmOptions,
+  CreatedNic,
+  CreatedVm,
+  DestroyVmOptions,
+  SnapshotSummary,
+  StopOptions,
+  UpdateOptions,
+  UpdateResult,
+  VmEvent,
+  VmInfo,
+  VmOptions,
+} from '../../types/vm.js';
+import type { NicSpec, VmSpec } from '../../types/spec.js';
+import type { Subscription } from '../libvirt/index.js';
+import type { SnapshotSpec } from './ops/snapshots.js';
 import type { ResolvedVm } from '../../types/resolved.js';
 import { defaultEngine } from './container.js';
 import type { Observed, Plan } from './plan.js';
@@ -52,6 +67,74 @@ export function importDomain(domain: string, as: string, options?: ScopeOptions)
   return defaultEngine().import(domain, as, options);
 }
 
+/** Every VM in the state, with libvirt's live state ('missing' when its domain is gone). */
+export function listVms(options?: VmOptions): Promise<VmInfo[]> {
+  return defaultEngine().listVms(options);
+}
+
+/** One VM as listVms reports it, or null. */
+export function getVm(name: string, options?: VmOptions): Promise<VmInfo | null> {
+  return defaultEngine().getVm(name, options);
+}
+
+/** Starts a stopped VM on its MACs and IPs (its host plane re-applied first); waits for fresh leases. */
+export function startVm(name: string, options?: VmOptions & { waitForLease?: boolean }): Promise<VmInfo> {
+  return defaultEngine().startVm(name, options);
+}
+
+/** ACPI shutdown, then power off after `timeoutMs` (at once with `force`); the network and leases stay. */
+export function stopVm(name: string, options?: StopOptions): Promise<{ graceful: boolean }> {
+  return defaultEngine().stopVm(name, options);
+}
+
+/** ACPI reboot, then a reset after `timeoutMs` (at once with `force`). */
+export function rebootVm(name: string, options?: StopOptions): Promise<{ graceful: boolean }> {
+  return defaultEngine().rebootVm(name, options);
+}
+
+/** Changes a VM to a new spec: live where it can be (QoS, NICs, memory), else with `allowRestart`. */
+export function updateVm(spec: VmSpec, options?: UpdateOptions): Promise<UpdateResult> {
+  return defaultEngine().updateVm(spec, options);
+}
+
+/** Hot-plugs a NIC (host plane first) and waits for its lease. */
+export function attachNic(name: string, nic: NicSpec, options?: VmOptions): Promise<CreatedNic> {
+  return defaultEngine().attachNic(name, nic, options);
+}
+
+/** Unplugs the NIC with this MAC and removes its tap. */
+export function detachNic(name: string, mac: string, options?: VmOptions): Promise<void> {
+  return defaultEngine().detachNic(name, mac, options);
+}
+
+/** The VM's serial console as a Duplex (read what it prints, write what it reads). */
+export function openConsole(name: string, options?: VmOptions): Promise<Duplex> {
+  return defaultEngine().openConsole(name, options);
+}
+
+/** A snapshot of the VM's qcow2 disks (and memory while it runs). */
+export function snapshotVm(name: string, snap: SnapshotSpec | string, options?: VmOptions): Promise<SnapshotSummary> {
+  return defaultEngine().snapshotVm(name, snap, options);
+}
+
+/** Puts the VM back to a snapshot: its disks, and its running state when the snapshot has memory. */
+export function revertVm(name: string, snap: string, options?: VmOptions): Promise<void> {
+  return defaultEngine().revertVm(name, snap, options);
+}
+
+export function listSnapshots(name: string, options?: VmOptions): Promise<SnapshotSummary[]> {
+  return defaultEngine().listSnapshots(name, options);
+}
+
+export function deleteSnapshot(name: string, snap: string, options?: VmOptions): Promise<void> {
+  return defaultEngine().deleteSnapshot(name, snap, options);
+}
+
+/** Lifecycle events (started, stopped, crashed, rebooted, …) of the state's VMs on every host. */
+export function onVmEvent(handler: (event: VmEvent) => void, options?: VmOptions): Promise<Subscription> {
+  return defaultEngine().onVmEvent(handler, options);
+}
+
 /** The VM records of a state dir. */
 export function readState(stateDir: string = DEFAULT_STATE_DIR): VmRecord[] {
   return new StateStore(stateDir).records();
@@ -79,3 +162,4 @@ export type { VmRecord } from './state/store.js';
 export type { ScopeOptions } from './ops/scope.js';
 export type { ApplyOptions, ChangeReporter } from './ops/converge.js';
 export type { DryRun } from './ops/dry-run.js';
+export type { SnapshotSpec } from './ops/snapshots.js';

@@ -54,10 +54,10 @@ function flatten(value: unknown, prefix = '', out: Map<string, unknown> = new Ma
 }
 
 /** Attribute-level differences between two VMs, ignoring derived names. */
-function diffVm(from: ResolvedVm, to: ResolvedVm): AttributeChange[] {
+export function diffVm(from: ResolvedVm, to: ResolvedVm): AttributeChange[] {
   const strip = (vm: ResolvedVm) => ({
     ...vm,
-    nics: vm.nics.map(({ network, ...n }: ResolvedNic) => ({
+    nics: vm.nics.map(({ network, index: _index, tap: _tap, ...n }: ResolvedNic) => ({
       ...n,
       network: {
         tenant: network.tenant,
@@ -120,12 +120,33 @@ function hostDrift(tenants: Set<string>, host: HostPlan): Map<string, string[]> 
 function keepAllocated(nic: ResolvedNic, recorded: ResolvedNic | undefined): ResolvedNic {
   if (!recorded || recorded.network.tenant !== nic.network.tenant) return nic;
   const ip = nic.ip ?? recorded.ip;
+  // the same NIC keeps its device (its index and tap), even where NICs before it were detached
+  const device = recorded.mac === nic.mac ? { index: recorded.index, tap: recorded.tap } : {};
   const same = JSON.stringify(nic.network.segment) === JSON.stringify(withoutSegmentId(recorded.network.segment));
   return {
     ...nic,
+    ...device,
     ...(ip ? { ip } : {}),
     network: same ? { ...nic.network, segment: recorded.network.segment } : nic.network,
   };
+}
+
+/**
+ * A VM as a spec asks for it, with what its record allocated kept (IPs, segment ids) and its
+ * host: a VM placed by free memory stays where it is unless the spec names another host.
+ */
+export function pinToRecord(vm: ResolvedVm, rec: VmRecord): ResolvedVm {
+  const host = vm.host ?? rec.host;
+  return {
+    ...vm,
+    ...(host ? { host } : {}),
+    nics: vm.nics.map((n, i) => keepAllocated(n, rec.vm.nics.find((r) => r.mac === n.mac) ?? rec.vm.nics[i])),
+  };
+}
+
+/** The attribute changes from a VM's record to what a spec asks (derived names ignored). */
+function recordDiff(rec: VmRecord, pinned: ResolvedVm): AttributeChange[] {
+  return diffVm(rec.host ? { ...rec.vm, host: rec.host } : rec.vm, pinned);
 }
 
 export function planChanges(spec: SpecFile, records: VmRecord[], observed: Observed): Plan {
@@ -138,18 +159,14 @@ export function planChanges(spec: SpecFile, records: VmRecord[], observed: Obser
   const placed: VmRecord[] = [...staying];
   for (const vm of spec.vms) {
     const rec = byName.get(vm.name);
-    // a VM placed by free memory stays where it is unless the spec names another host
-    const host = vm.host ?? rec?.host;
-    const pinned: ResolvedVm = rec
-      ? { ...vm, ...(host ? { host } : {}), nics: vm.nics.map((n, i) => keepAllocated(n, rec.vm.nics[i])) }
-      : vm;
+    const pinned: ResolvedVm = rec ? pinToRecord(vm, rec) : vm;
     if (!rec) {
       const vmPlaced = allocate(pinned, placed, spec.pools);
       placed.push({ vm: vmPlaced, accel: 'tcg', createdAt: '' });
       changes.push({ kind: 'vm', name: vm.name, action: 'create', attributes: [], vm: vmPlaced });
       continue;
     }
-    const attrs = diffVm(rec.host ? { ...rec.vm, host: rec.host } : rec.vm, pinned);
+    const attrs = recordDiff(rec, pinned);
     const state = observed.domains.get(vm.name);
     if (attrs.length > 0) {
       const inPlace = attrs.every((a) => IN_PLACE.test(a.name));

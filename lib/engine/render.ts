@@ -2,7 +2,7 @@
 // module puts them (the XML layer renders whatever paths it is given).
 import { validateVm } from '../spec/index.js';
 import { renderResolvedDomainXml, type DomainRenderOptions } from '../xml/index.js';
-import { DEFAULT_STATE_DIR, vmPaths } from './state/paths.js';
+import { DEFAULT_STATE_DIR, domainFiles } from './state/paths.js';
 
 export interface RenderOptions extends Omit<DomainRenderOptions, 'files'> {
   /** where the VM's files live (default /var/lib/virtwire) */
@@ -16,5 +16,5 @@ export interface RenderOptions extends Omit<DomainRenderOptions, 'files'> {
 export function renderDomainXml(spec: unknown, options: RenderOptions = {}): string {
   const vm = validateVm(spec);
   const { stateDir, ...rest } = options;
-  return renderResolvedDomainXml(vm, { ...rest, files: vmPaths(stateDir ?? DEFAULT_STATE_DIR, vm.name) });
+  return renderResolvedDomainXml(vm, { ...rest, files: domainFiles(stateDir ?? DEFAULT_STATE_DIR, vm) });
 }

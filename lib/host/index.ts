@@ -16,7 +16,7 @@ export { kvmVerdict, hasVirtFlags, qemuGroup, type KvmVerdict } from './kvm.js';
 export { validateHostState } from './host-state.js';
 export { renderDnsmasqConfig, renderHostsFile, dnsmasqPaths, type DnsmasqPaths } from './dnsmasq.js';
 export { pidAlive, LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
-export { parseLeases, type Lease } from './leases.js';
+export { parseLeases, type Lease, type LeaseWait } from './leases.js';
 export type { FirewallKind, FirewallCommand } from './firewall.js';
 export { renderRuleset } from './firewall-nft.js';
 export { desiredLinks, planLinks, linkMaster, segmentMtus, OWNED_NAME } from './links.js';

@@ -28,20 +28,22 @@ export function parseLeases(text: string): Lease[] {
 export interface LeaseWait {
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** only a lease given after this: its expiry later than this one's (a VM started again) */
+  newerThan?: number;
 }
 
-const leaseOf = (mac: string) => {
+const leaseOf = (mac: string, newerThan = -1) => {
   const want = mac.toLowerCase();
-  return (text: string) => parseLeases(text).find((l) => l.mac === want);
+  return (text: string) => parseLeases(text).find((l) => l.mac === want && l.expiry > newerThan);
 };
 
 /** Resolves with the lease for `mac` once dnsmasq has written it; TIMEOUT after `timeoutMs`. */
 export function waitForLease(
   leaseFile: string,
   mac: string,
-  { timeoutMs = 60_000, signal }: LeaseWait = {},
+  { timeoutMs = 60_000, signal, newerThan }: LeaseWait = {},
 ): Promise<Lease> {
-  return waitForFile(leaseFile, leaseOf(mac), {
+  return waitForFile(leaseFile, leaseOf(mac, newerThan), {
     timeoutMs,
     what: `a DHCP lease for ${mac} in ${leaseFile}`,
     ...(signal ? { signal } : {}),
@@ -57,9 +59,9 @@ export function pollForLease(
   files: HostFiles,
   leaseFile: string,
   mac: string,
-  { timeoutMs = 60_000, signal, intervalMs = 250 }: LeaseWait & { intervalMs?: number } = {},
+  { timeoutMs = 60_000, signal, intervalMs = 250, newerThan }: LeaseWait & { intervalMs?: number } = {},
 ): Promise<Lease> {
-  return pollFile(() => files.read(leaseFile), leaseOf(mac), {
+  return pollFile(() => files.read(leaseFile), leaseOf(mac, newerThan), {
     timeoutMs,
     intervalMs,
     what: `a DHCP lease for ${mac} in ${leaseFile}`,

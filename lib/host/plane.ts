@@ -44,7 +44,7 @@ import {
   type DnsmasqPaths,
   type DnsmasqAction,
 } from './dnsmasq.js';
-import { waitForLease, pollForLease, parseLeases, type Lease } from './leases.js';
+import { waitForLease, pollForLease, parseLeases, type Lease, type LeaseWait } from './leases.js';
 import { LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
 
 /**
@@ -249,7 +249,7 @@ export class HostPlane {
    * Resolves with the lease dnsmasq hands to `mac` on `tenant`'s network, as soon as it is
    * written (watched on this machine; on a remote host, re-read over its SSH connection).
    */
-  waitForLease(tenant: string, mac: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<Lease> {
+  waitForLease(tenant: string, mac: string, options?: LeaseWait): Promise<Lease> {
     const file = this.dnsmasqPaths(tenant).leaseFile;
     return this.local ? waitForLease(file, mac, options) : pollForLease(this.files, file, mac, options);
   }

@@ -2,6 +2,10 @@ import { CallPool } from './call-pool.js';
 import { initLibvirt, libraryVersion, runOp, toLibvirtError, unwrap, type OpResult } from './native.js';
 import { Handle, type HandleOwner } from './handles.js';
 import { eventLoop, type DomainEvent } from './event-loop.js';
+import { ConsoleStream } from './console.js';
+
+// VIR_DOMAIN_AFFECT_LIVE = 1, VIR_DOMAIN_AFFECT_CONFIG = 2
+const affect = (o: AffectOptions) => (o.live ? 1 : 0) | (o.config ? 2 : 0);
 import { VirtwireError } from '../errors/virtwire-error.js';
 import { LibvirtError } from '../errors/libvirt-error.js';
 
@@ -66,7 +70,20 @@ export interface Hypervisor {
   lookupDomain(name: string): Promise<DomainHandle | null>;
   listDomains(): Promise<DomainSummary[]>;
   freeMemory(): Promise<number>;
+  onDomainEvent(listener: (event: DomainEvent) => void): Promise<Subscription>;
   close(): Promise<void>;
+}
+
+/** Where a device change applies: the running guest, its persistent definition, or both. */
+export interface AffectOptions {
+  live?: boolean;
+  config?: boolean;
+}
+
+export interface SnapshotInfo {
+  name: string;
+  /** the snapshot's XML as libvirt keeps it */
+  xml: string;
 }
 
 /** A domain as a Hypervisor hands it out (`Domain` implements it). */
@@ -75,6 +92,20 @@ export interface DomainHandle {
   readonly uuid: string;
   start(): Promise<void>;
   shutdown(): Promise<void>;
+  /** ACPI reboot request (the guest must act on it) */
+  reboot(): Promise<void>;
+  /** hard reset, like the reset button */
+  reset(): Promise<void>;
+  attachDevice(xml: string, options?: AffectOptions): Promise<void>;
+  detachDevice(xml: string, options?: AffectOptions): Promise<void>;
+  /** the guest's current memory (balloon), KiB */
+  setMemory(kib: number, options?: AffectOptions): Promise<void>;
+  createSnapshot(xml: string, options?: { diskOnly?: boolean }): Promise<string>;
+  revertToSnapshot(name: string): Promise<void>;
+  deleteSnapshot(name: string): Promise<void>;
+  listSnapshots(): Promise<SnapshotInfo[]>;
+  /** the guest's console (its first serial port unless `dev` names another), read and write */
+  openConsole(dev?: string): Promise<import('node:stream').Duplex>;
   destroy(): Promise<void>;
   undefine(options?: UndefineOptions): Promise<void>;
   rename(name: string): Promise<void>;
@@ -284,6 +315,11 @@ export class Libvirt implements Hypervisor {
     }
   }
 
+  /** @internal the connection pointer, for streams driven by the event-loop thread */
+  rawConnection(): bigint {
+    return this.raw();
+  }
+
   private raw(): bigint {
     if (this.conn === undefined) throw new VirtwireError('CLOSED', `connection to ${this.uri} is closed`);
     return this.conn;
@@ -333,6 +369,41 @@ export class Domain implements DomainHandle {
   /** Asks the guest to shut down (ACPI); returns before it has. */
   async shutdown(): Promise<void> {
     return this.op('domainShutdown');
+  }
+  /** Asks the guest to reboot (ACPI); returns before it has. */
+  async reboot(): Promise<void> {
+    return this.op('domainReboot', 0);
+  }
+  /** Resets the guest at once (no shutdown). */
+  async reset(): Promise<void> {
+    return this.op('domainReset');
+  }
+  async attachDevice(xml: string, options: AffectOptions = { live: true, config: true }): Promise<void> {
+    return this.op('domainAttach', xml, affect(options));
+  }
+  async detachDevice(xml: string, options: AffectOptions = { live: true, config: true }): Promise<void> {
+    return this.op('domainDetach', xml, affect(options));
+  }
+  async setMemory(kib: number, options: AffectOptions = { live: true, config: true }): Promise<void> {
+    return this.op('domainSetMemory', kib, affect(options));
+  }
+  /** Creates a snapshot from its XML; its name. Internal (qcow2), with memory when running, unless diskOnly. */
+  async createSnapshot(xml: string, options: { diskOnly?: boolean } = {}): Promise<string> {
+    // VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY = 16
+    return this.lv.call('snapshotCreate', [this.handle.get(), xml, options.diskOnly ? 16 : 0]);
+  }
+  async revertToSnapshot(name: string): Promise<void> {
+    await this.lv.call('snapshotRevert', [this.handle.get(), name, 0]);
+  }
+  async deleteSnapshot(name: string): Promise<void> {
+    await this.lv.call('snapshotDelete', [this.handle.get(), name, 0]);
+  }
+  async listSnapshots(): Promise<SnapshotInfo[]> {
+    return this.lv.call('snapshotList', [this.handle.get()]);
+  }
+  /** The guest's console (its first serial port, or `dev` such as "serial0") as a Duplex. */
+  async openConsole(dev?: string): Promise<ConsoleStream> {
+    return ConsoleStream.open(this.lv.rawConnection(), this.handle.get(), dev, this);
   }
   /** Stops the guest at once (power off). */
   async destroy(): Promise<void> {

@@ -2,11 +2,20 @@
 // subscription appears, stopped when the last one goes. Events arrive as messages and are
 // delivered to listeners on the main thread.
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
-import { native } from './native.js';
+import { native, toLibvirtError, type OpError } from './native.js';
 import { VirtwireError } from '../errors/virtwire-error.js';
 
 export type DomainEventType =
-  'defined' | 'undefined' | 'started' | 'suspended' | 'resumed' | 'stopped' | 'shutdown' | 'pmsuspended' | 'crashed';
+  | 'defined'
+  | 'undefined'
+  | 'started'
+  | 'suspended'
+  | 'resumed'
+  | 'stopped'
+  | 'shutdown'
+  | 'pmsuspended'
+  | 'crashed'
+  | 'rebooted';
 
 export interface DomainEvent {
   type: DomainEventType;
@@ -29,15 +38,26 @@ const EVENT_NAMES: DomainEventType[] = [
   'crashed',
 ];
 const VIR_DOMAIN_EVENT_STOPPED = 5;
+/** the worker posts libvirt's REBOOT event (an event id of its own) as this */
+const REBOOTED = -1;
 const VIR_DOMAIN_EVENT_STOPPED_CRASHED = 2;
 
 function eventType(event: number, detail: number): DomainEventType {
+  if (event === REBOOTED) return 'rebooted';
   // a crash is reported as STOPPED with detail CRASHED by most drivers
   if (event === VIR_DOMAIN_EVENT_STOPPED && detail === VIR_DOMAIN_EVENT_STOPPED_CRASHED) return 'crashed';
   return EVENT_NAMES[event] ?? 'stopped';
 }
 
 type Listener = (e: DomainEvent) => void;
+
+/** Where a console's bytes go, and its end (with libvirt's error, if it broke). */
+interface ConsoleSink {
+  data(chunk: Buffer): void;
+  closed(error?: OpError): void;
+}
+
+type Reply = { type: string; key?: number; ok?: boolean; error?: OpError; [k: string]: unknown };
 const WORKER_URL = new URL('./event-worker.js', import.meta.url);
 
 class EventLoop {
@@ -47,7 +67,8 @@ class EventLoop {
   private starting: Promise<void> | undefined;
   private stopping: Promise<void> | undefined;
   private readonly listeners = new Map<number, Listener>();
-  private readonly waiters = new Map<string, () => void>();
+  private readonly consoles = new Map<number, ConsoleSink>();
+  private readonly waiters = new Map<string, (msg: Reply) => void>();
   private nextKey = 1;
 
   async subscribe(conn: bigint, listener: Listener): Promise<number> {
@@ -55,7 +76,7 @@ class EventLoop {
     await this.start();
     const key = this.nextKey++;
     this.listeners.set(key, listener);
-    const ok = await this.request<boolean>('registered', key, { type: 'register', conn, key });
+    const { ok } = await this.request('registered', key, { type: 'register', conn, key });
     if (!ok) {
       this.listeners.delete(key);
       throw new VirtwireError('LIBVIRT', 'virConnectDomainEventRegisterAny failed');
@@ -67,7 +88,40 @@ class EventLoop {
     if (!this.listeners.has(key) || !this.worker) return;
     await this.request('deregistered', key, { type: 'deregister', key });
     this.listeners.delete(key);
-    if (this.listeners.size === 0) await this.stop();
+    await this.stopIfIdle();
+  }
+
+  /**
+   * A guest's console as a non-blocking libvirt stream driven by the loop thread; its bytes go
+   * to `sink`. Returns the key to write to and close it with.
+   */
+  async openConsole(conn: bigint, dom: bigint, dev: string | undefined, sink: ConsoleSink): Promise<number> {
+    await this.stopping;
+    await this.start();
+    const key = this.nextKey++;
+    this.consoles.set(key, sink);
+    const reply = await this.request('console-opened', key, { type: 'console-open', conn, dom, dev, key });
+    if (!reply.ok) {
+      this.consoles.delete(key);
+      await this.stopIfIdle();
+      throw toLibvirtError(
+        reply.error ?? { code: -1, domain: 0, message: 'the console did not open', func: 'virDomainOpenConsole' },
+      );
+    }
+    return key;
+  }
+
+  writeConsole(key: number, data: Buffer): void {
+    if (this.consoles.has(key)) this.send({ type: 'console-write', key, data });
+  }
+
+  async closeConsole(key: number): Promise<void> {
+    if (!this.consoles.has(key) || !this.worker) return;
+    await this.request('console-closed', key, { type: 'console-close', key });
+  }
+
+  private async stopIfIdle(): Promise<void> {
+    if (this.listeners.size === 0 && this.consoles.size === 0 && this.worker) await this.stop();
   }
 
   private start(): Promise<void> {
@@ -79,13 +133,23 @@ class EventLoop {
     this.worker.unref();
     this.starting = new Promise((resolve, reject) => {
       this.worker!.once('error', reject);
-      this.waiters.set('ready', resolve);
+      this.waiters.set('ready', () => resolve());
     });
     this.worker.on('message', (msg) => this.onMessage(msg));
     return this.starting;
   }
 
-  private onMessage(msg: { type: string; key?: number; timer?: number; ok?: boolean; [k: string]: unknown }): void {
+  private onMessage(msg: Reply & { timer?: number }): void {
+    if (msg.type === 'console-data') {
+      this.consoles.get(msg.key!)?.data(Buffer.from(msg.data as Uint8Array));
+      return;
+    }
+    if (msg.type === 'console-closed') {
+      const sink = this.consoles.get(msg.key!);
+      this.consoles.delete(msg.key!);
+      sink?.closed(msg.error);
+      void this.stopIfIdle();
+    }
     if (msg.type === 'event') {
       const listener = this.listeners.get(msg.key!);
       listener?.({
@@ -101,12 +165,12 @@ class EventLoop {
     const id = msg.key === undefined ? msg.type : `${msg.type}:${msg.key}`;
     const waiter = this.waiters.get(id);
     this.waiters.delete(id);
-    (waiter as ((v: unknown) => void) | undefined)?.(msg.ok);
+    waiter?.(msg);
   }
 
-  private request<T>(reply: string, key: number, message: object): Promise<T> {
-    return new Promise<T>((resolve) => {
-      this.waiters.set(`${reply}:${key}`, resolve as () => void);
+  private request(reply: string, key: number, message: object): Promise<Reply> {
+    return new Promise<Reply>((resolve) => {
+      this.waiters.set(`${reply}:${key}`, resolve);
       this.send(message);
     });
   }

@@ -44,8 +44,10 @@ function bind() {
     net: 'void *',
   });
   const lifecycleProto = koffi.proto('int vwLifecycleCb(void *conn, void *dom, int event, int detail, void *opaque)');
+  const rebootProto = koffi.proto('void vwRebootCb(void *conn, void *dom, void *opaque)');
   const timeoutProto = koffi.proto('void vwTimeoutCb(int timer, void *opaque)');
   const errorFuncProto = koffi.proto('void vwErrorFunc(void *userData, void *error)');
+  const streamProto = koffi.proto('void vwStreamCb(void *stream, int events, void *opaque)');
   const decls = [
     'int virInitialize()',
     'int virGetVersion(_Out_ unsigned long *libVer, const char *type, _Out_ unsigned long *typeVer)',
@@ -101,6 +103,29 @@ function bind() {
     'int virNetworkIsActive(void *net)',
     'int virNetworkIsPersistent(void *net)',
     'int virNetworkFree(void *net)',
+    'int virDomainReboot(void *dom, unsigned int flags)',
+    'int virDomainReset(void *dom, unsigned int flags)',
+    'int virDomainAttachDeviceFlags(void *dom, const char *xml, unsigned int flags)',
+    'int virDomainDetachDeviceFlags(void *dom, const char *xml, unsigned int flags)',
+    'int virDomainSetMemoryFlags(void *dom, unsigned long memory, unsigned int flags)',
+    'void *virDomainSnapshotCreateXML(void *dom, const char *xml, unsigned int flags)',
+    'void *virDomainSnapshotLookupByName(void *dom, const char *name, unsigned int flags)',
+    'int virDomainRevertToSnapshot(void *snap, unsigned int flags)',
+    'int virDomainSnapshotDelete(void *snap, unsigned int flags)',
+    'int virDomainListAllSnapshots(void *dom, _Out_ void **snaps, unsigned int flags)',
+    'const char *virDomainSnapshotGetName(void *snap)',
+    'void *virDomainSnapshotGetXMLDesc(void *snap, unsigned int flags)',
+    'int virDomainSnapshotFree(void *snap)',
+    'void *virStreamNew(void *conn, unsigned int flags)',
+    'int virDomainOpenConsole(void *dom, const char *devname, void *st, unsigned int flags)',
+    'int virStreamEventAddCallback(void *st, int events, vwStreamCb *cb, void *opaque, void *ff)',
+    'int virStreamEventUpdateCallback(void *st, int events)',
+    'int virStreamEventRemoveCallback(void *st)',
+    'int virStreamRecv(void *st, void *data, size_t nbytes)',
+    'int virStreamSend(void *st, const void *data, size_t nbytes)',
+    'int virStreamFinish(void *st)',
+    'int virStreamAbort(void *st)',
+    'int virStreamFree(void *st)',
   ];
   const fn = {};
   for (const decl of decls) {
@@ -109,11 +134,11 @@ function bind() {
   }
   fn.free = libc.func('void free(void *ptr)');
   // `process` records the once-per-process libvirt set-up (lib/libvirt/native.ts), shared for the same reason
-  return { koffi, fn, virError, lifecycleProto, timeoutProto, errorFuncProto, process: {} };
+  return { koffi, fn, virError, lifecycleProto, rebootProto, timeoutProto, errorFuncProto, streamProto, process: {} };
 }
 
 /** Reads this thread's last libvirt error (must run on the thread that made the failing call). */
-function lastError(func) {
+export function lastError(func) {
   const { koffi, fn, virError } = libvirt();
   const ptr = fn.virGetLastError();
   if (!ptr) return { code: -1, domain: 0, message: 'libvirt reported failure without an error', func };
@@ -172,6 +197,17 @@ function domainSummary(dom) {
     id: id === 0xffffffff ? -1 : id,
     state: state[0],
   };
+}
+
+/** Looks a snapshot up by name, runs `fn` on it, frees it. */
+function withSnapshot(dom, name, fn) {
+  const r = ptrCall('virDomainSnapshotLookupByName', dom, name, 0);
+  if (!r.ok) return r;
+  try {
+    return fn(r.value);
+  } finally {
+    libvirt().fn.virDomainSnapshotFree(r.value);
+  }
 }
 
 /** Decodes a malloc'd array of handles, summarises each, frees each handle and the array. */
@@ -246,6 +282,40 @@ const ops = {
   domainIsPersistent: (dom) => intCall('virDomainIsPersistent', dom),
   domainInfo: (dom) => ok(domainSummary(dom)),
   domainFree: (dom) => intCall('virDomainFree', dom),
+  domainReboot: (dom, flags) => intCall('virDomainReboot', dom, flags),
+  domainReset: (dom) => intCall('virDomainReset', dom, 0),
+  domainAttach: (dom, xml, flags) => intCall('virDomainAttachDeviceFlags', dom, xml, flags),
+  domainDetach: (dom, xml, flags) => intCall('virDomainDetachDeviceFlags', dom, xml, flags),
+  domainSetMemory: (dom, kib, flags) => intCall('virDomainSetMemoryFlags', dom, kib, flags),
+
+  // snapshots by name: each operation looks its snapshot up and frees it before returning
+  snapshotCreate: (dom, xml, flags) => {
+    const r = ptrCall('virDomainSnapshotCreateXML', dom, xml, flags);
+    if (!r.ok) return r;
+    const { fn } = libvirt();
+    const name = fn.virDomainSnapshotGetName(r.value);
+    fn.virDomainSnapshotFree(r.value);
+    return ok(name);
+  },
+  snapshotRevert: (dom, name, flags) =>
+    withSnapshot(dom, name, (snap) => intCall('virDomainRevertToSnapshot', snap, flags)),
+  snapshotDelete: (dom, name, flags) =>
+    withSnapshot(dom, name, (snap) => intCall('virDomainSnapshotDelete', snap, flags)),
+  snapshotXml: (dom, name) => withSnapshot(dom, name, (snap) => stringCall('virDomainSnapshotGetXMLDesc', snap, 0)),
+  snapshotList: (dom) => {
+    const out = [null];
+    const n = libvirt().fn.virDomainListAllSnapshots(dom, out, 0);
+    if (n < 0) return fail('virDomainListAllSnapshots');
+    const { fn } = libvirt();
+    return ok(
+      takeHandleArray(
+        out[0],
+        n,
+        (s) => ({ name: fn.virDomainSnapshotGetName(s), xml: takeString(fn.virDomainSnapshotGetXMLDesc(s, 0)) }),
+        'virDomainSnapshotFree',
+      ),
+    );
+  },
 
   defineNetwork: (conn, xml) => ptrCall('virNetworkDefineXML', conn, xml),
   createNetwork: (conn, xml) => ptrCall('virNetworkCreateXML', conn, xml),

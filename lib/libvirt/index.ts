@@ -4,6 +4,8 @@ export {
   Network,
   type Hypervisor,
   type DomainHandle,
+  type AffectOptions,
+  type SnapshotInfo,
   type DomainState,
   type DomainSummary,
   type NetworkSummary,

@@ -13,6 +13,8 @@ const VM_KEYS = [
   'uuid',
   'vcpus',
   'memoryMiB',
+  'maxMemoryMiB',
+  'disks',
   'accel',
   'boot',
   'cloudInit',
@@ -41,6 +43,12 @@ export function resolveVm(p: Problems, path: string, input: unknown): ResolvedVm
   }
   if (spec.vcpus !== undefined) checkInt(p, at(path, 'vcpus'), spec.vcpus, 1, 64);
   if (spec.memoryMiB !== undefined) checkInt(p, at(path, 'memoryMiB'), spec.memoryMiB, 64, 1048576);
+  if (spec.maxMemoryMiB !== undefined && checkInt(p, at(path, 'maxMemoryMiB'), spec.maxMemoryMiB, 64, 1048576)) {
+    const current = spec.memoryMiB ?? VM_DEFAULTS.memoryMiB;
+    if (typeof current === 'number' && spec.maxMemoryMiB < current)
+      p.add(at(path, 'maxMemoryMiB'), `${spec.maxMemoryMiB} is below memoryMiB ${current}`);
+  }
+  checkDataDisks(p, at(path, 'disks'), spec.disks);
   if (spec.accel !== undefined && !['auto', 'kvm', 'tcg'].includes(spec.accel as string)) {
     p.add(at(path, 'accel'), `${JSON.stringify(spec.accel)} is not one of auto, kvm, tcg`);
   }
@@ -57,6 +65,10 @@ export function resolveVm(p: Problems, path: string, input: unknown): ResolvedVm
     uuid: spec.uuid ?? stableUuid(name),
     vcpus: spec.vcpus ?? VM_DEFAULTS.vcpus,
     memoryMiB: spec.memoryMiB ?? VM_DEFAULTS.memoryMiB,
+    ...(spec.maxMemoryMiB !== undefined ? { maxMemoryMiB: spec.maxMemoryMiB } : {}),
+    ...(spec.disks?.length
+      ? { disks: spec.disks.map((d) => ({ name: d.name, sizeGiB: d.sizeGiB, bus: d.bus ?? ('virtio' as const) })) }
+      : {}),
     accel: spec.accel ?? VM_DEFAULTS.accel,
     boot: { ...spec.boot! },
     ...(spec.cloudInit !== undefined ? { cloudInit: spec.cloudInit } : {}),
@@ -64,6 +76,25 @@ export function resolveVm(p: Problems, path: string, input: unknown): ResolvedVm
     ...(spec.serialLog !== undefined ? { serialLog: spec.serialLog } : {}),
     ...(spec.host !== undefined ? { host: spec.host } : {}),
   };
+}
+
+/** Data disks: at most 8, names unique, sizes in whole GiB, virtio. */
+function checkDataDisks(p: Problems, path: string, disks: unknown): void {
+  if (disks === undefined) return;
+  if (!Array.isArray(disks)) return p.add(path, 'must be a list of { name, sizeGiB, bus? }');
+  if (disks.length > 8) p.add(path, `${disks.length} disks; at most 8`);
+  const names = new Set<string>();
+  disks.forEach((d: unknown, i) => {
+    const dp = at(path, i);
+    if (!isRecord(d)) return p.add(dp, 'must be { name, sizeGiB, bus? }');
+    checkKeys(p, dp, d, ['name', 'sizeGiB', 'bus']);
+    if (checkName(p, at(dp, 'name'), d.name)) {
+      if (names.has(d.name)) p.add(at(dp, 'name'), `disk ${d.name} is listed twice`);
+      names.add(d.name);
+    }
+    checkInt(p, at(dp, 'sizeGiB'), d.sizeGiB, 1, 65536);
+    if (d.bus !== undefined && d.bus !== 'virtio') p.add(at(dp, 'bus'), `${JSON.stringify(d.bus)} is not virtio`);
+  });
 }
 
 /** Validates a VmSpec and throws one SpecError naming every problem; nothing else happens. */

@@ -54,6 +54,8 @@ const PACKAGES = [
   'resolvconf',
   // update-locale, which cloud-init's locale module runs
   'locales',
+  // systemd-logind needs it: logind turns the ACPI power button into a clean shutdown (stopVm)
+  'dbus',
 ];
 const DISK_GIB = 3;
 // the host's apt sources: the guest image comes from the mirror the host itself uses

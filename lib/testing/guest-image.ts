@@ -41,6 +41,7 @@ export const GUEST_MODULES = [
   'virtio_pci_modern_dev',
   'virtio_pci_legacy_dev',
   'virtio_pci',
+  'virtio_blk',
   'failover',
   'net_failover',
   'virtio_net',

@@ -1,7 +1,8 @@
 // ResolvedVm -> typed DomainXml model. Pure: everything host-specific (is kvm usable, where the
 // VM's files are, which emulator) comes in through options, so the same input gives the same XML.
-import type { ResolvedVm } from '../../types/resolved.js';
-import type { DomainDisk, DomainXml } from '../../types/domain-xml.js';
+import type { ResolvedNic, ResolvedVm } from '../../types/resolved.js';
+import type { DomainDisk, DomainInterface, DomainXml } from '../../types/domain-xml.js';
+import { VirtwireError } from '../errors/virtwire-error.js';
 
 /** Where the VM's files are on its host (the engine's state module decides). */
 export interface DomainFiles {
@@ -11,6 +12,19 @@ export interface DomainFiles {
   seedIso: string;
   /** the serial console's log, unless the spec names its own */
   serialLog: string;
+  /** each data disk's qcow2, by the disk's name */
+  dataDisks?: Record<string, string>;
+}
+
+/** A NIC as libvirt sees it: an ethernet interface on the tap virtwire made (also for hot-plug). */
+export function nicInterface(nic: ResolvedNic): DomainInterface {
+  return { type: 'ethernet', mac: nic.mac, target: { dev: nic.tap, managed: 'no' }, model: 'virtio' };
+}
+
+/** A VM's virtio disks in the order the guest sees them: the root overlay first (disk boot), then data disks. */
+export function diskTargets(vm: ResolvedVm): { name: string; dev: string }[] {
+  const names = ['image' in vm.boot ? ['root'] : [], (vm.disks ?? []).map((d) => d.name)].flat();
+  return names.map((name, i) => ({ name, dev: `vd${String.fromCharCode(97 + i)}` }));
 }
 
 export interface DomainRenderOptions {
@@ -53,6 +67,17 @@ export function domainModel(vm: ResolvedVm, options: DomainRenderOptions): Domai
       target: { dev: 'vda', bus: 'virtio' },
     });
   }
+  for (const { name, dev } of diskTargets(vm).filter((d) => d.name !== 'root' || !('image' in vm.boot))) {
+    const file = paths.dataDisks?.[name];
+    if (!file) throw new VirtwireError('INTERNAL', `no file for data disk ${name} of ${vm.name}`);
+    disks.push({
+      type: 'file',
+      device: 'disk',
+      driver: { name: 'qemu', type: 'qcow2' },
+      source: { file },
+      target: { dev, bus: 'virtio' },
+    });
+  }
   if (vm.cloudInit) {
     // q35 has no IDE controller; i440fx ('pc') has no built-in SATA. libvirt rejects the wrong one.
     const q35 = os.type.machine!.startsWith('q35') || os.type.machine!.includes('-q35-');
@@ -71,7 +96,7 @@ export function domainModel(vm: ResolvedVm, options: DomainRenderOptions): Domai
     name: vm.name,
     uuid: vm.uuid,
     metadata,
-    memoryKiB: vm.memoryMiB * 1024,
+    memoryKiB: (vm.maxMemoryMiB ?? vm.memoryMiB) * 1024,
     currentMemoryKiB: vm.memoryMiB * 1024,
     vcpu: vm.vcpus,
     os,
@@ -93,14 +118,11 @@ export function domainModel(vm: ResolvedVm, options: DomainRenderOptions): Domai
       controllers: [{ type: 'usb', model: 'none' }],
       // type='ethernet' with managed='no': virtwire creates the tap itself (bridge, QoS and
       // anti-spoofing are in place before the guest runs); libvirt only opens it.
-      interfaces: vm.nics.map((nic) => ({
-        type: 'ethernet' as const,
-        mac: nic.mac,
-        target: { dev: nic.tap, managed: 'no' as const },
-        model: 'virtio',
-      })),
-      serials: [{ type: 'file', sourcePath: serialLog, target: { port: 0 } }],
-      consoles: [{ type: 'file', sourcePath: serialLog, target: { type: 'serial', port: 0 } }],
+      interfaces: vm.nics.map(nicInterface),
+      // a pty (openConsole reads and writes it) whose output is also logged to the serial log,
+      // appended across boots (tests and waitFor read it)
+      serials: [{ type: 'pty', log: { file: serialLog, append: 'on' }, target: { port: 0 } }],
+      consoles: [{ type: 'pty', target: { type: 'serial', port: 0 } }],
       memballoon: { model: 'virtio' },
       rngs: [{ model: 'virtio', backend: { model: 'random', value: '/dev/urandom' } }],
     },

@@ -109,8 +109,24 @@ function chardevNode(c: DomainChardev): Node {
   return defined({
     $: { type: c.type },
     source: c.sourcePath === undefined ? undefined : { $: { path: c.sourcePath } },
+    log: c.log === undefined ? undefined : { $: defined({ file: c.log.file, append: c.log.append }) },
     target:
       c.target === undefined ? undefined : { $: defined({ type: c.target.type, port: c.target.port?.toString() }) },
+  });
+}
+
+/** One interface as a device document (virDomainAttachDeviceFlags / DetachDeviceFlags). */
+export function interfaceToXml(nic: DomainInterface): string {
+  return buildXml({ interface: interfaceNode(nic) });
+}
+
+/** A domain snapshot's document: its name and description (libvirt fills the rest). */
+export function snapshotToXml(snapshot: { name: string; description?: string }): string {
+  return buildXml({
+    domainsnapshot: defined({
+      name: text(snapshot.name),
+      description: snapshot.description === undefined ? undefined : text(snapshot.description),
+    }),
   });
 }
 
@@ -301,6 +317,13 @@ function parseChardev(n: XNode): DomainChardev {
   return defined({
     type: (attr(n, 'type') ?? 'pty') as DomainChardev['type'],
     sourcePath: attr(kid(n, 'source'), 'path'),
+    log:
+      kid(n, 'log') === undefined
+        ? undefined
+        : defined({
+            file: attr(kid(n, 'log'), 'file') ?? '',
+            append: attr(kid(n, 'log'), 'append') as 'on' | 'off' | undefined,
+          }),
     target:
       target === undefined
         ? undefined

@@ -1,3 +1,16 @@
-export { renderResolvedDomainXml, parseDomainXml, domainToXml, VIRTWIRE_XMLNS } from './domain-xml.js';
-export { effectiveAccel, type DomainRenderOptions, type DomainFiles } from './domain-model.js';
-export { buildXml } from './xml2js-sync.js';
+export {
+  renderResolvedDomainXml,
+  parseDomainXml,
+  domainToXml,
+  interfaceToXml,
+  snapshotToXml,
+  VIRTWIRE_XMLNS,
+} from './domain-xml.js';
+export {
+  effectiveAccel,
+  diskTargets,
+  nicInterface,
+  type DomainRenderOptions,
+  type DomainFiles,
+} from './domain-model.js';
+export { buildXml, parseXmlSync } from './xml2js-sync.js';

@@ -14,7 +14,7 @@ import { validateVm, ifbName } from '../../lib/spec/index.js';
 import { allocate } from '../../lib/engine/allocate.js';
 import type { VmRecord } from '../../lib/engine/state/store.js';
 import { hostStateFor } from '../../lib/engine/host-state.js';
-import { vmPaths } from '../../lib/engine/state/paths.js';
+import { domainFiles } from '../../lib/engine/state/paths.js';
 import { planChanges, type Observed } from '../../lib/engine/plan.js';
 import { desiredLinks, VXLAN_OVERHEAD } from '../../lib/host/links.js';
 import { renderRuleset, tableScript } from '../../lib/host/firewall-nft.js';
@@ -166,7 +166,7 @@ async function main(): Promise<void> {
     const { recs } = records();
     const { spec } = records(9000); // the file as edited: one VM's QoS changed
     for (const r of recs) {
-      const xml = renderResolvedDomainXml(r.vm, { files: vmPaths(dir, r.vm.name) }).replace(
+      const xml = renderResolvedDomainXml(r.vm, { files: domainFiles(dir, r.vm) }).replace(
         '<domain type="qemu">',
         '<domain type="test">',
       );

@@ -10,15 +10,32 @@ import { LibvirtError, VIR_ERR } from '../../lib/errors/index.js';
 import { createEngine, type EngineOverrides } from '../../lib/engine/container.js';
 import { RecordingRunner } from './recording-runner.js';
 
-export type HvCall = 'defineDomain' | 'start' | 'destroy' | 'undefine' | 'lookupDomain' | 'listDomains';
+export type HvCall =
+  | 'defineDomain'
+  | 'start'
+  | 'destroy'
+  | 'undefine'
+  | 'lookupDomain'
+  | 'listDomains'
+  | 'attachDevice'
+  | 'detachDevice'
+  | 'setMemory'
+  | 'shutdown'
+  | 'reboot';
 
 const failure = (func: string) =>
   new LibvirtError({ libvirtCode: VIR_ERR.INTERNAL_ERROR, libvirtDomain: 10, func, message: 'injected failure' });
 
 /** One hypervisor's domains in memory; `failOn` makes a call fail with a LibvirtError. */
 export class FakeHypervisor implements Hypervisor {
-  readonly domains = new Map<string, { xml: string; active: boolean }>();
+  readonly domains = new Map<
+    string,
+    { xml: string; active: boolean; devices: string[]; gone?: string[]; memoryKiB?: number; boots: number }
+  >();
+  readonly listeners: ((e: import('../../lib/libvirt/index.js').DomainEvent) => void)[] = [];
   readonly failOn = new Set<HvCall>();
+  /** a guest that does not act on ACPI shutdown/reboot (the busybox test guest does not) */
+  ignoreAcpi = false;
   readonly calls: string[] = [];
   closed = 0;
   constructor(
@@ -34,7 +51,8 @@ export class FakeHypervisor implements Hypervisor {
   async defineDomain(xml: string): Promise<DomainHandle> {
     this.check('defineDomain', 'virDomainDefineXML');
     const name = /<name>([^<]+)<\/name>/.exec(xml)![1]!;
-    this.domains.set(name, { xml, active: this.domains.get(name)?.active ?? false });
+    const old = this.domains.get(name);
+    this.domains.set(name, { xml, active: old?.active ?? false, devices: old?.devices ?? [], boots: old?.boots ?? 0 });
     return this.handle(name);
   }
   async lookupDomain(name: string): Promise<DomainHandle | null> {
@@ -53,6 +71,13 @@ export class FakeHypervisor implements Hypervisor {
   async freeMemory(): Promise<number> {
     return this.free;
   }
+  async onDomainEvent(listener: (e: import('../../lib/libvirt/index.js').DomainEvent) => void) {
+    this.listeners.push(listener);
+    return { off: async () => void this.listeners.splice(this.listeners.indexOf(listener), 1) };
+  }
+  emit(name: string, type: import('../../lib/libvirt/index.js').DomainEventType) {
+    for (const l of this.listeners) l({ name, type, uuid: '', event: 0, detail: 0 });
+  }
   async close(): Promise<void> {
     this.closed++;
   }
@@ -70,9 +95,40 @@ export class FakeHypervisor implements Hypervisor {
       start: async () => {
         check('start', 'virDomainCreate');
         dom().active = true;
+        dom().boots++;
       },
       shutdown: async () => {
-        dom().active = false;
+        check('shutdown', 'virDomainShutdown');
+        // a guest that acts on ACPI unless told to ignore it
+        if (!this.ignoreAcpi) dom().active = false;
+      },
+      reboot: async () => {
+        check('reboot', 'virDomainReboot');
+        if (!this.ignoreAcpi) dom().boots++;
+      },
+      reset: async () => {
+        dom().boots++;
+      },
+      attachDevice: async (xml: string) => {
+        check('attachDevice', 'virDomainAttachDeviceFlags');
+        dom().devices.push(xml);
+      },
+      detachDevice: async (xml: string) => {
+        check('detachDevice', 'virDomainDetachDeviceFlags');
+        const mac = /address="([^"]+)"/.exec(xml)?.[1];
+        dom().devices = dom().devices.filter((d) => !mac || !d.includes(mac));
+        if (mac) dom().gone = [...(dom().gone ?? []), mac];
+      },
+      setMemory: async (kib: number) => {
+        check('setMemory', 'virDomainSetMemoryFlags');
+        dom().memoryKiB = kib;
+      },
+      createSnapshot: async (xml: string) => /<name>([^<]+)<\/name>/.exec(xml)?.[1] ?? 'snap',
+      revertToSnapshot: async () => {},
+      deleteSnapshot: async () => {},
+      listSnapshots: async () => [],
+      openConsole: async () => {
+        throw new Error('no console in the fake');
       },
       destroy: async () => {
         check('destroy', 'virDomainDestroy');
@@ -91,7 +147,12 @@ export class FakeHypervisor implements Hypervisor {
         state: dom().active ? 'running' : 'shutoff',
         reason: 0,
       }),
-      xml: async () => dom().xml,
+      // the live definition: as defined, with attached interfaces added and detached ones gone
+      xml: async () => {
+        let xml = dom().xml + dom().devices.join('');
+        for (const mac of dom().gone ?? []) xml = xml.split(`address="${mac}"`).join('address="gone"');
+        return xml;
+      },
       isActive: async () => dom()?.active ?? false,
       free: () => {},
     };

@@ -57,7 +57,12 @@ describe('renderDomainXml', () => {
       }),
       expect.objectContaining({ device: 'cdrom', readonly: true, source: { file: '/srv/vw/vms/web-1/seed.iso' } }),
     ]);
-    expect(model.devices.serials[0]!.sourcePath).toBe('/srv/vw/vms/web-1/serial.log');
+    // the serial port is a pty (openConsole) logged to the state dir
+    expect(model.devices.serials[0]).toEqual({
+      type: 'pty',
+      log: { file: '/srv/vw/vms/web-1/serial.log', append: 'on' },
+      target: { port: 0 },
+    });
   });
 
   test('invalid specs never reach XML', () => {

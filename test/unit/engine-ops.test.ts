@@ -212,3 +212,71 @@ function slowRunner(ms: number, slow: (argv: readonly string[]) => boolean): Com
     },
   };
 }
+
+describe('updateVm and NIC hot-plug through the container', () => {
+  const base = (over: Partial<VmSpec> = {}): VmSpec => ({
+    ...kernelVm(),
+    nics: [{ network: acme, qos: { egressKbps: 1000 } }],
+    ...over,
+  });
+
+  test('QoS changes live (the host plane only); memory within its maximum through the balloon', async () => {
+    const { engine, hv, plane } = fakeEngine();
+    await engine.create(base({ memoryMiB: 512, maxMemoryMiB: 1024 }), { stateDir: dir });
+    const applied = plane(dir).applied.length;
+    expect(
+      await engine.updateVm(
+        base({ memoryMiB: 512, maxMemoryMiB: 1024, nics: [{ network: acme, qos: { egressKbps: 2000 } }] }),
+        { stateDir: dir },
+      ),
+    ).toEqual({ changes: ['nics[0].qos.egressKbps'], live: true });
+    expect(plane(dir).applied.length).toBe(applied + 1);
+    expect(plane(dir).last()!.networks[0]!.ports[0]!.qos).toEqual({ egressKbps: 2000 });
+    expect(
+      await engine.updateVm(
+        base({ memoryMiB: 768, maxMemoryMiB: 1024, nics: [{ network: acme, qos: { egressKbps: 2000 } }] }),
+        { stateDir: dir },
+      ),
+    ).toEqual({ changes: ['memoryMiB'], live: true });
+    expect(hv().domains.get('web')!.memoryKiB).toBe(768 * 1024);
+    expect(new StateStore(dir).get('web')!.vm.memoryMiB).toBe(768);
+  });
+
+  test('what cannot change live is a SpecError naming the fields, nothing changed; allowRestart redefines and starts', async () => {
+    const { engine, hv, plane } = fakeEngine();
+    await engine.create(base(), { stateDir: dir });
+    const applied = plane(dir).applied.length;
+    const err = await engine.updateVm(base({ vcpus: 2, memoryMiB: 512 }), { stateDir: dir }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SpecError);
+    expect((err as SpecError).problems.map((p) => p.path)).toEqual(['memoryMiB', 'vcpus']);
+    expect([plane(dir).applied.length, new StateStore(dir).get('web')!.vm.vcpus]).toEqual([applied, 1]);
+    const boots = hv().domains.get('web')!.boots;
+    expect(await engine.updateVm(base({ vcpus: 2, memoryMiB: 512 }), { stateDir: dir, allowRestart: true })).toEqual({
+      changes: ['memoryMiB', 'vcpus'],
+      live: false,
+    });
+    expect(hv().domains.get('web')!.xml).toContain('<vcpu placement="static">2</vcpu>');
+    expect(hv().domains.get('web')!.boots).toBe(boots + 1);
+  });
+
+  test('attach: host plane first, then the device on its own tap; detach a middle NIC: the others keep their taps', async () => {
+    const { engine, hv, plane } = fakeEngine();
+    const created = await engine.create(
+      base({ nics: [{ network: acme }, { network: { tenant: 'ops', cidr: '10.9.0.0/24' } }] }),
+      { stateDir: dir },
+    );
+    const nic = await engine.attachNic('web', { network: { tenant: 'dev', cidr: '10.8.0.0/24' } }, { stateDir: dir });
+    expect(nic).toMatchObject({ tenant: 'dev', ip: '10.8.0.2' });
+    expect(plane(dir).ports()).toContain(nic.tap);
+    expect(hv().domains.get('web')!.devices).toEqual([
+      expect.stringContaining(`<target dev="${nic.tap}" managed="no"/>`),
+    ]);
+    await engine.detachNic('web', created.nics[1]!.mac, { stateDir: dir });
+    const taps = new StateStore(dir).get('web')!.vm.nics.map((n) => n.tap);
+    expect(taps).toEqual([created.nics[0]!.tap, nic.tap]);
+    expect(plane(dir).ports().sort()).toEqual([...taps].sort());
+    await expect(engine.detachNic('web', '52:54:00:00:00:99', { stateDir: dir })).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
+  });
+});

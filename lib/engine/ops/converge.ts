@@ -1,7 +1,5 @@
 // Making a plan true (Terraform's apply): deletions and replacements' removals first, then
 // creations in parallel, then in-place updates' host planes, restarts and network repairs.
-import type { ResolvedVm } from '../../../types/resolved.js';
-import type { VmSpec, NetworkSpec } from '../../../types/spec.js';
 import type { CreatedVm } from '../../../types/vm.js';
 import type { EngineDeps } from '../deps.js';
 import { withHypervisor } from '../hosts.js';
@@ -10,26 +8,7 @@ import { bind, type ScopeOptions } from './scope.js';
 import { createVm } from './create.js';
 import { destroyVm } from './destroy.js';
 import { reapply } from './forget.js';
-
-/** The VmSpec that makes exactly this resolved VM (its allocated addresses pinned). */
-function specOf(vm: ResolvedVm): VmSpec {
-  return {
-    name: vm.name,
-    uuid: vm.uuid,
-    vcpus: vm.vcpus,
-    memoryMiB: vm.memoryMiB,
-    accel: vm.accel,
-    boot: vm.boot,
-    ...(vm.cloudInit ? { cloudInit: vm.cloudInit } : {}),
-    ...(vm.serialLog ? { serialLog: vm.serialLog } : {}),
-    ...(vm.host ? { host: vm.host } : {}),
-    nics: vm.nics.map((n) => {
-      const { tenant, cidr, gateway, dhcpRange, nat, uplink, segment } = n.network;
-      const network: NetworkSpec = { tenant, cidr, gateway, dhcpRange, nat, segment, ...(uplink ? { uplink } : {}) };
-      return { network, mac: n.mac, ...(n.ip ? { ip: n.ip } : {}), ...(n.qos ? { qos: n.qos } : {}) };
-    }),
-  };
-}
+import { specOf } from '../spec-of.js';
 
 export type ChangeReporter = (change: Change, status: 'start' | 'done' | 'failed', detail?: string) => void;
 

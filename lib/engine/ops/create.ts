@@ -18,8 +18,8 @@ import type { EngineDeps, TenantPlane } from '../deps.js';
 import { placeVm, type HostContext } from '../hosts.js';
 import { hostStateFor } from '../host-state.js';
 import { allocate } from '../allocate.js';
-import { createOverlay, createSeedIso, prepareVmDir } from '../disks.js';
-import { vmPaths } from '../state/paths.js';
+import { createDataDisks, createOverlay, createSeedIso, prepareVmDir } from '../disks.js';
+import { domainFiles, vmPaths } from '../state/paths.js';
 import type { VmRecord } from '../state/store.js';
 import { bind } from './scope.js';
 import { forget } from './forget.js';
@@ -87,13 +87,14 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
       await prepareVmDir(host.plane.files, host.stateDir, allocated.name);
       await createOverlay(host.runner, host.plane.files, allocated, host.stateDir);
       await createSeedIso(host.runner, host.plane.files, allocated, host.stateDir);
+      await createDataDisks(host.runner, host.plane.files, allocated, host.stateDir);
     });
 
     const dom = await run('define', async () => {
       hv = await deps.connect(host.uri);
       const xml = renderResolvedDomainXml(allocated, {
         kvmUsable: kvm,
-        files,
+        files: domainFiles(host.stateDir, allocated),
         metadata: { 'created-at': new Date(began).toISOString() },
       });
       const d = await hv.defineDomain(xml);

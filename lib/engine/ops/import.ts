@@ -13,7 +13,7 @@ import type { EngineDeps } from '../deps.js';
 import { allocate } from '../allocate.js';
 import { hostStateFor } from '../host-state.js';
 import { withHypervisor } from '../hosts.js';
-import { vmPaths } from '../state/paths.js';
+import { domainFiles } from '../state/paths.js';
 import { bind, type ScopeOptions } from './scope.js';
 
 export async function importDomain(
@@ -101,7 +101,7 @@ export async function importDomain(
           // its taps join this machine's host plane: QoS, anti-spoofing and its static lease
           await here.plane.apply(hostStateFor([...records, record], here));
           const xml = renderResolvedDomainXml(vm, {
-            files: vmPaths(here.stateDir, as),
+            files: domainFiles(here.stateDir, vm),
             kvmUsable: record.accel === 'kvm',
           });
           (await hv.defineDomain(xml)).free();

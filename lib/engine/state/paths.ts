@@ -5,6 +5,7 @@
 //     vms/<name>/vm.json      the VM's record (the engine's source of truth)
 //     vms/<name>/disk.qcow2   overlay on the base image (disk boot)
 //     vms/<name>/seed.iso     cloud-init NoCloud seed
+//     vms/<name>/data-<d>.qcow2  its data disks
 //     vms/<name>/serial.log   the guest's console, written by QEMU
 //     dnsmasq/<tenant>/       one dnsmasq per tenant network (lib/host owns this part)
 //     lock                    the state lock (records and host planes change under it)
@@ -13,6 +14,7 @@
 //     capabilities.json       the host probe's cache for this boot (lib/host)
 import { join } from 'node:path';
 import { DEFAULT_STATE_DIR } from '../../host/index.js';
+import type { DomainFiles } from '../../xml/index.js';
 
 export { DEFAULT_STATE_DIR };
 /** The libvirt connection for this machine. */
@@ -24,6 +26,8 @@ export interface VmPaths {
   overlay: string;
   seedIso: string;
   serialLog: string;
+  /** a data disk's qcow2 */
+  dataDisk(name: string): string;
 }
 
 export function vmPaths(stateDir: string, name: string): VmPaths {
@@ -34,7 +38,15 @@ export function vmPaths(stateDir: string, name: string): VmPaths {
     overlay: join(dir, 'disk.qcow2'),
     seedIso: join(dir, 'seed.iso'),
     serialLog: join(dir, 'serial.log'),
+    dataDisk: (disk: string) => join(dir, `data-${disk}.qcow2`),
   };
+}
+
+/** What the XML layer is given for a VM: its files on its host. */
+export function domainFiles(stateDir: string, vm: { name: string; disks?: { name: string }[] }): DomainFiles {
+  const p = vmPaths(stateDir, vm.name);
+  const dataDisks = Object.fromEntries((vm.disks ?? []).map((d) => [d.name, p.dataDisk(d.name)]));
+  return { overlay: p.overlay, seedIso: p.seedIso, serialLog: p.serialLog, dataDisks };
 }
 
 export function statePaths(stateDir: string) {

@@ -1,0 +1,25 @@
+// A VM's serial console as a Duplex: libvirt's console stream on the VM's host, the connection
+// kept open for as long as the stream is, and closed with it.
+import type { Duplex } from 'node:stream';
+import type { VmOptions } from '../../../types/vm.js';
+import type { EngineDeps } from '../deps.js';
+import { locate } from './locate.js';
+import { VirtwireError } from '../../errors/index.js';
+
+export async function openConsole(deps: EngineDeps, name: string, options: VmOptions = {}): Promise<Duplex> {
+  const at = locate(deps, name, options);
+  const hv = await deps.connect(at.host.uri);
+  try {
+    const dom = await hv.lookupDomain(name);
+    if (!dom) throw new VirtwireError('NOT_FOUND', `VM ${name} has no domain`);
+    const stream = await dom.openConsole();
+    stream.once('close', () => {
+      dom.free();
+      void hv.close();
+    });
+    return stream;
+  } catch (e) {
+    await hv.close();
+    throw e;
+  }
+}

@@ -1,0 +1,36 @@
+// The VmSpec that makes exactly a resolved VM: every default written out and what allocation chose
+// (MACs, IPs, segment ids) pinned. Re-creating from it, or changing one field of it, changes
+// nothing else.
+import type { ResolvedVm } from '../../types/resolved.js';
+import type { NetworkSpec, VmSpec } from '../../types/spec.js';
+
+export function specOf(vm: ResolvedVm): VmSpec {
+  return {
+    name: vm.name,
+    uuid: vm.uuid,
+    vcpus: vm.vcpus,
+    memoryMiB: vm.memoryMiB,
+    ...(vm.maxMemoryMiB !== undefined ? { maxMemoryMiB: vm.maxMemoryMiB } : {}),
+    accel: vm.accel,
+    boot: vm.boot,
+    ...(vm.disks?.length ? { disks: vm.disks } : {}),
+    ...(vm.cloudInit ? { cloudInit: vm.cloudInit } : {}),
+    ...(vm.serialLog ? { serialLog: vm.serialLog } : {}),
+    ...(vm.host ? { host: vm.host } : {}),
+    nics: vm.nics.map((n) => {
+      const { tenant, cidr, gateway, dhcpRange, nat, uplink, segment, hostServices, dns } = n.network;
+      const network: NetworkSpec = {
+        tenant,
+        cidr,
+        gateway,
+        dhcpRange,
+        nat,
+        segment,
+        ...(uplink ? { uplink } : {}),
+        ...(hostServices ? { hostServices } : {}),
+        ...(dns ? { dns } : {}),
+      };
+      return { network, mac: n.mac, ...(n.ip ? { ip: n.ip } : {}), ...(n.qos ? { qos: n.qos } : {}) };
+    }),
+  };
+}
