@@ -20,6 +20,8 @@ import {
   detachNic,
   openConsole,
   onVmEvent,
+  plan,
+  parseSpecText,
   Libvirt,
 } from '../../lib/index.js';
 import {
@@ -149,6 +151,17 @@ describeAsRoot('the lifecycle API with a real guest', () => {
     expect((await lv.listDomains()).find((d) => d.name === 'vwlc-a')!.id).toBe(id);
     await lv.close();
     expect(boots(vm)).toBe(1);
+    // the record followed: a spec file asking for what the VMs are now plans no change
+    const vms = [
+      {
+        ...testGuestSpec(image, 'vwlc-a', [], ['ping:10.82.0.20']),
+        disks: [{ name: 'data', sizeGiB: 2 }],
+        nics: [{ network: 'vwlca', ip: '10.81.0.10', qos: { egressKbps: 16000 } }],
+      },
+      { ...testGuestSpec(image, 'vwlc-b', [], ['ping:10.81.0.10']), nics: [{ network: 'vwlcb', ip: '10.82.0.20' }] },
+    ];
+    const p = await plan(parseSpecText(JSON.stringify({ networks: [A, B], vms })), opts);
+    expect(p.changes).toEqual([]);
   });
 
   test('a change that needs a restart is refused naming its fields, nothing changed', async () => {
