@@ -1,5 +1,6 @@
 // What createVm/destroyVm take and give back.
 import type { SegmentPools, VmSpec } from './spec.js';
+import type { ResolvedVm } from './resolved.js';
 import type { SshTarget } from './host.js';
 
 export type CreateVmStep = 'validate' | 'network' | 'disks' | 'define' | 'start' | 'lease' | 'ssh' | 'cloud-init';
@@ -96,7 +97,15 @@ export interface VmOptions {
   signal?: AbortSignal;
 }
 
+/** What importDomain adopted, and what of the domain it could not keep. */
+export interface ImportedVm {
+  vm: ResolvedVm;
+  /** devices and firmware the redefined domain no longer has, one description each */
+  dropped: string[];
+}
+
 /** A VM as listVms/getVm report it: its record and libvirt's live state. */
+
 export interface VmInfo {
   name: string;
   host?: string;

@@ -8,6 +8,7 @@ import type {
   CreatedNic,
   CreatedVm,
   DestroyVmOptions,
+  ImportedVm,
   SnapshotSummary,
   StopOptions,
   UpdateOptions,
@@ -18,7 +19,6 @@ import type {
 } from '../../types/vm.js';
 import type { NicSpec } from '../../types/spec.js';
 import type { Subscription } from '../libvirt/index.js';
-import type { ResolvedVm } from '../../types/resolved.js';
 import type {
   Clock,
   Connector,
@@ -35,7 +35,8 @@ import type { SpecFile } from './spec-file.js';
 import type { ScopeOptions } from './ops/scope.js';
 import { createVm } from './ops/create.js';
 import { destroyVm } from './ops/destroy.js';
-import { observe, plan } from './ops/observe.js';
+import { observe, plan, type PlanCallOptions } from './ops/observe.js';
+import { forgetVm, refreshState, renameVm } from './ops/state-ops.js';
 import { applyPlan, destroyAll, type ApplyOptions } from './ops/converge.js';
 import { dryRun, type DryRun } from './ops/dry-run.js';
 import { importDomain } from './ops/import.js';
@@ -73,7 +74,7 @@ export class Engine {
     return observe(this.deps, options);
   }
 
-  plan(spec: SpecFile, options?: ScopeOptions): Promise<Plan> {
+  plan(spec: SpecFile, options?: PlanCallOptions): Promise<Plan> {
     return plan(this.deps, spec, options);
   }
 
@@ -89,7 +90,7 @@ export class Engine {
     return destroyAll(this.deps, options);
   }
 
-  import(domain: string, as: string, options?: ScopeOptions): Promise<ResolvedVm> {
+  import(domain: string, as: string, options?: ScopeOptions): Promise<ImportedVm> {
     return importDomain(this.deps, domain, as, options);
   }
 
@@ -147,5 +148,17 @@ export class Engine {
 
   onVmEvent(handler: (event: VmEvent) => void, options?: VmOptions): Promise<Subscription> {
     return onVmEvent(this.deps, handler, options);
+  }
+
+  forgetVm(name: string, options?: VmOptions): Promise<void> {
+    return forgetVm(this.deps, name, options);
+  }
+
+  renameVm(from: string, to: string, options?: VmOptions): Promise<void> {
+    return renameVm(this.deps, from, to, options);
+  }
+
+  refresh(options?: VmOptions): Promise<{ checked: string[]; removed: string[] }> {
+    return refreshState(this.deps, options);
   }
 }

@@ -6,6 +6,7 @@ import type {
   CreatedNic,
   CreatedVm,
   DestroyVmOptions,
+  ImportedVm,
   SnapshotSummary,
   StopOptions,
   UpdateOptions,
@@ -17,7 +18,6 @@ import type {
 import type { NicSpec, VmSpec } from '../../types/spec.js';
 import type { Subscription } from '../libvirt/index.js';
 import type { SnapshotSpec } from './ops/snapshots.js';
-import type { ResolvedVm } from '../../types/resolved.js';
 import { defaultEngine } from './container.js';
 import type { Observed, Plan } from './plan.js';
 import type { SpecFile } from './spec-file.js';
@@ -25,7 +25,8 @@ import type { ScopeOptions } from './ops/scope.js';
 import type { ApplyOptions } from './ops/converge.js';
 import type { DryRun } from './ops/dry-run.js';
 import { DEFAULT_STATE_DIR } from './state/paths.js';
-import { StateStore, type VmRecord } from './state/store.js';
+import { StateStore, type CommandLockOptions, type VmRecord } from './state/store.js';
+import type { PlanCallOptions } from './ops/observe.js';
 
 /** Creates, starts and (by default) waits for the DHCP lease of a VM on its tenants' networks. */
 export function createVm(spec: VmSpec, options?: CreateVmOptions): Promise<CreatedVm> {
@@ -38,7 +39,7 @@ export function destroyVm(name: string, options?: DestroyVmOptions): Promise<boo
 }
 
 /** A spec file (loadSpecFile) against the state and what is really on the hosts: Terraform's plan. */
-export function plan(spec: SpecFile, options?: ScopeOptions): Promise<Plan> {
+export function plan(spec: SpecFile, options?: PlanCallOptions): Promise<Plan> {
   return defaultEngine().plan(spec, options);
 }
 
@@ -63,7 +64,7 @@ export function observe(options?: ScopeOptions): Promise<Observed> {
 }
 
 /** Adopts a shut-off libvirt domain whose NICs are on tenant bridges into the state. */
-export function importDomain(domain: string, as: string, options?: ScopeOptions): Promise<ResolvedVm> {
+export function importDomain(domain: string, as: string, options?: ScopeOptions): Promise<ImportedVm> {
   return defaultEngine().import(domain, as, options);
 }
 
@@ -135,18 +136,48 @@ export function onVmEvent(handler: (event: VmEvent) => void, options?: VmOptions
   return defaultEngine().onVmEvent(handler, options);
 }
 
+/** Forgets a VM (its record) without touching its host: Terraform's `state rm`. */
+export function forgetVm(name: string, options?: VmOptions): Promise<void> {
+  return defaultEngine().forgetVm(name, options);
+}
+
+/** Renames a shut-off VM: record, domain, directory, DNS name (UUID, MACs, IPs, taps stay). */
+export function renameVm(from: string, to: string, options?: VmOptions): Promise<void> {
+  return defaultEngine().renameVm(from, to, options);
+}
+
+/** Drops the records of VMs whose domain is gone; changes nothing on a host. */
+export function refresh(options?: VmOptions): Promise<{ checked: string[]; removed: string[] }> {
+  return defaultEngine().refresh(options);
+}
+
+/** The state's serial: it counts every change of the records (saved plans are checked against it). */
+export function stateSerial(stateDir: string = DEFAULT_STATE_DIR): number {
+  return new StateStore(stateDir).serial();
+}
+
 /** The VM records of a state dir. */
 export function readState(stateDir: string = DEFAULT_STATE_DIR): VmRecord[] {
   return new StateStore(stateDir).records();
 }
 
-/** Runs `fn` under the state dir's command lock (LOCKED at once, naming the holder, when taken). */
-export function withCommandLock<T>(stateDir: string, command: string, fn: () => Promise<T>): Promise<T> {
-  return new StateStore(stateDir).withCommandLock(command, fn);
+/**
+ * Runs `fn` under the state dir's command lock: exclusive (apply, destroy…) or `shared` (plan,
+ * show), at once or after waiting `timeoutMs`; LOCKED naming the holder otherwise.
+ */
+export function withCommandLock<T>(
+  stateDir: string,
+  command: string,
+  fn: () => Promise<T>,
+  options?: CommandLockOptions,
+): Promise<T> {
+  return new StateStore(stateDir).withCommandLock(command, fn, options);
 }
 
+export { lockInfo, forceUnlock, type LockInfo } from './ops/state-ops.js';
+
 export { renderDomainXml, type RenderOptions } from './render.js';
-export { loadSpecFile, parseSpecText, type SpecFile } from './spec-file.js';
+export { loadSpecFile, readSpecText, parseSpecText, formatSpecText, type SpecFile } from './spec-file.js';
 export {
   formatPlan,
   redactPlan,
@@ -157,9 +188,12 @@ export {
   type Observed,
 } from './plan.js';
 export { seedFiles } from './seed.js';
+export { redactVm } from './secrets.js';
 export { DEFAULT_STATE_DIR, DEFAULT_URI, vmPaths, type VmPaths } from './state/paths.js';
 export type { VmRecord } from './state/store.js';
 export type { ScopeOptions } from './ops/scope.js';
-export type { ApplyOptions, ChangeReporter } from './ops/converge.js';
+export type { ApplyOptions, ChangeReporter, ChangeStatus } from './ops/converge.js';
+export type { PlanCallOptions } from './ops/observe.js';
+export type { CommandLockOptions } from './state/store.js';
 export type { DryRun } from './ops/dry-run.js';
 export type { SnapshotSpec } from './ops/snapshots.js';

@@ -4,7 +4,7 @@
 import type { ResolvedVm, ResolvedNic } from '../../types/resolved.js';
 import type { HostPlan } from '../host/index.js';
 import { allocate } from './allocate.js';
-import { withoutSegmentId } from '../spec/index.js';
+import { deriveMac, stableUuid, withoutSegmentId } from '../spec/index.js';
 import type { VmRecord } from './state/store.js';
 import { isSecretPath, redactVm, SENSITIVE } from './secrets.js';
 import type { SpecFile } from './spec-file.js';
@@ -40,6 +40,10 @@ export interface Observed {
 export interface Plan {
   changes: Change[];
   summary: Record<ChangeAction, number>;
+  /** -target: the names the plan was limited to */
+  targets?: string[];
+  /** what a person should know about this plan (e.g. targeting in effect) */
+  warnings?: string[];
 }
 
 // changed in place (tc, or the firewall's host services), everything else replaces the VM
@@ -140,7 +144,15 @@ export function pinToRecord(vm: ResolvedVm, rec: VmRecord): ResolvedVm {
   return {
     ...vm,
     ...(host ? { host } : {}),
-    nics: vm.nics.map((n, i) => keepAllocated(n, rec.vm.nics.find((r) => r.mac === n.mac) ?? rec.vm.nics[i])),
+    // a UUID or MAC the spec left to its default (derived from the VM's name) is the record's:
+    // a VM renamed with `state mv` keeps its identity, as a resource moved in Terraform does
+    uuid: vm.uuid === stableUuid(vm.name) ? rec.vm.uuid : vm.uuid,
+    nics: vm.nics.map((n, i) => {
+      const recorded = rec.vm.nics.find((r) => r.mac === n.mac) ?? rec.vm.nics[i];
+      const derived = n.mac === deriveMac(`${vm.name}\0${i}`);
+      const adopt = derived && recorded && recorded.network.tenant === n.network.tenant;
+      return keepAllocated(adopt ? { ...n, mac: recorded.mac } : n, recorded);
+    }),
   };
 }
 
@@ -149,7 +161,38 @@ function recordDiff(rec: VmRecord, pinned: ResolvedVm): AttributeChange[] {
   return diffVm(rec.host ? { ...rec.vm, host: rec.host } : rec.vm, pinned);
 }
 
-export function planChanges(spec: SpecFile, records: VmRecord[], observed: Observed): Plan {
+export interface PlanOptions {
+  /** only these VMs or networks (tenants), and what they depend on (a VM: its networks) — Terraform's -target */
+  targets?: string[];
+  /** replace these VMs even where nothing changed — Terraform's -replace */
+  replace?: string[];
+}
+
+export function planChanges(spec: SpecFile, records: VmRecord[], observed: Observed, options: PlanOptions = {}): Plan {
+  const all = planAll(spec, records, observed, options.replace ?? []);
+  if (!options.targets?.length) return all;
+  return targeted(all, options.targets);
+}
+
+/** The changes of the targets and of what they depend on: a VM's tenant networks. */
+function targeted(p: Plan, targets: string[]): Plan {
+  const names = new Set(targets);
+  const vms = p.changes.filter((c) => c.kind === 'vm' && names.has(c.name));
+  const tenants = new Set([...targets, ...vms.flatMap((c) => c.vm?.nics.map((n) => n.network.tenant) ?? [])]);
+  const changes = p.changes.filter((c) => (c.kind === 'vm' ? names.has(c.name) : tenants.has(c.name)));
+  const warning =
+    'Resource targeting is in effect: the plan may be incomplete, and what it leaves out may have changed too. ' +
+    'Use -target for exceptional cases (recovering from errors, working around a limitation), not routinely.';
+  return { ...summarise(changes), targets, warnings: [warning] };
+}
+
+function summarise(changes: Change[]): Plan {
+  const summary: Record<ChangeAction, number> = { create: 0, update: 0, replace: 0, delete: 0, repair: 0 };
+  for (const c of changes) summary[c.action]++;
+  return { changes, summary };
+}
+
+function planAll(spec: SpecFile, records: VmRecord[], observed: Observed, replace: string[]): Plan {
   const changes: Change[] = [];
   const byName = new Map(records.map((r) => [r.vm.name, r]));
   const wanted = new Set(spec.vms.map((v) => v.name));
@@ -160,15 +203,35 @@ export function planChanges(spec: SpecFile, records: VmRecord[], observed: Obser
   for (const vm of spec.vms) {
     const rec = byName.get(vm.name);
     const pinned: ResolvedVm = rec ? pinToRecord(vm, rec) : vm;
+    const state = observed.domains.get(vm.name);
     if (!rec) {
       const vmPlaced = allocate(pinned, placed, spec.pools);
       placed.push({ vm: vmPlaced, accel: 'tcg', createdAt: '' });
-      changes.push({ kind: 'vm', name: vm.name, action: 'create', attributes: [], vm: vmPlaced });
+      // a domain of that name the state does not know (forgotten with `state rm`): drift, replaced
+      const orphan = state !== undefined;
+      changes.push({
+        kind: 'vm',
+        name: vm.name,
+        action: orphan ? 'replace' : 'create',
+        attributes: [],
+        vm: vmPlaced,
+        ...(orphan
+          ? { reason: 'exists in libvirt but not in the state: replaced (or `virtwire import` it first)' }
+          : {}),
+      });
       continue;
     }
     const attrs = recordDiff(rec, pinned);
-    const state = observed.domains.get(vm.name);
-    if (attrs.length > 0) {
+    if (replace.includes(vm.name)) {
+      changes.push({
+        kind: 'vm',
+        name: vm.name,
+        action: 'replace',
+        attributes: attrs,
+        vm: pinned,
+        reason: 'replacement requested (-replace)',
+      });
+    } else if (attrs.length > 0) {
       const inPlace = attrs.every((a) => IN_PLACE.test(a.name));
       changes.push({
         kind: 'vm',
@@ -223,9 +286,7 @@ export function planChanges(spec: SpecFile, records: VmRecord[], observed: Obser
       });
   }
 
-  const summary: Record<ChangeAction, number> = { create: 0, update: 0, replace: 0, delete: 0, repair: 0 };
-  for (const c of changes) summary[c.action]++;
-  return { changes, summary };
+  return summarise(changes);
 }
 
 const SYMBOL: Record<ChangeAction, string> = { create: '+', update: '~', replace: '-/+', delete: '-', repair: '~' };
@@ -239,7 +300,7 @@ export function formatPlan(plan: Plan): string {
       c.action === 'repair'
         ? `repair: ${c.reason}`
         : c.action === 'replace'
-          ? 'forces replacement'
+          ? `forces replacement${c.reason ? ` (${c.reason})` : ''}`
           : c.action === 'update'
             ? 'update in place'
             : c.action;

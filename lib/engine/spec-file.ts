@@ -23,19 +23,46 @@ export interface SpecFile {
 const TOP_KEYS = ['networks', 'vms', 'pools', 'hosts'];
 
 export function loadSpecFile(file: string): SpecFile {
-  let text: string;
+  return parseSpecText(readSpecText(file), file);
+}
+
+/** A spec file's text, or a SpecError naming the file when it cannot be read. */
+export function readSpecText(file: string): string {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (cause) {
     throw new SpecError(
       [{ path: '(file)', message: `cannot read ${file}: ${(cause as Error).message}`, file }],
       'spec file',
     );
   }
-  return parseSpecText(text, file);
 }
 
 export function parseSpecText(text: string, file = 'spec.yaml'): SpecFile {
+  const { doc, lines } = parseYaml(text, file);
+  const input = doc.toJS() as unknown;
+  const p = new Problems();
+  const result = validateSpecObject(p, input);
+  if (!p.empty)
+    throw new SpecError(
+      p.list.map((problem) => locate(problem, doc, lines, file)),
+      'spec file',
+    );
+  return result!;
+}
+
+/**
+ * A spec file's canonical text (`virtwire fmt`): two-space indents, lists indented under their
+ * key, no line folding, one space inside flow braces; comments, key order and the choice of
+ * block or flow style are the author's and stay. Formatting it again changes nothing.
+ */
+export function formatSpecText(text: string, file = 'spec.yaml'): string {
+  const { doc } = parseYaml(text, file);
+  return doc.toString({ indent: 2, indentSeq: true, lineWidth: 0, flowCollectionPadding: true });
+}
+
+/** The YAML document, or a SpecError naming each syntax error's line. */
+function parseYaml(text: string, file: string): { doc: Document; lines: LineCounter } {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -49,15 +76,7 @@ export function parseSpecText(text: string, file = 'spec.yaml'): SpecFile {
       'spec file',
     );
   }
-  const input = doc.toJS() as unknown;
-  const p = new Problems();
-  const result = validateSpecObject(p, input);
-  if (!p.empty)
-    throw new SpecError(
-      p.list.map((problem) => locate(problem, doc, lines, file)),
-      'spec file',
-    );
-  return result!;
+  return { doc, lines };
 }
 
 function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
@@ -92,6 +111,7 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
       if (names.has(v.name)) p.add(at(path, 'name'), `VM ${v.name} is defined twice`);
       names.add(v.name);
     }
+    const unknownNetworks: string[] = [];
     if (isRecord(v) && Array.isArray(v.nics)) {
       // a NIC may name its network by tenant
       v = {
@@ -99,15 +119,24 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
         nics: v.nics.map((nic: unknown, j: number) => {
           if (!isRecord(nic) || typeof nic.network !== 'string') return nic;
           const net = byTenant.get(nic.network);
-          if (!net)
-            p.add(at(at(at(path, 'nics'), j), 'network'), `no network with tenant "${nic.network}" in networks:`);
-          return { ...nic, network: net ?? { tenant: nic.network, cidr: '0.0.0.0/0' } };
+          if (net) return { ...nic, network: net };
+          const where = at(at(at(path, 'nics'), j), 'network');
+          p.add(where, `no network with tenant "${nic.network}" in networks:`);
+          unknownNetworks.push(where);
+          return { ...nic, network: { tenant: nic.network, cidr: '0.0.0.0/0' } };
         }),
       };
-      if (p.list.some((x) => x.path.startsWith(`${path}.nics`))) return;
     }
-    const vm = resolveVm(p, path, v);
-    if (vm) vms.push(vm);
+    if (unknownNetworks.length === 0) {
+      const vm = resolveVm(p, path, v);
+      if (vm) vms.push(vm);
+      return;
+    }
+    // the VM's other problems still count; only its stand-in networks' own are not news
+    const scratch = new Problems();
+    resolveVm(scratch, path, v);
+    for (const x of scratch.list)
+      if (!unknownNetworks.some((w) => x.path === w || x.path.startsWith(`${w}.`))) p.add(x.path, x.message);
   });
   const pools = resolvePools(p, 'pools', input.pools);
   const hosts = checkHosts(p, input.hosts);

@@ -144,20 +144,27 @@ export async function applyDnsmasq(
   files: HostFiles,
   paths: DnsmasqPaths,
   action: DnsmasqAction,
-  conf: string,
-  hosts: string,
+  /** the config, the hostsfile, and the MACs of the tenant's ports (whose leases are kept) */
+  { conf, hosts, macs }: { conf: string; hosts: string; macs: string[] },
   status: DnsmasqStatus,
 ): Promise<number | undefined> {
   if (action === 'none') return status.pid;
   await files.mkdir(paths.dir);
   await files.write(paths.hostsFile, hosts);
-  if (action === 'reload') {
+  // A lease of a MAC that is no longer a port's (its VM or NIC is gone) is dropped: dnsmasq keeps
+  // a leased address from every other MAC — even one whose dhcp-host names it — until the lease
+  // expires, so the next VM given that address would get another. The lease file may only be
+  // edited while dnsmasq is stopped (it rewrites it), so such a change restarts the instance.
+  const leases = (await files.read(paths.leaseFile)) ?? '';
+  const kept = withoutStaleLeases(leases, macs);
+  if (action === 'reload' && kept === leases) {
     await files.signal(status.pid!, 'HUP');
     return status.pid;
   }
   await files.write(paths.conf, conf);
-  if (action === 'restart') await stopDnsmasq(files, paths, status.pid);
-  if ((await files.read(paths.leaseFile)) === undefined) await files.write(paths.leaseFile, '');
+  if (status.pid !== undefined) await stopDnsmasq(files, paths, status.pid);
+  // read again: dnsmasq may have written leases until it stopped
+  await files.write(paths.leaseFile, withoutStaleLeases((await files.read(paths.leaseFile)) ?? '', macs));
   // dnsmasq reports start-up errors through its exit code before it detaches, and writes its
   // pid file before the parent exits
   await runner.run(['dnsmasq', `--conf-file=${paths.conf}`], { step: `dnsmasq: start for ${paths.dir}` });
@@ -165,6 +172,18 @@ export async function applyDnsmasq(
   if (started === undefined)
     throw new VirtwireError('PROCESS_FAILED', `dnsmasq for ${paths.dir} exited right after starting`);
   return started;
+}
+
+/** The lease file without the leases of MACs that are no longer the tenant's ports'. */
+export function withoutStaleLeases(leases: string, ports: string[]): string {
+  const macs = new Set(ports.map((m) => m.toLowerCase()));
+  return leases
+    .split('\n')
+    .filter((line) => {
+      const mac = line.trim().split(/\s+/)[1];
+      return !line.trim() || mac === undefined || macs.has(mac.toLowerCase());
+    })
+    .join('\n');
 }
 
 export async function stopDnsmasq(files: HostFiles, paths: DnsmasqPaths, pid?: number): Promise<void> {

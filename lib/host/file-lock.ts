@@ -8,6 +8,7 @@ import koffi from 'koffi';
 import { VirtwireError } from '../errors/index.js';
 import { waitUntil } from './wait.js';
 
+const LOCK_SH = 1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 const LOCK_UN = 8;
@@ -27,30 +28,37 @@ export class FileLock {
   private constructor(
     private fd: number | undefined,
     readonly file: string,
+    private readonly shared = false,
   ) {}
 
-  /** The lock at once, or undefined when another holder has it. */
-  static tryAcquire(file: string, command: string): FileLock | undefined {
+  /**
+   * The lock at once, or undefined when another holder has it. `shared`: a reader's lock (any
+   * number at once, none while someone holds it exclusively); it leaves the holder note alone.
+   */
+  static tryAcquire(file: string, command: string, options: { shared?: boolean } = {}): FileLock | undefined {
     const fd = openSync(file, constants.O_RDWR | constants.O_CREAT, 0o600);
-    if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
+    if (flock(fd, (options.shared ? LOCK_SH : LOCK_EX) | LOCK_NB) !== 0) {
       closeSync(fd);
       return undefined;
     }
-    const holder: LockHolder = { pid: process.pid, command, since: new Date().toISOString() };
-    ftruncateSync(fd, 0);
-    writeSync(fd, `${JSON.stringify(holder)}\n`, 0);
-    return new FileLock(fd, file);
+    if (!options.shared) {
+      const holder: LockHolder = { pid: process.pid, command, since: new Date().toISOString() };
+      ftruncateSync(fd, 0);
+      writeSync(fd, `${JSON.stringify(holder)}\n`, 0);
+    }
+    return new FileLock(fd, file, options.shared === true);
   }
 
   /** Waits for the lock up to `timeoutMs`; LOCKED naming the holder after that. */
   static async acquire(
     file: string,
     command: string,
-    options: { timeoutMs: number; signal?: AbortSignal },
+    options: { timeoutMs: number; signal?: AbortSignal; shared?: boolean },
   ): Promise<FileLock> {
     let lock: FileLock | undefined;
+    const shared = options.shared === true;
     // flock would block the event loop: the non-blocking attempt is repeated instead
-    await waitUntil(() => (lock = FileLock.tryAcquire(file, command)) !== undefined, {
+    await waitUntil(() => (lock = FileLock.tryAcquire(file, command, { shared })) !== undefined, {
       ...options,
       what: `the lock ${file}`,
     }).catch((cause: unknown) => {
@@ -77,7 +85,7 @@ export class FileLock {
     const fd = this.fd;
     if (fd === undefined) return;
     this.fd = undefined;
-    ftruncateSync(fd, 0);
+    if (!this.shared) ftruncateSync(fd, 0);
     flock(fd, LOCK_UN);
     closeSync(fd);
   }

@@ -33,6 +33,8 @@ export interface HostFiles {
   /** creates the directory (and its parents) and sets its mode and group, also when it exists */
   mkdir(path: string, options?: DirOptions): Promise<void>;
   chmod(path: string, mode: number): Promise<void>;
+  /** moves a file or directory (within one file system) */
+  rename(from: string, to: string): Promise<void>;
   /** removes a file or a directory tree; nothing there is not an error */
   remove(path: string): Promise<void>;
   /** names in a directory (none when it does not exist) */
@@ -85,6 +87,9 @@ export class LocalFiles implements HostFiles {
   async chmod(path: string, mode: number) {
     chmodSync(path, mode);
   }
+  async rename(from: string, to: string) {
+    renameSync(from, to);
+  }
   async remove(path: string) {
     rmSync(path, { recursive: true, force: true });
   }
@@ -133,6 +138,9 @@ export class RunnerFiles implements HostFiles {
   }
   async chmod(path: string, mode: number) {
     await this.runner.run(['chmod', mode.toString(8), '--', path], { step: `chmod ${path}` });
+  }
+  async rename(from: string, to: string) {
+    await this.runner.run(['mv', '-T', '--', from, to], { step: `rename ${from}` });
   }
   async remove(path: string) {
     await this.runner.run(['rm', '-rf', '--', path], { step: `remove ${path}` });

@@ -20,7 +20,7 @@ export { parseLeases, type Lease, type LeaseWait } from './leases.js';
 export type { FirewallKind, FirewallCommand } from './firewall.js';
 export { renderRuleset } from './firewall-nft.js';
 export { desiredLinks, planLinks, linkMaster, segmentMtus, OWNED_NAME } from './links.js';
-export { FileLock, lockedError } from './file-lock.js';
+export { FileLock, lockedError, type LockHolder } from './file-lock.js';
 export { waitUntil, waitForFile, pollFile } from './wait.js';
 export { sshAnswer, CLOUD_INIT_DONE } from './guest.js';
 export { SshRunner, type SshTarget } from './ssh-runner.js';

@@ -172,9 +172,9 @@ export class HostPlane {
 
       step = 'dnsmasq';
       let actions = 0;
-      for (const { tenant, paths, conf, hosts, status, action } of p.dnsmasq.instances) {
+      for (const { tenant, paths, conf, hosts, macs, status, action } of p.dnsmasq.instances) {
         step = `dnsmasq ${tenant}: ${action}`;
-        await applyDnsmasq(this.runner, this.files, paths, action, conf, hosts, status);
+        await applyDnsmasq(this.runner, this.files, paths, action, { conf, hosts, macs }, status);
         if (action === 'start' || action === 'restart') started.push(paths);
         if (action !== 'none') actions++;
       }
@@ -279,7 +279,8 @@ export class HostPlane {
           const conf = renderDnsmasqConfig(net.network, paths, { ...(mtu === undefined ? {} : { mtu }), upstream });
           const hosts = renderHostsFile(net);
           const status = await observeDnsmasq(this.files, paths);
-          return { tenant, paths, conf, hosts, status, action: planDnsmasq(status, conf, hosts) };
+          const macs = net.ports.map((p) => p.mac);
+          return { tenant, paths, conf, hosts, macs, status, action: planDnsmasq(status, conf, hosts) };
         }),
     );
     const wanted = new Set(instances.map((i) => i.tenant));

@@ -118,6 +118,8 @@ export interface DomainHandle {
 // Shared by every connection in the process: calls that may block run here.
 let pool: CallPool | undefined;
 const callPool = (): CallPool => (pool ??= new CallPool());
+/** Connections not yet closed: shutdown closes them before the pool they close on. */
+const openConnections = new Set<Libvirt>();
 
 // Handles the application forgot to free are freed when their wrapper is collected.
 const collected = new FinalizationRegistry<Handle>((h) => h.free());
@@ -145,7 +147,9 @@ export class Libvirt implements Hypervisor {
   static async open(uri: string): Promise<Libvirt> {
     initLibvirt();
     const conn = unwrap(await callPool().call<bigint>('open', [uri]));
-    return new Libvirt(conn, uri);
+    const lv = new Libvirt(conn, uri);
+    openConnections.add(lv);
+    return lv;
   }
 
   /** libvirt.so's version, e.g. 9000000 for 9.0.0. */
@@ -153,8 +157,12 @@ export class Libvirt implements Hypervisor {
     return libraryVersion();
   }
 
-  /** Ends the worker threads (they are unref'd anyway; for tidy test teardown). */
+  /**
+   * Ends the worker threads (they are unref'd anyway; for tidy teardown). Connections still open —
+   * or closing, e.g. a console stream's as it ends — are closed first: their close runs on the pool.
+   */
   static async shutdown(): Promise<void> {
+    await Promise.allSettled([...openConnections].map((c) => c.close()));
     await pool?.close();
     pool = undefined;
   }
@@ -278,7 +286,15 @@ export class Libvirt implements Hypervisor {
    * Closes the connection: waits for calls in flight, removes event subscriptions, frees every
    * handle still open. Handles used afterwards fail with code CLOSED instead of crashing.
    */
-  async close(): Promise<void> {
+  /** Closes the connection; a second call waits for the first. */
+  close(): Promise<void> {
+    this.closing ??= this.closeNow().finally(() => openConnections.delete(this));
+    return this.closing;
+  }
+
+  private closing: Promise<void> | undefined;
+
+  private async closeNow(): Promise<void> {
     const conn = this.conn;
     if (conn === undefined) return;
     this.conn = undefined;

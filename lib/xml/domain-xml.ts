@@ -330,3 +330,49 @@ function parseChardev(n: XNode): DomainChardev {
         : defined({ type: attr(target, 'type'), port: port === undefined ? undefined : Number(port) }),
   });
 }
+
+// What virtwire's own definition gives every VM (or libvirt adds by itself): these are replaced,
+// not lost, when a domain is adopted.
+const REPLACED = new Set(['emulator', 'interface', 'serial', 'console', 'memballoon', 'rng', 'controller']);
+
+/**
+ * The parts of a domain that virtwire's model does not carry, each described for a person:
+ * adopting the domain (import) redefines it without them. The first disk (device='disk') is
+ * adopted as the boot disk; any other disk, graphics, sound, host devices and so on are not.
+ */
+export function unmodelledDevices(xml: string): string[] {
+  const d = (parseXmlSync(xml).domain ?? {}) as XNode;
+  const devices = kid(d, 'devices');
+  const out: string[] = [];
+  const os = kid(d, 'os');
+  if (attr(os, 'firmware') || kid(os, 'loader'))
+    out.push(`firmware ${attr(os, 'firmware') ?? body(kid(os, 'loader')) ?? 'loader'} (virtwire boots with SeaBIOS)`);
+  let bootDisk = true;
+  for (const [kind, nodes] of Object.entries(devices ?? {})) {
+    if (kind === '$' || kind === '_' || REPLACED.has(kind)) continue;
+    for (const n of nodes as XNode[]) {
+      if (kind === 'disk' && (attr(n, 'device') ?? 'disk') === 'disk' && bootDisk) {
+        bootDisk = false;
+        continue;
+      }
+      // libvirt adds the PS/2 mouse and keyboard of every x86 machine itself, and a silent audio backend
+      if (kind === 'input' && attr(n, 'bus') === 'ps2') continue;
+      if (kind === 'audio' && attr(n, 'type') === 'none') continue;
+      const what = [
+        attr(n, 'type'),
+        attr(n, 'device'),
+        attr(n, 'model'),
+        attr(kid(n, 'model'), 'type'),
+        attr(kid(n, 'target'), 'dev'),
+      ];
+      const source = attr(kid(n, 'source'), 'file') ?? attr(kid(n, 'source'), 'dev');
+      out.push(
+        `${kind}${what
+          .filter(Boolean)
+          .map((w) => ` ${w}`)
+          .join('')}${source ? ` (${source})` : ''}`,
+      );
+    }
+  }
+  return out;
+}

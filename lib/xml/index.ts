@@ -4,6 +4,7 @@ export {
   domainToXml,
   interfaceToXml,
   snapshotToXml,
+  unmodelledDevices,
   VIRTWIRE_XMLNS,
 } from './domain-xml.js';
 export {

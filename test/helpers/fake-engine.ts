@@ -178,6 +178,7 @@ class MemoryFiles implements HostFiles {
     this.dirs.add(path);
   }
   async chmod() {}
+  async rename() {}
   async remove(path: string) {
     this.removed.push(path);
     for (const f of [...this.files.keys()]) if (f.startsWith(path)) this.files.delete(f);

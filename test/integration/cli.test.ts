@@ -10,6 +10,7 @@ import { stableUuid, deriveMac, bridgeName } from '../../lib/spec/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { hostSnapshot, type HostSnapshot } from '../helpers/host-snapshot.js';
 import { waitFor } from '../helpers/wait.js';
+import { guestYaml } from '../helpers/spec-yaml.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vwcli-'));
 chmodSync(dir, 0o755);
@@ -23,16 +24,7 @@ let image: TestGuestImage;
 let before: HostSnapshot;
 let forwarding: string;
 
-function guest(name: string, tenant: string, extra = ''): string {
-  return [
-    `  - name: ${name}`,
-    '    memoryMiB: 192',
-    `    boot: { kernel: ${image.kernel}, initrd: ${image.initrd}, cmdline: "${image.cmdline} vw.name=${name}" }`,
-    '    nics:',
-    `      - network: ${tenant}`,
-    ...(extra ? [`        ${extra}`] : []),
-  ].join('\n');
-}
+const guest = (name: string, tenant: string, extra = '') => guestYaml(image, name, tenant, extra);
 function writeSpec(...vms: string[]): void {
   writeFileSync(
     file,
@@ -123,7 +115,7 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
   test("drift behind virtwire's back is planned as repairs and applied", async () => {
     const pid = Number(readFileSync(join(stateDir, 'dnsmasq/vwclia/dnsmasq.pid'), 'utf8'));
     process.kill(pid, 'SIGKILL');
-    const show = JSON.parse((await cli('show', '--json')).stdout) as { name: string; nics: { tap: string }[] }[];
+    const show = JSON.parse((await cli('show', '--json')).stdout).vms as { name: string; nics: { tap: string }[] }[];
     await execa('ip', ['link', 'del', show.find((v) => v.name === 'vwcli-a1')!.nics[0]!.tap]); // also stops nothing: QEMU keeps its fd
     await execa('nft', ['flush', 'table', 'bridge', 'virtwire']);
     await execa('virsh', ['-c', 'qemu:///system', 'destroy', 'vwcli-a2']);
@@ -166,7 +158,7 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
     const r = await cli('import', 'vwext', '--as', name);
     expect([r.exitCode, r.stderr]).toEqual([0, '']);
     expect(r.stdout).toMatch(/^imported vwext as vwcli-imp: vwclia 10\.81\.0\.\d+ \(vwt/m);
-    const show = JSON.parse((await cli('show', '--json')).stdout) as { name: string; state: string }[];
+    const show = JSON.parse((await cli('show', '--json')).stdout).vms as { name: string; state: string }[];
     expect(show.find((v) => v.name === name)?.state).toBe('shutoff');
     // not in the file: the plan would destroy it; once in the file, apply starts it
     expect((await cli('plan', '-f', file)).stdout).toContain(`- vm ${name} — delete`);
@@ -211,7 +203,7 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
     const r = await cli('apply', '-f', file, '--auto-approve');
     expect(r.exitCode).toBe(0);
     expect((await cli('plan', '-f', file, '--detailed-exitcode')).exitCode).toBe(0);
-    const vms = JSON.parse((await cli('show', '--json')).stdout) as { name: string; state: string }[];
+    const vms = JSON.parse((await cli('show', '--json')).stdout).vms as { name: string; state: string }[];
     expect(vms.map((v) => [v.name, v.state])).toEqual([
       ['vwcli-a1', 'running'],
       ['vwcli-a2', 'running'],

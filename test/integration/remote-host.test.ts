@@ -117,7 +117,11 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
     expect(applied.stderr).toBe('');
     expect(applied.stdout).toMatch(/vwrs-cli: vwremote 10\.71\.0\.2/);
     expect((await cli('plan', '-f', file, '--detailed-exitcode')).exitCode).toBe(0);
-    const shown = JSON.parse((await cli('show', '--json')).stdout) as { name: string; host: string; state: string }[];
+    const shown = JSON.parse((await cli('show', '--json')).stdout).vms as {
+      name: string;
+      host: string;
+      state: string;
+    }[];
     expect(shown).toEqual([expect.objectContaining({ name: 'vwrs-cli', host: 'far', state: 'running' })]);
     expect((await far.exec(['cat', join(far.stateDir, 'dnsmasq', 'vwremote', 'leases')])).stdout).toContain(
       '10.71.0.2 vwrs-cli',

@@ -1,5 +1,5 @@
 // The CLI's spec file and planner on fixtures: no host, no libvirt.
-import { parseSpecText } from '../../lib/engine/spec-file.js';
+import { parseSpecText, formatSpecText } from '../../lib/engine/spec-file.js';
 import { planChanges, formatPlan, type Observed } from '../../lib/engine/plan.js';
 import { allocate } from '../../lib/engine/allocate.js';
 import type { VmRecord } from '../../lib/engine/state/store.js';
@@ -201,6 +201,66 @@ describe('plan', () => {
       'repair network acme: devices missing',
       'repair network globex: dnsmasq not running',
     ]);
+  });
+
+  test('-target: the VM and its network only, with the warning; a network target takes its changes alone', () => {
+    const plan = planChanges(parseSpecText(yaml()), [], running(), { targets: ['web'] });
+    expect(plan.changes.map((c) => `${c.action} ${c.kind} ${c.name}`)).toEqual([
+      'create vm web',
+      'create network acme',
+    ]);
+    expect(plan.summary.create).toBe(2);
+    expect(plan.warnings?.[0]).toMatch(/^Resource targeting is in effect/);
+    const net = planChanges(parseSpecText(yaml()), [], running(), { targets: ['globex'] });
+    expect(net.changes.map((c) => `${c.kind} ${c.name}`)).toEqual(['network globex']);
+  });
+
+  test('-replace: an unchanged VM, or one with in-place changes, is replaced; a domain unknown to the state too', () => {
+    const records = applied(yaml());
+    const same = planChanges(parseSpecText(yaml()), records, running('web', 'db'), { replace: ['web'] });
+    expect(same.changes).toMatchObject([
+      { action: 'replace', name: 'web', reason: 'replacement requested (-replace)' },
+    ]);
+    const qos = planChanges(parseSpecText(yaml().replace('1000', '2000')), records, running('web', 'db'), {
+      replace: ['db'],
+    });
+    expect(qos.changes).toMatchObject([
+      { action: 'replace', name: 'db', attributes: [{ name: 'nics[0].qos.egressKbps' }] },
+    ]);
+    // `state rm web`: its domain is still there
+    const orphan = planChanges(parseSpecText(yaml()), records.slice(1), running('web', 'db'));
+    expect(orphan.changes).toMatchObject([
+      { action: 'replace', name: 'web', reason: expect.stringMatching(/not in the state/) },
+      { action: 'create', kind: 'network', name: 'acme' },
+    ]);
+  });
+});
+
+describe('state mv', () => {
+  test('a renamed VM keeps its UUID and MACs where the spec leaves them to their defaults: no changes', () => {
+    const records = applied(yaml());
+    const moved = records.map((r) => (r.vm.name === 'web' ? { ...r, vm: { ...r.vm, name: 'www' } } : r));
+    const spec = parseSpecText(yaml().replace('name: web', 'name: www'));
+    expect(planChanges(spec, moved, running('www', 'db')).changes).toEqual([]);
+    // a MAC the spec does set is the spec's: a change that replaces the VM
+    const pinned = parseSpecText(
+      yaml()
+        .replace('name: web', 'name: www')
+        .replace('- network: acme', '- network: acme\n        mac: 52:54:00:00:00:01'),
+    );
+    expect(planChanges(pinned, moved, running('www', 'db')).changes).toMatchObject([
+      { action: 'replace', name: 'www', attributes: [{ name: 'nics[0].mac', to: '52:54:00:00:00:01' }] },
+    ]);
+  });
+});
+
+describe('fmt', () => {
+  test('canonical form: indents and spacing normalised, comments and order kept, idempotent', () => {
+    const messy = 'vms:\n-   name: x  # first\n    boot: {kernel: /k}\nnetworks: []\n';
+    const once = formatSpecText(messy);
+    expect(once).toBe('vms:\n  - name: x # first\n    boot: { kernel: /k }\nnetworks: []\n');
+    expect(formatSpecText(once)).toBe(once);
+    expect(() => formatSpecText('vms: [\n', 'f.yaml')).toThrow(/f\.yaml:2: \(syntax\)/);
   });
 });
 

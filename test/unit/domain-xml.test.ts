@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { parseDomainXml, domainToXml, effectiveAccel } from '../../lib/xml/index.js';
+import { parseDomainXml, domainToXml, effectiveAccel, unmodelledDevices } from '../../lib/xml/index.js';
 import { renderDomainXml } from '../../lib/engine/index.js';
 import { SpecError } from '../../lib/errors/index.js';
 
@@ -97,6 +97,20 @@ describe('parseDomainXml', () => {
     expect(model.devices.serials[0]!.target).toEqual({ type: 'isa-serial', port: 0 });
     // dumpxml -> parse -> render -> parse keeps the model
     expect(parseDomainXml(domainToXml(model))).toEqual(model);
+  });
+
+  test('what import cannot keep: every device outside the model, none that libvirt adds by itself', () => {
+    // the boot disk is adopted; PS/2 inputs, the silent audio backend, controllers are libvirt's own
+    expect(unmodelledDevices(fixture)).toEqual(['disk file cdrom hdc (/var/lib/virtwire/vms/fixture-vm/seed.iso)']);
+    const more = fixture
+      .replace("<audio id='1' type='none'/>", "<graphics type='vnc' port='-1'/><sound model='ich9'/>")
+      .replace('<os>', "<os firmware='efi'>");
+    expect(unmodelledDevices(more)).toEqual([
+      'firmware efi (virtwire boots with SeaBIOS)',
+      'disk file cdrom hdc (/var/lib/virtwire/vms/fixture-vm/seed.iso)',
+      'graphics vnc',
+      'sound ich9',
+    ]);
   });
 
   test('units other than KiB are converted', () => {

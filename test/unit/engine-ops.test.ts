@@ -180,7 +180,8 @@ describe("import into a state that holds other hosts' VMs", () => {
       },
     });
     await hv().defineDomain(xml);
-    const vm = await engine.import('ext', 'adopted', { stateDir: dir });
+    const { vm, dropped } = await engine.import('ext', 'adopted', { stateDir: dir });
+    expect(dropped).toEqual([]);
     expect(vm.nics[0]).toMatchObject({ mac: '52:54:00:12:34:56', ip: '10.10.0.4' });
     const hostnames = plane(dir)
       .last()!

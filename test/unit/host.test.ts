@@ -14,6 +14,7 @@ import {
   validateHostState,
 } from '../../lib/host/index.js';
 import { renderTemplate } from '../../lib/host/template.js';
+import { withoutStaleLeases } from '../../lib/host/dnsmasq.js';
 import { HostUnsupportedError, SpecError } from '../../lib/errors/index.js';
 import type { HostCapabilities, HostNetwork, HostState } from '../../types/host.js';
 import type { ObservedLink } from '../../lib/host/links.js';
@@ -281,6 +282,14 @@ describe('dnsmasq configuration', () => {
       ],
     };
     expect(renderHostsFile(net)).toBe('52:54:00:00:00:01,10.10.0.11,web\n52:54:00:00:00:09,10.10.0.19\n');
+  });
+
+  test("leases of MACs that are no longer a port's are dropped (dnsmasq would keep their addresses from others)", () => {
+    const leases = '1764100000 52:54:00:AA:00:01 10.10.0.2 old *\n1764100001 52:54:00:00:00:02 10.10.0.3 kept *\n';
+    expect(withoutStaleLeases(leases, ['52:54:00:00:00:02', '52:54:00:00:00:03'])).toBe(
+      '1764100001 52:54:00:00:00:02 10.10.0.3 kept *\n',
+    );
+    expect(withoutStaleLeases(leases, ['52:54:00:aa:00:01', '52:54:00:00:00:02'])).toBe(leases);
   });
 
   test('lease file parsing', () => {

@@ -15,7 +15,9 @@ export async function openConsole(deps: EngineDeps, name: string, options: VmOpt
     const stream = await dom.openConsole();
     stream.once('close', () => {
       dom.free();
-      void hv.close();
+      // nobody awaits this close (Libvirt.shutdown does, if it comes first); a connection that
+      // fails to close after its stream ended leaves nothing to undo
+      hv.close().catch(() => undefined);
     });
     return stream;
   } catch (e) {

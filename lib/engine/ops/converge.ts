@@ -1,6 +1,8 @@
 // Making a plan true (Terraform's apply): deletions and replacements' removals first, then
 // creations in parallel, then in-place updates' host planes, restarts and network repairs.
 import type { CreatedVm } from '../../../types/vm.js';
+import pLimit from 'p-limit';
+import { VirtwireError } from '../../errors/index.js';
 import type { EngineDeps } from '../deps.js';
 import { withHypervisor } from '../hosts.js';
 import type { Change, Plan } from '../plan.js';
@@ -10,10 +12,19 @@ import { destroyVm } from './destroy.js';
 import { reapply } from './forget.js';
 import { specOf } from '../spec-of.js';
 
-export type ChangeReporter = (change: Change, status: 'start' | 'done' | 'failed', detail?: string) => void;
+/** A change's progress: start, a step inside it (createVm's steps), done, failed, or skipped after a stop. */
+export type ChangeStatus = 'start' | 'progress' | 'done' | 'failed' | 'skipped';
+export type ChangeReporter = (change: Change, status: ChangeStatus, detail?: string) => void;
 
 export interface ApplyOptions extends ScopeOptions {
   report?: ChangeReporter;
+  /**
+   * Aborting stops the apply gracefully (Terraform's first Ctrl-C): changes not yet begun are
+   * skipped, creates under way stop at their next step and roll back what they made.
+   */
+  signal?: AbortSignal;
+  /** at most this many VM creates at once; default 10 */
+  parallelism?: number;
 }
 
 export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions = {}): Promise<CreatedVm[]> {
@@ -29,7 +40,9 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
   const hostOf = new Map(records.map((r) => [r.vm.name, r.host]));
   const ctxOf = (name: string) => contexts.get(hostOf.get(name))!;
   const report = options.report ?? (() => {});
+  const stopped = () => options.signal?.aborted === true;
   const step = async (c: Change, fn: () => Promise<unknown>) => {
+    if (stopped()) return report(c, 'skipped');
     report(c, 'start');
     try {
       await fn();
@@ -41,10 +54,13 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
   };
   const vmChanges = p.changes.filter((c) => c.kind === 'vm');
   for (const c of vmChanges.filter((c) => c.action === 'delete' || c.action === 'replace' || c.repair === 'recreate')) {
-    // a replacement or re-creation is reported once, by its create below
     const destroy = () => destroyVm(deps, c.name, { ...scope, missingOk: true });
     if (c.action === 'delete') await step(c, destroy);
-    else await destroy();
+    else if (!stopped()) {
+      // a replacement or re-creation is one change: its destroy is a step of it
+      report(c, 'progress', 'destroy');
+      await destroy();
+    }
   }
   for (const c of vmChanges.filter((c) => c.action === 'update')) {
     await step(c, async () => {
@@ -57,9 +73,17 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
   }
   const creates = vmChanges.filter((c) => c.action === 'create' || c.action === 'replace' || c.repair === 'recreate');
   const created: CreatedVm[] = [];
-  const results = await Promise.allSettled(
-    creates.map((c) => step(c, async () => created.push(await createVm(deps, specOf(c.vm!), scope)))),
-  );
+  const limit = pLimit(Math.max(1, options.parallelism ?? 10));
+  const create = (c: Change) =>
+    step(c, async () => {
+      const vm = await createVm(deps, specOf(c.vm!), {
+        ...scope,
+        ...(options.signal ? { signal: options.signal } : {}),
+        onProgress: (e) => e.status === 'start' && report(c, 'progress', e.step),
+      });
+      created.push(vm);
+    });
+  const results = await Promise.allSettled(creates.map((c) => limit(() => create(c))));
   for (const c of vmChanges.filter((c) => c.repair === 'start')) {
     await step(c, () =>
       withHypervisor(deps.connect, ctxOf(c.name).uri, async (hv) => {
@@ -83,6 +107,11 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
   }
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
+  if (stopped())
+    throw new VirtwireError(
+      'ABORTED',
+      'apply was stopped: changes under way finished or were rolled back; the rest were not begun',
+    );
   return created;
 }
 

@@ -4,16 +4,22 @@
 // NIC's tenant is known; its MACs are kept, its address comes from the tenant's leases or is
 // allocated. The domain is then redefined with virtwire's own XML (same UUID): its NICs become
 // taps that virtwire makes, with QoS, anti-spoofing and the static lease; `apply` starts it.
-import type { ResolvedNic, ResolvedVm } from '../../../types/resolved.js';
+// A disk-booted domain keeps its disk: it becomes the read-only base of the VM's overlay
+// (vms/<name>/disk.qcow2, made here), so its data is there and virtwire never writes or deletes
+// it. What the model does not carry (other disks, graphics, firmware, ...) is listed as dropped.
+import type { ResolvedNic } from '../../../types/resolved.js';
+import type { ImportedVm } from '../../../types/vm.js';
 import { SpecError, VirtwireError } from '../../errors/index.js';
 import { linkMaster } from '../../host/index.js';
-import { parseDomainXml, renderResolvedDomainXml } from '../../xml/index.js';
+import { parseDomainXml, renderResolvedDomainXml, unmodelledDevices } from '../../xml/index.js';
 import { validateVm } from '../../spec/index.js';
 import type { EngineDeps } from '../deps.js';
 import { allocate } from '../allocate.js';
 import { hostStateFor } from '../host-state.js';
 import { withHypervisor } from '../hosts.js';
 import { domainFiles } from '../state/paths.js';
+import { createOverlay, prepareVmDir } from '../disks.js';
+import { forget } from './forget.js';
 import { bind, type ScopeOptions } from './scope.js';
 
 export async function importDomain(
@@ -21,7 +27,7 @@ export async function importDomain(
   domain: string,
   as: string,
   options: ScopeOptions = {},
-): Promise<ResolvedVm> {
+): Promise<ImportedVm> {
   const { state, hosts } = bind(deps, { ...options, hosts: [] });
   const here = hosts.context(undefined);
   return withHypervisor(deps.connect, here.uri, async (hv) => {
@@ -30,7 +36,8 @@ export async function importDomain(
     try {
       return await state.withLock(async () => {
         const records = state.records();
-        const model = parseDomainXml(await dom.xml({ inactive: true }));
+        const xml = await dom.xml({ inactive: true });
+        const model = parseDomainXml(xml);
         // the tenant networks of this machine's VMs, by bridge
         const networks = new Map(
           records
@@ -90,26 +97,31 @@ export async function importDomain(
             'APPLY_FAILED',
             `shut ${domain} down first: virtwire adopts a domain by redefining it (and libvirt renames only shut-off domains)`,
           );
-        if (domain !== as) await dom.rename(as);
         const record = {
           vm,
           accel: model.type === 'kvm' ? ('kvm' as const) : ('tcg' as const),
           createdAt: deps.clock.now().toISOString(),
         };
         state.put(record);
+        let renamed = false;
         try {
           // its taps join this machine's host plane: QoS, anti-spoofing and its static lease
           await here.plane.apply(hostStateFor([...records, record], here));
-          const xml = renderResolvedDomainXml(vm, {
-            files: domainFiles(here.stateDir, vm),
-            kvmUsable: record.accel === 'kvm',
-          });
-          (await hv.defineDomain(xml)).free();
+          await prepareVmDir(here.plane.files, here.stateDir, as);
+          await createOverlay(here.runner, here.plane.files, vm, here.stateDir);
+          if (domain !== as) {
+            await dom.rename(as);
+            renamed = true;
+          }
+          const files = domainFiles(here.stateDir, vm);
+          (await hv.defineDomain(renderResolvedDomainXml(vm, { files, kvmUsable: record.accel === 'kvm' }))).free();
         } catch (e) {
-          state.remove(as);
+          // the domain as it was, no record, no files, no taps
+          if (renamed) await dom.rename(domain).catch(() => undefined);
+          await forget(state, here, as);
           throw e;
         }
-        return vm;
+        return { vm, dropped: unmodelledDevices(xml) };
       });
     } finally {
       dom.free();

@@ -4,7 +4,8 @@ import type { HostPlan } from '../../host/index.js';
 import type { EngineDeps } from '../deps.js';
 import { withHypervisor } from '../hosts.js';
 import { hostStateFor } from '../host-state.js';
-import { planChanges, type Observed, type Plan } from '../plan.js';
+import { planChanges, type Observed, type Plan, type PlanOptions } from '../plan.js';
+import { Problems } from '../../spec/index.js';
 import type { SpecFile } from '../spec-file.js';
 import type { VmRecord } from '../state/store.js';
 import { bind, type ScopeOptions } from './scope.js';
@@ -37,8 +38,30 @@ export async function observe(deps: EngineDeps, options: ScopeOptions = {}, give
   return { domains, host: mergePlans(plans) };
 }
 
-export async function plan(deps: EngineDeps, spec: SpecFile, options: ScopeOptions = {}): Promise<Plan> {
+export interface PlanCallOptions extends ScopeOptions, PlanOptions {
+  /** false: plan against the state alone, without asking the hosts (Terraform's -refresh=false) */
+  refresh?: boolean;
+}
+
+export async function plan(deps: EngineDeps, spec: SpecFile, options: PlanCallOptions = {}): Promise<Plan> {
   const scoped = { ...options, ...((options.hosts ?? spec.hosts) ? { hosts: options.hosts ?? spec.hosts } : {}) };
   const records = bind(deps, scoped).state.records();
-  return planChanges(spec, records, await observe(deps, scoped, records));
+  const p = new Problems();
+  const vms = new Set([...spec.vms.map((v) => v.name), ...records.map((r) => r.vm.name)]);
+  const tenants = new Set(
+    [...spec.vms, ...records.map((r) => r.vm)].flatMap((v) => v.nics.map((n) => n.network.tenant)),
+  );
+  (options.targets ?? []).forEach((t, i) => {
+    if (!vms.has(t) && !tenants.has(t))
+      p.add(`target[${i}]`, `${t} is neither a VM nor a tenant network of the spec or the state`);
+  });
+  (options.replace ?? []).forEach((r, i) => {
+    if (!spec.vms.some((v) => v.name === r)) p.add(`replace[${i}]`, `${r} is not a VM of the spec`);
+  });
+  p.throwIfAny('plan options');
+  const observed: Observed =
+    options.refresh === false
+      ? { domains: new Map(records.map((r) => [r.vm.name, 'running'])), host: mergePlans([]) }
+      : await observe(deps, scoped, records);
+  return planChanges(spec, records, observed, options);
 }

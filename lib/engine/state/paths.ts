@@ -11,6 +11,7 @@
 //     lock                    the state lock (records and host planes change under it)
 //     command.lock            the CLI's command lock
 //     known_hosts             remote hosts' SSH keys (SshTarget.hostKeyPolicy)
+//     serial                  counts the changes of the records (saved plans check it)
 //     capabilities.json       the host probe's cache for this boot (lib/host)
 import { join } from 'node:path';
 import { DEFAULT_STATE_DIR } from '../../host/index.js';
@@ -55,5 +56,6 @@ export function statePaths(stateDir: string) {
     lock: join(stateDir, 'lock'),
     commandLock: join(stateDir, 'command.lock'),
     knownHosts: join(stateDir, 'known_hosts'),
+    serial: join(stateDir, 'serial'),
   };
 }

@@ -4,6 +4,7 @@
 import {
   chmodSync,
   statSync,
+  writeFileSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -18,7 +19,7 @@ import {
 import type { ResolvedVm } from '../../../types/resolved.js';
 import type { HostTarget } from '../../../types/vm.js';
 import { VirtwireError } from '../../errors/index.js';
-import { FileLock, lockedError } from '../../host/index.js';
+import { FileLock, lockedError, type LockHolder } from '../../host/index.js';
 import { statePaths, vmPaths, type VmPaths } from './paths.js';
 
 /** The record format; records written by older versions are migrated when read. */
@@ -79,6 +80,7 @@ export class StateStore {
       closeSync(fd);
     }
     renameSync(`${file}.tmp`, file);
+    this.bump();
     const dfd = openSync(dir, 'r');
     try {
       fsyncSync(dfd);
@@ -102,6 +104,26 @@ export class StateStore {
   /** Removes the VM's record and every file under its directory here (disks, seed, serial log). */
   remove(name: string): void {
     rmSync(this.vmPaths(name).dir, { recursive: true, force: true });
+    this.bump();
+  }
+
+  /** Forgets a VM's record only: its directory (disks, serial log) stays where it is. */
+  forget(name: string): void {
+    rmSync(this.vmPaths(name).record, { force: true });
+    this.bump();
+  }
+
+  /** The state's serial: counts every change of a record (a saved plan is stale when it moved on). */
+  serial(): number {
+    const file = statePaths(this.dir).serial;
+    const n = existsSync(file) ? Number(readFileSync(file, 'utf8').trim()) : 0;
+    return Number.isInteger(n) ? n : 0;
+  }
+
+  private bump(): void {
+    const file = statePaths(this.dir).serial;
+    writeFileSync(`${file}.tmp`, `${this.serial() + 1}\n`, { mode: 0o644 });
+    renameSync(`${file}.tmp`, file);
   }
 
   /**
@@ -137,10 +159,15 @@ export class StateStore {
    * The CLI's command lock: taken at once or not at all (LOCKED naming the holder's pid and
    * command), so a second `virtwire apply` says who is busy instead of waiting.
    */
-  async withCommandLock<T>(command: string, fn: () => Promise<T>): Promise<T> {
+  async withCommandLock<T>(command: string, fn: () => Promise<T>, options: CommandLockOptions = {}): Promise<T> {
     this.ensureDirs();
     const file = statePaths(this.dir).commandLock;
-    const lock = FileLock.tryAcquire(file, command);
+    const shared = options.shared === true;
+    let lock = FileLock.tryAcquire(file, command, { shared });
+    if (!lock && options.timeoutMs) {
+      options.onWait?.(FileLock.holder(file));
+      lock = await FileLock.acquire(file, command, { timeoutMs: options.timeoutMs, shared });
+    }
     if (!lock) throw lockedError(file);
     try {
       return await fn();
@@ -148,6 +175,15 @@ export class StateStore {
       lock.release();
     }
   }
+}
+
+export interface CommandLockOptions {
+  /** a reader's lock (plan, show): many at once, none while a command changes the state */
+  shared?: boolean;
+  /** wait this long for it (Terraform's -lock-timeout); default: at once or LOCKED */
+  timeoutMs?: number;
+  /** told once, when the lock is busy and the wait begins: who holds it */
+  onWait?: (holder: LockHolder | undefined) => void;
 }
 
 /** Version 0 (no `version` field) had no other difference: the migration stamps it. */
