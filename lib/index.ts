@@ -1,7 +1,7 @@
 // virtwire's public API. Everything exported here is supported; anything else is internal.
 export type * from '../types/index.js';
 export * from './errors/index.js';
-export { validateVm, validateNetwork } from './spec/index.js';
+export { validateVm, validateNetwork, validateSecurityGroup } from './spec/index.js';
 export { parseDomainXml, domainToXml, type DomainRenderOptions, type DomainFiles } from './xml/index.js';
 export {
   Libvirt,
@@ -68,6 +68,9 @@ export {
   readState,
   withCommandLock,
   forgetVm,
+  putSecurityGroup,
+  deleteSecurityGroup,
+  listSecurityGroups,
   renameVm,
   refresh,
   stateSerial,

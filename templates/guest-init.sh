@@ -1,12 +1,14 @@
 #!/bin/busybox sh
 # init of virtwire's test guest (a Debian kernel + busybox initramfs; see lib/testing).
-# Takes a DHCP lease on eth0 and prints it on the serial console, serves HTTP on port 80 (its
-# name and address), and runs the probes given on the kernel command line in rounds:
+# Takes a DHCP lease on eth0 and prints it on the serial console, serves HTTP on ports 80 and 22
+# (its name and address) and echoes on port 7, and runs the probes given on the kernel command
+# line in rounds:
 #   vw.name=<name> vw.probes=ping:10.10.0.12,http:203.0.113.2:8080,tcp:10.10.0.1:22,dns:web
 # Console lines for tests: VIRTWIRE-LEASE ip=… iface=…, VIRTWIRE-PROBE round=N <kind> <target> ok|fail,
 # VIRTWIRE-BLOCK <dev> bytes=N for each disk at boot, VIRTWIRE-NIC added|gone <dev> when NICs are
 # hot-plugged (each added one takes a DHCP lease), VIRTWIRE-ECHO <line> for each line written to
-# its serial console.
+# its serial console, VIRTWIRE-READY once its services listen, VIRTWIRE-HOLD <ip> echo=N | stalled …
+# for a held connection (vw.hold=<ip>).
 #
 # For tenant-security tests it can also be the hostile tenant, each round (vw.attacks=…,
 # vw.victim=<ip of a neighbour>): dhcpd (a rogue DHCP server on eth0, offering .200-.210 with
@@ -25,12 +27,14 @@ name=guest
 probes=
 attacks=
 victim=
+hold=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vw.name=*) name="${arg#vw.name=}" ;;
     vw.probes=*) probes="${arg#vw.probes=}" ;;
     vw.attacks=*) attacks="${arg#vw.attacks=}" ;;
     vw.victim=*) victim="${arg#vw.victim=}" ;;
+    vw.hold=*) hold="${arg#vw.hold=}" ;;
   esac
 done
 has() { case ",$attacks," in *",$1,"*) return 0 ;; esac; return 1; }
@@ -72,6 +76,32 @@ touch /tmp/nics
 # 4 MiB to download: what a QoS test measures the guest's sending rate with
 dd if=/dev/zero of=/www/big bs=1024 count=4096 2>/dev/null
 httpd -p 80 -h /www
+# a second TCP service (a dropped connection is told from a refused one), and an echo service
+httpd -p 22 -h /www
+nc -ll -p 7 -e cat &
+# said only once all three listen (the daemons return before they bind)
+until [ "$(netstat -ltn | grep -cE ':(80|22|7) ')" -ge 3 ]; do usleep 50000; done
+echo "VIRTWIRE-READY http=80,22 echo=7"
+
+# vw.hold=<ip>: one long-lived connection to <ip>'s echo service, a line a second. Each echo is
+# printed; a connection that stops echoing for 3 s is reported once as stalled (a firewall that
+# cut it drops its packets: no reset, nothing else would tell)
+if [ -n "$hold" ]; then
+  (
+    until nc -w 2 "$hold" 7 </dev/null >/dev/null 2>&1; do sleep 1; done
+    echo 0 >/tmp/hold.echoed
+    (i=0; while :; do i=$((i + 1)); echo "$i" >/tmp/hold.sent; echo "$i"; sleep 1; done) | nc "$hold" 7 |
+      while read -r n; do echo "$n" >/tmp/hold.echoed; echo "VIRTWIRE-HOLD $hold echo=$n"; done
+  ) &
+  (
+    until [ -f /tmp/hold.echoed ] && [ "$(cat /tmp/hold.echoed)" -gt 0 ]; do sleep 1; done
+    while :; do
+      sent=$(cat /tmp/hold.sent); echoed=$(cat /tmp/hold.echoed)
+      if [ $((sent - echoed)) -gt 3 ]; then echo "VIRTWIRE-HOLD $hold stalled after echo=$echoed"; break; fi
+      sleep 1
+    done
+  ) &
+fi
 
 . /tmp/lease.env # ip, mask, router (written by the udhcpc hook)
 net="${ip%.*}"

@@ -17,6 +17,23 @@ export interface HostPort {
   /** DNS name for the static lease */
   hostname?: string;
   qos?: QosSpec;
+  /** names of its network's security groups (absent or empty: open within the tenant) */
+  securityGroups?: string[];
+}
+
+/** A security group as a host enforces it: its peer groups resolved to their members' addresses. */
+export interface HostSecurityGroup {
+  name: string;
+  rules: HostSecurityRule[];
+}
+
+export interface HostSecurityRule {
+  direction: 'ingress' | 'egress';
+  protocol: 'tcp' | 'udp' | 'icmp' | 'any';
+  /** inclusive ranges; absent: every port */
+  ports?: [number, number][];
+  /** a group peer carries its members' addresses, on every host (kept current by the engine) */
+  peer: { cidr: string } | { group: string; addresses: string[] } | { any: true };
 }
 
 export interface HostNetwork {
@@ -24,6 +41,8 @@ export interface HostNetwork {
   ports: HostPort[];
   /** run dnsmasq (DHCP + DNS) on the bridge; default true */
   dhcp?: boolean;
+  /** the tenant's security groups its ports name */
+  securityGroups?: HostSecurityGroup[];
 }
 
 export interface HostState {
@@ -46,6 +65,10 @@ export interface HostCapabilities {
   qdiscs: Record<'htb' | 'tbf' | 'sfq' | 'fq_codel' | 'ingress', boolean>;
   actions: Record<'police' | 'mirred', boolean>;
   dnsmasq: boolean;
+  /** br_netfilter: a bridge's IPv4 frames pass the IP hooks with conntrack (security groups) */
+  brNetfilter: boolean;
+  /** the conntrack tool: cuts flows a changed security group no longer allows */
+  conntrack: boolean;
 }
 
 /** How to reach a remote host with the system `ssh` (key-based, non-interactive). */

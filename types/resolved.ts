@@ -32,6 +32,25 @@ export interface ResolvedNic {
   qos?: QosSpec;
   /** host tap name (<= 15 chars) */
   tap: string;
+  /** its security groups, sorted (absent: none) */
+  securityGroups?: string[];
+}
+
+/** A security group with its rules normalised: port ranges, one peer each. */
+export interface ResolvedSecurityGroup {
+  name: string;
+  tenant: string;
+  description?: string;
+  rules: ResolvedSecurityRule[];
+}
+
+export interface ResolvedSecurityRule {
+  direction: 'ingress' | 'egress';
+  protocol: 'tcp' | 'udp' | 'icmp' | 'any';
+  /** inclusive ranges, sorted; absent: every port */
+  ports?: [number, number][];
+  peer: { cidr: string } | { group: string } | { any: true };
+  description?: string;
 }
 
 export interface ResolvedVm {

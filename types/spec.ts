@@ -107,7 +107,38 @@ export interface NicSpec {
   /** inside the network's subnet; default: allocated */
   ip?: string;
   qos?: QosSpec;
+  /**
+   * security groups of the NIC's tenant. None (the default): the NIC is open within its tenant.
+   * Some: ingress only as their rules allow; egress as their egress rules allow (all, when none
+   * of them has one); replies to allowed flows pass; DHCP, DNS and ARP to the gateway always do.
+   */
+  securityGroups?: string[];
 }
+
+/**
+ * Who may talk to a tenant's NICs (Neutron's and AWS's security groups): rules that allow, on the
+ * tenant's bridge, per port; everything else to a member NIC is dropped.
+ */
+export interface SecurityGroupSpec {
+  /** /^[a-z][a-z0-9-]{0,30}$/, unique in the state */
+  name: string;
+  /** the tenant whose NICs may join it */
+  tenant: string;
+  description?: string;
+  rules: SecurityRuleSpec[];
+}
+
+export interface SecurityRuleSpec {
+  direction: 'ingress' | 'egress';
+  protocol: 'tcp' | 'udp' | 'icmp' | 'any';
+  /** tcp and udp only: 80, '8000-8100', or a list of both; absent: every port */
+  ports?: PortSpec | PortSpec[];
+  /** the other side: addresses, the NICs of a group of the same tenant (kept current), or anyone */
+  peer: { cidr: string } | { group: string } | { any: true };
+  description?: string;
+}
+
+export type PortSpec = number | string;
 
 export type SegmentSpec =
   | { type: 'none' }

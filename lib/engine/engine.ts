@@ -37,6 +37,9 @@ import { createVm } from './ops/create.js';
 import { destroyVm } from './ops/destroy.js';
 import { observe, plan, type PlanCallOptions } from './ops/observe.js';
 import { forgetVm, refreshState, renameVm } from './ops/state-ops.js';
+import { deleteSecurityGroup, listSecurityGroups, putSecurityGroup } from './ops/security-groups.js';
+import type { SecurityGroupSpec } from '../../types/spec.js';
+import type { ResolvedSecurityGroup } from '../../types/resolved.js';
 import { applyPlan, destroyAll, type ApplyOptions } from './ops/converge.js';
 import { dryRun, type DryRun } from './ops/dry-run.js';
 import { importDomain } from './ops/import.js';
@@ -160,5 +163,17 @@ export class Engine {
 
   refresh(options?: VmOptions): Promise<{ checked: string[]; removed: string[] }> {
     return refreshState(this.deps, options);
+  }
+
+  putSecurityGroup(group: SecurityGroupSpec, options?: ScopeOptions): Promise<ResolvedSecurityGroup> {
+    return putSecurityGroup(this.deps, group, options);
+  }
+
+  deleteSecurityGroup(name: string, options?: ScopeOptions): Promise<boolean> {
+    return deleteSecurityGroup(this.deps, name, options);
+  }
+
+  listSecurityGroups(options?: ScopeOptions): ResolvedSecurityGroup[] {
+    return listSecurityGroups(this.deps, options);
   }
 }

@@ -2,11 +2,21 @@
 // host's desired state. Only the VMs recorded on that host count (this machine: the VMs recorded
 // without a host), and each tenant's segment goes out of the host's own uplink NIC where it names
 // one (NIC names differ between hosts; the segment's id does not).
-import type { HostNetwork, HostState } from '../../types/host.js';
+import type { HostNetwork, HostSecurityGroup, HostState } from '../../types/host.js';
+import type { ResolvedSecurityGroup } from '../../types/resolved.js';
 import type { HostContext } from './hosts.js';
 import type { VmRecord } from './state/store.js';
 
-export function hostStateFor(records: VmRecord[], host: Pick<HostContext, 'name' | 'uplink'>): HostState {
+/**
+ * `groups`: the state's security groups. A tenant's network carries the groups its ports here
+ * name and the groups those name as peers; a peer group's members are every NIC in it, on every
+ * host (a VXLAN or VLAN segment joins them), by address.
+ */
+export function hostStateFor(
+  records: VmRecord[],
+  host: Pick<HostContext, 'name' | 'uplink'>,
+  groups: ResolvedSecurityGroup[],
+): HostState {
   const byTenant = new Map<string, HostNetwork>();
   for (const { vm } of records.filter((r) => r.host === host.name)) {
     for (const nic of vm.nics) {
@@ -27,8 +37,36 @@ export function hostStateFor(records: VmRecord[], host: Pick<HostContext, 'name'
         ...(nic.ip ? { ip: nic.ip } : {}),
         hostname: nic.index === 0 ? vm.name : `${vm.name}-nic${nic.index}`.slice(0, 31),
         ...(nic.qos ? { qos: nic.qos } : {}),
+        ...(nic.securityGroups?.length ? { securityGroups: nic.securityGroups } : {}),
       });
     }
   }
+  for (const net of byTenant.values()) {
+    const used = hostGroups(net, records, groups);
+    if (used.length) net.securityGroups = used;
+  }
   return { networks: [...byTenant.values()].sort((a, b) => a.network.tenant.localeCompare(b.network.tenant)) };
+}
+
+/** The groups a network's ports name, with their group peers' member addresses. */
+function hostGroups(net: HostNetwork, records: VmRecord[], groups: ResolvedSecurityGroup[]): HostSecurityGroup[] {
+  const tenant = net.network.tenant;
+  const named = new Set(net.ports.flatMap((p) => p.securityGroups ?? []));
+  const members = (group: string) =>
+    records
+      .flatMap((r) => r.vm.nics)
+      .filter((n) => n.network.tenant === tenant && n.ip && n.securityGroups?.includes(group))
+      .map((n) => n.ip!)
+      .sort();
+  return groups
+    .filter((g) => g.tenant === tenant && named.has(g.name))
+    .map((g) => ({
+      name: g.name,
+      rules: g.rules.map(({ direction, protocol, ports, peer }) => ({
+        direction,
+        protocol,
+        ...(ports ? { ports } : {}),
+        peer: 'group' in peer ? { group: peer.group, addresses: members(peer.group) } : peer,
+      })),
+    }));
 }

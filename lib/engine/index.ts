@@ -15,7 +15,8 @@ import type {
   VmInfo,
   VmOptions,
 } from '../../types/vm.js';
-import type { NicSpec, VmSpec } from '../../types/spec.js';
+import type { NicSpec, SecurityGroupSpec, VmSpec } from '../../types/spec.js';
+import type { ResolvedSecurityGroup } from '../../types/resolved.js';
 import type { Subscription } from '../libvirt/index.js';
 import type { SnapshotSpec } from './ops/snapshots.js';
 import { defaultEngine } from './container.js';
@@ -149,6 +150,21 @@ export function renameVm(from: string, to: string, options?: VmOptions): Promise
 /** Drops the records of VMs whose domain is gone; changes nothing on a host. */
 export function refresh(options?: VmOptions): Promise<{ checked: string[]; removed: string[] }> {
   return defaultEngine().refresh(options);
+}
+
+/** Creates or replaces a security group; every host where its tenant has VMs enforces it at once. */
+export function putSecurityGroup(group: SecurityGroupSpec, options?: ScopeOptions): Promise<ResolvedSecurityGroup> {
+  return defaultEngine().putSecurityGroup(group, options);
+}
+
+/** Deletes a security group no NIC and no other group names; false when there was none. */
+export function deleteSecurityGroup(name: string, options?: ScopeOptions): Promise<boolean> {
+  return defaultEngine().deleteSecurityGroup(name, options);
+}
+
+/** The state's security groups. */
+export function listSecurityGroups(options?: ScopeOptions): ResolvedSecurityGroup[] {
+  return defaultEngine().listSecurityGroups(options);
 }
 
 /** The state's serial: it counts every change of the records (saved plans are checked against it). */

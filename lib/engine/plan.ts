@@ -1,7 +1,7 @@
 // Terraform-like planning: the spec file against the state (VM records) *and* what is really
 // there (libvirt's domains, the host plane's devices, rules and dnsmasq). Each resource gets a
 // change: create, update in place, replace, delete, or repair (drift).
-import type { ResolvedVm, ResolvedNic } from '../../types/resolved.js';
+import type { ResolvedVm, ResolvedNic, ResolvedSecurityGroup } from '../../types/resolved.js';
 import type { HostPlan } from '../host/index.js';
 import { allocate } from './allocate.js';
 import { deriveMac, stableUuid, withoutSegmentId } from '../spec/index.js';
@@ -18,7 +18,7 @@ export interface AttributeChange {
 }
 
 export interface Change {
-  kind: 'network' | 'vm';
+  kind: 'network' | 'vm' | 'securityGroup';
   name: string;
   action: ChangeAction;
   attributes: AttributeChange[];
@@ -28,6 +28,8 @@ export interface Change {
   repair?: 'recreate' | 'start';
   /** the VM as it will be (create/replace/update/repair of a VM) */
   vm?: ResolvedVm;
+  /** the security group as it will be (create/update of a group) */
+  group?: ResolvedSecurityGroup;
 }
 
 export interface Observed {
@@ -47,7 +49,8 @@ export interface Plan {
 }
 
 // changed in place (tc, or the firewall's host services), everything else replaces the VM
-const IN_PLACE = /^nics\[\d+\]\.(qos|network\.hostServices)(\.|\[|$)/;
+// changed in place: tc, the firewall's host services, or the NIC's security groups
+export const LIVE_CHANGE = /^nics\[\d+\]\.(qos|network\.hostServices|securityGroups)(\.|\[|$)/;
 
 function flatten(value: unknown, prefix = '', out: Map<string, unknown> = new Map()): Map<string, unknown> {
   if (Array.isArray(value)) value.forEach((v, i) => flatten(v, `${prefix}[${i}]`, out));
@@ -55,6 +58,42 @@ function flatten(value: unknown, prefix = '', out: Map<string, unknown> = new Ma
     for (const [k, v] of Object.entries(value)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
   else out.set(prefix, value);
   return out;
+}
+
+const attributeDiff = (a: Map<string, unknown>, b: Map<string, unknown>, shown = (_k: string, v: unknown) => v) =>
+  [...new Set([...a.keys(), ...b.keys()])]
+    .sort()
+    .filter((k) => a.get(k) !== b.get(k))
+    .map((k) => ({ name: k, from: shown(k, a.get(k)), to: shown(k, b.get(k)) }));
+
+/**
+ * Security groups: created and changed before the VMs (a new VM may join a new group), deleted
+ * after them; a changed group is an update in place — every host with its members re-applies.
+ */
+function groupChanges(want: ResolvedSecurityGroup[], have: ResolvedSecurityGroup[]): Change[] {
+  const before = new Map(have.map((g) => [g.name, g]));
+  const changes: Change[] = [];
+  for (const g of want) {
+    const old = before.get(g.name);
+    const attributes = old ? attributeDiff(flatten(old), flatten(g)) : [];
+    if (!old) changes.push({ kind: 'securityGroup', name: g.name, action: 'create', attributes: [], group: g });
+    else if (attributes.length)
+      changes.push({ kind: 'securityGroup', name: g.name, action: 'update', attributes, group: g });
+  }
+  for (const g of have)
+    if (!want.some((w) => w.name === g.name))
+      changes.push({ kind: 'securityGroup', name: g.name, action: 'delete', attributes: [] });
+  return changes;
+}
+
+/** The state's groups once `p` is applied. */
+export function groupsAfter(have: ResolvedSecurityGroup[], p: Plan): ResolvedSecurityGroup[] {
+  const out = new Map(have.map((g) => [g.name, g]));
+  for (const c of p.changes.filter((c) => c.kind === 'securityGroup')) {
+    if (c.group) out.set(c.name, c.group);
+    else out.delete(c.name);
+  }
+  return [...out.values()];
 }
 
 /** Attribute-level differences between two VMs, ignoring derived names. */
@@ -74,14 +113,9 @@ export function diffVm(from: ResolvedVm, to: ResolvedVm): AttributeChange[] {
       },
     })),
   });
-  const a = flatten(strip(from));
-  const b = flatten(strip(to));
-  const keys = [...new Set([...a.keys(), ...b.keys()])].sort();
   // a changed secret is a change, shown without its value
   const shown = (k: string, v: unknown) => (v !== undefined && isSecretPath(k) ? SENSITIVE : v);
-  return keys
-    .filter((k) => a.get(k) !== b.get(k))
-    .map((k) => ({ name: k, from: shown(k, a.get(k)), to: shown(k, b.get(k)) }));
+  return attributeDiff(flatten(strip(from)), flatten(strip(to)), shown);
 }
 
 /**
@@ -168,8 +202,16 @@ export interface PlanOptions {
   replace?: string[];
 }
 
-export function planChanges(spec: SpecFile, records: VmRecord[], observed: Observed, options: PlanOptions = {}): Plan {
+export function planChanges(
+  spec: SpecFile,
+  records: VmRecord[],
+  observed: Observed,
+  options: PlanOptions = {},
+  groups: ResolvedSecurityGroup[] = [],
+): Plan {
   const all = planAll(spec, records, observed, options.replace ?? []);
+  all.changes.push(...groupChanges(spec.securityGroups ?? [], groups));
+  Object.assign(all, summarise(all.changes));
   if (!options.targets?.length) return all;
   return targeted(all, options.targets);
 }
@@ -179,7 +221,11 @@ function targeted(p: Plan, targets: string[]): Plan {
   const names = new Set(targets);
   const vms = p.changes.filter((c) => c.kind === 'vm' && names.has(c.name));
   const tenants = new Set([...targets, ...vms.flatMap((c) => c.vm?.nics.map((n) => n.network.tenant) ?? [])]);
-  const changes = p.changes.filter((c) => (c.kind === 'vm' ? names.has(c.name) : tenants.has(c.name)));
+  // a targeted VM needs its networks and the groups its NICs join
+  const groups = new Set([...targets, ...vms.flatMap((c) => c.vm?.nics.flatMap((n) => n.securityGroups ?? []) ?? [])]);
+  const changes = p.changes.filter((c) =>
+    c.kind === 'vm' ? names.has(c.name) : c.kind === 'network' ? tenants.has(c.name) : groups.has(c.name),
+  );
   const warning =
     'Resource targeting is in effect: the plan may be incomplete, and what it leaves out may have changed too. ' +
     'Use -target for exceptional cases (recovering from errors, working around a limitation), not routinely.';
@@ -232,7 +278,7 @@ function planAll(spec: SpecFile, records: VmRecord[], observed: Observed, replac
         reason: 'replacement requested (-replace)',
       });
     } else if (attrs.length > 0) {
-      const inPlace = attrs.every((a) => IN_PLACE.test(a.name));
+      const inPlace = attrs.every((a) => LIVE_CHANGE.test(a.name));
       changes.push({
         kind: 'vm',
         name: vm.name,

@@ -7,20 +7,32 @@ import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
 import type { NetworkSpec, SegmentPools } from '../../types/spec.js';
 import type { HostTarget } from '../../types/vm.js';
 import { checkHosts } from './hosts.js';
-import type { ResolvedNetwork, ResolvedVm } from '../../types/resolved.js';
+import type { ResolvedNetwork, ResolvedSecurityGroup, ResolvedVm } from '../../types/resolved.js';
 import { SpecError, type SpecProblem } from '../errors/index.js';
-import { Problems, at, isRecord, resolveNetwork, resolvePools, resolveVm, parseIpv4 } from '../spec/index.js';
+import {
+  Problems,
+  at,
+  isRecord,
+  resolveNetwork,
+  resolvePools,
+  resolveVm,
+  parseIpv4,
+  resolveSecurityGroup,
+  checkSecurityReferences,
+} from '../spec/index.js';
 
 export interface SpecFile {
   networks: ResolvedNetwork[];
   vms: ResolvedVm[];
+  /** the security groups the NICs name (absent: none) */
+  securityGroups?: ResolvedSecurityGroup[];
   /** where omitted VLAN ids and VNIs come from */
   pools?: SegmentPools;
   /** the hosts VMs may be placed on (default: this machine) */
   hosts?: HostTarget[];
 }
 
-const TOP_KEYS = ['networks', 'vms', 'pools', 'hosts'];
+const TOP_KEYS = ['networks', 'vms', 'securityGroups', 'pools', 'hosts'];
 
 export function loadSpecFile(file: string): SpecFile {
   return parseSpecText(readSpecText(file), file);
@@ -138,13 +150,14 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
     for (const x of scratch.list)
       if (!unknownNetworks.some((w) => x.path === w || x.path.startsWith(`${w}.`))) p.add(x.path, x.message);
   });
+  const vmIndex = (name: string) => (vmInputs as { name?: unknown }[]).findIndex((v) => v?.name === name);
+  const securityGroups = resolveGroups(p, input.securityGroups, byTenant, vms, vmIndex);
   const pools = resolvePools(p, 'pools', input.pools);
   const hosts = checkHosts(p, input.hosts);
   vms.forEach((vm) => {
     if (vm.host !== undefined && !hosts.some((h) => h.name === vm.host)) {
-      const i = (vmInputs as { name?: unknown }[]).findIndex((v) => v?.name === vm.name);
       p.add(
-        at(at('vms', i), 'host'),
+        at(at('vms', vmIndex(vm.name)), 'host'),
         hosts.length
           ? `host ${vm.host} is not one of hosts: (${hosts.map((h) => h.name).join(', ')})`
           : `host ${vm.host} is not known: the file has no hosts:`,
@@ -154,9 +167,45 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
   return {
     networks,
     vms,
+    ...(securityGroups.length ? { securityGroups } : {}),
     ...(pools && Object.keys(pools).length ? { pools } : {}),
     ...(hosts.length ? { hosts } : {}),
   };
+}
+
+/** The file's groups: each valid, names unique, tenants of the file, and every reference resolved. */
+function resolveGroups(
+  p: Problems,
+  input: unknown,
+  tenants: Map<string, NetworkSpec>,
+  vms: ResolvedVm[],
+  vmIndex: (name: string) => number,
+): ResolvedSecurityGroup[] {
+  if (input === undefined) input = [];
+  if (!Array.isArray(input)) {
+    p.add('securityGroups', 'must be a list of security groups');
+    return [];
+  }
+  const groups: { group: ResolvedSecurityGroup; path: string }[] = [];
+  input.forEach((g: unknown, i: number) => {
+    const path = at('securityGroups', i);
+    const group = resolveSecurityGroup(p, path, g);
+    if (!group) return;
+    if (groups.some((o) => o.group.name === group.name))
+      p.add(at(path, 'name'), `security group ${group.name} is defined twice`);
+    else if (!tenants.has(group.tenant))
+      p.add(at(path, 'tenant'), `no network with tenant "${group.tenant}" in networks:`);
+    else groups.push({ group, path });
+  });
+  const nics = vms.flatMap((vm) =>
+    vm.nics.map((n) => ({
+      tenant: n.network.tenant,
+      groups: n.securityGroups ?? [],
+      path: at(at(at(at('vms', vmIndex(vm.name)), 'nics'), n.index), 'securityGroups'),
+    })),
+  );
+  checkSecurityReferences(p, groups, nics);
+  return groups.map((g) => g.group);
 }
 
 function overlaps(a: ResolvedNetwork, b: ResolvedNetwork): boolean {

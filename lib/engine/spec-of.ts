@@ -30,7 +30,13 @@ export function specOf(vm: ResolvedVm): VmSpec {
         ...(hostServices ? { hostServices } : {}),
         ...(dns ? { dns } : {}),
       };
-      return { network, mac: n.mac, ...(n.ip ? { ip: n.ip } : {}), ...(n.qos ? { qos: n.qos } : {}) };
+      return {
+        network,
+        mac: n.mac,
+        ...(n.ip ? { ip: n.ip } : {}),
+        ...(n.qos ? { qos: n.qos } : {}),
+        ...(n.securityGroups ? { securityGroups: n.securityGroups } : {}),
+      };
     }),
   };
 }

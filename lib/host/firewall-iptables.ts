@@ -5,15 +5,16 @@
 // changed ruleset is new chains swapped in within one `*-restore --noflush` transaction, and
 // the old ones removed; a chain whose rules were flushed is found by counting them.
 // Nothing in the built-in chains is touched but virtwire's own jumps.
-import type { HostNetwork, HostPort, HostState } from '../../types/host.js';
+import type { HostNetwork, HostPort, HostSecurityRule, HostState } from '../../types/host.js';
 import type { CommandRunner } from './command-runner.js';
 import type { FirewallBackend, FirewallChange, FirewallCommand, FirewallPlan } from './firewall.js';
 import { hashOf } from './firewall-nft.js';
 import { cidr, ifname, ipv4, mac, port } from './firewall-values.js';
 import { hostServicesOf, uplinksOf, type Uplink } from './firewall-policy.js';
+import { policyId, sgPorts, type SgPolicy } from './firewall-sg.js';
 
-/** A chain of virtwire's own: its name is a role letter and its table's hash. */
-const OWN_CHAIN = /^VW[A-Z]-[0-9a-f]{12}$/;
+/** A chain of virtwire's own: its name is a role letter and its table's hash (a policy's: and its own). */
+const OWN_CHAIN = /^VW[A-Z]-[0-9a-f]{12}(-[0-9a-f]{6})?$/;
 
 interface Chain {
   name: string;
@@ -122,6 +123,85 @@ function uplinkRules(u: Uplink, dir: '-i' | '-o'): string[] {
   ];
 }
 
+// Security groups (firewall-sg.ts) without nft's sets and maps: one dispatch rule per member
+// port and direction, one chain per policy; a group peer is one rule per member address.
+// multiport takes at most 15 ports (a range counts twice): longer lists become several rules.
+function portMatches(protocol: 'tcp' | 'udp', ports: [number, number][] | undefined): string[] {
+  if (!ports) return [`-p ${protocol}`];
+  const chunks: string[][] = [[]];
+  let used = 0;
+  for (const [lo, hi] of ports) {
+    const cost = lo === hi ? 1 : 2;
+    if (used + cost > 15) {
+      chunks.push([]);
+      used = 0;
+    }
+    chunks.at(-1)!.push(lo === hi ? `${port(lo)}` : `${port(lo)}:${port(hi)}`);
+    used += cost;
+  }
+  return chunks.map((c) => `-p ${protocol} -m multiport --dports ${c.join(',')}`);
+}
+
+function sgRules(rule: HostSecurityRule): string[] {
+  const side = rule.direction === 'ingress' ? '-s' : '-d';
+  const peers =
+    'cidr' in rule.peer
+      ? [`${side} ${cidr(rule.peer.cidr)} `]
+      : 'group' in rule.peer
+        ? rule.peer.addresses.map((a) => `${side} ${ipv4(a)}/32 `)
+        : [''];
+  const protocols =
+    rule.protocol === 'tcp' || rule.protocol === 'udp'
+      ? portMatches(rule.protocol, rule.ports).map((m) => `${m} `)
+      : rule.protocol === 'icmp'
+        ? ['-p icmp ']
+        : [''];
+  return peers.flatMap((peer) => protocols.map((proto) => `${peer}${proto}-j RETURN`));
+}
+
+const policySuffix = (policy: SgPolicy) => policyId(policy, (r) => sgRules(r).join('\n')).slice(0, 6);
+
+function sgChains(state: HostState, name: (role: string) => string): Chain[] {
+  const ports = sgPorts(state);
+  if (ports.length === 0) return [];
+  const policies = new Map<string, SgPolicy>();
+  const jump = (policy: SgPolicy) => {
+    const chain = `${name('C')}-${policySuffix(policy)}`;
+    policies.set(chain, policy);
+    return chain;
+  };
+  const dispatch = ports.flatMap((p) => [
+    `-d ${ipv4(p.ip)}/32 -o ${ifname(p.bridge)} -j ${jump(p.ingress)}`,
+    ...(p.egress ? [`-s ${ipv4(p.ip)}/32 -i ${ifname(p.bridge)} -j ${jump(p.egress)}`] : []),
+  ]);
+  return [
+    ...[...policies].map(([chain, policy]) => ({
+      name: chain,
+      rules: [
+        '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN',
+        ...policy.rules.flatMap((r) => sgRules(r.rule)),
+        '-j DROP',
+      ],
+    })),
+    { name: name('G'), rules: dispatch },
+  ];
+}
+
+/** Member ports whose policy chain is another one now (see sgFlush in firewall-nft.ts). */
+function sgFlushIptables(seen: TableSeen, want: TableWant): string[] {
+  const policyOf = (rules: string[]) =>
+    new Map(
+      rules.flatMap((r) => {
+        const m = /^-([ds]) (\S+)\/32 -([io]) \S+ -j VWC-[0-9a-f]{12}-([0-9a-f]{6})$/.exec(r);
+        return m ? [[`${m[1]} ${m[2]}`, m[4]!] as const] : [];
+      }),
+    );
+  const dispatch = (chains: [string, string[]][]) => chains.find(([name]) => name.startsWith('VWG-'))?.[1] ?? [];
+  const before = policyOf(dispatch([...seen.chains]));
+  const after = policyOf(dispatch(want.chains.map((c) => [c.name, c.rules])));
+  return [...after].filter(([k, v]) => before.get(k) !== v).map(([k]) => k.split(' ')[1]!);
+}
+
 /** Names each chain after its role and the hash of everything its table holds. */
 function named(tool: TableWant['tool'], table: string, build: (name: (role: string) => string) => Chain[]): TableWant {
   const draft = build((role) => `VW${role}-`);
@@ -140,7 +220,12 @@ export function desiredTables(state: HostState): TableWant[] {
         ? []
         : [
             { name: name('X'), rules: crossTenantChain(nets) },
-            { name: name('F'), rules: forwardChain(nets, name('X')), from: 'FORWARD' },
+            ...sgChains(state, name),
+            {
+              name: name('F'),
+              rules: [...(sgPorts(state).length ? [`-j ${name('G')}`] : []), ...forwardChain(nets, name('X'))],
+              from: 'FORWARD',
+            },
             { name: name('I'), rules: inputChain(nets), from: 'INPUT' },
           ],
     ),
@@ -266,9 +351,11 @@ export const iptablesBackend: FirewallBackend = {
     const commands: FirewallCommand[] = [];
     const restore: FirewallCommand[] = [];
     const changes: FirewallChange[] = [];
+    const flush: string[] = [];
     for (const want of desiredTables(state)) {
       const saved = await runner.run([...SAVE[want.tool], want.table], { step: 'firewall: observe' });
       const seen = parseSave(saved.stdout);
+      if (want.tool === 'iptables' && want.table === 'filter') flush.push(...sgFlushIptables(seen, want));
       const forward = transition(want, seen);
       if (!forward) continue;
       commands.push({ argv: [...RESTORE[want.tool]], input: forward });
@@ -286,6 +373,6 @@ export const iptablesBackend: FirewallBackend = {
       const back = transition(asWant(want.tool, want.table, seen), after);
       if (back) restore.unshift({ argv: [...RESTORE[want.tool]], input: back });
     }
-    return { commands, changes, restore };
+    return { commands, changes, restore, flush: [...new Set(flush)].sort() };
   },
 };

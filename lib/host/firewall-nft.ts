@@ -4,11 +4,12 @@
 // the live table is compared by hash, rule count and set elements: a flushed chain or an
 // element deleted from a set is drift, and the next apply puts it back.
 import { createHash } from 'node:crypto';
-import type { HostState, HostNetwork } from '../../types/host.js';
+import type { HostState, HostNetwork, HostSecurityRule } from '../../types/host.js';
 import type { CommandRunner } from './command-runner.js';
 import type { FirewallBackend, FirewallChange, FirewallCommand, FirewallPlan } from './firewall.js';
 import { cidr, ifname, ipv4, mac, port } from './firewall-values.js';
 import { hostServicesOf, uplinksOf, type Uplink } from './firewall-policy.js';
+import { groupId, peerGroups, policyId, sgPorts, type SgPolicy } from './firewall-sg.js';
 
 const TABLE = 'virtwire';
 
@@ -121,6 +122,58 @@ function spoofSets(nets: HostNetwork[]): Sets {
   };
 }
 
+// Security groups (firewall-sg.ts): the two lookups every forwarded packet of a member port
+// meets, before the tenant's own rules — the receiver's ingress policy, then the sender's egress.
+const SG_FORWARD = ['oifname . ip daddr vmap @sg_in', 'iifname . ip saddr vmap @sg_out'];
+
+const range = ([lo, hi]: [number, number]) => (lo === hi ? `${port(lo)}` : `${port(lo)}-${port(hi)}`);
+
+/** One rule of a policy: what it matches, then `return` (allowed: on to the next check). */
+function sgRule(rule: HostSecurityRule, tenant: string): string {
+  const side = rule.direction === 'ingress' ? 'saddr' : 'daddr';
+  const parts: string[] = [];
+  if ('cidr' in rule.peer) parts.push(`ip ${side} ${cidr(rule.peer.cidr)}`);
+  else if ('group' in rule.peer) parts.push(`ip ${side} @sgm_${groupId(tenant, rule.peer.group)}`);
+  if (rule.protocol === 'tcp' || rule.protocol === 'udp')
+    parts.push(
+      rule.ports ? `${rule.protocol} dport { ${rule.ports.map(range).join(', ')} }` : `meta l4proto ${rule.protocol}`,
+    );
+  else if (rule.protocol === 'icmp') parts.push('meta l4proto icmp');
+  return [...parts, 'return'].join(' ');
+}
+
+const policyChain = (policy: SgPolicy) =>
+  `sgc_${policyId(policy, (r) => sgRule(r, policy.tenant))}_${policy.direction === 'ingress' ? 'i' : 'o'}`;
+
+/** The security groups' part of `inet virtwire`: member sets, one chain per policy, the two maps. */
+function sgRuleset(state: HostState): { sets: Sets; maps: Sets; chains: string[]; rules: number } {
+  const ports = sgPorts(state);
+  if (ports.length === 0) return { sets: {}, maps: {}, chains: [], rules: 0 };
+  const sets: Sets = Object.fromEntries(
+    peerGroups(state).map((g) => [`sgm_${groupId(g.tenant, g.group)}`, g.addresses.map(ipv4)]),
+  );
+  const policies = new Map<string, SgPolicy>();
+  const entry = (bridge: string, ip: string, policy: SgPolicy) => {
+    const name = policyChain(policy);
+    policies.set(name, policy);
+    return `${ifname(bridge)} . ${ipv4(ip)} : jump ${name}`;
+  };
+  const maps: Sets = {
+    sg_in: ports.map((p) => entry(p.bridge, p.ip, p.ingress)),
+    sg_out: ports.filter((p) => p.egress).map((p) => entry(p.bridge, p.ip, p.egress!)),
+  };
+  const chains = [...policies].flatMap(([name, policy]) => {
+    const rules = [
+      'ct state established,related return',
+      ...policy.rules.map((r) => sgRule(r.rule, policy.tenant)),
+      'drop',
+    ];
+    return [`  chain ${name} {`, ...rules.map((r) => `    ${r}`), '  }'];
+  });
+  const rules = [...policies.values()].reduce((n, p) => n + p.rules.length + 2, 0);
+  return { sets, maps, chains, rules };
+}
+
 const SET_TYPES: Record<string, string> = {
   tenant_bridges: 'ifname',
   ports: 'ifname',
@@ -132,20 +185,26 @@ const SET_TYPES: Record<string, string> = {
   host_services: 'ifname . ipv4_addr . inet_proto . inet_service',
   uplinks: 'ifname',
   uplink_gws: 'ifname . ipv4_addr',
+  sg_in: 'ifname . ipv4_addr : verdict',
+  sg_out: 'ifname . ipv4_addr : verdict',
 };
+
+/** A set's (or map's) type: fixed names above; a group's member set holds addresses. */
+const typeOf = (name: string) => SET_TYPES[name] ?? (name.startsWith('sgm_') ? 'ipv4_addr' : '');
 
 function renderSets(sets: Sets): string[] {
   return Object.entries(sets).flatMap(([name, elements]) => {
+    const type = typeOf(name);
     // interface names are strings in nft syntax; the other parts of a concatenation are not
     const quoted = elements.map((e) =>
       e
         .split(' . ')
-        .map((part, i) => (i === 0 ? `"${part}"` : part))
+        .map((part, i) => (i === 0 && type.startsWith('ifname') ? `"${part}"` : part))
         .join(' . '),
     );
     return [
-      `  set ${name} {`,
-      `    type ${SET_TYPES[name]}`,
+      `  ${type.includes(' : ') ? 'map' : 'set'} ${name} {`,
+      `    type ${type}`,
       ...(quoted.length ? [`    elements = { ${quoted.join(', ')} }`] : []),
       '  }',
     ];
@@ -180,14 +239,22 @@ export interface Ruleset {
 /** The two tables' bodies for a host state (empty bodies when there are no networks). */
 export function renderRuleset(state: HostState): Ruleset {
   const nets = state.networks;
-  const inetSets: Sets =
-    nets.length === 0 ? {} : { tenant_bridges: nets.map((n) => ifname(n.network.bridge)), ...inputSets(nets) };
-  const inetRules = [nets.flatMap(natRules), nets.flatMap(forwardRules), nets.length === 0 ? [] : INPUT_RULES];
+  const sg = sgRuleset(state);
+  const plainSets: Sets =
+    nets.length === 0
+      ? {}
+      : { tenant_bridges: nets.map((n) => ifname(n.network.bridge)), ...inputSets(nets), ...sg.sets };
+  const inetSets: Sets = { ...plainSets, ...sg.maps };
+  const forward = [...(sg.chains.length ? SG_FORWARD : []), ...nets.flatMap(forwardRules)];
+  const inetRules = [nets.flatMap(natRules), forward, nets.length === 0 ? [] : INPUT_RULES];
   const inet =
     nets.length === 0
       ? []
       : [
-          ...renderSets(inetSets),
+          // chains before the maps that jump to them
+          ...renderSets(plainSets),
+          ...sg.chains,
+          ...renderSets(sg.maps),
           ...chain('postrouting', 'type nat hook postrouting priority srcnat', inetRules[0]!),
           ...chain('forward', 'type filter hook forward priority filter', inetRules[1]!),
           ...chain('input', 'type filter hook input priority filter', inetRules[2]!),
@@ -211,7 +278,7 @@ export function renderRuleset(state: HostState): Ruleset {
   return {
     inet: inet.join('\n'),
     bridge: bridge.join('\n'),
-    rules: { inet: inetRules.flat().length, bridge: pre.length + post.length },
+    rules: { inet: inetRules.flat().length + sg.rules, bridge: pre.length + post.length },
     sets: { inet: inetSets, bridge: bridgeSets },
   };
 }
@@ -239,20 +306,30 @@ export function tableScript(family: Family, body: string): string {
 
 const HASH_SET = 'applied';
 
+type NftElem = string | { concat: string[] };
 interface NftItem {
-  set?: { name: string; comment?: string; elem?: (string | { concat: string[] })[] };
+  set?: { name: string; comment?: string; elem?: NftElem[] };
+  map?: { name: string; elem?: [NftElem, Record<string, { target: string }>][] };
   rule?: unknown;
 }
+
+const elemText = (e: NftElem) => (typeof e === 'string' ? e : e.concat.join(' . '));
 
 /** The live table as nft's JSON shows it (null when the table does not exist). */
 export function parseTable(json: string): TableView {
   const items = (JSON.parse(json) as { nftables: NftItem[] }).nftables;
   const sets: Sets = {};
   let hash = '';
-  for (const { set } of items) {
+  for (const { set, map } of items) {
+    // a verdict map's element as renderRuleset writes it: `key : jump chain`
+    if (map)
+      sets[map.name] = (map.elem ?? []).map(([k, v]) => {
+        const [verdict, arg] = Object.entries(v)[0] ?? ['', { target: '' }];
+        return `${elemText(k)} : ${verdict} ${arg.target}`;
+      });
     if (!set) continue;
     if (set.name === HASH_SET) hash = /^virtwire:([0-9a-f]+)$/.exec(set.comment ?? '')?.[1] ?? '';
-    else sets[set.name] = (set.elem ?? []).map((e) => (typeof e === 'string' ? e : e.concat.join(' . ')));
+    else sets[set.name] = (set.elem ?? []).map(elemText);
   }
   return { hash, rules: items.filter((x) => 'rule' in x).length, sets };
 }
@@ -291,9 +368,11 @@ export const nftablesBackend: FirewallBackend = {
     const commands: FirewallCommand[] = [];
     const restore: FirewallCommand[] = [];
     const changes: FirewallChange[] = [];
+    let flush: string[] = [];
     for (const family of ['inet', 'bridge'] as const) {
       const body = want[family];
       const live = await liveTable(runner, family);
+      if (family === 'inet') flush = sgFlush(live?.view.sets ?? {}, want.sets.inet);
       const same = body
         ? live !== null &&
           live.view.hash === hashOf(body) &&
@@ -306,6 +385,27 @@ export const nftablesBackend: FirewallBackend = {
       const current = live === null ? '' : await live.text();
       restore.push({ argv: NFT, input: `table ${family} ${TABLE}\ndelete table ${family} ${TABLE}\n${current}\n` });
     }
-    return { commands, changes, restore };
+    return { commands, changes, restore, flush };
   },
 };
+
+/**
+ * Member ports whose policy is another chain now (or that just joined a group), and addresses
+ * that left a peer group: what conntrack must forget for the new rules to hold for open flows.
+ */
+export function sgFlush(live: Sets, want: Sets): string[] {
+  const out = new Set<string>();
+  const split = (e: string) => e.split(' : ') as [string, string];
+  for (const name of ['sg_in', 'sg_out']) {
+    const before = new Map((live[name] ?? []).map(split));
+    for (const [key, verdict] of (want[name] ?? []).map(split))
+      if (before.get(key) !== verdict) out.add(key.split(' . ')[1]!);
+  }
+  for (const [name, addresses] of Object.entries(live)) {
+    // a set no rule names any more: the policies that named it changed, their ports are above
+    if (!name.startsWith('sgm_') || !(name in want)) continue;
+    const kept = new Set(want[name] ?? []);
+    for (const a of addresses) if (!kept.has(a)) out.add(a);
+  }
+  return [...out].sort();
+}

@@ -30,6 +30,11 @@ export interface FirewallPlan {
   changes: FirewallChange[];
   /** puts the rules back as they were observed (rollback) */
   restore: FirewallCommand[];
+  /**
+   * addresses of member ports whose security policy changed (or that left a peer group): their
+   * conntrack entries go once the new rules are in, so flows now denied are cut
+   */
+  flush: string[];
 }
 
 export type FirewallKind = 'nftables' | 'iptables';

@@ -1,5 +1,5 @@
 // Validation of a HostState before anything on the host changes: every problem, with its path.
-import type { HostState } from '../../types/host.js';
+import type { HostNetwork, HostState } from '../../types/host.js';
 import {
   at,
   checkIfName,
@@ -83,7 +83,34 @@ export function validateHostState(state: HostState): void {
       for (const key of ['egressKbps', 'ingressKbps', 'burstKiB'] as const) {
         if (port.qos?.[key] !== undefined) checkPositive(p, at(at(pp, 'qos'), key), port.qos[key]);
       }
+      if (port.securityGroups?.length) {
+        // a member port is known to the rules by its address
+        if (port.ip === undefined) p.add(at(pp, 'securityGroups'), 'a port in security groups needs its ip');
+        const known = new Set((net.securityGroups ?? []).map((g) => g.name));
+        port.securityGroups.forEach((g, k) => {
+          if (!known.has(g)) p.add(at(at(pp, 'securityGroups'), k), `no security group ${g} in this network`);
+        });
+      }
     });
+    checkHostGroups(p, at(path, 'securityGroups'), net);
   });
   p.throwIfAny('host state');
+}
+
+/** The values of a network's security groups that reach firewall rules. */
+function checkHostGroups(p: Problems, path: string, net: HostNetwork): void {
+  (net.securityGroups ?? []).forEach((g, i) => {
+    const gp = at(path, i);
+    checkName(p, at(gp, 'name'), g.name);
+    g.rules.forEach((r, j) => {
+      const rp = at(at(gp, 'rules'), j);
+      for (const [lo, hi] of r.ports ?? [])
+        if (!(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 1 && lo <= hi && hi <= 65535))
+          p.add(at(rp, 'ports'), `${lo}-${hi} is not a port range within 1..65535`);
+      const addresses = 'cidr' in r.peer ? [r.peer.cidr.split('/')[0]!] : 'group' in r.peer ? r.peer.addresses : [];
+      for (const a of addresses) if (parseIpv4(a) === undefined) p.add(at(rp, 'peer'), `"${a}" is not an IPv4 address`);
+      if ('cidr' in r.peer && !/^[^/]+\/(\d|[12]\d|3[0-2])$/.test(r.peer.cidr))
+        p.add(at(rp, 'peer'), `"${r.peer.cidr}" is not an IPv4 CIDR`);
+    });
+  });
 }

@@ -24,6 +24,8 @@ export interface DesiredLink {
   addresses: string[];
   /** VXLAN: unicast peers, as all-zero FDB entries (head-end replication) */
   peers: string[];
+  /** bridges: pass IPv4 frames through the IP hooks and conntrack (br_netfilter), for security groups */
+  nfCallIptables?: true;
 }
 
 export interface ObservedLink {
@@ -37,6 +39,8 @@ export interface ObservedLink {
   peers: string[];
   /** the link's device group (`ip link set group`), 0 = default */
   group?: number;
+  /** bridges: br_netfilter's per-bridge switch is on */
+  nfCallIptables?: boolean;
 }
 
 /** VXLAN's encapsulation over an IPv4 underlay: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
@@ -146,6 +150,9 @@ export function desiredLinks(state: HostState, mtus: ReadonlyMap<string, number>
       mtu,
       addresses: [`${n.gateway}/${n.prefix}`],
       peers: [],
+      // security groups are enforced in the IP forward hook, with conntrack: this bridge's frames
+      // must pass it whatever the host-wide bridge-nf-call-iptables says
+      ...(net.ports.some((p) => p.securityGroups?.length) ? { nfCallIptables: true as const } : {}),
     });
     if (uplink) links.push(uplink);
     for (const port of net.ports) {
@@ -238,6 +245,7 @@ export async function observeLinks(runner: CommandRunner, step = 'links: observe
       addresses: [],
       peers: [],
       group,
+      ...(l.linkinfo?.info_data?.nf_call_iptables === 1 ? { nfCallIptables: true } : {}),
     });
   }
   for (const a of JSON.parse(addrs.stdout || '[]') as {
@@ -270,7 +278,7 @@ export interface LinkChange {
   /** the tenant it belongs to (unknown for a leftover being deleted) */
   tenant?: string;
   /** configure: which settings differ */
-  settings?: ('mtu' | 'master' | 'up' | 'address' | 'peers')[];
+  settings?: ('mtu' | 'master' | 'up' | 'address' | 'peers' | 'nf_call_iptables')[];
 }
 
 export interface LinkPlan {
@@ -329,6 +337,8 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
     if (d.mtu && o?.mtu !== d.mtu) differs('mtu', 'mtu', d.mtu);
     if (d.master && o?.master !== d.master) differs('master', 'master', d.master);
     if (!o?.up) differs('up', 'up');
+    // `type bridge …` ends the command: it comes last
+    if (d.nfCallIptables && !o?.nfCallIptables) differs('nf_call_iptables', 'type', 'bridge', 'nf_call_iptables', 1);
     if (set.length > 0) ip.push(batchLine(['link', 'set', 'dev', d.name, ...set]));
     const have = new Set(o?.addresses ?? []);
     const addrs = [

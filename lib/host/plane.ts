@@ -4,7 +4,7 @@
 // virtwire's nft tables and stops the dnsmasq instances it started, then throws ApplyError.
 import { join } from 'node:path';
 import type { HostCapabilities, HostState } from '../../types/host.js';
-import { ApplyError } from '../errors/index.js';
+import { ApplyError, HostCommandError } from '../errors/index.js';
 import { ExecaRunner, type CommandRunner } from './command-runner.js';
 import { probeHost, requireFeature } from './probe.js';
 import { validateHostState } from './host-state.js';
@@ -88,6 +88,8 @@ export interface HostPlan {
   firewall: FirewallCommand[];
   /** `tc -batch` input */
   tc: string[];
+  /** addresses whose tracked flows `conntrack -D` forgets (a security policy changed) */
+  conntrack: string[];
 }
 
 export interface ApplyReport {
@@ -163,6 +165,11 @@ export class HostPlane {
       changes.push({ step, count: p.firewall.commands.length });
       done.push(step);
 
+      step = 'conntrack';
+      await cutFlows(this.runner, p.firewall.flush);
+      changes.push({ step, count: p.firewall.flush.length });
+      done.push(step);
+
       step = 'qos';
       // after the link step every desired device exists (re-created ones without qdiscs)
       const tc = await planQos(this.runner, p.qos, new Set(p.desired.map((d) => d.name)));
@@ -219,6 +226,7 @@ export class HostPlane {
       bridge: p.links.bridge,
       firewall: p.firewall.commands,
       tc: qos.lines,
+      conntrack: p.firewall.flush,
     };
   }
 
@@ -318,6 +326,25 @@ function checkFeatures(
     for (const port of net.ports) {
       requireFeature(caps, port.kind, `port ${port.name} of tenant ${n.tenant}`);
     }
+    if (net.ports.some((port) => port.securityGroups?.length)) {
+      requireFeature(caps, 'brNetfilter', `security groups of tenant ${n.tenant}`);
+      requireFeature(caps, 'conntrack', `security groups of tenant ${n.tenant}`);
+    }
   }
   return firewall;
+}
+
+/**
+ * Forgets the tracked flows of each address, both ways, once the new rules are in: a packet of a
+ * flow now denied is judged as new and dropped; one still allowed is picked up again (TCP's loose
+ * pickup), so cutting more than needed costs nothing. `conntrack -D` exits 1 when it found nothing.
+ */
+async function cutFlows(runner: CommandRunner, addresses: string[]): Promise<void> {
+  for (const address of addresses)
+    for (const side of ['-s', '-d']) {
+      const argv = ['conntrack', '-D', side, address];
+      const step = `conntrack: cut flows of ${address}`;
+      const r = await runner.run(argv, { step, allowFailure: true });
+      if (r.exitCode > 1) throw new HostCommandError({ argv, exitCode: r.exitCode, stderr: r.stderr, step });
+    }
 }

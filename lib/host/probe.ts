@@ -33,7 +33,7 @@ function inNetns(runner: CommandRunner, ns: string): CommandRunner {
   return { netns: ns, run: (argv, options) => runner.run(['ip', 'netns', 'exec', ns, ...argv], options) };
 }
 
-const PROBE_VERSION = 3;
+const PROBE_VERSION = 4;
 const TOOLS = [
   '/usr/sbin/ip',
   '/usr/sbin/nft',
@@ -132,7 +132,16 @@ async function runProbe(host: CommandRunner, inside: (ns: string) => CommandRunn
     const iptables = await ok(['iptables', '-w', '-L', '-n']).catch(() => false);
     const ebtables = await ok(['ebtables', '-t', 'nat', '-L']).catch(() => false);
     const dnsmasq = await ok(['dnsmasq', '--version']).catch(() => false);
-    return { bridge, tap, veth, vlan, vxlan, ifb, nftables, nftBridge, iptables, ebtables, qdiscs, actions, dnsmasq };
+    // the per-bridge switch exists only with br_netfilter built or loaded (its sysctl dir says so)
+    const brNetfilter =
+      bridge &&
+      (await ok(['ip', 'link', 'set', 'dev', 'b0', 'type', 'bridge', 'nf_call_iptables', '1'])) &&
+      (await ok(['test', '-e', '/proc/sys/net/bridge/bridge-nf-call-iptables']));
+    const conntrack = await ok(['conntrack', '--version']).catch(() => false);
+    return {
+      ...{ bridge, tap, veth, vlan, vxlan, ifb, nftables, nftBridge, iptables, ebtables, qdiscs, actions, dnsmasq },
+      ...{ brNetfilter, conntrack },
+    };
   } finally {
     await host.run(['ip', 'netns', 'del', ns], { allowFailure: true });
   }
@@ -154,6 +163,8 @@ const KERNEL_OPTION: Record<string, string> = {
   ingress: 'CONFIG_NET_SCH_INGRESS',
   mirred: 'CONFIG_NET_ACT_MIRRED',
   dnsmasq: 'the dnsmasq binary (Debian package dnsmasq-base)',
+  brNetfilter: 'CONFIG_BRIDGE_NETFILTER, built in or loaded: modprobe br_netfilter',
+  conntrack: 'the conntrack tool (Debian package conntrack)',
 };
 
 /** Throws HostUnsupportedError naming the missing feature and what needed it. */
@@ -173,4 +184,4 @@ export function requireFeature(caps: HostCapabilities, feature: string, purpose:
 }
 
 const hostLacks = (feature: string) =>
-  ['dnsmasq', 'nftables', 'iptables', 'ebtables'].includes(feature) ? 'host lacks' : 'kernel lacks';
+  ['dnsmasq', 'nftables', 'iptables', 'ebtables', 'conntrack'].includes(feature) ? 'host lacks' : 'kernel lacks';

@@ -21,3 +21,4 @@ export {
   checkPositive,
   isRecord,
 } from './checks.js';
+export { resolveSecurityGroup, validateSecurityGroup, checkSecurityReferences } from './security-group.js';

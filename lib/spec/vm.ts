@@ -22,7 +22,7 @@ const VM_KEYS = [
   'serialLog',
   'host',
 ] as const;
-const NIC_KEYS = ['network', 'mac', 'ip', 'qos'] as const;
+const NIC_KEYS = ['network', 'mac', 'ip', 'qos', 'securityGroups'] as const;
 const QOS_KEYS = ['egressKbps', 'ingressKbps', 'burstKiB'] as const;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -194,7 +194,8 @@ function resolveNics(p: Problems, path: string, input: unknown, vmName: string):
     }
 
     const qosOk = checkQos(p, at(nicPath, 'qos'), raw.qos);
-    if (!network || !qosOk) {
+    const groups = checkGroupNames(p, at(nicPath, 'securityGroups'), raw.securityGroups);
+    if (!network || !qosOk || !groups) {
       ok = false;
       return;
     }
@@ -205,9 +206,24 @@ function resolveNics(p: Problems, path: string, input: unknown, vmName: string):
       ...(ip !== undefined ? { ip } : {}),
       ...(raw.qos !== undefined ? { qos: { ...(raw.qos as object) } } : {}),
       tap: tapName(vmName, index),
+      ...(groups.length ? { securityGroups: groups } : {}),
     });
   });
   return ok ? nics : undefined;
+}
+
+/** A NIC's security groups: distinct names, sorted (their existence is checked where groups are known). */
+function checkGroupNames(p: Problems, path: string, input: unknown): string[] | undefined {
+  if (input === undefined) return [];
+  if (!Array.isArray(input)) {
+    p.add(path, 'must be a list of security group names');
+    return undefined;
+  }
+  const before = p.list.length;
+  input.forEach((name: unknown, i) => {
+    if (checkName(p, at(path, i), name) && input.indexOf(name) !== i) p.add(at(path, i), `${name} is listed twice`);
+  });
+  return p.list.length === before ? [...(input as string[])].sort() : undefined;
 }
 
 function checkQos(p: Problems, path: string, qos: unknown): boolean {

@@ -79,6 +79,8 @@ export interface TestGuestBehaviour {
   attacks?: ('dhcpd' | 'arpgw' | 'spoofip' | 'spoofmac')[];
   /** the neighbour spoofip and spoofmac aim at */
   victim?: string;
+  /** an address whose echo service (port 7) the guest keeps one connection to (VIRTWIRE-HOLD lines) */
+  hold?: string;
 }
 
 /** A VmSpec that boots the test guest (see buildTestGuest) with probes run from inside it. */
@@ -95,6 +97,7 @@ export function testGuestSpec(
     ...(probes.length ? [`vw.probes=${probes.join(',')}`] : []),
     ...(behaviour.attacks?.length ? [`vw.attacks=${behaviour.attacks.join(',')}`] : []),
     ...(behaviour.victim ? [`vw.victim=${behaviour.victim}`] : []),
+    ...(behaviour.hold ? [`vw.hold=${behaviour.hold}`] : []),
   ].join(' ');
   return { name, memoryMiB: 192, boot: { kernel: image.kernel, initrd: image.initrd, cmdline }, nics };
 }

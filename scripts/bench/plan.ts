@@ -38,6 +38,8 @@ const caps: HostCapabilities = {
   qdiscs: { htb: true, tbf: true, sfq: false, fq_codel: false, ingress: true },
   actions: { police: false, mirred: true },
   dnsmasq: true,
+  brNetfilter: true,
+  conntrack: true,
 };
 
 /** Answers observation commands as a host in `state` would; records every other command. */
@@ -175,7 +177,7 @@ async function main(): Promise<void> {
       d.free();
     }
     // the recorded state, with DHCP observed as running (dnsmasq is a process; not simulated)
-    const state = hostStateFor(recs, { name: undefined });
+    const state = hostStateFor(recs, { name: undefined }, []);
     state.networks.forEach((n) => (n.dhcp = false));
     const host = new SimulatedHost(state);
     const plane = new HostPlane({ runner: host, stateDir: dir, capabilities: caps });
@@ -212,6 +214,7 @@ async function main(): Promise<void> {
     const after = hostStateFor(
       recs.map((r) => (r.vm.name === 't42-vm7' ? { ...r, vm: ours.p.changes[0]!.vm! } : r)),
       { name: undefined },
+      [],
     );
     after.networks.forEach((n) => (n.dhcp = false));
     const applyPlan = await plane.plan(after);

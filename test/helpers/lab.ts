@@ -84,8 +84,9 @@ export class Lab {
 
   async cleanup(): Promise<void> {
     for (const c of this.children) c.kill('SIGKILL');
-    await Promise.allSettled(this.children);
+    // first the namespaces' processes: a server's forked handlers keep a child's stderr open
     for (const ns of this.namespaces.reverse()) await deleteNetns(ns);
+    await Promise.allSettled(this.children);
     rmSync(this.stateDir, { recursive: true, force: true });
   }
 }

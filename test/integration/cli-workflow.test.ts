@@ -64,7 +64,7 @@ describeAsRoot('the CLI workflow (real binary, real guests)', () => {
     expect(plan.stdout).toContain('Plan: 2 to add');
     expect(plan.stderr).toContain('Warning: Resource targeting is in effect');
     const bad = await cli('plan', '-f', file, '-target', 'nosuch');
-    expect(bad.stderr).toMatch(/target\[0\]: nosuch is neither a VM nor a tenant network/);
+    expect(bad.stderr).toMatch(/target\[0\]: nosuch is neither a VM, a tenant network nor a security group/);
     expect((await cli('apply', '-f', file, '-target', 'vwcw-a', '-auto-approve')).exitCode).toBe(0);
     expect(await stateNames()).toEqual(['vm.vwcw-a']);
   });

@@ -126,6 +126,7 @@ describeAsRoot('the lifecycle API with a real guest', () => {
   });
 
   test('QoS changed live: measured before and after, same domain (no restart)', async () => {
+    await waitForConsole(vm, /VIRTWIRE-READY/, 60_000); // its httpd listens (a lease comes first)
     const before = await sendRate(vm.nics[0]!.ip);
     const lv = await Libvirt.open('qemu:///system');
     const id = (await lv.listDomains()).find((d) => d.name === 'vwlc-a')!.id;

@@ -134,7 +134,7 @@ test('host state: one network per tenant, one tap port per NIC with its lease an
     [],
   );
   const b = allocate(vm('db', [{ network: acme }]), [record(a)]);
-  const state = hostStateFor([record(a), record(b)], { name: undefined });
+  const state = hostStateFor([record(a), record(b)], { name: undefined }, []);
   expect(state.networks.map((n) => [n.network.tenant, n.ports.map((p) => p.hostname)])).toEqual([
     ['acme', ['web', 'db']],
     ['ops', ['web-nic1']],

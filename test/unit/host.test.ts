@@ -53,6 +53,8 @@ const allCaps: HostCapabilities = {
   qdiscs: { htb: true, tbf: true, sfq: false, fq_codel: false, ingress: true },
   actions: { police: false, mirred: true },
   dnsmasq: true,
+  brNetfilter: true,
+  conntrack: true,
 };
 
 describe('links', () => {

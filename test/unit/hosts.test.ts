@@ -233,12 +233,12 @@ describe("a host's own uplink NIC", () => {
       { vm: plain, accel: 'tcg' as const, createdAt: 'now', host: 'hv1' },
       { vm: { ...plain, name: 'x' }, accel: 'tcg' as const, createdAt: 'now', host: 'hv2' },
     ];
-    const state = hostStateFor(records, { name: 'hv1', uplink: 'ens5' });
+    const state = hostStateFor(records, { name: 'hv1', uplink: 'ens5' }, []);
     expect(state.networks.map((n) => [n.network.tenant, n.network.segment])).toEqual([
       ['acme', { type: 'vlan', id: 100, uplink: 'ens5' }],
       ['ops', { type: 'none' }],
     ]);
     expect(records[0]!.vm.nics[0]!.network.segment).toEqual({ type: 'vlan', id: 100, uplink: 'eth1' });
-    expect(hostStateFor(records, { name: 'hv1' }).networks[0]!.network.segment).toMatchObject({ uplink: 'eth1' });
+    expect(hostStateFor(records, { name: 'hv1' }, []).networks[0]!.network.segment).toMatchObject({ uplink: 'eth1' });
   });
 });

@@ -52,6 +52,20 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
       throw e;
     }
   };
+  const groupChanges = p.changes.filter((c) => c.kind === 'securityGroup');
+  // groups first (a new VM may join a new group); each is enforced where its tenant has VMs
+  for (const c of groupChanges.filter((c) => c.group)) {
+    await step(c, async () => {
+      await state.withLock(async () => state.putSecurityGroup(c.group!));
+      const where = new Set(
+        state
+          .records()
+          .filter((r) => r.vm.nics.some((n) => n.network.tenant === c.group!.tenant))
+          .map((r) => r.host),
+      );
+      for (const [name, ctx] of contexts) if (where.has(name)) await reapply(state, ctx);
+    });
+  }
   const vmChanges = p.changes.filter((c) => c.kind === 'vm');
   for (const c of vmChanges.filter((c) => c.action === 'delete' || c.action === 'replace' || c.repair === 'recreate')) {
     const destroy = () => destroyVm(deps, c.name, { ...scope, missingOk: true });
@@ -107,6 +121,9 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
   }
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
+  // groups last: no NIC names them any more (the spec file's checks saw to that)
+  for (const c of groupChanges.filter((c) => c.action === 'delete'))
+    await step(c, () => state.withLock(async () => state.removeSecurityGroup(c.name)));
   if (stopped())
     throw new VirtwireError(
       'ABORTED',
@@ -132,6 +149,9 @@ export async function destroyAll(
     await destroyVm(deps, vm.name, { ...scope, missingOk: true });
     options.report?.(vm.name);
   }
+  await state.withLock(async () => {
+    for (const g of state.securityGroups()) state.removeSecurityGroup(g.name);
+  });
   for (const ctx of contexts.values()) await reapply(state, ctx);
   return records.map((r) => r.vm.name);
 }

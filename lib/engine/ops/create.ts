@@ -23,6 +23,7 @@ import { domainFiles, vmPaths } from '../state/paths.js';
 import type { VmRecord } from '../state/store.js';
 import { bind } from './scope.js';
 import { forget } from './forget.js';
+import { checkVmGroups, syncPeerHosts } from './security-groups.js';
 
 export async function createVm(deps: EngineDeps, spec: unknown, options: CreateVmOptions = {}): Promise<CreatedVm> {
   const began = deps.clock.now().getTime();
@@ -50,6 +51,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
   try {
     const { vm, host, placed, kvm } = await run('validate', async () => {
       const v = validateVm(spec);
+      checkVmGroups(state, v);
       const target = await placeVm(v, scope.hosts, deps.connect);
       const ctx = hosts.context(target);
       await checkBootFiles(v, ctx.plane.files);
@@ -75,8 +77,15 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
           ...hostFields(placed),
         };
         state.put(mine);
-        undo.push({ step: 'network', fn: () => forget(state, host, vm.name) });
-        await host.plane.apply(hostStateFor([...records, mine], host));
+        undo.push({
+          step: 'network',
+          fn: async () => {
+            await forget(state, host, vm.name);
+            await state.withLock(() => syncPeerHosts(state, hosts, [mine.vm], mine.host));
+          },
+        });
+        await host.plane.apply(hostStateFor([...records, mine], host, state.securityGroups()));
+        await syncPeerHosts(state, hosts, [mine.vm], mine.host);
         return mine.vm;
       }),
     );

@@ -8,6 +8,7 @@ import { withHypervisor } from '../hosts.js';
 import { bind } from './scope.js';
 import { forget } from './forget.js';
 import { undefine } from './create.js';
+import { syncPeerHosts } from './security-groups.js';
 
 export async function destroyVm(deps: EngineDeps, name: string, options: DestroyVmOptions = {}): Promise<boolean> {
   const { state, hosts } = bind(deps, options);
@@ -32,5 +33,7 @@ export async function destroyVm(deps: EngineDeps, name: string, options: Destroy
     throw new VirtwireError('NOT_FOUND', `no VM named ${name} was created by virtwire here (state dir ${state.dir})`);
   }
   await forget(state, host, name);
+  // its addresses leave the member sets of other hosts' rules
+  if (record) await state.withLock(() => syncPeerHosts(state, hosts, [record.vm], record.host));
   return true;
 }

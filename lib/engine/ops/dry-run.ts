@@ -3,7 +3,7 @@
 import type { HostPlan } from '../../host/index.js';
 import type { EngineDeps } from '../deps.js';
 import { hostStateFor } from '../host-state.js';
-import type { Plan } from '../plan.js';
+import { groupsAfter, type Plan } from '../plan.js';
 import { vmPaths } from '../state/paths.js';
 import type { VmRecord } from '../state/store.js';
 import { bind, type ScopeOptions } from './scope.js';
@@ -31,7 +31,8 @@ export async function dryRun(deps: EngineDeps, p: Plan, options: ScopeOptions = 
   ];
   const contexts = hosts.all(records);
   const plans: HostPlan[] = [];
-  for (const ctx of contexts.values()) plans.push(await ctx.plane.plan(hostStateFor(after, ctx)));
+  const groups = groupsAfter(state.securityGroups(), p);
+  for (const ctx of contexts.values()) plans.push(await ctx.plane.plan(hostStateFor(after, ctx, groups)));
   const libvirt: string[] = [];
   const disks: string[] = [];
   for (const c of p.changes.filter((c) => c.kind === 'vm')) {

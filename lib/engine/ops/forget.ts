@@ -10,11 +10,11 @@ export function forget(state: StateStore, host: HostContext, name: string): Prom
     state.remove(name);
     // a remote host's state dir may have the same path as ours: it is still another machine's
     if (host.remote || host.stateDir !== state.dir) await host.plane.files.remove(vmPaths(host.stateDir, name).dir);
-    await host.plane.apply(hostStateFor(state.records(), host));
+    await host.plane.apply(hostStateFor(state.records(), host, state.securityGroups()));
   });
 }
 
 /** Re-applies one host's plane from the records (in the state lock). */
 export function reapply(state: StateStore, host: HostContext): Promise<unknown> {
-  return state.withLock(() => host.plane.apply(hostStateFor(state.records(), host)));
+  return state.withLock(() => host.plane.apply(hostStateFor(state.records(), host, state.securityGroups())));
 }

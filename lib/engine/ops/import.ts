@@ -106,7 +106,7 @@ export async function importDomain(
         let renamed = false;
         try {
           // its taps join this machine's host plane: QoS, anti-spoofing and its static lease
-          await here.plane.apply(hostStateFor([...records, record], here));
+          await here.plane.apply(hostStateFor([...records, record], here, state.securityGroups()));
           await prepareVmDir(here.plane.files, here.stateDir, as);
           await createOverlay(here.runner, here.plane.files, vm, here.stateDir);
           if (domain !== as) {

@@ -18,6 +18,7 @@ export function mergePlans(plans: HostPlan[]): HostPlan {
     bridge: plans.flatMap((p) => p.bridge),
     firewall: plans.flatMap((p) => p.firewall),
     tc: plans.flatMap((p) => p.tc),
+    conntrack: plans.flatMap((p) => p.conntrack),
   };
 }
 
@@ -33,7 +34,7 @@ export async function observe(deps: EngineDeps, options: ScopeOptions = {}, give
     await withHypervisor(deps.connect, ctx.uri, async (hv) => {
       for (const d of await hv.listDomains()) if (all || here.has(d.name)) domains.set(d.name, d.state);
     });
-    plans.push(await ctx.plane.plan(hostStateFor(records, ctx)));
+    plans.push(await ctx.plane.plan(hostStateFor(records, ctx, state.securityGroups())));
   }
   return { domains, host: mergePlans(plans) };
 }
@@ -45,15 +46,18 @@ export interface PlanCallOptions extends ScopeOptions, PlanOptions {
 
 export async function plan(deps: EngineDeps, spec: SpecFile, options: PlanCallOptions = {}): Promise<Plan> {
   const scoped = { ...options, ...((options.hosts ?? spec.hosts) ? { hosts: options.hosts ?? spec.hosts } : {}) };
-  const records = bind(deps, scoped).state.records();
+  const { state } = bind(deps, scoped);
+  const records = state.records();
+  const groups = state.securityGroups();
   const p = new Problems();
   const vms = new Set([...spec.vms.map((v) => v.name), ...records.map((r) => r.vm.name)]);
   const tenants = new Set(
     [...spec.vms, ...records.map((r) => r.vm)].flatMap((v) => v.nics.map((n) => n.network.tenant)),
   );
+  const groupNames = new Set([...(spec.securityGroups ?? []), ...groups].map((g) => g.name));
   (options.targets ?? []).forEach((t, i) => {
-    if (!vms.has(t) && !tenants.has(t))
-      p.add(`target[${i}]`, `${t} is neither a VM nor a tenant network of the spec or the state`);
+    if (!vms.has(t) && !tenants.has(t) && !groupNames.has(t))
+      p.add(`target[${i}]`, `${t} is neither a VM, a tenant network nor a security group of the spec or the state`);
   });
   (options.replace ?? []).forEach((r, i) => {
     if (!spec.vms.some((v) => v.name === r)) p.add(`replace[${i}]`, `${r} is not a VM of the spec`);
@@ -63,5 +67,5 @@ export async function plan(deps: EngineDeps, spec: SpecFile, options: PlanCallOp
     options.refresh === false
       ? { domains: new Map(records.map((r) => [r.vm.name, 'running'])), host: mergePlans([]) }
       : await observe(deps, scoped, records);
-  return planChanges(spec, records, observed, options);
+  return planChanges(spec, records, observed, options, groups);
 }

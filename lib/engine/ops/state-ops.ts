@@ -54,7 +54,7 @@ export async function renameVm(deps: EngineDeps, from: string, to: string, optio
               }),
             )
           ).free();
-        await at.host.plane.apply(hostStateFor(at.state.records(), at.host));
+        await at.host.plane.apply(hostStateFor(at.state.records(), at.host, at.state.securityGroups()));
       });
     } finally {
       dom?.free();

@@ -1,9 +1,9 @@
 // Changing a VM in place. What can change without a restart is changed live and said so: QoS and
 // a network's host services (the host plane only), NICs added or removed (host plane first, then
-// libvirt's hot-plug; a removed NIC's tap goes after the guest let it go), memory within the
-// domain's maximum (the balloon). Anything else is a SpecError naming the fields — unless
-// `allowRestart`: stop, redefine (same UUID, MACs, IPs), start. The record follows every change,
-// so `plan` shows no drift afterwards.
+// libvirt's hot-plug; a removed NIC's tap goes after the guest let it go), a NIC's security groups
+// (the rules only), memory within the domain's maximum (the balloon). Anything else is a SpecError
+// naming the fields — unless `allowRestart`: stop, redefine (same UUID, MACs, IPs), start. The
+// record follows every change, so `plan` shows no drift afterwards.
 import type { CreatedNic, UpdateOptions, UpdateResult, VmOptions } from '../../../types/vm.js';
 import type { NicSpec } from '../../../types/spec.js';
 import type { ResolvedNic, ResolvedVm } from '../../../types/resolved.js';
@@ -15,14 +15,13 @@ import type { DomainHandle } from '../../libvirt/index.js';
 import type { EngineDeps } from '../deps.js';
 import { allocate } from '../allocate.js';
 import { hostStateFor } from '../host-state.js';
-import { diffVm, pinToRecord } from '../plan.js';
+import { diffVm, pinToRecord, LIVE_CHANGE } from '../plan.js';
 import { createDataDisks } from '../disks.js';
 import { domainFiles } from '../state/paths.js';
 import { locate, withDomain, type Located } from './locate.js';
 import { nicsOf } from './lifecycle.js';
 import { specOf } from '../spec-of.js';
-
-const LIVE = /^nics\[\d+\]\.(qos|network\.hostServices)(\.|\[|$)/;
+import { checkVmGroups, syncPeerHosts } from './security-groups.js';
 
 /** The spec as it will be recorded: allocations kept, new NICs on devices of their own. */
 function next(at: Located, spec: unknown): ResolvedVm {
@@ -62,7 +61,7 @@ function changesOf(from: ResolvedVm, to: ResolvedVm): { live: string[]; restart:
     if (!before) return live.push(`nics[${i}] (added)`);
     for (const { name } of diffVm({ ...from, nics: [before] }, { ...from, nics: [nic] })) {
       const path = name.replace(/^nics\[0\]/, `nics[${i}]`);
-      (LIVE.test(path) ? live : restart).push(path);
+      (LIVE_CHANGE.test(path) ? live : restart).push(path);
     }
   });
   for (const nic of from.nics) if (!to.nics.some((n) => n.mac === nic.mac)) live.push(`nics (${nic.mac} removed)`);
@@ -74,6 +73,7 @@ export async function updateVm(deps: EngineDeps, spec: unknown, options: UpdateO
   const at = locate(deps, name, options);
   const from = at.record.vm;
   const to = next(at, spec);
+  checkVmGroups(at.state, to);
   const { live, restart } = changesOf(from, to);
   const names = [...restart, ...live].sort();
   if (names.length === 0) return { changes: [], live: true };
@@ -105,7 +105,8 @@ async function changeLive(deps: EngineDeps, at: Located, from: ResolvedVm, to: R
     }
     await at.state.withLock(async () => {
       at.state.put({ ...at.record, vm: to });
-      await at.host.plane.apply(hostStateFor(at.state.records(), at.host));
+      await at.host.plane.apply(hostStateFor(at.state.records(), at.host, at.state.securityGroups()));
+      await syncPeerHosts(at.state, at.hosts, [from, to], at.record.host);
     });
     // an added NIC's tap, QoS and anti-spoofing exist before the guest sees the device
     for (const nic of added) await dom.attachDevice(interfaceToXml(nicInterface(nic)), where);
@@ -131,7 +132,8 @@ async function restartWith(deps: EngineDeps, at: Located, to: ResolvedVm): Promi
     if (await dom.isActive()) await dom.destroy();
     await at.state.withLock(async () => {
       at.state.put({ ...at.record, vm: to });
-      await at.host.plane.apply(hostStateFor(at.state.records(), at.host));
+      await at.host.plane.apply(hostStateFor(at.state.records(), at.host, at.state.securityGroups()));
+      await syncPeerHosts(at.state, at.hosts, [at.record.vm, to], at.record.host);
     });
     const newDisks = (to.disks ?? []).filter((d) => !(at.record.vm.disks ?? []).some((o) => o.name === d.name));
     await createDataDisks(at.host.runner, at.host.plane.files, { ...to, disks: newDisks }, at.host.stateDir);

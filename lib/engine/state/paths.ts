@@ -7,6 +7,7 @@
 //     vms/<name>/seed.iso     cloud-init NoCloud seed
 //     vms/<name>/data-<d>.qcow2  its data disks
 //     vms/<name>/serial.log   the guest's console, written by QEMU
+//     security-groups/<name>.json  a security group (its tenant and rules)
 //     dnsmasq/<tenant>/       one dnsmasq per tenant network (lib/host owns this part)
 //     lock                    the state lock (records and host planes change under it)
 //     command.lock            the CLI's command lock
@@ -57,5 +58,7 @@ export function statePaths(stateDir: string) {
     commandLock: join(stateDir, 'command.lock'),
     knownHosts: join(stateDir, 'known_hosts'),
     serial: join(stateDir, 'serial'),
+    securityGroups: join(stateDir, 'security-groups'),
+    securityGroup: (name: string) => join(stateDir, 'security-groups', `${name}.json`),
   };
 }

@@ -16,7 +16,7 @@ import {
   fsyncSync,
   closeSync,
 } from 'node:fs';
-import type { ResolvedVm } from '../../../types/resolved.js';
+import type { ResolvedSecurityGroup, ResolvedVm } from '../../../types/resolved.js';
 import type { HostTarget } from '../../../types/vm.js';
 import { VirtwireError } from '../../errors/index.js';
 import { FileLock, lockedError, type LockHolder } from '../../host/index.js';
@@ -71,22 +71,32 @@ export class StateStore {
     const { dir, record: file } = this.vmPaths(record.vm.name);
     this.ensureDirs();
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    rmSync(`${file}.tmp`, { force: true });
-    const fd = openSync(`${file}.tmp`, 'w', 0o600);
-    try {
-      writeSync(fd, JSON.stringify({ ...record, version: RECORD_VERSION }, null, 2) + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(`${file}.tmp`, file);
+    writeDurably(dir, file, { ...record, version: RECORD_VERSION });
     this.bump();
-    const dfd = openSync(dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
+  }
+
+  /** The security groups, by name. */
+  securityGroups(): ResolvedSecurityGroup[] {
+    const { securityGroups: dir } = statePaths(this.dir);
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir)
+      .filter((f) => f.endsWith('.json'))
+      .sort()
+      .map((f) => JSON.parse(readFileSync(`${dir}/${f}`, 'utf8')) as ResolvedSecurityGroup);
+  }
+
+  /** Writes a group as put() writes a record: atomically, durably, 0600. */
+  putSecurityGroup(group: ResolvedSecurityGroup): void {
+    const paths = statePaths(this.dir);
+    this.ensureDirs();
+    mkdirSync(paths.securityGroups, { recursive: true, mode: 0o700 });
+    writeDurably(paths.securityGroups, paths.securityGroup(group.name), group);
+    this.bump();
+  }
+
+  removeSecurityGroup(name: string): void {
+    rmSync(statePaths(this.dir).securityGroup(name), { force: true });
+    this.bump();
   }
 
   /**
@@ -184,6 +194,25 @@ export interface CommandLockOptions {
   timeoutMs?: number;
   /** told once, when the lock is busy and the wait begins: who holds it */
   onWait?: (holder: LockHolder | undefined) => void;
+}
+
+/** Atomic and durable: temp file, fsync, rename over the old one, fsync of the directory. */
+function writeDurably(dir: string, file: string, value: unknown, mode = 0o600): void {
+  rmSync(`${file}.tmp`, { force: true });
+  const fd = openSync(`${file}.tmp`, 'w', mode);
+  try {
+    writeSync(fd, JSON.stringify(value, null, 2) + '\n');
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(`${file}.tmp`, file);
+  const dfd = openSync(dir, 'r');
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
 }
 
 /** Version 0 (no `version` field) had no other difference: the migration stamps it. */

@@ -1,0 +1,126 @@
+// Security groups through the library: put (create or replace), delete, list. A group lives in
+// the state dir; putting one re-applies every host where its tenant has VMs, under the state lock
+// (the rules change live: no guest is touched, and flows the new rules deny are cut there).
+import type { ResolvedSecurityGroup, ResolvedVm } from '../../../types/resolved.js';
+import type { SecurityGroupSpec } from '../../../types/spec.js';
+import { SpecError } from '../../errors/index.js';
+import { Problems, checkSecurityReferences, validateSecurityGroup } from '../../spec/index.js';
+import type { EngineDeps } from '../deps.js';
+import { hostStateFor } from '../host-state.js';
+import type { StateStore } from '../state/store.js';
+import type { HostResolver } from '../hosts.js';
+import { bind, type ScopeOptions } from './scope.js';
+
+/** The NICs of the state's VMs as reference checks see them (paths name the VM). */
+export function recordNics(state: StateStore): { tenant: string; groups: string[]; path: string }[] {
+  return state.records().flatMap((r) =>
+    r.vm.nics.map((n) => ({
+      tenant: n.network.tenant,
+      groups: n.securityGroups ?? [],
+      path: `vms.${r.vm.name}.nics[${n.index}].securityGroups`,
+    })),
+  );
+}
+
+/** A VM's NICs name groups of the state, of their own tenants: else a SpecError, before any change. */
+export function checkVmGroups(state: StateStore, vm: ResolvedVm): void {
+  const groups = state.securityGroups().map((g) => ({ group: g, path: `(state) securityGroups.${g.name}` }));
+  const nics = vm.nics.map((n, i) => ({
+    tenant: n.network.tenant,
+    groups: n.securityGroups ?? [],
+    path: `nics[${i}].securityGroups`,
+  }));
+  const p = new Problems();
+  checkSecurityReferences(p, groups, nics);
+  p.throwIfAny(`VM spec for ${vm.name}`);
+}
+
+/**
+ * A VM's NICs came, went or changed groups on host `here`: every other host of its tenants
+ * re-applies when a group there names one of its groups as a peer (the member addresses moved).
+ * Under the held state lock; nothing to do for VMs in no peer group.
+ */
+export async function syncPeerHosts(
+  state: StateStore,
+  hosts: HostResolver,
+  vms: ResolvedVm[],
+  here: string | undefined,
+): Promise<void> {
+  const groups = state.securityGroups();
+  const joined = new Set(vms.flatMap((vm) => vm.nics.flatMap((n) => n.securityGroups ?? [])));
+  if (!groups.some((g) => g.rules.some((r) => 'group' in r.peer && joined.has(r.peer.group)))) return;
+  const tenants = new Set(vms.flatMap((vm) => vm.nics.map((n) => n.network.tenant)));
+  const records = state.records();
+  const where = new Set(
+    records.filter((r) => r.host !== here && r.vm.nics.some((n) => tenants.has(n.network.tenant))).map((r) => r.host),
+  );
+  for (const [name, ctx] of hosts.all(records))
+    if (where.has(name)) await ctx.plane.apply(hostStateFor(records, ctx, groups));
+}
+
+/** Re-applies, under the held state lock, every host where `tenant` has VMs. */
+export async function applyTenantHosts(state: StateStore, hosts: HostResolver, tenant: string): Promise<void> {
+  const records = state.records();
+  const where = new Set(records.filter((r) => r.vm.nics.some((n) => n.network.tenant === tenant)).map((r) => r.host));
+  for (const [name, ctx] of hosts.all(records))
+    if (where.has(name)) await ctx.plane.apply(hostStateFor(records, ctx, state.securityGroups()));
+}
+
+export async function putSecurityGroup(
+  deps: EngineDeps,
+  spec: SecurityGroupSpec,
+  options: ScopeOptions = {},
+): Promise<ResolvedSecurityGroup> {
+  const group = validateSecurityGroup(spec);
+  const { state, hosts } = bind(deps, options);
+  return state.withLock(async () => {
+    const others = state.securityGroups().filter((g) => g.name !== group.name);
+    const p = new Problems();
+    // its peers exist in its tenant; the NICs that name it (and other groups' peers) still fit
+    checkSecurityReferences(
+      p,
+      [{ group, path: '' }, ...others.map((g) => ({ group: g, path: `securityGroups.${g.name}` }))],
+      recordNics(state),
+    );
+    p.throwIfAny(`security group ${group.name}`);
+    state.putSecurityGroup(group);
+    await applyTenantHosts(state, hosts, group.tenant);
+    return group;
+  });
+}
+
+/** Deletes a group no NIC and no other group's rule names (a SpecError names them otherwise). */
+export async function deleteSecurityGroup(
+  deps: EngineDeps,
+  name: string,
+  options: ScopeOptions = {},
+): Promise<boolean> {
+  const { state } = bind(deps, options);
+  return state.withLock(async () => {
+    if (!state.securityGroups().some((g) => g.name === name)) return false;
+    const users = [
+      ...recordNics(state)
+        .filter((n) => n.groups.includes(name))
+        .map((n) => ({ path: n.path, message: `still names security group ${name}` })),
+      ...state.securityGroups().flatMap((g) =>
+        g.rules.flatMap((r, i) =>
+          'group' in r.peer && r.peer.group === name && g.name !== name
+            ? [
+                {
+                  path: `securityGroups.${g.name}.rules[${i}].peer.group`,
+                  message: `still names ${name} as its peer`,
+                },
+              ]
+            : [],
+        ),
+      ),
+    ];
+    if (users.length) throw new SpecError(users, `deletion of security group ${name}`);
+    state.removeSecurityGroup(name);
+    return true;
+  });
+}
+
+export function listSecurityGroups(deps: EngineDeps, options: ScopeOptions = {}): ResolvedSecurityGroup[] {
+  return bind(deps, options).state.securityGroups();
+}
