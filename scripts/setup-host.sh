@@ -15,6 +15,7 @@ PACKAGES=(
   qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients
   libvirt0 libxml2-utils dnsmasq-base nftables iptables iproute2 busybox-static cpio xorriso iperf3 procps
   kmod dropbear-bin tcpdump openssh-client iputils-ping util-linux mmdebstrap fdisk e2fsprogs jq bsdutils
+  conntrack
 )
 
 if [ "$(id -u)" != 0 ]; then
@@ -53,6 +54,14 @@ if [ -e /dev/kvm ]; then
 fi
 mkdir -p /var/log/libvirt /var/lib/virtwire
 chmod 755 /var/lib/virtwire
+
+# Security groups filter bridged IPv4 in the forward hook: that needs br_netfilter (virtwire turns
+# it on per tenant bridge, nf_call_iptables) and conntrack. Built into some kernels (this one),
+# modules on Debian's; loading the module also sets the global bridge-nf-call-* sysctls to 1.
+if [ -e /proc/modules ] && [ ! -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
+  modprobe br_netfilter && echo "setup-host: loaded br_netfilter (for security groups)" ||
+    echo "setup-host: br_netfilter unavailable: VMs with security groups will be refused" >&2
+fi
 
 # A first start probes QEMU's capabilities (it runs qemu-system under QMP), which on a busy
 # 2-core machine has taken over 30 s; one answer may itself take several seconds.

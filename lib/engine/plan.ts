@@ -210,7 +210,9 @@ export function planChanges(
   groups: ResolvedSecurityGroup[] = [],
 ): Plan {
   const all = planAll(spec, records, observed, options.replace ?? []);
-  all.changes.push(...groupChanges(spec.securityGroups ?? [], groups));
+  // groups first (a new VM may join a new group), deleted ones last (after the VMs leave them)
+  const g = groupChanges(spec.securityGroups ?? [], groups);
+  all.changes = [...g.filter((c) => c.action !== 'delete'), ...all.changes, ...g.filter((c) => c.action === 'delete')];
   Object.assign(all, summarise(all.changes));
   if (!options.targets?.length) return all;
   return targeted(all, options.targets);

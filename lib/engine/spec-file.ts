@@ -187,10 +187,14 @@ function resolveGroups(
     return [];
   }
   const groups: { group: ResolvedSecurityGroup; path: string }[] = [];
+  const invalid = new Set<string>();
   input.forEach((g: unknown, i: number) => {
     const path = at('securityGroups', i);
     const group = resolveSecurityGroup(p, path, g);
-    if (!group) return;
+    if (!group) {
+      if (isRecord(g) && typeof g.name === 'string') invalid.add(g.name);
+      return;
+    }
     if (groups.some((o) => o.group.name === group.name))
       p.add(at(path, 'name'), `security group ${group.name} is defined twice`);
     else if (!tenants.has(group.tenant))
@@ -204,7 +208,7 @@ function resolveGroups(
       path: at(at(at(at('vms', vmIndex(vm.name)), 'nics'), n.index), 'securityGroups'),
     })),
   );
-  checkSecurityReferences(p, groups, nics);
+  checkSecurityReferences(p, groups, nics, invalid);
   return groups.map((g) => g.group);
 }
 

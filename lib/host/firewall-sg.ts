@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import type { HostSecurityGroup, HostSecurityRule, HostState } from '../../types/host.js';
 
-export type Direction = 'ingress' | 'egress';
+type Direction = 'ingress' | 'egress';
 
 /** One policy: the rules a port's groups give it in one direction. */
 export interface SgPolicy {

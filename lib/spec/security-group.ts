@@ -162,11 +162,13 @@ export function checkSecurityReferences(
   p: Problems,
   groups: { group: ResolvedSecurityGroup; path: string }[],
   nics: { tenant: string; groups: string[]; path: string }[],
+  /** groups that exist but are invalid (their own problems are reported): references to them are not */
+  invalid: ReadonlySet<string> = new Set(),
 ): void {
   const byName = new Map(groups.map((g) => [g.group.name, g.group]));
   for (const { group, path } of groups) {
     group.rules.forEach((r, i) => {
-      if (!('group' in r.peer)) return;
+      if (!('group' in r.peer) || invalid.has(r.peer.group)) return;
       const peer = byName.get(r.peer.group);
       const where = at(at(at(at(path, 'rules'), i), 'peer'), 'group');
       if (!peer) p.add(where, `no security group named ${r.peer.group}`);
@@ -176,6 +178,7 @@ export function checkSecurityReferences(
   }
   for (const nic of nics) {
     nic.groups.forEach((name, i) => {
+      if (invalid.has(name)) return;
       const g = byName.get(name);
       const where = at(nic.path, i);
       if (!g) p.add(where, `no security group named ${name}`);

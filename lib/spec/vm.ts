@@ -212,7 +212,7 @@ function resolveNics(p: Problems, path: string, input: unknown, vmName: string):
   return ok ? nics : undefined;
 }
 
-/** A NIC's security groups: distinct names, sorted (their existence is checked where groups are known). */
+/** A NIC's security groups: distinct names, in the order given (existence is checked where groups are known). */
 function checkGroupNames(p: Problems, path: string, input: unknown): string[] | undefined {
   if (input === undefined) return [];
   if (!Array.isArray(input)) {
@@ -223,7 +223,7 @@ function checkGroupNames(p: Problems, path: string, input: unknown): string[] | 
   input.forEach((name: unknown, i) => {
     if (checkName(p, at(path, i), name) && input.indexOf(name) !== i) p.add(at(path, i), `${name} is listed twice`);
   });
-  return p.list.length === before ? [...(input as string[])].sort() : undefined;
+  return p.list.length === before ? [...(input as string[])] : undefined;
 }
 
 function checkQos(p: Problems, path: string, qos: unknown): boolean {

@@ -236,6 +236,73 @@ describe('plan', () => {
   });
 });
 
+describe('security groups in the spec file', () => {
+  const groups = (peer = 'group: app') => `
+securityGroups:
+  - name: app
+    tenant: acme
+    rules: []
+  - name: web
+    tenant: acme
+    rules:
+      - { direction: ingress, protocol: tcp, ports: [80, "8000-8100"], peer: { ${peer} } }
+`;
+  const withGroups = (peer?: string) =>
+    yaml(groups(peer)).replace('      - network: acme\n', '      - network: acme\n        securityGroups: [web]\n');
+
+  test('groups are planned before the VMs that join them; a changed rule is an update in place', () => {
+    const plan = planChanges(parseSpecText(withGroups()), [], running());
+    expect(plan.changes.map((c) => `${c.action} ${c.kind} ${c.name}`).slice(0, 3)).toEqual([
+      'create securityGroup app',
+      'create securityGroup web',
+      'create vm web',
+    ]);
+    const records = applied(withGroups());
+    const have = parseSpecText(withGroups()).securityGroups!;
+    expect(planChanges(parseSpecText(withGroups()), records, running('web', 'db'), {}, have).changes).toEqual([]);
+    const changed = planChanges(
+      parseSpecText(withGroups('cidr: 10.10.0.0/24')),
+      records,
+      running('web', 'db'),
+      {},
+      have,
+    );
+    expect(changed.changes.map((c) => `${c.action} ${c.kind} ${c.name}`)).toEqual(['update securityGroup web']);
+    expect(formatPlan(changed)).toContain('~ securityGroup web — update in place');
+  });
+
+  test('a NIC joining a group is a live update of its VM', () => {
+    const plan = planChanges(
+      parseSpecText(withGroups()),
+      applied(yaml(groups())),
+      running('web', 'db'),
+      {},
+      parseSpecText(withGroups()).securityGroups,
+    );
+    expect(plan.changes).toMatchObject([
+      { action: 'update', kind: 'vm', name: 'web', attributes: [{ name: 'nics[0].securityGroups[0]', to: 'web' }] },
+    ]);
+  });
+
+  test('unknown groups, another tenant’s, bad rules: every problem with its line', () => {
+    const text = withGroups('group: ghost')
+      .replace('securityGroups: [web]', 'securityGroups: [web, nope]')
+      .replace('ports: [80, "8000-8100"]', 'ports: [80, 70000]');
+    let err: unknown;
+    try {
+      parseSpecText(text);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(SpecError);
+    const problems = (err as SpecError).problems.map((p) => `${p.line}: ${p.path}: ${p.message}`);
+    expect(problems).toEqual([
+      expect.stringMatching(/^\d+: securityGroups\[1\]\.rules\[0\]\.ports\[1\]: 70000 is out of range/),
+      expect.stringMatching(/^\d+: vms\[0\]\.nics\[0\]\.securityGroups\[1\]: no security group named nope/),
+    ]);
+  });
+});
+
 describe('state mv', () => {
   test('a renamed VM keeps its UUID and MACs where the spec leaves them to their defaults: no changes', () => {
     const records = applied(yaml());

@@ -12,7 +12,7 @@ import type { HostResolver } from '../hosts.js';
 import { bind, type ScopeOptions } from './scope.js';
 
 /** The NICs of the state's VMs as reference checks see them (paths name the VM). */
-export function recordNics(state: StateStore): { tenant: string; groups: string[]; path: string }[] {
+function recordNics(state: StateStore): { tenant: string; groups: string[]; path: string }[] {
   return state.records().flatMap((r) =>
     r.vm.nics.map((n) => ({
       tenant: n.network.tenant,
@@ -59,7 +59,7 @@ export async function syncPeerHosts(
 }
 
 /** Re-applies, under the held state lock, every host where `tenant` has VMs. */
-export async function applyTenantHosts(state: StateStore, hosts: HostResolver, tenant: string): Promise<void> {
+async function applyTenantHosts(state: StateStore, hosts: HostResolver, tenant: string): Promise<void> {
   const records = state.records();
   const where = new Set(records.filter((r) => r.vm.nics.some((n) => n.network.tenant === tenant)).map((r) => r.host));
   for (const [name, ctx] of hosts.all(records))
