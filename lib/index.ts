@@ -44,6 +44,7 @@ export {
 } from './host/index.js';
 export {
   createVm,
+  createVms,
   destroyVm,
   listVms,
   getVm,

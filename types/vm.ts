@@ -31,6 +31,12 @@ export interface HostTarget {
   stateDir?: string;
   /** the host's NIC for tenant segments (VLAN sub-interfaces, VXLAN); default: the segment's own `uplink` */
   uplink?: string;
+  /**
+   * its underlay address (on `uplink`): a VXLAN segment that names neither `remotes` nor a
+   * multicast `group` then finds its peers in the hosts list — `local` is this address, and the
+   * forwarding entries name exactly the other hosts where the tenant has VMs (l2population)
+   */
+  address?: string;
 }
 
 export interface CreateVmOptions {
@@ -53,6 +59,16 @@ export interface CreateVmOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   onProgress?: (event: ProgressEvent) => void;
+  /**
+   * join concurrent creates' host-plane work into one apply per host while another runs (group
+   * commit); default true. false: this create applies its host alone (for comparison).
+   */
+  batchHostPlane?: boolean;
+}
+
+/** createVms: createVm's options; progress events name their VM. */
+export interface CreateVmsOptions extends Omit<CreateVmOptions, 'onProgress'> {
+  onProgress?: (event: ProgressEvent & { name: string }) => void;
 }
 
 export interface CreatedNic {

@@ -5,6 +5,7 @@ import { injectable, inject } from 'tsyringe';
 import type { Duplex } from 'node:stream';
 import type {
   CreateVmOptions,
+  CreateVmsOptions,
   CreatedNic,
   CreatedVm,
   DestroyVmOptions,
@@ -17,7 +18,7 @@ import type {
   VmInfo,
   VmOptions,
 } from '../../types/vm.js';
-import type { NicSpec } from '../../types/spec.js';
+import type { NicSpec, VmSpec } from '../../types/spec.js';
 import type { Subscription } from '../libvirt/index.js';
 import type {
   Clock,
@@ -34,6 +35,7 @@ import type { Observed, Plan } from './plan.js';
 import type { SpecFile } from './spec-file.js';
 import type { ScopeOptions } from './ops/scope.js';
 import { createVm } from './ops/create.js';
+import { createVms } from './ops/create-many.js';
 import { destroyVm } from './ops/destroy.js';
 import { observe, plan, type PlanCallOptions } from './ops/observe.js';
 import { forgetVm, refreshState, renameVm } from './ops/state-ops.js';
@@ -67,6 +69,10 @@ export class Engine {
 
   create(spec: unknown, options?: CreateVmOptions): Promise<CreatedVm> {
     return createVm(this.deps, spec, options);
+  }
+
+  createMany(specs: VmSpec[], options?: CreateVmsOptions): Promise<CreatedVm[]> {
+    return createVms(this.deps, specs, options);
   }
 
   destroy(name: string, options?: DestroyVmOptions): Promise<boolean> {

@@ -3,7 +3,7 @@
 // without a host), and each tenant's segment goes out of the host's own uplink NIC where it names
 // one (NIC names differ between hosts; the segment's id does not).
 import type { HostNetwork, HostSecurityGroup, HostState } from '../../types/host.js';
-import type { ResolvedSecurityGroup } from '../../types/resolved.js';
+import type { ResolvedNetwork, ResolvedSecurityGroup } from '../../types/resolved.js';
 import type { HostContext } from './hosts.js';
 import type { VmRecord } from './state/store.js';
 
@@ -14,7 +14,7 @@ import type { VmRecord } from './state/store.js';
  */
 export function hostStateFor(
   records: VmRecord[],
-  host: Pick<HostContext, 'name' | 'uplink'>,
+  host: Pick<HostContext, 'name' | 'uplink' | 'address'>,
   groups: ResolvedSecurityGroup[],
 ): HostState {
   const byTenant = new Map<string, HostNetwork>();
@@ -23,12 +23,11 @@ export function hostStateFor(
       const tenant = nic.network.tenant;
       let net = byTenant.get(tenant);
       if (!net) {
-        const seg = nic.network.segment;
-        const network =
-          host.uplink && seg.type !== 'none'
-            ? { ...nic.network, segment: { ...seg, uplink: host.uplink } }
-            : nic.network;
-        byTenant.set(tenant, (net = { network, ports: [] }));
+        let segment = nic.network.segment;
+        if (host.uplink && segment.type !== 'none') segment = { ...segment, uplink: host.uplink };
+        if (host.address && segment.type === 'vxlan' && peersFromHosts(segment))
+          segment = { ...segment, local: host.address, remotes: peerAddresses(records, tenant, host.name) };
+        byTenant.set(tenant, (net = { network: { ...nic.network, segment }, ports: [] }));
       }
       net.ports.push({
         name: nic.tap,
@@ -46,6 +45,19 @@ export function hostStateFor(
     if (used.length) net.securityGroups = used;
   }
   return { networks: [...byTenant.values()].sort((a, b) => a.network.tenant.localeCompare(b.network.tenant)) };
+}
+
+/** A VXLAN segment that names neither remotes nor a multicast group: its peers are the hosts'. */
+export function peersFromHosts(segment: ResolvedNetwork['segment']): boolean {
+  return segment.type === 'vxlan' && !segment.group && !segment.remotes?.length;
+}
+
+/** The underlay addresses of the other hosts where `tenant` has VMs (as their records keep them). */
+function peerAddresses(records: VmRecord[], tenant: string, here: string | undefined): string[] {
+  const addresses = records
+    .filter((r) => r.host !== here && r.hostTarget?.address && r.vm.nics.some((n) => n.network.tenant === tenant))
+    .map((r) => r.hostTarget!.address!);
+  return [...new Set(addresses)].sort();
 }
 
 /** The groups a network's ports name, with their group peers' member addresses. */

@@ -14,6 +14,7 @@ import {
   checkKeys,
   checkName,
   isRecord,
+  parseIpv4,
 } from '../spec/index.js';
 import type { CommandRunner } from '../host/index.js';
 import type { Hypervisor } from '../libvirt/index.js';
@@ -26,6 +27,8 @@ export interface HostContext {
   name: string | undefined;
   /** the host's NIC for tenant segments (its VLAN sub-interfaces and VXLAN devices) */
   uplink?: string;
+  /** its underlay address: VXLAN peers are derived from the hosts (HostTarget.address) */
+  address?: string;
   uri: string;
   runner: CommandRunner;
   /** the host plane there (its files are the host's files) */
@@ -43,7 +46,7 @@ export function validateHosts(input: unknown): HostTarget[] {
   return hosts;
 }
 
-const HOST_KEYS = ['name', 'uri', 'ssh', 'stateDir', 'uplink'];
+const HOST_KEYS = ['name', 'uri', 'ssh', 'stateDir', 'uplink', 'address'];
 const SSH_KEYS = ['destination', 'identityFile', 'port', 'controlDir', 'hostKeyPolicy', 'knownHostsFile'];
 
 /** The same, collecting into `p` (a spec file's problems). */
@@ -56,6 +59,8 @@ export function checkHosts(p: Problems, input: unknown): HostTarget[] {
     if (!isRecord(h)) return p.add(path, 'must be an object with name and uri');
     checkKeys(p, path, h, HOST_KEYS);
     if (h.uplink !== undefined) checkIfName(p, at(path, 'uplink'), h.uplink);
+    if (h.address !== undefined && (typeof h.address !== 'string' || parseIpv4(h.address) === undefined))
+      p.add(at(path, 'address'), `${JSON.stringify(h.address)} is not an IPv4 address`);
     if (checkName(p, at(path, 'name'), h.name)) {
       if (names.has(h.name as string)) p.add(at(path, 'name'), `host ${String(h.name)} is listed twice`);
       names.add(h.name as string);
@@ -233,6 +238,7 @@ export class HostResolver {
     return {
       name: target.name,
       ...(target.uplink ? { uplink: target.uplink } : {}),
+      ...(target.address ? { address: target.address } : {}),
       uri: target.uri,
       runner,
       plane: planes(runner, stateDir),

@@ -3,6 +3,7 @@
 import type { Duplex } from 'node:stream';
 import type {
   CreateVmOptions,
+  CreateVmsOptions,
   CreatedNic,
   CreatedVm,
   DestroyVmOptions,
@@ -32,6 +33,14 @@ import type { PlanCallOptions } from './ops/observe.js';
 /** Creates, starts and (by default) waits for the DHCP lease of a VM on its tenants' networks. */
 export function createVm(spec: VmSpec, options?: CreateVmOptions): Promise<CreatedVm> {
   return defaultEngine().create(spec, options);
+}
+
+/**
+ * Creates several VMs at once (host-plane work joined), all or nothing: every spec is validated
+ * first; if one create fails, the others are destroyed and its error is thrown.
+ */
+export function createVms(specs: VmSpec[], options?: CreateVmsOptions): Promise<CreatedVm[]> {
+  return defaultEngine().createMany(specs, options);
 }
 
 /** Stops and removes a VM and everything virtwire made for it; the last VM of a tenant takes its network. */

@@ -111,7 +111,12 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
       p.add(at(at('networks', i), 'tenant'), `tenant ${resolved.tenant} is defined twice`);
     const clash = networks.find((o) => overlaps(o, resolved));
     if (clash)
-      p.add(at(at('networks', i), 'cidr'), `${resolved.cidr} overlaps ${clash.cidr} of tenant ${clash.tenant}`);
+      p.add(
+        at(at('networks', i), 'cidr'),
+        `${resolved.cidr} overlaps ${clash.cidr} of tenant ${clash.tenant}: tenants' gateways, DHCP/DNS and NAT ` +
+          `share each host's one network namespace, so their subnets may not overlap (per-tenant namespaces ` +
+          `are not built yet); give one of them another subnet`,
+      );
     byTenant.set(resolved.tenant, n as NetworkSpec);
     networks.push(resolved);
   });

@@ -115,7 +115,9 @@ function checkBoot(p: Problems, path: string, boot: unknown): void {
     return;
   }
   if ('kernel' in boot) {
-    checkKeys(p, path, boot, ['kernel', 'initrd', 'cmdline']);
+    checkKeys(p, path, boot, ['kernel', 'initrd', 'cmdline', 'fastKernel']);
+    if (boot.fastKernel !== undefined && typeof boot.fastKernel !== 'boolean')
+      p.add(at(path, 'fastKernel'), 'must be true or false');
     checkAbsolutePath(p, at(path, 'kernel'), boot.kernel);
     if (boot.initrd !== undefined) checkAbsolutePath(p, at(path, 'initrd'), boot.initrd);
     if (boot.cmdline !== undefined) checkSafeText(p, at(path, 'cmdline'), boot.cmdline, { allowEmpty: true });

@@ -14,6 +14,8 @@ export interface DomainFiles {
   serialLog: string;
   /** each data disk's qcow2, by the disk's name */
   dataDisks?: Record<string, string>;
+  /** the kernel to boot instead of the spec's (direct kernel boot): its extracted vmlinux */
+  kernel?: string;
 }
 
 /** A NIC as libvirt sees it: an ethernet interface on the tap virtwire made (also for hot-plug). */
@@ -54,7 +56,7 @@ export function domainModel(vm: ResolvedVm, options: DomainRenderOptions): Domai
   const disks: DomainDisk[] = [];
   const os: DomainXml['os'] = { type: { arch: 'x86_64', machine: options.machine ?? 'pc', value: 'hvm' } };
   if ('kernel' in vm.boot) {
-    os.kernel = vm.boot.kernel;
+    os.kernel = paths.kernel ?? vm.boot.kernel;
     if (vm.boot.initrd !== undefined) os.initrd = vm.boot.initrd;
     if (vm.boot.cmdline !== undefined) os.cmdline = vm.boot.cmdline;
   } else {

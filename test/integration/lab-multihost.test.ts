@@ -1,4 +1,4 @@
-// Tenant networks across two hosts, proven on a kernel that has 802.1Q: two lab hosts under
+// Tenant networks across hosts, proven on a kernel that has 802.1Q: three lab hosts under
 // QEMU (this machine's kernel has no 802.1Q; the Debian guest kernel does), configured by
 // virtwire's host plane through the SSH runner exactly as real hosts would be. Their eth1 NICs
 // share a host bridge that plays the physical switch; guests are network namespaces inside the
@@ -6,7 +6,8 @@
 // each host runs the tenant's dnsmasq and gateway for its own guests only.
 import { execa } from 'execa';
 import { HostPlane, type SshRunner } from '../../lib/host/index.js';
-import { validateNetwork, tapName } from '../../lib/spec/index.js';
+import { validateNetwork, validateVm, tapName, vxlanDeviceName } from '../../lib/spec/index.js';
+import { hostStateFor } from '../../lib/engine/host-state.js';
 import { buildLabHostImage } from '../../lib/testing/lab-image.js';
 import type { HostState, HostPort } from '../../types/host.js';
 import type { SegmentSpec } from '../../types/spec.js';
@@ -62,8 +63,8 @@ const inGuest = (h: number, ns: string, argv: string[]) =>
 const ping = async (h: number, ns: string, ip: string) =>
   (await inGuest(h, ns, ['ping', '-c', '1', '-W', '2', ip])).exitCode === 0;
 
-async function guestsUp(): Promise<void> {
-  for (const h of [1, 2]) {
+async function guestsUp(on = [1, 2]): Promise<void> {
+  for (const h of on) {
     for (const t of ['a', 'b'] as const) {
       const g = guest(t, h);
       await inGuest(h, `g${t}${h}`, ['ip', 'addr', 'replace', `${g.ip}/24`, 'dev', 'eth0']);
@@ -128,11 +129,11 @@ async function framesDuring(filter: string, traffic: () => Promise<void>): Promi
   return seen.split('\n').filter((l) => l && !/ICMP echo/.test(l));
 }
 
-describeAsRoot('tenant networks across two lab hosts (802.1Q and VXLAN, over SSH)', () => {
+describeAsRoot('tenant networks across lab hosts (802.1Q and VXLAN, over SSH)', () => {
   beforeAll(async () => {
     const image = await buildLabHostImage();
-    await lab.start(image, 2);
-    for (const h of [1, 2]) {
+    await lab.start(image, 3);
+    for (const h of [1, 2, 3]) {
       const r = lab.runner(h);
       runners.push(r);
       planes.push(new HostPlane({ runner: r, stateDir: `${lab.dir}/state${h}` }));
@@ -249,6 +250,94 @@ describeAsRoot('tenant networks across two lab hosts (802.1Q and VXLAN, over SSH
     await expectIsolationMatrix();
     const frames = await capture('udp port 4789', /vni 5000\n.*ICMP echo/, () => ping(1, 'ga1', '10.101.0.12'));
     expect(frames).toMatch(/VXLAN, flags \[I\] \(0x08\), vni 5000\n.*10\.101\.0\.11 > 10\.101\.0\.12: ICMP echo/);
+  });
+
+  test('VXLAN peers from the hosts list: exactly the hosts with the tenant; a third host sees none of its frames', async () => {
+    // the engine's records: acme on lab1 and lab2, globex on lab2 and lab3; no remotes, no group
+    const on = (h: number, t: 'a' | 'b') => ({
+      vm: validateVm({
+        name: `${t}${h}`,
+        boot: { kernel: '/k' },
+        nics: [
+          {
+            network: {
+              tenant: t === 'a' ? 'acme' : 'globex',
+              cidr: '10.101.0.0/24',
+              nat: false,
+              segment: { type: 'vxlan', vni: t === 'a' ? 5000 : 6000, uplink: 'eth1' },
+            },
+          },
+        ],
+      }),
+      accel: 'tcg' as const,
+      createdAt: 'now',
+      host: `lab${h}`,
+      hostTarget: { name: `lab${h}`, uri: 'qemu:///system', address: UNDERLAY(h) },
+    });
+    let records = [on(1, 'a'), on(2, 'a'), on(2, 'b'), on(3, 'b')];
+    const tenantsOn = (h: number) => (['a', 'b'] as const).filter((t) => records.some((r) => r.vm.name === `${t}${h}`));
+    const derived = (h: number) => (t: 'a' | 'b') =>
+      hostStateFor(records, { name: `lab${h}`, uplink: 'eth1', address: UNDERLAY(h) }, []).networks.find(
+        (n) => n.network.tenant === (t === 'a' ? 'acme' : 'globex'),
+      )!.network.segment as SegmentSpec;
+    const applyAll = async () => {
+      for (const h of [1, 2, 3]) await planes[h - 1]!.apply(state(h, derived(h), tenantsOn(h)));
+      await guestsUp([1, 2, 3]);
+    };
+    await applyAll();
+    const fdb = async (h: number, vni: number) =>
+      (
+        await runners[h - 1]!.run([
+          'bridge',
+          'fdb',
+          'show',
+          'dev',
+          vxlanDeviceName(vni === 5000 ? 'acme' : 'globex', vni),
+        ])
+      ).stdout
+        .split('\n')
+        .filter((l) => l.startsWith('00:00:00:00:00:00'))
+        .map((l) => /dst (\S+)/.exec(l)![1])
+        .sort();
+    expect(await fdb(1, 5000)).toEqual([UNDERLAY(2)]);
+    expect(await fdb(2, 5000)).toEqual([UNDERLAY(1)]);
+    expect(await fdb(2, 6000)).toEqual([UNDERLAY(3)]);
+    await waitFor('acme lab1 -> lab2', 60_000, () => ping(1, 'ga1', '10.101.0.12'));
+    await waitFor('globex lab3 -> lab2', 60_000, () => ping(3, 'gb3', '10.101.0.22'));
+    // what reaches lab3's port of the switch while acme talks (ARP broadcasts included): no VNI 5000
+    const toLab3 = execa('tcpdump', ['-i', `${lab.prefix}3s`, '-n', '-l', 'udp port 4789'], {
+      reject: false,
+      timeout: 60_000,
+    });
+    let seen = '';
+    toLab3.stdout!.on('data', (d: Buffer) => (seen += d.toString()));
+    await new Promise<void>((resolve) =>
+      toLab3.stderr!.on('data', (d: Buffer) => d.toString().includes('listening on') && resolve()),
+    );
+    for (let i = 0; i < 5; i++) {
+      await inGuest(1, 'ga1', ['ip', 'neigh', 'flush', 'all']); // each round broadcasts ARP again
+      expect(await ping(1, 'ga1', '10.101.0.12')).toBe(true);
+    }
+    // globex's traffic to lab3 crosses the same port: once it is seen, acme's would have been too
+    await waitFor(
+      'globex frames at lab3',
+      20_000,
+      async () => (await ping(2, 'gb2', '10.101.0.23')) && /vni 6000/.test(seen),
+    );
+    toLab3.kill();
+    await toLab3;
+    expect(seen).toMatch(/vni 6000/);
+    expect(seen).not.toMatch(/vni 5000/);
+    expect(seen).not.toContain(UNDERLAY(1)); // lab1 (acme only) sent lab3 nothing at all
+
+    // acme comes to lab3: every acme host's peers follow; it goes again: they follow back
+    records = [...records, on(3, 'a')];
+    await applyAll();
+    expect(await fdb(1, 5000)).toEqual([UNDERLAY(2), UNDERLAY(3)]);
+    await waitFor('acme lab1 -> lab3', 60_000, () => ping(1, 'ga1', '10.101.0.13'));
+    records = records.filter((r) => r.vm.name !== 'a3');
+    await applyAll();
+    expect(await fdb(1, 5000)).toEqual([UNDERLAY(2)]);
   });
 
   test('teardown over SSH leaves the lab hosts without virtwire devices or tables', async () => {

@@ -242,3 +242,54 @@ describe("a host's own uplink NIC", () => {
     expect(hostStateFor(records, { name: 'hv1' }, []).networks[0]!.network.segment).toMatchObject({ uplink: 'eth1' });
   });
 });
+
+describe('VXLAN peers from the hosts list', () => {
+  const on = (name: string, host: string, tenant: string, segment: Record<string, unknown>) => ({
+    vm: validateVm({
+      name,
+      boot: { kernel: '/k' },
+      nics: [
+        { network: { tenant, cidr: '10.3.0.0/24', segment: { type: 'vxlan', vni: 7000, uplink: 'eth1', ...segment } } },
+      ],
+    }),
+    accel: 'tcg' as const,
+    createdAt: 'now',
+    host,
+    hostTarget: { name: host, uri: `qemu+ssh://root@${host}/system`, address: `192.0.2.${host.slice(2)}` },
+  });
+  const seg = (records: ReturnType<typeof on>[], host: string) =>
+    hostStateFor(records, { name: host, address: `192.0.2.${host.slice(2)}` }, []).networks.map((n) => [
+      n.network.tenant,
+      n.network.segment,
+    ]);
+
+  test('local is the host, remotes exactly the other hosts with the tenant; named peers are kept', () => {
+    const records = [
+      on('a1', 'hv1', 'acme', {}),
+      on('a2', 'hv2', 'acme', {}),
+      on('a3', 'hv2', 'acme', {}),
+      on('g3', 'hv3', 'globex', {}),
+      on('m1', 'hv1', 'mcast', { group: '239.1.1.1' }),
+    ];
+    expect(seg(records, 'hv1')).toEqual([
+      ['acme', { type: 'vxlan', vni: 7000, uplink: 'eth1', local: '192.0.2.1', remotes: ['192.0.2.2'] }],
+      ['mcast', { type: 'vxlan', vni: 7000, uplink: 'eth1', group: '239.1.1.1' }],
+    ]);
+    expect(seg(records, 'hv3')).toEqual([
+      ['globex', { type: 'vxlan', vni: 7000, uplink: 'eth1', local: '192.0.2.3', remotes: [] }],
+    ]);
+    // hv2's last acme VMs go: hv1 has no peer left
+    expect(
+      seg(
+        records.filter((r) => r.host !== 'hv2'),
+        'hv1',
+      )[0],
+    ).toEqual(['acme', { type: 'vxlan', vni: 7000, uplink: 'eth1', local: '192.0.2.1', remotes: [] }]);
+  });
+
+  test('a host address must be IPv4', () => {
+    expect(() => validateHosts([{ name: 'hv1', uri: 'qemu:///system', address: 'hv1.example' }])).toThrow(
+      /hosts\[0\]\.address: "hv1.example" is not an IPv4 address/,
+    );
+  });
+});

@@ -12,11 +12,12 @@ import type { ResolvedVm } from '../../../types/resolved.js';
 import { ApplyError, HostUnsupportedError, SpecError, VirtwireError, isVirtwireError } from '../../errors/index.js';
 import { validateVm } from '../../spec/index.js';
 import { renderResolvedDomainXml, effectiveAccel } from '../../xml/index.js';
+import { kernelFor } from '../kernel/fast-kernel.js';
+import { commitHost } from '../group-commit.js';
 import { CLOUD_INIT_DONE, pollFile, sshAnswer, waitForFile, waitUntil, type HostFiles } from '../../host/index.js';
 import type { DomainHandle, Hypervisor } from '../../libvirt/index.js';
 import type { EngineDeps, TenantPlane } from '../deps.js';
 import { placeVm, type HostContext } from '../hosts.js';
-import { hostStateFor } from '../host-state.js';
 import { allocate } from '../allocate.js';
 import { createDataDisks, createOverlay, createSeedIso, prepareVmDir } from '../disks.js';
 import { domainFiles, vmPaths } from '../state/paths.js';
@@ -66,15 +67,20 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
       return { vm: v, host: ctx, placed: target, kvm: verdict.usable };
     });
     const accel = effectiveAccel(vm.accel, kvm);
+    // before the record: it names the kernel, and the last record to name one removes it
+    const kernel = await kernelFor(host, vm, accel);
 
-    const allocated = await run('network', () =>
-      state.withLock(async () => {
+    const allocated = await run('network', async () => {
+      // the record under the lock (allocation sees every other record); the host plane after it,
+      // coalesced with concurrent creates for the same host (group-commit.ts)
+      const mine = await state.withLock(async () => {
         const records = state.records();
         const mine: VmRecord = {
           vm: allocate(vm, records, options.pools),
           accel,
           createdAt: new Date(began).toISOString(),
           ...hostFields(placed),
+          ...(kernel ? { kernel } : {}),
         };
         state.put(mine);
         undo.push({
@@ -84,11 +90,11 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
             await state.withLock(() => syncPeerHosts(state, hosts, [mine.vm], mine.host));
           },
         });
-        await host.plane.apply(hostStateFor([...records, mine], host, state.securityGroups()));
-        await syncPeerHosts(state, hosts, [mine.vm], mine.host);
-        return mine.vm;
-      }),
-    );
+        return mine;
+      });
+      await commitHost(state, hosts, host, [mine.vm], { batch: options.batchHostPlane !== false });
+      return mine.vm;
+    });
     const files = vmPaths(host.stateDir, allocated.name);
 
     await run('disks', async () => {
@@ -103,7 +109,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
       hv = await deps.connect(host.uri);
       const xml = renderResolvedDomainXml(allocated, {
         kvmUsable: kvm,
-        files: domainFiles(host.stateDir, allocated),
+        files: domainFiles(host.stateDir, allocated, kernel),
         metadata: { 'created-at': new Date(began).toISOString() },
       });
       const d = await hv.defineDomain(xml);

@@ -4,10 +4,16 @@ import { hostStateFor } from '../host-state.js';
 import type { HostContext } from '../hosts.js';
 import type { StateStore } from '../state/store.js';
 import { vmPaths } from '../state/paths.js';
+import { releaseKernel } from '../kernel/fast-kernel.js';
 
 export function forget(state: StateStore, host: HostContext, name: string): Promise<void> {
   return state.withLock(async () => {
+    const kernel = state.records().find((r) => r.vm.name === name)?.kernel;
     state.remove(name);
+    releaseKernel(
+      kernel,
+      state.records().map((r) => r.kernel),
+    );
     // a remote host's state dir may have the same path as ours: it is still another machine's
     if (host.remote || host.stateDir !== state.dir) await host.plane.files.remove(vmPaths(host.stateDir, name).dir);
     await host.plane.apply(hostStateFor(state.records(), host, state.securityGroups()));

@@ -6,7 +6,7 @@ import type { SecurityGroupSpec } from '../../../types/spec.js';
 import { SpecError } from '../../errors/index.js';
 import { Problems, checkSecurityReferences, validateSecurityGroup } from '../../spec/index.js';
 import type { EngineDeps } from '../deps.js';
-import { hostStateFor } from '../host-state.js';
+import { hostStateFor, peersFromHosts } from '../host-state.js';
 import type { StateStore } from '../state/store.js';
 import type { HostResolver } from '../hosts.js';
 import { bind, type ScopeOptions } from './scope.js';
@@ -37,8 +37,9 @@ export function checkVmGroups(state: StateStore, vm: ResolvedVm): void {
 
 /**
  * A VM's NICs came, went or changed groups on host `here`: every other host of its tenants
- * re-applies when a group there names one of its groups as a peer (the member addresses moved).
- * Under the held state lock; nothing to do for VMs in no peer group.
+ * re-applies when what it derives from other hosts' VMs moved — a group there names one of its
+ * groups as a peer (member addresses), or the tenant's VXLAN segment takes its peers from the
+ * hosts list (which hosts have the tenant). Under the held state lock; else nothing to do.
  */
 export async function syncPeerHosts(
   state: StateStore,
@@ -48,8 +49,13 @@ export async function syncPeerHosts(
 ): Promise<void> {
   const groups = state.securityGroups();
   const joined = new Set(vms.flatMap((vm) => vm.nics.flatMap((n) => n.securityGroups ?? [])));
-  if (!groups.some((g) => g.rules.some((r) => 'group' in r.peer && joined.has(r.peer.group)))) return;
-  const tenants = new Set(vms.flatMap((vm) => vm.nics.map((n) => n.network.tenant)));
+  const groupPeers = groups.some((g) => g.rules.some((r) => 'group' in r.peer && joined.has(r.peer.group)));
+  const tenants = new Set(
+    vms.flatMap((vm) =>
+      vm.nics.filter((n) => groupPeers || peersFromHosts(n.network.segment)).map((n) => n.network.tenant),
+    ),
+  );
+  if (tenants.size === 0) return;
   const records = state.records();
   const where = new Set(
     records.filter((r) => r.host !== here && r.vm.nics.some((n) => tenants.has(n.network.tenant))).map((r) => r.host),

@@ -22,6 +22,7 @@ import { locate, withDomain, type Located } from './locate.js';
 import { nicsOf } from './lifecycle.js';
 import { specOf } from '../spec-of.js';
 import { checkVmGroups, syncPeerHosts } from './security-groups.js';
+import { kernelFor, releaseKernel } from '../kernel/fast-kernel.js';
 
 /** The spec as it will be recorded: allocations kept, new NICs on devices of their own. */
 function next(at: Located, spec: unknown): ResolvedVm {
@@ -130,8 +131,14 @@ async function untilGone(dom: DomainHandle, mac: string): Promise<void> {
 async function restartWith(deps: EngineDeps, at: Located, to: ResolvedVm): Promise<void> {
   await withDomain(deps, at, async (dom, hv) => {
     if (await dom.isActive()) await dom.destroy();
+    const kernel = await kernelFor(at.host, to, at.record.accel);
     await at.state.withLock(async () => {
-      at.state.put({ ...at.record, vm: to });
+      at.state.put({ ...at.record, vm: to, kernel });
+      // a changed boot: the old extracted kernel goes when nothing else boots it
+      releaseKernel(
+        at.record.kernel,
+        at.state.records().map((r) => r.kernel),
+      );
       await at.host.plane.apply(hostStateFor(at.state.records(), at.host, at.state.securityGroups()));
       await syncPeerHosts(at.state, at.hosts, [at.record.vm, to], at.record.host);
     });
@@ -140,7 +147,7 @@ async function restartWith(deps: EngineDeps, at: Located, to: ResolvedVm): Promi
     // same UUID: libvirt replaces the definition
     const xml = renderResolvedDomainXml(to, {
       kvmUsable: at.record.accel === 'kvm',
-      files: domainFiles(at.host.stateDir, to),
+      files: domainFiles(at.host.stateDir, to, kernel),
     });
     (await hv.defineDomain(xml)).free();
     await dom.start();

@@ -45,10 +45,14 @@ export function vmPaths(stateDir: string, name: string): VmPaths {
 }
 
 /** What the XML layer is given for a VM: its files on its host. */
-export function domainFiles(stateDir: string, vm: { name: string; disks?: { name: string }[] }): DomainFiles {
+export function domainFiles(
+  stateDir: string,
+  vm: { name: string; disks?: { name: string }[] },
+  kernel?: string,
+): DomainFiles {
   const p = vmPaths(stateDir, vm.name);
   const dataDisks = Object.fromEntries((vm.disks ?? []).map((d) => [d.name, p.dataDisk(d.name)]));
-  return { overlay: p.overlay, seedIso: p.seedIso, serialLog: p.serialLog, dataDisks };
+  return { overlay: p.overlay, seedIso: p.seedIso, serialLog: p.serialLog, dataDisks, ...(kernel ? { kernel } : {}) };
 }
 
 export function statePaths(stateDir: string) {

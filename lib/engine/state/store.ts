@@ -34,6 +34,8 @@ export interface VmRecord {
   host?: string;
   /** how that host was reached when the VM was made (so destroy and plan need no hosts list) */
   hostTarget?: HostTarget;
+  /** the kernel QEMU boots when it is not the spec's own: virtwire's extracted vmlinux (fast boot) */
+  kernel?: string;
 }
 
 // One queue per lock file in this process: holders hand over at once instead of polling the
