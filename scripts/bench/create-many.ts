@@ -56,8 +56,14 @@ async function round(specs: VmSpec[], stateDir: string, batch: boolean): Promise
   return { wall, plane: timers.reduce((n, t) => n + t.total(), 0) / 1000 };
 }
 
+/** Destroys them all (concurrently); a failure is said, and that VM destroyed once more alone. */
 async function destroyAll(specs: VmSpec[], stateDir: string): Promise<void> {
-  await Promise.allSettled(specs.map((s) => destroyVm(s.name, { stateDir, missingOk: true })));
+  const results = await Promise.allSettled(specs.map((s) => destroyVm(s.name, { stateDir, missingOk: true })));
+  for (const [i, r] of results.entries()) {
+    if (r.status === 'fulfilled') continue;
+    console.error(`destroy ${specs[i]!.name} failed (${String(r.reason)}); again alone`);
+    await destroyVm(specs[i]!.name, { stateDir, missingOk: true });
+  }
 }
 
 async function main(): Promise<void> {

@@ -7,7 +7,19 @@
 // lz4) — both npm xz decoders tried (@napi-rs/lzma, xz-decompress) refuse the x86 BCJ filter the
 // kernel's xz stream uses. lzma, bzip2 and lzo payloads boot as given.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { CommandRunner } from '../../host/index.js';
@@ -50,40 +62,93 @@ async function fastKernel(runner: CommandRunner, stateDir: string, kernel: strin
   const key = createHash('sha256').update(image).digest('hex').slice(0, 20);
   const dir = kernelCacheDir(stateDir);
   const target = join(dir, `${key}.vmlinux`);
-  const none = join(dir, `${key}.none`);
   if (existsSync(target)) return target;
-  if (existsSync(none)) return undefined;
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  const elf = await decompress(runner, dir, image);
-  if (!elf || !hasPvhNote(elf)) {
-    writeFileSync(none, '');
-    return undefined;
+  if (existsSync(join(dir, `${key}.none`))) return undefined;
+  // concurrent creates of one kernel in this process share one extraction (20 at once took
+  // 2.5 GiB of memory and 20 decompressors otherwise)
+  let pending = extracting.get(target);
+  if (!pending) {
+    pending = extract(runner, dir, key, image).finally(() => extracting.delete(target));
+    extracting.set(target, pending);
   }
-  // written whole under a name of its own, then renamed: a concurrent create sees all or nothing
-  const tmp = join(dir, `.${key}.${process.pid}.${randomBytes(4).toString('hex')}`);
-  writeFileSync(tmp, elf, { mode: 0o644 });
-  chmodSync(tmp, 0o644); // QEMU's user reads it (the umask may have taken bits)
-  renameSync(tmp, target);
-  return target;
+  return pending;
 }
 
-async function decompress(runner: CommandRunner, dir: string, image: Buffer): Promise<Buffer | undefined> {
-  const payload = bzImagePayload(image);
-  if (!payload) return undefined;
-  if (payload.format === 'gzip') return gunzipSync(payload.data);
-  const tool = TOOLS[payload.format];
-  if (!tool) return undefined;
-  const base = join(dir, `.payload.${process.pid}.${randomBytes(4).toString('hex')}`);
+const extracting = new Map<string, Promise<string | undefined>>();
+
+async function extract(runner: CommandRunner, dir: string, key: string, image: Buffer): Promise<string | undefined> {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  // unpacked under a name of its own, then renamed: another process sees all or nothing
+  const tmp = join(dir, `.${key}.${process.pid}.${randomBytes(4).toString('hex')}`);
   try {
-    writeFileSync(base, payload.data, { mode: 0o600 });
+    if (!(await decompress(runner, dir, image, tmp)) || !hasPvhNote(elfHeaders(tmp))) {
+      writeFileSync(join(dir, `${key}.none`), '');
+      return undefined;
+    }
+    chmodSync(tmp, 0o644); // QEMU's user reads it (the umask may have taken bits)
+    const target = join(dir, `${key}.vmlinux`);
+    renameSync(tmp, target);
+    return target;
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
+
+/** Writes the decompressed payload to `out`; false when there is none we can unpack. */
+async function decompress(runner: CommandRunner, dir: string, image: Buffer, out: string): Promise<boolean> {
+  const payload = bzImagePayload(image);
+  if (!payload) return false;
+  if (payload.format === 'gzip') {
+    writeFileSync(out, gunzipSync(payload.data));
+    return true;
+  }
+  const tool = TOOLS[payload.format];
+  if (!tool) return false;
+  const input = join(dir, `.payload.${process.pid}.${randomBytes(4).toString('hex')}`);
+  try {
+    writeFileSync(input, payload.data, { mode: 0o600 });
     // a missing tool or a damaged stream: the kernel boots as given
     const r = await runner
-      .run(tool(base), { stdoutFile: `${base}.out`, allowFailure: true, step: `kernel: ${payload.format} -d` })
+      .run(tool(input), { stdoutFile: out, allowFailure: true, step: `kernel: ${payload.format} -d` })
       .catch(() => undefined);
-    return r?.exitCode === 0 ? readFileSync(`${base}.out`) : undefined;
+    return r?.exitCode === 0;
   } finally {
-    rmSync(base, { force: true });
-    rmSync(`${base}.out`, { force: true });
+    rmSync(input, { force: true });
+  }
+}
+
+/**
+ * The parts of an ELF file hasPvhNote reads, at their offsets (the rest zero): its header, its
+ * program headers and its note segments — a few KiB of a 60 MiB vmlinux.
+ */
+function elfHeaders(path: string): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const read = (buf: Buffer, offset: number, length: number) =>
+      readSync(fd, buf, offset, Math.max(0, Math.min(length, size - offset)), offset);
+    const head = Buffer.alloc(64);
+    read(head, 0, 64);
+    if (head.readUInt32BE(0) !== 0x7f454c46 || head[4] !== 2) return head;
+    const phoff = Number(head.readBigUInt64LE(0x20));
+    const phend = phoff + head.readUInt16LE(0x36) * head.readUInt16LE(0x38);
+    const view = Buffer.alloc(Math.min(size, phend));
+    read(view, 0, view.length);
+    let notesEnd = view.length;
+    for (let ph = phoff; ph + 56 <= view.length; ph += head.readUInt16LE(0x36))
+      if (view.readUInt32LE(ph) === 4)
+        notesEnd = Math.max(notesEnd, Number(view.readBigUInt64LE(ph + 8) + view.readBigUInt64LE(ph + 32)));
+    if (notesEnd > size || notesEnd > 256 * 2 ** 20) return view;
+    const whole = Buffer.alloc(notesEnd);
+    view.copy(whole);
+    for (let ph = phoff; ph + 56 <= view.length; ph += head.readUInt16LE(0x36))
+      if (view.readUInt32LE(ph) === 4) {
+        const at = Number(view.readBigUInt64LE(ph + 8));
+        read(whole, at, Number(view.readBigUInt64LE(ph + 32)));
+      }
+    return whole;
+  } finally {
+    closeSync(fd);
   }
 }
 
