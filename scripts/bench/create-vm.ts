@@ -1,9 +1,9 @@
 // Benchmark for createVm (issue: createVm/destroyVm). In one run, on this host (TCG here):
 // createVm -> DHCP lease of the test guest (virtwire boots the kernel's extracted vmlinux
-// through its PVH note; a stopped VM keeps it extracted, a first create is timed apart), against booting the same bzImage
-// and initrd with plain `qemu-system-x86_64` (what virt-install and scripts do) on a tap that is
-// already prepared (bridge, dnsmasq and static lease
-// made beforehand and not timed), measured from spawn to the lease being written. The
+// through its PVH note; a stopped VM keeps it extracted, a first create is timed apart),
+// against booting the same bzImage and initrd with plain `qemu-system-x86_64` (what
+// virt-install and scripts do) on a tap that is already prepared (bridge, dnsmasq and static
+// lease made beforehand and not timed), measured from spawn to the lease being written. The
 // difference is virtwire's overhead: validation, the host plane, libvirt define/start.
 // Needs root; leaves nothing behind.
 import { execa } from 'execa';
