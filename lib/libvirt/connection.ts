@@ -149,6 +149,13 @@ export class Libvirt implements Hypervisor {
     const conn = unwrap(await callPool().call<bigint>('open', [uri]));
     const lv = new Libvirt(conn, uri);
     openConnections.add(lv);
+    try {
+      await eventLoop.hold(); // answers libvirtd's keepalive probes while the connection is open
+    } catch (e) {
+      await lv.close();
+      throw e;
+    }
+    lv.held = true;
     return lv;
   }
 
@@ -303,8 +310,16 @@ export class Libvirt implements Hypervisor {
     this.subscriptions.clear();
     for (const h of [...this.handles]) h.free();
     await Promise.all([...this.freeing]); // handles go before their connection
-    unwrap(await callPool().call('close', [conn]));
+    try {
+      unwrap(await callPool().call('close', [conn]));
+    } finally {
+      if (this.held) await eventLoop.release();
+      this.held = false;
+    }
   }
+
+  /** whether this connection holds the event loop running (released when it closes) */
+  private held = false;
 
   // ---- internals ------------------------------------------------------------------------------
 

@@ -70,6 +70,26 @@ class EventLoop {
   private readonly consoles = new Map<number, ConsoleSink>();
   private readonly waiters = new Map<string, (msg: Reply) => void>();
   private nextKey = 1;
+  /** open connections: the loop must run while any is open (see hold) */
+  private holds = 0;
+
+  /**
+   * Keeps the loop running for an open connection. With the default event implementation
+   * registered, a connection tells libvirtd it answers keepalive probes; libvirtd sends one every
+   * 5 s and closes a connection that left 5 unanswered ("connection closed due to keepalive
+   * timeout", then `Cannot write data: Broken pipe` on the next call). The answers are sent by
+   * whoever runs the loop — so it runs whenever a connection is open, not only for events.
+   */
+  async hold(): Promise<void> {
+    await this.stopping;
+    this.holds++;
+    await this.start();
+  }
+
+  async release(): Promise<void> {
+    this.holds = Math.max(0, this.holds - 1);
+    await this.stopIfIdle();
+  }
 
   async subscribe(conn: bigint, listener: Listener): Promise<number> {
     await this.stopping;
@@ -121,7 +141,7 @@ class EventLoop {
   }
 
   private async stopIfIdle(): Promise<void> {
-    if (this.listeners.size === 0 && this.consoles.size === 0 && this.worker) await this.stop();
+    if (this.listeners.size === 0 && this.consoles.size === 0 && this.holds === 0 && this.worker) await this.stop();
   }
 
   private start(): Promise<void> {

@@ -71,6 +71,18 @@ describeAsRoot('libvirt binding on a real libvirtd (qemu:///system)', () => {
     alreadyRunningCode: VIR_ERR.OPERATION_INVALID,
   });
 
+  test("a connection idle past libvirtd's keepalive window (5 probes, 5 s apart) still answers", async () => {
+    const lv = await Libvirt.open('qemu:///system');
+    try {
+      // idle time is the condition under test, not a synchronisation: libvirtd closes a
+      // connection whose client left its probes unanswered for 30 s
+      await new Promise((resolve) => setTimeout(resolve, 36_000));
+      expect(Array.isArray(await lv.listDomains())).toBe(true);
+    } finally {
+      await lv.close();
+    }
+  }, 60_000);
+
   test('a started domain is a real QEMU process under TCG, booting the Debian kernel', async () => {
     const lv = await Libvirt.open('qemu:///system');
     const d = await lv.createDomain(qemuDomain('vwtest-tcg'));
