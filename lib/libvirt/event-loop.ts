@@ -149,12 +149,15 @@ class EventLoop {
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     this.worker = new Worker(WORKER_URL, { workerData: { port: port2 }, transferList: [port2] });
-    // Listeners do not keep the process alive, like an EventEmitter; the caller's own work does.
-    this.worker.unref();
-    this.starting = new Promise((resolve, reject) => {
+    // Listeners and open connections do not keep the process alive, like an EventEmitter; the
+    // caller's own work does. But a caller awaiting the loop (its start, a reply, its stop) must
+    // be kept alive until the answer comes: an unref'd worker would let the process exit mid-await
+    // (exit code 13, "unfinished top-level await", in a CLI whose only work is that await).
+    this.awaiting++;
+    this.starting = new Promise<void>((resolve, reject) => {
       this.worker!.once('error', reject);
       this.waiters.set('ready', () => resolve());
-    });
+    }).finally(() => this.settle());
     this.worker.on('message', (msg) => this.onMessage(msg));
     return this.starting;
   }
@@ -189,10 +192,19 @@ class EventLoop {
   }
 
   private request(reply: string, key: number, message: object): Promise<Reply> {
+    this.awaiting++;
+    this.worker?.ref();
     return new Promise<Reply>((resolve) => {
       this.waiters.set(`${reply}:${key}`, resolve);
       this.send(message);
-    });
+    }).finally(() => this.settle());
+  }
+
+  /** replies (or the start) being awaited: the worker is ref'd while there are any */
+  private awaiting = 0;
+
+  private settle(): void {
+    if (--this.awaiting === 0) this.worker?.unref();
   }
 
   /** Queue a message and wake the loop thread out of its poll by arming its timer. */
@@ -203,6 +215,7 @@ class EventLoop {
 
   private stop(): Promise<void> {
     const worker = this.worker!;
+    worker.ref(); // until it has exited (see start)
     this.stopping = new Promise<void>((resolve) => {
       worker.once('exit', () => resolve());
       this.send({ type: 'stop' });
