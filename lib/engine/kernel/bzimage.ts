@@ -41,22 +41,31 @@ export function bzImagePayload(image: Buffer): BzImagePayload | undefined {
 /** XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit entry point QEMU's PVH boot jumps to. */
 const PVH_NOTE = 18;
 
+/** Reads `length` bytes at `offset` of an ELF (fewer at its end): a buffer's or a file's. */
+export type ElfReader = (offset: number, length: number) => Buffer;
+
 /** Whether `elf` is a 64-bit little-endian ELF with a PVH entry note ("Xen", type 18). */
 export function hasPvhNote(elf: Buffer): boolean {
-  if (elf.length < 64 || elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2 || elf[5] !== 1) return false;
-  const phoff = Number(elf.readBigUInt64LE(0x20));
-  const phentsize = elf.readUInt16LE(0x36);
-  const phnum = elf.readUInt16LE(0x38);
-  for (let i = 0; i < phnum; i++) {
-    const ph = phoff + i * phentsize;
-    if (ph + 56 > elf.length || elf.readUInt32LE(ph) !== 4) continue; // PT_NOTE
-    const start = Number(elf.readBigUInt64LE(ph + 8));
-    const end = Math.min(elf.length, start + Number(elf.readBigUInt64LE(ph + 32)));
-    for (let o = start; o + 12 <= end;) {
-      const nameSize = elf.readUInt32LE(o);
-      const descSize = elf.readUInt32LE(o + 4);
-      const type = elf.readUInt32LE(o + 8);
-      if (type === PVH_NOTE && elf.toString('latin1', o + 12, o + 12 + nameSize) === 'Xen\0') return true;
+  return readsPvhNote((offset, length) => elf.subarray(offset, offset + length));
+}
+
+/**
+ * The same, reading only the ELF header, the program headers and the note segments (a few KiB
+ * of a 60 MiB vmlinux).
+ */
+export function readsPvhNote(read: ElfReader): boolean {
+  const head = read(0, 64);
+  if (head.length < 64 || head.readUInt32BE(0) !== 0x7f454c46 || head[4] !== 2 || head[5] !== 1) return false;
+  const phentsize = head.readUInt16LE(0x36);
+  const table = read(Number(head.readBigUInt64LE(0x20)), phentsize * head.readUInt16LE(0x38));
+  for (let ph = 0; ph + 56 <= table.length; ph += phentsize) {
+    if (table.readUInt32LE(ph) !== 4) continue; // PT_NOTE
+    const notes = read(Number(table.readBigUInt64LE(ph + 8)), Number(table.readBigUInt64LE(ph + 32)));
+    for (let o = 0; o + 12 <= notes.length;) {
+      const nameSize = notes.readUInt32LE(o);
+      const descSize = notes.readUInt32LE(o + 4);
+      const type = notes.readUInt32LE(o + 8);
+      if (type === PVH_NOTE && notes.toString('latin1', o + 12, o + 12 + nameSize) === 'Xen\0') return true;
       o += 12 + align4(nameSize) + align4(descSize);
     }
   }

@@ -11,7 +11,6 @@ import {
   chmodSync,
   closeSync,
   existsSync,
-  fstatSync,
   mkdirSync,
   openSync,
   readFileSync,
@@ -24,7 +23,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { CommandRunner } from '../../host/index.js';
 import type { ResolvedVm } from '../../../types/resolved.js';
-import { bzImagePayload, hasPvhNote, type PayloadFormat } from './bzimage.js';
+import { bzImagePayload, readsPvhNote, type PayloadFormat } from './bzimage.js';
 
 const TOOLS: Partial<Record<PayloadFormat, (file: string) => string[]>> = {
   xz: (f) => ['xz', '-dc', '--single-stream', '--', f],
@@ -81,7 +80,7 @@ async function extract(runner: CommandRunner, dir: string, key: string, image: B
   // unpacked under a name of its own, then renamed: another process sees all or nothing
   const tmp = join(dir, `.${key}.${process.pid}.${randomBytes(4).toString('hex')}`);
   try {
-    if (!(await decompress(runner, dir, image, tmp)) || !hasPvhNote(elfHeaders(tmp))) {
+    if (!(await decompress(runner, dir, image, tmp)) || !fileHasPvhNote(tmp)) {
       writeFileSync(join(dir, `${key}.none`), '');
       return undefined;
     }
@@ -117,36 +116,14 @@ async function decompress(runner: CommandRunner, dir: string, image: Buffer, out
   }
 }
 
-/**
- * The parts of an ELF file hasPvhNote reads, at their offsets (the rest zero): its header, its
- * program headers and its note segments — a few KiB of a 60 MiB vmlinux.
- */
-function elfHeaders(path: string): Buffer {
+/** Whether the ELF file at `path` has a PVH note, reading only what the check needs. */
+function fileHasPvhNote(path: string): boolean {
   const fd = openSync(path, 'r');
   try {
-    const size = fstatSync(fd).size;
-    const read = (buf: Buffer, offset: number, length: number) =>
-      readSync(fd, buf, offset, Math.max(0, Math.min(length, size - offset)), offset);
-    const head = Buffer.alloc(64);
-    read(head, 0, 64);
-    if (head.readUInt32BE(0) !== 0x7f454c46 || head[4] !== 2) return head;
-    const phoff = Number(head.readBigUInt64LE(0x20));
-    const phend = phoff + head.readUInt16LE(0x36) * head.readUInt16LE(0x38);
-    const view = Buffer.alloc(Math.min(size, phend));
-    read(view, 0, view.length);
-    let notesEnd = view.length;
-    for (let ph = phoff; ph + 56 <= view.length; ph += head.readUInt16LE(0x36))
-      if (view.readUInt32LE(ph) === 4)
-        notesEnd = Math.max(notesEnd, Number(view.readBigUInt64LE(ph + 8) + view.readBigUInt64LE(ph + 32)));
-    if (notesEnd > size || notesEnd > 256 * 2 ** 20) return view;
-    const whole = Buffer.alloc(notesEnd);
-    view.copy(whole);
-    for (let ph = phoff; ph + 56 <= view.length; ph += head.readUInt16LE(0x36))
-      if (view.readUInt32LE(ph) === 4) {
-        const at = Number(view.readBigUInt64LE(ph + 8));
-        read(whole, at, Number(view.readBigUInt64LE(ph + 32)));
-      }
-    return whole;
+    return readsPvhNote((offset, length) => {
+      const buf = Buffer.alloc(Math.min(length, 16 * 2 ** 20)); // notes are small; a bogus size is not read
+      return buf.subarray(0, readSync(fd, buf, 0, buf.length, offset));
+    });
   } finally {
     closeSync(fd);
   }

@@ -55,21 +55,28 @@ export async function syncPeerHosts(
       vm.nics.filter((n) => groupPeers || peersFromHosts(n.network.segment)).map((n) => n.network.tenant),
     ),
   );
-  if (tenants.size === 0) return;
+  if (tenants.size > 0) await applyTenantHosts(state, hosts, tenants, { host: here });
+}
+
+/**
+ * Re-applies, under the held state lock, every host where one of `tenants` has VMs — but
+ * `except.host` (undefined there is this machine, so the host is wrapped).
+ */
+async function applyTenantHosts(
+  state: StateStore,
+  hosts: HostResolver,
+  tenants: ReadonlySet<string>,
+  except?: { host: string | undefined },
+): Promise<void> {
   const records = state.records();
+  const groups = state.securityGroups();
   const where = new Set(
-    records.filter((r) => r.host !== here && r.vm.nics.some((n) => tenants.has(n.network.tenant))).map((r) => r.host),
+    records
+      .filter((r) => (!except || r.host !== except.host) && r.vm.nics.some((n) => tenants.has(n.network.tenant)))
+      .map((r) => r.host),
   );
   for (const [name, ctx] of hosts.all(records))
     if (where.has(name)) await ctx.plane.apply(hostStateFor(records, ctx, groups));
-}
-
-/** Re-applies, under the held state lock, every host where `tenant` has VMs. */
-async function applyTenantHosts(state: StateStore, hosts: HostResolver, tenant: string): Promise<void> {
-  const records = state.records();
-  const where = new Set(records.filter((r) => r.vm.nics.some((n) => n.network.tenant === tenant)).map((r) => r.host));
-  for (const [name, ctx] of hosts.all(records))
-    if (where.has(name)) await ctx.plane.apply(hostStateFor(records, ctx, state.securityGroups()));
 }
 
 export async function putSecurityGroup(
@@ -90,7 +97,7 @@ export async function putSecurityGroup(
     );
     p.throwIfAny(`security group ${group.name}`);
     state.putSecurityGroup(group);
-    await applyTenantHosts(state, hosts, group.tenant);
+    await applyTenantHosts(state, hosts, new Set([group.tenant]));
     return group;
   });
 }
