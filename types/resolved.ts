@@ -21,6 +21,13 @@ export interface ResolvedNetwork {
   dns?: { upstream?: string[] };
   /** host bridge name (<= 15 chars) */
   bridge: string;
+  /**
+   * The tenant's gateway, DHCP/DNS and NAT live in a network namespace of its own, joined to the
+   * host by a transit /30 (`transit`, from the pool; the host holds its first address, the
+   * namespace the second): given when its subnet overlaps another tenant's on one of its hosts,
+   * and kept for the tenant's life. Absent: the gateway is on the host's bridge.
+   */
+  namespace?: { transit: string };
 }
 
 export interface ResolvedNic {

@@ -159,6 +159,11 @@ export interface SegmentPools {
   vlan?: [number, number];
   /** default [4096, 16777215] */
   vni?: [number, number];
+  /**
+   * where a namespaced tenant's transit /30 comes from (tenants whose subnets overlap on a host);
+   * default 100.64.0.0/10 (shared address space, RFC 6598)
+   */
+  transit?: string;
 }
 
 export interface NetworkSpec {

@@ -5,10 +5,18 @@ import type { ResolvedNetwork, ResolvedVm } from '../../types/resolved.js';
 import type { SegmentPools } from '../../types/spec.js';
 import { Problems, at, parseIpv4, formatIpv4, sameNetwork, DEFAULT_POOLS } from '../spec/index.js';
 import type { VmRecord } from './state/store.js';
+import { Namespaces } from './namespaces.js';
 
-export function allocate(vm: ResolvedVm, records: VmRecord[], pools: SegmentPools = {}): ResolvedVm {
+/** `host`: where the VM goes (undefined: this machine), default the VM's own `host`. */
+export function allocate(
+  vm: ResolvedVm,
+  records: VmRecord[],
+  pools: SegmentPools = {},
+  host: string | undefined = vm.host,
+): ResolvedVm {
   const p = new Problems();
   const segments = new SegmentIds(records, pools);
+  const namespaces = new Namespaces(records, pools, host);
   if (records.some((r) => r.vm.name === vm.name)) p.add('name', `a VM named ${vm.name} already exists`);
   const nics = records.flatMap((r) => r.vm.nics.map((n) => ({ vm: r.vm.name, nic: n })));
   const taken = new Map<string, Set<string>>(); // tenant -> IPs
@@ -19,7 +27,8 @@ export function allocate(vm: ResolvedVm, records: VmRecord[], pools: SegmentPool
   }
   const out = vm.nics.map((given) => {
     const path = at('nics', given.index);
-    const nic = { ...given, network: segments.assign(p, at(at(path, 'network'), 'segment'), given.network) };
+    const segmented = segments.assign(p, at(at(path, 'network'), 'segment'), given.network);
+    const nic = { ...given, network: namespaces.assign(p, at(path, 'network'), segmented) };
     const other = nics.find((o) => o.nic.network.tenant === nic.network.tenant);
     if (other && !sameNetwork(other.nic.network, nic.network)) {
       p.add(
@@ -53,7 +62,7 @@ export function allocate(vm: ResolvedVm, records: VmRecord[], pools: SegmentPool
   return { ...vm, nics: out };
 }
 
-type PoolKind = keyof SegmentPools;
+type PoolKind = 'vlan' | 'vni';
 const KIND_OF = { vlan: 'vlan', vxlan: 'vni' } as const;
 const LABEL = { vlan: 'VLAN', vni: 'VNI' } as const;
 

@@ -133,7 +133,7 @@ function hostDrift(tenants: Set<string>, host: HostPlan): Map<string, string[]> 
     if (tenant !== undefined && tenants.has(tenant)) drift.set(tenant, [...(drift.get(tenant) ?? []), why]);
   };
   // reasons in a fixed order (devices, QoS, dnsmasq, firewall), whatever order the host planned in
-  const order = ['link', 'qos', 'dnsmasq', 'firewall'];
+  const order = ['link', 'namespace', 'qos', 'dnsmasq', 'firewall'];
   for (const c of [...host.changes].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind))) {
     switch (c.kind) {
       case 'link':
@@ -141,6 +141,9 @@ function hostDrift(tenants: Set<string>, host: HostPlan): Map<string, string[]> 
         break;
       case 'qos':
         add(c.tenant, 'QoS differs');
+        break;
+      case 'namespace':
+        add(c.tenant, c.action === 'create' ? 'namespace missing' : 'namespace settings differ');
         break;
       case 'dnsmasq':
         add(c.tenant, c.action === 'start' ? 'dnsmasq not running' : 'dnsmasq config differs');
@@ -165,7 +168,11 @@ function keepAllocated(nic: ResolvedNic, recorded: ResolvedNic | undefined): Res
     ...nic,
     ...device,
     ...(ip ? { ip } : {}),
-    network: same ? { ...nic.network, segment: recorded.network.segment } : nic.network,
+    // a tenant keeps the namespace it was given (allocate keeps it too)
+    network: {
+      ...(same ? { ...nic.network, segment: recorded.network.segment } : nic.network),
+      ...(recorded.network.namespace ? { namespace: recorded.network.namespace } : {}),
+    },
   };
 }
 

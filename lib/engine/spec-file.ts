@@ -16,7 +16,7 @@ import {
   resolveNetwork,
   resolvePools,
   resolveVm,
-  parseIpv4,
+  subnetsOverlap,
   resolveSecurityGroup,
   checkSecurityReferences,
 } from '../spec/index.js';
@@ -30,6 +30,8 @@ export interface SpecFile {
   pools?: SegmentPools;
   /** the hosts VMs may be placed on (default: this machine) */
   hosts?: HostTarget[];
+  /** what virtwire does about tenants whose subnets overlap, one sentence per pair (absent: none overlap) */
+  overlaps?: string[];
 }
 
 const TOP_KEYS = ['networks', 'vms', 'securityGroups', 'pools', 'hosts'];
@@ -103,20 +105,14 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
   if (!Array.isArray(netInputs)) p.add('networks', 'must be a list of networks');
   if (!Array.isArray(vmInputs)) p.add('vms', 'must be a list of VMs');
   const networks: ResolvedNetwork[] = [];
+  const overlaps: string[] = [];
   const byTenant = new Map<string, NetworkSpec>();
   (Array.isArray(netInputs) ? netInputs : []).forEach((n: unknown, i: number) => {
     const resolved = resolveNetwork(p, at('networks', i), n);
     if (!resolved) return;
     if (byTenant.has(resolved.tenant))
       p.add(at(at('networks', i), 'tenant'), `tenant ${resolved.tenant} is defined twice`);
-    const clash = networks.find((o) => overlaps(o, resolved));
-    if (clash)
-      p.add(
-        at(at('networks', i), 'cidr'),
-        `${resolved.cidr} overlaps ${clash.cidr} of tenant ${clash.tenant}: tenants' gateways, DHCP/DNS and NAT ` +
-          `share each host's one network namespace, so their subnets may not overlap (per-tenant namespaces ` +
-          `are not built yet); give one of them another subnet`,
-      );
+    for (const o of networks.filter((o) => subnetsOverlap(o, resolved))) overlaps.push(overlapNote(o, resolved));
     byTenant.set(resolved.tenant, n as NetworkSpec);
     networks.push(resolved);
   });
@@ -175,7 +171,17 @@ function validateSpecObject(p: Problems, input: unknown): SpecFile | undefined {
     ...(securityGroups.length ? { securityGroups } : {}),
     ...(pools && Object.keys(pools).length ? { pools } : {}),
     ...(hosts.length ? { hosts } : {}),
+    ...(overlaps.length ? { overlaps } : {}),
   };
+}
+
+/** Why two tenants overlap, and what virtwire does about it. */
+function overlapNote(first: ResolvedNetwork, second: ResolvedNetwork): string {
+  return (
+    `tenants ${first.tenant} (${first.cidr}) and ${second.tenant} (${second.cidr}) overlap: on a host where both ` +
+    `have VMs, the one that arrives second gets a network namespace of its own for its gateway, DHCP/DNS and NAT ` +
+    `(joined to the host by a transit /30 from pools.transit, NAT'd twice), and keeps it; neither sees the other's frames`
+  );
 }
 
 /** The file's groups: each valid, names unique, tenants of the file, and every reference resolved. */
@@ -215,11 +221,6 @@ function resolveGroups(
   );
   checkSecurityReferences(p, groups, nics, invalid);
   return groups.map((g) => g.group);
-}
-
-function overlaps(a: ResolvedNetwork, b: ResolvedNetwork): boolean {
-  const [x, y] = [a, b].map((n) => [parseIpv4(n.network)!, parseIpv4(n.broadcast)!] as const);
-  return x![0] <= y![1] && y![0] <= x![1];
 }
 
 /** `vms[0].nics[1].qos` -> ['vms', 0, 'nics', 1, 'qos'] */

@@ -12,6 +12,7 @@ import { hashOf } from './firewall-nft.js';
 import { cidr, ifname, ipv4, mac, port } from './firewall-values.js';
 import { hostServicesOf, uplinksOf, type Uplink } from './firewall-policy.js';
 import { policyId, sgPorts, type SgPolicy } from './firewall-sg.js';
+import { namespacesOf, type TenantNamespace } from './namespace.js';
 
 /** A chain of virtwire's own: its name is a role letter and its table's hash (a policy's: and its own). */
 const OWN_CHAIN = /^VW[A-Z]-[0-9a-f]{12}(-[0-9a-f]{6})?$/;
@@ -34,26 +35,51 @@ interface TableWant {
   chains: Chain[];
 }
 
-function natChain(nets: HostNetwork[]): string[] {
-  return nets
-    .filter((n) => n.network.nat)
-    .flatMap(({ network: n }) => {
-      const c = cidr(n.cidr);
-      // like libvirt: multicast and broadcast stay local, the subnet itself is not translated
-      const out = n.uplink ? `-o ${ifname(n.uplink)}` : `! -o ${ifname(n.bridge)}`;
-      return [
-        `-s ${c} -d 224.0.0.0/24 -j RETURN`,
-        `-s ${c} -d 255.255.255.255/32 -j RETURN`,
-        `-s ${c} ! -d ${c} ${out} -j MASQUERADE`,
-      ];
-    });
+function natChain(nets: HostNetwork[], spaces: TenantNamespace[]): string[] {
+  // bridged frames of a namespaced tenant pass POSTROUTING too: no other tenant's masquerade takes them
+  const shielded = spaces.map((s) => `-o ${ifname(s.net.network.bridge)} -j RETURN`);
+  return [
+    ...shielded,
+    ...nets
+      .filter((n) => n.network.nat)
+      .flatMap(({ network: n }) => {
+        const ns = spaces.find((s) => s.tenant === n.tenant);
+        if (ns) {
+          // the second NAT: from the namespace's transit address out of the host
+          const out = n.uplink ? `-o ${ifname(n.uplink)}` : `! -o ${ifname(ns.transitVeth)}`;
+          return [`-s ${ipv4(ns.nsAddress)}/32 ${out} -j MASQUERADE`];
+        }
+        const c = cidr(n.cidr);
+        // like libvirt: multicast and broadcast stay local, the subnet itself is not translated
+        const out = n.uplink ? `-o ${ifname(n.uplink)}` : `! -o ${ifname(n.bridge)}`;
+        return [
+          `-s ${c} -d 224.0.0.0/24 -j RETURN`,
+          `-s ${c} -d 255.255.255.255/32 -j RETURN`,
+          `-s ${c} ! -d ${c} ${out} -j MASQUERADE`,
+        ];
+      }),
+  ];
 }
 
-function forwardChain(nets: HostNetwork[], crossTenant: string): string[] {
+function forwardChain(nets: HostNetwork[], spaces: TenantNamespace[], crossTenant: string): string[] {
   return nets.flatMap(({ network: n }) => {
     const b = ifname(n.bridge);
     // br_netfilter: frames bridged between two ports of one bridge pass FORWARD too
     const rules = [`-i ${b} -o ${b} -j ACCEPT`, `-i ${b} -j ${crossTenant}`];
+    const ns = spaces.find((s) => s.tenant === n.tenant);
+    if (ns) {
+      // nothing is routed through a namespaced tenant's bridge on the host: only its transit
+      const t = ifname(ns.transitVeth);
+      const a = ipv4(ns.nsAddress);
+      rules.push(`-i ${b} -j DROP`, `-o ${b} -j DROP`, `-i ${t} -j ${crossTenant}`);
+      if (n.nat) {
+        const out = n.uplink ? ` -o ${ifname(n.uplink)}` : '';
+        rules.push(`-i ${t} -s ${a}/32${out} -j ACCEPT`);
+        rules.push(`-o ${t} -d ${a}/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
+      }
+      rules.push(`-i ${t} -j DROP`, `-o ${t} -j DROP`);
+      return rules;
+    }
     if (n.nat) {
       const out = n.uplink ? ` -o ${ifname(n.uplink)}` : '';
       rules.push(`-i ${b} -s ${cidr(n.cidr)}${out} -j ACCEPT`);
@@ -64,26 +90,43 @@ function forwardChain(nets: HostNetwork[], crossTenant: string): string[] {
   });
 }
 
-/** One rule per tenant bridge (not one per pair): traffic into any tenant bridge is dropped. */
-const crossTenantChain = (nets: HostNetwork[]) => nets.map((n) => `-o ${ifname(n.network.bridge)} -j DROP`);
+/** One rule per tenant bridge and transit (not one per pair): traffic into any tenant's is dropped. */
+const crossTenantChain = (nets: HostNetwork[], spaces: TenantNamespace[]) =>
+  [...nets.map((n) => n.network.bridge), ...spaces.map((s) => s.transitVeth)].map((d) => `-o ${ifname(d)} -j DROP`);
 
 /**
  * Traffic a guest sends to the host itself (see firewall-nft.ts): replies, and the gateway's
  * services, go on (RETURN: the host's own INPUT rules still decide); everything else is dropped.
  */
-function inputChain(nets: HostNetwork[]): string[] {
-  return nets.flatMap((net) => {
-    const b = ifname(net.network.bridge);
-    const gw = ipv4(net.network.gateway);
+function inputChain(nets: HostNetwork[], spaces: TenantNamespace[]): string[] {
+  // a namespaced tenant's gateway is in its namespace: its bridge and transit reach nothing here
+  // but replies
+  const closed = spaces.flatMap((s) => {
+    const t = ifname(s.transitVeth);
     return [
-      `-i ${b} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`,
-      ...hostServicesOf(net).map(
-        (s) => `-i ${b} -d ${ipv4(s.address)}/32 -p ${s.protocol} -m ${s.protocol} --dport ${port(s.port)} -j RETURN`,
-      ),
-      `-i ${b} -d ${gw}/32 -p icmp -m icmp --icmp-type 8 -j RETURN`,
-      `-i ${b} -j DROP`,
+      `-i ${ifname(s.net.network.bridge)} -j DROP`,
+      `-i ${t} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`,
+      `-i ${t} -j DROP`,
     ];
   });
+  return [
+    ...closed,
+    ...nets
+      .filter((n) => !n.network.namespace)
+      .flatMap((net) => {
+        const b = ifname(net.network.bridge);
+        const gw = ipv4(net.network.gateway);
+        return [
+          `-i ${b} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`,
+          ...hostServicesOf(net).map(
+            (s) =>
+              `-i ${b} -d ${ipv4(s.address)}/32 -p ${s.protocol} -m ${s.protocol} --dport ${port(s.port)} -j RETURN`,
+          ),
+          `-i ${b} -d ${gw}/32 -p icmp -m icmp --icmp-type 8 -j RETURN`,
+          `-i ${b} -j DROP`,
+        ];
+      }),
+  ];
 }
 
 /**
@@ -212,24 +255,27 @@ function named(tool: TableWant['tool'], table: string, build: (name: (role: stri
 export function desiredTables(state: HostState): TableWant[] {
   const nets = state.networks;
   const ports = nets.flatMap((n) => n.ports.map((p) => ({ port: p, gateway: n.network.gateway })));
-  const nat = nets.some((n) => n.network.nat);
+  const spaces = namespacesOf(state);
+  const nat = nets.some((n) => n.network.nat) || spaces.length > 0;
   const uplinks = uplinksOf(state);
   return [
     named('iptables', 'filter', (name) =>
       nets.length === 0
         ? []
         : [
-            { name: name('X'), rules: crossTenantChain(nets) },
+            { name: name('X'), rules: crossTenantChain(nets, spaces) },
             ...sgChains(state, name),
             {
               name: name('F'),
-              rules: [...(sgPorts(state).length ? [`-j ${name('G')}`] : []), ...forwardChain(nets, name('X'))],
+              rules: [...(sgPorts(state).length ? [`-j ${name('G')}`] : []), ...forwardChain(nets, spaces, name('X'))],
               from: 'FORWARD',
             },
-            { name: name('I'), rules: inputChain(nets), from: 'INPUT' },
+            { name: name('I'), rules: inputChain(nets, spaces), from: 'INPUT' },
           ],
     ),
-    named('iptables', 'nat', (name) => (nat ? [{ name: name('N'), rules: natChain(nets), from: 'POSTROUTING' }] : [])),
+    named('iptables', 'nat', (name) =>
+      nat ? [{ name: name('N'), rules: natChain(nets, spaces), from: 'POSTROUTING' }] : [],
+    ),
     named('ebtables', 'nat', (name) => [
       ...(ports.length || uplinks.length
         ? [
@@ -255,6 +301,18 @@ export function desiredTables(state: HostState): TableWant[] {
           ]
         : []),
     ]),
+    // a tenant's bridged frames tracked apart from any other's with the same addresses
+    named('iptables', 'raw', (name) =>
+      spaces.length
+        ? [
+            {
+              name: name('Z'),
+              rules: spaces.map((s) => `-i ${ifname(s.net.network.bridge)} -j CT --zone ${s.zone}`),
+              from: 'PREROUTING',
+            },
+          ]
+        : [],
+    ),
   ];
 }
 

@@ -10,17 +10,22 @@ import type { FirewallBackend, FirewallChange, FirewallCommand, FirewallPlan } f
 import { cidr, ifname, ipv4, mac, port } from './firewall-values.js';
 import { hostServicesOf, uplinksOf, type Uplink } from './firewall-policy.js';
 import { groupId, peerGroups, policyId, sgPorts, type SgPolicy } from './firewall-sg.js';
+import { namespacesOf, type TenantNamespace } from './namespace.js';
 
 const TABLE = 'virtwire';
 
 const q = (name: string) => `"${ifname(name)}"`;
 
-function natRules(net: HostNetwork): string[] {
+function natRules(net: HostNetwork, ns: TenantNamespace | undefined): string[] {
   const n = net.network;
   const b = q(n.bridge);
   const c = cidr(n.cidr);
   const rules: string[] = [];
-  if (n.nat) {
+  // a namespaced tenant arrives NAT'd to its transit address: the second NAT, out of the host
+  if (ns && n.nat) {
+    const out = n.uplink ? `oifname ${q(n.uplink)}` : `oifname != ${q(ns.transitVeth)}`;
+    rules.push(`ip saddr ${ipv4(ns.nsAddress)} ${out} masquerade`);
+  } else if (n.nat) {
     // like libvirt: multicast and broadcast stay local, the subnet itself is not translated
     const out = n.uplink ? ` oifname ${q(n.uplink)}` : ` oifname != ${b}`;
     rules.push(`ip saddr ${c} ip daddr 224.0.0.0/24 return`);
@@ -30,7 +35,7 @@ function natRules(net: HostNetwork): string[] {
   return rules;
 }
 
-function forwardRules(net: HostNetwork): string[] {
+function forwardRules(net: HostNetwork, ns: TenantNamespace | undefined): string[] {
   const n = net.network;
   const b = q(n.bridge);
   const rules = [
@@ -39,6 +44,21 @@ function forwardRules(net: HostNetwork): string[] {
     `iifname ${b} oifname ${b} accept`,
     `iifname ${b} oifname @tenant_bridges drop`,
   ];
+  if (ns) {
+    // nothing is routed through a namespaced tenant's bridge on the host: only its transit
+    const t = q(ns.transitVeth);
+    const a = ipv4(ns.nsAddress);
+    rules.push(`iifname ${b} drop`, `oifname ${b} drop`, `iifname ${t} oifname @tenant_bridges drop`);
+    if (n.nat) {
+      const out = n.uplink ? ` oifname ${q(n.uplink)}` : '';
+      rules.push(
+        `iifname ${t} ip saddr ${a}${out} accept`,
+        `oifname ${t} ip daddr ${a} ct state established,related accept`,
+      );
+    }
+    rules.push(`iifname ${t} drop`, `oifname ${t} drop`);
+    return rules;
+  }
   if (n.nat) {
     const out = n.uplink ? ` oifname ${q(n.uplink)}` : '';
     rules.push(`iifname ${b} ip saddr ${cidr(n.cidr)}${out} accept`);
@@ -60,7 +80,9 @@ const INPUT_RULES = [
   'iifname @tenant_bridges drop',
 ];
 
-function inputSets(nets: HostNetwork[]): Sets {
+function inputSets(all: HostNetwork[]): Sets {
+  // a namespaced tenant's gateway and its services are in its namespace, not on the host
+  const nets = all.filter((n) => !n.network.namespace);
   return {
     bridge_gws: nets.map((n) => `${ifname(n.network.bridge)} . ${ipv4(n.network.gateway)}`),
     host_services: nets.flatMap((n) =>
@@ -240,13 +262,24 @@ export interface Ruleset {
 export function renderRuleset(state: HostState): Ruleset {
   const nets = state.networks;
   const sg = sgRuleset(state);
+  const spaces = namespacesOf(state);
+  const nsOf = (net: HostNetwork) => spaces.find((s) => s.tenant === net.network.tenant);
+  // a namespaced tenant's transit is a tenant device like its bridge: no tenant reaches another's
+  const devices = [...nets.map((n) => n.network.bridge), ...spaces.map((s) => s.transitVeth)];
   const plainSets: Sets =
-    nets.length === 0
-      ? {}
-      : { tenant_bridges: nets.map((n) => ifname(n.network.bridge)), ...inputSets(nets), ...sg.sets };
+    nets.length === 0 ? {} : { tenant_bridges: devices.map(ifname), ...inputSets(nets), ...sg.sets };
   const inetSets: Sets = { ...plainSets, ...sg.maps };
-  const forward = [...(sg.chains.length ? SG_FORWARD : []), ...nets.flatMap(forwardRules)];
-  const inetRules = [nets.flatMap(natRules), forward, nets.length === 0 ? [] : INPUT_RULES];
+  const forward = [...(sg.chains.length ? SG_FORWARD : []), ...nets.flatMap((n) => forwardRules(n, nsOf(n)))];
+  // frames bridged on a namespaced tenant's bridge pass the NAT hook too (br_netfilter): no other
+  // tenant's masquerade may take them, whatever their addresses
+  const shielded = spaces.map((s) => `oifname ${q(s.net.network.bridge)} return`);
+  const zones = spaces.map((s) => `iifname ${q(s.net.network.bridge)} ct zone set ${s.zone}`);
+  const inetRules = [
+    [...shielded, ...nets.flatMap((n) => natRules(n, nsOf(n)))],
+    forward,
+    nets.length === 0 ? [] : INPUT_RULES,
+    zones,
+  ];
   const inet =
     nets.length === 0
       ? []
@@ -258,6 +291,8 @@ export function renderRuleset(state: HostState): Ruleset {
           ...chain('postrouting', 'type nat hook postrouting priority srcnat', inetRules[0]!),
           ...chain('forward', 'type filter hook forward priority filter', inetRules[1]!),
           ...chain('input', 'type filter hook input priority filter', inetRules[2]!),
+          // a tenant's bridged frames tracked apart from any other's with the same addresses
+          ...(zones.length ? chain('zones', 'type filter hook prerouting priority raw', zones) : []),
         ];
   const ports = nets.flatMap((n) => n.ports);
   const uplinks = uplinksOf(state);

@@ -10,7 +10,9 @@ import {
   parseIpv4,
   inSubnet,
   isRecord,
+  parseCidr,
 } from '../spec/index.js';
+import { namespacesOf } from './namespace.js';
 import { SpecError } from '../errors/index.js';
 
 export function validateHostState(state: HostState): void {
@@ -20,6 +22,7 @@ export function validateHostState(state: HostState): void {
   const names = new Map<string, string>();
   const tenants = new Set<string>();
   const served = new Map<string, string>(); // gateway address -> tenant whose dnsmasq serves it
+  const transits = new Map<string, string>(); // a namespaced tenant's transit /30 and zone -> tenant
   const claim = (path: string, name: string) => {
     const other = names.get(name);
     if (other) p.add(path, `device name ${name} is also used at ${other}`);
@@ -31,13 +34,14 @@ export function validateHostState(state: HostState): void {
     const twice = tenants.has(n.tenant);
     if (twice) p.add(at(at(path, 'network'), 'tenant'), `tenant ${n.tenant} appears twice`);
     tenants.add(n.tenant);
-    if (net.dhcp !== false && !twice) {
+    if (n.namespace) checkNamespace(p, at(path, 'network'), net, transits);
+    else if (net.dhcp !== false && !twice) {
       // dnsmasq answers DNS on the gateway address: two instances cannot bind the same one
       const other = served.get(n.gateway);
       if (other)
         p.add(
           at(path, 'dhcp'),
-          `gateway ${n.gateway} is also tenant ${other}'s: one host cannot run DHCP/DNS for both (turn DHCP off for one, or give it another subnet)`,
+          `gateway ${n.gateway} is also tenant ${other}'s: one host cannot run DHCP/DNS for both in its own namespace (give one a namespace of its own, turn DHCP off for one, or give it another subnet)`,
         );
       else served.set(n.gateway, n.tenant);
     }
@@ -95,6 +99,25 @@ export function validateHostState(state: HostState): void {
     checkHostGroups(p, at(path, 'securityGroups'), net);
   });
   p.throwIfAny('host state');
+}
+
+/** A namespaced tenant's transit /30: one of its own on this host, and a conntrack zone of its own. */
+function checkNamespace(p: Problems, path: string, net: HostNetwork, taken: Map<string, string>): void {
+  const n = net.network;
+  const transit = at(at(path, 'namespace'), 'transit');
+  const c = parseCidr(n.namespace!.transit);
+  if (!c || c.prefix !== 30 || c.address !== c.network) {
+    p.add(transit, `"${n.namespace!.transit}" is not an IPv4 /30 network`);
+    return;
+  }
+  const zone = namespacesOf({ networks: [net] })[0]!.zone;
+  for (const key of [`transit ${n.namespace!.transit}`, `conntrack zone ${zone}`]) {
+    const other = taken.get(key);
+    if (other) p.add(transit, `${key} is also tenant ${other}'s`);
+    else taken.set(key, n.tenant);
+  }
+  if (n.hostServices?.length)
+    p.add(at(path, 'hostServices'), `host services are not supported for a tenant in a namespace of its own`);
 }
 
 /** The values of a network's security groups that reach firewall rules. */

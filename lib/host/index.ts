@@ -6,6 +6,8 @@ export {
   type HostPlan,
   type HostChange,
   type DnsmasqChange,
+  type NamespaceChange,
+  type NamespacePlan,
 } from './plane.js';
 export type { LinkChange } from './links.js';
 export type { QosChange } from './qos.js';

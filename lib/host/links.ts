@@ -6,6 +6,7 @@ import type { HostState, HostNetwork } from '../../types/host.js';
 import { ifbName, vlanDeviceName, vxlanDeviceName } from '../spec/index.js';
 import { HostUnsupportedError, VirtwireError } from '../errors/index.js';
 import { batchLine, type CommandRunner } from './command-runner.js';
+import { namespaceLinks, namespacesOf } from './namespace.js';
 
 type LinkKind = 'bridge' | 'tap' | 'veth' | 'vlan' | 'vxlan' | 'ifb';
 
@@ -84,7 +85,7 @@ export function segmentMtus(state: HostState, observed: Map<string, ObservedLink
 }
 
 /** Devices virtwire owns: `vw` + kind letter + readable part + `-` + 6 hex (lib/spec/names.ts). */
-export const OWNED_NAME = /^vw[btxiv][a-z0-9]*-[0-9a-f]{6}$/;
+export const OWNED_NAME = /^vw[btxivgr][a-z0-9]*-[0-9a-f]{6}$/;
 
 /** validateHostState refuses a segment without its id; this only narrows the type. */
 function allocated(id: number | undefined, tenant: string): number {
@@ -136,6 +137,7 @@ export function uplinkOf(net: HostNetwork, mtu?: number): DesiredLink | undefine
 /** Every link the state needs, bridges first, then uplinks, ifbs and ports; `mtus` from segmentMtus. */
 export function desiredLinks(state: HostState, mtus: ReadonlyMap<string, number> = new Map()): DesiredLink[] {
   const links: DesiredLink[] = [];
+  const namespaced = new Map(namespacesOf(state).map((ns) => [ns.tenant, ns]));
   for (const net of state.networks) {
     const n = net.network;
     const mtu = mtus.get(n.tenant);
@@ -148,13 +150,16 @@ export function desiredLinks(state: HostState, mtus: ReadonlyMap<string, number>
       identity: 'bridge',
       create: ['type', 'bridge', 'forward_delay', 0, 'stp_state', 0],
       mtu,
-      addresses: [`${n.gateway}/${n.prefix}`],
+      // a namespaced tenant's gateway is in its namespace, behind a port of the bridge
+      addresses: namespaced.has(tenant) ? [] : [`${n.gateway}/${n.prefix}`],
       peers: [],
       // security groups are enforced in the IP forward hook, with conntrack: this bridge's frames
       // must pass it whatever the host-wide bridge-nf-call-iptables says
       ...(net.ports.some((p) => p.securityGroups?.length) ? { nfCallIptables: true as const } : {}),
     });
     if (uplink) links.push(uplink);
+    const ns = namespaced.get(tenant);
+    if (ns) links.push(...namespaceLinks(ns, mtu));
     for (const port of net.ports) {
       if (port.qos?.egressKbps) {
         const ifb = ifbName(port.name);

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { HostCapabilities, HostState } from '../../types/host.js';
 import { ApplyError, HostCommandError } from '../errors/index.js';
-import { ExecaRunner, type CommandRunner } from './command-runner.js';
+import { ExecaRunner, batchLine, type CommandRunner } from './command-runner.js';
 import { probeHost, requireFeature } from './probe.js';
 import { validateHostState } from './host-state.js';
 import {
@@ -46,6 +46,16 @@ import {
 } from './dnsmasq.js';
 import { waitForLease, pollForLease, parseLeases, type Lease, type LeaseWait } from './leases.js';
 import { LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
+import {
+  FRESH_NAMESPACE,
+  NetnsRunner,
+  innerState,
+  namespacesOf,
+  observeInside,
+  observeNamespaces,
+  planInside,
+  type TenantNamespace,
+} from './namespace.js';
 
 /**
  * virtwire's directory on a host: the one definition of the default. The host plane keeps its
@@ -68,8 +78,28 @@ export interface HostPlaneOptions {
   files?: HostFiles;
 }
 
-/** A typed change of the host plane: a device, a QoS setting, a firewall table or a dnsmasq instance. */
-export type HostChange = LinkChange | QosChange | FirewallChange | DnsmasqChange;
+/** A typed change of the host plane: a device, QoS, a firewall table, a dnsmasq instance or a tenant's namespace. */
+export type HostChange = LinkChange | QosChange | FirewallChange | DnsmasqChange | NamespaceChange;
+
+/** A namespaced tenant's network namespace: made, its inside (addresses, route, rules) set, or removed. */
+export interface NamespaceChange {
+  kind: 'namespace';
+  netns: string;
+  /** unknown for a leftover being removed */
+  tenant?: string;
+  action: 'create' | 'configure' | 'delete';
+}
+
+/** What runs inside one tenant's namespace (`ip netns exec <netns> …`). */
+export interface NamespacePlan {
+  netns: string;
+  tenant: string;
+  /** `ip -batch` input */
+  ip: string[];
+  /** `sysctl -w net.ipv4.ip_forward=1` is needed */
+  forwarding: boolean;
+  firewall: FirewallCommand[];
+}
 
 export interface DnsmasqChange {
   kind: 'dnsmasq';
@@ -90,6 +120,8 @@ export interface HostPlan {
   tc: string[];
   /** addresses whose tracked flows `conntrack -D` forgets (a security policy changed) */
   conntrack: string[];
+  /** inside each namespaced tenant's namespace, after the host's `ip -batch` made it */
+  namespaces: NamespacePlan[];
 }
 
 export interface ApplyReport {
@@ -142,12 +174,35 @@ export class HostPlane {
     const created: string[] = [];
     const started: DnsmasqPaths[] = [];
     let restoreFirewall: FirewallCommand[] = [];
+    const restoreInside: { runner: CommandRunner; commands: FirewallCommand[] }[] = [];
     let step = 'links';
     try {
+      // namespaces are marked as virtwire's before they exist: a rollback or teardown finds them
+      for (const s of p.spaces.wanted) if (!p.spaces.marked.includes(s.netns)) await this.markNamespace(s.netns, true);
       created.push(...p.links.creates); // before running: a batch failing half-way has made some
+      await this.namespaceBatch(p.netns.add);
       await applyLinkPlan(this.runner, p.links);
-      changes.push({ step, count: p.links.ip.length + p.links.bridge.length });
+      await this.namespaceBatch(p.netns.del);
+      for (const netns of p.spaces.removed) await this.markNamespace(netns, false);
+      changes.push({
+        step,
+        count: p.netns.add.length + p.links.ip.length + p.links.bridge.length + p.netns.del.length,
+      });
       done.push(step);
+
+      // inside each namespace, now that it and its veth ends exist: planned again, against it
+      for (const s of p.spaces.wanted) {
+        step = `namespace ${s.netns}`;
+        const inside = await this.planNamespace(s, true, p.backend, p.mtus.get(s.tenant));
+        const ns = new NetnsRunner(this.runner, s.netns);
+        if (inside.ip.length)
+          await ns.run(['ip', '-batch', '-'], { input: inside.ip.join('\n') + '\n', step: `${step}: links` });
+        if (inside.forwarding) await ns.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { step });
+        restoreInside.push({ runner: ns, commands: inside.restore });
+        await runFirewall(ns, inside.firewall, `${step}: firewall`);
+        changes.push({ step, count: inside.ip.length + inside.firewall.length + (inside.forwarding ? 1 : 0) });
+      }
+      done.push('namespaces');
 
       step = 'ip forwarding';
       if (state.networks.some((n) => n.network.nat)) {
@@ -179,9 +234,9 @@ export class HostPlane {
 
       step = 'dnsmasq';
       let actions = 0;
-      for (const { tenant, paths, conf, hosts, macs, status, action } of p.dnsmasq.instances) {
+      for (const { tenant, paths, conf, hosts, macs, status, action, runner } of p.dnsmasq.instances) {
         step = `dnsmasq ${tenant}: ${action}`;
-        await applyDnsmasq(this.runner, this.files, paths, action, { conf, hosts, macs }, status);
+        await applyDnsmasq(runner, this.files, paths, action, { conf, hosts, macs }, status);
         if (action === 'start' || action === 'restart') started.push(paths);
         if (action !== 'none') actions++;
       }
@@ -197,7 +252,14 @@ export class HostPlane {
       const attempt = async (fn: () => Promise<void>) => fn().catch((e: unknown) => void rollbackErrors.push(e));
       for (const paths of started) await attempt(() => stopDnsmasq(this.files, paths));
       await attempt(() => runFirewall(this.runner, restoreFirewall, 'firewall: rollback'));
+      for (const r of restoreInside) await attempt(() => runFirewall(r.runner, r.commands, 'namespace: rollback'));
       await attempt(() => deleteLinks(this.runner, created));
+      for (const netns of p.spaces.created) {
+        await attempt(async () => {
+          await this.machine.run(['ip', 'netns', 'del', netns], { step: 'namespace: rollback', allowFailure: true });
+          await this.markNamespace(netns, false);
+        });
+      }
       throw new ApplyError(
         { step, stepsDone: done, rolledBack: rollbackErrors.length === 0, rollbackErrors },
         { cause },
@@ -214,6 +276,16 @@ export class HostPlane {
     const p = await this.prepare(state);
     const existing = new Set([...p.observed.keys()].filter((n) => p.desired.some((d) => d.name === n)));
     const qos = await planQos(this.runner, p.qos, existing);
+    const inside = await Promise.all(
+      p.spaces.wanted.map((s) => this.planNamespace(s, p.spaces.present.has(s.netns), p.backend, p.mtus.get(s.tenant))),
+    );
+    const namespaces: NamespaceChange[] = [
+      ...p.spaces.created.map((netns) => ({ kind: 'namespace' as const, netns, action: 'create' as const })),
+      ...p.spaces.removed.map((netns) => ({ kind: 'namespace' as const, netns, action: 'delete' as const })),
+      ...inside
+        .filter((x) => p.spaces.present.has(x.netns) && (x.ip.length || x.firewall.length || x.forwarding))
+        .map(({ netns }) => ({ kind: 'namespace' as const, netns, action: 'configure' as const })),
+    ].map((c) => ({ ...c, ...tenantOf(p.spaces.wanted, c.netns) }));
     const dnsmasq: DnsmasqChange[] = [
       ...p.dnsmasq.instances.flatMap(({ tenant, action }) =>
         action === 'none' ? [] : [{ kind: 'dnsmasq' as const, tenant, action }],
@@ -221,12 +293,20 @@ export class HostPlane {
       ...p.dnsmasq.unwanted.map((tenant) => ({ kind: 'dnsmasq' as const, tenant, action: 'remove' as const })),
     ];
     return {
-      changes: [...p.links.changes, ...p.firewall.changes, ...qos.changes, ...dnsmasq],
-      ip: p.links.ip,
+      changes: [...p.links.changes, ...namespaces, ...p.firewall.changes, ...qos.changes, ...dnsmasq],
+      // one batch where the plane runs on the host itself (namespace lines: see namespaceBatch)
+      ip: [...p.netns.add, ...p.links.ip, ...p.netns.del],
       bridge: p.links.bridge,
       firewall: p.firewall.commands,
       tc: qos.lines,
       conntrack: p.firewall.flush,
+      namespaces: inside.map(({ netns, tenant, ip, forwarding, firewall }) => ({
+        netns,
+        tenant,
+        ip,
+        forwarding,
+        firewall,
+      })),
     };
   }
 
@@ -240,12 +320,75 @@ export class HostPlane {
     const backend = checkFeatures(state, caps, this.firewallKind);
     const qos = desiredQos(state, caps);
     // links and virtwire's firewall rules are observed together: neither depends on the other
-    const [observed, firewall] = await Promise.all([observeLinks(this.runner), backend.plan(this.runner, state)]);
+    const [observed, firewall, spaces] = await Promise.all([
+      observeLinks(this.runner),
+      backend.plan(this.runner, state),
+      this.observeSpaces(state),
+    ]);
     const mtus = segmentMtus(state, observed);
+    // a namespace that is gone took the peers of its veths with it: their host ends are made again
+    for (const s of spaces.wanted.filter((s) => !spaces.present.has(s.netns)))
+      for (const end of [s.gatewayVeth, s.transitVeth]) {
+        const o = observed.get(end);
+        if (o) observed.set(end, { ...o, identity: 'orphaned' });
+      }
     const desired = desiredLinks(state, mtus);
     const links = planLinks(desired, observed);
-    const dnsmasq = await this.planDnsmasqs(state, mtus);
-    return { observed, desired, links, firewall, qos, dnsmasq };
+    // the host's batch makes the namespaces before the veths into them, removes them after
+    const netns = {
+      add: spaces.created.map((n) => batchLine(['netns', 'add', n])),
+      del: spaces.removed.filter((n) => spaces.present.has(n)).map((n) => batchLine(['netns', 'del', n])),
+    };
+    const dnsmasq = await this.planDnsmasqs(state, mtus, spaces);
+    return { observed, desired, links, netns, firewall, qos, dnsmasq, spaces, backend, mtus };
+  }
+
+  /** virtwire's namespaces here: the wanted ones, those that exist, and what to create and remove. */
+  private async observeSpaces(state: HostState) {
+    const wanted = namespacesOf(state);
+    const marked = await this.files.list(this.netnsDir);
+    // only namespaces marked in this state dir are removed: another's are not this plane's
+    const present = wanted.length || marked.length ? await observeNamespaces(this.runner) : new Set<string>();
+    const names = new Set(wanted.map((s) => s.netns));
+    return {
+      wanted,
+      marked,
+      present,
+      created: wanted.filter((s) => !present.has(s.netns)).map((s) => s.netns),
+      removed: marked.filter((n) => !names.has(n)),
+    };
+  }
+
+  /**
+   * Named namespaces are the machine's, not a network namespace's: made and removed from the
+   * machine's mount namespace (one made inside `ip netns exec` would stay private to it).
+   */
+  private get machine(): CommandRunner {
+    return this.runner instanceof ExecaRunner ? new ExecaRunner() : this.runner;
+  }
+
+  private async namespaceBatch(lines: string[]): Promise<void> {
+    if (lines.length)
+      await this.machine.run(['ip', '-batch', '-'], { input: lines.join('\n') + '\n', step: 'links: namespaces' });
+  }
+
+  private get netnsDir(): string {
+    return join(this.stateDir, 'netns');
+  }
+
+  private async markNamespace(netns: string, on: boolean): Promise<void> {
+    if (!on) return this.files.remove(join(this.netnsDir, netns));
+    await this.files.mkdir(this.netnsDir);
+    await this.files.write(join(this.netnsDir, netns), '');
+  }
+
+  /** What one namespace's inside needs; one that does not exist yet is planned as a fresh one. */
+  private async planNamespace(s: TenantNamespace, exists: boolean, backend: FirewallBackend, mtu: number | undefined) {
+    const runner = exists ? new NetnsRunner(this.runner, s.netns) : FRESH_NAMESPACE;
+    const seen = await observeInside(runner, observeLinks(runner, 'namespace: observe'));
+    const { ip, forwarding } = planInside(s, seen, mtu);
+    const fw = await backend.plan(runner, innerState(s));
+    return { netns: s.netns, tenant: s.tenant, ip, forwarding, firewall: fw.commands, restore: fw.restore };
   }
 
   /** Removes everything virtwire made here: devices, rules, dnsmasq instances and their files. */
@@ -271,8 +414,15 @@ export class HostPlane {
     return (await observeDnsmasq(this.files, this.dnsmasqPaths(tenant))).pid;
   }
 
-  /** Per tenant with DHCP: its rendered files, what runs now and what to do; and the instances no network wants. */
-  private async planDnsmasqs(state: HostState, mtus: ReadonlyMap<string, number>) {
+  /**
+   * Per tenant with DHCP: its rendered files, what runs now and what to do; and the instances no
+   * network wants. A namespaced tenant's runs in its namespace, on its gateway's veth end.
+   */
+  private async planDnsmasqs(
+    state: HostState,
+    mtus: ReadonlyMap<string, number>,
+    spaces: Awaited<ReturnType<HostPlane['observeSpaces']>>,
+  ) {
     // the host's resolvers, read once, where a NAT network forwards to them by default
     const needed = state.networks.some((n) => n.dhcp !== false && n.network.nat && !n.network.dns?.upstream);
     const resolvers = needed ? await hostResolvers(this.files) : [];
@@ -284,11 +434,17 @@ export class HostPlane {
           const paths = this.dnsmasqPaths(tenant);
           const mtu = mtus.get(tenant);
           const upstream = upstreamOf(net.network, resolvers);
-          const conf = renderDnsmasqConfig(net.network, paths, { ...(mtu === undefined ? {} : { mtu }), upstream });
+          const space = spaces.wanted.find((s) => s.tenant === tenant);
+          const served = space ? innerState(space).networks[0]!.network : net.network;
+          const conf = renderDnsmasqConfig(served, paths, { ...(mtu === undefined ? {} : { mtu }), upstream });
           const hosts = renderHostsFile(net);
           const status = await observeDnsmasq(this.files, paths);
           const macs = net.ports.map((p) => p.mac);
-          return { tenant, paths, conf, hosts, macs, status, action: planDnsmasq(status, conf, hosts) };
+          const runner = space ? new NetnsRunner(this.runner, space.netns) : this.runner;
+          // an instance running while its namespace is made again serves the old one: restarted
+          const fresh = space !== undefined && status.pid !== undefined && !spaces.present.has(space.netns);
+          const action = fresh ? 'restart' : planDnsmasq(status, conf, hosts);
+          return { tenant, paths, conf, hosts, macs, status, action, runner };
         }),
     );
     const wanted = new Set(instances.map((i) => i.tenant));
@@ -301,10 +457,20 @@ interface Prepared {
   observed: Map<string, ObservedLink>;
   desired: DesiredLink[];
   links: LinkPlan;
+  /** `netns add` lines (before the links), `netns del` lines (after) */
+  netns: { add: string[]; del: string[] };
   firewall: FirewallPlan;
   qos: QosDesired;
   dnsmasq: Awaited<ReturnType<HostPlane['planDnsmasqs']>>;
+  spaces: Awaited<ReturnType<HostPlane['observeSpaces']>>;
+  backend: FirewallBackend;
+  mtus: Map<string, number>;
 }
+
+const tenantOf = (spaces: TenantNamespace[], netns: string) => {
+  const tenant = spaces.find((s) => s.netns === netns)?.tenant;
+  return tenant === undefined ? {} : { tenant };
+};
 
 /** Every kernel feature the state needs, checked before the first command runs; the firewall backend. */
 function checkFeatures(
@@ -323,6 +489,7 @@ function checkFeatures(
     if (n.segment.type === 'vlan') requireFeature(caps, 'vlan', `VLAN segment for tenant ${n.tenant}`);
     if (n.segment.type === 'vxlan') requireFeature(caps, 'vxlan', `VXLAN segment for tenant ${n.tenant}`);
     if (net.dhcp !== false) requireFeature(caps, 'dnsmasq', `DHCP/DNS for tenant ${n.tenant}`);
+    if (n.namespace) requireFeature(caps, 'veth', `the namespace of tenant ${n.tenant}`);
     for (const port of net.ports) {
       requireFeature(caps, port.kind, `port ${port.name} of tenant ${n.tenant}`);
     }

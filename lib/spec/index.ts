@@ -4,13 +4,14 @@ export {
   resolveNetwork,
   validateNetwork,
   sameNetwork,
+  subnetsOverlap,
   resolvePools,
   withoutSegmentId,
   DEFAULT_POOLS,
 } from './network.js';
-export { parseIpv4, formatIpv4, inSubnet } from './ipv4.js';
+export { parseIpv4, parseCidr, formatIpv4, broadcastOf, inSubnet } from './ipv4.js';
 export { parseMac, deriveMac } from './mac.js';
-export { bridgeName, tapName, vlanDeviceName, vxlanDeviceName, ifbName, stableUuid } from './names.js';
+export { bridgeName, tapName, vlanDeviceName, vxlanDeviceName, ifbName, namespaceNames, stableUuid } from './names.js';
 export {
   checkIfName,
   checkSafeText,

@@ -7,8 +7,17 @@ import { createHash } from 'node:crypto';
 const IFNAME_MAX = 15;
 const HASH_LEN = 6;
 
-type DeviceKind = 'bridge' | 'tap' | 'vxlan' | 'ifb' | 'vlan';
-const KIND_PREFIX: Record<DeviceKind, string> = { bridge: 'vwb', tap: 'vwt', vxlan: 'vwx', ifb: 'vwi', vlan: 'vwv' };
+type DeviceKind = 'bridge' | 'tap' | 'vxlan' | 'ifb' | 'vlan' | 'gateway' | 'transit' | 'netns';
+const KIND_PREFIX: Record<DeviceKind, string> = {
+  bridge: 'vwb',
+  tap: 'vwt',
+  vxlan: 'vwx',
+  ifb: 'vwi',
+  vlan: 'vwv',
+  gateway: 'vwg',
+  transit: 'vwr',
+  netns: 'vwn',
+};
 
 function shortHash(input: string, length = HASH_LEN): string {
   return createHash('sha256').update(input).digest('hex').slice(0, length);
@@ -38,6 +47,18 @@ export function vlanDeviceName(uplink: string, vid: number): string {
 
 export function vxlanDeviceName(tenant: string, vni: number): string {
   return deviceName('vxlan', tenant, `${tenant}\0${vni}`);
+}
+
+/**
+ * A namespaced tenant's names: its network namespace, and the host ends of the veth into its
+ * bridge (the gateway's) and of its transit veth to the host.
+ */
+export function namespaceNames(tenant: string): { netns: string; gateway: string; transit: string } {
+  return {
+    netns: deviceName('netns', tenant, tenant),
+    gateway: deviceName('gateway', tenant, tenant),
+    transit: deviceName('transit', tenant, tenant),
+  };
 }
 
 export function ifbName(tap: string): string {

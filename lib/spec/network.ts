@@ -18,18 +18,29 @@ const NETWORK_KEYS = [
 ] as const;
 const VLAN_ID_MAX = 4094;
 const VNI_MAX = 16777215;
-export const DEFAULT_POOLS: Required<SegmentPools> = { vlan: [2, VLAN_ID_MAX], vni: [4096, VNI_MAX] };
+export const DEFAULT_POOLS: Required<SegmentPools> = {
+  vlan: [2, VLAN_ID_MAX],
+  vni: [4096, VNI_MAX],
+  transit: '100.64.0.0/10',
+};
 
 /** Validates segment pools (inclusive [first, last] ranges within each id space). */
 export function resolvePools(p: Problems, path: string, input: unknown): SegmentPools | undefined {
   if (input === undefined) return {};
   if (!isRecord(input)) {
-    p.add(path, 'must be a map with vlan: and/or vni: ranges');
+    p.add(path, 'must be a map with vlan: and/or vni: ranges, and/or a transit: CIDR');
     return undefined;
   }
   const before = p.list.length;
-  checkKeys(p, path, input, ['vlan', 'vni']);
+  checkKeys(p, path, input, ['vlan', 'vni', 'transit']);
   const out: SegmentPools = {};
+  if (input.transit !== undefined) {
+    // each namespaced tenant takes a /30 of it: the host's end, the namespace's end
+    const c = typeof input.transit === 'string' ? parseCidr(input.transit) : undefined;
+    if (!c || c.address !== c.network || c.prefix > 30)
+      p.add(at(path, 'transit'), `must be an IPv4 network CIDR of /30 or larger (e.g. 100.64.0.0/10)`);
+    else out.transit = input.transit as string;
+  }
   for (const [key, max] of [
     ['vlan', VLAN_ID_MAX],
     ['vni', VNI_MAX],
@@ -294,6 +305,12 @@ export function validateNetwork(spec: unknown, path = ''): ResolvedNetwork {
 }
 
 /** True when two specs describe the same network (as resolved), so NICs may share it. */
+/** Two subnets share an address. */
+export function subnetsOverlap(a: ResolvedNetwork, b: ResolvedNetwork): boolean {
+  const [x, y] = [a, b].map((n) => [parseIpv4(n.network)!, parseIpv4(n.broadcast)!] as const);
+  return x![0] <= y![1] && y![0] <= x![1];
+}
+
 export function sameNetwork(a: ResolvedNetwork, b: ResolvedNetwork): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }

@@ -250,6 +250,12 @@ async function printDryRun(ctx: Ctx, p: Plan, spec: SpecFile): Promise<number> {
   batch(['bridge', '-batch', '-'], d.host.bridge);
   for (const c of d.host.firewall) batch(c.argv, c.input.trimEnd().split('\n'));
   batch(['tc', '-batch', '-'], d.host.tc);
+  for (const ns of d.host.namespaces) {
+    const inside = ['ip', 'netns', 'exec', ns.netns];
+    batch([...inside, 'ip', '-batch', '-'], ns.ip);
+    if (ns.forwarding) out(`  ${inside.join(' ')} sysctl -w net.ipv4.ip_forward=1`);
+    for (const c of ns.firewall) batch([...inside, ...c.argv], c.input.trimEnd().split('\n'));
+  }
   for (const a of d.host.conntrack) out(`  conntrack -D -s ${a}; conntrack -D -d ${a}`);
   for (const x of d.host.changes) if (x.kind === 'dnsmasq') out(`  dnsmasq ${x.tenant}: ${x.action}`);
   return 0;

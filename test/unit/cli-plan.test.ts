@@ -24,7 +24,7 @@ vms:
         qos: { egressKbps: 1000 }
 ${extra}`;
 
-const noHost = { changes: [], ip: [], bridge: [], firewall: [], tc: [], conntrack: [] };
+const noHost = { changes: [], ip: [], bridge: [], firewall: [], tc: [], conntrack: [], namespaces: [] };
 const running = (...names: string[]): Observed => ({
   domains: new Map(names.map((n) => [n, 'running'])),
   host: noHost,
@@ -43,6 +43,17 @@ describe('spec file', () => {
       ['web', '10.10.0.0/24'],
       ['db', '10.20.0.0/24'],
     ]);
+  });
+
+  test('overlapping tenants are explained: which gets a namespace, and why', () => {
+    const spec = parseSpecText(
+      'networks:\n  - {tenant: a, cidr: 10.1.0.0/24}\n  - {tenant: b, cidr: 10.1.0.0/25}\n  - {tenant: c, cidr: 10.2.0.0/24}\n',
+    );
+    expect(spec.overlaps).toHaveLength(1);
+    expect(spec.overlaps![0]).toMatch(
+      /^tenants a \(10\.1\.0\.0\/24\) and b \(10\.1\.0\.0\/25\) overlap: .*namespace of its own/,
+    );
+    expect(parseSpecText(yaml()).overlaps).toBeUndefined();
   });
 
   test('every problem at once, each with its line', () => {
@@ -70,8 +81,8 @@ describe('spec file', () => {
       }
     })()!;
     expect(err).toBeInstanceOf(SpecError);
+    // the overlapping subnets are no problem: explained (below), not refused
     expect(err.problems.map((p) => `${p.line} ${p.path}`)).toEqual([
-      '5 networks[1].cidr',
       '8 vms[0].colour',
       '11 vms[1].name',
       '13 vms[1].nics[0].network',

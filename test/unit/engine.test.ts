@@ -71,6 +71,64 @@ describe('allocate', () => {
   });
 });
 
+describe('tenants with overlapping subnets', () => {
+  const net = (tenant: string, extra: object = {}) => ({ tenant, cidr: '10.0.0.0/24', ...extra });
+  const on = (v: ReturnType<typeof vm>, host?: string): VmRecord => ({ ...record(v), ...(host ? { host } : {}) });
+
+  test('the tenant that arrives second on a host gets a namespace and a transit /30; the first is never rewired', () => {
+    const a = allocate(vm('a', [{ network: net('acme'), ip: '10.0.0.5' }]), []);
+    const b = allocate(vm('b', [{ network: net('globex'), ip: '10.0.0.5' }]), [on(a)]);
+    const c = allocate(vm('c', [{ network: net('initech') }]), [on(a), on(b)]);
+    expect([a, b, c].map((v) => v.nics[0]!.network.namespace)).toEqual([
+      undefined,
+      { transit: '100.64.0.0/30' },
+      { transit: '100.64.0.4/30' },
+    ]);
+    // same addresses in both tenants: each tenant's own
+    expect(b.nics[0]!.ip).toBe('10.0.0.5');
+    // a tenant keeps its namespace, also once the tenant it overlapped is gone
+    const b2 = allocate(vm('b2', [{ network: net('globex') }]), [on(b)]);
+    expect(b2.nics[0]!.network.namespace).toEqual({ transit: '100.64.0.0/30' });
+    // on another host, no overlap: plain
+    const d = allocate(vm('d', [{ network: net('umbrella') }]), [on(a)], {}, 'h2');
+    expect(d.nics[0]!.network.namespace).toBeUndefined();
+  });
+
+  test('a freed transit /30 is taken again; the pool can be set; exhaustion, host services and two plain tenants are refused with paths', () => {
+    const a = allocate(vm('a', [{ network: net('acme') }]), []);
+    // globex's VMs are gone: its /30 is free for the next tenant that needs one
+    expect(allocate(vm('c', [{ network: net('initech') }]), [on(a)]).nics[0]!.network.namespace).toEqual({
+      transit: '100.64.0.0/30',
+    });
+    const pool = { transit: '100.100.0.0/30' };
+    const b = allocate(vm('b', [{ network: net('globex') }]), [on(a)], pool);
+    expect(b.nics[0]!.network.namespace).toEqual({ transit: '100.100.0.0/30' });
+    const refused = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (e) {
+        return (e as SpecError).problems.map((p) => `${p.path}: ${p.message}`);
+      }
+      return [];
+    };
+    expect(refused(() => allocate(vm('c', [{ network: net('initech') }]), [on(a), on(b)], pool))).toEqual([
+      expect.stringMatching(/^nics\[0\]\.network\.cidr: .*transit pool 100\.100\.0\.0\/30 is exhausted/),
+    ]);
+    expect(
+      refused(() =>
+        allocate(vm('c', [{ network: net('initech', { hostServices: [{ port: 80, protocol: 'tcp' }] }) }]), [on(a)]),
+      ),
+    ).toEqual([expect.stringMatching(/^nics\[0\]\.network\.hostServices: tenant initech needs a namespace/)]);
+    // umbrella is plain on h2; brought to a host where acme is plain, it cannot get a namespace any more
+    const u = allocate(vm('u', [{ network: net('umbrella') }]), [on(a)], {}, 'h2');
+    expect(refused(() => allocate(vm('u2', [{ network: net('umbrella') }]), [on(a), on(u, 'h2')]))).toEqual([
+      expect.stringMatching(
+        /^nics\[0\]\.network\.cidr: 10\.0\.0\.0\/24 of tenant umbrella overlaps .* acme on this host/,
+      ),
+    ]);
+  });
+});
+
 describe('segment pools', () => {
   const vlanNet = (tenant: string, cidr: string, id?: number) => ({
     tenant,

@@ -428,7 +428,9 @@ describe('HostPlane refuses before running anything', () => {
     await expect(plane.apply(state)).rejects.toMatchObject({ code: 'HOST_UNSUPPORTED', feature: 'uplink-mtu' });
     await expect(plane.plan(state)).rejects.toMatchObject({ code: 'HOST_UNSUPPORTED', feature: 'uplink-mtu' });
     // observations only (ip -j, nft -j list): nothing that changes the host
-    expect(runner.calls.every((c) => c.argv.includes('-j') || c.argv.includes('list'))).toBe(true);
+    expect(runner.calls.every((c) => c.argv.includes('-j') || c.argv.includes('list') || c.argv[0] === 'ls')).toBe(
+      true,
+    );
   });
 
   test('an egress limit without ifb/mirred: refused up front', async () => {

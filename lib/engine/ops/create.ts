@@ -76,7 +76,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
       const mine = await state.withLock(async () => {
         const records = state.records();
         const mine: VmRecord = {
-          vm: allocate(vm, records, options.pools),
+          vm: allocate(vm, records, options.pools, placed?.name),
           accel,
           createdAt: new Date(began).toISOString(),
           ...hostFields(placed),

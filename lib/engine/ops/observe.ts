@@ -19,6 +19,7 @@ export function mergePlans(plans: HostPlan[]): HostPlan {
     firewall: plans.flatMap((p) => p.firewall),
     tc: plans.flatMap((p) => p.tc),
     conntrack: plans.flatMap((p) => p.conntrack),
+    namespaces: plans.flatMap((p) => p.namespaces),
   };
 }
 

@@ -1,0 +1,215 @@
+// A namespaced tenant (one whose subnet overlaps another tenant's on this host): its bridge, taps,
+// uplink, QoS and anti-spoofing stay on the host as for every tenant, but its gateway address,
+// dnsmasq and first NAT live in a network namespace of its own:
+//
+//   guest ─ tap ─┐                        netns vwn<tenant>-<hash>
+//   guest ─ tap ─┼─ bridge ─ vwg… ═ veth ═ vw-gw  (gateway, dnsmasq)
+//   uplink ──────┘                          │ NAT to its transit address
+//                host: vwr… (T+1/30) ═ veth ═ vw-transit (T+2/30)
+//                NAT to the host's uplink ─ out
+//
+// The host only ever sees the tenant's transit address at L3, so two tenants with the same
+// subnet never meet in its routing table or its conntrack (their bridged frames get a conntrack
+// zone per bridge). Inside, the namespace holds the same rules a plain tenant's gateway gets on
+// the host — the firewall backends render them from `innerState` — and nothing else runs there.
+import { createHash } from 'node:crypto';
+import type { HostNetwork, HostState } from '../../types/host.js';
+import { namespaceNames, parseCidr, formatIpv4 } from '../spec/index.js';
+import { batchLine, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
+import type { DesiredLink, ObservedLink } from './links.js';
+
+/** The namespace's own ends of its two veths (names inside it need not be unique on the host). */
+const NS_GATEWAY = 'vw-gw';
+const NS_TRANSIT = 'vw-transit';
+
+export interface TenantNamespace {
+  tenant: string;
+  netns: string;
+  /** host end of the veth into the tenant's bridge (the namespace end holds the gateway) */
+  gatewayVeth: string;
+  /** host end of the transit veth, holding `hostAddress`/30 */
+  transitVeth: string;
+  hostAddress: string;
+  nsAddress: string;
+  /** the conntrack zone the tenant's bridged frames are tracked in on the host */
+  zone: number;
+  net: HostNetwork;
+}
+
+/** The namespaced tenants of a state, with their names and transit addresses. */
+export function namespacesOf(state: HostState): TenantNamespace[] {
+  return state.networks.flatMap((net) => {
+    const ns = net.network.namespace;
+    if (!ns) return [];
+    const names = namespaceNames(net.network.tenant);
+    const transit = parseCidr(ns.transit)!;
+    return [
+      {
+        tenant: net.network.tenant,
+        netns: names.netns,
+        gatewayVeth: names.gateway,
+        transitVeth: names.transit,
+        hostAddress: formatIpv4(transit.network + 1),
+        nsAddress: formatIpv4(transit.network + 2),
+        zone: zoneOf(transit.network),
+        net,
+      },
+    ];
+  });
+}
+
+/**
+ * A zone per transit /30 (zone 0 is every plain tenant's and the host's): 16 bits, so two
+ * namespaced tenants share one only 65,535 /30s apart in the pool (validateHostState refuses that
+ * on one host).
+ */
+function zoneOf(transitNetwork: number): number {
+  return ((transitNetwork >>> 2) % 65535) + 1;
+}
+
+/**
+ * What the namespace holds, as a host state of its own: the tenant's network with its gateway on
+ * the namespace's veth end, NAT'd out of the transit veth; no ports (they are on the host's
+ * bridge) and no segment. The firewall backends and dnsmasq render it as for any network.
+ */
+export function innerState(ns: TenantNamespace): HostState {
+  const { namespace: _namespace, ...network } = ns.net.network;
+  return {
+    networks: [
+      {
+        network: { ...network, bridge: NS_GATEWAY, uplink: NS_TRANSIT, segment: { type: 'none' } },
+        ports: [],
+        ...(ns.net.dhcp === false ? { dhcp: false } : {}),
+      },
+    ],
+  };
+}
+
+/** Runs every command inside a network namespace, through another runner (`ip netns exec`). */
+export class NetnsRunner implements CommandRunner {
+  constructor(
+    private readonly inner: CommandRunner,
+    readonly netns: string,
+  ) {}
+
+  run(argv: readonly string[], options?: RunOptions): Promise<RunResult> {
+    return this.inner.run(['ip', 'netns', 'exec', this.netns, ...argv], options);
+  }
+}
+
+/**
+ * What a namespace that does not exist yet shows: no links, no tables, no chains. plan() asks it
+ * instead of failing to enter the namespace, so a dry run shows everything the apply would do.
+ */
+export const FRESH_NAMESPACE: CommandRunner = {
+  async run(argv) {
+    // nft exits 1 for a table that does not exist; the *-save tools print nothing
+    return { stdout: argv[0] === 'ip' ? '[]' : '', stderr: '', exitCode: argv[0] === 'nft' ? 1 : 0 };
+  },
+};
+
+/**
+ * The host's ends of a namespaced tenant's veths, with the links desiredLinks makes for every
+ * tenant: the gateway's end is a port of the tenant's bridge (its MTU), the namespace end of
+ * each is created inside the namespace with it.
+ */
+export function namespaceLinks(ns: TenantNamespace, mtu: number | undefined): DesiredLink[] {
+  const base = { kind: 'veth' as const, tenant: ns.tenant, identity: 'veth', peers: [] };
+  return [
+    {
+      ...base,
+      name: ns.gatewayVeth,
+      create: [
+        'type',
+        'veth',
+        'peer',
+        'name',
+        NS_GATEWAY,
+        'address',
+        gatewayMac(ns.tenant),
+        ...(mtu ? ['mtu', mtu] : []),
+        'netns',
+        ns.netns,
+      ],
+      master: ns.net.network.bridge,
+      mtu,
+      addresses: [],
+    },
+    {
+      ...base,
+      name: ns.transitVeth,
+      create: ['type', 'veth', 'peer', 'name', NS_TRANSIT, 'netns', ns.netns],
+      addresses: [`${ns.hostAddress}/30`],
+    },
+  ];
+}
+
+/**
+ * The gateway's MAC, the same whenever its veth is made again (a repaired namespace): the guests'
+ * ARP entries for their gateway stay right. Locally administered, "vw", 3 bytes of the tenant.
+ */
+function gatewayMac(tenant: string): string {
+  const h = createHash('sha256').update(`gateway\0${tenant}`).digest();
+  return ['02', '76', '77', ...[h[0]!, h[1]!, h[2]!].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
+/** The namespaces of this host (`ip netns list`: global, whichever namespace asks). */
+export async function observeNamespaces(runner: CommandRunner): Promise<Set<string>> {
+  const r = await runner.run(['ip', '-j', 'netns', 'list'], { step: 'namespaces: observe' });
+  return new Set((JSON.parse(r.stdout || '[]') as { name: string }[]).map((n) => n.name));
+}
+
+/** The in-namespace state that makes its devices work, as observed. */
+export interface NamespaceSeen {
+  links: Map<string, ObservedLink>;
+  /** the default route's gateway */
+  route: string | undefined;
+  forwarding: boolean;
+}
+
+/** `links`: the namespace's links, observed with observeLinks through the same runner. */
+export async function observeInside(
+  runner: CommandRunner,
+  links: Promise<Map<string, ObservedLink>>,
+): Promise<NamespaceSeen> {
+  const [seenLinks, route, fwd] = await Promise.all([
+    links,
+    runner.run(['ip', '-j', 'route', 'show', 'default'], { step: 'namespace: observe' }),
+    runner.run(['sysctl', '-n', 'net.ipv4.ip_forward'], { step: 'namespace: observe' }),
+  ]);
+  const gateway = (JSON.parse(route.stdout || '[]') as { gateway?: string }[])[0]?.gateway;
+  return { links: seenLinks, route: gateway, forwarding: fwd.stdout.trim() === '1' };
+}
+
+/**
+ * The `ip -batch` lines inside the namespace (its veth ends' MTU, addresses and state, loopback,
+ * the default route to the host) and whether forwarding must be switched on: nothing when all is
+ * as desired. Its veth ends are made from the host side, with the host's batch.
+ */
+export function planInside(
+  ns: TenantNamespace,
+  seen: NamespaceSeen,
+  mtu: number | undefined,
+): { ip: string[]; forwarding: boolean } {
+  const n = ns.net.network;
+  const ip: string[] = [];
+  const lo = seen.links.get('lo');
+  if (!lo?.up) ip.push(batchLine(['link', 'set', 'dev', 'lo', 'up']));
+  const ends: [string, string][] = [
+    [NS_GATEWAY, `${n.gateway}/${n.prefix}`],
+    [NS_TRANSIT, `${ns.nsAddress}/30`],
+  ];
+  for (const [dev, address] of ends) {
+    const o = seen.links.get(dev);
+    const set: (string | number)[] = [];
+    if (dev === NS_GATEWAY && mtu && o?.mtu !== mtu) set.push('mtu', mtu);
+    if (!o?.up) set.push('up');
+    if (set.length) ip.push(batchLine(['link', 'set', 'dev', dev, ...set]));
+    const have = o?.addresses ?? [];
+    for (const a of have.filter((a) => a !== address)) ip.push(batchLine(['addr', 'del', a, 'dev', dev]));
+    if (!have.includes(address)) ip.push(batchLine(['addr', 'add', address, 'dev', dev]));
+  }
+  if (seen.route !== ns.hostAddress)
+    ip.push(batchLine(['route', 'replace', 'default', 'via', ns.hostAddress, 'dev', NS_TRANSIT]));
+  return { ip, forwarding: n.nat && !seen.forwarding };
+}

@@ -1,0 +1,205 @@
+// Tenants with the same subnet on one host, on a real kernel inside namespaces this file makes:
+// acme keeps its gateway on the host (a plain tenant); globex and initech, with the same
+// 10.40.0.0/24 and the same guest addresses, get network namespaces of their own (as the engine
+// gives them when they arrive second). Guest "VMs" are namespaces behind veth ports; an "outside"
+// namespace stands beyond the host's uplink. Once per firewall backend.
+import { HostPlane, pidAlive } from '../../lib/host/index.js';
+import { validateNetwork, tapName, namespaceNames } from '../../lib/spec/index.js';
+import type { HostPort, HostState } from '../../types/host.js';
+import type { FirewallKind } from '../../lib/host/firewall.js';
+import { execa } from 'execa';
+import { describeAsRoot } from '../helpers/root.js';
+import { Lab } from '../helpers/lab.js';
+
+suite('nftables', 'vwov');
+suite('iptables', 'vwow');
+
+function suite(firewall: FirewallKind, prefix: string): void {
+  const lab = new Lab(prefix);
+  let host: string;
+  let plane: HostPlane;
+  const ns: Record<string, string> = {};
+  const cidr = '10.40.0.0/24';
+  // tenant names carry the prefix: namespaces are global, two suites must not share one
+  const tenants = { acme: `${prefix}acme`, globex: `${prefix}globex`, initech: `${prefix}initech` };
+  const acme = validateNetwork({ tenant: tenants.acme, cidr });
+  const globex = { ...validateNetwork({ tenant: tenants.globex, cidr }), namespace: { transit: '100.64.0.0/30' } };
+  const initech = { ...validateNetwork({ tenant: tenants.initech, cidr }), namespace: { transit: '100.64.0.4/30' } };
+  const spaceOf = (tenant: string) => namespaceNames(tenant).netns;
+  const port = (guest: string, mac: number, ip: string): HostPort => ({
+    name: tapName(`${prefix}${guest}`, 0),
+    kind: 'veth',
+    peer: { name: 'eth0', netns: `${prefix}-${guest}` },
+    mac: `52:54:00:40:00:${String(mac).padStart(2, '0')}`,
+    ip,
+    hostname: guest,
+  });
+  const state: HostState = {
+    networks: [
+      { network: acme, ports: [port('a1', 11, '10.40.0.11'), port('a2', 12, '10.40.0.12')] },
+      { network: globex, ports: [port('b1', 21, '10.40.0.11'), port('b2', 22, '10.40.0.12')] },
+      { network: initech, ports: [port('c1', 31, '10.40.0.11')] },
+    ],
+  };
+  const guests = ['a1', 'a2', 'b1', 'b2', 'c1'];
+  const seen: string[] = [];
+
+  async function fetchFrom(guest: string, url: string): Promise<string | undefined> {
+    // busybox wget -T segfaults on Debian's busybox-static (design notes): bound it with timeout
+    const r = await lab.exec(ns[guest]!, ['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', url], { reject: false });
+    return r.exitCode === 0 ? r.stdout.trim() : undefined;
+  }
+  /** A DHCP exchange from the guest's port: the address its tenant's dnsmasq leases it. */
+  async function lease(guest: string): Promise<string | undefined> {
+    await lab.exec(ns[guest]!, ['ip', 'link', 'set', 'eth0', 'up']);
+    const argv = ['busybox', 'udhcpc', '-i', 'eth0', '-n', '-q', '-f', '-t', '5', '-T', '2', '-s', '/bin/true'];
+    const r = await lab.exec(ns[guest]!, argv, { reject: false });
+    return /lease of (\S+) obtained/.exec(r.stdout + r.stderr)?.[1];
+  }
+  async function namespaces(): Promise<string[]> {
+    const { stdout } = await execa('ip', ['-j', 'netns', 'list']);
+    const mine = Object.values(tenants).map(spaceOf);
+    return (JSON.parse(stdout || '[]') as { name: string }[]).map((n) => n.name).filter((n) => mine.includes(n));
+  }
+  /** An HTTP server in a guest that answers with the guest's name and records who asked. */
+  async function serve(guest: string, address: string): Promise<void> {
+    const child = lab.spawn(ns[guest]!, [
+      'node',
+      '-e',
+      `require('http').createServer((q, s) => { console.log('client ' + q.socket.remoteAddress); s.end(${JSON.stringify(guest)}); })
+        .listen(8080, ${JSON.stringify(address)}, () => console.log('listening'));`,
+    ]);
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d: Buffer) => {
+        for (const m of d.toString().matchAll(/client (\S+)/g)) seen.push(m[1]!.replace('::ffff:', ''));
+        if (d.toString().includes('listening')) resolve();
+      });
+      child.on('exit', () => reject(new Error(`server in ${guest} exited`)));
+    });
+  }
+
+  describeAsRoot(`tenants with the same subnet on one host (namespaces), ${firewall} firewall`, () => {
+    beforeAll(async () => {
+      await lab.sweep();
+      // a namespace a killed earlier run left behind (theirs are global, not under the lab's prefix)
+      for (const t of Object.values(tenants)) await execa('ip', ['netns', 'del', spaceOf(t)], { reject: false });
+      host = await lab.netns('host');
+      for (const g of [...guests, 'out']) ns[g] = await lab.netns(g);
+      plane = new HostPlane({ netns: host, stateDir: lab.stateDir, firewall });
+      await lab.exec(host, ['ip', 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.out!]);
+      await lab.configureGuest(host, 'up0', '203.0.113.1/24');
+      await lab.configureGuest(ns.out!, 'eth0', '203.0.113.2/24');
+    });
+    afterAll(async () => {
+      await plane?.teardown().catch(() => {});
+      for (const t of Object.values(tenants)) await execa('ip', ['netns', 'del', spaceOf(t)], { reject: false });
+      await lab.cleanup();
+    });
+
+    test('plan shows the namespaces and what runs inside them, and changes nothing', async () => {
+      const p = await plane.plan(state);
+      const g = spaceOf(tenants.globex);
+      expect(p.ip).toContain(`netns add ${g}`);
+      expect(p.changes).toContainEqual({ kind: 'namespace', netns: g, action: 'create', tenant: tenants.globex });
+      const inside = p.namespaces.find((x) => x.netns === g)!;
+      expect(inside.ip).toEqual(
+        expect.arrayContaining([
+          'addr add 10.40.0.1/24 dev vw-gw',
+          'route replace default via 100.64.0.1 dev vw-transit',
+        ]),
+      );
+      expect(inside.forwarding).toBe(true);
+      expect(inside.firewall.length).toBeGreaterThan(0);
+      expect(await namespaces()).toEqual([]);
+    });
+
+    test('every guest leases its own pinned address from its own tenant', async () => {
+      const report = await plane.apply(state);
+      expect(report.noop).toBe(false);
+      expect((await namespaces()).sort()).toEqual([spaceOf(tenants.globex), spaceOf(tenants.initech)].sort());
+      for (const g of guests) expect(await lease(g)).toBe(g === 'a2' || g === 'b2' ? '10.40.0.12' : '10.40.0.11');
+      // each lease is in its own tenant's lease file, by the guest's MAC
+      const macs = async (t: string) => (await plane.leases(t)).map((l) => l.mac).sort();
+      expect(await macs(tenants.globex)).toEqual(['52:54:00:40:00:21', '52:54:00:40:00:22']);
+      expect(await macs(tenants.initech)).toEqual(['52:54:00:40:00:31']);
+      for (const g of guests) {
+        const ip = g === 'a2' || g === 'b2' ? '10.40.0.12' : '10.40.0.11';
+        await lab.configureGuest(ns[g]!, 'eth0', `${ip}/24`, '10.40.0.1');
+      }
+    });
+
+    test('the same address reaches its own tenant only; DNS answers each tenant its own names', async () => {
+      await serve('a2', '10.40.0.12');
+      await serve('b2', '10.40.0.12');
+      expect(await fetchFrom('a1', 'http://10.40.0.12:8080/')).toBe('a2');
+      expect(await fetchFrom('b1', 'http://10.40.0.12:8080/')).toBe('b2');
+      expect(await fetchFrom('c1', 'http://10.40.0.12:8080/')).toBeUndefined();
+      const lookup = async (guest: string, name: string) => {
+        const r = await lab.exec(ns[guest]!, ['busybox', 'nslookup', name, '10.40.0.1'], { reject: false });
+        return r.exitCode === 0 && r.stdout.includes('10.40.0.12');
+      };
+      expect(await lookup('b1', 'b2')).toBe(true);
+      expect(await lookup('a1', 'a2')).toBe(true);
+      expect(await lookup('a1', 'b2')).toBe(false);
+      expect(await lookup('c1', 'b2')).toBe(false);
+    });
+
+    test('NAT: every tenant reaches the outside, which sees the host address', async () => {
+      seen.length = 0;
+      await serve('out', '203.0.113.2');
+      for (const g of ['a1', 'b1', 'c1']) expect(await fetchFrom(g, 'http://203.0.113.2:8080/')).toBe('out');
+      expect(seen).toEqual(['203.0.113.1', '203.0.113.1', '203.0.113.1']);
+    });
+
+    test('no tenant reaches another tenant, its namespace or the host; the outside reaches none', async () => {
+      // the other namespace's transit address, the host's ends of the transits, the host's uplink
+      for (const target of ['100.64.0.6', '100.64.0.5', '100.64.0.1', '203.0.113.1'])
+        expect(await lab.ping(ns.b1!, target)).toBe(false);
+      expect(await lab.ping(ns.a1!, '100.64.0.2')).toBe(false);
+      expect(await lab.ping(ns.c1!, '100.64.0.2')).toBe(false);
+      for (const target of ['100.64.0.2', '100.64.0.6', '10.40.0.11'])
+        expect(await lab.ping(ns.out!, target)).toBe(false);
+      // while each still reaches its own gateway
+      for (const g of ['a1', 'b1', 'c1']) expect(await lab.ping(ns[g]!, '10.40.0.1')).toBe(true);
+    });
+
+    test('applying the same state again changes nothing', async () => {
+      const p = await plane.plan(state);
+      expect(p.changes).toEqual([]);
+      expect(p.namespaces.every((x) => !x.ip.length && !x.firewall.length && !x.forwarding)).toBe(true);
+      expect((await plane.apply(state)).noop).toBe(true);
+    });
+
+    test('drift inside a namespace is seen and repaired; a deleted namespace is made again', async () => {
+      const g = spaceOf(tenants.globex);
+      await execa('ip', ['netns', 'exec', g, 'ip', 'addr', 'flush', 'dev', 'vw-gw']);
+      expect(await lab.ping(ns.b1!, '10.40.0.1')).toBe(false);
+      expect((await plane.plan(state)).changes).toEqual([
+        { kind: 'namespace', netns: g, action: 'configure', tenant: tenants.globex },
+      ]);
+      await plane.apply(state);
+      expect(await lab.reaches(ns.b1!, '10.40.0.1')).toBe(true);
+
+      const before = await plane.dnsmasqPid(tenants.globex);
+      await execa('ip', ['netns', 'del', g]);
+      await plane.apply(state);
+      expect(await namespaces()).toContain(g);
+      const after = await plane.dnsmasqPid(tenants.globex);
+      expect(after).toBeDefined();
+      expect(after).not.toBe(before);
+      expect(await lease('b1')).toBe('10.40.0.11');
+      expect(await fetchFrom('b1', 'http://203.0.113.2:8080/')).toBe('out');
+      expect((await plane.apply(state)).noop).toBe(true);
+    });
+
+    test('teardown removes the namespaces, their processes and devices', async () => {
+      const pids = await Promise.all(Object.values(tenants).map((t) => plane.dnsmasqPid(t)));
+      await plane.teardown();
+      expect(await namespaces()).toEqual([]);
+      for (const pid of pids) expect(pid !== undefined && pidAlive(pid)).toBe(false);
+      const { stdout } = await lab.exec(host, ['ip', '-j', 'link', 'show']);
+      const links = (JSON.parse(stdout) as { ifname: string }[]).map((l) => l.ifname);
+      expect(links.filter((l) => l.startsWith('vw'))).toEqual([]);
+    });
+  });
+}
