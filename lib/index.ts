@@ -32,6 +32,8 @@ export {
   type QosChange,
   type FirewallChange,
   type DnsmasqChange,
+  type NamespaceChange,
+  type NamespacePlan,
   type FirewallKind,
   type FirewallCommand,
   type DnsmasqPaths,
