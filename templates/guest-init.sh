@@ -4,7 +4,8 @@
 # (its name and address) and echoes on port 7, and runs the probes given on the kernel command
 # line in rounds:
 #   vw.name=<name> vw.probes=ping:10.10.0.12,http:203.0.113.2:8080,tcp:10.10.0.1:22,dns:web
-# Console lines for tests: VIRTWIRE-LEASE ip=… iface=…, VIRTWIRE-PROBE round=N <kind> <target> ok|fail,
+# Console lines for tests: VIRTWIRE-LEASE ip=… iface=…, VIRTWIRE-PROBE round=N <kind> <target> ok|fail
+# (whoami:<ip>: the name the guest there answers with, or fail),
 # VIRTWIRE-BLOCK <dev> bytes=N for each disk at boot, VIRTWIRE-NIC added|gone <dev> when NICs are
 # hot-plugged (each added one takes a DHCP lease), VIRTWIRE-ECHO <line> for each line written to
 # its serial console, VIRTWIRE-READY once its services listen, VIRTWIRE-HOLD <ip> echo=N | stalled …
@@ -144,6 +145,7 @@ while [ -n "$probes$attacks" ]; do
     case "$kind" in
       ping) ping -c 1 -W 1 "$target" >/dev/null 2>&1 && r=ok || r=fail ;;
       http) timeout 3 wget -q -O /dev/null "http://$target/" >/dev/null 2>&1 && r=ok || r=fail ;;
+      whoami) r=$(timeout 3 wget -q -O - "http://$target/" 2>/dev/null | cut -d' ' -f1); [ -n "$r" ] || r=fail ;;
       tcp) nc -w 2 "${target%:*}" "${target##*:}" </dev/null >/dev/null 2>&1 && r=ok || r=fail ;;
       dns) nslookup "$target" "$router" >/dev/null 2>&1 && r=ok || r=fail ;;
       *) r=unknown ;;

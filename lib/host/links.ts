@@ -27,6 +27,12 @@ export interface DesiredLink {
   peers: string[];
   /** bridges: pass IPv4 frames through the IP hooks and conntrack (br_netfilter), for security groups */
   nfCallIptables?: true;
+  /**
+   * the host takes no part in ARP on it (`arp off`): a namespaced tenant's bridge, where the host
+   * would otherwise answer for any address it has elsewhere (the weak host model) — another
+   * tenant's gateway with the same address included — ahead of the tenant's own gateway
+   */
+  noArp?: true;
 }
 
 export interface ObservedLink {
@@ -42,6 +48,7 @@ export interface ObservedLink {
   group?: number;
   /** bridges: br_netfilter's per-bridge switch is on */
   nfCallIptables?: boolean;
+  noArp?: boolean;
 }
 
 /** VXLAN's encapsulation over an IPv4 underlay: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
@@ -150,8 +157,10 @@ export function desiredLinks(state: HostState, mtus: ReadonlyMap<string, number>
       identity: 'bridge',
       create: ['type', 'bridge', 'forward_delay', 0, 'stp_state', 0],
       mtu,
-      // a namespaced tenant's gateway is in its namespace, behind a port of the bridge
+      // a namespaced tenant's gateway is in its namespace, behind a port of the bridge: the host
+      // has no address there and answers no ARP
       addresses: namespaced.has(tenant) ? [] : [`${n.gateway}/${n.prefix}`],
+      ...(namespaced.has(tenant) ? { noArp: true as const } : {}),
       peers: [],
       // security groups are enforced in the IP forward hook, with conntrack: this bridge's frames
       // must pass it whatever the host-wide bridge-nf-call-iptables says
@@ -251,6 +260,7 @@ export async function observeLinks(runner: CommandRunner, step = 'links: observe
       peers: [],
       group,
       ...(l.linkinfo?.info_data?.nf_call_iptables === 1 ? { nfCallIptables: true } : {}),
+      ...((l.flags ?? []).includes('NOARP') ? { noArp: true } : {}),
     });
   }
   for (const a of JSON.parse(addrs.stdout || '[]') as {
@@ -283,7 +293,7 @@ export interface LinkChange {
   /** the tenant it belongs to (unknown for a leftover being deleted) */
   tenant?: string;
   /** configure: which settings differ */
-  settings?: ('mtu' | 'master' | 'up' | 'address' | 'peers' | 'nf_call_iptables')[];
+  settings?: ('mtu' | 'master' | 'up' | 'address' | 'peers' | 'nf_call_iptables' | 'arp')[];
 }
 
 export interface LinkPlan {
@@ -342,6 +352,7 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
     if (d.mtu && o?.mtu !== d.mtu) differs('mtu', 'mtu', d.mtu);
     if (d.master && o?.master !== d.master) differs('master', 'master', d.master);
     if (!o?.up) differs('up', 'up');
+    if (d.noArp && !o?.noArp) differs('arp', 'arp', 'off');
     // `type bridge …` ends the command: it comes last
     if (d.nfCallIptables && !o?.nfCallIptables) differs('nf_call_iptables', 'type', 'bridge', 'nf_call_iptables', 1);
     if (set.length > 0) ip.push(batchLine(['link', 'set', 'dev', d.name, ...set]));

@@ -1,5 +1,5 @@
 // What "the host as it was" means in the VM tests: devices, the nft ruleset, dnsmasq and QEMU
-// processes, libvirt's domains and the state dir's VM records.
+// processes, libvirt's domains, the named network namespaces and the state dir's VM records.
 import { execa } from 'execa';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ export interface HostSnapshot {
   nft: string;
   processes: string[];
   domains: string[];
+  netns: string[];
   records: string[];
 }
 
@@ -23,11 +24,15 @@ export async function hostSnapshot(stateDir: string): Promise<HostSnapshot> {
     .filter(Boolean)
     .sort();
   const vms = join(stateDir, 'vms');
+  const netns = (JSON.parse((await execa('ip', ['-j', 'netns', 'list'])).stdout || '[]') as { name: string }[])
+    .map((n) => n.name)
+    .sort();
   return {
     links,
     nft,
     processes: ps.stdout.split('\n').filter(Boolean).sort(),
     domains,
+    netns,
     records: existsSync(vms) ? readdirSync(vms).sort() : [],
   };
 }

@@ -144,6 +144,20 @@ function suite(firewall: FirewallKind, prefix: string): void {
       expect(await lookup('c1', 'b2')).toBe(false);
     });
 
+    test("only a tenant's own gateway answers ARP for its address (not the host, which has it on acme's bridge)", async () => {
+      for (const g of ['a1', 'b1', 'c1']) {
+        const r = await lab.exec(ns[g]!, ['busybox', 'arping', '-c', '2', '-w', '3', '-I', 'eth0', '10.40.0.1'], {
+          reject: false,
+        });
+        const macs = new Set(
+          [...r.stdout.matchAll(/reply from 10\.40\.0\.1 \[([0-9a-f:]+)\]/gi)].map((m) => m[1]!.toLowerCase()),
+        );
+        expect(macs.size).toBe(1);
+        // the namespaced tenants' gateways are their veth ends (02:76:77:…), each its own
+        if (g !== 'a1') expect([...macs][0]).toMatch(/^02:76:77:/);
+      }
+    });
+
     test('NAT: every tenant reaches the outside, which sees the host address', async () => {
       seen.length = 0;
       await serve('out', '203.0.113.2');
@@ -190,6 +204,28 @@ function suite(firewall: FirewallKind, prefix: string): void {
       expect(await lease('b1')).toBe('10.40.0.11');
       expect(await fetchFrom('b1', 'http://203.0.113.2:8080/')).toBe('out');
       expect((await plane.apply(state)).noop).toBe(true);
+    });
+
+    test("a security group holds for its tenant's address only, not the other tenant's same one", async () => {
+      const locked: HostState = {
+        networks: state.networks.map((n) =>
+          n.network.tenant !== tenants.globex
+            ? n
+            : {
+                ...n,
+                ports: n.ports.map((p) => (p.hostname === 'b2' ? { ...p, securityGroups: ['locked'] } : p)),
+                securityGroups: [
+                  { name: 'locked', rules: [{ direction: 'ingress', protocol: 'icmp', peer: { any: true } }] },
+                ],
+              },
+        ),
+      };
+      await plane.apply(locked);
+      expect(await fetchFrom('b1', 'http://10.40.0.12:8080/')).toBeUndefined();
+      expect(await lab.reaches(ns.b1!, '10.40.0.12')).toBe(true);
+      expect(await fetchFrom('a1', 'http://10.40.0.12:8080/')).toBe('a2');
+      await plane.apply(state);
+      expect(await fetchFrom('b1', 'http://10.40.0.12:8080/')).toBe('b2');
     });
 
     test('teardown removes the namespaces, their processes and devices', async () => {

@@ -1,0 +1,160 @@
+// Two tenants with the same subnet on one host, with real guests (createVm on qemu:///system,
+// the test guest under TCG): vwoa arrives first and keeps its gateway on the host; vwob, with the
+// same 10.66.0.0/24 and the same pinned addresses, gets a namespace of its own. An "outside"
+// namespace beyond a veth the test makes stands for the internet.
+import { execa } from 'execa';
+import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { StateStore } from '../../lib/engine/state/store.js';
+import { namespaceNames } from '../../lib/spec/index.js';
+import {
+  buildTestGuest,
+  GuestLab,
+  waitForConsole,
+  consoleText,
+  testGuestSpec,
+  type TestGuestImage,
+} from '../../lib/testing/index.js';
+import type { CreatedVm } from '../../types/vm.js';
+import { describeAsRoot } from '../helpers/root.js';
+import { Lab } from '../helpers/lab.js';
+import { hostSnapshot, type HostSnapshot } from '../helpers/host-snapshot.js';
+
+const stateDir = mkdtempSync(join(tmpdir(), 'vwov-'));
+chmodSync(stateDir, 0o755); // QEMU (libvirt-qemu) writes its serial log below it
+const lab = new Lab('vwol');
+const guests = new GuestLab({ stateDir, timeoutMs: 150_000 });
+const UP = 'vwolup0';
+const cidr = '10.66.0.0/24';
+const a = { tenant: 'vwoa', cidr };
+const b = { tenant: 'vwob', cidr };
+
+let image: TestGuestImage;
+let before: HostSnapshot;
+let forwarding: string;
+const seenByServer = new Set<string>();
+
+/** The probe lines of `vm` from the round its own peer first answered on, and one full round after. */
+async function probesOf(vm: CreatedVm, peer: string): Promise<string[]> {
+  const from = Number(
+    (await waitForConsole(vm, new RegExp(`round=(\\d+) whoami 10\\.66\\.0\\.\\d+ ${peer}\\b`), 90_000))[1],
+  );
+  await waitForConsole(vm, /round=\d+ http 203\.0\.113\.2:8080 ok/, 60_000);
+  await waitForConsole(vm, new RegExp(`round=${from + 2} `), 60_000);
+  return consoleText(vm)
+    .split('\n')
+    .filter((l) => /VIRTWIRE-PROBE round=(\d+)/.test(l) && Number(/round=(\d+)/.exec(l)![1]) >= from);
+}
+
+describeAsRoot('two tenants with the same subnet and addresses, real guests (qemu:///system, TCG)', () => {
+  beforeAll(async () => {
+    image = await buildTestGuest();
+    await lab.sweep();
+    await execa('ip', ['link', 'del', UP], { reject: false });
+    forwarding = (await execa('sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim();
+    const out = await lab.netns('out');
+    await execa('ip', ['link', 'add', UP, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', out]);
+    await execa('ip', ['addr', 'add', '203.0.113.1/24', 'dev', UP]);
+    await execa('ip', ['link', 'set', UP, 'up']);
+    await lab.configureGuest(out, 'eth0', '203.0.113.2/24');
+    const server = lab.spawn(out, [
+      'node',
+      '-e',
+      `require('http').createServer((q, s) => { console.log('client ' + q.socket.remoteAddress); s.end('outside'); })
+        .listen(8080, '203.0.113.2', () => console.log('listening'));`,
+    ]);
+    await new Promise<void>((resolve, reject) => {
+      server.stdout!.on('data', (d: Buffer) => {
+        for (const m of d.toString().matchAll(/client (\S+)/g)) seenByServer.add(m[1]!.replace('::ffff:', ''));
+        if (d.toString().includes('listening')) resolve();
+      });
+      server.on('exit', () => reject(new Error('outside server exited')));
+    });
+    before = await hostSnapshot(stateDir); // the test's own outside link and namespace included
+  });
+  afterAll(async () => {
+    await guests.destroyAll().catch(() => {});
+    await execa('ip', ['link', 'del', UP], { reject: false });
+    await lab.cleanup();
+    await execa('sysctl', ['-q', '-w', `net.ipv4.ip_forward=${forwarding}`]);
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  describe('two guests each, pinned to the same addresses', () => {
+    let vms: Record<string, CreatedVm>;
+    beforeAll(async () => {
+      // each guest asks who answers on its peer's address and on the other's own, and goes outside
+      const probes = (tenant: 'a' | 'b') => [
+        'whoami:10.66.0.12',
+        'whoami:10.66.0.11',
+        `dns:vwo${tenant}2`,
+        'ping:100.64.0.2',
+        'http:203.0.113.2:8080',
+      ];
+      // vwoa first: it is the plain tenant; vwob arrives second and gets the namespace
+      const first = await guests.createAll([
+        testGuestSpec(image, 'vwoa1', [{ network: a, ip: '10.66.0.11' }], probes('a')),
+        testGuestSpec(image, 'vwoa2', [{ network: a, ip: '10.66.0.12' }]),
+      ]);
+      const second = await guests.createAll([
+        testGuestSpec(image, 'vwob1', [{ network: b, ip: '10.66.0.11' }], probes('b')),
+        testGuestSpec(image, 'vwob2', [{ network: b, ip: '10.66.0.12' }]),
+      ]);
+      vms = Object.fromEntries([...first, ...second].map((v) => [v.name, v]));
+    });
+
+    test('the second tenant got a namespace; every guest leases its pinned address', async () => {
+      const spaces = new Map(
+        new StateStore(stateDir).records().map((r) => [r.vm.name, r.vm.nics[0]!.network.namespace]),
+      );
+      expect(spaces.get('vwoa1')).toBeUndefined();
+      expect(spaces.get('vwob1')).toEqual({ transit: expect.stringMatching(/^100\.64\.\d+\.\d+\/30$/) });
+      expect((await hostSnapshot(stateDir)).netns).toContain(namespaceNames('vwob').netns);
+      for (const [name, ip] of [
+        ['vwoa1', '10.66.0.11'],
+        ['vwoa2', '10.66.0.12'],
+        ['vwob1', '10.66.0.11'],
+        ['vwob2', '10.66.0.12'],
+      ] as const) {
+        expect(vms[name]!.nics[0]!.ip).toBe(ip);
+        await waitForConsole(vms[name]!, new RegExp(`VIRTWIRE-LEASE ip=${ip.replace(/\./g, '\\.')} `), 30_000);
+      }
+    });
+
+    test("from inside: the same address is always the own tenant's guest; outside through NAT", async () => {
+      for (const [name, peer] of [
+        ['vwoa1', 'vwoa2'],
+        ['vwob1', 'vwob2'],
+      ] as const) {
+        const lines = await probesOf(vms[name]!, peer);
+        const about = (probe: string) => lines.filter((l) => l.includes(` ${probe} `));
+        // the peer's address answers with the own tenant's peer, every round, never the other's
+        expect(about('whoami 10.66.0.12').length).toBeGreaterThanOrEqual(2);
+        const not = (probe: string, end: string) => about(probe).filter((l) => !l.trimEnd().endsWith(end));
+        expect(not('whoami 10.66.0.12', ` ${peer}`)).toEqual([]);
+        // its own address is itself
+        expect(not('whoami 10.66.0.11', ` ${name}`)).toEqual([]);
+        // DNS: its own tenant's names only (vwoa1 asks for vwoa2, vwob1 for vwob2: both resolve)
+        expect(not('dns', ' ok')).toEqual([]);
+        // the namespaced tenant's transit address is reached by nobody
+        expect(not('ping 100.64.0.2', ' fail')).toEqual([]);
+        expect(not('http 203.0.113.2:8080', ' ok')).toEqual([]);
+      }
+      // the outside server saw the host's address (NAT, twice for vwob), never a guest's or a transit's
+      expect([...seenByServer]).toEqual(['203.0.113.1']);
+    });
+  });
+
+  test('a third tenant with the same subnet gets its own namespace and transit; destroy leaves the host as it was', async () => {
+    const [c] = await guests.createAll([
+      testGuestSpec(image, 'vwoc1', [{ network: { tenant: 'vwoc', cidr }, ip: '10.66.0.11' }]),
+    ]);
+    await waitForConsole(c!, /VIRTWIRE-LEASE ip=10\.66\.0\.11 /, 60_000);
+    expect((await hostSnapshot(stateDir)).netns).toEqual(
+      expect.arrayContaining([namespaceNames('vwob').netns, namespaceNames('vwoc').netns]),
+    );
+    await guests.destroyAll();
+    expect(await hostSnapshot(stateDir)).toEqual(before);
+  });
+});
