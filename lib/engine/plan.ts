@@ -4,7 +4,7 @@
 import type { ResolvedVm, ResolvedNic, ResolvedSecurityGroup } from '../../types/resolved.js';
 import type { HostPlan } from '../host/index.js';
 import { allocate } from './allocate.js';
-import { deriveMac, stableUuid, withoutSegmentId } from '../spec/index.js';
+import { deriveMac, stableUuid, subnetsOverlap, withoutSegmentId } from '../spec/index.js';
 import type { VmRecord } from './state/store.js';
 import { isSecretPath, redactVm, SENSITIVE } from './secrets.js';
 import type { SpecFile } from './spec-file.js';
@@ -155,6 +155,24 @@ function hostDrift(tenants: Set<string>, host: HostPlan): Map<string, string[]> 
     }
   }
   return drift;
+}
+
+/** Why a new tenant gets a namespace of its own: the plain tenant its subnet overlaps, and where. */
+function namespaceReason(tenant: string, placed: VmRecord[]): { reason?: string } {
+  const mine = placed.filter((r) => r.vm.nics.some((n) => n.network.tenant === tenant));
+  const net = mine[0]?.vm.nics.find((n) => n.network.tenant === tenant)?.network;
+  if (!net?.namespace) return {};
+  const hostOf = (r: VmRecord) => r.host ?? r.vm.host;
+  const hosts = new Set(mine.map(hostOf));
+  const other = placed
+    .filter((r) => hosts.has(hostOf(r)))
+    .flatMap((r) => r.vm.nics.map((n) => ({ n: n.network, host: hostOf(r) })))
+    .find(({ n }) => n.tenant !== tenant && !n.namespace && subnetsOverlap(n, net));
+  const where = other?.host ? ` on host ${other.host}` : ' on this host';
+  const why = other ? `: ${net.cidr} overlaps tenant ${other.n.tenant}'s ${other.n.cidr}${where}` : '';
+  return {
+    reason: `gets a network namespace of its own for its gateway, DHCP/DNS and NAT (transit ${net.namespace.transit})${why}`,
+  };
 }
 
 /** What the spec leaves to allocation (the IP, the segment id) stays as it was allocated. */
@@ -326,7 +344,8 @@ function planAll(spec: SpecFile, records: VmRecord[], observed: Observed, replac
   const tenantsBefore = new Set(records.flatMap((r) => r.vm.nics.map((n) => n.network.tenant)));
   const tenantsAfter = new Set(placed.flatMap((r) => r.vm.nics.map((n) => n.network.tenant)));
   for (const t of [...tenantsAfter].sort())
-    if (!tenantsBefore.has(t)) changes.push({ kind: 'network', name: t, action: 'create', attributes: [] });
+    if (!tenantsBefore.has(t))
+      changes.push({ kind: 'network', name: t, action: 'create', attributes: [], ...namespaceReason(t, placed) });
   for (const t of [...tenantsBefore].sort())
     if (!tenantsAfter.has(t)) changes.push({ kind: 'network', name: t, action: 'delete', attributes: [] });
   const drift = hostDrift(tenantsBefore, observed.host);
@@ -358,7 +377,9 @@ export function formatPlan(plan: Plan): string {
           ? `forces replacement${c.reason ? ` (${c.reason})` : ''}`
           : c.action === 'update'
             ? 'update in place'
-            : c.action;
+            : c.action === 'create' && c.reason
+              ? `create: ${c.reason}`
+              : c.action;
     lines.push(
       `  ${SYMBOL[c.action].padStart(3)} ${c.kind} ${c.name}${nic && c.action === 'create' ? ` (${nic})` : ''} — ${what}`,
     );

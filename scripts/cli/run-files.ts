@@ -13,8 +13,9 @@ const EXIT_NOT_FORMATTED = 3;
 export function validateCommand(ctx: Ctx, flags: { file?: string; json?: boolean }): number {
   if (!flags.file) throw new VirtwireError('SPEC_INVALID', 'a spec file is required: -f spec.yaml');
   let problems: SpecError['problems'] = [];
+  let overlaps: string[] = [];
   try {
-    loadSpecFile(flags.file);
+    overlaps = loadSpecFile(flags.file).overlaps ?? [];
   } catch (e) {
     if (!(e instanceof SpecError)) throw e;
     problems = e.problems;
@@ -31,14 +32,26 @@ export function validateCommand(ctx: Ctx, flags: { file?: string; json?: boolean
       format_version: FORMAT_VERSION,
       valid: problems.length === 0,
       error_count: problems.length,
-      warning_count: 0,
-      diagnostics,
+      // what virtwire does about tenants that overlap: valid, but worth knowing (Terraform's
+      // diagnostics have errors and warnings only)
+      warning_count: overlaps.length,
+      diagnostics: [
+        ...diagnostics,
+        ...overlaps.map((note) => ({
+          severity: 'warning',
+          summary: note,
+          detail: note,
+          path: 'networks',
+          range: { filename: flags.file, start: { line: 1 } },
+        })),
+      ],
     };
     console.log(JSON.stringify(doc, null, 2));
     return problems.length === 0 ? 0 : 1;
   }
   if (problems.length) throw new SpecError(problems, 'spec file');
   ctx.ui.out(ctx.ui.paint('Success! The spec file is valid.', 'green'));
+  for (const note of overlaps) ctx.ui.out(`Note: ${note}`);
   return 0;
 }
 

@@ -98,6 +98,17 @@ describe('validate', () => {
     expect([r.exitCode, r.stdout.trim()]).toEqual([0, 'Success! The spec file is valid.']);
   });
 
+  test('tenants that overlap are valid: validate says what virtwire does about them', async () => {
+    writeFileSync(spec, `${GOOD.replace('networks:\n', 'networks:\n  - {tenant: vwother, cidr: 10.91.0.0/25}\n')}`);
+    const r = await cli('validate', '-f', spec);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(
+      /Note: tenants vwother \(10\.91\.0\.0\/25\) and vwflags \(10\.91\.0\.0\/24\) overlap: .*namespace of its own/,
+    );
+    const j = JSON.parse((await cli('validate', '-f', spec, '-json')).stdout) as Record<string, unknown>;
+    expect(j).toMatchObject({ valid: true, error_count: 0, warning_count: 1 });
+  });
+
   test('every problem with its line; -json diagnostics of format 1.0', async () => {
     writeFileSync(
       spec,

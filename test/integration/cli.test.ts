@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { buildTestGuest, type TestGuestImage } from '../../lib/testing/index.js';
 import { pidAlive, FileLock } from '../../lib/host/index.js';
 import { buildXml } from '../../lib/xml/index.js';
-import { stableUuid, deriveMac, bridgeName } from '../../lib/spec/index.js';
+import { stableUuid, deriveMac, bridgeName, namespaceNames } from '../../lib/spec/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { hostSnapshot, type HostSnapshot } from '../helpers/host-snapshot.js';
 import { waitFor } from '../helpers/wait.js';
@@ -64,10 +64,6 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
       [
         'networks:\n  - {tenant: t, cidr: 10.9.0.0/24}\nvms:\n  - {name: x, boot: {kernel: /k}, nics: [{network: t}]}\n  - {name: x, boot: {kernel: /k}, nics: [{network: t}]}\n',
         /spec\.yaml:5: vms\[1\]\.name: VM x is defined twice/,
-      ],
-      [
-        'networks:\n  - {tenant: t, cidr: 10.9.0.0/24}\n  - {tenant: u, cidr: 10.9.0.0/24}\n',
-        /spec\.yaml:3: networks\[1\]\.cidr: 10\.9\.0\.0\/24 overlaps/,
       ],
     ];
     for (const [text, message] of cases) {
@@ -209,6 +205,26 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
       ['vwcli-a2', 'running'],
       ['vwcli-b2', 'running'],
     ]);
+  });
+
+  test("a tenant with another's subnet: plan says why it gets a namespace, --dry-run shows what runs inside", async () => {
+    writeSpec(guest('vwcli-a1', 'vwclia'), guest('vwcli-c1', 'vwclic'));
+    const text = readFileSync(file, 'utf8').replace('vms:\n', '  - tenant: vwclic\n    cidr: 10.81.0.0/24\nvms:\n');
+    writeFileSync(file, text);
+    const netns = namespaceNames('vwclic').netns;
+    const plan = await cli('plan', '-f', file);
+    expect(plan.stdout).toMatch(
+      /\+ network vwclic — create: gets a network namespace of its own .*10\.81\.0\.0\/24 overlaps tenant vwclia's 10\.81\.0\.0\/24/,
+    );
+    const dry = await cli('apply', '-f', file, '--dry-run');
+    expect(dry.stdout).toContain(`netns add ${netns}`);
+    expect(dry.stdout).toMatch(
+      new RegExp(`ip netns exec ${netns} ip -batch -  <<EOF[\\s\\S]*addr add 10\\.81\\.0\\.1/24 dev vw-gw`),
+    );
+    expect(dry.stdout).toMatch(new RegExp(`ip netns exec ${netns} nft -f -  <<EOF[\\s\\S]*masquerade`));
+    expect((await cli('apply', '-f', file, '--auto-approve')).exitCode).toBe(0);
+    expect((await hostSnapshot(stateDir)).netns).toContain(netns);
+    expect((await cli('plan', '-f', file, '--detailed-exitcode')).exitCode).toBe(0);
   });
 
   test('destroy leaves the host clean', async () => {

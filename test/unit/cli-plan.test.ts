@@ -56,6 +56,22 @@ describe('spec file', () => {
     expect(parseSpecText(yaml()).overlaps).toBeUndefined();
   });
 
+  test('plan says which new tenant gets a namespace, and why', () => {
+    const text =
+      'networks:\n  - {tenant: a, cidr: 10.1.0.0/24}\n  - {tenant: b, cidr: 10.1.0.0/24}\n' +
+      'vms:\n  - {name: x, boot: {kernel: /k}, nics: [{network: a}]}\n  - {name: y, boot: {kernel: /k}, nics: [{network: b}]}\n';
+    const p = planChanges(parseSpecText(text), [], running());
+    const nets = p.changes.filter((c) => c.kind === 'network');
+    expect(nets.map((c) => [c.name, c.reason])).toEqual([
+      ['a', undefined],
+      [
+        'b',
+        "gets a network namespace of its own for its gateway, DHCP/DNS and NAT (transit 100.64.0.0/30): 10.1.0.0/24 overlaps tenant a's 10.1.0.0/24 on this host",
+      ],
+    ]);
+    expect(formatPlan(p)).toContain('+ network b — create: gets a network namespace of its own');
+  });
+
   test('every problem at once, each with its line', () => {
     const text = [
       'networks:',
