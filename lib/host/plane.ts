@@ -190,11 +190,16 @@ export class HostPlane {
       });
       done.push(step);
 
-      // inside each namespace, now that it and its veth ends exist: planned again, against it
-      for (const s of p.spaces.wanted) {
+      // inside each namespace, now that it and its veth ends exist: planned again, against it (all
+      // observed at once: a handful of processes each), then changed one by one
+      step = 'namespaces: observe';
+      const insides = await Promise.all(
+        p.spaces.wanted.map((s) => this.planNamespace(s, true, p.backend, p.mtus.get(s.tenant))),
+      );
+      for (const [i, s] of p.spaces.wanted.entries()) {
         step = `namespace ${s.netns}`;
-        const inside = await this.planNamespace(s, true, p.backend, p.mtus.get(s.tenant));
-        const ns = new NetnsRunner(this.runner, s.netns);
+        const inside = insides[i]!;
+        const ns = this.inside(s.netns);
         if (inside.ip.length)
           await ns.run(['ip', '-batch', '-'], { input: inside.ip.join('\n') + '\n', step: `${step}: links` });
         if (inside.forwarding) await ns.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { step });
@@ -367,6 +372,14 @@ export class HostPlane {
     return this.runner instanceof ExecaRunner ? new ExecaRunner() : this.runner;
   }
 
+  /**
+   * Runs commands inside a tenant's namespace: on this machine entered directly (a named
+   * namespace is reachable from any other), elsewhere through the plane's runner.
+   */
+  private inside(netns: string): CommandRunner {
+    return this.runner instanceof ExecaRunner ? new ExecaRunner(netns) : new NetnsRunner(this.runner, netns);
+  }
+
   private async namespaceBatch(lines: string[]): Promise<void> {
     if (lines.length)
       await this.machine.run(['ip', '-batch', '-'], { input: lines.join('\n') + '\n', step: 'links: namespaces' });
@@ -384,7 +397,7 @@ export class HostPlane {
 
   /** What one namespace's inside needs; one that does not exist yet is planned as a fresh one. */
   private async planNamespace(s: TenantNamespace, exists: boolean, backend: FirewallBackend, mtu: number | undefined) {
-    const runner = exists ? new NetnsRunner(this.runner, s.netns) : FRESH_NAMESPACE;
+    const runner = exists ? this.inside(s.netns) : FRESH_NAMESPACE;
     const seen = await observeInside(runner, observeLinks(runner, 'namespace: observe'));
     const { ip, forwarding } = planInside(s, seen, mtu);
     const fw = await backend.plan(runner, innerState(s));
@@ -440,7 +453,7 @@ export class HostPlane {
           const hosts = renderHostsFile(net);
           const status = await observeDnsmasq(this.files, paths);
           const macs = net.ports.map((p) => p.mac);
-          const runner = space ? new NetnsRunner(this.runner, space.netns) : this.runner;
+          const runner = space ? this.inside(space.netns) : this.runner;
           // an instance running while its namespace is made again serves the old one: restarted
           const fresh = space !== undefined && status.pid !== undefined && !spaces.present.has(space.netns);
           const action = fresh ? 'restart' : planDnsmasq(status, conf, hosts);
