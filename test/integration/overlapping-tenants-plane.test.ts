@@ -23,7 +23,11 @@ function suite(firewall: FirewallKind, prefix: string): void {
   // tenant names carry the prefix: namespaces are global, two suites must not share one
   const tenants = { acme: `${prefix}acme`, globex: `${prefix}globex`, initech: `${prefix}initech` };
   const acme = validateNetwork({ tenant: tenants.acme, cidr });
-  const globex = { ...validateNetwork({ tenant: tenants.globex, cidr }), namespace: { transit: '100.64.0.0/30' } };
+  // globex forwards names outside the tenant to a resolver in the outside namespace
+  const globex = {
+    ...validateNetwork({ tenant: tenants.globex, cidr, dns: { upstream: ['203.0.113.2'] } }),
+    namespace: { transit: '100.64.0.0/30' },
+  };
   const initech = { ...validateNetwork({ tenant: tenants.initech, cidr }), namespace: { transit: '100.64.0.4/30' } };
   const spaceOf = (tenant: string) => namespaceNames(tenant).netns;
   const port = (guest: string, mac: number, ip: string): HostPort => ({
@@ -142,6 +146,34 @@ function suite(firewall: FirewallKind, prefix: string): void {
       expect(await lookup('a1', 'a2')).toBe(true);
       expect(await lookup('a1', 'b2')).toBe(false);
       expect(await lookup('c1', 'b2')).toBe(false);
+    });
+
+    test("DNS upstream: the namespace's dnsmasq forwards through both NATs to the tenant's resolver", async () => {
+      const resolver = lab.spawn(ns.out!, [
+        'dnsmasq',
+        '--no-daemon',
+        '--listen-address=203.0.113.2',
+        '--bind-interfaces',
+        '--no-resolv',
+        '--no-hosts',
+        '--address=/outside.test/203.0.113.99',
+        '--log-queries',
+        '--log-facility=-',
+        `--pid-file=${lab.stateDir}/outside-dns.pid`,
+      ]);
+      let log = '';
+      resolver.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+      const answered = async () => {
+        const r = await lab.exec(ns.b1!, ['busybox', 'nslookup', 'outside.test', '10.40.0.1'], { reject: false });
+        return r.stdout.includes('203.0.113.99');
+      };
+      const until = Date.now() + 10_000;
+      let ok = false;
+      while (!ok && Date.now() < until) ok = await answered(); // until the resolver listens
+      expect(ok).toBe(true);
+      // the resolver saw the query from the host's uplink address: NAT'd in the namespace and on the host
+      expect(log).toMatch(/query\[A\] outside\.test from 203\.0\.113\.1/);
+      resolver.kill('SIGKILL');
     });
 
     test("only a tenant's own gateway answers ARP for its address (not the host, which has it on acme's bridge)", async () => {

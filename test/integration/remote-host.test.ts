@@ -12,7 +12,7 @@ import { createEngine } from '../../lib/engine/container.js';
 import { placeVm } from '../../lib/engine/hosts.js';
 import { readState as readRecords } from '../../lib/engine/index.js';
 import { Libvirt } from '../../lib/libvirt/index.js';
-import { validateVm, bridgeName } from '../../lib/spec/index.js';
+import { validateVm, bridgeName, namespaceNames } from '../../lib/spec/index.js';
 import { buildTestGuest, testGuestSpec, type TestGuestImage } from '../../lib/testing/index.js';
 import type { HostTarget } from '../../types/vm.js';
 import { describeAsRoot } from '../helpers/root.js';
@@ -94,6 +94,29 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
     expect((await far.exec(['ls', '-A', join(far.stateDir, 'dnsmasq')])).stdout).toBe('');
     expect((await far.exec(['ls', '-A', join(far.stateDir, 'vms')])).stdout).toBe('');
     expect((await execa('ip', ['link', 'show', bridgeName('vwremote')], { reject: false })).exitCode).not.toBe(0);
+  });
+
+  test('a tenant with the same subnet on the remote host gets its namespace there, over SSH', async () => {
+    const twin = { tenant: 'vwremotens', cidr: tenant.cidr };
+    const spec = (name: string, network: typeof tenant) => testGuestSpec(image, name, [{ network }]);
+    const options = { stateDir, hosts, timeoutMs: 150_000 };
+    await engine.create(spec('vwrs-web', tenant), options);
+    const ns = await engine.create(spec('vwrs-twin', twin), options);
+    try {
+      expect(ns).toMatchObject({ host: 'far', nics: [{ ip: '10.71.0.2' }] });
+      const netns = namespaceNames('vwremotens').netns;
+      expect((await far.exec(['ip', 'netns', 'list'])).stdout).toContain(netns);
+      // its dnsmasq runs inside that namespace, and leased the guest its address there
+      const pid = (await far.exec(['cat', join(far.stateDir, 'dnsmasq', 'vwremotens', 'dnsmasq.pid')])).stdout.trim();
+      expect((await far.exec(['ip', 'netns', 'identify', pid])).stdout.trim()).toBe(netns);
+      const lease = await far.exec(['cat', join(far.stateDir, 'dnsmasq', 'vwremotens', 'leases')]);
+      expect(lease.stdout).toContain(`${ns.nics[0]!.mac} 10.71.0.2 vwrs-twin`);
+    } finally {
+      await engine.destroy('vwrs-twin', { stateDir, hosts, missingOk: true });
+      await engine.destroy('vwrs-web', { stateDir, hosts, missingOk: true });
+    }
+    expect((await far.exec(['ip', 'netns', 'list'])).stdout).not.toContain(namespaceNames('vwremotens').netns);
+    expect((await far.exec(['ls', '-A', join(far.stateDir, 'dnsmasq')])).stdout).toBe('');
   });
 
   test('the CLI with hosts: in the spec file: apply on the named host, plan clean, show, destroy there', async () => {
