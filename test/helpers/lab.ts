@@ -50,6 +50,35 @@ export class Lab {
     return child;
   }
 
+  /** The body an HTTP GET from `ns` gets within 5 s, or undefined (a blocked path). */
+  async fetch(ns: string, url: string): Promise<string | undefined> {
+    // busybox wget -T segfaults on Debian's busybox-static (design notes): bound it with timeout
+    const r = await this.exec(ns, ['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', url], { reject: false });
+    return r.exitCode === 0 ? r.stdout.trim() : undefined;
+  }
+
+  /**
+   * An HTTP server in `ns` on address:port answering `body` (killed at cleanup); resolves once it
+   * listens, with the set of client addresses it has seen (kept current).
+   */
+  async serveHttp(ns: string, address: string, port: number, body: string): Promise<Set<string>> {
+    const clients = new Set<string>();
+    const child = this.spawn(ns, [
+      'node',
+      '-e',
+      `require('http').createServer((q, s) => { console.log('client ' + q.socket.remoteAddress); s.end(${JSON.stringify(body)}); })
+        .listen(${port}, ${JSON.stringify(address)}, () => console.log('listening'));`,
+    ]);
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d: Buffer) => {
+        for (const m of d.toString().matchAll(/client (\S+)/g)) clients.add(m[1]!.replace('::ffff:', ''));
+        if (d.toString().includes('listening')) resolve();
+      });
+      child.on('exit', () => reject(new Error(`HTTP server in ${ns} exited`)));
+    });
+    return clients;
+  }
+
   /** Succeeds when one ping from `ns` to `ip` is answered within 1 s (a blocked path: false). */
   async ping(ns: string, ip: string): Promise<boolean> {
     const r = await this.exec(ns, ['busybox', 'ping', '-c', '1', '-W', '1', ip], { reject: false });

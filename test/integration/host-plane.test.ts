@@ -61,11 +61,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
     }
     return owned.sort();
   }
-  async function fetchFrom(guest: string, url: string): Promise<string | undefined> {
-    // busybox wget -T segfaults on Debian's busybox-static (design notes): bound it with timeout
-    const r = await lab.exec(guest, ['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', url], { reject: false });
-    return r.exitCode === 0 ? r.stdout.trim() : undefined;
-  }
+  const fetchFrom = (guest: string, url: string) => lab.fetch(guest, url);
 
   describeAsRoot(`host network plane on a real kernel (namespaces), ${firewall} firewall`, () => {
     beforeAll(async () => {

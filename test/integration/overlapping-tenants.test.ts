@@ -2,7 +2,6 @@
 // the test guest under TCG): vwoa arrives first and keeps its gateway on the host; vwob, with the
 // same 10.66.0.0/24 and the same pinned addresses, gets a namespace of its own. An "outside"
 // namespace beyond a veth the test makes stands for the internet.
-import { execa } from 'execa';
 import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,20 +19,19 @@ import type { CreatedVm } from '../../types/vm.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { hostSnapshot, type HostSnapshot } from '../helpers/host-snapshot.js';
+import { Outside } from '../helpers/outside.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vwov-'));
 chmodSync(stateDir, 0o755); // QEMU (libvirt-qemu) writes its serial log below it
 const lab = new Lab('vwol');
 const guests = new GuestLab({ stateDir, timeoutMs: 150_000 });
-const UP = 'vwolup0';
+const outside = new Outside(lab, 'vwolup0');
 const cidr = '10.66.0.0/24';
 const a = { tenant: 'vwoa', cidr };
 const b = { tenant: 'vwob', cidr };
 
 let image: TestGuestImage;
 let before: HostSnapshot;
-let forwarding: string;
-const seenByServer = new Set<string>();
 
 /** The probe lines of `vm` from the round its own peer first answered on, and one full round after. */
 async function probesOf(vm: CreatedVm, peer: string): Promise<string[]> {
@@ -51,33 +49,13 @@ describeAsRoot('two tenants with the same subnet and addresses, real guests (qem
   beforeAll(async () => {
     image = await buildTestGuest();
     await lab.sweep();
-    await execa('ip', ['link', 'del', UP], { reject: false });
-    forwarding = (await execa('sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim();
-    const out = await lab.netns('out');
-    await execa('ip', ['link', 'add', UP, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', out]);
-    await execa('ip', ['addr', 'add', '203.0.113.1/24', 'dev', UP]);
-    await execa('ip', ['link', 'set', UP, 'up']);
-    await lab.configureGuest(out, 'eth0', '203.0.113.2/24');
-    const server = lab.spawn(out, [
-      'node',
-      '-e',
-      `require('http').createServer((q, s) => { console.log('client ' + q.socket.remoteAddress); s.end('outside'); })
-        .listen(8080, '203.0.113.2', () => console.log('listening'));`,
-    ]);
-    await new Promise<void>((resolve, reject) => {
-      server.stdout!.on('data', (d: Buffer) => {
-        for (const m of d.toString().matchAll(/client (\S+)/g)) seenByServer.add(m[1]!.replace('::ffff:', ''));
-        if (d.toString().includes('listening')) resolve();
-      });
-      server.on('exit', () => reject(new Error('outside server exited')));
-    });
+    await outside.start();
     before = await hostSnapshot(stateDir); // the test's own outside link and namespace included
   });
   afterAll(async () => {
     await guests.destroyAll().catch(() => {});
-    await execa('ip', ['link', 'del', UP], { reject: false });
+    await outside.stop();
     await lab.cleanup();
-    await execa('sysctl', ['-q', '-w', `net.ipv4.ip_forward=${forwarding}`]);
     rmSync(stateDir, { recursive: true, force: true });
   });
 
@@ -142,7 +120,7 @@ describeAsRoot('two tenants with the same subnet and addresses, real guests (qem
         expect(not('http 203.0.113.2:8080', ' ok')).toEqual([]);
       }
       // the outside server saw the host's address (NAT, twice for vwob), never a guest's or a transit's
-      expect([...seenByServer]).toEqual(['203.0.113.1']);
+      expect([...outside.clients]).toEqual(['203.0.113.1']);
     });
   });
 

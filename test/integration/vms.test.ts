@@ -2,7 +2,6 @@
 // busybox, TCG), on NAT tenant networks built in the host's own namespace. An "outside"
 // namespace beyond a veth the test makes stands for the internet. Uses virtwire/testing's own
 // helpers (GuestLab, waitForConsole, buildTestGuest): their first proof.
-import { execa } from 'execa';
 import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,19 +19,18 @@ import type { CreatedVm } from '../../types/vm.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { hostSnapshot, type HostSnapshot } from '../helpers/host-snapshot.js';
+import { Outside } from '../helpers/outside.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vwvm-'));
 chmodSync(stateDir, 0o755); // QEMU (libvirt-qemu) writes its serial log below it
 const lab = new Lab('vwvm');
 const guests = new GuestLab({ stateDir, timeoutMs: 150_000 });
-const UP = 'vwvmup0';
+const outside = new Outside(lab, 'vwvmup0');
 const acme = { tenant: 'vwacme', cidr: '10.61.0.0/24' };
 const globex = { tenant: 'vwglobex', cidr: '10.62.0.0/24' };
 
 let image: TestGuestImage;
 let before: HostSnapshot;
-let forwarding: string;
-const seenByServer = new Set<string>();
 
 /** GET from the host (its own namespace) with a deadline; bytes and seconds. */
 async function download(url: string): Promise<{ body: Buffer; seconds: number }> {
@@ -46,35 +44,13 @@ describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', ()
   beforeAll(async () => {
     image = await buildTestGuest();
     await lab.sweep();
-    await execa('ip', ['link', 'del', UP], { reject: false });
-    forwarding = (await execa('sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim();
-    const out = await lab.netns('out');
-    await execa('ip', ['link', 'add', UP, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', out]);
-    await execa('ip', ['addr', 'add', '203.0.113.1/24', 'dev', UP]);
-    await execa('ip', ['link', 'set', UP, 'up']);
-    await lab.configureGuest(out, 'eth0', '203.0.113.2/24');
-    const server = lab.spawn(out, [
-      'node',
-      '-e',
-      `
-      require('http').createServer((q, s) => { console.log('client ' + q.socket.remoteAddress); s.end('outside'); })
-        .listen(8080, '203.0.113.2', () => console.log('listening'));
-    `,
-    ]);
-    await new Promise<void>((resolve, reject) => {
-      server.stdout!.on('data', (d: Buffer) => {
-        for (const m of d.toString().matchAll(/client (\S+)/g)) seenByServer.add(m[1]!.replace('::ffff:', ''));
-        if (d.toString().includes('listening')) resolve();
-      });
-      server.on('exit', () => reject(new Error('outside server exited')));
-    });
+    await outside.start();
     before = await hostSnapshot(stateDir); // the test's own outside link included
   });
   afterAll(async () => {
     await guests.destroyAll().catch(() => {});
-    await execa('ip', ['link', 'del', UP], { reject: false });
+    await outside.stop();
     await lab.cleanup();
-    await execa('sysctl', ['-q', '-w', `net.ipv4.ip_forward=${forwarding}`]);
     rmSync(stateDir, { recursive: true, force: true });
   });
 
@@ -179,7 +155,7 @@ describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', ()
         expect(lines.filter((l) => l.includes('http 10.6')).every((l) => l.trimEnd().endsWith('fail'))).toBe(true);
       }
       // the outside server saw the host's address (NAT), never a guest's
-      expect([...seenByServer]).toEqual(['203.0.113.1']);
+      expect([...outside.clients]).toEqual(['203.0.113.1']);
     });
 
     test('from the host: each guest answers on its pinned address with its own name', async () => {
