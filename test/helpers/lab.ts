@@ -50,10 +50,11 @@ export class Lab {
     return child;
   }
 
-  /** The body an HTTP GET from `ns` gets within 5 s, or undefined (a blocked path). */
-  async fetch(ns: string, url: string): Promise<string | undefined> {
+  /** The body an HTTP GET from `ns` gets within `seconds`, or undefined (a blocked path). */
+  async fetch(ns: string, url: string, seconds = 5): Promise<string | undefined> {
     // busybox wget -T segfaults on Debian's busybox-static (design notes): bound it with timeout
-    const r = await this.exec(ns, ['timeout', '5', 'busybox', 'wget', '-q', '-O', '-', url], { reject: false });
+    const argv = ['timeout', String(seconds), 'busybox', 'wget', '-q', '-O', '-', url];
+    const r = await this.exec(ns, argv, { reject: false });
     return r.exitCode === 0 ? r.stdout.trim() : undefined;
   }
 
