@@ -42,7 +42,11 @@ function suite(firewall: FirewallKind, prefix: string): void {
   const state: HostState = {
     networks: [
       { network: acme, ports: [port('a1', 11, '10.40.0.11'), port('a2', 12, '10.40.0.12')] },
-      { network: globex, ports: [port('b1', 21, '10.40.0.11'), port('b2', 22, '10.40.0.12')] },
+      // b1's port is limited to 8 Mbit/s of what it sends
+      {
+        network: globex,
+        ports: [{ ...port('b1', 21, '10.40.0.11'), qos: { egressKbps: 8000 } }, port('b2', 22, '10.40.0.12')],
+      },
       { network: initech, ports: [port('c1', 31, '10.40.0.11')] },
     ],
   };
@@ -178,6 +182,24 @@ function suite(firewall: FirewallKind, prefix: string): void {
       const seen = await serve('out', '203.0.113.2');
       for (const g of ['a1', 'b1', 'c1']) expect(await fetchFrom(g, 'http://203.0.113.2:8080/')).toBe('out');
       expect([...seen]).toEqual(['203.0.113.1']);
+    });
+
+    test("QoS: a namespaced tenant's port is shaped on the host like any other", async () => {
+      const server = lab.spawn(ns.out!, ['iperf3', '-s', '-1', '-B', '203.0.113.2']);
+      const mbit = async (guest: string) => {
+        const r = await waitFor(`iperf3 from ${guest} (the server may not listen yet)`, 10_000, async () => {
+          const x = await lab.exec(ns[guest]!, ['iperf3', '-J', '-t', '2', '-c', '203.0.113.2'], { reject: false });
+          return x.exitCode === 0 && x;
+        });
+        return (
+          (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received
+            .bits_per_second / 1e6
+        );
+      };
+      const limited = await mbit('b1');
+      await server;
+      expect(limited).toBeLessThan(8 * 1.1);
+      expect(limited).toBeGreaterThan(8 * 0.5);
     });
 
     test('no tenant reaches another tenant, its namespace or the host; the outside reaches none', async () => {
