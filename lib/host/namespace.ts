@@ -1,6 +1,7 @@
-// A namespaced tenant (one whose subnet overlaps another tenant's on this host): its bridge, taps,
-// uplink, QoS and anti-spoofing stay on the host as for every tenant, but its gateway address,
-// dnsmasq and first NAT live in a network namespace of its own:
+// A namespaced tenant (the engine gives one to a tenant whose subnet overlaps another's on a
+// host): its bridge, taps, uplink, QoS, anti-spoofing and security groups stay on the host as for
+// every tenant, but its gateway address, dnsmasq and first NAT live in a network namespace of its
+// own:
 //
 //   guest ─ tap ─┐                        netns vwn<tenant>-<hash>
 //   guest ─ tap ─┼─ bridge ─ vwg… ═ veth ═ vw-gw  (gateway, dnsmasq)
@@ -11,7 +12,7 @@
 // The host only ever sees the tenant's transit address at L3, so two tenants with the same
 // subnet never meet in its routing table or its conntrack (their bridged frames get a conntrack
 // zone per bridge). Inside, the namespace holds the same rules a plain tenant's gateway gets on
-// the host — the firewall backends render them from `innerState` — and nothing else runs there.
+// the host — the firewall backends render them from `innerState` — and only its dnsmasq runs there.
 import { createHash } from 'node:crypto';
 import type { HostNetwork, HostState } from '../../types/host.js';
 import { namespaceNames, parseCidr, formatIpv4 } from '../spec/index.js';

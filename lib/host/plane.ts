@@ -299,7 +299,8 @@ export class HostPlane {
     ];
     return {
       changes: [...p.links.changes, ...namespaces, ...p.firewall.changes, ...qos.changes, ...dnsmasq],
-      // one batch where the plane runs on the host itself (namespace lines: see namespaceBatch)
+      // shown as one batch; apply runs the namespace lines as batches of their own, before and
+      // after the links, from the machine's mount namespace (see namespaceBatch)
       ip: [...p.netns.add, ...p.links.ip, ...p.netns.del],
       bridge: p.links.bridge,
       firewall: p.firewall.commands,
@@ -339,7 +340,7 @@ export class HostPlane {
       }
     const desired = desiredLinks(state, mtus);
     const links = planLinks(desired, observed);
-    // the host's batch makes the namespaces before the veths into them, removes them after
+    // namespaces are made before the host's batch makes the veths into them, removed after it
     const netns = {
       add: spaces.created.map((n) => batchLine(['netns', 'add', n])),
       del: spaces.removed.filter((n) => spaces.present.has(n)).map((n) => batchLine(['netns', 'del', n])),
