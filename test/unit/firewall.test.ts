@@ -11,6 +11,7 @@ import {
   type TableSeen,
 } from '../../lib/host/firewall-iptables.js';
 import type { CommandRunner } from '../../lib/host/command-runner.js';
+import { innerState, namespacesOf } from '../../lib/host/namespace.js';
 import type { HostCapabilities, HostState } from '../../types/host.js';
 
 const acme = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24' });
@@ -288,3 +289,69 @@ function modelRunner(tables: Map<string, Model>): CommandRunner {
     },
   };
 }
+
+describe('a namespaced tenant (its gateway in a namespace of its own) on the host', () => {
+  // acme keeps its gateway on the host; globex has the same subnet, in a namespace
+  const twin = {
+    ...validateNetwork({ tenant: 'globex', cidr: '10.10.0.0/24' }),
+    namespace: { transit: '100.64.0.4/30' },
+  };
+  const [ns] = namespacesOf({ networks: [{ network: twin, ports: [] }] });
+  const both: HostState = {
+    networks: [
+      { network: acme, ports: [{ name: web, kind: 'tap', mac: '52:54:00:00:00:01', ip: '10.10.0.11' }] },
+      { network: twin, ports: [{ name: db, kind: 'tap', mac: '52:54:00:00:00:02', ip: '10.10.0.11' }] },
+    ],
+  };
+
+  test('nftables: its bridged frames in a zone of their own, shielded from the other masquerade, NAT of its transit', () => {
+    const r = renderRuleset(both);
+    const b = `"${twin.bridge}"`;
+    // a 16-bit zone of its own (zone 0 is the host's and the plain tenants'), one per transit /30
+    expect(ns!.zone).toBeGreaterThan(0);
+    expect(ns!.zone).toBeLessThan(65536);
+    const next = { ...twin, tenant: 'initech', namespace: { transit: '100.64.0.8/30' } };
+    expect(namespacesOf({ networks: [{ network: next, ports: [] }] })[0]!.zone).not.toBe(ns!.zone);
+    expect(r.inet).toContain(`iifname ${b} ct zone set ${ns!.zone}`);
+    expect(r.inet).toContain('type filter hook prerouting priority raw');
+    // the shield comes before any masquerade: acme's would take globex's frames otherwise
+    const post = r.inet.slice(r.inet.indexOf('chain postrouting'));
+    expect(post.indexOf(`oifname ${b} return`)).toBeLessThan(post.indexOf('masquerade'));
+    expect(r.inet).toContain(`ip saddr 100.64.0.6 oifname != "${ns!.transitVeth}" masquerade`);
+    // nothing routed through its bridge on the host; its transit is a tenant device like a bridge
+    expect(r.inet).toContain(`iifname ${b} drop`);
+    expect(r.sets.inet.tenant_bridges).toEqual([acme.bridge, twin.bridge, ns!.transitVeth]);
+    // its gateway is not on the host: no host services, no ping to the gateway address here
+    expect(r.sets.inet.host_services!.every((e) => e.startsWith(acme.bridge))).toBe(true);
+    expect(r.sets.inet.bridge_gws).toEqual([`${acme.bridge} . 10.10.0.1`]);
+  });
+
+  test('iptables: the same in a raw chain, the nat chain and the filter chains', () => {
+    const tables = desiredTables(both);
+    const chain = (table: string, role: string) =>
+      tables
+        .find((t) => t.tool === 'iptables' && t.table === table)!
+        .chains.find((c) => c.name.startsWith(`VW${role}-`))!;
+    expect(chain('raw', 'Z')).toMatchObject({
+      from: 'PREROUTING',
+      rules: [`-i ${twin.bridge} -j CT --zone ${ns!.zone}`],
+    });
+    expect(chain('nat', 'N').rules[0]).toBe(`-o ${twin.bridge} -j RETURN`);
+    expect(chain('nat', 'N').rules).toContain(`-s 100.64.0.6/32 ! -o ${ns!.transitVeth} -j MASQUERADE`);
+    expect(chain('filter', 'X').rules).toContain(`-o ${ns!.transitVeth} -j DROP`);
+    expect(chain('filter', 'I').rules.slice(0, 3)).toEqual([
+      `-i ${twin.bridge} -j DROP`,
+      `-i ${ns!.transitVeth} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`,
+      `-i ${ns!.transitVeth} -j DROP`,
+    ]);
+  });
+
+  test('inside the namespace: the gateway on its veth end, NAT out of its transit', () => {
+    const inner = innerState(ns!);
+    expect(inner.networks[0]!.network).toMatchObject({ bridge: 'vw-gw', uplink: 'vw-transit', gateway: '10.10.0.1' });
+    expect(inner.networks[0]!.network.namespace).toBeUndefined();
+    expect(renderRuleset(inner).inet).toContain(
+      'ip saddr 10.10.0.0/24 ip daddr != 10.10.0.0/24 oifname "vw-transit" masquerade',
+    );
+  });
+});

@@ -14,6 +14,7 @@ import {
   validateHostState,
 } from '../../lib/host/index.js';
 import { renderTemplate } from '../../lib/host/template.js';
+import { namespacesOf, planInside } from '../../lib/host/namespace.js';
 import { withoutStaleLeases } from '../../lib/host/dnsmasq.js';
 import { HostUnsupportedError, SpecError } from '../../lib/errors/index.js';
 import type { HostCapabilities, HostNetwork, HostState } from '../../types/host.js';
@@ -573,5 +574,49 @@ describe('SSH control directory', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("a tenant namespace's inside", () => {
+  const net = {
+    ...validateNetwork({ tenant: 'globex', cidr: '10.10.0.0/24' }),
+    namespace: { transit: '100.64.0.4/30' },
+  };
+  const [ns] = namespacesOf({ networks: [{ network: net, ports: [] }] });
+  const link = (name: string, addresses: string[], mtu = 1500) => ({
+    name,
+    kind: 'veth',
+    identity: 'veth',
+    up: true,
+    mtu,
+    addresses,
+    peers: [],
+  });
+
+  test('fresh: loopback, both veth ends with their addresses, the route to the host, forwarding', () => {
+    const fresh = planInside(ns!, { links: new Map(), route: undefined, forwarding: false }, 1450);
+    expect(fresh).toEqual({
+      ip: [
+        'link set dev lo up',
+        'link set dev vw-gw mtu 1450 up',
+        'addr add 10.10.0.1/24 dev vw-gw',
+        'link set dev vw-transit up',
+        'addr add 100.64.0.6/30 dev vw-transit',
+        'route replace default via 100.64.0.5 dev vw-transit',
+      ],
+      forwarding: true,
+    });
+  });
+
+  test('as desired: nothing; a foreign address on the gateway end is removed', () => {
+    const links = new Map([
+      ['lo', { ...link('lo', []), kind: 'unknown' }],
+      ['vw-gw', link('vw-gw', ['10.10.0.1/24'], 1450)],
+      ['vw-transit', link('vw-transit', ['100.64.0.6/30'])],
+    ]);
+    const seen = { links, route: '100.64.0.5', forwarding: true };
+    expect(planInside(ns!, seen, 1450)).toEqual({ ip: [], forwarding: false });
+    links.set('vw-gw', link('vw-gw', ['10.10.0.1/24', '10.10.0.99/24'], 1450));
+    expect(planInside(ns!, seen, 1450).ip).toEqual(['addr del 10.10.0.99/24 dev vw-gw']);
   });
 });
