@@ -31,8 +31,16 @@ export class Namespaces {
       }
   }
 
+  /**
+   * `given` carries a namespace only where it comes from the VM's own record (a spec cannot name
+   * one): a VM updated or re-created keeps it, also when it is its tenant's only VM.
+   */
   assign(p: Problems, path: string, given: ResolvedNetwork): ResolvedNetwork {
-    const { namespace: _ignored, ...net } = given;
+    const { namespace: own, ...net } = given;
+    if (!this.ofTenant.has(net.tenant) && own && !this.taken.has(parseCidr(own.transit)!.network)) {
+      this.taken.add(parseCidr(own.transit)!.network);
+      this.ofTenant.set(net.tenant, own);
+    }
     const recorded = this.ofTenant.get(net.tenant);
     const clash = [...this.here.values()].find(
       (o) => o.tenant !== net.tenant && !o.namespace && subnetsOverlap(o, net),

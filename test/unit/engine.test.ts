@@ -89,6 +89,13 @@ describe('tenants with overlapping subnets', () => {
     // a tenant keeps its namespace, also once the tenant it overlapped is gone
     const b2 = allocate(vm('b2', [{ network: net('globex') }]), [on(b)]);
     expect(b2.nics[0]!.network.namespace).toEqual({ transit: '100.64.0.0/30' });
+    // initech's only VM updated (allocated again, its record's network kept by the plan, the
+    // others' records without it): it keeps its /30, though a lower one is free by now
+    expect(allocate(c, [on(a)]).nics[0]!.network.namespace).toEqual({ transit: '100.64.0.4/30' });
+    // ... unless another tenant took it meanwhile: then a free one, as for any new tenant
+    const taken = allocate(vm('t', [{ network: net('umbrella') }]), [on(a)]);
+    expect(taken.nics[0]!.network.namespace).toEqual({ transit: '100.64.0.0/30' });
+    expect(allocate(b, [on(a), on(taken)]).nics[0]!.network.namespace).toEqual({ transit: '100.64.0.4/30' });
     // on another host, no overlap: plain
     const d = allocate(vm('d', [{ network: net('umbrella') }]), [on(a)], {}, 'h2');
     expect(d.nics[0]!.network.namespace).toBeUndefined();
