@@ -17,7 +17,10 @@ export interface DesiredLink {
   tenant: string;
   /** what must match for an existing link to be kept (kind-specific parameters) */
   identity: string;
-  /** tokens after `link add <name>` (or the whole `tuntap add` line for taps) */
+  /**
+   * tokens after `link add <name>` (or the whole `tuntap add` line for taps); none: the link is
+   * made with its veth peer from another namespace, and only configured here
+   */
   create: (string | number)[];
   master?: string;
   mtu?: number;
@@ -332,7 +335,7 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
   // 2. create, 3. configure
   for (const d of desired) {
     const o = gone.has(d.name) ? undefined : observed.get(d.name);
-    if (!o) {
+    if (!o && d.create.length > 0) {
       creates.push(d.name);
       ip.push(batchLine(d.kind === 'tap' ? d.create : ['link', 'add', d.name, ...d.create]));
       changes.push({
@@ -357,10 +360,12 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
     if (d.nfCallIptables && !o?.nfCallIptables) differs('nf_call_iptables', 'type', 'bridge', 'nf_call_iptables', 1);
     if (set.length > 0) ip.push(batchLine(['link', 'set', 'dev', d.name, ...set]));
     const have = new Set(o?.addresses ?? []);
+    // a bridge, or a link given addresses, holds only those: one the host made for itself stays
+    const exclusive = d.kind === 'bridge' || d.addresses.length > 0;
     const addrs = [
       ...d.addresses.filter((a) => !have.has(a)).map((a) => batchLine(['addr', 'add', a, 'dev', d.name])),
       ...[...have]
-        .filter((a) => !d.addresses.includes(a) && d.kind === 'bridge')
+        .filter((a) => !d.addresses.includes(a) && exclusive)
         .map((a) => batchLine(['addr', 'del', a, 'dev', d.name])),
     ];
     if (addrs.length > 0) {

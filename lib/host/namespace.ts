@@ -16,12 +16,12 @@
 import { createHash } from 'node:crypto';
 import type { HostNetwork, HostState } from '../../types/host.js';
 import { namespaceNames, parseCidr, formatIpv4 } from '../spec/index.js';
-import { batchLine, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
+import { type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
 import type { DesiredLink, ObservedLink } from './links.js';
 
 /** The namespace's own ends of its two veths (names inside it need not be unique on the host). */
 const NS_GATEWAY = 'vw-gw';
-const NS_TRANSIT = 'vw-transit';
+export const NS_TRANSIT = 'vw-transit';
 
 export interface TenantNamespace {
   tenant: string;
@@ -146,6 +146,18 @@ export function namespaceLinks(ns: TenantNamespace, mtu: number | undefined): De
 }
 
 /**
+ * The namespace's ends of the same veths, made with them from the host side (no `create`): the
+ * gateway's end holds the gateway address (and the segment's MTU), the transit end its address.
+ */
+export function insideLinks(ns: TenantNamespace, mtu: number | undefined): DesiredLink[] {
+  const base = { kind: 'veth' as const, tenant: ns.tenant, identity: 'veth', create: [], peers: [] };
+  return [
+    { ...base, name: NS_GATEWAY, mtu, addresses: [`${ns.net.network.gateway}/${ns.net.network.prefix}`] },
+    { ...base, name: NS_TRANSIT, addresses: [`${ns.nsAddress}/30`] },
+  ];
+}
+
+/**
  * The gateway's MAC, the same whenever its veth is made again (a repaired namespace): the guests'
  * ARP entries for their gateway stay right. Locally administered, "vw", 3 bytes of the tenant.
  */
@@ -180,37 +192,4 @@ export async function observeInside(
   ]);
   const gateway = (JSON.parse(route.stdout || '[]') as { gateway?: string }[])[0]?.gateway;
   return { links: seenLinks, route: gateway, forwarding: fwd.stdout.trim() === '1' };
-}
-
-/**
- * The `ip -batch` lines inside the namespace (its veth ends' MTU, addresses and state, loopback,
- * the default route to the host) and whether forwarding must be switched on: nothing when all is
- * as desired. Its veth ends are made from the host side, with the host's batch.
- */
-export function planInside(
-  ns: TenantNamespace,
-  seen: NamespaceSeen,
-  mtu: number | undefined,
-): { ip: string[]; forwarding: boolean } {
-  const n = ns.net.network;
-  const ip: string[] = [];
-  const lo = seen.links.get('lo');
-  if (!lo?.up) ip.push(batchLine(['link', 'set', 'dev', 'lo', 'up']));
-  const ends: [string, string][] = [
-    [NS_GATEWAY, `${n.gateway}/${n.prefix}`],
-    [NS_TRANSIT, `${ns.nsAddress}/30`],
-  ];
-  for (const [dev, address] of ends) {
-    const o = seen.links.get(dev);
-    const set: (string | number)[] = [];
-    if (dev === NS_GATEWAY && mtu && o?.mtu !== mtu) set.push('mtu', mtu);
-    if (!o?.up) set.push('up');
-    if (set.length) ip.push(batchLine(['link', 'set', 'dev', dev, ...set]));
-    const have = o?.addresses ?? [];
-    for (const a of have.filter((a) => a !== address)) ip.push(batchLine(['addr', 'del', a, 'dev', dev]));
-    if (!have.includes(address)) ip.push(batchLine(['addr', 'add', address, 'dev', dev]));
-  }
-  if (seen.route !== ns.hostAddress)
-    ip.push(batchLine(['route', 'replace', 'default', 'via', ns.hostAddress, 'dev', NS_TRANSIT]));
-  return { ip, forwarding: n.nat && !seen.forwarding };
 }

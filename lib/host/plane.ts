@@ -48,12 +48,14 @@ import { waitForLease, pollForLease, parseLeases, type Lease, type LeaseWait } f
 import { LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
 import {
   FRESH_NAMESPACE,
+  NS_TRANSIT,
   NetnsRunner,
   innerState,
+  insideLinks,
   namespacesOf,
   observeInside,
   observeNamespaces,
-  planInside,
+  type NamespaceSeen,
   type TenantNamespace,
 } from './namespace.js';
 
@@ -485,6 +487,25 @@ const tenantOf = (spaces: TenantNamespace[], netns: string) => {
   const tenant = spaces.find((s) => s.netns === netns)?.tenant;
   return tenant === undefined ? {} : { tenant };
 };
+
+/**
+ * The `ip -batch` lines inside a namespace (loopback, its veth ends' MTU, addresses and state —
+ * planned as every link is —, the default route to the host) and whether forwarding must be
+ * switched on: nothing when all is as desired.
+ */
+export function planInside(
+  ns: TenantNamespace,
+  seen: NamespaceSeen,
+  mtu: number | undefined,
+): { ip: string[]; forwarding: boolean } {
+  const route = ['route', 'replace', 'default', 'via', ns.hostAddress, 'dev', NS_TRANSIT];
+  const ip = [
+    ...(seen.links.get('lo')?.up ? [] : [batchLine(['link', 'set', 'dev', 'lo', 'up'])]),
+    ...planLinks(insideLinks(ns, mtu), seen.links).ip,
+    ...(seen.route === ns.hostAddress ? [] : [batchLine(route)]),
+  ];
+  return { ip, forwarding: ns.net.network.nat && !seen.forwarding };
+}
 
 /** Every kernel feature the state needs, checked before the first command runs; the firewall backend. */
 function checkFeatures(

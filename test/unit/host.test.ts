@@ -14,7 +14,8 @@ import {
   validateHostState,
 } from '../../lib/host/index.js';
 import { renderTemplate } from '../../lib/host/template.js';
-import { namespacesOf, planInside } from '../../lib/host/namespace.js';
+import { namespacesOf } from '../../lib/host/namespace.js';
+import { planInside } from '../../lib/host/plane.js';
 import { withoutStaleLeases } from '../../lib/host/dnsmasq.js';
 import { HostUnsupportedError, SpecError } from '../../lib/errors/index.js';
 import type { HostCapabilities, HostNetwork, HostState } from '../../types/host.js';
