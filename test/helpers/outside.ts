@@ -1,8 +1,10 @@
 // "The internet" for tests with real guests on NAT networks built in the host's own namespace: a
-// namespace beyond a veth the test makes (TEST-NET-3: the host 203.0.113.1, the outside
-// 203.0.113.2), with an HTTP server on :8080 that answers "outside" and records who asked.
+// namespace beyond a veth the test makes (in a range no route or address of this host covers,
+// picked by ranges.ts: the host's end OUTSIDE.host, the outside OUTSIDE.outside), with an HTTP
+// server on :8080 that answers "outside" and records who asked.
 import { execa } from 'execa';
 import type { Lab } from './lab.js';
+import { OUTSIDE } from './ranges.js';
 
 export class Outside {
   /** the client addresses the server has seen: after NAT, the host's only */
@@ -20,10 +22,10 @@ export class Outside {
     this.forwarding = (await execa('sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim();
     const out = await this.lab.netns('out');
     await execa('ip', ['link', 'add', this.uplink, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', out]);
-    await execa('ip', ['addr', 'add', '203.0.113.1/24', 'dev', this.uplink]);
+    await execa('ip', ['addr', 'add', `${OUTSIDE.host}/24`, 'dev', this.uplink]);
     await execa('ip', ['link', 'set', this.uplink, 'up']);
-    await this.lab.configureGuest(out, 'eth0', '203.0.113.2/24');
-    this.clients = await this.lab.serveHttp(out, '203.0.113.2', 8080, 'outside');
+    await this.lab.configureGuest(out, 'eth0', `${OUTSIDE.outside}/24`);
+    this.clients = await this.lab.serveHttp(out, OUTSIDE.outside, 8080, 'outside');
   }
 
   /** Removes the veth and puts ip_forward back (the lab's cleanup removes the namespace). */

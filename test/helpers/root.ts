@@ -1,8 +1,8 @@
 // The integration tier needs root (namespaces, libvirtd, taps). Without it, its suites are
 // reported as skipped with the reason in their title — never as passes.
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+export const isRoot = (): boolean => typeof process.getuid === 'function' && process.getuid() === 0;
 
-export const describeAsRoot: jest.Describe = isRoot
+export const describeAsRoot: jest.Describe = isRoot()
   ? describe
   : (Object.assign(
       (name: string, fn: () => void) =>

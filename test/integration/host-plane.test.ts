@@ -13,6 +13,7 @@ import type { FirewallKind } from '../../lib/host/firewall.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { waitFor } from '../helpers/wait.js';
+import { OUTSIDE } from '../helpers/ranges.js';
 
 suite('nftables', 'vwhp');
 suite('iptables', 'vwhq');
@@ -69,10 +70,11 @@ function suite(firewall: FirewallKind, prefix: string): void {
       host = await lab.netns('host');
       for (const g of ['a1', 'a2', 'a3', 'a4', 'b1', 'out']) ns[g] = await lab.netns(g);
       plane = new HostPlane({ netns: host, stateDir: lab.stateDir, firewall });
-      // the host's uplink to an "outside" network (TEST-NET-3), made by the test, not by virtwire
+      // the host's uplink to an "outside" network (a range free on this host: ranges.ts), made by
+      // the test, not by virtwire
       await lab.exec(host, ['ip', 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.out!]);
-      await lab.configureGuest(host, 'up0', '203.0.113.1/24');
-      await lab.configureGuest(ns.out!, 'eth0', '203.0.113.2/24');
+      await lab.configureGuest(host, 'up0', `${OUTSIDE.host}/24`);
+      await lab.configureGuest(ns.out!, 'eth0', `${OUTSIDE.outside}/24`);
     });
     afterAll(async () => {
       await plane?.teardown().catch(() => {});
@@ -178,14 +180,14 @@ function suite(firewall: FirewallKind, prefix: string): void {
         'node',
         '-e',
         `
-        require('http').createServer((q, s) => s.end(q.socket.remoteAddress.replace('::ffff:', ''))).listen(8080, '203.0.113.2', () => console.log('listening'));
+        require('http').createServer((q, s) => s.end(q.socket.remoteAddress.replace('::ffff:', ''))).listen(8080, ${JSON.stringify(OUTSIDE.outside)}, () => console.log('listening'));
       `,
       ]);
       await new Promise<void>((resolve, reject) => {
         server.stdout!.on('data', (d: Buffer) => d.toString().includes('listening') && resolve());
         server.on('exit', () => reject(new Error('server exited')));
       });
-      expect(await fetchFrom(ns.a1!, 'http://203.0.113.2:8080/')).toBe('203.0.113.1');
+      expect(await fetchFrom(ns.a1!, `http://${OUTSIDE.outside}:8080/`)).toBe(OUTSIDE.host);
       // and nothing from outside reaches a guest unsolicited
       expect(await lab.ping(ns.out!, '10.31.0.11')).toBe(false);
       server.kill('SIGKILL');

@@ -11,6 +11,7 @@ import { execa } from 'execa';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { waitFor } from '../helpers/wait.js';
+import { OUTSIDE } from '../helpers/ranges.js';
 
 suite('nftables', 'vwov');
 suite('iptables', 'vwow');
@@ -26,7 +27,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
   const acme = validateNetwork({ tenant: tenants.acme, cidr });
   // globex forwards names outside the tenant to a resolver in the outside namespace
   const globex = {
-    ...validateNetwork({ tenant: tenants.globex, cidr, dns: { upstream: ['203.0.113.2'] } }),
+    ...validateNetwork({ tenant: tenants.globex, cidr, dns: { upstream: [OUTSIDE.outside] } }),
     namespace: { transit: '100.64.0.0/30' },
   };
   const initech = { ...validateNetwork({ tenant: tenants.initech, cidr }), namespace: { transit: '100.64.0.4/30' } };
@@ -77,8 +78,8 @@ function suite(firewall: FirewallKind, prefix: string): void {
       for (const g of [...guests, 'out']) ns[g] = await lab.netns(g);
       plane = new HostPlane({ netns: host, stateDir: lab.stateDir, firewall });
       await lab.exec(host, ['ip', 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.out!]);
-      await lab.configureGuest(host, 'up0', '203.0.113.1/24');
-      await lab.configureGuest(ns.out!, 'eth0', '203.0.113.2/24');
+      await lab.configureGuest(host, 'up0', `${OUTSIDE.host}/24`);
+      await lab.configureGuest(ns.out!, 'eth0', `${OUTSIDE.outside}/24`);
     });
     afterAll(async () => {
       await plane?.teardown().catch(() => {});
@@ -143,11 +144,11 @@ function suite(firewall: FirewallKind, prefix: string): void {
       const resolver = lab.spawn(ns.out!, [
         'dnsmasq',
         '--no-daemon',
-        '--listen-address=203.0.113.2',
+        `--listen-address=${OUTSIDE.outside}`,
         '--bind-interfaces',
         '--no-resolv',
         '--no-hosts',
-        '--address=/outside.test/203.0.113.99',
+        `--address=/outside.test/${OUTSIDE.spare}`,
         // busybox nslookup asks for AAAA too: a refused one is retried for seconds
         '--address=/outside.test/2001:db8::99',
         '--log-queries',
@@ -158,9 +159,9 @@ function suite(firewall: FirewallKind, prefix: string): void {
       resolver.stderr!.on('data', (d: Buffer) => (log += d.toString()));
       await waitFor('the outside resolver to start', 10_000, () => /started/.test(log));
       const r = await lab.exec(ns.b1!, ['busybox', 'nslookup', 'outside.test', '10.40.0.1'], { reject: false });
-      expect(r.stdout).toContain('203.0.113.99');
+      expect(r.stdout).toContain(OUTSIDE.spare);
       // the resolver saw the query from the host's uplink address: NAT'd in the namespace and on the host
-      expect(log).toMatch(/query\[A\] outside\.test from 203\.0\.113\.1/);
+      expect(log).toContain(`query[A] outside.test from ${OUTSIDE.host}`);
       resolver.kill('SIGKILL');
     });
 
@@ -179,16 +180,16 @@ function suite(firewall: FirewallKind, prefix: string): void {
     });
 
     test('NAT: every tenant reaches the outside, which sees the host address', async () => {
-      const seen = await serve('out', '203.0.113.2');
-      for (const g of ['a1', 'b1', 'c1']) expect(await fetchFrom(g, 'http://203.0.113.2:8080/')).toBe('out');
-      expect([...seen]).toEqual(['203.0.113.1']);
+      const seen = await serve('out', OUTSIDE.outside);
+      for (const g of ['a1', 'b1', 'c1']) expect(await fetchFrom(g, `http://${OUTSIDE.outside}:8080/`)).toBe('out');
+      expect([...seen]).toEqual([OUTSIDE.host]);
     });
 
     test("QoS: a namespaced tenant's port is shaped on the host like any other", async () => {
-      const server = lab.spawn(ns.out!, ['iperf3', '-s', '-1', '-B', '203.0.113.2']);
+      const server = lab.spawn(ns.out!, ['iperf3', '-s', '-1', '-B', OUTSIDE.outside]);
       const mbit = async (guest: string) => {
         const r = await waitFor(`iperf3 from ${guest} (the server may not listen yet)`, 10_000, async () => {
-          const x = await lab.exec(ns[guest]!, ['iperf3', '-J', '-t', '2', '-c', '203.0.113.2'], { reject: false });
+          const x = await lab.exec(ns[guest]!, ['iperf3', '-J', '-t', '2', '-c', OUTSIDE.outside], { reject: false });
           return x.exitCode === 0 && x;
         });
         return (
@@ -205,7 +206,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
     test('no tenant reaches another tenant, its namespace or the host; the outside reaches none', async () => {
       const blocked: [string, string][] = [
         // the other namespace's transit address, the host's ends of the transits, the host's uplink
-        ...['100.64.0.6', '100.64.0.5', '100.64.0.1', '203.0.113.1'].map((t): [string, string] => ['b1', t]),
+        ...['100.64.0.6', '100.64.0.5', '100.64.0.1', OUTSIDE.host].map((t): [string, string] => ['b1', t]),
         ['a1', '100.64.0.2'],
         ['c1', '100.64.0.2'],
         ...['100.64.0.2', '100.64.0.6', '10.40.0.11'].map((t): [string, string] => ['out', t]),
@@ -241,7 +242,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
       expect(after).toBeDefined();
       expect(after).not.toBe(before);
       expect(await lease('b1')).toBe('10.40.0.11');
-      expect(await fetchFrom('b1', 'http://203.0.113.2:8080/')).toBe('out');
+      expect(await fetchFrom('b1', `http://${OUTSIDE.outside}:8080/`)).toBe('out');
       expect((await plane.apply(state)).noop).toBe(true);
     });
 

@@ -20,6 +20,7 @@ import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { hostSnapshot, type HostSnapshot } from '../helpers/host-snapshot.js';
 import { Outside } from '../helpers/outside.js';
+import { OUTSIDE } from '../helpers/ranges.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vwov-'));
 chmodSync(stateDir, 0o755); // QEMU (libvirt-qemu) writes its serial log below it
@@ -68,7 +69,7 @@ describeAsRoot('two tenants with the same subnet and addresses, real guests (qem
         'whoami:10.66.0.11',
         `dns:vwo${tenant}2`,
         'ping:100.64.0.2',
-        'http:203.0.113.2:8080',
+        `http:${OUTSIDE.outside}:8080`,
       ];
       // vwoa first: it is the plain tenant; vwob arrives second and gets the namespace
       const first = await guests.createAll([
@@ -117,10 +118,10 @@ describeAsRoot('two tenants with the same subnet and addresses, real guests (qem
         expect(not('dns', ' ok')).toEqual([]);
         // the namespaced tenant's transit address is reached by nobody
         expect(not('ping 100.64.0.2', ' fail')).toEqual([]);
-        expect(not('http 203.0.113.2:8080', ' ok')).toEqual([]);
+        expect(not(`http ${OUTSIDE.outside}:8080`, ' ok')).toEqual([]);
       }
       // the outside server saw the host's address (NAT, twice for vwob), never a guest's or a transit's
-      expect([...outside.clients]).toEqual(['203.0.113.1']);
+      expect([...outside.clients]).toEqual([OUTSIDE.host]);
     });
   });
 

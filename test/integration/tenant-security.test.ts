@@ -14,13 +14,14 @@ import type { CreatedVm } from '../../types/vm.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { waitFor } from '../helpers/wait.js';
+import { OUTSIDE } from '../helpers/ranges.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vwsec-'));
 chmodSync(stateDir, 0o755);
 const lab = new Lab('vwsec');
 const guests = new GuestLab({ stateDir, timeoutMs: 150_000 });
 const UP = 'vwsecup0';
-const UPLINK_ADDR = '203.0.113.1';
+const UPLINK_ADDR = OUTSIDE.host;
 const CLOSED = 18080;
 const OPEN = 18081; // the tenant's hostServices
 const T = { tenant: 'vwsect', cidr: '10.74.0.0/24', hostServices: [{ port: OPEN, protocol: 'tcp' as const }] };

@@ -20,6 +20,7 @@ import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { hostSnapshot, type HostSnapshot } from '../helpers/host-snapshot.js';
 import { Outside } from '../helpers/outside.js';
+import { OUTSIDE } from '../helpers/ranges.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vwvm-'));
 chmodSync(stateDir, 0o755); // QEMU (libvirt-qemu) writes its serial log below it
@@ -107,14 +108,14 @@ describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', ()
           image,
           'vwa1',
           [{ network: acme, ip: '10.61.0.11' }],
-          ['ping:10.61.0.12', 'ping:10.62.0.11', 'http:10.62.0.11', 'http:203.0.113.2:8080'],
+          ['ping:10.61.0.12', 'ping:10.62.0.11', 'http:10.62.0.11', `http:${OUTSIDE.outside}:8080`],
         ),
         testGuestSpec(image, 'vwa2', [{ network: acme, ip: '10.61.0.12', qos: { egressKbps: 8000 } }]),
         testGuestSpec(
           image,
           'vwg1',
           [{ network: globex, ip: '10.62.0.11' }],
-          ['ping:10.62.0.12', 'ping:10.61.0.11', 'http:10.61.0.12', 'http:203.0.113.2:8080'],
+          ['ping:10.62.0.12', 'ping:10.61.0.11', 'http:10.61.0.12', `http:${OUTSIDE.outside}:8080`],
         ),
         testGuestSpec(image, 'vwg2', [{ network: globex, ip: '10.62.0.12' }]),
       ];
@@ -155,7 +156,7 @@ describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', ()
         expect(lines.filter((l) => l.includes('http 10.6')).every((l) => l.trimEnd().endsWith('fail'))).toBe(true);
       }
       // the outside server saw the host's address (NAT), never a guest's
-      expect([...outside.clients]).toEqual(['203.0.113.1']);
+      expect([...outside.clients]).toEqual([OUTSIDE.host]);
     });
 
     test('from the host: each guest answers on its pinned address with its own name', async () => {
