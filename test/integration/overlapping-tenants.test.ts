@@ -39,7 +39,7 @@ async function probesOf(vm: CreatedVm, peer: string): Promise<string[]> {
   const from = Number(
     (await waitForConsole(vm, new RegExp(`round=(\\d+) whoami 10\\.66\\.0\\.\\d+ ${peer}\\b`), 90_000))[1],
   );
-  await waitForConsole(vm, /round=\d+ http 203\.0\.113\.2:8080 ok/, 60_000);
+  await waitForConsole(vm, new RegExp(`round=\\d+ http ${OUTSIDE.outside.replace(/\./g, '\\.')}:8080 ok`), 60_000);
   await waitForConsole(vm, new RegExp(`round=${from + 2} `), 60_000);
   return consoleText(vm)
     .split('\n')

@@ -144,7 +144,11 @@ describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', ()
         const okRound = Number(
           (await waitForConsole(vm, new RegExp(`round=(\\d+) ping ${own.replace(/\./g, '\\.')} ok`), 60_000))[1],
         );
-        await waitForConsole(vm, /round=\d+ http 203\.0\.113\.2:8080 ok/, 60_000);
+        await waitForConsole(
+          vm,
+          new RegExp(`round=\\d+ http ${OUTSIDE.outside.replace(/\./g, '\\.')}:8080 ok`),
+          60_000,
+        );
         // every round from the one where the tenant was reachable, and one complete round after it
         await waitForConsole(vm, new RegExp(`round=${okRound + 2} `), 60_000);
         const lines = consoleText(vm)
