@@ -110,3 +110,4 @@ export {
   type DryRun,
   type SnapshotSpec,
 } from './engine/index.js';
+export { graph, renderGraph, renderGraphSvg, type GraphOptions } from './graph/index.js';

@@ -5,7 +5,18 @@
 // Debian cloud image with cloud-init instead (scripts/demo-cloud.ts).
 import { execFileSync } from 'node:child_process';
 import { cloudDemo } from './demo-cloud.js';
-import { createVm, destroyVm, type CreatedVm, type VmSpec } from '../lib/index.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  createVm,
+  destroyVm,
+  graph,
+  renderGraph,
+  renderGraphSvg,
+  DEFAULT_STATE_DIR,
+  type CreatedVm,
+  type VmSpec,
+} from '../lib/index.js';
 import { buildTestGuest, waitForConsole, consoleText, testGuestSpec } from '../lib/testing/index.js';
 
 const keep = process.argv.includes('--keep');
@@ -85,6 +96,7 @@ async function main(): Promise<void> {
         `isolation is wrong: ${leaks.length} cross-tenant paths open, ${cut.length} same-tenant paths cut`,
       );
     console.log('\ndemo: each tenant reaches itself and nothing else.');
+    await drawNetwork();
   } finally {
     if (!keep) {
       for (const vm of created) await destroyVm(vm.name, { missingOk: true });
@@ -92,6 +104,15 @@ async function main(): Promise<void> {
       console.log(`demo: destroyed ${created.length} guests and their networks (--keep leaves them running)`);
     }
   }
+}
+
+/** The network as it is now (`virtwire graph --live`), as SVG and DOT in the state dir. */
+async function drawNetwork(): Promise<void> {
+  const g = await graph({ live: true });
+  const base = join(DEFAULT_STATE_DIR, 'demo-network');
+  writeFileSync(`${base}.dot`, renderGraph(g, 'dot'));
+  writeFileSync(`${base}.svg`, await renderGraphSvg(g));
+  console.log(`demo: the network as it ran: ${base}.svg (and .dot; \`virtwire graph --live\` draws it anew)`);
 }
 
 if (process.argv.includes('--cloud')) await cloudDemo(keep);

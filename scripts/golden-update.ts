@@ -1,8 +1,11 @@
 // `npm run golden:update`: renders every test/golden/specs/<name>.json and writes
-// test/golden/expected/<name>.xml. The only writer of golden files (the tests never write them);
+// test/golden/expected/<name>.xml, and draws every test/golden/graphs/<name>.yaml as .dot and
+// .mmd beside it. The only writer of golden files (the tests never write them);
 // review `git diff test/golden/expected` before committing.
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { renderDomainXml } from '../lib/index.js';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { graph, parseSpecText, renderDomainXml, renderGraph } from '../lib/index.js';
 
 const root = new URL('../../test/golden/', import.meta.url);
 for (const f of readdirSync(new URL('specs/', root)).filter((x) => x.endsWith('.json'))) {
@@ -13,4 +16,24 @@ for (const f of readdirSync(new URL('specs/', root)).filter((x) => x.endsWith('.
   };
   writeFileSync(new URL(`expected/${name}.xml`, root), renderDomainXml(spec, options));
   console.log(`golden:update: wrote test/golden/expected/${name}.xml`);
+}
+
+// graphs: each test/golden/graphs/<name>.yaml drawn against an empty state, as DOT and Mermaid
+const empty = mkdtempSync(join(tmpdir(), 'vw-golden-'));
+try {
+  const graphs = new URL('graphs/', root);
+  for (const f of readdirSync(graphs).filter((x) => x.endsWith('.yaml'))) {
+    const name = f.replace(/\.yaml$/, '');
+    const spec = parseSpecText(readFileSync(new URL(f, graphs), 'utf8'), f);
+    const g = await graph({ spec, stateDir: empty });
+    for (const [ext, format] of [
+      ['dot', 'dot'],
+      ['mmd', 'mermaid'],
+    ] as const) {
+      writeFileSync(new URL(`${name}.${ext}`, graphs), renderGraph(g, format));
+      console.log(`golden:update: wrote test/golden/graphs/${name}.${ext}`);
+    }
+  }
+} finally {
+  rmSync(empty, { recursive: true, force: true });
 }

@@ -31,6 +31,7 @@ import {
   stateShow,
 } from './cli/run-state.js';
 import { fmtCommand, validateCommand } from './cli/run-files.js';
+import { graphCommand, type GraphFlags } from './cli/run-graph.js';
 import { version } from './cli/formats.js';
 
 /** Commander's command, with an unknown flag reported as one line naming the closest valid one. */
@@ -133,6 +134,19 @@ Exit codes: 0 ok, 1 error, 2 changes present (plan -detailed-exitcode), 3 not fo
     .option('--diff', 'print the changes as a unified diff')
     .addOption(new Option('--write <bool>', 'false: do not write the files').argParser(parseBool))
     .action(exits((files: string[], flags, cmd: Command) => fmtCommand(ctxOf(cmd), files, flags)));
+
+  program
+    .command('graph')
+    .description('draw the network: hosts, tenant bridges, uplinks, NAT, VMs, security-group rules')
+    .addOption(file())
+    .addOption(
+      new Option('--format <format>', 'dot (Graphviz text), svg (rendered by dot) or mermaid')
+        .choices(['dot', 'svg', 'mermaid'])
+        .default('dot'),
+    )
+    .option('--live', 'what the state records and the hosts hold now (asks every host), drift marked')
+    .option('-o, --out <file>', 'write it to this file (default: standard output)')
+    .action(exits((flags: GraphFlags, cmd: Command) => graphCommand(ctxOf(cmd), flags)));
 
   program
     .command('show')

@@ -3,3 +3,4 @@ export type * from './resolved.js';
 export type * from './domain-xml.js';
 export type * from './host.js';
 export type * from './vm.js';
+export type * from './graph.js';

@@ -127,7 +127,7 @@ export function redactPlan(plan: Plan): Plan {
 }
 
 /** Tenants whose host objects differ from the recorded state, with a reason each (from the typed changes). */
-function hostDrift(tenants: Set<string>, host: HostPlan): Map<string, string[]> {
+export function hostDrift(tenants: Set<string>, host: HostPlan): Map<string, string[]> {
   const drift = new Map<string, string[]>();
   const add = (tenant: string | undefined, why: string) => {
     if (tenant !== undefined && tenants.has(tenant)) drift.set(tenant, [...(drift.get(tenant) ?? []), why]);
@@ -265,21 +265,40 @@ function summarise(changes: Change[]): Plan {
   return { changes, summary };
 }
 
-function planAll(spec: SpecFile, records: VmRecord[], observed: Observed, replace: string[]): Plan {
-  const changes: Change[] = [];
+export interface DesiredVm {
+  /** the VM as apply leaves it: pinned to its record, or allocated against those before it */
+  vm: ResolvedVm;
+  /** its record, where the state has it */
+  record?: VmRecord;
+}
+
+/**
+ * Every VM of a spec as it will be, in the spec's order, and the records the hosts will then
+ * hold for the spec's VMs (the staying ones as recorded, the new ones as allocated): what plan
+ * diffs and what `graph` draws.
+ */
+export function desiredVms(spec: SpecFile, records: VmRecord[]): { vms: DesiredVm[]; placed: VmRecord[] } {
   const byName = new Map(records.map((r) => [r.vm.name, r]));
   const wanted = new Set(spec.vms.map((v) => v.name));
-  const staying = records.filter((r) => wanted.has(r.vm.name));
-
   // VMs: keep the recorded addresses of VMs whose spec does not pin them
-  const placed: VmRecord[] = [...staying];
-  for (const vm of spec.vms) {
-    const rec = byName.get(vm.name);
-    const pinned: ResolvedVm = rec ? pinToRecord(vm, rec) : vm;
+  const placed: VmRecord[] = records.filter((r) => wanted.has(r.vm.name));
+  const vms = spec.vms.map((vm): DesiredVm => {
+    const record = byName.get(vm.name);
+    if (record) return { vm: pinToRecord(vm, record), record };
+    const allocated = allocate(vm, placed, spec.pools);
+    placed.push({ vm: allocated, accel: 'tcg', createdAt: '' });
+    return { vm: allocated };
+  });
+  return { vms, placed };
+}
+
+function planAll(spec: SpecFile, records: VmRecord[], observed: Observed, replace: string[]): Plan {
+  const changes: Change[] = [];
+  const wanted = new Set(spec.vms.map((v) => v.name));
+  const { vms, placed } = desiredVms(spec, records);
+  for (const { vm, record: rec } of vms) {
     const state = observed.domains.get(vm.name);
     if (!rec) {
-      const vmPlaced = allocate(pinned, placed, spec.pools);
-      placed.push({ vm: vmPlaced, accel: 'tcg', createdAt: '' });
       // a domain of that name the state does not know (forgotten with `state rm`): drift, replaced
       const orphan = state !== undefined;
       changes.push({
@@ -287,21 +306,21 @@ function planAll(spec: SpecFile, records: VmRecord[], observed: Observed, replac
         name: vm.name,
         action: orphan ? 'replace' : 'create',
         attributes: [],
-        vm: vmPlaced,
+        vm,
         ...(orphan
           ? { reason: 'exists in libvirt but not in the state: replaced (or `virtwire import` it first)' }
           : {}),
       });
       continue;
     }
-    const attrs = recordDiff(rec, pinned);
+    const attrs = recordDiff(rec, vm);
     if (replace.includes(vm.name)) {
       changes.push({
         kind: 'vm',
         name: vm.name,
         action: 'replace',
         attributes: attrs,
-        vm: pinned,
+        vm,
         reason: 'replacement requested (-replace)',
       });
     } else if (attrs.length > 0) {
@@ -311,7 +330,7 @@ function planAll(spec: SpecFile, records: VmRecord[], observed: Observed, replac
         name: vm.name,
         action: inPlace ? 'update' : 'replace',
         attributes: attrs,
-        vm: pinned,
+        vm,
         ...(inPlace ? {} : { reason: 'forces replacement' }),
       });
     } else if (state === undefined) {
@@ -322,7 +341,7 @@ function planAll(spec: SpecFile, records: VmRecord[], observed: Observed, replac
         repair: 'recreate',
         attributes: [],
         reason: 'domain missing in libvirt',
-        vm: pinned,
+        vm,
       });
     } else if (state !== 'running') {
       changes.push({
@@ -332,7 +351,7 @@ function planAll(spec: SpecFile, records: VmRecord[], observed: Observed, replac
         repair: 'start',
         attributes: [],
         reason: `domain is ${state}, not running`,
-        vm: pinned,
+        vm,
       });
     }
   }

@@ -88,6 +88,17 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
     expect(apply.stdout).toMatch(/^vwcli-b1: vwclib 10\.82\.0\.2$/m);
     const again = await cli('plan', '-f', file, '--detailed-exitcode');
     expect([again.exitCode, again.stdout.trim()]).toEqual([0, 'No changes. The host matches the spec.']);
+    // the picture: both VMs on their bridges with the addresses they got, running, nothing drifted
+    const live = await cli('graph', '--live', '-f', file);
+    expect([live.exitCode, live.stderr]).toEqual([0, '']);
+    expect(live.stdout).toMatch(/"vm:vwcli-a1" -> "bridge:-:vwclia" \[label="vwt[\w-]+\\n10\.81\.0\.2\\n/);
+    expect(live.stdout).toMatch(/vwcli-b1\\n1 vCPU, 192 MiB\\n(tcg|kvm), running/);
+    expect(live.stdout).toContain('out 5000 kbit/s');
+    expect(live.stdout).not.toContain('drift:');
+    // the desired graph of the same spec draws the same world without asking a host
+    const desired = await cli('graph', '-f', file, '--format', 'mermaid');
+    expect(desired.stdout).toMatch(/^flowchart LR\n {2}%% virtwire: desired\n/);
+    expect(desired.stdout).toContain('10.82.0.2');
   });
 
   test('edits: a QoS change in place, a VM added, a VM removed', async () => {
@@ -121,8 +132,17 @@ describeAsRoot('the virtwire CLI (real binary, real guests)', () => {
     expect(plan.stdout).toMatch(
       /~ network vwclia — repair: .*devices missing.*dnsmasq not running.*firewall rules differ/,
     );
+    // graph --live marks the same drift on the VM and on the tenant's bridge, and renders as SVG
+    const svg = join(dir, 'drift.svg');
+    const drawn = await cli('graph', '--live', '-f', file, '--format', 'svg', '-o', svg);
+    expect([drawn.exitCode, drawn.stderr]).toEqual([0, '']);
+    expect(drawn.stdout).toBe(`Wrote the live network (svg) to ${svg}.`);
+    const picture = readFileSync(svg, 'utf8');
+    expect(picture).toMatch(/<svg [\s\S]*<title>vm:vwcli-a2<\/title>[\s\S]*drift: domain shutoff/);
+    expect(picture).toMatch(/drift: devices missing.*dnsmasq not running.*firewall rules differ/);
     expect((await cli('apply', '-f', file, '--auto-approve')).exitCode).toBe(0);
     expect((await cli('plan', '-f', file, '--detailed-exitcode')).exitCode).toBe(0);
+    expect((await cli('graph', '--live', '-f', file)).stdout).not.toContain('drift:');
   });
 
   test('import adopts a shut-off libvirt domain on a tenant bridge', async () => {
