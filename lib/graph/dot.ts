@@ -24,7 +24,7 @@ const EDGE_STYLE: Record<GraphEdgeKind, string> = {
 };
 
 /** A DOT quoted string. */
-export const quote = (text: string): string =>
+const quote = (text: string): string =>
   `"${text.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\r?\n/g, '\\n')}"`;
 
 export function renderDot(graph: NetworkGraph): string {

@@ -188,7 +188,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
     test("QoS: a namespaced tenant's port is shaped on the host like any other", async () => {
       // a server for as many tries as it takes (killed at cleanup): a try that fails or reports no
       // result (iperf3 -J once exited 0 without end.sum_received here) is tried again
-      lab.spawn(ns.out!, ['iperf3', '-s', '-B', OUTSIDE.outside]);
+      void lab.spawn(ns.out!, ['iperf3', '-s', '-B', OUTSIDE.outside]);
       const mbit = async (guest: string) => {
         const r = await waitFor(`iperf3 from ${guest} (the server may not listen yet)`, 20_000, async () => {
           const x = await lab.exec(ns[guest]!, ['iperf3', '-J', '-t', '2', '-c', OUTSIDE.outside], { reject: false });
