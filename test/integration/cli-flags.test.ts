@@ -44,7 +44,7 @@ describe('flags', () => {
     );
     oneLine(
       await cli('show', '--out', 'x'),
-      /unknown flag --out for virtwire show \(it is an option of virtwire plan\)/,
+      /unknown flag --out for virtwire show \(it is an option of virtwire plan, virtwire graph\)/,
     );
   });
 
