@@ -68,7 +68,8 @@ export function buildGraph(world: GraphWorld): NetworkGraph {
         ...(domain !== undefined && domain !== 'running' ? { drift: `domain ${domain}` } : {}),
       });
       for (const nic of r.vm.nics) {
-        const port = g.network(host, nic.network.tenant)?.ports.find((p) => p.name === nic.tap);
+        const net = networks.find((n) => n.network.tenant === nic.network.tenant);
+        const port = net?.ports.find((p) => p.name === nic.tap);
         g.edge({
           from: `vm:${r.vm.name}`,
           to: bridgeId(host, nic.network.tenant),
@@ -99,7 +100,6 @@ function drawNetwork(
 ): { id: string; segment: string } | undefined {
   const n = net.network;
   const key = `${hostKey(host)}:${n.tenant}`;
-  g.remember(host, n.tenant, net);
   g.node({
     id: bridgeId(host, n.tenant),
     kind: 'bridge',
@@ -219,7 +219,6 @@ class Builder {
   private readonly clusters: GraphCluster[] = [];
   private readonly nodes = new Map<string, GraphNode>();
   private readonly edges: GraphEdge[] = [];
-  private readonly networks = new Map<string, HostNetwork>();
 
   cluster(c: GraphCluster): void {
     this.clusters.push(c);
@@ -231,14 +230,6 @@ class Builder {
 
   edge(e: GraphEdge): void {
     this.edges.push(e.label ? e : { from: e.from, to: e.to, kind: e.kind });
-  }
-
-  remember(host: string | undefined, tenant: string, net: HostNetwork): void {
-    this.networks.set(`${hostKey(host)}:${tenant}`, net);
-  }
-
-  network(host: string | undefined, tenant: string): HostNetwork | undefined {
-    return this.networks.get(`${hostKey(host)}:${tenant}`);
   }
 
   graph(view: NetworkGraph['view']): NetworkGraph {

@@ -7,8 +7,12 @@ import { renderDot } from './dot.js';
 
 export async function renderGraphSvg(g: NetworkGraph, runner: CommandRunner = new ExecaRunner()): Promise<string> {
   try {
-    const r = await runner.run(['dot', '-Tsvg'], { input: renderDot(g), step: 'graph: render SVG' });
-    return `${r.stdout}\n`;
+    const r = await runner.run(['dot', '-Tsvg'], {
+      input: renderDot(g),
+      step: 'graph: render SVG',
+      keepFinalNewline: true,
+    });
+    return r.stdout;
   } catch (e) {
     // a dot that could not run at all (not installed); one that failed keeps its own error
     if (e instanceof HostCommandError && e.exitCode === undefined)

@@ -19,7 +19,7 @@ import type { GraphWorld } from './build.js';
 export function desiredWorld(spec: SpecFile, records: VmRecord[]): GraphWorld {
   const hosts = spec.hosts ?? [];
   const placed = desiredVms(spec, records).vms.map(({ vm, record }): VmRecord => {
-    const host = vm.host ?? record?.host;
+    const host = vm.host; // a recorded VM's host is kept by plan's pinning
     const target = record?.hostTarget ?? hosts.find((h) => h.name === host);
     return {
       vm,
