@@ -28,7 +28,7 @@ import {
   type FirewallCommand,
   type FirewallKind,
   type FirewallPlan,
-} from './firewall.js';
+} from './firewall/index.js';
 import { applyQos, desiredQos, planQos, type QosChange, type QosDesired } from './qos.js';
 import {
   applyDnsmasq,

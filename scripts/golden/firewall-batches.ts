@@ -3,7 +3,7 @@
 // of virtwire's exists yet: the nft script, the iptables-restore and ebtables-restore files.
 // Shared by the golden test and `npm run golden:update` (the only writer of the expected files).
 import type { CommandRunner, RunResult } from '../../lib/host/command-runner.js';
-import { chooseFirewall, type FirewallKind } from '../../lib/host/firewall.js';
+import { chooseFirewall, type FirewallKind } from '../../lib/host/firewall/index.js';
 import { innerState, namespacesOf } from '../../lib/host/namespace.js';
 import { validateNetwork } from '../../lib/spec/index.js';
 import type { HostCapabilities, HostNetwork, HostState } from '../../types/host.js';

@@ -9,7 +9,7 @@ import { HostPlane, probeHost, pidAlive, OWNED_NAME } from '../../lib/host/index
 import { validateNetwork, tapName } from '../../lib/spec/index.js';
 import { ApplyError, HostUnsupportedError, SpecError } from '../../lib/errors/index.js';
 import type { HostNetwork, HostPort, HostState } from '../../types/host.js';
-import type { FirewallKind } from '../../lib/host/firewall.js';
+import type { FirewallKind } from '../../lib/host/firewall/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { waitFor } from '../helpers/wait.js';

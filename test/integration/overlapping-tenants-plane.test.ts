@@ -6,7 +6,7 @@
 import { HostPlane, pidAlive } from '../../lib/host/index.js';
 import { validateNetwork, tapName, namespaceNames } from '../../lib/spec/index.js';
 import type { HostPort, HostState } from '../../types/host.js';
-import type { FirewallKind } from '../../lib/host/firewall.js';
+import type { FirewallKind } from '../../lib/host/firewall/index.js';
 import { execa } from 'execa';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';

@@ -6,7 +6,7 @@ import type { ResultPromise } from 'execa';
 import { HostPlane } from '../../lib/host/index.js';
 import { validateNetwork, tapName } from '../../lib/spec/index.js';
 import type { HostPort, HostSecurityGroup, HostState } from '../../types/host.js';
-import type { FirewallKind } from '../../lib/host/firewall.js';
+import type { FirewallKind } from '../../lib/host/firewall/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { waitFor } from '../helpers/wait.js';

@@ -1,15 +1,12 @@
 // lib/host's firewall backends without a kernel: what they render, what they decide to change
 // against what they observe, and that a rollback leads back to exactly what was observed.
 import { validateNetwork, tapName } from '../../lib/spec/index.js';
-import { chooseFirewall } from '../../lib/host/firewall.js';
-import { hashOf, parseTable, renderRuleset, nftablesBackend } from '../../lib/host/firewall-nft.js';
-import {
-  desiredTables,
-  parseSave,
-  transition,
-  iptablesBackend,
-  type TableSeen,
-} from '../../lib/host/firewall-iptables.js';
+import { chooseFirewall } from '../../lib/host/firewall/index.js';
+import { renderRuleset } from '../../lib/host/firewall/nft.js';
+import { parseTable, nftablesBackend } from '../../lib/host/firewall/nft-table.js';
+import { hashOf } from '../../lib/host/firewall/hash.js';
+import { desiredTables } from '../../lib/host/firewall/iptables.js';
+import { parseSave, transition, iptablesBackend, type TableSeen } from '../../lib/host/firewall/iptables-chains.js';
 import type { CommandRunner } from '../../lib/host/command-runner.js';
 import { innerState, namespacesOf } from '../../lib/host/namespace.js';
 import type { HostCapabilities, HostState } from '../../types/host.js';
@@ -339,11 +336,13 @@ describe('a namespaced tenant (its gateway in a namespace of its own) on the hos
     expect(chain('nat', 'N').rules[0]).toBe(`-o ${twin.bridge} -j RETURN`);
     expect(chain('nat', 'N').rules).toContain(`-s 100.64.0.6/32 ! -o ${ns!.transitVeth} -j MASQUERADE`);
     expect(chain('filter', 'X').rules).toContain(`-o ${ns!.transitVeth} -j DROP`);
-    expect(chain('filter', 'I').rules.slice(0, 3)).toEqual([
-      `-i ${twin.bridge} -j DROP`,
-      `-i ${ns!.transitVeth} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`,
-      `-i ${ns!.transitVeth} -j DROP`,
-    ]);
+    // its bridge and transit reach nothing on the host but replies (its gateway is not here)
+    const input = chain('filter', 'I').rules;
+    for (const dev of [twin.bridge, ns!.transitVeth])
+      expect(input.filter((r) => r.startsWith(`-i ${dev} `))).toEqual([
+        `-i ${dev} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`,
+        `-i ${dev} -j DROP`,
+      ]);
   });
 
   test('inside the namespace: the gateway on its veth end, NAT out of its transit', () => {

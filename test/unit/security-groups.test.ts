@@ -8,8 +8,9 @@ import {
   validateSecurityGroup,
   checkSecurityReferences,
 } from '../../lib/spec/index.js';
-import { renderRuleset, sgFlush } from '../../lib/host/firewall-nft.js';
-import { desiredTables } from '../../lib/host/firewall-iptables.js';
+import { renderRuleset } from '../../lib/host/firewall/nft.js';
+import { sgFlush } from '../../lib/host/firewall/nft-table.js';
+import { desiredTables } from '../../lib/host/firewall/iptables.js';
 import { SpecError } from '../../lib/errors/index.js';
 import type { HostPort, HostSecurityGroup, HostState } from '../../types/host.js';
 

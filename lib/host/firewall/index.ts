@@ -3,11 +3,11 @@
 // ebtables, where nft is absent), so they are found, diffed and removed as a whole and nothing
 // else on the host is touched. A backend turns a HostState into the commands that make its
 // rules true (none when they already are) and the commands that put back what was there.
-import type { HostCapabilities, HostState } from '../../types/host.js';
-import { HostUnsupportedError } from '../errors/index.js';
-import type { CommandRunner } from './command-runner.js';
-import { nftablesBackend } from './firewall-nft.js';
-import { iptablesBackend } from './firewall-iptables.js';
+import type { HostCapabilities, HostState } from '../../../types/host.js';
+import { HostUnsupportedError } from '../../errors/index.js';
+import type { CommandRunner } from '../command-runner.js';
+import { nftablesBackend } from './nft-table.js';
+import { iptablesBackend } from './iptables-chains.js';
 
 /** One batch: a tool and the file it reads on stdin. */
 export interface FirewallCommand {

@@ -1,7 +1,7 @@
 // Values spliced into firewall input (nft scripts, iptables-restore and ebtables-restore files).
 // Every one was validated upstream (lib/spec, validateHostState); they are checked again here,
 // where they meet the parser, so nothing can leave its token or start a new line.
-import { VirtwireError } from '../errors/index.js';
+import { VirtwireError } from '../../errors/index.js';
 
 export function ifname(name: string): string {
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name))

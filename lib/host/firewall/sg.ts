@@ -11,7 +11,7 @@
 // An allowed packet *returns* to the forward chain rather than being accepted there: a packet
 // between two member ports must pass the receiver's ingress and the sender's egress policy.
 import { createHash } from 'node:crypto';
-import type { HostSecurityGroup, HostSecurityRule, HostState } from '../../types/host.js';
+import type { HostSecurityGroup, HostSecurityRule, HostState } from '../../../types/host.js';
 
 type Direction = 'ingress' | 'egress';
 

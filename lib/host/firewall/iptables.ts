@@ -1,0 +1,279 @@
+// The iptables backend, for hosts without nft: the tenant policy (policy.ts) and the security
+// groups (sg.ts) in chains of virtwire's own (iptables filter and nat for NAT, forwarding,
+// isolation and host access; ebtables nat for per-port anti-spoofing and the uplinks' guards),
+// reached by one jump from each built-in hook chain. Without sets, a keyed rule is repeated for
+// each row, grouped by device. A chain's name carries the hash of its table's rendered rules
+// (VWF-<hash>), so a changed ruleset is new chains (iptables-chains.ts swaps them in); nothing in
+// the built-in chains is touched but virtwire's own jumps.
+import type { HostSecurityRule, HostState } from '../../../types/host.js';
+import { hashOf } from './hash.js';
+import { cidr, ifname, ipv4, mac, port } from './values.js';
+import { tenantPolicy } from './policy.js';
+import { isInSet, rowsOf, type Block, type Cond, type InSet, type RowSet, type Rule, type Verdict } from './rules.js';
+import { policyId, sgPorts, type SgPolicy } from './sg.js';
+
+/** A chain of virtwire's own: its name is a role letter and its table's hash (a policy's: and its own). */
+export const OWN_CHAIN = /^VW[A-Z]-[0-9a-f]{12}(-[0-9a-f]{6})?$/;
+
+export interface Chain {
+  name: string;
+  /** ebtables: what a frame reaching the end does (RETURN, unlike ebtables' default ACCEPT) */
+  policy?: string;
+  rules: string[];
+  /** the built-in chain that jumps here, if any */
+  from?: string;
+  /** where in `from` the jump goes (1-based); default the top. A rollback puts a jump back where it was. */
+  position?: number;
+}
+
+/** One table (iptables filter or nat, ebtables nat) as virtwire wants it. */
+export interface TableWant {
+  tool: 'iptables' | 'ebtables';
+  table: string;
+  chains: Chain[];
+}
+
+const address = (a: string) => (a.includes('/') ? cidr(a) : `${ipv4(a)}/32`);
+const bang = (c: Cond) => (c.not ? '! ' : '');
+
+/** One iptables match, in the rule's own order (a dport follows its protocol). */
+function ipMatch(c: Cond, proto: string): string {
+  const v = String(c.value);
+  switch (c.field) {
+    case 'iif':
+      return `${bang(c)}-i ${ifname(v)}`;
+    case 'oif':
+      return `${bang(c)}-o ${ifname(v)}`;
+    case 'saddr':
+      return `${bang(c)}-s ${address(v)}`;
+    case 'daddr':
+      return `${bang(c)}-d ${address(v)}`;
+    case 'ct':
+      return '-m conntrack --ctstate RELATED,ESTABLISHED';
+    case 'l4proto':
+      if (!['tcp', 'udp', 'icmp'].includes(v)) throw new Error(`unknown protocol ${v}`);
+      return `-p ${v}`;
+    case 'dport':
+      return `-m ${proto} --dport ${port(Number(c.value))}`;
+    case 'icmpType':
+      if (v !== 'echo-request') throw new Error(`unknown ICMP type ${v}`);
+      return '-p icmp -m icmp --icmp-type 8';
+    default:
+      throw new Error(`iptables cannot match ${c.field}`);
+  }
+}
+
+const TARGETS: Record<Exclude<Verdict, object>, string> = {
+  accept: 'ACCEPT',
+  pass: 'RETURN',
+  return: 'RETURN',
+  drop: 'DROP',
+  masquerade: 'MASQUERADE',
+};
+const target = (v: Verdict) => (typeof v === 'object' ? `CT --zone ${v.zone}` : TARGETS[v]);
+
+function ipLine(conds: Cond[], v: Verdict | string): string {
+  let proto = '';
+  const parts = conds.map((c) => {
+    if (c.field === 'l4proto') proto = String(c.value);
+    return ipMatch(c, proto);
+  });
+  return [...parts, `-j ${typeof v === 'string' && !(v in TARGETS) ? v : target(v as Verdict)}`].join(' ');
+}
+
+/**
+ * One ebtables rule: the device, the source MAC, then the protocol and its options in the order
+ * ebtables reads them (`-p ARP --arp-…`, `-p IPv4 --ip-…`).
+ */
+function ebLine(conds: Cond[], v: Verdict): string {
+  const get = (f: Cond['field']) => conds.find((c) => c.field === f);
+  const opt = (f: Cond['field'], name: string, render: (c: Cond) => string) => {
+    const c = get(f);
+    return c ? [`${name} ${c.not ? '! ' : ''}${render(c)}`] : [];
+  };
+  const ip4 = (c: Cond) => ipv4(String(c.value));
+  const ports = (c: Cond) => {
+    const list = Array.isArray(c.value) ? c.value.map(port) : [port(Number(c.value))];
+    const [lo, hi] = [Math.min(...list), Math.max(...list)];
+    if (hi - lo + 1 !== list.length) throw new Error(`ebtables matches a port range, not ${list.join(',')}`);
+    return lo === hi ? `${lo}` : `${lo}:${hi}`;
+  };
+  const arp = [
+    ...opt('arpSpa', '--arp-ip-src', ip4),
+    ...opt('arpTpa', '--arp-ip-dst', ip4),
+    ...opt('arpSha', '--arp-mac-src', (c) => mac(String(c.value))),
+  ];
+  const udp = get('udpSport') || get('udpDport') ? ['--ip-proto udp'] : [];
+  const ip = [
+    ...opt('saddr', '--ip-src', ip4),
+    ...opt('daddr', '--ip-dst', ip4),
+    ...udp,
+    ...opt('udpSport', '--ip-sport', ports),
+    ...opt('udpDport', '--ip-dport', ports),
+  ];
+  const type = get('etherType')?.value;
+  const proto =
+    arp.length || type === 'arp' ? ['-p ARP', ...arp] : ip.length || type === 'ip' ? ['-p IPv4', ...ip] : [];
+  return [
+    ...opt('iif', '-i', (c) => ifname(String(c.value))),
+    ...opt('oif', '-o', (c) => ifname(String(c.value))),
+    ...opt('etherSrc', '-s', (c) => mac(String(c.value))),
+    ...proto,
+    `-j ${target(v)}`,
+  ].join(' ');
+}
+
+/** A block's keyed rules, once per row, every rule for one device before the next device's. */
+function expand(block: Block, sets: Record<string, RowSet>): { conds: Cond[]; verdict: Verdict }[] {
+  return (sets[block.devices]?.rows ?? []).flatMap(([device]) =>
+    block.rules.flatMap((r) => {
+      const dev = String(device);
+      if (r.not) {
+        // a device of `members` checked against its own row: anything else is dropped
+        if (!rowsOf(sets[r.members!], dev).length) return [];
+        const own = rowsOf(sets[r.set], dev)[0]!;
+        return [
+          {
+            conds: [
+              { field: r.key[0]!, value: dev },
+              { field: r.key[1]!, value: own[1]!, not: true },
+            ],
+            verdict: r.verdict,
+          },
+        ];
+      }
+      return rowsOf(sets[r.set], dev).map((row) => ({
+        conds: [...r.key.map((field, i) => ({ field, value: row[i]! })), ...r.conds],
+        verdict: r.verdict,
+      }));
+    }),
+  );
+}
+
+/** A literal rule; a condition on a device set jumps to `setChain`, which lists the set's devices. */
+const literal = (r: Rule, setChain: string) =>
+  r.conds.some(isInSet)
+    ? ipLine(
+        r.conds.filter((c): c is Cond => !isInSet(c)),
+        setChain,
+      )
+    : ipLine(r.conds as Cond[], r.verdict);
+
+/** The chain behind a device-set condition: one rule per device (tenants, not their pairs). */
+function setChainRules(rules: Rule[], sets: Record<string, RowSet>): string[] {
+  const used = rules.flatMap((r) => r.conds.filter(isInSet).map((c) => ({ c, verdict: r.verdict })))[0];
+  if (!used) return [];
+  const { c, verdict } = used as { c: InSet; verdict: Verdict };
+  return (sets[c.set]?.rows ?? []).map(([d]) => ipLine([{ field: c.field, value: d! }], verdict));
+}
+
+// Security groups (sg.ts) without nft's sets and maps: one dispatch rule per member
+// port and direction, one chain per policy; a group peer is one rule per member address.
+// multiport takes at most 15 ports (a range counts twice): longer lists become several rules.
+function portMatches(protocol: 'tcp' | 'udp', ports: [number, number][] | undefined): string[] {
+  if (!ports) return [`-p ${protocol}`];
+  const chunks: string[][] = [[]];
+  let used = 0;
+  for (const [lo, hi] of ports) {
+    const cost = lo === hi ? 1 : 2;
+    if (used + cost > 15) {
+      chunks.push([]);
+      used = 0;
+    }
+    chunks.at(-1)!.push(lo === hi ? `${port(lo)}` : `${port(lo)}:${port(hi)}`);
+    used += cost;
+  }
+  return chunks.map((c) => `-p ${protocol} -m multiport --dports ${c.join(',')}`);
+}
+
+function sgRules(rule: HostSecurityRule): string[] {
+  const side = rule.direction === 'ingress' ? '-s' : '-d';
+  const peers =
+    'cidr' in rule.peer
+      ? [`${side} ${cidr(rule.peer.cidr)} `]
+      : 'group' in rule.peer
+        ? rule.peer.addresses.map((a) => `${side} ${ipv4(a)}/32 `)
+        : [''];
+  const protocols =
+    rule.protocol === 'tcp' || rule.protocol === 'udp'
+      ? portMatches(rule.protocol, rule.ports).map((m) => `${m} `)
+      : rule.protocol === 'icmp'
+        ? ['-p icmp ']
+        : [''];
+  return peers.flatMap((peer) => protocols.map((proto) => `${peer}${proto}-j RETURN`));
+}
+
+const policySuffix = (policy: SgPolicy) => policyId(policy, (r) => sgRules(r).join('\n')).slice(0, 6);
+
+function sgChains(state: HostState, name: (role: string) => string): Chain[] {
+  const ports = sgPorts(state);
+  if (ports.length === 0) return [];
+  const policies = new Map<string, SgPolicy>();
+  const jump = (policy: SgPolicy) => {
+    const chain = `${name('C')}-${policySuffix(policy)}`;
+    policies.set(chain, policy);
+    return chain;
+  };
+  const dispatch = ports.flatMap((p) => [
+    `-d ${ipv4(p.ip)}/32 -o ${ifname(p.bridge)} -j ${jump(p.ingress)}`,
+    ...(p.egress ? [`-s ${ipv4(p.ip)}/32 -i ${ifname(p.bridge)} -j ${jump(p.egress)}`] : []),
+  ]);
+  return [
+    ...[...policies].map(([chain, policy]) => ({
+      name: chain,
+      rules: [
+        '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN',
+        ...policy.rules.flatMap((r) => sgRules(r.rule)),
+        '-j DROP',
+      ],
+    })),
+    { name: name('G'), rules: dispatch },
+  ];
+}
+
+/** Names each chain after its role and the hash of everything its table holds. */
+function named(tool: TableWant['tool'], table: string, build: (name: (role: string) => string) => Chain[]): TableWant {
+  const draft = build((role) => `VW${role}-`);
+  const hash = hashOf(JSON.stringify(draft)).slice(0, 12);
+  return { tool, table, chains: build((role) => `VW${role}-${hash}`) };
+}
+
+export function desiredTables(state: HostState): TableWant[] {
+  const policy = tenantPolicy(state);
+  const ipRows = (block: Block) => expand(block, policy.ipSets).map((r) => ipLine(r.conds, r.verdict));
+  const ebRows = (blocks: Block[]) =>
+    blocks.flatMap((b) => expand(b, policy.bridgeSets).map((r) => ebLine(r.conds, r.verdict)));
+  const bridgeIn = ebRows(policy.bridgeIn);
+  const bridgeOut = ebRows(policy.bridgeOut);
+  return [
+    named('iptables', 'filter', (name) =>
+      !policy.any
+        ? []
+        : [
+            { name: name('X'), rules: setChainRules(policy.forward, policy.ipSets) },
+            ...sgChains(state, name),
+            {
+              name: name('F'),
+              rules: [
+                ...(sgPorts(state).length ? [`-j ${name('G')}`] : []),
+                ...policy.forward.map((r) => literal(r, name('X'))),
+              ],
+              from: 'FORWARD',
+            },
+            { name: name('I'), rules: ipRows(policy.input), from: 'INPUT' },
+          ],
+    ),
+    named('iptables', 'nat', (name) =>
+      policy.nat.length ? [{ name: name('N'), rules: policy.nat.map((r) => literal(r, '')), from: 'POSTROUTING' }] : [],
+    ),
+    named('ebtables', 'nat', (name) => [
+      ...(bridgeIn.length ? [{ name: name('S'), policy: 'RETURN', rules: bridgeIn, from: 'PREROUTING' }] : []),
+      ...(bridgeOut.length ? [{ name: name('P'), policy: 'RETURN', rules: bridgeOut, from: 'POSTROUTING' }] : []),
+    ]),
+    named('iptables', 'raw', (name) =>
+      policy.zones.length
+        ? [{ name: name('Z'), rules: policy.zones.map((r) => literal(r, '')), from: 'PREROUTING' }]
+        : [],
+    ),
+  ];
+}

@@ -1,0 +1,257 @@
+// The nftables rendering: the tenant policy (policy.ts) and the security groups (sg.ts) as the
+// bodies of two tables of virtwire's own, `inet virtwire` (NAT, forwarding policy, isolation,
+// host access) and `bridge virtwire` (per-port anti-spoofing, uplink guards). A keyed rule is one
+// rule over a set, so the rule count does not grow with the ports. nft-table.ts swaps the tables
+// in and compares them with the live ones.
+import type { HostState, HostSecurityRule } from '../../../types/host.js';
+import { cidr, ifname, ipv4, mac, port } from './values.js';
+import { tenantPolicy } from './policy.js';
+import {
+  isInSet,
+  type Cond,
+  type Field,
+  type InSet,
+  type KeyedRule,
+  type Rule,
+  type RowSet,
+  type Value,
+  type Verdict,
+} from './rules.js';
+import { groupId, peerGroups, policyId, sgPorts, type SgPolicy } from './sg.js';
+
+/** A set's elements as nft prints them in JSON: names, or concatenations joined by " . ". */
+export type Sets = Record<string, string[]>;
+
+/** Each field as nft names it in a match, and the type of its set elements. */
+const FIELDS: Record<Field, { expr: string; type: string }> = {
+  iif: { expr: 'iifname', type: 'ifname' },
+  oif: { expr: 'oifname', type: 'ifname' },
+  saddr: { expr: 'ip saddr', type: 'ipv4_addr' },
+  daddr: { expr: 'ip daddr', type: 'ipv4_addr' },
+  ct: { expr: 'ct state', type: '' },
+  l4proto: { expr: 'meta l4proto', type: 'inet_proto' },
+  dport: { expr: 'th dport', type: 'inet_service' },
+  udpSport: { expr: 'udp sport', type: 'inet_service' },
+  udpDport: { expr: 'udp dport', type: 'inet_service' },
+  icmpType: { expr: 'icmp type', type: '' },
+  etherSrc: { expr: 'ether saddr', type: 'ether_addr' },
+  etherType: { expr: 'ether type', type: '' },
+  arpSpa: { expr: 'arp saddr ip', type: 'ipv4_addr' },
+  arpTpa: { expr: 'arp daddr ip', type: 'ipv4_addr' },
+  arpSha: { expr: 'arp saddr ether', type: 'ether_addr' },
+};
+
+const PROTOCOLS = new Set(['tcp', 'udp', 'icmp']);
+const NAMED: Record<string, string> = {
+  established: 'established,related',
+  'echo-request': 'echo-request',
+  ip: 'ip',
+  arp: 'arp',
+};
+
+/** A value checked for its field, as it goes into a set element or a match (unquoted). */
+function value(field: Field, v: Value): string {
+  switch (field) {
+    case 'iif':
+    case 'oif':
+      return ifname(String(v));
+    case 'saddr':
+    case 'daddr':
+      return String(v).includes('/') ? cidr(String(v)) : ipv4(String(v));
+    case 'arpSpa':
+    case 'arpTpa':
+      return ipv4(String(v));
+    case 'etherSrc':
+    case 'arpSha':
+      return mac(String(v));
+    case 'dport':
+    case 'udpSport':
+    case 'udpDport':
+      return Array.isArray(v) ? `{ ${v.map(port).join(', ')} }` : `${port(Number(v))}`;
+    case 'l4proto':
+      if (!PROTOCOLS.has(String(v))) throw new Error(`unknown protocol ${String(v)}`);
+      return String(v);
+    default:
+      if (!(String(v) in NAMED)) throw new Error(`unknown ${field} ${String(v)}`);
+      return NAMED[String(v)]!;
+  }
+}
+
+const quoted = (field: Field, v: Value) =>
+  field === 'iif' || field === 'oif' ? `"${value(field, v)}"` : value(field, v);
+
+function match(c: Cond | InSet): string {
+  if (isInSet(c)) return `${FIELDS[c.field].expr} @${c.set}`;
+  return `${FIELDS[c.field].expr} ${c.not ? '!= ' : ''}${quoted(c.field, c.value)}`;
+}
+
+function verdict(v: Verdict): string {
+  if (typeof v === 'object') return `ct zone set ${v.zone}`;
+  return v === 'pass' ? 'accept' : v;
+}
+
+const line = (r: Rule) => [...r.conds.map(match), verdict(r.verdict)].join(' ');
+
+function keyedLine(r: KeyedRule): string {
+  const key = r.key.map((f) => FIELDS[f].expr).join(' . ');
+  const lookup = r.not
+    ? // a device outside `members` has no row: without the guard every such frame would differ
+      `${FIELDS[r.key[0]!].expr} @${r.members} ${key} != @${r.set}`
+    : `${key} @${r.set}`;
+  return [lookup, ...r.conds.map(match), verdict(r.verdict)].join(' ');
+}
+
+/** A policy's sets as nft elements, with their types. */
+function elements(sets: Record<string, RowSet>): { sets: Sets; types: Record<string, string> } {
+  const out: Sets = {};
+  const types: Record<string, string> = {};
+  for (const [name, s] of Object.entries(sets)) {
+    out[name] = s.rows.map((row) => row.map((v, i) => value(s.fields[i]!, v)).join(' . '));
+    types[name] = s.fields.map((f) => FIELDS[f].type).join(' . ');
+  }
+  return { sets: out, types };
+}
+
+// Security groups (sg.ts): the two lookups every forwarded packet of a member port
+// meets, before the tenant's own rules — the receiver's ingress policy, then the sender's egress.
+const SG_FORWARD = ['oifname . ip daddr vmap @sg_in', 'iifname . ip saddr vmap @sg_out'];
+
+const range = ([lo, hi]: [number, number]) => (lo === hi ? `${port(lo)}` : `${port(lo)}-${port(hi)}`);
+
+/** One rule of a policy: what it matches, then `return` (allowed: on to the next check). */
+function sgRule(rule: HostSecurityRule, tenant: string): string {
+  const side = rule.direction === 'ingress' ? 'saddr' : 'daddr';
+  const parts: string[] = [];
+  if ('cidr' in rule.peer) parts.push(`ip ${side} ${cidr(rule.peer.cidr)}`);
+  else if ('group' in rule.peer) parts.push(`ip ${side} @sgm_${groupId(tenant, rule.peer.group)}`);
+  if (rule.protocol === 'tcp' || rule.protocol === 'udp')
+    parts.push(
+      rule.ports ? `${rule.protocol} dport { ${rule.ports.map(range).join(', ')} }` : `meta l4proto ${rule.protocol}`,
+    );
+  else if (rule.protocol === 'icmp') parts.push('meta l4proto icmp');
+  return [...parts, 'return'].join(' ');
+}
+
+const policyChain = (policy: SgPolicy) =>
+  `sgc_${policyId(policy, (r) => sgRule(r, policy.tenant))}_${policy.direction === 'ingress' ? 'i' : 'o'}`;
+
+/** The security groups' part of `inet virtwire`: member sets, one chain per policy, the two maps. */
+function sgRuleset(state: HostState): { sets: Sets; maps: Sets; chains: string[]; rules: number } {
+  const ports = sgPorts(state);
+  if (ports.length === 0) return { sets: {}, maps: {}, chains: [], rules: 0 };
+  const sets: Sets = Object.fromEntries(
+    peerGroups(state).map((g) => [`sgm_${groupId(g.tenant, g.group)}`, g.addresses.map(ipv4)]),
+  );
+  const policies = new Map<string, SgPolicy>();
+  const entry = (bridge: string, ip: string, policy: SgPolicy) => {
+    const name = policyChain(policy);
+    policies.set(name, policy);
+    return `${ifname(bridge)} . ${ipv4(ip)} : jump ${name}`;
+  };
+  const maps: Sets = {
+    sg_in: ports.map((p) => entry(p.bridge, p.ip, p.ingress)),
+    sg_out: ports.filter((p) => p.egress).map((p) => entry(p.bridge, p.ip, p.egress!)),
+  };
+  const chains = [...policies].flatMap(([name, policy]) => {
+    const rules = [
+      'ct state established,related return',
+      ...policy.rules.map((r) => sgRule(r.rule, policy.tenant)),
+      'drop',
+    ];
+    return [`  chain ${name} {`, ...rules.map((r) => `    ${r}`), '  }'];
+  });
+  const rules = [...policies.values()].reduce((n, p) => n + p.rules.length + 2, 0);
+  return { sets, maps, chains, rules };
+}
+
+/** The security groups' sets and maps: a group's members are addresses; the maps jump to chains. */
+const sgType = (name: string) => (name.startsWith('sgm_') ? 'ipv4_addr' : 'ifname . ipv4_addr : verdict');
+
+function renderSets(sets: Sets, types: Record<string, string>): string[] {
+  return Object.entries(sets).flatMap(([name, elements]) => {
+    const type = types[name] ?? sgType(name);
+    // interface names are strings in nft syntax; the other parts of a concatenation are not
+    const quoted = elements.map((e) =>
+      e
+        .split(' . ')
+        .map((part, i) => (i === 0 && type.startsWith('ifname') ? `"${part}"` : part))
+        .join(' . '),
+    );
+    return [
+      `  ${type.includes(' : ') ? 'map' : 'set'} ${name} {`,
+      `    type ${type}`,
+      ...(quoted.length ? [`    elements = { ${quoted.join(', ')} }`] : []),
+      '  }',
+    ];
+  });
+}
+
+const chain = (name: string, hook: string, rules: string[]) => [
+  `  chain ${name} {`,
+  `    ${hook}; policy accept;`,
+  ...rules.map((r) => `    ${r}`),
+  '  }',
+];
+
+export type Family = 'inet' | 'bridge';
+
+/** What one table should hold, and what observing it compares. */
+export interface TableView {
+  /** hash of the rendered body ('' for no table) */
+  hash: string;
+  rules: number;
+  sets: Sets;
+}
+
+export interface Ruleset {
+  inet: string;
+  bridge: string;
+  /** how many rules each table holds: a table whose rules were flushed keeps its hash set */
+  rules: Record<Family, number>;
+  sets: Record<Family, Sets>;
+}
+
+/** The two tables' bodies for a host state (empty bodies when there are no networks). */
+export function renderRuleset(state: HostState): Ruleset {
+  const policy = tenantPolicy(state);
+  const sg = sgRuleset(state);
+  const ip = elements(policy.ipSets);
+  const plainSets: Sets = { ...ip.sets, ...sg.sets };
+  const forward = [...(sg.chains.length ? SG_FORWARD : []), ...policy.forward.map(line)];
+  const nat = policy.nat.map(line);
+  const input = policy.any ? policy.input.rules.map(keyedLine) : [];
+  const zones = policy.zones.map(line);
+  const inet = !policy.any
+    ? []
+    : [
+        // chains before the maps that jump to them
+        ...renderSets(plainSets, ip.types),
+        ...sg.chains,
+        ...renderSets(sg.maps, {}),
+        ...chain('postrouting', 'type nat hook postrouting priority srcnat', nat),
+        ...chain('forward', 'type filter hook forward priority filter', forward),
+        ...chain('input', 'type filter hook input priority filter', input),
+        // a tenant's bridged frames tracked apart from any other's with the same addresses
+        ...(zones.length ? chain('zones', 'type filter hook prerouting priority raw', zones) : []),
+      ];
+  const br = elements(policy.bridgeSets);
+  const pre = policy.bridgeIn.flatMap((b) => b.rules.map(keyedLine));
+  const post = policy.bridgeOut.flatMap((b) => b.rules.map(keyedLine));
+  const bridge =
+    pre.length === 0
+      ? []
+      : [
+          ...renderSets(br.sets, br.types),
+          ...chain('prerouting', 'type filter hook prerouting priority -200', pre),
+          ...(post.length ? chain('postrouting', 'type filter hook postrouting priority 200', post) : []),
+        ];
+  return {
+    inet: inet.join('\n'),
+    bridge: bridge.join('\n'),
+    rules: {
+      inet: nat.length + forward.length + input.length + zones.length + sg.rules,
+      bridge: pre.length + post.length,
+    },
+    sets: { inet: { ...plainSets, ...sg.maps }, bridge: br.sets },
+  };
+}

@@ -1,0 +1,246 @@
+// virtwire's tenant firewall policy, written once for both backends: from a host state, every rule
+// of NAT, forwarding, isolation, host access, anti-spoofing and the segment uplinks' guards, in
+// the neutral terms of rules.ts. nft.ts and iptables.ts render it; security groups (sg.ts) are
+// the one part with a model of their own, rendered by each backend beside this.
+import type { HostNetwork, HostState } from '../../../types/host.js';
+import { uplinkOf } from '../links.js';
+import { namespacesOf, type TenantNamespace } from '../namespace.js';
+import type { Block, Cond, InSet, KeyedRule, Rule, RowSet, Verdict } from './rules.js';
+
+/** The whole policy of one host (or one tenant namespace). */
+export interface TenantPolicy {
+  /** whether the host has tenant networks at all (none: no tables) */
+  any: boolean;
+  /** NAT: exemptions, then each tenant's masquerade */
+  nat: Rule[];
+  /** routing between devices: a tenant's own traffic, its NAT, nothing across tenants */
+  forward: Rule[];
+  /** what guests may send to the host itself */
+  input: Block;
+  /** conntrack zones of namespaced tenants' bridged frames */
+  zones: Rule[];
+  /** on the bridges, frames arriving: the ports' anti-spoofing, then the uplinks' guards */
+  bridgeIn: Block[];
+  /** on the bridges, frames leaving: the uplinks' guards */
+  bridgeOut: Block[];
+  /** the IP-level sets (tenant devices, gateways, services) */
+  ipSets: Record<string, RowSet>;
+  /** the bridge-level sets (ports, their addresses, uplinks) */
+  bridgeSets: Record<string, RowSet>;
+  /** the namespaced tenants (for backends that name their chains after them) */
+  namespaces: TenantNamespace[];
+}
+
+interface Uplink {
+  /** the uplink device, e.g. eth1.100 or vwxacme-… */
+  name: string;
+  gateway: string;
+}
+
+function uplinksOf(state: HostState): Uplink[] {
+  return state.networks.flatMap((net) => {
+    const u = uplinkOf(net);
+    return u ? [{ name: u.name, gateway: net.network.gateway }] : [];
+  });
+}
+
+/** The gateway's services a guest may use: DHCP (also broadcast), DNS, and the network's hostServices. */
+function hostServicesOf(net: HostNetwork): { address: string; protocol: 'tcp' | 'udp'; port: number }[] {
+  const gw = net.network.gateway;
+  const dhcp =
+    net.dhcp === false
+      ? []
+      : [
+          { address: gw, protocol: 'udp' as const, port: 67 },
+          { address: '255.255.255.255', protocol: 'udp' as const, port: 67 },
+          { address: gw, protocol: 'udp' as const, port: 53 },
+          { address: gw, protocol: 'tcp' as const, port: 53 },
+        ];
+  return [...dhcp, ...(net.network.hostServices ?? []).map((s) => ({ address: gw, ...s }))];
+}
+
+const is = (field: Cond['field'], value: Cond['value']): Cond => ({ field, value });
+const not = (field: Cond['field'], value: Cond['value']): Cond => ({ field, value, not: true });
+const rule = (verdict: Verdict, ...conds: (Cond | InSet)[]): Rule => ({ conds, verdict });
+const ESTABLISHED = is('ct', 'established');
+/** every tenant device (bridges, namespaced tenants' transits) */
+const TENANT_DEVICES = 'tenant_bridges';
+const toTenant: InSet = { field: 'oif', set: TENANT_DEVICES };
+
+function natRules(net: HostNetwork, ns: TenantNamespace | undefined): Rule[] {
+  const n = net.network;
+  if (!n.nat) return [];
+  // a namespaced tenant arrives NAT'd to its transit address: the second NAT, out of the host
+  if (ns)
+    return [rule('masquerade', is('saddr', ns.nsAddress), n.uplink ? is('oif', n.uplink) : not('oif', ns.transitVeth))];
+  // like libvirt: multicast and broadcast stay local, the subnet itself is not translated
+  return [
+    rule('return', is('saddr', n.cidr), is('daddr', '224.0.0.0/24')),
+    rule('return', is('saddr', n.cidr), is('daddr', '255.255.255.255')),
+    rule(
+      'masquerade',
+      is('saddr', n.cidr),
+      not('daddr', n.cidr),
+      n.uplink ? is('oif', n.uplink) : not('oif', n.bridge),
+    ),
+  ];
+}
+
+function forwardRules(net: HostNetwork, ns: TenantNamespace | undefined): Rule[] {
+  const n = net.network;
+  const b = n.bridge;
+  const out = n.uplink ? [is('oif', n.uplink)] : [];
+  const rules = [
+    // where br_netfilter is on (bridge-nf-call-iptables), frames bridged between two ports of
+    // one bridge pass this hook too: the tenant's own L2 traffic is not ours to route or drop
+    rule('accept', is('iif', b), is('oif', b)),
+    rule('drop', is('iif', b), toTenant),
+  ];
+  if (ns) {
+    // nothing is routed through a namespaced tenant's bridge on the host: only its transit
+    const t = ns.transitVeth;
+    rules.push(rule('drop', is('iif', b)), rule('drop', is('oif', b)), rule('drop', is('iif', t), toTenant));
+    if (n.nat)
+      rules.push(
+        rule('accept', is('iif', t), is('saddr', ns.nsAddress), ...out),
+        rule('accept', is('oif', t), is('daddr', ns.nsAddress), ESTABLISHED),
+      );
+    rules.push(rule('drop', is('iif', t)), rule('drop', is('oif', t)));
+    return rules;
+  }
+  if (n.nat)
+    rules.push(
+      rule('accept', is('iif', b), is('saddr', n.cidr), ...out),
+      rule('accept', is('oif', b), is('daddr', n.cidr), ESTABLISHED),
+    );
+  // not NAT, or not from/to the subnet: never routed (libvirt rejects these too)
+  rules.push(rule('drop', is('iif', b)), rule('drop', is('oif', b)));
+  return rules;
+}
+
+const keyed = (set: string, key: KeyedRule['key'], verdict: Verdict, ...conds: Cond[]): KeyedRule => ({
+  key,
+  set,
+  conds,
+  verdict,
+});
+/** the device's own row of `set` is not the packet's (devices of `members` only) */
+const notOwn = (set: string, key: KeyedRule['key'], members: string): KeyedRule => ({
+  key,
+  set,
+  not: true,
+  members,
+  conds: [],
+  verdict: 'drop',
+});
+
+// What a guest may send to the host itself: replies to what the host started, and on its own
+// tenant's gateway address only DHCP, DNS, ping and the network's hostServices. Everything else
+// addressed to any of the host's addresses (another tenant's gateway, the uplink's, IPv6) is
+// dropped.
+const INPUT: KeyedRule[] = [
+  keyed(TENANT_DEVICES, ['iif'], 'pass', ESTABLISHED),
+  keyed('host_services', ['iif', 'daddr', 'l4proto', 'dport'], 'pass'),
+  keyed('bridge_gws', ['iif', 'daddr'], 'pass', is('icmpType', 'echo-request')),
+  keyed(TENANT_DEVICES, ['iif'], 'drop'),
+];
+
+// Per port: its MAC only, its IP only (DHCP and ARP probes before it has one), IPv4 and ARP only;
+// never a DHCP server's reply, never ARP claiming its gateway's address. A ladder of single
+// checks: what a port may send passes as soon as it is known good.
+const PORT_GUARD: KeyedRule[] = [
+  notOwn('port_macs', ['iif', 'etherSrc'], 'ports'),
+  keyed('ports', ['iif'], 'drop', is('udpSport', 67)),
+  keyed('port_gws', ['iif', 'arpSpa'], 'drop'),
+  notOwn('port_macs', ['iif', 'arpSha'], 'ports'),
+  // an address-less ARP probe (0.0.0.0) and DHCP are allowed before the guest has its address
+  keyed('ip_ports', ['iif'], 'pass', is('arpSpa', '0.0.0.0')),
+  notOwn('port_ips', ['iif', 'arpSpa'], 'ip_ports'),
+  keyed('ports', ['iif'], 'pass', is('etherType', 'arp')),
+  keyed(
+    'ip_ports',
+    ['iif'],
+    'pass',
+    is('saddr', '0.0.0.0'),
+    is('daddr', '255.255.255.255'),
+    is('udpSport', 68),
+    is('udpDport', 67),
+  ),
+  notOwn('port_ips', ['iif', 'saddr'], 'ip_ports'),
+  keyed('ports', ['iif'], 'pass', is('etherType', 'ip')),
+  keyed('ports', ['iif'], 'drop'),
+];
+
+// A tenant's bridges on several hosts are one L2 segment (its VLAN or VXLAN), yet each host has
+// the gateway address and a dnsmasq of its own for its own guests (as Neutron's distributed
+// routers keep theirs): DHCP and ARP for the gateway address never cross a segment uplink, so a
+// guest is answered only by its own host.
+const uplinkGuard = (dev: 'iif' | 'oif'): KeyedRule[] => [
+  keyed('uplinks', [dev], 'drop', is('udpDport', [67, 68])),
+  keyed('uplink_gws', [dev, 'arpTpa'], 'drop'),
+  keyed('uplink_gws', [dev, 'arpSpa'], 'drop'),
+];
+
+function ipSets(nets: HostNetwork[], spaces: TenantNamespace[]): Record<string, RowSet> {
+  // a namespaced tenant's gateway and its services are in its namespace, not on the host
+  const local = nets.filter((n) => !n.network.namespace);
+  return {
+    // a namespaced tenant's transit is a tenant device like its bridge: no tenant reaches another's
+    [TENANT_DEVICES]: {
+      fields: ['iif'],
+      rows: [...nets.map((n) => [n.network.bridge]), ...spaces.map((s) => [s.transitVeth])],
+    },
+    bridge_gws: { fields: ['iif', 'daddr'], rows: local.map((n) => [n.network.bridge, n.network.gateway]) },
+    host_services: {
+      fields: ['iif', 'daddr', 'l4proto', 'dport'],
+      rows: local.flatMap((n) => hostServicesOf(n).map((s) => [n.network.bridge, s.address, s.protocol, s.port])),
+    },
+  };
+}
+
+function portSets(nets: HostNetwork[]): Record<string, RowSet> {
+  const ports = nets.flatMap((n) => n.ports.map((p) => ({ ...p, gateway: n.network.gateway })));
+  const withIp = ports.filter((p) => p.ip);
+  return {
+    ports: { fields: ['iif'], rows: ports.map((p) => [p.name]) },
+    ip_ports: { fields: ['iif'], rows: withIp.map((p) => [p.name]) },
+    port_macs: { fields: ['iif', 'etherSrc'], rows: ports.map((p) => [p.name, p.mac]) },
+    port_ips: { fields: ['iif', 'saddr'], rows: withIp.map((p) => [p.name, p.ip!]) },
+    port_gws: { fields: ['iif', 'saddr'], rows: ports.map((p) => [p.name, p.gateway]) },
+  };
+}
+
+const uplinkSets = (uplinks: Uplink[]): Record<string, RowSet> => ({
+  uplinks: { fields: ['iif'], rows: uplinks.map((u) => [u.name]) },
+  uplink_gws: { fields: ['iif', 'saddr'], rows: uplinks.map((u) => [u.name, u.gateway]) },
+});
+
+/** The tenant policy of a host state. */
+export function tenantPolicy(state: HostState): TenantPolicy {
+  const nets = state.networks;
+  const spaces = namespacesOf(state);
+  const nsOf = (net: HostNetwork) => spaces.find((s) => s.tenant === net.network.tenant);
+  const hasPorts = nets.some((n) => n.ports.length > 0);
+  const uplinks = uplinksOf(state);
+  return {
+    any: nets.length > 0,
+    nat: [
+      // frames bridged on a namespaced tenant's bridge pass the NAT hook too (br_netfilter): no
+      // other tenant's masquerade may take them, whatever their addresses
+      ...spaces.map((s) => rule('return', is('oif', s.net.network.bridge))),
+      ...nets.flatMap((n) => natRules(n, nsOf(n))),
+    ],
+    forward: nets.flatMap((n) => forwardRules(n, nsOf(n))),
+    input: { devices: TENANT_DEVICES, rules: INPUT },
+    // a tenant's bridged frames tracked apart from any other's with the same addresses
+    zones: spaces.map((s) => rule({ zone: s.zone }, is('iif', s.net.network.bridge))),
+    bridgeIn: [
+      ...(hasPorts ? [{ devices: 'ports', rules: PORT_GUARD }] : []),
+      ...(uplinks.length ? [{ devices: 'uplinks', rules: uplinkGuard('iif') }] : []),
+    ],
+    bridgeOut: uplinks.length ? [{ devices: 'uplinks', rules: uplinkGuard('oif') }] : [],
+    ipSets: nets.length ? ipSets(nets, spaces) : {},
+    bridgeSets: { ...(hasPorts ? portSets(nets) : {}), ...(uplinks.length ? uplinkSets(uplinks) : {}) },
+    namespaces: spaces,
+  };
+}
