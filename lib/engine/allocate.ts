@@ -5,7 +5,7 @@ import type { ResolvedNetwork, ResolvedVm } from '../../types/resolved.js';
 import type { SegmentPools } from '../../types/spec.js';
 import { Problems, at, parseIpv4, formatIpv4, sameNetwork, DEFAULT_POOLS } from '../spec/index.js';
 import type { VmRecord } from './state/store.js';
-import { Namespaces } from './namespaces.js';
+import { Namespaces } from './namespace-allocation.js';
 
 /** `host`: where the VM goes (undefined: this machine), default the VM's own `host`. */
 export function allocate(

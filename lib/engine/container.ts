@@ -6,15 +6,16 @@
 // object (Reflect.defineMetadata, Reflect.getMetadata, …) when this module is first imported.
 // That is the one global virtwire touches; nothing of the container is exported from 'virtwire'.
 import 'reflect-metadata';
-import { container as root, type DependencyContainer } from 'tsyringe';
+import { container as root, instanceCachingFactory, type DependencyContainer } from 'tsyringe';
 import { ExecaRunner, HostPlane, SshRunner, kvmVerdict, type CommandRunner, type SshTarget } from '../host/index.js';
 import { Libvirt } from '../libvirt/index.js';
 import type { EngineDeps, RunnerFactory } from './deps.js';
+import { HostCommits } from './reconcile.js';
 import { Engine } from './engine.js';
 import { StateStore } from './state/store.js';
 import { TOKENS } from './tokens.js';
 
-export type EngineOverrides = Partial<EngineDeps> & {
+export type EngineOverrides = Partial<Omit<EngineDeps, 'commits'>> & {
   /** shorthand: this runner for every host (local and SSH alike), e.g. a recording runner */
   runner?: CommandRunner;
 };
@@ -45,34 +46,51 @@ function defaultRunners(): RunnerFactory {
   };
 }
 
-let shared: RunnerFactory | undefined;
-
-function register(c: DependencyContainer, overrides: EngineOverrides): void {
-  const runners =
-    overrides.runners ??
-    (overrides.runner
-      ? { local: () => overrides.runner!, ssh: () => overrides.runner! }
-      : (shared ??= defaultRunners()));
-  c.register(TOKENS.Connect, { useValue: overrides.connect ?? ((uri: string) => Libvirt.open(uri)) });
-  c.register(TOKENS.Runners, { useValue: runners });
+/** The defaults, once per process in the root container: the runners and the group commits are shared. */
+function registerDefaults(c: DependencyContainer): void {
+  c.register(TOKENS.Connect, { useValue: (uri: string) => Libvirt.open(uri) });
+  c.register(TOKENS.Runners, { useFactory: instanceCachingFactory(() => defaultRunners()) });
   c.register(TOKENS.Planes, {
-    useValue: overrides.planes ?? ((runner: CommandRunner, stateDir: string) => new HostPlane({ runner, stateDir })),
+    useValue: (runner: CommandRunner, stateDir: string) => new HostPlane({ runner, stateDir }),
   });
-  c.register(TOKENS.State, { useValue: overrides.state ?? ((dir: string) => new StateStore(dir)) });
+  c.register(TOKENS.State, { useValue: (dir: string) => new StateStore(dir) });
   c.register(TOKENS.Kvm, {
-    useValue: overrides.kvm ?? ((h: Parameters<EngineDeps['kvm']>[0]) => kvmVerdict(h.runner, h.plane.files)),
+    useValue: (h: Parameters<EngineDeps['kvm']>[0]) => kvmVerdict(h.runner, h.plane.files),
   });
-  c.register(TOKENS.Clock, { useValue: overrides.clock ?? { now: () => new Date() } });
-  c.register(TOKENS.Log, { useValue: overrides.log ?? { debug: debugLog } });
+  c.register(TOKENS.Clock, { useValue: { now: () => new Date() } });
+  c.register(TOKENS.Log, { useValue: { debug: debugLog } });
+  c.registerSingleton(HostCommits);
+}
+
+/** An engine's own choices, in its child container: they shadow the root's defaults. */
+function registerOverrides(c: DependencyContainer, overrides: EngineOverrides): void {
+  const { runner, ...rest } = overrides;
+  const runners = rest.runners ?? (runner ? { local: () => runner, ssh: () => runner } : undefined);
+  const given: [symbol, unknown][] = [
+    [TOKENS.Connect, rest.connect],
+    [TOKENS.Runners, runners],
+    [TOKENS.Planes, rest.planes],
+    [TOKENS.State, rest.state],
+    [TOKENS.Kvm, rest.kvm],
+    [TOKENS.Clock, rest.clock],
+    [TOKENS.Log, rest.log],
+  ];
+  for (const [token, value] of given) if (value !== undefined) c.register(token, { useValue: value });
 }
 
 // VIRTWIRE_DEBUG=1 prints the engine's steps on stderr
 const debugLog = (message: string) =>
   void (process.env.VIRTWIRE_DEBUG ? process.stderr.write(`virtwire: ${message}\n`) : undefined);
 
+let defaults = false;
+
 export function createEngine(overrides: EngineOverrides = {}): Engine {
+  if (!defaults) {
+    registerDefaults(root);
+    defaults = true;
+  }
   const c = root.createChildContainer();
-  register(c, overrides);
+  registerOverrides(c, overrides);
   return c.resolve(Engine);
 }
 

@@ -2,10 +2,13 @@
 // interfaces. The composition root (container.ts) provides the real ones; tests swap any of them
 // (a failing hypervisor, a slow runner) through the same container. Nothing in lib/engine
 // constructs a runner, a connection or a host plane itself.
+import { inject, injectable } from 'tsyringe';
 import type { CommandRunner, HostPlane, KvmVerdict, SshTarget } from '../host/index.js';
 import type { Hypervisor } from '../libvirt/index.js';
 import type { StateStore } from './state/store.js';
 import type { HostContext } from './hosts.js';
+import { HostCommits } from './reconcile.js';
+import { TOKENS } from './tokens.js';
 
 /** Opens a hypervisor connection by libvirt URI. */
 export type Connector = (uri: string) => Promise<Hypervisor>;
@@ -47,4 +50,21 @@ export interface EngineDeps {
   kvm: KvmProbe;
   clock: Clock;
   log: Logger;
+  /** group commit of host-plane applies (one per process: a singleton of the container) */
+  commits: HostCommits;
+}
+
+/** The collaborators as the container resolves them, each from its own registration. */
+@injectable()
+export class Collaborators implements EngineDeps {
+  constructor(
+    @inject(TOKENS.Connect) readonly connect: Connector,
+    @inject(TOKENS.Runners) readonly runners: RunnerFactory,
+    @inject(TOKENS.Planes) readonly planes: PlaneFactory,
+    @inject(TOKENS.State) readonly state: StateFactory,
+    @inject(TOKENS.Kvm) readonly kvm: KvmProbe,
+    @inject(TOKENS.Clock) readonly clock: Clock,
+    @inject(TOKENS.Log) readonly log: Logger,
+    @inject(HostCommits) readonly commits: HostCommits,
+  ) {}
 }

@@ -1,180 +1,103 @@
-// The engine's public face: thin functions over the default engine (the composition root stays
-// internal), the spec file, plans and the state module's defaults.
-import type { Duplex } from 'node:stream';
-import type {
-  CreateVmOptions,
-  CreateVmsOptions,
-  CreatedNic,
-  CreatedVm,
-  DestroyVmOptions,
-  ImportedVm,
-  SnapshotSummary,
-  StopOptions,
-  UpdateOptions,
-  UpdateResult,
-  VmEvent,
-  VmInfo,
-  VmOptions,
-} from '../../types/vm.js';
-import type { NicSpec, SecurityGroupSpec, VmSpec } from '../../types/spec.js';
-import type { ResolvedSecurityGroup } from '../../types/resolved.js';
-import type { Subscription } from '../libvirt/index.js';
-import type { SnapshotSpec } from './ops/snapshots.js';
+// The engine's public face: each operation forwarded to the default engine (the composition root
+// stays internal), the spec file, plans and the state module's defaults.
+import type { CreateVmOptions, CreatedVm, UpdateOptions, UpdateResult } from '../../types/vm.js';
+import type { VmSpec } from '../../types/spec.js';
 import { defaultEngine } from './container.js';
-import type { Observed, Plan } from './plan.js';
-import type { SpecFile } from './spec-file.js';
-import type { ScopeOptions } from './ops/scope.js';
-import type { ApplyOptions } from './ops/converge.js';
-import type { DryRun } from './ops/dry-run.js';
+import type { Operations } from './operations.js';
 import { DEFAULT_STATE_DIR } from './state/paths.js';
 import { StateStore, type CommandLockOptions, type VmRecord } from './state/store.js';
-import type { PlanCallOptions } from './ops/observe.js';
+
+/** An operation of the default engine, by name (its signature is the operation's own: operations.ts). */
+const forward = <K extends keyof Operations>(name: K): Operations[K] =>
+  ((...args: unknown[]) => (defaultEngine().ops[name] as (...a: unknown[]) => unknown)(...args)) as Operations[K];
 
 /** Creates, starts and (by default) waits for the DHCP lease of a VM on its tenants' networks. */
-export function createVm(spec: VmSpec, options?: CreateVmOptions): Promise<CreatedVm> {
-  return defaultEngine().create(spec, options);
-}
+export const createVm: (spec: VmSpec, options?: CreateVmOptions) => Promise<CreatedVm> = forward('createVm');
 
 /**
  * Creates several VMs at once (host-plane work joined), all or nothing: every spec is validated
  * first; if one create fails, the others are destroyed and its error is thrown.
  */
-export function createVms(specs: VmSpec[], options?: CreateVmsOptions): Promise<CreatedVm[]> {
-  return defaultEngine().createMany(specs, options);
-}
+export const createVms = forward('createVms');
 
 /** Stops and removes a VM and everything virtwire made for it; the last VM of a tenant takes its network. */
-export function destroyVm(name: string, options?: DestroyVmOptions): Promise<boolean> {
-  return defaultEngine().destroy(name, options);
-}
+export const destroyVm = forward('destroyVm');
 
 /** A spec file (loadSpecFile) against the state and what is really on the hosts: Terraform's plan. */
-export function plan(spec: SpecFile, options?: PlanCallOptions): Promise<Plan> {
-  return defaultEngine().plan(spec, options);
-}
+export const plan = forward('plan');
 
 /** Makes a plan true: removals, then creations in parallel, then updates and repairs. */
-export function apply(p: Plan, options?: ApplyOptions): Promise<CreatedVm[]> {
-  return defaultEngine().apply(p, options);
-}
+export const apply = forward('apply');
 
 /** What apply would run (host batches, hypervisor calls, disk commands), changing nothing. */
-export function dryRun(p: Plan, options?: ScopeOptions): Promise<DryRun> {
-  return defaultEngine().dryRun(p, options);
-}
+export const dryRun = forward('dryRun');
 
 /** Removes every VM in the state and whatever virtwire still has on its hosts. */
-export function destroy(options?: ScopeOptions & { report?: (name: string) => void }): Promise<string[]> {
-  return defaultEngine().destroyAll(options);
-}
+export const destroy = forward('destroy');
 
 /** Each host's domains and host-plane drift, as plan sees them. */
-export function observe(options?: ScopeOptions): Promise<Observed> {
-  return defaultEngine().observe(options);
-}
+export const observe = forward('observe');
 
 /** Adopts a shut-off libvirt domain whose NICs are on tenant bridges into the state. */
-export function importDomain(domain: string, as: string, options?: ScopeOptions): Promise<ImportedVm> {
-  return defaultEngine().import(domain, as, options);
-}
+export const importDomain = forward('importDomain');
 
 /** Every VM in the state, with libvirt's live state ('missing' when its domain is gone). */
-export function listVms(options?: VmOptions): Promise<VmInfo[]> {
-  return defaultEngine().listVms(options);
-}
+export const listVms = forward('listVms');
 
 /** One VM as listVms reports it, or null. */
-export function getVm(name: string, options?: VmOptions): Promise<VmInfo | null> {
-  return defaultEngine().getVm(name, options);
-}
+export const getVm = forward('getVm');
 
 /** Starts a stopped VM on its MACs and IPs (its host plane re-applied first); waits for fresh leases. */
-export function startVm(name: string, options?: VmOptions & { waitForLease?: boolean }): Promise<VmInfo> {
-  return defaultEngine().startVm(name, options);
-}
+export const startVm = forward('startVm');
 
 /** ACPI shutdown, then power off after `timeoutMs` (at once with `force`); the network and leases stay. */
-export function stopVm(name: string, options?: StopOptions): Promise<{ graceful: boolean }> {
-  return defaultEngine().stopVm(name, options);
-}
+export const stopVm = forward('stopVm');
 
 /** ACPI reboot, then a reset after `timeoutMs` (at once with `force`). */
-export function rebootVm(name: string, options?: StopOptions): Promise<{ graceful: boolean }> {
-  return defaultEngine().rebootVm(name, options);
-}
+export const rebootVm = forward('rebootVm');
 
 /** Changes a VM to a new spec: live where it can be (QoS, NICs, memory), else with `allowRestart`. */
-export function updateVm(spec: VmSpec, options?: UpdateOptions): Promise<UpdateResult> {
-  return defaultEngine().updateVm(spec, options);
-}
+export const updateVm: (spec: VmSpec, options?: UpdateOptions) => Promise<UpdateResult> = forward('updateVm');
 
 /** Hot-plugs a NIC (host plane first) and waits for its lease. */
-export function attachNic(name: string, nic: NicSpec, options?: VmOptions): Promise<CreatedNic> {
-  return defaultEngine().attachNic(name, nic, options);
-}
+export const attachNic = forward('attachNic');
 
 /** Unplugs the NIC with this MAC and removes its tap. */
-export function detachNic(name: string, mac: string, options?: VmOptions): Promise<void> {
-  return defaultEngine().detachNic(name, mac, options);
-}
+export const detachNic = forward('detachNic');
 
 /** The VM's serial console as a Duplex (read what it prints, write what it reads). */
-export function openConsole(name: string, options?: VmOptions): Promise<Duplex> {
-  return defaultEngine().openConsole(name, options);
-}
+export const openConsole = forward('openConsole');
 
 /** A snapshot of the VM's qcow2 disks (and memory while it runs). */
-export function snapshotVm(name: string, snap: SnapshotSpec | string, options?: VmOptions): Promise<SnapshotSummary> {
-  return defaultEngine().snapshotVm(name, snap, options);
-}
+export const snapshotVm = forward('snapshotVm');
 
 /** Puts the VM back to a snapshot: its disks, and its running state when the snapshot has memory. */
-export function revertVm(name: string, snap: string, options?: VmOptions): Promise<void> {
-  return defaultEngine().revertVm(name, snap, options);
-}
+export const revertVm = forward('revertVm');
 
-export function listSnapshots(name: string, options?: VmOptions): Promise<SnapshotSummary[]> {
-  return defaultEngine().listSnapshots(name, options);
-}
+export const listSnapshots = forward('listSnapshots');
 
-export function deleteSnapshot(name: string, snap: string, options?: VmOptions): Promise<void> {
-  return defaultEngine().deleteSnapshot(name, snap, options);
-}
+export const deleteSnapshot = forward('deleteSnapshot');
 
 /** Lifecycle events (started, stopped, crashed, rebooted, …) of the state's VMs on every host. */
-export function onVmEvent(handler: (event: VmEvent) => void, options?: VmOptions): Promise<Subscription> {
-  return defaultEngine().onVmEvent(handler, options);
-}
+export const onVmEvent = forward('onVmEvent');
 
 /** Forgets a VM (its record) without touching its host: Terraform's `state rm`. */
-export function forgetVm(name: string, options?: VmOptions): Promise<void> {
-  return defaultEngine().forgetVm(name, options);
-}
+export const forgetVm = forward('forgetVm');
 
 /** Renames a shut-off VM: record, domain, directory, DNS name (UUID, MACs, IPs, taps stay). */
-export function renameVm(from: string, to: string, options?: VmOptions): Promise<void> {
-  return defaultEngine().renameVm(from, to, options);
-}
+export const renameVm = forward('renameVm');
 
 /** Drops the records of VMs whose domain is gone; changes nothing on a host. */
-export function refresh(options?: VmOptions): Promise<{ checked: string[]; removed: string[] }> {
-  return defaultEngine().refresh(options);
-}
+export const refresh = forward('refresh');
 
 /** Creates or replaces a security group; every host where its tenant has VMs enforces it at once. */
-export function putSecurityGroup(group: SecurityGroupSpec, options?: ScopeOptions): Promise<ResolvedSecurityGroup> {
-  return defaultEngine().putSecurityGroup(group, options);
-}
+export const putSecurityGroup = forward('putSecurityGroup');
 
 /** Deletes a security group no NIC and no other group names; false when there was none. */
-export function deleteSecurityGroup(name: string, options?: ScopeOptions): Promise<boolean> {
-  return defaultEngine().deleteSecurityGroup(name, options);
-}
+export const deleteSecurityGroup = forward('deleteSecurityGroup');
 
 /** The state's security groups. */
-export function listSecurityGroups(options?: ScopeOptions): ResolvedSecurityGroup[] {
-  return defaultEngine().listSecurityGroups(options);
-}
+export const listSecurityGroups = forward('listSecurityGroups');
 
 /** The state's serial: it counts every change of the records (saved plans are checked against it). */
 export function stateSerial(stateDir: string = DEFAULT_STATE_DIR): number {

@@ -7,7 +7,7 @@ import type { GraphCluster, GraphEdge, GraphNode, NetworkGraph } from '../../typ
 import type { HostNetwork, HostPort } from '../../types/host.js';
 import type { ResolvedNetwork, ResolvedSecurityGroup, ResolvedSecurityRule } from '../../types/resolved.js';
 import type { HostTarget } from '../../types/vm.js';
-import { hostStateFor } from '../engine/host-state.js';
+import { hostStateFor } from '../engine/records-to-host.js';
 import type { VmRecord } from '../engine/state/store.js';
 import { namespaceNames, vlanDeviceName, vxlanDeviceName } from '../spec/index.js';
 

@@ -15,7 +15,7 @@ export type { FirewallChange } from './firewall/index.js';
 export { ExecaRunner, batchLine, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
 export { probeHost } from './probe.js';
 export { kvmVerdict, hasVirtFlags, qemuGroup, type KvmVerdict } from './kvm.js';
-export { validateHostState } from './host-state.js';
+export { validateHostState } from './validate-host-state.js';
 export { renderDnsmasqConfig, renderHostsFile, dnsmasqPaths, type DnsmasqPaths } from './dnsmasq.js';
 export { pidAlive, LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
 export { parseLeases, type Lease, type LeaseWait } from './leases.js';

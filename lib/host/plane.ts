@@ -7,7 +7,7 @@ import type { HostCapabilities, HostState } from '../../types/host.js';
 import { ApplyError, HostCommandError } from '../errors/index.js';
 import { ExecaRunner, batchLine, type CommandRunner } from './command-runner.js';
 import { probeHost, requireFeature } from './probe.js';
-import { validateHostState } from './host-state.js';
+import { validateHostState } from './validate-host-state.js';
 import {
   applyLinkPlan,
   deleteLinks,

@@ -13,7 +13,7 @@ import { renderResolvedDomainXml } from '../../lib/xml/index.js';
 import { validateVm, ifbName } from '../../lib/spec/index.js';
 import { allocate } from '../../lib/engine/allocate.js';
 import type { VmRecord } from '../../lib/engine/state/store.js';
-import { hostStateFor } from '../../lib/engine/host-state.js';
+import { hostStateFor } from '../../lib/engine/records-to-host.js';
 import { domainFiles } from '../../lib/engine/state/paths.js';
 import { planChanges, type Observed } from '../../lib/engine/plan.js';
 import { desiredLinks, VXLAN_OVERHEAD } from '../../lib/host/links.js';

@@ -284,7 +284,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
         for (const chain of chains) await lab.exec(host, ['iptables', '-w', '-F', chain]);
         const opened = await lab.reaches(ns.a1!, '10.32.0.21');
         if (!opened) {
-          const now = await lab.exec(host, ['iptables-save'], { reject: false });
+          const now = await lab.exec(host, ['nft', 'list', 'ruleset'], { reject: false });
           const sysctls = await lab.exec(
             host,
             ['sysctl', 'net.ipv4.ip_forward', 'net.bridge.bridge-nf-call-iptables'],

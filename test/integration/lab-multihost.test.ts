@@ -7,7 +7,7 @@
 import { execa } from 'execa';
 import { HostPlane, type SshRunner } from '../../lib/host/index.js';
 import { validateNetwork, validateVm, tapName, vxlanDeviceName } from '../../lib/spec/index.js';
-import { hostStateFor } from '../../lib/engine/host-state.js';
+import { hostStateFor } from '../../lib/engine/records-to-host.js';
 import { buildLabHostImage } from '../../lib/testing/lab-image.js';
 import type { HostState, HostPort } from '../../types/host.js';
 import type { SegmentSpec } from '../../types/spec.js';

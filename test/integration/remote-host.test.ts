@@ -57,7 +57,7 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
     hosts = [{ name: 'gone', uri: far.target.uri.replace(/:\d+\//, ':1/') }, far.target];
   });
   afterAll(async () => {
-    await engine.destroy('vwrs-web', { stateDir, hosts, missingOk: true }).catch(() => {});
+    await engine.ops.destroyVm('vwrs-web', { stateDir, hosts, missingOk: true }).catch(() => {});
     await far.cleanup();
     rmSync(stateDir, { recursive: true, force: true });
   });
@@ -68,7 +68,7 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
   });
 
   test('createVm lands on the host, boots, gets its lease from dnsmasq there; destroyVm removes it there', async () => {
-    const created = await engine.create(testGuestSpec(image, 'vwrs-web', [{ network: tenant }]), {
+    const created = await engine.ops.createVm(testGuestSpec(image, 'vwrs-web', [{ network: tenant }]), {
       stateDir,
       hosts,
       timeoutMs: 150_000,
@@ -98,7 +98,7 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
     // the guest answers on its tenant's bridge (from the host: the bridge is the host's)
     expect((await execa('busybox', ['ping', '-c', '1', '-W', '5', '10.71.0.2'], { reject: false })).exitCode).toBe(0);
 
-    expect(await engine.destroy('vwrs-web', { stateDir, hosts })).toBe(true);
+    expect(await engine.ops.destroyVm('vwrs-web', { stateDir, hosts })).toBe(true);
     expect(readRecords(stateDir)).toEqual([]);
     expect((await far.exec(['ls', '-A', join(far.stateDir, 'dnsmasq')])).stdout).toBe('');
     expect((await far.exec(['ls', '-A', join(far.stateDir, 'vms')])).stdout).toBe('');
@@ -122,8 +122,8 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
     const spec = (name: string, network: typeof tenant) => testGuestSpec(image, name, [{ network }]);
     const options = { stateDir, hosts, timeoutMs: 150_000 };
     // the plain tenant's VM need not boot: its records and host objects make the overlap
-    await engine.create(spec('vwrs-web', tenant), { ...options, waitFor: 'none' });
-    const ns = await engine.create(spec('vwrs-twin', twin), options);
+    await engine.ops.createVm(spec('vwrs-web', tenant), { ...options, waitFor: 'none' });
+    const ns = await engine.ops.createVm(spec('vwrs-twin', twin), options);
     try {
       expect(ns).toMatchObject({ host: 'far', nics: [{ ip: '10.71.0.2' }] });
       const netns = namespaceNames('vwremotens').netns;
@@ -134,8 +134,8 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
       const lease = await far.exec(['cat', join(far.stateDir, 'dnsmasq', 'vwremotens', 'leases')]);
       expect(lease.stdout).toContain(`${ns.nics[0]!.mac} 10.71.0.2 vwrs-twin`);
     } finally {
-      await engine.destroy('vwrs-twin', { stateDir, hosts, missingOk: true });
-      await engine.destroy('vwrs-web', { stateDir, hosts, missingOk: true });
+      await engine.ops.destroyVm('vwrs-twin', { stateDir, hosts, missingOk: true });
+      await engine.ops.destroyVm('vwrs-web', { stateDir, hosts, missingOk: true });
     }
     expect((await far.exec(['ip', 'netns', 'list'])).stdout).not.toContain(namespaceNames('vwremotens').netns);
     expect((await far.exec(['ls', '-A', join(far.stateDir, 'dnsmasq')])).stdout).toBe('');

@@ -29,7 +29,7 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 describe('createVm through the container, with fakes', () => {
   test('success: record, host plane, domain defined and started, lease', async () => {
     const { engine, hv, plane } = fakeEngine();
-    const vm = await engine.create(kernelVm(), { stateDir: dir });
+    const vm = await engine.ops.createVm(kernelVm(), { stateDir: dir });
     expect(vm).toMatchObject({
       name: 'web',
       accel: 'tcg',
@@ -55,10 +55,10 @@ describe('createVm through the container, with fakes', () => {
     const f = fakeEngine({ runner });
     inject(f);
     // a VM that stays: the failed one must not take its tenant network with it
-    await fakeEngine({ runner }).engine.create(kernelVm('db'), { stateDir: dir });
+    await fakeEngine({ runner }).engine.ops.createVm(kernelVm('db'), { stateDir: dir });
     const steps: string[] = [];
-    const err = await f.engine
-      .create(spec, { stateDir: dir, onProgress: (e) => steps.push(`${e.step}:${e.status}`) })
+    const err = await f.engine.ops
+      .createVm(spec, { stateDir: dir, onProgress: (e) => steps.push(`${e.step}:${e.status}`) })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApplyError);
     expect(err).toMatchObject({ step, rolledBack: true });
@@ -92,7 +92,7 @@ describe('createVm through the container, with fakes', () => {
     };
     const { engine } = fakeEngine({ runner });
     const steps: string[] = [];
-    await engine.create(kernelVm(), {
+    await engine.ops.createVm(kernelVm(), {
       stateDir: dir,
       waitFor: 'ssh',
       onProgress: (e) => e.status === 'done' && steps.push(e.step),
@@ -103,7 +103,7 @@ describe('createVm through the container, with fakes', () => {
 
   test('bad input: SpecError before any collaborator is used', async () => {
     const { engine, hv, plane } = fakeEngine();
-    const err = await engine.create({ ...kernelVm(), name: 'Bad' }, { stateDir: dir }).catch((e: unknown) => e);
+    const err = await engine.ops.createVm({ ...kernelVm(), name: 'Bad' }, { stateDir: dir }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SpecError);
     expect([hv().calls, plane(dir).applied]).toEqual([[], []]);
   });
@@ -111,7 +111,7 @@ describe('createVm through the container, with fakes', () => {
   test('a slow runner against the deadline: TIMEOUT, and what was made is rolled back', async () => {
     const runner = slowRunner(300, (argv) => argv[0] === 'qemu-img');
     const { engine, hv, plane } = fakeEngine({ runner });
-    const err = await engine.create(imageVm(), { stateDir: dir, timeoutMs: 100 }).catch((e: unknown) => e);
+    const err = await engine.ops.createVm(imageVm(), { stateDir: dir, timeoutMs: 100 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApplyError);
     expect(isVirtwireError((err as ApplyError).cause, 'TIMEOUT')).toBe(true);
     expect((err as ApplyError).rolledBack).toBe(true);
@@ -123,7 +123,7 @@ describe('createVm through the container, with fakes', () => {
 
   test('accel kvm where the host cannot: HOST_UNSUPPORTED naming the reason, nothing made', async () => {
     const { engine, plane } = fakeEngine();
-    const err = await engine.create({ ...kernelVm(), accel: 'kvm' }, { stateDir: dir }).catch((e: unknown) => e);
+    const err = await engine.ops.createVm({ ...kernelVm(), accel: 'kvm' }, { stateDir: dir }).catch((e: unknown) => e);
     expect(isVirtwireError(err, 'HOST_UNSUPPORTED')).toBe(true);
     expect((err as Error).message).toBe(
       "accel 'kvm' was asked for VM web, but KVM is not usable here (the CPU has no vmx/svm flag); use 'auto' or 'tcg'",
@@ -135,12 +135,12 @@ describe('createVm through the container, with fakes', () => {
 describe('destroyVm through the container', () => {
   test('undefines the domain, forgets the record, re-applies the plane without it', async () => {
     const { engine, hv, plane } = fakeEngine();
-    await engine.create(kernelVm(), { stateDir: dir });
-    expect(await engine.destroy('web', { stateDir: dir })).toBe(true);
+    await engine.ops.createVm(kernelVm(), { stateDir: dir });
+    expect(await engine.ops.destroyVm('web', { stateDir: dir })).toBe(true);
     expect(hv().domains.size).toBe(0);
     expect(plane(dir).last()).toEqual({ networks: [] });
-    expect(await engine.destroy('web', { stateDir: dir, missingOk: true })).toBe(false);
-    await expect(engine.destroy('web', { stateDir: dir })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(await engine.ops.destroyVm('web', { stateDir: dir, missingOk: true })).toBe(false);
+    await expect(engine.ops.destroyVm('web', { stateDir: dir })).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 });
 
@@ -180,7 +180,7 @@ describe("import into a state that holds other hosts' VMs", () => {
       },
     });
     await hv().defineDomain(xml);
-    const { vm, dropped } = await engine.import('ext', 'adopted', { stateDir: dir });
+    const { vm, dropped } = await engine.ops.importDomain('ext', 'adopted', { stateDir: dir });
     expect(dropped).toEqual([]);
     expect(vm.nics[0]).toMatchObject({ mac: '52:54:00:12:34:56', ip: '10.10.0.4' });
     const hostnames = plane(dir)
@@ -223,10 +223,10 @@ describe('updateVm and NIC hot-plug through the container', () => {
 
   test('QoS changes live (the host plane only); memory within its maximum through the balloon', async () => {
     const { engine, hv, plane } = fakeEngine();
-    await engine.create(base({ memoryMiB: 512, maxMemoryMiB: 1024 }), { stateDir: dir });
+    await engine.ops.createVm(base({ memoryMiB: 512, maxMemoryMiB: 1024 }), { stateDir: dir });
     const applied = plane(dir).applied.length;
     expect(
-      await engine.updateVm(
+      await engine.ops.updateVm(
         base({ memoryMiB: 512, maxMemoryMiB: 1024, nics: [{ network: acme, qos: { egressKbps: 2000 } }] }),
         { stateDir: dir },
       ),
@@ -234,7 +234,7 @@ describe('updateVm and NIC hot-plug through the container', () => {
     expect(plane(dir).applied.length).toBe(applied + 1);
     expect(plane(dir).last()!.networks[0]!.ports[0]!.qos).toEqual({ egressKbps: 2000 });
     expect(
-      await engine.updateVm(
+      await engine.ops.updateVm(
         base({ memoryMiB: 768, maxMemoryMiB: 1024, nics: [{ network: acme, qos: { egressKbps: 2000 } }] }),
         { stateDir: dir },
       ),
@@ -245,14 +245,18 @@ describe('updateVm and NIC hot-plug through the container', () => {
 
   test('what cannot change live is a SpecError naming the fields, nothing changed; allowRestart redefines and starts', async () => {
     const { engine, hv, plane } = fakeEngine();
-    await engine.create(base(), { stateDir: dir });
+    await engine.ops.createVm(base(), { stateDir: dir });
     const applied = plane(dir).applied.length;
-    const err = await engine.updateVm(base({ vcpus: 2, memoryMiB: 512 }), { stateDir: dir }).catch((e: unknown) => e);
+    const err = await engine.ops
+      .updateVm(base({ vcpus: 2, memoryMiB: 512 }), { stateDir: dir })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SpecError);
     expect((err as SpecError).problems.map((p) => p.path)).toEqual(['memoryMiB', 'vcpus']);
     expect([plane(dir).applied.length, new StateStore(dir).get('web')!.vm.vcpus]).toEqual([applied, 1]);
     const boots = hv().domains.get('web')!.boots;
-    expect(await engine.updateVm(base({ vcpus: 2, memoryMiB: 512 }), { stateDir: dir, allowRestart: true })).toEqual({
+    expect(
+      await engine.ops.updateVm(base({ vcpus: 2, memoryMiB: 512 }), { stateDir: dir, allowRestart: true }),
+    ).toEqual({
       changes: ['memoryMiB', 'vcpus'],
       live: false,
     });
@@ -262,21 +266,25 @@ describe('updateVm and NIC hot-plug through the container', () => {
 
   test('attach: host plane first, then the device on its own tap; detach a middle NIC: the others keep their taps', async () => {
     const { engine, hv, plane } = fakeEngine();
-    const created = await engine.create(
+    const created = await engine.ops.createVm(
       base({ nics: [{ network: acme }, { network: { tenant: 'ops', cidr: '10.9.0.0/24' } }] }),
       { stateDir: dir },
     );
-    const nic = await engine.attachNic('web', { network: { tenant: 'dev', cidr: '10.8.0.0/24' } }, { stateDir: dir });
+    const nic = await engine.ops.attachNic(
+      'web',
+      { network: { tenant: 'dev', cidr: '10.8.0.0/24' } },
+      { stateDir: dir },
+    );
     expect(nic).toMatchObject({ tenant: 'dev', ip: '10.8.0.2' });
     expect(plane(dir).ports()).toContain(nic.tap);
     expect(hv().domains.get('web')!.devices).toEqual([
       expect.stringContaining(`<target dev="${nic.tap}" managed="no"/>`),
     ]);
-    await engine.detachNic('web', created.nics[1]!.mac, { stateDir: dir });
+    await engine.ops.detachNic('web', created.nics[1]!.mac, { stateDir: dir });
     const taps = new StateStore(dir).get('web')!.vm.nics.map((n) => n.tap);
     expect(taps).toEqual([created.nics[0]!.tap, nic.tap]);
     expect(plane(dir).ports().sort()).toEqual([...taps].sort());
-    await expect(engine.detachNic('web', '52:54:00:00:00:99', { stateDir: dir })).rejects.toMatchObject({
+    await expect(engine.ops.detachNic('web', '52:54:00:00:00:99', { stateDir: dir })).rejects.toMatchObject({
       code: 'NOT_FOUND',
     });
   });

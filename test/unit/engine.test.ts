@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { validateVm } from '../../lib/spec/index.js';
 import { allocate } from '../../lib/engine/allocate.js';
 import { StateStore, type VmRecord } from '../../lib/engine/state/store.js';
-import { hostStateFor } from '../../lib/engine/host-state.js';
+import { hostStateFor } from '../../lib/engine/records-to-host.js';
 import { seedFiles } from '../../lib/engine/seed.js';
 import { FileLock } from '../../lib/host/index.js';
 

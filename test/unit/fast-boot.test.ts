@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { bzImagePayload, hasPvhNote } from '../../lib/engine/kernel/bzimage.js';
-import { commitHost } from '../../lib/engine/group-commit.js';
+import { HostCommits } from '../../lib/engine/reconcile.js';
 import { StateStore } from '../../lib/engine/state/store.js';
 import type { HostContext, HostResolver } from '../../lib/engine/hosts.js';
 import type { ResolvedVm } from '../../types/resolved.js';
@@ -99,9 +99,10 @@ describe('group commit of host-plane applies', () => {
     const hosts = { all: () => [] } as unknown as HostResolver;
     const vm = (name: string) => ({ name, nics: [] }) as unknown as ResolvedVm;
 
-    const one = commitHost(state, hosts, host, [vm('a')]);
+    const commits = new HostCommits();
+    const one = commits.commit(state, hosts, host, [vm('a')]);
     await new Promise((r) => setImmediate(r)); // the first apply has begun and waits
-    const rest = Array.from({ length: 9 }, (_, i) => commitHost(state, hosts, host, [vm(`b${i}`)]));
+    const rest = Array.from({ length: 9 }, (_, i) => commits.commit(state, hosts, host, [vm(`b${i}`)]));
     let settled = 0;
     for (const p of rest) void p.then(() => settled++);
     await new Promise((r) => setImmediate(r));
@@ -111,7 +112,7 @@ describe('group commit of host-plane applies', () => {
     await Promise.all([one, ...rest]);
     expect(applied).toHaveLength(2);
     // batch: false applies alone
-    await commitHost(state, hosts, host, [vm('c')], { batch: false });
+    await commits.commit(state, hosts, host, [vm('c')], { batch: false });
     expect(applied).toHaveLength(3);
   });
 });

@@ -1,8 +1,8 @@
 // Placement and host lists, without contacting anything: libvirt connections are stand-ins that
 // report free memory (or fail to connect).
-import { validateVm } from '../../lib/spec/index.js';
-import { placeVm, validateHosts, HostResolver } from '../../lib/engine/hosts.js';
-import { hostStateFor } from '../../lib/engine/host-state.js';
+import { validateHosts, validateVm } from '../../lib/spec/index.js';
+import { placeVm, HostResolver } from '../../lib/engine/hosts.js';
+import { hostStateFor } from '../../lib/engine/records-to-host.js';
 import { SpecError, isVirtwireError } from '../../lib/errors/index.js';
 import { LocalFiles, RunnerFiles, SshRunner } from '../../lib/host/index.js';
 import type { Libvirt } from '../../lib/libvirt/index.js';
@@ -185,7 +185,7 @@ describe('what a spec may ask of SSH and libvirt', () => {
         throw new Error('not reached');
       },
     });
-    const err = await engine.create(vm(), { uri: 'qemu+ext:///system?command=/bin/sh' }).catch((e: unknown) => e);
+    const err = await engine.ops.createVm(vm(), { uri: 'qemu+ext:///system?command=/bin/sh' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SpecError);
     expect(connected).toEqual([]);
   });
@@ -206,7 +206,7 @@ describe('destroyVm on a host', () => {
         },
         kvm: async () => ({ usable: false, reason: 'test' }),
       });
-      const err = await engine.destroy('web', { stateDir: dir, hosts: [hosts[0]!] }).catch((e: unknown) => e);
+      const err = await engine.ops.destroyVm('web', { stateDir: dir, hosts: [hosts[0]!] }).catch((e: unknown) => e);
       expect(isVirtwireError(err, 'NOT_FOUND')).toBe(true);
       expect((err as Error).message).toBe('VM web runs on host hv2, which is not among the hosts given (hv1)');
       expect([connected, runner.calls]).toEqual([[], []]);

@@ -9,7 +9,7 @@ import type { Change, Plan } from '../plan.js';
 import { bind, type ScopeOptions } from './scope.js';
 import { createVm } from './create.js';
 import { destroyVm } from './destroy.js';
-import { reapply } from './forget.js';
+import { reconcileHost } from '../reconcile.js';
 import { specOf } from '../spec-of.js';
 
 /** A change's progress: start, a step inside it (createVm's steps), done, failed, or skipped after a stop. */
@@ -63,7 +63,7 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
           .filter((r) => r.vm.nics.some((n) => n.network.tenant === c.group!.tenant))
           .map((r) => r.host),
       );
-      for (const [name, ctx] of contexts) if (where.has(name)) await reapply(state, ctx);
+      for (const [name, ctx] of contexts) if (where.has(name)) await reconcileHost(state, ctx);
     });
   }
   const vmChanges = p.changes.filter((c) => c.kind === 'vm');
@@ -82,7 +82,7 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
         const rec = state.get(c.name)!;
         state.put({ ...rec, vm: c.vm! });
       });
-      await reapply(state, ctxOf(c.name));
+      await reconcileHost(state, ctxOf(c.name));
     });
   }
   const creates = vmChanges.filter((c) => c.action === 'create' || c.action === 'replace' || c.repair === 'recreate');
@@ -116,7 +116,7 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
         .map((r) => r.host),
     );
     await step(c, async () => {
-      for (const [name, ctx] of contexts) if (where.has(name)) await reapply(state, ctx);
+      for (const [name, ctx] of contexts) if (where.has(name)) await reconcileHost(state, ctx);
     });
   }
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -152,6 +152,6 @@ export async function destroyAll(
   await state.withLock(async () => {
     for (const g of state.securityGroups()) state.removeSecurityGroup(g.name);
   });
-  for (const ctx of contexts.values()) await reapply(state, ctx);
+  for (const ctx of contexts.values()) await reconcileHost(state, ctx);
   return records.map((r) => r.vm.name);
 }

@@ -13,7 +13,6 @@ import { ApplyError, HostUnsupportedError, SpecError, VirtwireError, isVirtwireE
 import { validateVm } from '../../spec/index.js';
 import { renderResolvedDomainXml, effectiveAccel } from '../../xml/index.js';
 import { kernelFor } from '../kernel/fast-kernel.js';
-import { commitHost } from '../group-commit.js';
 import { CLOUD_INIT_DONE, pollFile, sshAnswer, waitForFile, waitUntil, type HostFiles } from '../../host/index.js';
 import type { DomainHandle, Hypervisor } from '../../libvirt/index.js';
 import type { EngineDeps, TenantPlane } from '../deps.js';
@@ -23,8 +22,9 @@ import { createDataDisks, createOverlay, createSeedIso, prepareVmDir } from '../
 import { domainFiles, vmPaths } from '../state/paths.js';
 import type { VmRecord } from '../state/store.js';
 import { bind } from './scope.js';
-import { forget } from './forget.js';
-import { checkVmGroups, syncPeerHosts } from './security-groups.js';
+import { removeRecord } from './remove-record.js';
+import { checkVmGroups } from './security-groups.js';
+import { syncPeerHosts } from '../reconcile.js';
 
 export async function createVm(deps: EngineDeps, spec: unknown, options: CreateVmOptions = {}): Promise<CreatedVm> {
   const began = deps.clock.now().getTime();
@@ -72,7 +72,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
 
     const allocated = await run('network', async () => {
       // the record under the lock (allocation sees every other record); the host plane after it,
-      // coalesced with concurrent creates for the same host (group-commit.ts)
+      // coalesced with concurrent creates for the same host (reconcile.ts)
       const mine = await state.withLock(async () => {
         const records = state.records();
         const mine: VmRecord = {
@@ -86,13 +86,13 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
         undo.push({
           step: 'network',
           fn: async () => {
-            await forget(state, host, vm.name);
+            await removeRecord(state, host, vm.name);
             await state.withLock(() => syncPeerHosts(state, hosts, [mine.vm], mine.host));
           },
         });
         return mine;
       });
-      await commitHost(state, hosts, host, [mine.vm], { batch: options.batchHostPlane !== false });
+      await deps.commits.commit(state, hosts, host, [mine.vm], { batch: options.batchHostPlane !== false });
       return mine.vm;
     });
     const files = vmPaths(host.stateDir, allocated.name);

@@ -6,9 +6,9 @@ import { VIRTWIRE_XMLNS } from '../../xml/index.js';
 import type { EngineDeps } from '../deps.js';
 import { withHypervisor } from '../hosts.js';
 import { bind } from './scope.js';
-import { forget } from './forget.js';
+import { removeRecord } from './remove-record.js';
 import { undefine } from './create.js';
-import { syncPeerHosts } from './security-groups.js';
+import { syncPeerHosts } from '../reconcile.js';
 
 export async function destroyVm(deps: EngineDeps, name: string, options: DestroyVmOptions = {}): Promise<boolean> {
   const { state, hosts } = bind(deps, options);
@@ -32,7 +32,7 @@ export async function destroyVm(deps: EngineDeps, name: string, options: Destroy
     if (options.missingOk) return false;
     throw new VirtwireError('NOT_FOUND', `no VM named ${name} was created by virtwire here (state dir ${state.dir})`);
   }
-  await forget(state, host, name);
+  await removeRecord(state, host, name);
   // its addresses leave the member sets of other hosts' rules
   if (record) await state.withLock(() => syncPeerHosts(state, hosts, [record.vm], record.host));
   return true;

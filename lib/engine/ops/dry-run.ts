@@ -2,7 +2,7 @@
 // hypervisor calls and the disk commands. Nothing changes.
 import type { HostPlan } from '../../host/index.js';
 import type { EngineDeps } from '../deps.js';
-import { hostStateFor } from '../host-state.js';
+import { hostStateFor } from '../records-to-host.js';
 import { groupsAfter, type Plan } from '../plan.js';
 import { vmPaths } from '../state/paths.js';
 import type { VmRecord } from '../state/store.js';

@@ -15,11 +15,11 @@ import { parseDomainXml, renderResolvedDomainXml, unmodelledDevices } from '../.
 import { validateVm } from '../../spec/index.js';
 import type { EngineDeps } from '../deps.js';
 import { allocate } from '../allocate.js';
-import { hostStateFor } from '../host-state.js';
+import { applyHost } from '../reconcile.js';
 import { withHypervisor } from '../hosts.js';
 import { domainFiles } from '../state/paths.js';
 import { createOverlay, prepareVmDir } from '../disks.js';
-import { forget } from './forget.js';
+import { removeRecord } from './remove-record.js';
 import { bind, type ScopeOptions } from './scope.js';
 
 export async function importDomain(
@@ -106,7 +106,7 @@ export async function importDomain(
         let renamed = false;
         try {
           // its taps join this machine's host plane: QoS, anti-spoofing and its static lease
-          await here.plane.apply(hostStateFor([...records, record], here, state.securityGroups()));
+          await applyHost(state, here);
           await prepareVmDir(here.plane.files, here.stateDir, as);
           await createOverlay(here.runner, here.plane.files, vm, here.stateDir);
           if (domain !== as) {
@@ -118,7 +118,7 @@ export async function importDomain(
         } catch (e) {
           // the domain as it was, no record, no files, no taps
           if (renamed) await dom.rename(domain).catch(() => undefined);
-          await forget(state, here, as);
+          await removeRecord(state, here, as);
           throw e;
         }
         return { vm, dropped: unmodelledDevices(xml) };

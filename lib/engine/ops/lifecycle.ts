@@ -10,7 +10,7 @@ import { withHypervisor, type HostContext } from '../hosts.js';
 import { vmPaths } from '../state/paths.js';
 import type { VmRecord } from '../state/store.js';
 import { bind } from './scope.js';
-import { reapply } from './forget.js';
+import { reconcileHost } from '../reconcile.js';
 import { locate, untilDomain, withDomain } from './locate.js';
 
 const STATES: Record<string, VmInfo['state']> = {
@@ -93,7 +93,7 @@ export async function startVm(
   options: VmOptions & { waitForLease?: boolean } = {},
 ): Promise<VmInfo> {
   const at = locate(deps, name, options);
-  await reapply(at.state, at.host);
+  await reconcileHost(at.state, at.host);
   const before = new Map(
     await Promise.all(
       at.record.vm.nics.map(

@@ -3,7 +3,7 @@
 import type { HostPlan } from '../../host/index.js';
 import type { EngineDeps } from '../deps.js';
 import { withHypervisor } from '../hosts.js';
-import { hostStateFor } from '../host-state.js';
+import { hostStateFor } from '../records-to-host.js';
 import { planChanges, type Observed, type Plan, type PlanOptions } from '../plan.js';
 import { Problems } from '../../spec/index.js';
 import type { SpecFile } from '../spec-file.js';

@@ -2,8 +2,8 @@
 // defaults from the state module, its state store, and the host contexts of that scope.
 import type { HostTarget } from '../../../types/vm.js';
 import type { EngineDeps } from '../deps.js';
-import { Problems } from '../../spec/index.js';
-import { HostResolver, checkLibvirtUri, validateHosts, type Scope } from '../hosts.js';
+import { Problems, checkLibvirtUri, validateHosts } from '../../spec/index.js';
+import { HostResolver, type Scope } from '../hosts.js';
 import { DEFAULT_STATE_DIR, DEFAULT_URI } from '../state/paths.js';
 import type { StateStore } from '../state/store.js';
 

@@ -6,9 +6,8 @@ import type { SecurityGroupSpec } from '../../../types/spec.js';
 import { SpecError } from '../../errors/index.js';
 import { Problems, checkSecurityReferences, validateSecurityGroup } from '../../spec/index.js';
 import type { EngineDeps } from '../deps.js';
-import { hostStateFor, peersFromHosts } from '../host-state.js';
+import { applyTenantHosts } from '../reconcile.js';
 import type { StateStore } from '../state/store.js';
-import type { HostResolver } from '../hosts.js';
 import { bind, type ScopeOptions } from './scope.js';
 
 /** The NICs of the state's VMs as reference checks see them (paths name the VM). */
@@ -33,50 +32,6 @@ export function checkVmGroups(state: StateStore, vm: ResolvedVm): void {
   const p = new Problems();
   checkSecurityReferences(p, groups, nics);
   p.throwIfAny(`VM spec for ${vm.name}`);
-}
-
-/**
- * A VM's NICs came, went or changed groups on host `here`: every other host of its tenants
- * re-applies when what it derives from other hosts' VMs moved — a group there names one of its
- * groups as a peer (member addresses), or the tenant's VXLAN segment takes its peers from the
- * hosts list (which hosts have the tenant). Under the held state lock; else nothing to do.
- */
-export async function syncPeerHosts(
-  state: StateStore,
-  hosts: HostResolver,
-  vms: ResolvedVm[],
-  here: string | undefined,
-): Promise<void> {
-  const groups = state.securityGroups();
-  const joined = new Set(vms.flatMap((vm) => vm.nics.flatMap((n) => n.securityGroups ?? [])));
-  const groupPeers = groups.some((g) => g.rules.some((r) => 'group' in r.peer && joined.has(r.peer.group)));
-  const tenants = new Set(
-    vms.flatMap((vm) =>
-      vm.nics.filter((n) => groupPeers || peersFromHosts(n.network.segment)).map((n) => n.network.tenant),
-    ),
-  );
-  if (tenants.size > 0) await applyTenantHosts(state, hosts, tenants, { host: here });
-}
-
-/**
- * Re-applies, under the held state lock, every host where one of `tenants` has VMs — but
- * `except.host` (undefined there is this machine, so the host is wrapped).
- */
-async function applyTenantHosts(
-  state: StateStore,
-  hosts: HostResolver,
-  tenants: ReadonlySet<string>,
-  except?: { host: string | undefined },
-): Promise<void> {
-  const records = state.records();
-  const groups = state.securityGroups();
-  const where = new Set(
-    records
-      .filter((r) => (!except || r.host !== except.host) && r.vm.nics.some((n) => tenants.has(n.network.tenant)))
-      .map((r) => r.host),
-  );
-  for (const [name, ctx] of hosts.all(records))
-    if (where.has(name)) await ctx.plane.apply(hostStateFor(records, ctx, groups));
 }
 
 export async function putSecurityGroup(

@@ -7,7 +7,7 @@ import { FileLock } from '../../host/index.js';
 import { Problems, checkName } from '../../spec/index.js';
 import { renderResolvedDomainXml } from '../../xml/index.js';
 import type { EngineDeps } from '../deps.js';
-import { hostStateFor } from '../host-state.js';
+import { applyHost } from '../reconcile.js';
 import { withHypervisor } from '../hosts.js';
 import { domainFiles, statePaths, vmPaths } from '../state/paths.js';
 import { bind } from './scope.js';
@@ -54,7 +54,7 @@ export async function renameVm(deps: EngineDeps, from: string, to: string, optio
               }),
             )
           ).free();
-        await at.host.plane.apply(hostStateFor(at.state.records(), at.host, at.state.securityGroups()));
+        await applyHost(at.state, at.host);
       });
     } finally {
       dom?.free();

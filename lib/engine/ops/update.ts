@@ -14,14 +14,14 @@ import { waitUntil } from '../../host/index.js';
 import type { DomainHandle } from '../../libvirt/index.js';
 import type { EngineDeps } from '../deps.js';
 import { allocate } from '../allocate.js';
-import { hostStateFor } from '../host-state.js';
+import { applyHost, syncPeerHosts } from '../reconcile.js';
 import { diffVm, pinToRecord, LIVE_CHANGE } from '../plan.js';
 import { createDataDisks } from '../disks.js';
 import { domainFiles } from '../state/paths.js';
 import { locate, withDomain, type Located } from './locate.js';
 import { nicsOf } from './lifecycle.js';
 import { specOf } from '../spec-of.js';
-import { checkVmGroups, syncPeerHosts } from './security-groups.js';
+import { checkVmGroups } from './security-groups.js';
 import { kernelFor, releaseKernel } from '../kernel/fast-kernel.js';
 
 /** The spec as it will be recorded: allocations kept, new NICs on devices of their own. */
@@ -106,7 +106,7 @@ async function changeLive(deps: EngineDeps, at: Located, from: ResolvedVm, to: R
     }
     await at.state.withLock(async () => {
       at.state.put({ ...at.record, vm: to });
-      await at.host.plane.apply(hostStateFor(at.state.records(), at.host, at.state.securityGroups()));
+      await applyHost(at.state, at.host);
       await syncPeerHosts(at.state, at.hosts, [from, to], at.record.host);
     });
     // an added NIC's tap, QoS and anti-spoofing exist before the guest sees the device
@@ -139,7 +139,7 @@ async function restartWith(deps: EngineDeps, at: Located, to: ResolvedVm): Promi
         at.record.kernel,
         at.state.records().map((r) => r.kernel),
       );
-      await at.host.plane.apply(hostStateFor(at.state.records(), at.host, at.state.securityGroups()));
+      await applyHost(at.state, at.host);
       await syncPeerHosts(at.state, at.hosts, [at.record.vm, to], at.record.host);
     });
     const newDisks = (to.disks ?? []).filter((d) => !(at.record.vm.disks ?? []).some((o) => o.name === d.name));

@@ -125,7 +125,7 @@ export const iptablesBackend: FirewallBackend = {
   },
 };
 
-/** Member ports whose policy chain is another one now (see sgFlush in firewall-nft.ts). */
+/** Member ports whose policy chain is another one now (see sgFlush in nft-table.ts). */
 function sgFlushIptables(seen: TableSeen, want: TableWant): string[] {
   const policyOf = (rules: string[]) =>
     new Map(

@@ -1,12 +1,12 @@
 // Removing a VM from the state: its record and files (here, and on its host), then its host's
 // plane re-applied without it — the last VM of a tenant takes the tenant's network with it.
-import { hostStateFor } from '../host-state.js';
+import { applyHost } from '../reconcile.js';
 import type { HostContext } from '../hosts.js';
 import type { StateStore } from '../state/store.js';
 import { vmPaths } from '../state/paths.js';
 import { releaseKernel } from '../kernel/fast-kernel.js';
 
-export function forget(state: StateStore, host: HostContext, name: string): Promise<void> {
+export function removeRecord(state: StateStore, host: HostContext, name: string): Promise<void> {
   return state.withLock(async () => {
     const kernel = state.records().find((r) => r.vm.name === name)?.kernel;
     state.remove(name);
@@ -16,11 +16,6 @@ export function forget(state: StateStore, host: HostContext, name: string): Prom
     );
     // a remote host's state dir may have the same path as ours: it is still another machine's
     if (host.remote || host.stateDir !== state.dir) await host.plane.files.remove(vmPaths(host.stateDir, name).dir);
-    await host.plane.apply(hostStateFor(state.records(), host, state.securityGroups()));
+    await applyHost(state, host);
   });
-}
-
-/** Re-applies one host's plane from the records (in the state lock). */
-export function reapply(state: StateStore, host: HostContext): Promise<unknown> {
-  return state.withLock(() => host.plane.apply(hostStateFor(state.records(), host, state.securityGroups())));
 }
