@@ -126,12 +126,9 @@ const keyed = (set: string, key: KeyedRule['key'], verdict: Verdict, ...conds: C
 });
 /** the device's own row of `set` is not the packet's (devices of `members` only) */
 const notOwn = (set: string, key: KeyedRule['key'], members: string): KeyedRule => ({
-  key,
-  set,
+  ...keyed(set, key, 'drop'),
   not: true,
   members,
-  conds: [],
-  verdict: 'drop',
 });
 
 // What a guest may send to the host itself: replies to what the host started, and on its own
