@@ -21,7 +21,7 @@ export { pidAlive, LocalFiles, RunnerFiles, type HostFiles } from './host-files.
 export { parseLeases, type Lease, type LeaseWait } from './leases.js';
 export type { FirewallKind, FirewallCommand } from './firewall/index.js';
 export { renderRuleset } from './firewall/nft.js';
-export { desiredLinks, planLinks, linkMaster, segmentMtus, OWNED_NAME } from './links.js';
+export { desiredLinks, planLinks, newBridgeMac, linkMaster, segmentMtus, OWNED_NAME } from './links.js';
 export { FileLock, lockedError, type LockHolder } from './file-lock.js';
 export { waitUntil, waitForFile, pollFile } from './wait.js';
 export { sshAnswer, CLOUD_INIT_DONE } from './guest.js';

@@ -2,6 +2,7 @@
 // veths) and the ifb devices QoS needs. Observe (`ip -j -d link`, `ip -j addr`, `bridge -j fdb`)
 // -> diff -> one `ip -batch -` (and one `bridge -batch -` for VXLAN peers), so the number of
 // processes does not grow with the number of devices.
+import { randomBytes } from 'node:crypto';
 import type { HostState, HostNetwork } from '../../types/host.js';
 import { ifbName, vlanDeviceName, vxlanDeviceName } from '../spec/index.js';
 import { HostUnsupportedError, VirtwireError } from '../errors/index.js';
@@ -310,10 +311,27 @@ export interface LinkPlan {
 }
 
 /**
+ * A MAC for a new bridge. A bridge whose MAC was never set takes the lowest of its ports' MACs,
+ * and takes another when a port with a lower one joins (a veth's random host end, a VXLAN or VLAN
+ * uplink): the gateway's MAC moves under the guests' ARP caches and their routed traffic goes to
+ * the old one, dropped, until the entries expire. A MAC given at creation is kept. Random per
+ * host, as libvirt's are: a tenant's bridges on two hosts share a segment. Locally administered.
+ */
+export function newBridgeMac(): string {
+  const bytes = randomBytes(6);
+  bytes[0] = (bytes[0]! & 0xfc) | 0x02; // unicast, locally administered
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/**
  * The difference between observed and desired, as batch lines. Links virtwire owns that the
  * state does not want are deleted; a link whose kind or parameters changed is re-created.
  */
-export function planLinks(desired: DesiredLink[], observed: Map<string, ObservedLink>): LinkPlan {
+export function planLinks(
+  desired: DesiredLink[],
+  observed: Map<string, ObservedLink>,
+  bridgeMac: () => string = newBridgeMac,
+): LinkPlan {
   const ip: string[] = [];
   const bridge: string[] = [];
   const creates: string[] = [];
@@ -337,7 +355,8 @@ export function planLinks(desired: DesiredLink[], observed: Map<string, Observed
     const o = gone.has(d.name) ? undefined : observed.get(d.name);
     if (!o && d.create.length > 0) {
       creates.push(d.name);
-      ip.push(batchLine(d.kind === 'tap' ? d.create : ['link', 'add', d.name, ...d.create]));
+      const add = d.kind === 'bridge' ? ['link', 'add', d.name, 'address', bridgeMac()] : ['link', 'add', d.name];
+      ip.push(batchLine(d.kind === 'tap' ? d.create : [...add, ...d.create]));
       changes.push({
         kind: 'link',
         action: observed.has(d.name) ? 'recreate' : 'create',

@@ -5,6 +5,7 @@ import {
   batchLine,
   desiredLinks,
   planLinks,
+  newBridgeMac,
   segmentMtus,
   renderDnsmasqConfig,
   renderHostsFile,
@@ -78,8 +79,10 @@ describe('links', () => {
     );
 
   test('from nothing: one batch creates bridges, uplinks, ifbs and taps in order', () => {
-    const plan = planLinks(desiredLinks(state), new Map());
-    expect(plan.ip).toContain(`link add ${acme.bridge} type bridge forward_delay 0 stp_state 0`);
+    const plan = planLinks(desiredLinks(state), new Map(), () => '02:00:00:00:00:01');
+    expect(plan.ip).toContain(
+      `link add ${acme.bridge} address 02:00:00:00:00:01 type bridge forward_delay 0 stp_state 0`,
+    );
     expect(plan.ip).toContain(`tuntap add dev ${tapName('web', 0)} mode tap`);
     expect(plan.ip).toContain(`addr add 10.10.0.1/24 dev ${acme.bridge}`);
     expect(plan.ip.findIndex((l) => l.includes(`link add ${acme.bridge}`))).toBeLessThan(
@@ -88,6 +91,19 @@ describe('links', () => {
     expect(plan.ip.some((l) => /^link add vwx\S+ type vxlan id 7 dstport 4789 dev eth1$/.test(l))).toBe(true);
     expect(plan.bridge).toEqual([expect.stringMatching(/^fdb append 00:00:00:00:00:00 dev vwx\S+ dst 192\.0\.2\.2$/)]);
     expect(plan.creates).toHaveLength(6); // 2 bridges, vxlan, ifb, 2 taps
+  });
+
+  test("a new bridge's MAC is its own: unicast, locally administered, not another host's", () => {
+    const macs = Array.from({ length: 64 }, () => newBridgeMac());
+    for (const mac of macs) {
+      expect(mac).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+      expect(parseInt(mac.slice(0, 2), 16) & 0x03).toBe(0x02);
+    }
+    expect(new Set(macs).size).toBe(64);
+    expect(planLinks(desiredLinks(state), new Map()).ip.filter((l) => / type bridge /.test(l))).toEqual([
+      expect.stringMatching(/^link add \S+ address [0-9a-f][26ae]:[0-9a-f:]{14} type bridge /),
+      expect.stringMatching(/^link add \S+ address [0-9a-f][26ae]:[0-9a-f:]{14} type bridge /),
+    ]);
   });
 
   test('observed equal to desired: nothing to do', () => {
