@@ -6,9 +6,8 @@ export {
   type HostPlan,
   type HostChange,
   type DnsmasqChange,
-  type NamespaceChange,
-  type NamespacePlan,
 } from './plane.js';
+export type { NamespaceChange, NamespacePlan } from './tenant-namespaces.js';
 export type { LinkChange } from './links.js';
 export type { QosChange } from './qos.js';
 export type { FirewallChange } from './firewall/index.js';

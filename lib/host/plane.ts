@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { HostCapabilities, HostState } from '../../types/host.js';
 import { ApplyError, HostCommandError } from '../errors/index.js';
-import { ExecaRunner, batchLine, type CommandRunner } from './command-runner.js';
+import { ExecaRunner, type CommandRunner } from './command-runner.js';
 import { probeHost, requireFeature } from './probe.js';
 import { validateHostState } from './validate-host-state.js';
 import {
@@ -29,6 +29,13 @@ import {
   type FirewallKind,
   type FirewallPlan,
 } from './firewall/index.js';
+import {
+  TenantNamespaces,
+  type InsidePlan,
+  type NamespaceChange,
+  type NamespacePlan,
+  type SpacesSeen,
+} from './tenant-namespaces.js';
 import { applyQos, desiredQos, planQos, type QosChange, type QosDesired } from './qos.js';
 import {
   applyDnsmasq,
@@ -46,18 +53,7 @@ import {
 } from './dnsmasq.js';
 import { waitForLease, pollForLease, parseLeases, type Lease, type LeaseWait } from './leases.js';
 import { LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
-import {
-  FRESH_NAMESPACE,
-  NS_TRANSIT,
-  NetnsRunner,
-  innerState,
-  insideLinks,
-  namespacesOf,
-  observeInside,
-  observeNamespaces,
-  type NamespaceSeen,
-  type TenantNamespace,
-} from './namespace.js';
+import { innerState } from './namespace.js';
 
 /**
  * virtwire's directory on a host: the one definition of the default. The host plane keeps its
@@ -82,26 +78,6 @@ export interface HostPlaneOptions {
 
 /** A typed change of the host plane: a device, QoS, a firewall table, a dnsmasq instance or a tenant's namespace. */
 export type HostChange = LinkChange | QosChange | FirewallChange | DnsmasqChange | NamespaceChange;
-
-/** A namespaced tenant's network namespace: made, its inside (addresses, route, rules) set, or removed. */
-export interface NamespaceChange {
-  kind: 'namespace';
-  netns: string;
-  /** unknown for a leftover being removed */
-  tenant?: string;
-  action: 'create' | 'configure' | 'delete';
-}
-
-/** What runs inside one tenant's namespace (`ip netns exec <netns> …`). */
-export interface NamespacePlan {
-  netns: string;
-  tenant: string;
-  /** `ip -batch` input */
-  ip: string[];
-  /** `sysctl -w net.ipv4.ip_forward=1` is needed */
-  forwarding: boolean;
-  firewall: FirewallCommand[];
-}
 
 export interface DnsmasqChange {
   kind: 'dnsmasq';
@@ -139,6 +115,7 @@ export class HostPlane {
   readonly files: HostFiles;
   private readonly caps: HostCapabilities | undefined;
   private readonly firewallKind: FirewallKind | undefined;
+  private readonly spaces: TenantNamespaces;
 
   constructor(options: HostPlaneOptions = {}) {
     this.runner = options.runner ?? new ExecaRunner(options.netns);
@@ -148,6 +125,7 @@ export class HostPlane {
     // an ExecaRunner runs on this machine (in whichever namespace): its files are ours
     this.files =
       options.files ?? (this.runner instanceof ExecaRunner ? new LocalFiles() : new RunnerFiles(this.runner));
+    this.spaces = new TenantNamespaces(this.runner, this.files, this.stateDir);
   }
 
   private get local(): boolean {
@@ -176,38 +154,25 @@ export class HostPlane {
     const created: string[] = [];
     const started: DnsmasqPaths[] = [];
     let restoreFirewall: FirewallCommand[] = [];
-    const restoreInside: { runner: CommandRunner; commands: FirewallCommand[] }[] = [];
+    const touched: InsidePlan[] = [];
     let step = 'links';
     try {
-      // namespaces are marked as virtwire's before they exist: a rollback or teardown finds them
-      for (const s of p.spaces.wanted) if (!p.spaces.marked.includes(s.netns)) await this.markNamespace(s.netns, true);
       created.push(...p.links.creates); // before running: a batch failing half-way has made some
-      await this.namespaceBatch(p.netns.add);
+      await this.spaces.create(p.spaces, p.netns.add);
       await applyLinkPlan(this.runner, p.links);
-      await this.namespaceBatch(p.netns.del);
-      for (const netns of p.spaces.removed) await this.markNamespace(netns, false);
+      await this.spaces.remove(p.spaces, p.netns.del);
       changes.push({
         step,
         count: p.netns.add.length + p.links.ip.length + p.links.bridge.length + p.netns.del.length,
       });
       done.push(step);
 
-      // inside each namespace, now that it and its veth ends exist: planned again, against it (all
-      // observed at once: a handful of processes each), then changed one by one
+      // inside each namespace, now that it and its veth ends exist: planned again, against it,
+      // then changed one by one
       step = 'namespaces: observe';
-      const insides = await Promise.all(
-        p.spaces.wanted.map((s) => this.planNamespace(s, true, p.backend, p.mtus.get(s.tenant))),
-      );
-      for (const [i, s] of p.spaces.wanted.entries()) {
-        step = `namespace ${s.netns}`;
-        const inside = insides[i]!;
-        const ns = this.inside(s.netns);
-        if (inside.ip.length)
-          await ns.run(['ip', '-batch', '-'], { input: inside.ip.join('\n') + '\n', step: `${step}: links` });
-        if (inside.forwarding) await ns.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { step });
-        restoreInside.push({ runner: ns, commands: inside.restore });
-        await runFirewall(ns, inside.firewall, `${step}: firewall`);
-        changes.push({ step, count: inside.ip.length + inside.firewall.length + (inside.forwarding ? 1 : 0) });
+      for (const inside of await this.spaces.plan(p.spaces, p.backend, p.mtus, true)) {
+        step = `namespace ${inside.netns}`;
+        changes.push({ step, count: await this.spaces.applyInside(inside, step, touched) });
       }
       done.push('namespaces');
 
@@ -259,14 +224,9 @@ export class HostPlane {
       const attempt = async (fn: () => Promise<void>) => fn().catch((e: unknown) => void rollbackErrors.push(e));
       for (const paths of started) await attempt(() => stopDnsmasq(this.files, paths));
       await attempt(() => runFirewall(this.runner, restoreFirewall, 'firewall: rollback'));
-      for (const r of restoreInside) await attempt(() => runFirewall(r.runner, r.commands, 'namespace: rollback'));
+      for (const inside of touched) await attempt(() => this.spaces.restoreInside(inside));
       await attempt(() => deleteLinks(this.runner, created));
-      for (const netns of p.spaces.created) {
-        await attempt(async () => {
-          await this.machine.run(['ip', 'netns', 'del', netns], { step: 'namespace: rollback', allowFailure: true });
-          await this.markNamespace(netns, false);
-        });
-      }
+      for (const netns of p.spaces.created) await attempt(() => this.spaces.unmake(netns));
       throw new ApplyError(
         { step, stepsDone: done, rolledBack: rollbackErrors.length === 0, rollbackErrors },
         { cause },
@@ -283,16 +243,8 @@ export class HostPlane {
     const p = await this.prepare(state);
     const existing = new Set([...p.observed.keys()].filter((n) => p.desired.some((d) => d.name === n)));
     const qos = await planQos(this.runner, p.qos, existing);
-    const inside = await Promise.all(
-      p.spaces.wanted.map((s) => this.planNamespace(s, p.spaces.present.has(s.netns), p.backend, p.mtus.get(s.tenant))),
-    );
-    const namespaces: NamespaceChange[] = [
-      ...p.spaces.created.map((netns) => ({ kind: 'namespace' as const, netns, action: 'create' as const })),
-      ...p.spaces.removed.map((netns) => ({ kind: 'namespace' as const, netns, action: 'delete' as const })),
-      ...inside
-        .filter((x) => p.spaces.present.has(x.netns) && (x.ip.length || x.firewall.length || x.forwarding))
-        .map(({ netns }) => ({ kind: 'namespace' as const, netns, action: 'configure' as const })),
-    ].map((c) => ({ ...c, ...tenantOf(p.spaces.wanted, c.netns) }));
+    const inside = await this.spaces.plan(p.spaces, p.backend, p.mtus, false);
+    const namespaces = this.spaces.changes(p.spaces, inside);
     const dnsmasq: DnsmasqChange[] = [
       ...p.dnsmasq.instances.flatMap(({ tenant, action }) =>
         action === 'none' ? [] : [{ kind: 'dnsmasq' as const, tenant, action }],
@@ -302,7 +254,7 @@ export class HostPlane {
     return {
       changes: [...p.links.changes, ...namespaces, ...p.firewall.changes, ...qos.changes, ...dnsmasq],
       // shown as one batch; apply runs the namespace lines as batches of their own, before and
-      // after the links, from the machine's mount namespace (see namespaceBatch)
+      // after the links, from the machine's mount namespace (see TenantNamespaces)
       ip: [...p.netns.add, ...p.links.ip, ...p.netns.del],
       bridge: p.links.bridge,
       firewall: p.firewall.commands,
@@ -331,80 +283,15 @@ export class HostPlane {
     const [observed, firewall, spaces] = await Promise.all([
       observeLinks(this.runner),
       backend.plan(this.runner, state),
-      this.observeSpaces(state),
+      this.spaces.observe(state),
     ]);
     const mtus = segmentMtus(state, observed);
-    // a namespace that is gone took the peers of its veths with it: their host ends are made again
-    for (const s of spaces.wanted.filter((s) => !spaces.present.has(s.netns)))
-      for (const end of [s.gatewayVeth, s.transitVeth]) {
-        const o = observed.get(end);
-        if (o) observed.set(end, { ...o, identity: 'orphaned' });
-      }
+    this.spaces.orphanVeths(spaces, observed);
     const desired = desiredLinks(state, mtus);
     const links = planLinks(desired, observed);
-    // namespaces are made before the host's batch makes the veths into them, removed after it
-    const netns = {
-      add: spaces.created.map((n) => batchLine(['netns', 'add', n])),
-      del: spaces.removed.filter((n) => spaces.present.has(n)).map((n) => batchLine(['netns', 'del', n])),
-    };
+    const netns = this.spaces.batches(spaces);
     const dnsmasq = await this.planDnsmasqs(state, mtus, spaces);
     return { observed, desired, links, netns, firewall, qos, dnsmasq, spaces, backend, mtus };
-  }
-
-  /** virtwire's namespaces here: the wanted ones, those that exist, and what to create and remove. */
-  private async observeSpaces(state: HostState) {
-    const wanted = namespacesOf(state);
-    const marked = await this.files.list(this.netnsDir);
-    // only namespaces marked in this state dir are removed: another's are not this plane's
-    const present = wanted.length || marked.length ? await observeNamespaces(this.runner) : new Set<string>();
-    const names = new Set(wanted.map((s) => s.netns));
-    return {
-      wanted,
-      marked,
-      present,
-      created: wanted.filter((s) => !present.has(s.netns)).map((s) => s.netns),
-      removed: marked.filter((n) => !names.has(n)),
-    };
-  }
-
-  /**
-   * Named namespaces are the machine's, not a network namespace's: made and removed from the
-   * machine's mount namespace (one made inside `ip netns exec` would stay private to it).
-   */
-  private get machine(): CommandRunner {
-    return this.runner instanceof ExecaRunner ? new ExecaRunner() : this.runner;
-  }
-
-  /**
-   * Runs commands inside a tenant's namespace: on this machine entered directly (a named
-   * namespace is reachable from any other), elsewhere through the plane's runner.
-   */
-  private inside(netns: string): CommandRunner {
-    return this.runner instanceof ExecaRunner ? new ExecaRunner(netns) : new NetnsRunner(this.runner, netns);
-  }
-
-  private async namespaceBatch(lines: string[]): Promise<void> {
-    if (lines.length)
-      await this.machine.run(['ip', '-batch', '-'], { input: lines.join('\n') + '\n', step: 'links: namespaces' });
-  }
-
-  private get netnsDir(): string {
-    return join(this.stateDir, 'netns');
-  }
-
-  private async markNamespace(netns: string, on: boolean): Promise<void> {
-    if (!on) return this.files.remove(join(this.netnsDir, netns));
-    await this.files.mkdir(this.netnsDir);
-    await this.files.write(join(this.netnsDir, netns), '');
-  }
-
-  /** What one namespace's inside needs; one that does not exist yet is planned as a fresh one. */
-  private async planNamespace(s: TenantNamespace, exists: boolean, backend: FirewallBackend, mtu: number | undefined) {
-    const runner = exists ? this.inside(s.netns) : FRESH_NAMESPACE;
-    const seen = await observeInside(runner, observeLinks(runner, 'namespace: observe'));
-    const { ip, forwarding } = planInside(s, seen, mtu);
-    const fw = await backend.plan(runner, innerState(s));
-    return { netns: s.netns, tenant: s.tenant, ip, forwarding, firewall: fw.commands, restore: fw.restore };
   }
 
   /** Removes everything virtwire made here: devices, rules, dnsmasq instances and their files. */
@@ -434,11 +321,7 @@ export class HostPlane {
    * Per tenant with DHCP: its rendered files, what runs now and what to do; and the instances no
    * network wants. A namespaced tenant's runs in its namespace, on its gateway's veth end.
    */
-  private async planDnsmasqs(
-    state: HostState,
-    mtus: ReadonlyMap<string, number>,
-    spaces: Awaited<ReturnType<HostPlane['observeSpaces']>>,
-  ) {
+  private async planDnsmasqs(state: HostState, mtus: ReadonlyMap<string, number>, spaces: SpacesSeen) {
     // the host's resolvers, read once, where a NAT network forwards to them by default
     const needed = state.networks.some((n) => n.dhcp !== false && n.network.nat && !n.network.dns?.upstream);
     const resolvers = needed ? await hostResolvers(this.files) : [];
@@ -456,7 +339,7 @@ export class HostPlane {
           const hosts = renderHostsFile(net);
           const status = await observeDnsmasq(this.files, paths);
           const macs = net.ports.map((p) => p.mac);
-          const runner = space ? this.inside(space.netns) : this.runner;
+          const runner = space ? this.spaces.inside(space.netns) : this.runner;
           // an instance running while its namespace is made again serves the old one: restarted
           const fresh = space !== undefined && status.pid !== undefined && !spaces.present.has(space.netns);
           const action = fresh ? 'restart' : planDnsmasq(status, conf, hosts);
@@ -478,33 +361,9 @@ interface Prepared {
   firewall: FirewallPlan;
   qos: QosDesired;
   dnsmasq: Awaited<ReturnType<HostPlane['planDnsmasqs']>>;
-  spaces: Awaited<ReturnType<HostPlane['observeSpaces']>>;
+  spaces: SpacesSeen;
   backend: FirewallBackend;
   mtus: Map<string, number>;
-}
-
-const tenantOf = (spaces: TenantNamespace[], netns: string) => {
-  const tenant = spaces.find((s) => s.netns === netns)?.tenant;
-  return tenant === undefined ? {} : { tenant };
-};
-
-/**
- * The `ip -batch` lines inside a namespace (loopback, its veth ends' MTU, addresses and state —
- * planned as every link is —, the default route to the host) and whether forwarding must be
- * switched on: nothing when all is as desired.
- */
-export function planInside(
-  ns: TenantNamespace,
-  seen: NamespaceSeen,
-  mtu: number | undefined,
-): { ip: string[]; forwarding: boolean } {
-  const route = ['route', 'replace', 'default', 'via', ns.hostAddress, 'dev', NS_TRANSIT];
-  const ip = [
-    ...(seen.links.get('lo')?.up ? [] : [batchLine(['link', 'set', 'dev', 'lo', 'up'])]),
-    ...planLinks(insideLinks(ns, mtu), seen.links).ip,
-    ...(seen.route === ns.hostAddress ? [] : [batchLine(route)]),
-  ];
-  return { ip, forwarding: ns.net.network.nat && !seen.forwarding };
 }
 
 /** Every kernel feature the state needs, checked before the first command runs; the firewall backend. */

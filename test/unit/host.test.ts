@@ -16,7 +16,7 @@ import {
 } from '../../lib/host/index.js';
 import { renderTemplate } from '../../lib/host/template.js';
 import { namespacesOf } from '../../lib/host/namespace.js';
-import { planInside } from '../../lib/host/plane.js';
+import { planInside } from '../../lib/host/tenant-namespaces.js';
 import { withoutStaleLeases } from '../../lib/host/dnsmasq.js';
 import { HostUnsupportedError, SpecError } from '../../lib/errors/index.js';
 import type { HostCapabilities, HostNetwork, HostState } from '../../types/host.js';
