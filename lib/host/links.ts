@@ -37,6 +37,14 @@ export interface DesiredLink {
    * tenant's gateway with the same address included — ahead of the tenant's own gateway
    */
   noArp?: true;
+  /**
+   * a guest's port: the bridge learns nothing from it (learning off) and knows its guest's MAC
+   * from a static entry instead — a frame the port guard does not see (link-local ones go to the
+   * bridge's input hook, not prerouting) cannot teach the bridge a neighbour's MAC on this port
+   */
+  guestMac?: string;
+  /** per-device kernel settings, by /proc/sys path below net/ (e.g. ipv4/conf/<dev>/arp_ignore) */
+  sysctls?: Record<string, string>;
 }
 
 export interface ObservedLink {
@@ -53,13 +61,33 @@ export interface ObservedLink {
   /** bridges: br_netfilter's per-bridge switch is on */
   nfCallIptables?: boolean;
   noArp?: boolean;
+  /** bridges: link-local frames (01:80:c2:00:00:0x) teach the FDB nothing */
+  noLinklocalLearn?: boolean;
+  /** bridge ports: the bridge learns source MACs from it */
+  learning?: boolean;
+  /** bridge ports: the MACs of the static FDB entries on it */
+  staticMacs?: string[];
+  /** bridges: the settings `bridgeSysctls` names, those the kernel has */
+  sysctls?: Record<string, string>;
 }
+
+/**
+ * A plain tenant's bridge holds its gateway address and nothing else of the host's: it answers
+ * ARP only for addresses on itself (arp_ignore 1: not for another tenant's gateway or the
+ * uplink's address, which the weak host model would), and takes no part in IPv6 (no fe80::
+ * address a guest could reach the host on). A kernel without IPv6 has no such setting.
+ */
+const bridgeSysctls = (dev: string): Record<string, string> => ({
+  [`ipv4/conf/${dev}/arp_ignore`]: '1',
+  [`ipv6/conf/${dev}/disable_ipv6`]: '1',
+});
 
 /** VXLAN's encapsulation over an IPv4 underlay: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD = 50;
 /** The smallest MTU a tenant segment may have (IPv6's minimum link MTU; what Neutron refuses below). */
 const MIN_SEGMENT_MTU = 1280;
-const VXLAN_PORT = 4789;
+/** The UDP port of virtwire's VXLAN devices (IANA's). */
+export const VXLAN_PORT = 4789;
 
 /**
  * Each segmented tenant's MTU on this host, from its uplink as observed: VXLAN = the uplink's
@@ -159,12 +187,13 @@ export function desiredLinks(state: HostState, mtus: ReadonlyMap<string, number>
       kind: 'bridge',
       tenant,
       identity: 'bridge',
-      create: ['type', 'bridge', 'forward_delay', 0, 'stp_state', 0],
+      create: ['type', 'bridge', 'forward_delay', 0, 'stp_state', 0, 'no_linklocal_learn', 1],
       mtu,
       // a namespaced tenant's gateway is in its namespace, behind a port of the bridge: the host
       // has no address there and answers no ARP
       addresses: namespaced.has(tenant) ? [] : [`${n.gateway}/${n.prefix}`],
       ...(namespaced.has(tenant) ? { noArp: true as const } : {}),
+      sysctls: bridgeSysctls(n.bridge),
       peers: [],
       // security groups are enforced in the IP forward hook, with conntrack: this bridge's frames
       // must pass it whatever the host-wide bridge-nf-call-iptables says
@@ -211,6 +240,7 @@ export function desiredLinks(state: HostState, mtus: ReadonlyMap<string, number>
         mtu,
         addresses: [],
         peers: [],
+        guestMac: port.mac.toLowerCase(),
       });
     }
   }
@@ -224,7 +254,12 @@ interface IpLinkJson {
   flags?: string[];
   mtu: number;
   group?: string | number;
-  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+  linkinfo?: {
+    info_kind?: string;
+    info_data?: Record<string, unknown>;
+    info_slave_kind?: string;
+    info_slave_data?: Record<string, unknown>;
+  };
 }
 
 function identityOf(l: IpLinkJson): { kind: string; identity: string } {
@@ -245,7 +280,16 @@ function identityOf(l: IpLinkJson): { kind: string; identity: string } {
   }
 }
 
-/** The links of this host (or namespace) with their addresses and VXLAN peers. */
+interface FdbJson {
+  mac: string;
+  ifname?: string;
+  dst?: string;
+  master?: string;
+  state?: string;
+  flags?: string[];
+}
+
+/** The links of this host (or namespace) with their addresses, VXLAN peers and ports' FDB entries. */
 export async function observeLinks(runner: CommandRunner, step = 'links: observe'): Promise<Map<string, ObservedLink>> {
   const [links, addrs] = await Promise.all([
     runner.run(['ip', '-j', '-d', 'link', 'show'], { step }),
@@ -265,6 +309,12 @@ export async function observeLinks(runner: CommandRunner, step = 'links: observe
       group,
       ...(l.linkinfo?.info_data?.nf_call_iptables === 1 ? { nfCallIptables: true } : {}),
       ...((l.flags ?? []).includes('NOARP') ? { noArp: true } : {}),
+      ...(l.linkinfo?.info_kind === 'bridge'
+        ? { noLinklocalLearn: l.linkinfo.info_data?.no_linklocal_learn === 1 }
+        : {}),
+      ...(l.linkinfo?.info_slave_kind === 'bridge'
+        ? { learning: l.linkinfo.info_slave_data?.learning !== false, staticMacs: [] }
+        : {}),
     });
   }
   for (const a of JSON.parse(addrs.stdout || '[]') as {
@@ -275,14 +325,30 @@ export async function observeLinks(runner: CommandRunner, step = 'links: observe
     if (link)
       link.addresses = (a.addr_info ?? []).filter((x) => x.family === 'inet').map((x) => `${x.local}/${x.prefixlen}`);
   }
-  const vxlans = [...byName.values()].filter((l) => l.kind === 'vxlan' && OWNED_NAME.test(l.name));
-  if (vxlans.length > 0) {
+  // the FDB, where virtwire has VXLAN peers or bridge ports to know
+  const owned = [...byName.values()].filter((l) => OWNED_NAME.test(l.name));
+  const bridges = owned.filter((l) => l.kind === 'bridge');
+  if (bridges.length > 0) {
+    // one process for every bridge's settings: `grep -H` names each file; -s: one the kernel
+    // lacks (IPv6 off) is left out
+    const files = bridges.flatMap((b) => Object.keys(bridgeSysctls(b.name)).map((k) => `/proc/sys/net/${k}`));
+    const r = await runner.run(['grep', '-H', '-s', '.', ...files], { step, allowFailure: true });
+    for (const b of bridges) b.sysctls = {};
+    for (const m of r.stdout.matchAll(/^\/proc\/sys\/net\/((?:ipv4|ipv6)\/conf\/([^/]+)\/[a-z_0-9]+):(.*)$/gm)) {
+      const b = byName.get(m[2]!);
+      if (b?.sysctls) b.sysctls[m[1]!] = m[3]!.trim();
+    }
+  }
+  if (owned.some((l) => l.kind === 'vxlan' || l.learning !== undefined)) {
     const fdb = await runner.run(['bridge', '-j', 'fdb', 'show'], { step });
-    for (const e of JSON.parse(fdb.stdout || '[]') as { mac: string; ifname?: string; dst?: string }[]) {
+    for (const e of JSON.parse(fdb.stdout || '[]') as FdbJson[]) {
       const link = e.ifname ? byName.get(e.ifname) : undefined;
       if (link?.kind === 'vxlan' && e.mac === '00:00:00:00:00:00' && e.dst) link.peers.push(e.dst);
+      // a static entry that is not sticky moves to whichever port sends from its MAC
+      if (link?.staticMacs && e.master && e.state === 'static' && e.flags?.includes('sticky'))
+        link.staticMacs.push(e.mac);
     }
-    for (const l of vxlans) l.peers.sort();
+    for (const l of owned) l.peers.sort();
   }
   return byName;
 }
@@ -297,12 +363,26 @@ export interface LinkChange {
   /** the tenant it belongs to (unknown for a leftover being deleted) */
   tenant?: string;
   /** configure: which settings differ */
-  settings?: ('mtu' | 'master' | 'up' | 'address' | 'peers' | 'nf_call_iptables' | 'arp')[];
+  settings?: (
+    | 'mtu'
+    | 'master'
+    | 'up'
+    | 'address'
+    | 'peers'
+    | 'nf_call_iptables'
+    | 'arp'
+    | 'no_linklocal_learn'
+    | 'learning'
+    | 'fdb'
+    | 'sysctl'
+  )[];
 }
 
 export interface LinkPlan {
   /** `ip -batch` lines */
   ip: string[];
+  /** `sysctl -w` arguments (key=value), after the ip batch made the devices */
+  sysctl: string[];
   /** `bridge -batch` lines (VXLAN peers) */
   bridge: string[];
   /** names this plan creates (for rollback) */
@@ -334,6 +414,7 @@ export function planLinks(
 ): LinkPlan {
   const ip: string[] = [];
   const bridge: string[] = [];
+  const sysctl: string[] = [];
   const creates: string[] = [];
   const changes: LinkChange[] = [];
   const wanted = new Map(desired.map((d) => [d.name, d]));
@@ -375,9 +456,43 @@ export function planLinks(
     if (d.master && o?.master !== d.master) differs('master', 'master', d.master);
     if (!o?.up) differs('up', 'up');
     if (d.noArp && !o?.noArp) differs('arp', 'arp', 'off');
-    // `type bridge …` ends the command: it comes last
-    if (d.nfCallIptables && !o?.nfCallIptables) differs('nf_call_iptables', 'type', 'bridge', 'nf_call_iptables', 1);
+    // `type bridge …` ends the command: it comes last, once
+    const bridgeOpts: (string | number)[] = [];
+    if (d.nfCallIptables && !o?.nfCallIptables) {
+      settings.push('nf_call_iptables');
+      bridgeOpts.push('nf_call_iptables', 1);
+    }
+    if (o && d.kind === 'bridge' && !o.noLinklocalLearn) {
+      settings.push('no_linklocal_learn');
+      bridgeOpts.push('no_linklocal_learn', 1);
+    }
+    if (bridgeOpts.length) set.push('type', 'bridge', ...bridgeOpts);
     if (set.length > 0) ip.push(batchLine(['link', 'set', 'dev', d.name, ...set]));
+    // a port's own options, once it is the bridge's (the master's ops apply them)
+    if (d.guestMac && o?.learning !== false) {
+      settings.push('learning');
+      ip.push(batchLine(['link', 'set', 'dev', d.name, 'type', 'bridge_slave', 'learning', 'off']));
+    }
+    const statics = new Set(o?.staticMacs ?? []);
+    const wantStatic = d.guestMac ? [d.guestMac] : [];
+    const fdbLines = [
+      ...wantStatic
+        .filter((m) => !statics.has(m))
+        .map((m) => batchLine(['fdb', 'replace', m, 'dev', d.name, 'master', 'static', 'sticky'])),
+      ...[...statics]
+        .filter((m) => !wantStatic.includes(m) && d.guestMac)
+        .map((m) => batchLine(['fdb', 'del', m, 'dev', d.name, 'master'])),
+    ];
+    if (fdbLines.length) {
+      bridge.push(...fdbLines);
+      settings.push('fdb');
+    }
+    // a new device gets every setting; an existing one those that differ (and that it has)
+    const tuned = Object.entries(d.sysctls ?? {}).filter(([k, v]) => !o || (o.sysctls?.[k] ?? v) !== v);
+    if (tuned.length) {
+      sysctl.push(...tuned.map(([k, v]) => `net.${k.replaceAll('/', '.')}=${v}`));
+      settings.push('sysctl');
+    }
     const have = new Set(o?.addresses ?? []);
     // a bridge, or a link given addresses, holds only those: one the host made for itself stays
     const exclusive = d.kind === 'bridge' || d.addresses.length > 0;
@@ -407,7 +522,7 @@ export function planLinks(
     if (o && settings.length > 0)
       changes.push({ kind: 'link', action: 'configure', device: d.name, linkKind: d.kind, tenant: d.tenant, settings });
   }
-  return { ip, bridge, creates, changes };
+  return { ip, bridge, sysctl, creates, changes };
 }
 
 // Deleting a device makes the kernel wait for an RCU grace period; deleting a whole device
@@ -433,7 +548,10 @@ export async function applyLinkPlan(runner: CommandRunner, plan: LinkPlan): Prom
   if (plan.ip.length > 0)
     await runner.run(['ip', '-batch', '-'], { input: plan.ip.join('\n') + '\n', step: 'links: apply' });
   if (plan.bridge.length > 0)
-    await runner.run(['bridge', '-batch', '-'], { input: plan.bridge.join('\n') + '\n', step: 'links: VXLAN peers' });
+    await runner.run(['bridge', '-batch', '-'], { input: plan.bridge.join('\n') + '\n', step: 'links: FDB' });
+  // -e: a setting the kernel lacks (IPv6 off) is not an error
+  if (plan.sysctl.length > 0)
+    await runner.run(['sysctl', '-q', '-e', '-w', ...plan.sysctl], { step: 'links: settings' });
 }
 
 /** Deletes these links where they exist (rollback of what an apply created). */

@@ -90,8 +90,10 @@ export interface HostPlan {
   changes: HostChange[];
   /** `ip -batch` input */
   ip: string[];
-  /** `bridge -batch` input */
+  /** `bridge -batch` input (VXLAN peers, guests' static FDB entries) */
   bridge: string[];
+  /** `sysctl -w` arguments: the bridges' own settings */
+  sysctl: string[];
   /** firewall batches (`nft -f -`, or `iptables-restore`/`ebtables-restore`); none when the rules are as desired */
   firewall: FirewallCommand[];
   /** `tc -batch` input */
@@ -163,7 +165,8 @@ export class HostPlane {
       await this.spaces.remove(p.spaces, p.netns.del);
       changes.push({
         step,
-        count: p.netns.add.length + p.links.ip.length + p.links.bridge.length + p.netns.del.length,
+        count:
+          p.netns.add.length + p.links.ip.length + p.links.bridge.length + p.links.sysctl.length + p.netns.del.length,
       });
       done.push(step);
 
@@ -257,6 +260,7 @@ export class HostPlane {
       // after the links, from the machine's mount namespace (see TenantNamespaces)
       ip: [...p.netns.add, ...p.links.ip, ...p.netns.del],
       bridge: p.links.bridge,
+      sysctl: p.links.sysctl,
       firewall: p.firewall.commands,
       tc: qos.lines,
       conntrack: p.firewall.flush,

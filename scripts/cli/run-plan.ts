@@ -248,6 +248,7 @@ async function printDryRun(ctx: Ctx, p: Plan, spec: SpecFile): Promise<number> {
     lines.length && out(`  ${argv.join(' ')}  <<EOF\n${lines.map((l) => `    ${l}`).join('\n')}\n  EOF`);
   batch(['ip', '-batch', '-'], d.host.ip);
   batch(['bridge', '-batch', '-'], d.host.bridge);
+  if (d.host.sysctl.length) out(`  sysctl -w ${d.host.sysctl.join(' ')}`);
   for (const c of d.host.firewall) batch(c.argv, c.input.trimEnd().split('\n'));
   batch(['tc', '-batch', '-'], d.host.tc);
   for (const ns of d.host.namespaces) {

@@ -32,9 +32,9 @@ describe('golden firewall batches', () => {
   // ebtables-restore has no check mode; its files are applied for real by the integration tier.
   const checkTest = isRoot() ? test : test.skip;
   checkTest(
-    'every nft and iptables batch parses (root: unshare -n; skipped without root, runs in npm test as root)',
+    'every nft, iptables and ip6tables batch parses (root: unshare -n; skipped without root, runs in npm test as root)',
     async () => {
-      const heads = ['nft -f -', 'iptables-restore -w --noflush'];
+      const heads = ['nft -f -', 'iptables-restore -w --noflush', 'ip6tables-restore -w --noflush'];
       const checked: string[] = [];
       for (const name of cases)
         for (const ext of ['nft', 'iptables']) {
@@ -43,7 +43,7 @@ describe('golden firewall batches', () => {
             const [head, ...body] = chunk.split('\n');
             const cmd = head!.split(': ')[1]!;
             if (!heads.includes(cmd)) continue;
-            const argv = cmd.startsWith('nft') ? ['nft', '-c', '-f', '-'] : ['iptables-restore', '--test', '--noflush'];
+            const argv = cmd.startsWith('nft') ? ['nft', '-c', '-f', '-'] : [cmd.split(' ')[0]!, '--test', '--noflush'];
             const r = await execa('unshare', ['-n', ...argv], { input: body.join('\n'), reject: false });
             expect({ batch: `${name}.${ext}: ${head}`, stderr: r.stderr, exitCode: r.exitCode }).toMatchObject({
               exitCode: 0,
@@ -51,7 +51,7 @@ describe('golden firewall batches', () => {
             checked.push(head!);
           }
         }
-      expect(checked.length).toBeGreaterThanOrEqual(12);
+      expect(checked.length).toBeGreaterThanOrEqual(15);
       // and the check mode is not a rubber stamp
       const bad = await execa('unshare', ['-n', 'nft', '-c', '-f', '-'], {
         input: 'table inet t {\n chain c {\n iifname @nosuchset drop\n }\n}\n',

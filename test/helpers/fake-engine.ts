@@ -215,7 +215,7 @@ export class FakePlane implements TenantPlane {
     return { changes: [], noop: false };
   }
   async plan(): Promise<HostPlan> {
-    return { changes: [], ip: [], bridge: [], firewall: [], tc: [], conntrack: [], namespaces: [] };
+    return { changes: [], ip: [], bridge: [], sysctl: [], firewall: [], tc: [], conntrack: [], namespaces: [] };
   }
   async waitForLease(tenant: string, mac: string, options?: { signal?: AbortSignal }): Promise<Lease> {
     if (this.lease === 'fail') throw new Error('injected lease failure');

@@ -59,6 +59,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
     for (const [tool, table] of [
       ['iptables', 'filter'],
       ['iptables', 'nat'],
+      ['ip6tables', 'filter'],
       ['ebtables', 'nat'],
     ] as const) {
       const saved = (await lab.exec(host, [`${tool}-save`, '-t', table])).stdout;
@@ -146,6 +147,9 @@ function suite(firewall: FirewallKind, prefix: string): void {
           ? ['bridge virtwire', 'inet virtwire']
           : [
               'ebtables nat VWS',
+              'ip6tables filter VWF',
+              'ip6tables filter VWI',
+              'ip6tables filter VWX',
               'iptables filter VWF',
               'iptables filter VWI',
               'iptables filter VWX',

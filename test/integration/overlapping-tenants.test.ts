@@ -43,6 +43,7 @@ async function probesOf(vm: CreatedVm, peer: string): Promise<string[]> {
   await waitForConsole(vm, new RegExp(`round=${from + 2} `), 60_000);
   return consoleText(vm)
     .split('\n')
+    .slice(0, -1) // complete lines: the last may still be arriving
     .filter((l) => /VIRTWIRE-PROBE round=(\d+)/.test(l) && Number(/round=(\d+)/.exec(l)![1]) >= from);
 }
 

@@ -58,7 +58,8 @@ const lastRound = (vm: CreatedVm) =>
  */
 async function resultsFromNow(vm: CreatedVm, kind: string, target: string): Promise<string[]> {
   const from = lastRound(vm) + 2;
-  await waitForConsole(vm, new RegExp(`round=${from} ${kind} ${target} `), 60_000);
+  // the verdict too: a console line can arrive in two reads, the verdict in the second
+  await waitForConsole(vm, new RegExp(`round=${from} ${kind} ${target} (ok|fail)`), 60_000);
   return [...consoleText(vm).matchAll(new RegExp(`round=(\\d+) ${kind} ${target} (ok|fail)`, 'g'))]
     .filter((m) => Number(m[1]) === from)
     .map((m) => m[2]!);

@@ -24,7 +24,7 @@ vms:
         qos: { egressKbps: 1000 }
 ${extra}`;
 
-const noHost = { changes: [], ip: [], bridge: [], firewall: [], tc: [], conntrack: [], namespaces: [] };
+const noHost = { changes: [], ip: [], bridge: [], sysctl: [], firewall: [], tc: [], conntrack: [], namespaces: [] };
 const running = (...names: string[]): Observed => ({
   domains: new Map(names.map((n) => [n, 'running'])),
   host: noHost,

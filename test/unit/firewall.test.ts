@@ -50,12 +50,16 @@ describe('iptables backend', () => {
     expect(rules(filter, 'F')).toEqual([
       `-i ${acme.bridge} -o ${acme.bridge} -j ACCEPT`,
       `-i ${acme.bridge} -j ${x}`,
+      `-i ${acme.bridge} -d 169.254.0.0/16 -j DROP`,
+      `-i ${acme.bridge} -p udp -m multiport --dports 4789,8472,6081 -j DROP`,
       `-i ${acme.bridge} -s 10.10.0.0/24 -j ACCEPT`,
       `-o ${acme.bridge} -d 10.10.0.0/24 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
       `-i ${acme.bridge} -j DROP`,
       `-o ${acme.bridge} -j DROP`,
       `-i ${globex.bridge} -o ${globex.bridge} -j ACCEPT`,
       `-i ${globex.bridge} -j ${x}`,
+      `-i ${globex.bridge} -d 169.254.0.0/16 -j DROP`,
+      `-i ${globex.bridge} -p udp -m multiport --dports 4789,8472,6081 -j DROP`,
       `-i ${globex.bridge} -j DROP`,
       `-o ${globex.bridge} -j DROP`,
     ]);
@@ -172,7 +176,12 @@ describe('iptables backend', () => {
     const snapshot = () => JSON.stringify([...tables].map(([k, t]) => [k, [...t.rules]]));
     const original = snapshot();
     const plan = await iptablesBackend.plan(runner, state);
-    expect(plan.commands.map((c) => c.argv[0])).toEqual(['iptables-restore', 'iptables-restore', 'ebtables-restore']);
+    expect(plan.commands.map((c) => c.argv[0])).toEqual([
+      'iptables-restore',
+      'iptables-restore',
+      'ebtables-restore',
+      'ip6tables-restore',
+    ]);
     for (const c of plan.commands) await runner.run(c.argv, { input: c.input });
     expect((await iptablesBackend.plan(runner, state)).commands).toEqual([]);
     for (const c of plan.restore) await runner.run(c.argv, { input: c.input });

@@ -74,6 +74,8 @@ describe('links', () => {
           mtu: d.mtu ?? 1500,
           addresses: d.addresses,
           peers: d.peers,
+          ...(d.kind === 'bridge' ? { noLinklocalLearn: true, sysctls: d.sysctls } : {}),
+          ...(d.guestMac ? { learning: false, staticMacs: [d.guestMac] } : {}),
         },
       ]),
     );
@@ -81,7 +83,7 @@ describe('links', () => {
   test('from nothing: one batch creates bridges, uplinks, ifbs and taps in order', () => {
     const plan = planLinks(desiredLinks(state), new Map(), () => '02:00:00:00:00:01');
     expect(plan.ip).toContain(
-      `link add ${acme.bridge} address 02:00:00:00:00:01 type bridge forward_delay 0 stp_state 0`,
+      `link add ${acme.bridge} address 02:00:00:00:00:01 type bridge forward_delay 0 stp_state 0 no_linklocal_learn 1`,
     );
     expect(plan.ip).toContain(`tuntap add dev ${tapName('web', 0)} mode tap`);
     expect(plan.ip).toContain(`addr add 10.10.0.1/24 dev ${acme.bridge}`);
@@ -89,8 +91,20 @@ describe('links', () => {
       plan.ip.findIndex((l) => l.includes(`master ${acme.bridge}`)),
     );
     expect(plan.ip.some((l) => /^link add vwx\S+ type vxlan id 7 dstport 4789 dev eth1$/.test(l))).toBe(true);
-    expect(plan.bridge).toEqual([expect.stringMatching(/^fdb append 00:00:00:00:00:00 dev vwx\S+ dst 192\.0\.2\.2$/)]);
+    // guests' ports: the bridge learns nothing from them, and knows each guest's MAC statically
+    expect(plan.bridge).toEqual([
+      `fdb replace 52:54:00:00:00:01 dev ${tapName('web', 0)} master static sticky`,
+      expect.stringMatching(/^fdb append 00:00:00:00:00:00 dev vwx\S+ dst 192\.0\.2\.2$/),
+      `fdb replace 52:54:00:00:00:02 dev ${tapName('db', 0)} master static sticky`,
+    ]);
+    const web = tapName('web', 0);
+    expect(plan.ip.indexOf(`link set dev ${web} type bridge_slave learning off`)).toBeGreaterThan(
+      plan.ip.findIndex((l) => l.startsWith(`link set dev ${web} master`)),
+    );
     expect(plan.creates).toHaveLength(6); // 2 bridges, vxlan, ifb, 2 taps
+    // a new bridge: ARP only for its own addresses, no IPv6
+    expect(plan.sysctl).toContain(`net.ipv4.conf.${acme.bridge}.arp_ignore=1`);
+    expect(plan.sysctl).toContain(`net.ipv6.conf.${acme.bridge}.disable_ipv6=1`);
   });
 
   test("a new bridge's MAC is its own: unicast, locally administered, not another host's", () => {
@@ -108,7 +122,40 @@ describe('links', () => {
 
   test('observed equal to desired: nothing to do', () => {
     const desired = desiredLinks(state);
-    expect(planLinks(desired, observedFrom(desired))).toEqual({ ip: [], bridge: [], creates: [], changes: [] });
+    expect(planLinks(desired, observedFrom(desired))).toEqual({
+      ip: [],
+      bridge: [],
+      sysctl: [],
+      creates: [],
+      changes: [],
+    });
+  });
+
+  test('a port that learns again, a lost or foreign static entry, a bridge learning from link-local frames: drift', () => {
+    const desired = desiredLinks(state);
+    const observed = observedFrom(desired);
+    const web = tapName('web', 0);
+    const db = tapName('db', 0);
+    observed.set(web, { ...observed.get(web)!, learning: true, staticMacs: [] });
+    observed.set(db, { ...observed.get(db)!, staticMacs: ['52:54:00:00:00:02', '52:54:00:00:00:01'] });
+    // arp_ignore reset; no IPv6 setting at all (a kernel without IPv6): nothing to set for it
+    const acmeArp = `ipv4/conf/${acme.bridge}/arp_ignore`;
+    observed.set(acme.bridge, { ...observed.get(acme.bridge)!, noLinklocalLearn: false, sysctls: { [acmeArp]: '0' } });
+    const plan = planLinks(desired, observed);
+    expect(plan.sysctl).toEqual([`net.ipv4.conf.${acme.bridge}.arp_ignore=1`]);
+    expect(plan.ip).toEqual([
+      `link set dev ${acme.bridge} type bridge no_linklocal_learn 1`,
+      `link set dev ${web} type bridge_slave learning off`,
+    ]);
+    expect(plan.bridge).toEqual([
+      `fdb replace 52:54:00:00:00:01 dev ${web} master static sticky`,
+      `fdb del 52:54:00:00:00:01 dev ${db} master`,
+    ]);
+    expect(plan.changes.map((c) => [c.device, c.settings])).toEqual([
+      [acme.bridge, ['no_linklocal_learn', 'sysctl']],
+      [web, ['learning', 'fdb']],
+      [db, ['fdb']],
+    ]);
   });
 
   test('owned leftovers are deleted, foreign devices never touched, changed uplinks re-created', () => {
@@ -347,6 +394,7 @@ describe('firewall ruleset', () => {
     expect(bridge).toContain('iifname @ip_ports iifname . ip saddr != @port_ips drop');
     // DHCP and router guard: no DHCP server on a guest port, no ARP claiming its gateway
     expect(bridge).toContain('iifname @ports udp sport 67 drop');
+    expect(bridge).toContain('iifname @ports udp dport 68 drop');
     expect(bridge).toContain(`elements = { ${web} . 10.10.0.1, ${db} . 10.20.0.1 }`);
     expect(bridge).toContain('iifname . arp saddr ip @port_gws drop');
     // globex's VXLAN uplink: DHCP and its gateway's ARP do not cross it, either way
@@ -355,11 +403,16 @@ describe('firewall ruleset', () => {
     );
     expect(bridge).toContain('iifname @uplinks udp dport { 67, 68 } drop');
     expect(bridge).toMatch(/chain postrouting \{[\s\S]*oifname \. arp saddr ip @uplink_gws drop/);
-    // the rule count does not grow with the ports, the uplinks or the tenants: the ports' 11-step
+    // the rule count does not grow with the ports, the uplinks or the tenants: the ports' 12-step
     // ladder, and 3 guards each way on the uplinks
-    expect(renderRuleset(state).rules.bridge).toBe(17);
-    // globex adds its 4 forward rules only
-    expect(renderRuleset({ networks: [acmeNet] }).rules.inet + 4).toBe(renderRuleset(state).rules.inet);
+    expect(renderRuleset(state).rules.bridge).toBe(18);
+    // globex adds its 4 forward rules and its 3 out-of-bounds drops (link-local, overlay ports, its
+    // VXLAN peer's underlay address); its peer's address is out of bounds for acme too (1), and the
+    // host's VXLAN port takes that peer only (2)
+    expect(renderRuleset({ networks: [acmeNet] }).rules.inet + 4 + 3 + 1 + 2).toBe(renderRuleset(state).rules.inet);
+    expect(inet).toContain(`iifname "${acme.bridge}" ip daddr 169.254.0.0/16 drop`);
+    expect(inet).toContain(`iifname "${acme.bridge}" udp dport { 4789, 8472, 6081 } drop`);
+    expect(inet).toMatch(/chain input \{\n.*\n\s+udp dport 4789 ip saddr \S+ accept\n\s+udp dport 4789 drop\n/);
   });
 
   test("a network's hostServices open exactly those ports on its gateway", () => {

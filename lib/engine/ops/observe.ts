@@ -16,6 +16,7 @@ export function mergePlans(plans: HostPlan[]): HostPlan {
     changes: plans.flatMap((p) => p.changes),
     ip: plans.flatMap((p) => p.ip),
     bridge: plans.flatMap((p) => p.bridge),
+    sysctl: plans.flatMap((p) => p.sysctl),
     firewall: plans.flatMap((p) => p.firewall),
     tc: plans.flatMap((p) => p.tc),
     conntrack: plans.flatMap((p) => p.conntrack),

@@ -68,9 +68,14 @@ export function transition(want: TableWant, seen: TableSeen): string {
   return lines.join('\n') + '\n';
 }
 
-const SAVE = { iptables: ['iptables-save', '-t'], ebtables: ['ebtables-save', '-t'] } as const;
+const SAVE = {
+  iptables: ['iptables-save', '-t'],
+  ip6tables: ['ip6tables-save', '-t'],
+  ebtables: ['ebtables-save', '-t'],
+} as const;
 const RESTORE = {
   iptables: ['iptables-restore', '-w', '--noflush'],
+  ip6tables: ['ip6tables-restore', '-w', '--noflush'],
   ebtables: ['ebtables-restore', '--noflush'],
 } as const;
 

@@ -28,7 +28,7 @@ export interface Chain {
 
 /** One table (iptables filter or nat, ebtables nat) as virtwire wants it. */
 export interface TableWant {
-  tool: 'iptables' | 'ebtables';
+  tool: 'iptables' | 'ip6tables' | 'ebtables';
   table: string;
   chains: Chain[];
 }
@@ -55,6 +55,10 @@ function ipMatch(c: Cond, proto: string): string {
       return `-p ${v}`;
     case 'dport':
       return `-m ${proto} --dport ${port(Number(c.value))}`;
+    case 'udpDport':
+      return Array.isArray(c.value)
+        ? `-p udp -m multiport --dports ${c.value.map(port).join(',')}`
+        : `-p udp -m udp --dport ${port(Number(c.value))}`;
     case 'icmpType':
       if (v !== 'echo-request') throw new Error(`unknown ICMP type ${v}`);
       return '-p icmp -m icmp --icmp-type 8';
@@ -238,9 +242,15 @@ function named(tool: TableWant['tool'], table: string, build: (name: (role: stri
   return { tool, table, chains: build((role) => `VW${role}-${hash}`) };
 }
 
+// nft's `inet` table holds both families: a rule that names no IPv4 address or ICMP type holds
+// for IPv6 too. ip6tables gets those rules, so the fallback drops what nft drops.
+const V4_ONLY = new Set<Cond['field']>(['saddr', 'daddr', 'icmpType']);
+const familyNeutral = (conds: (Cond | InSet)[]) => conds.every((c) => isInSet(c) || !V4_ONLY.has(c.field));
+
 export function desiredTables(state: HostState): TableWant[] {
   const policy = tenantPolicy(state);
   const ipRows = (block: Block) => expand(block, policy.ipSets).map((r) => ipLine(r.conds, r.verdict));
+  const v6 = { forward: policy.forward.filter((r) => familyNeutral(r.conds)) };
   const ebRows = (blocks: Block[]) =>
     blocks.flatMap((b) => expand(b, policy.bridgeSets).map((r) => ebLine(r.conds, r.verdict)));
   const bridgeIn = ebRows(policy.bridgeIn);
@@ -260,7 +270,11 @@ export function desiredTables(state: HostState): TableWant[] {
               ],
               from: 'FORWARD',
             },
-            { name: name('I'), rules: ipRows(policy.input), from: 'INPUT' },
+            {
+              name: name('I'),
+              rules: [...policy.overlay.map((r) => literal(r, '')), ...ipRows(policy.input)],
+              from: 'INPUT',
+            },
           ],
     ),
     named('iptables', 'nat', (name) =>
@@ -274,6 +288,24 @@ export function desiredTables(state: HostState): TableWant[] {
       policy.zones.length
         ? [{ name: name('Z'), rules: policy.zones.map((r) => literal(r, '')), from: 'PREROUTING' }]
         : [],
+    ),
+    named('ip6tables', 'filter', (name) =>
+      !policy.any
+        ? []
+        : [
+            { name: name('X'), rules: setChainRules(v6.forward, policy.ipSets) },
+            { name: name('F'), rules: v6.forward.map((r) => literal(r, name('X'))), from: 'FORWARD' },
+            {
+              name: name('I'),
+              rules: [
+                ...policy.overlay.filter((r) => familyNeutral(r.conds)).map((r) => literal(r, '')),
+                ...expand(policy.input, policy.ipSets)
+                  .filter((r) => familyNeutral(r.conds))
+                  .map((r) => ipLine(r.conds, r.verdict)),
+              ],
+              from: 'INPUT',
+            },
+          ],
     ),
   ];
 }

@@ -219,7 +219,7 @@ export function renderRuleset(state: HostState): Ruleset {
   const plainSets: Sets = { ...ip.sets, ...sg.sets };
   const forward = [...(sg.chains.length ? SG_FORWARD : []), ...policy.forward.map(line)];
   const nat = policy.nat.map(line);
-  const input = policy.any ? policy.input.rules.map(keyedLine) : [];
+  const input = policy.any ? [...policy.overlay.map(line), ...policy.input.rules.map(keyedLine)] : [];
   const zones = policy.zones.map(line);
   const inet = !policy.any
     ? []

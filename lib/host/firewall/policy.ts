@@ -3,7 +3,7 @@
 // the neutral terms of rules.ts. nft.ts and iptables.ts render it; security groups (sg.ts) are
 // the one part with a model of their own, rendered by each backend beside this.
 import type { HostNetwork, HostState } from '../../../types/host.js';
-import { uplinkOf } from '../links.js';
+import { VXLAN_PORT, uplinkOf } from '../links.js';
 import { namespacesOf, type TenantNamespace } from '../namespace.js';
 import type { Block, Cond, InSet, KeyedRule, Rule, RowSet, Verdict } from './rules.js';
 
@@ -17,6 +17,8 @@ export interface TenantPolicy {
   forward: Rule[];
   /** what guests may send to the host itself */
   input: Block;
+  /** encapsulated traffic the host's VXLAN devices accept: from its segments' peers only */
+  overlay: Rule[];
   /** conntrack zones of namespaced tenants' bridged frames */
   zones: Rule[];
   /** on the bridges, frames arriving: the ports' anti-spoofing, then the uplinks' guards */
@@ -86,7 +88,21 @@ function natRules(net: HostNetwork, ns: TenantNamespace | undefined): Rule[] {
   ];
 }
 
-function forwardRules(net: HostNetwork, ns: TenantNamespace | undefined): Rule[] {
+/** The UDP ports of overlays (VXLAN: IANA's and Linux's old default; Geneve): never a guest's to send to. */
+const OVERLAY_PORTS = [4789, 8472, 6081];
+
+/**
+ * What a guest may never reach through the host, whatever the NAT allows: link-local addresses
+ * (169.254.0.0/16: cloud metadata services), any overlay's UDP port (a crafted VXLAN packet with
+ * another tenant's VNI), and the underlay addresses of the host's segments (its peers, its own).
+ */
+const outOfBounds = (dev: string, underlay: string[]): Rule[] => [
+  rule('drop', is('iif', dev), is('daddr', '169.254.0.0/16')),
+  rule('drop', is('iif', dev), is('udpDport', OVERLAY_PORTS)),
+  ...underlay.map((a) => rule('drop', is('iif', dev), is('daddr', a))),
+];
+
+function forwardRules(net: HostNetwork, ns: TenantNamespace | undefined, underlay: string[]): Rule[] {
   const n = net.network;
   const b = n.bridge;
   const out = n.uplink ? [is('oif', n.uplink)] : [];
@@ -95,11 +111,17 @@ function forwardRules(net: HostNetwork, ns: TenantNamespace | undefined): Rule[]
     // one bridge pass this hook too: the tenant's own L2 traffic is not ours to route or drop
     rule('accept', is('iif', b), is('oif', b)),
     rule('drop', is('iif', b), toTenant),
+    ...outOfBounds(b, underlay),
   ];
   if (ns) {
     // nothing is routed through a namespaced tenant's bridge on the host: only its transit
     const t = ns.transitVeth;
-    rules.push(rule('drop', is('iif', b)), rule('drop', is('oif', b)), rule('drop', is('iif', t), toTenant));
+    rules.push(
+      rule('drop', is('iif', b)),
+      rule('drop', is('oif', b)),
+      rule('drop', is('iif', t), toTenant),
+      ...outOfBounds(t, underlay),
+    );
     if (n.nat)
       rules.push(
         rule('accept', is('iif', t), is('saddr', ns.nsAddress), ...out),
@@ -148,6 +170,8 @@ const INPUT: KeyedRule[] = [
 const PORT_GUARD: KeyedRule[] = [
   notOwn('port_macs', ['iif', 'etherSrc'], 'ports'),
   keyed('ports', ['iif'], 'drop', is('udpSport', 67)),
+  // a DHCP reply from any other port reaches a neighbour's client as well as one from 67
+  keyed('ports', ['iif'], 'drop', is('udpDport', 68)),
   keyed('port_gws', ['iif', 'arpSpa'], 'drop'),
   notOwn('port_macs', ['iif', 'arpSha'], 'ports'),
   // an address-less ARP probe (0.0.0.0) and DHCP are allowed before the guest has its address
@@ -177,6 +201,30 @@ const uplinkGuard = (dev: 'iif' | 'oif'): KeyedRule[] => [
   keyed('uplink_gws', [dev, 'arpTpa'], 'drop'),
   keyed('uplink_gws', [dev, 'arpSpa'], 'drop'),
 ];
+
+/** The underlay addresses of the host's VXLAN segments: their peers, groups and local addresses. */
+function underlayOf(state: HostState): string[] {
+  const all = state.networks.flatMap((n) => {
+    const seg = n.network.segment;
+    return seg.type === 'vxlan' ? [...(seg.remotes ?? []), seg.group, seg.local] : [];
+  });
+  return [...new Set(all.filter((a): a is string => a !== undefined))].sort();
+}
+
+/**
+ * A VXLAN device decapsulates whatever reaches its port with its VNI, from anyone: the host's
+ * VXLAN port takes packets from its unicast segments' peers only. A segment that finds its peers
+ * by multicast (`group`) cannot be held to a list: with one, the port stays open (README).
+ */
+function overlayRules(state: HostState): Rule[] {
+  const segments = state.networks.map((n) => n.network.segment).filter((s) => s.type === 'vxlan');
+  if (segments.length === 0 || segments.some((s) => s.group !== undefined)) return [];
+  const peers = [...new Set(segments.flatMap((s) => s.remotes ?? []))].sort();
+  return [
+    ...peers.map((p) => rule('pass', is('udpDport', VXLAN_PORT), is('saddr', p))),
+    rule('drop', is('udpDport', VXLAN_PORT)),
+  ];
+}
 
 function ipSets(nets: HostNetwork[], spaces: TenantNamespace[]): Record<string, RowSet> {
   // a namespaced tenant's gateway and its services are in its namespace, not on the host
@@ -227,8 +275,9 @@ export function tenantPolicy(state: HostState): TenantPolicy {
       ...spaces.map((s) => rule('return', is('oif', s.net.network.bridge))),
       ...nets.flatMap((n) => natRules(n, nsOf(n))),
     ],
-    forward: nets.flatMap((n) => forwardRules(n, nsOf(n))),
+    forward: nets.flatMap((n) => forwardRules(n, nsOf(n), underlayOf(state))),
     input: { devices: TENANT_DEVICES, rules: INPUT },
+    overlay: overlayRules(state),
     // a tenant's bridged frames tracked apart from any other's with the same addresses
     zones: spaces.map((s) => rule({ zone: s.zone }, is('iif', s.net.network.bridge))),
     bridgeIn: [

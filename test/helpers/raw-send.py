@@ -1,0 +1,21 @@
+#!/usr/bin/env python3
+# Sends what a hostile guest would, byte for byte (the isolation tests' attacker; run inside the
+# attacker's namespace):
+#   raw-send.py frame <dev> <hex>                      one Ethernet frame, as given (AF_PACKET)
+#   raw-send.py udp <dst> <dport> <sport> <hex>       one UDP datagram from <sport>
+import binascii
+import socket
+import sys
+
+kind = sys.argv[1]
+if kind == "frame":
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((sys.argv[2], 0))
+    s.send(binascii.unhexlify(sys.argv[3]))
+elif kind == "udp":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", int(sys.argv[4])))
+    s.sendto(binascii.unhexlify(sys.argv[5]), (sys.argv[2], int(sys.argv[3])))
+else:
+    sys.exit(f"raw-send: unknown kind {kind}")

@@ -1,0 +1,267 @@
+// A guest that has read the README, on a real kernel (namespaces), once per firewall backend. Each
+// attack is first captured leaving the attacker (on its port, as the host receives it), then a
+// legitimate packet sent after it along the same path is awaited at the target (a barrier: had
+// the attack got through, it would have arrived first), and only then is the attack asserted
+// absent there. The lab:
+//
+//   atk (acme .11) ─┐                                   ┌─ out (the "outside", 169.254.169.254 too)
+//   vic (acme .12) ─┴ acme bridge ─ host ─ up0 ─────────┘
+//   oth (globex .21) ─ globex bridge ─ VXLAN vni 300 ─ ul0 ─ sw (a switch) ─┬─ peer (its VXLAN peer)
+//                                                                           └─ rogue (not a peer)
+import { fileURLToPath } from 'node:url';
+import { HostPlane } from '../../lib/host/index.js';
+import { validateNetwork, tapName } from '../../lib/spec/index.js';
+import type { FirewallKind } from '../../lib/host/firewall/index.js';
+import type { HostPort, HostState } from '../../types/host.js';
+import { describeAsRoot } from '../helpers/root.js';
+import { Lab } from '../helpers/lab.js';
+import { Capture } from '../helpers/capture.js';
+import { OUTSIDE } from '../helpers/ranges.js';
+
+const SEND = fileURLToPath(new URL('../helpers/raw-send.py', import.meta.url));
+const UNDERLAY = { host: '192.168.78.1', peer: '192.168.78.2', rogue: '192.168.78.3' } as const;
+const METADATA = '169.254.169.254';
+const VNI = 300;
+
+suite('nftables', 'vwhg');
+suite('iptables', 'vwhh');
+
+const hex = (mac: string) => mac.replaceAll(':', '');
+const ip4hex = (ip: string) =>
+  ip
+    .split('.')
+    .map((o) => Number(o).toString(16).padStart(2, '0'))
+    .join('');
+/** An ARP request (who has `target`, tell `sender`), broadcast from `mac`. */
+const arpRequest = (mac: string, sender: string, target: string) =>
+  `ffffffffffff${hex(mac)}0806` + `0001080006040001${hex(mac)}${ip4hex(sender)}000000000000${ip4hex(target)}`;
+/** A VXLAN packet's payload: the header with `vni`, then the inner frame. */
+const vxlan = (vni: number, inner: string) => `08000000${vni.toString(16).padStart(6, '0')}00${inner}`;
+
+function suite(firewall: FirewallKind, prefix: string): void {
+  const lab = new Lab(prefix);
+  const ns: Record<string, string> = {};
+  let host: string;
+  let plane: HostPlane;
+  const mac = { atk: '52:54:00:71:00:11', vic: '52:54:00:71:00:12', oth: '52:54:00:72:00:21' };
+  const port = (guest: 'atk' | 'vic' | 'oth', ip: string): HostPort => ({
+    name: tapName(`${prefix}${guest}`, 0),
+    kind: 'veth',
+    peer: { name: 'eth0', netns: `${prefix}-${guest}` },
+    mac: mac[guest],
+    ip,
+    hostname: guest,
+  });
+  const acme = validateNetwork({ tenant: 'acme', cidr: '10.71.0.0/24' });
+  const globex = validateNetwork({
+    tenant: 'globex',
+    cidr: '10.72.0.0/24',
+    segment: { type: 'vxlan', vni: VNI, uplink: 'ul0', local: UNDERLAY.host, remotes: [UNDERLAY.peer] },
+  });
+  const state: HostState = {
+    networks: [
+      { network: acme, ports: [port('atk', '10.71.0.11'), port('vic', '10.71.0.12')] },
+      { network: globex, ports: [port('oth', '10.72.0.21')] },
+    ],
+  };
+  const send = (from: string, args: string[]) => lab.exec(ns[from]!, ['python3', SEND, ...args]);
+  const tap = (guest: 'atk' | 'vic' | 'oth') => port(guest, '').name;
+
+  describeAsRoot(`a guest that knows the design (namespaces), ${firewall} firewall`, () => {
+    beforeAll(async () => {
+      await lab.sweep();
+      host = await lab.netns('host');
+      for (const n of ['atk', 'vic', 'oth', 'out', 'sw', 'peer', 'rogue']) ns[n] = await lab.netns(n);
+      plane = new HostPlane({ netns: host, stateDir: lab.stateDir, firewall });
+      // the outside, beyond the host's uplink: a server, and a "metadata service" at 169.254.169.254
+      await lab.exec(host, ['ip', 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.out!]);
+      await lab.configureGuest(host, 'up0', `${OUTSIDE.host}/24`);
+      await lab.configureGuest(ns.out!, 'eth0', `${OUTSIDE.outside}/24`);
+      await lab.exec(ns.out!, ['ip', 'addr', 'add', `${METADATA}/32`, 'dev', 'eth0']);
+      await lab.exec(host, ['ip', 'route', 'add', `${METADATA}/32`, 'via', OUTSIDE.outside]);
+      // the underlay: host, peer and rogue on one switch
+      await lab.exec(ns.sw!, ['ip', 'link', 'add', 'sw', 'type', 'bridge']);
+      await lab.exec(ns.sw!, ['ip', 'link', 'set', 'sw', 'up']);
+      for (const [n, addr] of [
+        [host, UNDERLAY.host],
+        [ns.peer!, UNDERLAY.peer],
+        [ns.rogue!, UNDERLAY.rogue],
+      ] as const) {
+        const p = `p-${addr.split('.')[3]}`;
+        await lab.exec(ns.sw!, ['ip', 'link', 'add', p, 'type', 'veth', 'peer', 'name', 'ul0', 'netns', n]);
+        await lab.exec(ns.sw!, ['ip', 'link', 'set', p, 'master', 'sw', 'up']);
+        await lab.configureGuest(n, 'ul0', `${addr}/24`);
+      }
+      // peer and rogue each have globex's VNI pointed at the host, with an address in its subnet
+      for (const [n, local, addr] of [
+        [ns.peer!, UNDERLAY.peer, '10.72.0.50/24'],
+        [ns.rogue!, UNDERLAY.rogue, '10.72.0.60/24'],
+      ] as const) {
+        await lab.exec(n, [
+          'ip',
+          'link',
+          'add',
+          'vx0',
+          'type',
+          'vxlan',
+          'id',
+          String(VNI),
+          'dstport',
+          '4789',
+          'local',
+          local,
+          'remote',
+          UNDERLAY.host,
+          'dev',
+          'ul0',
+        ]);
+        await lab.configureGuest(n, 'vx0', addr);
+      }
+      await plane.apply(state);
+      await lab.configureGuest(ns.atk!, 'eth0', '10.71.0.11/24', '10.71.0.1');
+      await lab.configureGuest(ns.vic!, 'eth0', '10.71.0.12/24', '10.71.0.1');
+      await lab.configureGuest(ns.oth!, 'eth0', '10.72.0.21/24', '10.72.0.1');
+      // every path the attacks take works for legitimate traffic
+      for (const [from, to] of [
+        ['atk', '10.71.0.12'],
+        ['atk', OUTSIDE.outside],
+        ['peer', '10.72.0.21'],
+      ] as const)
+        expect(await lab.reaches(ns[from]!, to)).toBe(true);
+    }, 120_000);
+
+    afterAll(async () => {
+      await plane?.teardown().catch(() => {});
+      await lab.cleanup();
+    });
+
+    test('a DHCP reply from another source port than 67 leaves the attacker, never reaches its neighbour', async () => {
+      const sent = await Capture.start(host, tap('atk'), 'in', 'udp dst port 68');
+      const got = await Capture.start(host, tap('vic'), 'out', 'udp or icmp');
+      try {
+        await send('atk', ['udp', '10.71.0.12', '68', '1067', '02010600' + '00'.repeat(236)]);
+        await sent.saw('the forged DHCP reply leaving the attacker');
+        expect(await lab.ping(ns.atk!, '10.71.0.12')).toBe(true); // the barrier
+        await got.saw('the barrier ping at the victim', /ICMP echo request/);
+        expect(got.count(/\.1067 > 10\.71\.0\.12\.68/)).toBe(0);
+      } finally {
+        await sent.stop();
+        await got.stop();
+      }
+    });
+
+    test("a link-local frame from a neighbour's MAC teaches the bridge nothing: the neighbour's traffic stays its own", async () => {
+      const sent = await Capture.start(host, tap('atk'), 'in', 'ether dst 01:80:c2:00:00:0e');
+      const stolen = await Capture.start(host, tap('atk'), 'out', 'icmp');
+      const own = await Capture.start(host, tap('vic'), 'out', 'icmp');
+      try {
+        // LLDP's address: not forwarded, passed to the bridge's input hook, learned from (by default)
+        const lldp = `0180c200000e${hex(mac.vic)}88cc` + '00'.repeat(46);
+        for (let i = 0; i < 3; i++) await send('atk', ['frame', 'eth0', lldp]);
+        await sent.saw('the link-local frames leaving the attacker', /./, 3);
+        const fdb = (await lab.exec(host, ['bridge', '-j', 'fdb', 'show', 'br', acme.bridge])).stdout;
+        const entries = (JSON.parse(fdb) as { mac: string; ifname: string }[]).filter((e) => e.mac === mac.vic);
+        expect(entries.map((e) => e.ifname)).toEqual([tap('vic')]);
+        // the host's traffic to the victim goes to the victim's port, none to the attacker's
+        expect(await lab.ping(host, '10.71.0.12')).toBe(true);
+        await own.saw('the ping at the victim', /ICMP echo request/);
+        expect(stolen.count(/ICMP echo request/)).toBe(0);
+      } finally {
+        await sent.stop();
+        await stolen.stop();
+        await own.stop();
+      }
+    });
+
+    test("VXLAN from a guest — to its gateway, to the host's VXLAN peer — and the metadata address: sent, dropped", async () => {
+      const sent = await Capture.start(host, tap('atk'), 'in', 'udp dst port 4789 or tcp dst port 80');
+      const inner = await Capture.start(host, tap('oth'), 'out', 'arp or icmp');
+      const peer = await Capture.start(ns.peer!, 'ul0', 'in', 'udp src port 40404 or udp dst port 4789');
+      const out = await Capture.start(ns.out!, 'eth0', 'in', `tcp dst port 80 or icmp`);
+      try {
+        // an ARP request from a MAC of no guest, into globex's VNI: through the host's own VXLAN port,
+        // and through another host's (masqueraded out)
+        const payload = vxlan(VNI, arpRequest('02:66:66:66:66:66', '10.72.0.66', '10.72.0.21'));
+        await send('atk', ['udp', '10.71.0.1', '4789', '40404', payload]);
+        await send('atk', ['udp', UNDERLAY.peer, '4789', '40404', payload]);
+        await lab.exec(ns.atk!, ['busybox', 'nc', '-w', '1', METADATA, '80'], { reject: false });
+        await sent.saw('both VXLAN packets and the metadata SYN leaving the attacker', /./, 3);
+        // barriers: the peer's own VXLAN traffic reaches globex's guest; the attacker's ping the outside
+        expect(await lab.ping(ns.peer!, '10.72.0.21')).toBe(true);
+        await inner.saw("the peer's ping at globex's guest", /ICMP echo request/);
+        await peer.saw('VXLAN from the host at the peer', /192\.168\.78\.1\.\d+ > 192\.168\.78\.2\.4789/);
+        expect(await lab.ping(ns.atk!, OUTSIDE.outside)).toBe(true);
+        await out.saw('the ping outside', /ICMP echo request/);
+        expect(inner.count(/02:66:66:66:66:66/)).toBe(0);
+        expect(peer.count(/\.40404 > /)).toBe(0);
+        expect(out.count(/> 169\.254\.169\.254\.80:/)).toBe(0);
+      } finally {
+        for (const c of [sent, inner, peer, out]) await c.stop();
+      }
+    });
+
+    test("VXLAN with globex's VNI from an underlay address that is not a peer is dropped; the peer's is not", async () => {
+      const sent = await Capture.start(host, 'ul0', 'in', 'udp dst port 4789');
+      const got = await Capture.start(host, tap('oth'), 'out', 'icmp or arp');
+      try {
+        await lab.ping(ns.rogue!, '10.72.0.21');
+        await sent.saw("the rogue's VXLAN packets reaching the host", /192\.168\.78\.3\.\d+ > 192\.168\.78\.1\.4789/);
+        expect(await lab.ping(ns.peer!, '10.72.0.21')).toBe(true); // the barrier
+        await got.saw("the peer's ping at globex's guest", /10\.72\.0\.50 > 10\.72\.0\.21/);
+        expect(got.count(/10\.72\.0\.60/)).toBe(0);
+      } finally {
+        await sent.stop();
+        await got.stop();
+      }
+    });
+
+    test("another tenant's gateway and the uplink's address get no ARP answer; the own gateway does", async () => {
+      const sent = await Capture.start(host, tap('atk'), 'in', 'arp');
+      const replies = await Capture.start(host, tap('atk'), 'out', 'arp');
+      try {
+        for (const target of ['10.72.0.1', OUTSIDE.host])
+          await send('atk', ['frame', 'eth0', arpRequest(mac.atk, '10.71.0.11', target)]);
+        await sent.saw('the ARP requests leaving the attacker', /Request who-has/, 2);
+        await send('atk', ['frame', 'eth0', arpRequest(mac.atk, '10.71.0.11', '10.71.0.1')]);
+        await replies.saw('the own gateway answering', /Reply 10\.71\.0\.1 is-at/);
+        expect(replies.count(/Reply 10\.72\.0\.1 is-at/)).toBe(0);
+        expect(replies.count(new RegExp(`Reply ${OUTSIDE.host.replaceAll('.', '\\.')} is-at`))).toBe(0);
+      } finally {
+        await sent.stop();
+        await replies.stop();
+      }
+    });
+
+    test('the bridges take no part in IPv6: no link-local address a guest could reach the host on', async () => {
+      for (const br of [acme.bridge, globex.bridge]) {
+        const { stdout } = await lab.exec(host, ['ip', '-j', '-6', 'addr', 'show', 'dev', br]);
+        expect((JSON.parse(stdout) as { addr_info: unknown[] }[]).flatMap((l) => l.addr_info)).toEqual([]);
+        const { stdout: v } = await lab.exec(host, ['sysctl', '-n', `net.ipv6.conf.${br}.disable_ipv6`]);
+        expect(v.trim()).toBe('1');
+      }
+      expect((await plane.plan(state)).changes).toEqual([]);
+    });
+
+    test("a port that learns again, a lost static entry, a bridge's ARP or IPv6 settings undone: drift, repaired", async () => {
+      await lab.exec(host, ['ip', 'link', 'set', 'dev', tap('atk'), 'type', 'bridge_slave', 'learning', 'on']);
+      await lab.exec(host, ['bridge', 'fdb', 'del', mac.vic, 'dev', tap('vic'), 'master']);
+      await lab.exec(host, ['sysctl', '-q', '-w', `net.ipv4.conf.${acme.bridge}.arp_ignore=0`]);
+      await lab.exec(host, ['sysctl', '-q', '-w', `net.ipv6.conf.${globex.bridge}.disable_ipv6=0`]);
+      const changes = (await plane.plan(state)).changes.map((c) => [
+        c.kind === 'link' ? c.device : c.kind,
+        c.kind === 'link' ? c.settings : [],
+      ]);
+      expect(changes).toEqual(
+        expect.arrayContaining([
+          [acme.bridge, ['sysctl']],
+          [globex.bridge, ['sysctl']],
+          [tap('atk'), ['learning']],
+          [tap('vic'), ['fdb']],
+        ]),
+      );
+      expect(changes).toHaveLength(4);
+      await plane.apply(state);
+      expect((await plane.plan(state)).changes).toEqual([]);
+    });
+  });
+}
