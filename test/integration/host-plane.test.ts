@@ -12,6 +12,7 @@ import type { HostNetwork, HostPort, HostState } from '../../types/host.js';
 import type { FirewallKind } from '../../lib/host/firewall/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
+import { Capture } from '../helpers/capture.js';
 import { waitFor } from '../helpers/wait.js';
 import { OUTSIDE } from '../helpers/ranges.js';
 
@@ -47,6 +48,34 @@ function suite(firewall: FirewallKind, prefix: string): void {
   async function linkMac(dev: string): Promise<string> {
     const { stdout } = await lab.exec(host, ['ip', '-j', 'link', 'show', 'dev', dev]);
     return (JSON.parse(stdout) as { address: string }[])[0]!.address;
+  }
+  /**
+   * `attempt` (a ping, which waits a second for its answer, false when none came) is captured
+   * leaving `from`'s port (`sent`) and never reaches `to`'s (`delivered`, default: `sent`); then
+   * the host pings `to`'s guest, whose arrival proves the capture there works.
+   */
+  async function isolated(
+    from: { port: string },
+    sent: RegExp,
+    to: { port: string; ip: string },
+    attempt: () => Promise<boolean>,
+    delivered: RegExp = sent,
+  ): Promise<void> {
+    const left = await Capture.start(host, from.port, 'in', 'icmp or arp');
+    const got = await Capture.start(host, to.port, 'out', 'icmp or arp');
+    try {
+      expect(await attempt()).toBe(false);
+      await left.saw('the attempt leaving its port', sent);
+      expect(await lab.ping(host, to.ip)).toBe(true);
+      await got.saw(
+        "the host's ping at the target's port",
+        new RegExp(`> ${to.ip.replaceAll('.', '\\.')}: ICMP echo request`),
+      );
+      expect(got.lines.filter((l) => delivered.test(l))).toEqual([]);
+    } finally {
+      await left.stop();
+      await got.stop();
+    }
   }
   /** virtwire's own tables (nftables) or chains (iptables, ebtables) in the host namespace. */
   async function ownedRules(): Promise<string[]> {
@@ -169,15 +198,19 @@ function suite(firewall: FirewallKind, prefix: string): void {
     test('tenants are isolated: A reaches A, never B, in either direction', async () => {
       expect(await lab.reaches(ns.a1!, '10.31.0.12')).toBe(true);
       expect(await lab.reaches(ns.a1!, '10.31.0.1')).toBe(true);
-      expect(await lab.ping(ns.a1!, '10.32.0.21')).toBe(false);
-      expect(await lab.ping(ns.b1!, '10.31.0.11')).toBe(false);
-      // nor the host's address on the other tenant's bridge
-      expect(await lab.ping(ns.a1!, '10.32.0.1')).toBe(false);
-      // B's guest taking an address from A's subnet gets nowhere either
+      // each attempt is captured leaving its guest's port and never reaching the target's; the
+      // host's own ping to the target afterwards proves the target's capture sees what arrives
+      const a1 = { port: tapName('a1', 0), ip: '10.31.0.11' };
+      const b1 = { port: tapName('b1', 0), ip: '10.32.0.21' };
+      await isolated(a1, /10\.31\.0\.11 > 10\.32\.0\.21: ICMP echo request/, b1, () => lab.ping(ns.a1!, b1.ip));
+      await isolated(b1, /10\.32\.0\.21 > 10\.31\.0\.11: ICMP echo request/, a1, () => lab.ping(ns.b1!, a1.ip));
+      // nor the host's address on the other tenant's bridge: no answer comes back
+      await isolated(a1, /> 10\.32\.0\.1: ICMP echo request/, a1, () => lab.ping(ns.a1!, '10.32.0.1'), /echo reply/);
+      // B's guest taking an address from A's subnet gets nowhere either (its ARP stops at its port)
       await lab.exec(ns.b1!, ['ip', 'addr', 'add', '10.31.0.99/24', 'dev', 'eth0']);
       try {
-        expect(await lab.ping(ns.b1!, '10.31.0.11')).toBe(false);
-        expect(await lab.ping(ns.a1!, '10.31.0.99')).toBe(false);
+        await isolated(b1, /who-has 10\.31\.0\.11 tell 10\.31\.0\.99/, a1, () => lab.ping(ns.b1!, a1.ip));
+        await isolated(a1, /who-has 10\.31\.0\.99/, b1, () => lab.ping(ns.a1!, '10.31.0.99'));
       } finally {
         await lab.exec(ns.b1!, ['ip', 'addr', 'del', '10.31.0.99/24', 'dev', 'eth0']);
       }
