@@ -5,7 +5,7 @@
 import type { HostTarget } from '../../types/vm.js';
 import type { ResolvedVm } from '../../types/resolved.js';
 import { SpecError, VirtwireError } from '../errors/index.js';
-import type { CommandRunner } from '../host/index.js';
+import { checkKnownHostsFile, type CommandRunner } from '../host/index.js';
 import type { Hypervisor } from '../libvirt/index.js';
 import type { Connector, EngineDeps, TenantPlane } from './deps.js';
 import type { VmRecord } from './state/store.js';
@@ -93,6 +93,27 @@ export interface Scope {
   hosts: HostTarget[];
 }
 
+const SSH_TRANSPORTS = ['qemu+ssh:', 'qemu+libssh:', 'qemu+libssh2:'];
+
+/**
+ * The URI a host's libvirt is opened with: its SSH transport checks host keys against the same
+ * known_hosts as the host's commands. qemu+ssh runs the ssh program, which reads only the user's
+ * own ~/.ssh/known_hosts (and takes no file from the URI): it becomes qemu+libssh with virtwire's.
+ * A libssh URI without a known_hosts of its own gets it; one with its own keeps it (checked: a
+ * device or symlink is refused). The policy: strict → known_hosts_verify=normal, accept-new → auto.
+ */
+export function libvirtUriFor(uri: string, knownHosts: string, policy: 'strict' | 'accept-new' = 'strict'): string {
+  const url = new URL(uri);
+  if (!SSH_TRANSPORTS.includes(url.protocol)) return uri;
+  const params = url.searchParams;
+  if (!params.has('known_hosts')) params.set('known_hosts', knownHosts);
+  if (!params.has('known_hosts_verify')) params.set('known_hosts_verify', policy === 'accept-new' ? 'auto' : 'normal');
+  checkKnownHostsFile(params.get('known_hosts')!);
+  const transport = url.protocol === 'qemu+ssh:' ? 'qemu+libssh:' : url.protocol;
+  params.delete('no_tty'); // the ssh program's; libssh never prompts
+  return `${transport}//${url.username ? `${url.username}@` : ''}${url.host}${url.pathname}?${params}`;
+}
+
 /** Host contexts of one call, made through the engine's collaborators (never constructed here). */
 export class HostResolver {
   constructor(
@@ -114,18 +135,17 @@ export class HostResolver {
         remote: false,
       };
     }
-    // host keys are checked against virtwire's own known_hosts in the state dir unless one is named
-    const ssh = target.ssh && {
-      ...target.ssh,
-      knownHostsFile: target.ssh.knownHostsFile ?? statePaths(this.scope.stateDir).knownHosts,
-    };
+    // host keys are checked against virtwire's own known_hosts in the state dir unless one is
+    // named: by the host's commands and by its libvirt connection alike
+    const knownHosts = target.ssh?.knownHostsFile ?? statePaths(this.scope.stateDir).knownHosts;
+    const ssh = target.ssh && { ...target.ssh, knownHostsFile: knownHosts };
     const runner = ssh ? runners.ssh(ssh) : runners.local();
     const stateDir = target.stateDir ?? (target.ssh ? DEFAULT_STATE_DIR : this.scope.stateDir);
     return {
       name: target.name,
       ...(target.uplink ? { uplink: target.uplink } : {}),
       ...(target.address ? { address: target.address } : {}),
-      uri: target.uri,
+      uri: libvirtUriFor(target.uri, knownHosts, target.ssh?.hostKeyPolicy),
       runner,
       plane: planes(runner, stateDir),
       stateDir,

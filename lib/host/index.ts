@@ -24,4 +24,4 @@ export { desiredLinks, planLinks, newBridgeMac, linkMaster, segmentMtus, OWNED_N
 export { FileLock, lockedError, type LockHolder } from './file-lock.js';
 export { waitUntil, waitForFile, pollFile } from './wait.js';
 export { sshAnswer, CLOUD_INIT_DONE } from './guest.js';
-export { SshRunner, type SshTarget } from './ssh-runner.js';
+export { SshRunner, checkKnownHostsFile, type SshTarget } from './ssh-runner.js';

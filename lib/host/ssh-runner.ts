@@ -40,6 +40,23 @@ export function checkControlDir(dir: string): void {
   if (problem) throw new VirtwireError('UNSAFE_VALUE', `SSH control directory ${dir} ${problem}: refusing to use it`);
 }
 
+/**
+ * A known_hosts file is where host keys are checked: one that is a device (`/dev/null`), a
+ * symlink (to one) or anything but a regular file would let any key through, silently. It may
+ * not exist yet (accept-new writes it).
+ */
+export function checkKnownHostsFile(file: string): void {
+  let st;
+  try {
+    st = lstatSync(file);
+  } catch {
+    return;
+  }
+  const problem = st.isSymbolicLink() ? 'is a symbolic link' : !st.isFile() ? 'is not a regular file' : undefined;
+  if (problem)
+    throw new VirtwireError('UNSAFE_VALUE', `known_hosts ${file} ${problem}: host keys would not be checked`);
+}
+
 export class SshRunner implements CommandRunner {
   private readonly options: string[];
   private readonly controlDir: string;
@@ -50,6 +67,7 @@ export class SshRunner implements CommandRunner {
   ) {
     this.controlDir = target.controlDir ?? defaultControlDir();
     checkControlDir(this.controlDir);
+    if (target.knownHostsFile) checkKnownHostsFile(target.knownHostsFile);
     const known = target.knownHostsFile ? ['-o', `UserKnownHostsFile=${target.knownHostsFile}`] : [];
     this.options = [
       '-T',

@@ -47,9 +47,10 @@ function checkSsh(p: Problems, path: string, ssh: unknown): void {
   if (typeof dest !== 'string' || !/^[A-Za-z0-9_.@:-]+$/.test(dest) || dest.startsWith('-')) {
     p.add(at(path, 'destination'), 'must be "user@host" or "host" (letters, digits, _ . @ : -; not starting with -)');
   }
-  for (const key of ['identityFile', 'controlDir', 'knownHostsFile'] as const) {
+  for (const key of ['identityFile', 'controlDir'] as const) {
     if (ssh[key] !== undefined) checkAbsolutePath(p, at(path, key), ssh[key]);
   }
+  if (ssh.knownHostsFile !== undefined) checkKnownHostsPath(p, at(path, 'knownHostsFile'), ssh.knownHostsFile);
   if (ssh.port !== undefined) checkInt(p, at(path, 'port'), ssh.port, 1, 65535);
   if (ssh.hostKeyPolicy !== undefined && ssh.hostKeyPolicy !== 'strict' && ssh.hostKeyPolicy !== 'accept-new') {
     p.add(
@@ -57,6 +58,16 @@ function checkSsh(p: Problems, path: string, ssh: unknown): void {
       `${JSON.stringify(ssh.hostKeyPolicy)} is not strict or accept-new (host keys are always checked)`,
     );
   }
+}
+
+/**
+ * Where host keys are checked must hold them: a device or kernel file (/dev/null above all)
+ * would let any key through. (On the host, a symlink or non-regular file is refused too.)
+ */
+function checkKnownHostsPath(p: Problems, path: string, value: unknown): void {
+  if (!checkAbsolutePath(p, path, value)) return;
+  if (/^\/(dev|proc|sys)(\/|$)/.test(value.replace(/\/+/g, '/')))
+    p.add(path, `${JSON.stringify(value)} is a device or kernel file: host keys would not be checked`);
 }
 
 // libvirt transports virtwire accepts, and the URI parameters each may carry. Anything else —
@@ -105,6 +116,11 @@ export function checkLibvirtUri(p: Problems, path: string, uri: unknown): boolea
     if (key === 'known_hosts_verify' && value !== 'normal' && value !== 'auto')
       return bad('turns host-key checking off (known_hosts_verify may be normal or auto)');
     if (key === 'no_verify' && value !== '0') return bad('turns certificate checking off (no_verify)');
+    if (key === 'known_hosts') {
+      const q = new Problems();
+      checkKnownHostsPath(q, path, value);
+      if (q.list.length) return bad(`has known_hosts=${value}, not a file that can hold host keys`);
+    }
   }
   return true;
 }

@@ -9,7 +9,7 @@ import { execa } from 'execa';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEngine } from '../../lib/engine/container.js';
-import { placeVm } from '../../lib/engine/hosts.js';
+import { placeVm, libvirtUriFor } from '../../lib/engine/hosts.js';
 import { readState as readRecords } from '../../lib/engine/index.js';
 import { Libvirt } from '../../lib/libvirt/index.js';
 import { validateVm, bridgeName, namespaceNames } from '../../lib/spec/index.js';
@@ -65,6 +65,33 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
   test('placement by free memory reads libvirt over SSH and passes the unreachable host over', async () => {
     const vm = validateVm(testGuestSpec(image, 'vwrs-probe', [{ network: tenant }]));
     expect((await placeVm(vm, hosts, (uri) => Libvirt.open(uri)))!.name).toBe('far');
+  });
+
+  test("a qemu+ssh URI checks the host's key against virtwire's known_hosts: unknown refused, accept-new records it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vwrh-kh-'));
+    try {
+      const kh = join(dir, 'known_hosts');
+      const key = new URLSearchParams({ keyfile: far.target.ssh!.identityFile!, sshauth: 'privkey' });
+      const uri = `qemu+ssh://root@127.0.0.1:${far.target.ssh!.port}/system?${key.toString()}`;
+      const opens = async (u: string) => {
+        const lv = await Libvirt.open(u).catch((e: unknown) => e as Error);
+        if (lv instanceof Error) return lv.message;
+        await lv.close();
+        return 'opened';
+      };
+      expect(await opens(libvirtUriFor(uri, kh, 'strict'))).not.toBe('opened');
+      expect(existsSync(kh)).toBe(false);
+      expect(await opens(libvirtUriFor(uri, kh, 'accept-new'))).toBe('opened');
+      expect(readFileSync(kh, 'utf8')).toMatch(/127\.0\.0\.1/);
+      expect(await opens(libvirtUriFor(uri, kh, 'strict'))).toBe('opened');
+      // a different key under that name is refused, under either policy
+      await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'other')]);
+      const other = readFileSync(join(dir, 'other.pub'), 'utf8').split(' ').slice(0, 2).join(' ');
+      writeFileSync(kh, readFileSync(kh, 'utf8').replace(/ssh-ed25519 \S+/, other));
+      expect(await opens(libvirtUriFor(uri, kh, 'accept-new'))).not.toBe('opened');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('createVm lands on the host, boots, gets its lease from dnsmasq there; destroyVm removes it there', async () => {

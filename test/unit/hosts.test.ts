@@ -1,13 +1,13 @@
 // Placement and host lists, without contacting anything: libvirt connections are stand-ins that
 // report free memory (or fail to connect).
 import { validateHosts, validateVm } from '../../lib/spec/index.js';
-import { placeVm, HostResolver } from '../../lib/engine/hosts.js';
+import { placeVm, HostResolver, libvirtUriFor } from '../../lib/engine/hosts.js';
 import { hostStateFor } from '../../lib/engine/records-to-host.js';
 import { SpecError, isVirtwireError } from '../../lib/errors/index.js';
 import { LocalFiles, RunnerFiles, SshRunner } from '../../lib/host/index.js';
 import type { Libvirt } from '../../lib/libvirt/index.js';
 import type { HostTarget } from '../../types/vm.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEngine } from '../../lib/engine/container.js';
@@ -115,7 +115,8 @@ describe('host lists', () => {
     expect(remote.plane.files).toBeInstanceOf(RunnerFiles);
     expect([remote.name, remote.uri, remote.stateDir, remote.remote]).toEqual([
       'hv2',
-      'qemu+ssh://root@hv2/system',
+      // libvirt's connection checks host keys against the same file as the host's commands
+      'qemu+libssh://root@hv2/system?known_hosts=%2Fsrv%2Fvw%2Fknown_hosts&known_hosts_verify=normal',
       '/var/lib/virtwire',
       true,
     ]);
@@ -158,6 +159,38 @@ describe('what a spec may ask of SSH and libvirt', () => {
     expect(uri('qemu+tls://hv1/system?no_verify=1')).toMatch(/turns certificate checking off/);
     expect(uri('qemu+unix:///system?socket=/x')).toMatch(/uses transport qemu\+unix/);
     expect(uri('qemu:///session')).toMatch(/must be qemu:\/\/\/system/);
+    // a known_hosts that holds no keys turns checking off as surely as known_hosts_verify=ignore
+    expect(uri('qemu+libssh://root@hv1/system?known_hosts=/dev/null')).toMatch(/not a file that can hold host keys/);
+    expect(uri('qemu+ssh://root@hv1/system?known_hosts=//proc/self/fd/0')).toMatch(/not a file that can hold/);
+  });
+
+  test("libvirt over SSH uses virtwire's known_hosts and policy; qemu+ssh becomes libssh to do so", () => {
+    expect(libvirtUriFor('qemu+ssh://root@hv1:2222/system?keyfile=/k&no_tty=1', '/s/known_hosts')).toBe(
+      'qemu+libssh://root@hv1:2222/system?keyfile=%2Fk&known_hosts=%2Fs%2Fknown_hosts&known_hosts_verify=normal',
+    );
+    expect(libvirtUriFor('qemu+libssh2://hv1/system', '/s/known_hosts', 'accept-new')).toBe(
+      'qemu+libssh2://hv1/system?known_hosts=%2Fs%2Fknown_hosts&known_hosts_verify=auto',
+    );
+    // its own file and verification (normal or auto, as validation allows) are kept
+    expect(libvirtUriFor('qemu+libssh://hv1/system?known_hosts=/etc/vw/kh&known_hosts_verify=auto', '/s/kh')).toBe(
+      'qemu+libssh://hv1/system?known_hosts=%2Fetc%2Fvw%2Fkh&known_hosts_verify=auto',
+    );
+    expect(libvirtUriFor('qemu:///system', '/s/kh')).toBe('qemu:///system');
+    expect(libvirtUriFor('qemu+tls://hv1/system', '/s/kh')).toBe('qemu+tls://hv1/system');
+    // on this machine: a known_hosts that is a symlink (to /dev/null, say) is refused, not used
+    const dir = mkdtempSync(join(tmpdir(), 'vw-kh-'));
+    try {
+      symlinkSync('/dev/null', join(dir, 'known_hosts'));
+      expect(() => libvirtUriFor('qemu+ssh://hv1/system', join(dir, 'known_hosts'))).toThrow(
+        /known_hosts .* is a symbolic link: host keys would not be checked/,
+      );
+      expect(
+        () =>
+          new SshRunner({ destination: 'hv1', knownHostsFile: join(dir, 'known_hosts'), controlDir: join(dir, 'c') }),
+      ).toThrow(/is a symbolic link/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('SSH: known fields only, absolute paths, a host-key policy that checks', () => {
@@ -165,10 +198,18 @@ describe('what a spec may ask of SSH and libvirt', () => {
       {
         name: 'h',
         uri: 'qemu+ssh://hv1/system',
-        ssh: { destination: 'root@hv1', hostKeyPolicy: 'off', identityFile: 'id_rsa', port: 70000, colour: 'red' },
+        ssh: {
+          destination: 'root@hv1',
+          hostKeyPolicy: 'off',
+          identityFile: 'id_rsa',
+          port: 70000,
+          colour: 'red',
+          knownHostsFile: '/dev/null',
+        },
       },
     ]);
     expect(p).toEqual({
+      'hosts[0].ssh.knownHostsFile': '"/dev/null" is a device or kernel file: host keys would not be checked',
       'hosts[0].ssh.colour': expect.stringMatching(/unknown field/),
       'hosts[0].ssh.identityFile': expect.stringMatching(/absolute path/),
       'hosts[0].ssh.port': '70000 is out of range 1..65535',
