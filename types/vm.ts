@@ -39,7 +39,22 @@ export interface HostTarget {
   address?: string;
 }
 
+/**
+ * Where a VM's files may be read from and written to beyond virtwire's own: the operator's
+ * choice (createVm's options, the CLI's spec file), never a VM spec's. By default a VM reads its
+ * boot files (image, kernel, initrd) only from the state dir, /var/lib/virtwire,
+ * /var/lib/libvirt/images and /boot, and its serial log is written only in its own directory.
+ */
+export interface PathPolicy {
+  /** more directories boot files may come from */
+  read?: string[];
+  /** more directories a serial log may go to */
+  write?: string[];
+}
+
 export interface CreateVmOptions {
+  /** directories a VM's files may come from or go to beyond the defaults (PathPolicy) */
+  paths?: PathPolicy;
   /** default qemu:///system; with `hosts`, each host's own */
   uri?: string;
   /**

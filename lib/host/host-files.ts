@@ -10,6 +10,8 @@ import {
   mkdirSync,
   readFileSync,
   readdirSync,
+  realpathSync,
+  statSync,
   renameSync,
   rmSync,
   writeFileSync,
@@ -28,6 +30,8 @@ export interface HostFiles {
   /** the file's text, or undefined when it does not exist */
   read(path: string): Promise<string | undefined>;
   exists(path: string): Promise<boolean>;
+  /** where `path` really is (every symlink followed) and what it is there; undefined when nothing is */
+  resolve(path: string): Promise<{ real: string; kind: 'file' | 'directory' | 'other' } | undefined>;
   /** replaces the file atomically (a temp file renamed over it) with `mode` (default 0644) */
   write(path: string, text: string, options?: { mode?: number }): Promise<void>;
   /** creates the directory (and its parents) and sets its mode and group, also when it exists */
@@ -71,6 +75,18 @@ export class LocalFiles implements HostFiles {
   }
   async exists(path: string) {
     return existsSync(path);
+  }
+  async resolve(path: string) {
+    try {
+      const real = realpathSync(path);
+      const st = statSync(real);
+      return {
+        real,
+        kind: st.isFile() ? ('file' as const) : st.isDirectory() ? ('directory' as const) : ('other' as const),
+      };
+    } catch {
+      return undefined;
+    }
   }
   async write(path: string, text: string, options: { mode?: number } = {}) {
     const mode = options.mode ?? 0o644;
@@ -118,6 +134,18 @@ export class RunnerFiles implements HostFiles {
   }
   async exists(path: string) {
     return (await this.ok(['test', '-e', path])).exitCode === 0;
+  }
+  async resolve(path: string) {
+    const r = await this.ok(['realpath', '-e', '--', path]);
+    if (r.exitCode !== 0) return undefined;
+    const real = r.stdout.trim();
+    const type = (await this.ok(['stat', '-c', '%F', '--', real])).stdout.trim();
+    const kind = type.startsWith('regular')
+      ? ('file' as const)
+      : type === 'directory'
+        ? ('directory' as const)
+        : ('other' as const);
+    return { real, kind };
   }
   async write(path: string, text: string, options: { mode?: number } = {}) {
     const step = `write ${path}`;

@@ -7,4 +7,5 @@ export { bridgeName, tapName, vlanDeviceName, vxlanDeviceName, ifbName, namespac
 export { checkIfName, checkSafeText, checkName, checkPositive, isRecord } from './checks.js';
 export { validateSecurityGroup, checkSecurityReferences } from './security-group.js';
 export { validateHosts, checkLibvirtUri } from './hosts.js';
+export { validatePathPolicy } from './path-policy.js';
 export { resolveSpecDocument, type SpecFile } from './spec-document.js';

@@ -2,7 +2,7 @@
 // hosts) checked as a whole: every problem with its path — unknown keys, types, validation,
 // duplicates, references to tenants, groups and hosts — and the overlaps between tenants.
 import type { NetworkSpec, SegmentPools } from '../../types/spec.js';
-import type { HostTarget } from '../../types/vm.js';
+import type { HostTarget, PathPolicy } from '../../types/vm.js';
 import type { ResolvedNetwork, ResolvedSecurityGroup, ResolvedVm } from '../../types/resolved.js';
 import { Problems, at } from './problems.js';
 import { isRecord } from './checks.js';
@@ -10,6 +10,7 @@ import { resolveNetwork, resolvePools, subnetsOverlap } from './network.js';
 import { resolveVm } from './vm.js';
 import { resolveSecurityGroup, checkSecurityReferences } from './security-group.js';
 import { checkHosts } from './hosts.js';
+import { checkPathPolicy } from './path-policy.js';
 
 export interface SpecFile {
   networks: ResolvedNetwork[];
@@ -20,11 +21,13 @@ export interface SpecFile {
   pools?: SegmentPools;
   /** the hosts VMs may be placed on (default: this machine) */
   hosts?: HostTarget[];
+  /** directories VMs' files may come from or go to beyond the defaults (the operator's file) */
+  paths?: PathPolicy;
   /** what virtwire does about tenants whose subnets overlap, one sentence per pair (absent: none overlap) */
   overlaps?: string[];
 }
 
-const TOP_KEYS = ['networks', 'vms', 'securityGroups', 'pools', 'hosts'];
+const TOP_KEYS = ['networks', 'vms', 'securityGroups', 'pools', 'hosts', 'paths'];
 
 /** The document `input` resolved, its problems collected into `p` (undefined: not a map at all). */
 export function resolveSpecDocument(p: Problems, input: unknown): SpecFile | undefined {
@@ -89,6 +92,7 @@ export function resolveSpecDocument(p: Problems, input: unknown): SpecFile | und
   const securityGroups = resolveGroups(p, input.securityGroups, byTenant, vms, vmIndex);
   const pools = resolvePools(p, 'pools', input.pools);
   const hosts = checkHosts(p, input.hosts);
+  const paths = checkPathPolicy(p, 'paths', input.paths);
   vms.forEach((vm) => {
     if (vm.host !== undefined && !hosts.some((h) => h.name === vm.host)) {
       p.add(
@@ -105,6 +109,7 @@ export function resolveSpecDocument(p: Problems, input: unknown): SpecFile | und
     ...(securityGroups.length ? { securityGroups } : {}),
     ...(pools && Object.keys(pools).length ? { pools } : {}),
     ...(hosts.length ? { hosts } : {}),
+    ...(paths ? { paths } : {}),
     ...(overlaps.length ? { overlaps } : {}),
   };
 }

@@ -148,6 +148,7 @@ async function run(ctx: Ctx, flags: ApplyFlags, p: Plan, spec: SpecFile): Promis
       stateDir: ctx.stateDir,
       uri: ctx.uri,
       ...(spec.hosts ? { hosts: spec.hosts } : {}),
+      ...(spec.paths ? { paths: spec.paths } : {}),
       report: progress.report,
       signal: stop.signal,
       ...(flags.parallelism ? { parallelism: flags.parallelism } : {}),

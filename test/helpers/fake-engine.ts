@@ -171,6 +171,9 @@ class MemoryFiles implements HostFiles {
   async exists(path: string) {
     return !this.missing.has(path);
   }
+  async resolve(path: string) {
+    return this.missing.has(path) ? undefined : { real: path, kind: 'file' as const };
+  }
   async write(path: string, text: string) {
     this.files.set(path, text);
   }

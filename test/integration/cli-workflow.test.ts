@@ -32,7 +32,8 @@ let before: HostSnapshot;
 const guest = (name: string, tenant: string, extra = '') => guestYaml(image, name, tenant, extra, 160);
 function writeSpec(...vms: string[]): void {
   const networks = ['  - { tenant: vwcwa, cidr: 10.83.0.0/24 }', '  - { tenant: vwcwb, cidr: 10.84.0.0/24 }'];
-  writeFileSync(file, ['networks:', ...networks, 'vms:', ...vms, ''].join('\n'));
+  // the operator's file allows VMs to read from the test's own directory (a disk made there)
+  writeFileSync(file, ['networks:', ...networks, `paths: { read: [${dir}] }`, 'vms:', ...vms, ''].join('\n'));
 }
 const A = () => guest('vwcw-a', 'vwcwa');
 const B = (qos = 5000) => guest('vwcw-b', 'vwcwb', `qos: { egressKbps: ${qos} }`);

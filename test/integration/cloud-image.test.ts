@@ -43,7 +43,8 @@ describeAsRoot('cloud images: qcow2 overlay and NoCloud seed ISO', () => {
   });
 
   test('createVm makes the overlay and the seed, and libvirt runs the domain with both', async () => {
-    const vm = await createVm(spec, { stateDir, waitForIp: false });
+    // the base image is the test's own, beside the state dir: the operator allows reading there
+    const vm = await createVm(spec, { stateDir, waitForIp: false, paths: { read: [dir] } });
     const paths = vmPaths(stateDir, 'vwcloud');
 
     // -U: the running QEMU holds the image's lock

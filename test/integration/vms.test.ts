@@ -2,7 +2,7 @@
 // busybox, TCG), on NAT tenant networks built in the host's own namespace. An "outside"
 // namespace beyond a veth the test makes stands for the internet. Uses virtwire/testing's own
 // helpers (GuestLab, waitForConsole, buildTestGuest): their first proof.
-import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
+import { mkdtempSync, chmodSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createVm, destroyVm } from '../../lib/engine/index.js';
@@ -64,6 +64,26 @@ describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', ()
     expect((err as SpecError).problems).toEqual([
       { path: 'boot.image', message: '/nonexistent/disk.qcow2 does not exist' },
     ]);
+    expect(await hostSnapshot(stateDir)).toEqual(before);
+  });
+
+  test("a spec's paths that root's daemons would read or write for it: SpecError naming each, nothing made", async () => {
+    const spec = testGuestSpec(image, 'vwbad', [{ network: { tenant: 'vwhooli', cidr: '10.64.0.0/24' } }]);
+    const tried = {
+      ...spec,
+      boot: { kernel: '/etc/shadow', initrd: '/dev/null' },
+      serialLog: '/root/.ssh/authorized_keys',
+    };
+    const err = await createVm(tried, { stateDir }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SpecError);
+    expect((err as SpecError).problems.map((p) => [p.path, p.message.split(' ').slice(1, 4).join(' ')])).toEqual([
+      ['boot.kernel', 'is outside the'],
+      ['boot.initrd', 'is not a'],
+      ['serialLog', 'is outside the'],
+    ]);
+    expect(
+      existsSync('/root/.ssh/authorized_keys') ? readFileSync('/root/.ssh/authorized_keys', 'utf8') : '',
+    ).not.toContain('VIRTWIRE');
     expect(await hostSnapshot(stateDir)).toEqual(before);
   });
 

@@ -14,10 +14,14 @@ import type { VmSpec } from '../../types/spec.js';
 import { fakeEngine } from '../helpers/fake-engine.js';
 
 const acme = { tenant: 'acme', cidr: '10.10.0.0/24' };
-const kernelVm = (name = 'web'): VmSpec => ({ name, boot: { kernel: '/k', initrd: '/i' }, nics: [{ network: acme }] });
+const kernelVm = (name = 'web'): VmSpec => ({
+  name,
+  boot: { kernel: '/boot/k', initrd: '/boot/i' },
+  nics: [{ network: acme }],
+});
 const imageVm = (name = 'web'): VmSpec => ({
   name,
-  boot: { image: '/base.qcow2' },
+  boot: { image: '/var/lib/libvirt/images/base.qcow2' },
   cloudInit: { userData: '#cloud-config\n' },
   nics: [{ network: acme }],
 });
@@ -165,7 +169,7 @@ describe("import into a state that holds other hosts' VMs", () => {
         name: ['ext'],
         memory: [{ _: '262144', $: { unit: 'KiB' } }],
         vcpu: ['1'],
-        os: [{ type: [{ _: 'hvm', $: { arch: 'x86_64', machine: 'pc' } }], kernel: ['/k'] }],
+        os: [{ type: [{ _: 'hvm', $: { arch: 'x86_64', machine: 'pc' } }], kernel: ['/boot/k'] }],
         devices: [
           {
             interface: [

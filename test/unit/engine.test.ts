@@ -16,7 +16,7 @@ import { SpecError } from '../../lib/errors/index.js';
 import type { VmSpec } from '../../types/spec.js';
 
 const acme = { tenant: 'acme', cidr: '10.10.0.0/29' }; // .2 - .6 for guests
-const vm = (name: string, nics: VmSpec['nics']) => validateVm({ name, boot: { kernel: '/k' }, nics });
+const vm = (name: string, nics: VmSpec['nics']) => validateVm({ name, boot: { kernel: '/boot/k' }, nics });
 const record = (v: ReturnType<typeof vm>): VmRecord => ({ vm: v, accel: 'tcg', createdAt: 'now' });
 
 describe('allocate', () => {
@@ -217,7 +217,7 @@ test('host state: one network per tenant, one tap port per NIC with its lease an
 test('seed files: user-data as given (or an empty cloud-config), meta-data as YAML', () => {
   const v = validateVm({
     name: 'ci',
-    boot: { image: '/i.qcow2' },
+    boot: { image: '/var/lib/libvirt/images/i.qcow2' },
     cloudInit: { metaData: { zone: 'a: b' } },
     nics: [{ network: acme }],
   });
@@ -298,7 +298,7 @@ describe('cloud-init for real users', () => {
   const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl vw@test';
   const spec = (cloudInit: unknown) => ({
     name: 'ci',
-    boot: { image: '/i.qcow2' },
+    boot: { image: '/var/lib/libvirt/images/i.qcow2' },
     cloudInit,
     nics: [{ network: acme }, { network: { tenant: 'ops', cidr: '10.9.0.0/24' } }],
   });

@@ -1,6 +1,6 @@
 // Making a plan true (Terraform's apply): deletions and replacements' removals first, then
 // creations in parallel, then in-place updates' host planes, restarts and network repairs.
-import type { CreatedVm } from '../../../types/vm.js';
+import type { CreatedVm, PathPolicy } from '../../../types/vm.js';
 import pLimit from 'p-limit';
 import { VirtwireError } from '../../errors/index.js';
 import type { EngineDeps } from '../deps.js';
@@ -25,6 +25,8 @@ export interface ApplyOptions extends ScopeOptions {
   signal?: AbortSignal;
   /** at most this many VM creates at once; default 10 */
   parallelism?: number;
+  /** directories VMs' files may come from or go to beyond the defaults */
+  paths?: PathPolicy;
 }
 
 export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions = {}): Promise<CreatedVm[]> {
@@ -93,6 +95,7 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
       const vm = await createVm(deps, specOf(c.vm!), {
         ...scope,
         ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.paths ? { paths: options.paths } : {}),
         onProgress: (e) => e.status === 'start' && report(c, 'progress', e.step),
       });
       created.push(vm);

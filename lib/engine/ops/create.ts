@@ -10,10 +10,11 @@ import type {
 } from '../../../types/vm.js';
 import type { ResolvedVm } from '../../../types/resolved.js';
 import { ApplyError, HostUnsupportedError, SpecError, VirtwireError, isVirtwireError } from '../../errors/index.js';
-import { validateVm } from '../../spec/index.js';
+import { validatePathPolicy, validateVm } from '../../spec/index.js';
+import { checkVmFiles } from '../file-policy.js';
 import { renderResolvedDomainXml, effectiveAccel } from '../../xml/index.js';
 import { kernelFor } from '../kernel/fast-kernel.js';
-import { CLOUD_INIT_DONE, pollFile, sshAnswer, waitForFile, waitUntil, type HostFiles } from '../../host/index.js';
+import { CLOUD_INIT_DONE, pollFile, sshAnswer, waitForFile, waitUntil } from '../../host/index.js';
 import type { DomainHandle, Hypervisor } from '../../libvirt/index.js';
 import type { EngineDeps, TenantPlane } from '../deps.js';
 import { placeVm, type HostContext } from '../hosts.js';
@@ -52,10 +53,11 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
   try {
     const { vm, host, placed, kvm } = await run('validate', async () => {
       const v = validateVm(spec);
+      const paths = validatePathPolicy(options.paths);
       checkVmGroups(state, v);
       const target = await placeVm(v, scope.hosts, deps.connect);
       const ctx = hosts.context(target);
-      await checkBootFiles(v, ctx.plane.files);
+      await checkVmFiles(v, ctx.plane.files, ctx.stateDir, paths);
       // one rule for every host, asked through its own runner (never libvirt's kvm capability alone)
       const verdict = await deps.kvm(ctx);
       if (v.accel === 'kvm' && !verdict.usable) {
@@ -180,21 +182,6 @@ async function waitForCloudInit(host: HostContext, serialLog: string, signal: Ab
   // watched on this machine; on a remote host re-read over its connection
   if (host.remote) await pollFile(() => host.plane.files.read(serialLog), test, { ...wait, intervalMs: 1000 });
   else await waitForFile(serialLog, test, wait);
-}
-
-/** The files a VM boots from must exist on its host before anything is made for it (bad input, not a rollback). */
-async function checkBootFiles(vm: ResolvedVm, files: HostFiles): Promise<void> {
-  const wanted =
-    'image' in vm.boot
-      ? { 'boot.image': vm.boot.image }
-      : { 'boot.kernel': vm.boot.kernel, ...(vm.boot.initrd ? { 'boot.initrd': vm.boot.initrd } : {}) };
-  const missing: [string, string][] = [];
-  for (const [path, f] of Object.entries(wanted)) if (!(await files.exists(f))) missing.push([path, f]);
-  if (missing.length > 0)
-    throw new SpecError(
-      missing.map(([path, f]) => ({ path, message: `${f} does not exist${vm.host ? ` on host ${vm.host}` : ''}` })),
-      `VM spec for ${vm.name}`,
-    );
 }
 
 export async function undefine(d: DomainHandle): Promise<void> {
