@@ -5,10 +5,17 @@
 /** What is printed in place of a secret. */
 export const SENSITIVE = '(sensitive value)';
 
+// Commands, network-config, meta-data and a kernel command line carry tokens and keys as often
+// as user-data does. (A kernel command line is also on QEMU's command line, which every local
+// user can read in /proc: README.)
 const SECRET_PATHS = [
   /^cloudInit\.userData$/,
   /^cloudInit\.writeFiles\[\d+\]\.content$/,
   /^cloudInit\.users\[\d+\]\.hashedPassword$/,
+  /^cloudInit\.runcmd(\[\d+\])*$/,
+  /^cloudInit\.networkConfig$/,
+  /^cloudInit\.metaData(\.[^.]+)?$/,
+  /^boot\.cmdline$/,
 ];
 
 /** Whether the field at `path` (e.g. `cloudInit.userData`) holds a secret. */

@@ -378,4 +378,35 @@ describe('secrets never printed', () => {
     // the plan itself keeps it: applying it must create the VM with its user-data
     expect(plan.changes[0]!.vm!.cloudInit!.userData).toContain(canary);
   });
+
+  test('runcmd, network-config, meta-data and a kernel command line are secrets too', async () => {
+    const { redactPlan } = await import('../../lib/engine/plan.js');
+    const canary = 'CANARY-8e2b1d';
+    const withData = (data: string) =>
+      yaml().replace(
+        '  - name: web\n    boot: { kernel: /k }',
+        [
+          '  - name: web',
+          `    boot: { kernel: /k, cmdline: "console=ttyS0 token=${data}" }`,
+          '    cloudInit:',
+          `      runcmd: ["echo ${data}", [curl, "https://x/${data}"]]`,
+          `      networkConfig: "version: 2 # ${data}"`,
+          `      metaData: { token: ${data} }`,
+        ].join('\n'),
+      );
+    const records = applied(withData(`${canary}-old`));
+    const plan = planChanges(parseSpecText(withData(canary)), records, running('web', 'db'));
+    expect(plan.changes[0]!.attributes!.map((a) => a.name).sort()).toEqual([
+      'boot.cmdline',
+      'cloudInit.metaData.token',
+      'cloudInit.networkConfig',
+      'cloudInit.runcmd[0]',
+      'cloudInit.runcmd[1][1]',
+    ]);
+    expect(
+      plan.changes[0]!.attributes!.every((a) => a.from === '(sensitive value)' && a.to === '(sensitive value)'),
+    ).toBe(true);
+    expect(formatPlan(plan)).not.toContain(canary);
+    expect(JSON.stringify(redactPlan(plan))).not.toContain(canary);
+  });
 });
