@@ -161,10 +161,15 @@ export async function applyDnsmasq(
     await files.signal(status.pid!, 'HUP');
     return status.pid;
   }
-  await files.write(paths.conf, conf);
+  // the config and the leases are read and written by dnsmasq as root (the lease file is opened
+  // before it drops privileges): root's only. The hostsfile is re-read on SIGHUP by dnsmasq's
+  // own user and stays readable (MACs, addresses, names: no secrets)
+  await files.write(paths.conf, conf, { mode: 0o600 });
   if (status.pid !== undefined) await stopDnsmasq(files, paths, status.pid);
   // read again: dnsmasq may have written leases until it stopped
-  await files.write(paths.leaseFile, withoutStaleLeases((await files.read(paths.leaseFile)) ?? '', macs));
+  await files.write(paths.leaseFile, withoutStaleLeases((await files.read(paths.leaseFile)) ?? '', macs), {
+    mode: 0o600,
+  });
   // dnsmasq reports start-up errors through its exit code before it detaches, and writes its
   // pid file before the parent exits
   await runner.run(['dnsmasq', `--conf-file=${paths.conf}`], { step: `dnsmasq: start for ${paths.dir}` });

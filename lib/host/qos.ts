@@ -88,6 +88,8 @@ interface Observed {
   /** devices with virtwire's root htb (handle 1:) -> class rate/burst, when readable */
   htb: Map<string, { kbps: number; burstBytes: number } | undefined>;
   ingress: Set<string>;
+  /** the ifb devices some port's ingress redirects to (its filter is there) */
+  redirectsTo: Set<string>;
 }
 
 const UNIT: Record<string, number> = { bit: 1, kbit: 1e3, mbit: 1e6, gbit: 1e9, tbit: 1e12 };
@@ -129,13 +131,24 @@ async function observeQos(runner: CommandRunner, devices: string[]): Promise<Obs
       });
     }
   }
-  return { htb, ingress };
+  // a port's ingress qdisc without its redirect filter (deleted by hand) shapes nothing: drift.
+  // One batch of listings; each redirect names its ifb, unique to its port.
+  const redirectsTo = new Set<string>();
+  if (ingress.size > 0) {
+    const input = [...ingress].map((d) => batchLine(['filter', 'show', 'dev', d, 'parent', 'ffff:'])).join('\n') + '\n';
+    const out = (await runner.run(['tc', '-batch', '-'], { input, step: 'qos: observe' })).stdout;
+    for (const m of out.matchAll(/Redirect to device (\S+?)\)/g)) redirectsTo.add(m[1]!);
+  }
+  return { htb, ingress, redirectsTo };
 }
 
 /** tc batch lines (and typed changes) taking the observed qdiscs to the desired ones. */
 export async function planQos(runner: CommandRunner, want: QosDesired, existing: Set<string>): Promise<QosPlan> {
   const devices = [...new Set([...want.ports, ...want.shapers.map((s) => s.dev)])].filter((d) => existing.has(d));
-  const seen = devices.length > 0 ? await observeQos(runner, devices) : { htb: new Map(), ingress: new Set<string>() };
+  const seen =
+    devices.length > 0
+      ? await observeQos(runner, devices)
+      : { htb: new Map(), ingress: new Set<string>(), redirectsTo: new Set<string>() };
   const lines: string[] = [];
   const changed = new Map<string, QosChange['action']>();
   const shaped = new Set(want.shapers.map((s) => s.dev));
@@ -177,9 +190,9 @@ export async function planQos(runner: CommandRunner, want: QosDesired, existing:
     );
   }
   for (const r of want.redirects) {
-    if (seen.ingress.has(r.port)) continue;
+    if (seen.ingress.has(r.port) && seen.redirectsTo.has(r.ifb)) continue;
     changed.set(r.port, 'set');
-    lines.push(batchLine(['qdisc', 'add', 'dev', r.port, 'handle', 'ffff:', 'ingress']));
+    if (!seen.ingress.has(r.port)) lines.push(batchLine(['qdisc', 'add', 'dev', r.port, 'handle', 'ffff:', 'ingress']));
     lines.push(
       batchLine([
         'filter',

@@ -3,6 +3,7 @@
 # attacker's namespace):
 #   raw-send.py frame <dev> <hex>                      one Ethernet frame, as given (AF_PACKET)
 #   raw-send.py udp <dst> <dport> <sport> <hex>       one UDP datagram from <sport>
+#   raw-send.py udpflood <dst> <count>                 <count> datagrams to as many ports (new flows)
 import binascii
 import socket
 import sys
@@ -17,5 +18,12 @@ elif kind == "udp":
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", int(sys.argv[4])))
     s.sendto(binascii.unhexlify(sys.argv[5]), (sys.argv[2], int(sys.argv[3])))
+elif kind == "udpflood":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for p in range(10000, 10000 + int(sys.argv[3])):
+        try:
+            s.sendto(b"x", (sys.argv[2], p))
+        except OSError:
+            pass  # an ICMP error from an earlier datagram, reported on this socket
 else:
     sys.exit(f"raw-send: unknown kind {kind}")

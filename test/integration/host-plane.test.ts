@@ -4,7 +4,7 @@
 // suite runs once per firewall backend: nftables, and the iptables + ebtables fallback (on this
 // machine the iptables/ebtables tools are Debian's nf_tables-based ones; the backend drives them
 // only through iptables-save/-restore and ebtables-save/-restore, as on a host without nft).
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { HostPlane, probeHost, pidAlive, OWNED_NAME } from '../../lib/host/index.js';
 import { validateNetwork, tapName } from '../../lib/spec/index.js';
 import { ApplyError, HostUnsupportedError, SpecError } from '../../lib/errors/index.js';
@@ -255,6 +255,9 @@ function suite(firewall: FirewallKind, prefix: string): void {
       expect(dhcp.stdout + dhcp.stderr).toMatch(/lease of 10\.31\.0\.13 obtained/);
       const lease = await plane.waitForLease('acme', port('a3', 13).mac, { timeoutMs: 10_000 });
       expect(lease).toMatchObject({ ip: '10.31.0.13', hostname: 'a3' });
+      // dnsmasq (root) reads its config and writes its leases: nobody else may read them
+      const files = plane.dnsmasqPaths('acme');
+      expect([files.conf, files.leaseFile].map((f) => (statSync(f).mode & 0o777).toString(8))).toEqual(['600', '600']);
 
       const grown: HostState = {
         networks: [acmeNet(port('a3', 13, '10.31.0.13'), port('a4', 14, '10.31.0.14')), globexNet],

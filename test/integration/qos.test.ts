@@ -78,6 +78,23 @@ describeAsRoot('QoS with tc (iperf3 between namespaces)', () => {
     expect(report.noop).toBe(true);
   });
 
+  test("a deleted redirect filter (the port's ingress qdisc kept) is drift: planned, repaired", async () => {
+    const port = tapName('limited', 0);
+    const hasRedirect = async () =>
+      (await lab.exec('vwqs-host', ['tc', 'filter', 'show', 'dev', port, 'parent', 'ffff:'])).stdout.includes(
+        'Redirect to device',
+      );
+    expect(await hasRedirect()).toBe(true);
+    await lab.exec('vwqs-host', ['tc', 'filter', 'del', 'dev', port, 'parent', 'ffff:']);
+    expect(await hasRedirect()).toBe(false);
+    expect((await plane.plan(state(50_000))).changes).toEqual([
+      { kind: 'qos', action: 'set', device: port, tenant: net.tenant },
+    ]);
+    await plane.apply(state(50_000));
+    expect(await hasRedirect()).toBe(true);
+    expect((await plane.apply(state(50_000))).noop).toBe(true);
+  });
+
   test('without QoS the same path runs far faster than the limit (the limit is what slowed it)', async () => {
     const open = state(50_000);
     delete open.networks[0]!.ports[0]!.qos;

@@ -48,6 +48,11 @@ describe('iptables backend', () => {
     ]);
     const x = filter!.chains[0]!.name;
     expect(rules(filter, 'F')).toEqual([
+      // each guest address's share of the host's connection tracking
+      `-i ${acme.bridge} -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 1000/sec --hashlimit-burst 2000 --hashlimit-mode srcip --hashlimit-name vwflow -j DROP`,
+      `-i ${acme.bridge} -m conntrack --ctstate NEW -m connlimit --connlimit-above 16384 --connlimit-mask 32 --connlimit-saddr -j DROP`,
+      `-i ${globex.bridge} -m conntrack --ctstate NEW -m hashlimit --hashlimit-above 1000/sec --hashlimit-burst 2000 --hashlimit-mode srcip --hashlimit-name vwflow -j DROP`,
+      `-i ${globex.bridge} -m conntrack --ctstate NEW -m connlimit --connlimit-above 16384 --connlimit-mask 32 --connlimit-saddr -j DROP`,
       `-i ${acme.bridge} -o ${acme.bridge} -j ACCEPT`,
       `-i ${acme.bridge} -j ${x}`,
       `-i ${acme.bridge} -d 169.254.0.0/16 -j DROP`,

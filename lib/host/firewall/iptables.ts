@@ -8,7 +8,7 @@
 import type { HostSecurityRule, HostState } from '../../../types/host.js';
 import { hashOf } from './hash.js';
 import { cidr, ifname, ipv4, mac, port } from './values.js';
-import { tenantPolicy } from './policy.js';
+import { TENANT_DEVICES_SET, tenantPolicy, type FlowLimits } from './policy.js';
 import { isInSet, rowsOf, type Block, type Cond, type InSet, type RowSet, type Rule, type Verdict } from './rules.js';
 import { policyId, sgPorts, type SgPolicy } from './sg.js';
 
@@ -235,6 +235,14 @@ function sgChains(state: HostState, name: (role: string) => string): Chain[] {
   ];
 }
 
+/** Flow limits (policy.ts) per tenant device: hashlimit's rate, connlimit's count, per source address. */
+function flowLimitLines(l: FlowLimits, sets: Record<string, RowSet>): string[] {
+  return (sets[TENANT_DEVICES_SET]?.rows ?? []).flatMap(([d]) => [
+    `-i ${ifname(String(d))} -m conntrack --ctstate NEW -m hashlimit --hashlimit-above ${l.newPerSecond}/sec --hashlimit-burst ${l.burst} --hashlimit-mode srcip --hashlimit-name vwflow -j DROP`,
+    `-i ${ifname(String(d))} -m conntrack --ctstate NEW -m connlimit --connlimit-above ${l.flows} --connlimit-mask 32 --connlimit-saddr -j DROP`,
+  ]);
+}
+
 /** Names each chain after its role and the hash of everything its table holds. */
 function named(tool: TableWant['tool'], table: string, build: (name: (role: string) => string) => Chain[]): TableWant {
   const draft = build((role) => `VW${role}-`);
@@ -265,6 +273,7 @@ export function desiredTables(state: HostState): TableWant[] {
             {
               name: name('F'),
               rules: [
+                ...(policy.flowLimits ? flowLimitLines(policy.flowLimits, policy.ipSets) : []),
                 ...(sgPorts(state).length ? [`-j ${name('G')}`] : []),
                 ...policy.forward.map((r) => literal(r, name('X'))),
               ],

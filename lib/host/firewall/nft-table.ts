@@ -53,7 +53,8 @@ export function parseTable(json: string): TableView {
       });
     if (!set) continue;
     if (set.name === HASH_SET) hash = /^virtwire:([0-9a-f]+)$/.exec(set.comment ?? '')?.[1] ?? '';
-    else sets[set.name] = (set.elem ?? []).map(elemText);
+    // the kernel's own (flow limits): their elements are the traffic's, not virtwire's
+    else if (!set.name.startsWith('dyn_')) sets[set.name] = (set.elem ?? []).map(elemText);
   }
   return { hash, rules: items.filter((x) => 'rule' in x).length, sets };
 }

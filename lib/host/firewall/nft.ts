@@ -5,7 +5,7 @@
 // in and compares them with the live ones.
 import type { HostState, HostSecurityRule } from '../../../types/host.js';
 import { cidr, ifname, ipv4, mac, port } from './values.js';
-import { tenantPolicy } from './policy.js';
+import { tenantPolicy, type FlowLimits } from './policy.js';
 import {
   isInSet,
   type Cond,
@@ -100,6 +100,26 @@ function keyedLine(r: KeyedRule): string {
     : `${key} @${r.set}`;
   return [lookup, ...r.conds.map(match), verdict(r.verdict)].join(' ');
 }
+
+// Flow limits (policy.ts): per source address, in sets the kernel fills (dyn_: never compared
+// with the wanted elements, see nft-table.ts).
+const FLOW_SETS = [
+  '  set dyn_flow_rate {',
+  '    type ipv4_addr',
+  '    size 65535',
+  '    flags dynamic,timeout',
+  '    timeout 1m',
+  '  }',
+  '  set dyn_flow_count {',
+  '    type ipv4_addr',
+  '    size 65535',
+  '    flags dynamic',
+  '  }',
+];
+const flowLimitRules = (l: FlowLimits) => [
+  `iifname @tenant_bridges ct state new add @dyn_flow_rate { ip saddr limit rate over ${l.newPerSecond}/second burst ${l.burst} packets } drop`,
+  `iifname @tenant_bridges ct state new add @dyn_flow_count { ip saddr ct count over ${l.flows} } drop`,
+];
 
 /** A policy's sets as nft elements, with their types. */
 function elements(sets: Record<string, RowSet>): { sets: Sets; types: Record<string, string> } {
@@ -217,7 +237,8 @@ export function renderRuleset(state: HostState): Ruleset {
   const sg = sgRuleset(state);
   const ip = elements(policy.ipSets);
   const plainSets: Sets = { ...ip.sets, ...sg.sets };
-  const forward = [...(sg.chains.length ? SG_FORWARD : []), ...policy.forward.map(line)];
+  const limits = policy.flowLimits ? flowLimitRules(policy.flowLimits) : [];
+  const forward = [...limits, ...(sg.chains.length ? SG_FORWARD : []), ...policy.forward.map(line)];
   const nat = policy.nat.map(line);
   const input = policy.any ? [...policy.overlay.map(line), ...policy.input.rules.map(keyedLine)] : [];
   const zones = policy.zones.map(line);
@@ -226,6 +247,7 @@ export function renderRuleset(state: HostState): Ruleset {
     : [
         // chains before the maps that jump to them
         ...renderSets(plainSets, ip.types),
+        ...(limits.length ? FLOW_SETS : []),
         ...sg.chains,
         ...renderSets(sg.maps, {}),
         ...chain('postrouting', 'type nat hook postrouting priority srcnat', nat),

@@ -19,6 +19,8 @@ export interface TenantPolicy {
   input: Block;
   /** encapsulated traffic the host's VXLAN devices accept: from its segments' peers only */
   overlay: Rule[];
+  /** what each guest address may hold in the host's connection tracking (none: no tenants) */
+  flowLimits?: FlowLimits;
   /** conntrack zones of namespaced tenants' bridged frames */
   zones: Rule[];
   /** on the bridges, frames arriving: the ports' anti-spoofing, then the uplinks' guards */
@@ -66,7 +68,8 @@ const not = (field: Cond['field'], value: Cond['value']): Cond => ({ field, valu
 const rule = (verdict: Verdict, ...conds: (Cond | InSet)[]): Rule => ({ conds, verdict });
 const ESTABLISHED = is('ct', 'established');
 /** every tenant device (bridges, namespaced tenants' transits) */
-const TENANT_DEVICES = 'tenant_bridges';
+export const TENANT_DEVICES_SET = 'tenant_bridges';
+const TENANT_DEVICES = TENANT_DEVICES_SET;
 const toTenant: InSet = { field: 'oif', set: TENANT_DEVICES };
 
 function natRules(net: HostNetwork, ns: TenantNamespace | undefined): Rule[] {
@@ -87,6 +90,20 @@ function natRules(net: HostNetwork, ns: TenantNamespace | undefined): Rule[] {
     ),
   ];
 }
+
+/**
+ * The host's connection tracking is one table for every tenant: a guest that floods it with new
+ * flows (a SYN flood, a UDP port scan) would leave no room for anyone's NAT. Each source address
+ * routed from a tenant device (a guest's; a namespaced tenant's transit address for the whole
+ * tenant) may start `newPerSecond` flows a second (`burst` at once) and hold `flows` at a time;
+ * what is over is dropped before it is tracked for long.
+ */
+export interface FlowLimits {
+  flows: number;
+  newPerSecond: number;
+  burst: number;
+}
+export const FLOW_LIMITS: FlowLimits = { flows: 16384, newPerSecond: 1000, burst: 2000 };
 
 /** The UDP ports of overlays (VXLAN: IANA's and Linux's old default; Geneve): never a guest's to send to. */
 const OVERLAY_PORTS = [4789, 8472, 6081];
@@ -278,6 +295,7 @@ export function tenantPolicy(state: HostState): TenantPolicy {
     forward: nets.flatMap((n) => forwardRules(n, nsOf(n), underlayOf(state))),
     input: { devices: TENANT_DEVICES, rules: INPUT },
     overlay: overlayRules(state),
+    ...(nets.length ? { flowLimits: FLOW_LIMITS } : {}),
     // a tenant's bridged frames tracked apart from any other's with the same addresses
     zones: spaces.map((s) => rule({ zone: s.zone }, is('iif', s.net.network.bridge))),
     bridgeIn: [
