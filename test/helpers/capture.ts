@@ -14,15 +14,14 @@ export class Capture {
   ) {}
 
   /**
-   * tcpdump on `dev` in namespace `netns` (`-Q in`: what the device received, i.e. what its far end
-   * sent; `out`: what it sent on), one line per packet with link-level headers; resolves once it listens.
+   * tcpdump on `dev` in namespace `netns` ('': the machine's own; `-Q in`: what the device
+   * received, i.e. what its far end sent; `out`: what it sent on), one line per packet with
+   * link-level headers; resolves once it listens.
    */
   static async start(netns: string, dev: string, direction: 'in' | 'out', filter: string): Promise<Capture> {
-    const proc = execa(
-      'ip',
-      ['netns', 'exec', netns, 'tcpdump', '-i', dev, '-Q', direction, '-n', '-e', '-l', '-U', filter],
-      { reject: false, buffer: false },
-    );
+    const tcpdump = ['tcpdump', '-i', dev, '-Q', direction, '-n', '-e', '-l', '-U', filter];
+    const argv = netns ? ['ip', 'netns', 'exec', netns, ...tcpdump] : tcpdump;
+    const proc = execa(argv[0]!, argv.slice(1), { reject: false, buffer: false });
     const c = new Capture(proc, `${netns}/${dev} ${direction}: ${filter}`);
     proc.stdout!.on('data', (d: Buffer) => c.lines.push(...d.toString().split('\n').filter(Boolean)));
     let said = '';

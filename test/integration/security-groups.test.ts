@@ -20,6 +20,7 @@ import type { TestGuestImage } from '../../lib/testing/index.js';
 import type { SecurityGroupSpec, VmSpec } from '../../types/spec.js';
 import type { CreatedVm } from '../../types/vm.js';
 import { describeAsRoot } from '../helpers/root.js';
+import { Capture } from '../helpers/capture.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vwsg-'));
 chmodSync(stateDir, 0o755);
@@ -104,9 +105,32 @@ describeAsRoot('security groups with real guests', () => {
   });
 
   test('app reaches web:80 (and web replies); other does not; nobody reaches web:22', async () => {
-    expect(await resultsFromNow(vms.app!, 'http', `${IP.web}:80`)).toEqual(['ok']);
-    expect(await resultsFromNow(vms.app!, 'tcp', `${IP.web}:22`)).toEqual(['fail']);
-    expect(await resultsFromNow(vms.other!, 'http', `${IP.web}:80`)).toEqual(['fail']);
+    // other's SYNs are captured leaving its tap and never at web's, where app's arrive
+    const syn = `tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0 and dst host ${IP.web}`;
+    const left = await Capture.start('', vms.other!.nics[0]!.tap, 'in', syn);
+    const arrived = await Capture.start('', vms.web!.nics[0]!.tap, 'out', syn);
+    try {
+      expect(await resultsFromNow(vms.app!, 'http', `${IP.web}:80`)).toEqual(['ok']);
+      expect(await resultsFromNow(vms.app!, 'tcp', `${IP.web}:22`)).toEqual(['fail']);
+      expect(await resultsFromNow(vms.other!, 'http', `${IP.web}:80`)).toEqual(['fail']);
+      // the barrier: app's next round reaches web after other's attempt
+      expect(await resultsFromNow(vms.app!, 'http', `${IP.web}:80`)).toEqual(['ok']);
+      await arrived.saw(
+        "app's SYN at web",
+        new RegExp(`${IP.app.replaceAll('.', '\\.')}\\.\\d+ > ${IP.web.replaceAll('.', '\\.')}\\.80:`),
+      );
+      const fromOther = new RegExp(
+        `${IP.other.replaceAll('.', '\\.')}\\.\\d+ > ${IP.web.replaceAll('.', '\\.')}\\.80:`,
+      );
+      expect(left.count(fromOther)).toBeGreaterThan(0);
+      expect(arrived.lines.filter((l) => fromOther.test(l))).toEqual([]);
+      // nobody's SYN to web:22 arrived either, though app's left
+      const to22 = /> 10\.76\.0\.11\.22:/;
+      expect(arrived.lines.filter((l) => to22.test(l))).toEqual([]);
+    } finally {
+      await left.stop();
+      await arrived.stop();
+    }
     // every guest took its lease from the tenant's dnsmasq with the groups in place
     for (const [name, vm] of Object.entries(vms))
       expect(consoleText(vm)).toContain(`VIRTWIRE-LEASE ip=${IP[name as keyof typeof IP]} `);
