@@ -2,6 +2,7 @@
 // busybox, TCG), on NAT tenant networks built in the host's own namespace. An "outside"
 // namespace beyond a veth the test makes stands for the internet. Uses virtwire/testing's own
 // helpers (GuestLab, waitForConsole, buildTestGuest): their first proof.
+import { execa } from 'execa';
 import { mkdtempSync, chmodSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ import {
 import { ApplyError, SpecError, isVirtwireError } from '../../lib/errors/index.js';
 import type { CreatedVm } from '../../types/vm.js';
 import { describeAsRoot } from '../helpers/root.js';
+import { Capture } from '../helpers/capture.js';
 import { Lab } from '../helpers/lab.js';
 import { hostSnapshot, type HostSnapshot } from '../helpers/host-snapshot.js';
 import { Outside } from '../helpers/outside.js';
@@ -156,32 +158,63 @@ describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', ()
     });
 
     test('from inside: a guest reaches its tenant and the outside, never the other tenant', async () => {
-      for (const [name, own, other] of [
-        ['vwa1', '10.61.0.12', '10.62.0.11'],
-        ['vwg1', '10.62.0.12', '10.61.0.11'],
-      ] as const) {
-        const vm = vms[name]!;
-        const okRound = Number(
-          (await waitForConsole(vm, new RegExp(`round=(\\d+) ping ${own.replace(/\./g, '\\.')} ok`), 60_000))[1],
-        );
-        await waitForConsole(
-          vm,
-          new RegExp(`round=\\d+ http ${OUTSIDE.outside.replace(/\./g, '\\.')}:8080 ok`),
-          60_000,
-        );
-        // every round from the one where the tenant was reachable, and one complete round after it
-        await waitForConsole(vm, new RegExp(`round=${okRound + 2} `), 60_000);
-        const lines = consoleText(vm)
-          .split('\n')
-          .slice(0, -1) // complete lines: the last may still be arriving
-          .filter((l) => /VIRTWIRE-PROBE round=(\d+)/.test(l) && Number(/round=(\d+)/.exec(l)![1]) >= okRound);
-        const about = (target: string) => lines.filter((l) => l.includes(` ${target} `));
-        expect(about(other).length).toBeGreaterThanOrEqual(2);
-        expect(about(other).every((l) => l.trimEnd().endsWith('fail'))).toBe(true);
-        expect(lines.filter((l) => l.includes('http 10.6')).every((l) => l.trimEnd().endsWith('fail'))).toBe(true);
+      // each one's attempts are captured leaving its tap and never at the other's tap, where the
+      // host's own ping afterwards arrives
+      const pairs = [
+        ['vwa1', 'vwg1', '10.61.0.11', '10.62.0.11'],
+        ['vwg1', 'vwa1', '10.62.0.11', '10.61.0.11'],
+      ] as const;
+      const captures = await Promise.all(
+        pairs.map(async ([from, to, src, dst]) => ({
+          src,
+          dst,
+          left: await Capture.start('', vms[from]!.nics[0]!.tap, 'in', `dst host ${dst} and (icmp or tcp port 80)`),
+          arrived: await Capture.start('', vms[to]!.nics[0]!.tap, 'out', `icmp or tcp port 80`),
+        })),
+      );
+      try {
+        for (const [name, own, other] of [
+          ['vwa1', '10.61.0.12', '10.62.0.11'],
+          ['vwg1', '10.62.0.12', '10.61.0.11'],
+        ] as const) {
+          const vm = vms[name]!;
+          const okRound = Number(
+            (await waitForConsole(vm, new RegExp(`round=(\\d+) ping ${own.replace(/\./g, '\\.')} ok`), 60_000))[1],
+          );
+          await waitForConsole(
+            vm,
+            new RegExp(`round=\\d+ http ${OUTSIDE.outside.replace(/\./g, '\\.')}:8080 ok`),
+            60_000,
+          );
+          // every round from the one where the tenant was reachable, and one complete round after it
+          await waitForConsole(vm, new RegExp(`round=${okRound + 2} `), 60_000);
+          const lines = consoleText(vm)
+            .split('\n')
+            .slice(0, -1) // complete lines: the last may still be arriving
+            .filter((l) => /VIRTWIRE-PROBE round=(\d+)/.test(l) && Number(/round=(\d+)/.exec(l)![1]) >= okRound);
+          const about = (target: string) => lines.filter((l) => l.includes(` ${target} `));
+          expect(about(other).length).toBeGreaterThanOrEqual(2);
+          expect(about(other).every((l) => l.trimEnd().endsWith('fail'))).toBe(true);
+          expect(lines.filter((l) => l.includes('http 10.6')).every((l) => l.trimEnd().endsWith('fail'))).toBe(true);
+        }
+        // the outside server saw the host's address (NAT), never a guest's
+        expect([...outside.clients]).toEqual([OUTSIDE.host]);
+        for (const { src, dst, left, arrived } of captures) {
+          const attempt = new RegExp(`${src.replaceAll('.', '\\.')}(\\.\\d+)? > ${dst.replaceAll('.', '\\.')}[.:]`);
+          expect(left.count(attempt)).toBeGreaterThanOrEqual(2);
+          expect((await execa('busybox', ['ping', '-c', '1', '-W', '5', dst], { reject: false })).exitCode).toBe(0);
+          await arrived.saw(
+            "the host's ping at the target",
+            new RegExp(`> ${dst.replaceAll('.', '\\.')}: ICMP echo request`),
+          );
+          expect(arrived.lines.filter((l) => attempt.test(l))).toEqual([]);
+        }
+      } finally {
+        for (const c of captures) {
+          await c.left.stop();
+          await c.arrived.stop();
+        }
       }
-      // the outside server saw the host's address (NAT), never a guest's
-      expect([...outside.clients]).toEqual([OUTSIDE.host]);
     });
 
     test('from the host: each guest answers on its pinned address with its own name', async () => {
