@@ -49,6 +49,8 @@ export async function placeVm(
   vm: ResolvedVm,
   hosts: HostTarget[],
   connect: Connector,
+  /** the URI a host is opened with (HostResolver.uriOf: host keys checked as for its commands) */
+  uriOf: (h: HostTarget) => string = (h) => h.uri,
 ): Promise<HostTarget | undefined> {
   if (hosts.length === 0) {
     if (vm.host !== undefined)
@@ -71,7 +73,7 @@ export async function placeVm(
   const free = await Promise.all(
     hosts.map(async (h) => {
       try {
-        return { host: h, bytes: await withHypervisor(connect, h.uri, (hv) => hv.freeMemory()) };
+        return { host: h, bytes: await withHypervisor(connect, uriOf(h), (hv) => hv.freeMemory()) };
       } catch (cause) {
         return { host: h, bytes: -1, cause };
       }
@@ -135,9 +137,7 @@ export class HostResolver {
         remote: false,
       };
     }
-    // host keys are checked against virtwire's own known_hosts in the state dir unless one is
-    // named: by the host's commands and by its libvirt connection alike
-    const knownHosts = target.ssh?.knownHostsFile ?? statePaths(this.scope.stateDir).knownHosts;
+    const knownHosts = this.knownHosts(target);
     const ssh = target.ssh && { ...target.ssh, knownHostsFile: knownHosts };
     const runner = ssh ? runners.ssh(ssh) : runners.local();
     const stateDir = target.stateDir ?? (target.ssh ? DEFAULT_STATE_DIR : this.scope.stateDir);
@@ -145,12 +145,25 @@ export class HostResolver {
       name: target.name,
       ...(target.uplink ? { uplink: target.uplink } : {}),
       ...(target.address ? { address: target.address } : {}),
-      uri: libvirtUriFor(target.uri, knownHosts, target.ssh?.hostKeyPolicy),
+      uri: this.uriOf(target),
       runner,
       plane: planes(runner, stateDir),
       stateDir,
       remote: target.ssh !== undefined,
     };
+  }
+
+  /**
+   * Host keys are checked against virtwire's own known_hosts in the state dir unless one is
+   * named: by the host's commands and by its libvirt connection alike.
+   */
+  private knownHosts(target: HostTarget): string {
+    return target.ssh?.knownHostsFile ?? statePaths(this.scope.stateDir).knownHosts;
+  }
+
+  /** The libvirt URI `target` is opened with (libvirtUriFor). */
+  uriOf(target: HostTarget): string {
+    return libvirtUriFor(target.uri, this.knownHosts(target), target.ssh?.hostKeyPolicy);
   }
 
   /** The host a recorded VM lives on: as the call's hosts describe it, else as its record keeps it. */

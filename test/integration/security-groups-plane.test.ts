@@ -9,6 +9,7 @@ import type { HostPort, HostSecurityGroup, HostState } from '../../types/host.js
 import type { FirewallKind } from '../../lib/host/firewall/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
+import { Capture } from '../helpers/capture.js';
 import { waitFor } from '../helpers/wait.js';
 
 suite('nftables', 'vwsp');
@@ -81,6 +82,28 @@ function suite(firewall: FirewallKind, prefix: string): void {
     return r.stdout.includes(`hello ${from}`);
   }
 
+  const esc = (ip: string) => ip.replaceAll('.', '\\.');
+  /**
+   * Not `talks`, and proven: `from`'s SYN is captured leaving its port and never at `to`'s, where
+   * the host's own ping (sent after it) arrives.
+   */
+  async function blocked(from: Guest, to: Guest, p: number): Promise<boolean> {
+    const syn = `tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0 and dst port ${p}`;
+    const sent = await Capture.start(host, tapName(from, 0), 'in', syn);
+    const got = await Capture.start(host, tapName(to, 0), 'out', `(${syn}) or icmp`);
+    try {
+      if (await talks(from, to, p)) return false;
+      const attempt = new RegExp(`${esc(IP[from])}\\.\\d+ > ${esc(IP[to])}\\.${p}:`);
+      await sent.saw(`${from}'s SYN to ${to}:${p} leaving its port`, attempt);
+      expect(await lab.ping(host, IP[to])).toBe(true);
+      await got.saw(`the host's ping at ${to}`, /ICMP echo request/);
+      return got.count(attempt) === 0;
+    } finally {
+      await sent.stop();
+      await got.stop();
+    }
+  }
+
   describeAsRoot(`security groups on the host plane (namespaces), ${firewall} firewall`, () => {
     beforeAll(async () => {
       await lab.sweep();
@@ -106,18 +129,18 @@ function suite(firewall: FirewallKind, prefix: string): void {
 
     test('ingress only as the rules allow; replies pass; ports outside groups stay open', async () => {
       expect(await talks('app', 'web', 80)).toBe(true); // tcp 80 from group app, and web's reply
-      expect(await talks('other', 'web', 80)).toBe(false);
-      expect(await talks('app', 'web', 22)).toBe(false);
+      expect(await blocked('other', 'web', 80)).toBe(true);
+      expect(await blocked('app', 'web', 22)).toBe(true);
       expect(await lab.ping(ns.other!, IP.web)).toBe(true); // icmp from anyone
-      expect(await talks('web', 'app', 80)).toBe(false); // app's group allows no ingress at all
+      expect(await blocked('web', 'app', 80)).toBe(true); // app's group allows no ingress at all
       expect(await talks('web', 'plain', 80)).toBe(true); // plain is in no group: open as before
     });
 
     test('egress rules: only what they allow leaves; the receiver still decides its ingress', async () => {
       expect(await talks('mute', 'plain', 22)).toBe(true);
-      expect(await talks('mute', 'plain', 80)).toBe(false);
+      expect(await blocked('mute', 'plain', 80)).toBe(true);
       expect(await lab.ping(ns.mute!, IP.web)).toBe(false); // web lets icmp in; mute may not send it
-      expect(await talks('plain', 'mute', 80)).toBe(false); // mute is in a group: no ingress rule
+      expect(await blocked('plain', 'mute', 80)).toBe(true); // mute is in a group: no ingress rule
     });
 
     test('a rule changed live flips both sides, and cuts the established flow it now denies', async () => {
@@ -130,7 +153,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
 
       await plane.apply(state(webGroup({ cidr: `${IP.other}/32` })));
       expect(await talks('other', 'web', 80)).toBe(true);
-      expect(await talks('app', 'web', 80)).toBe(false);
+      expect(await blocked('app', 'web', 80)).toBe(true);
       // its conntrack entry is gone: the next segment is judged as new, and dropped
       const tracked = await lab.exec(host, ['conntrack', '-L', '-s', IP.app, '-d', IP.web], { reject: false });
       expect(tracked.stdout).not.toMatch(/ESTABLISHED/);
@@ -143,7 +166,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
 
     test('a group peer follows its members: a port joining app reaches web, web untouched', async () => {
       await plane.apply(state(webGroup(appPeer('app'))));
-      expect(await talks('app2', 'web', 80)).toBe(false);
+      expect(await blocked('app2', 'web', 80)).toBe(true);
       await plane.apply(state(webGroup(appPeer('app', 'app2')), ['app']));
       expect(await talks('app2', 'web', 80)).toBe(true);
       expect(await talks('app', 'web', 80)).toBe(true);
@@ -164,7 +187,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
       expect((await plane.plan(want)).changes).toContainEqual(expect.objectContaining({ kind: 'firewall' }));
       await plane.apply(want);
       expect((await plane.plan(want)).changes).toEqual([]);
-      expect(await talks('other', 'web', 80)).toBe(false);
+      expect(await blocked('other', 'web', 80)).toBe(true);
     });
 
     test('without groups the tenant is open again, and teardown leaves nothing', async () => {

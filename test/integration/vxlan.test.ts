@@ -8,6 +8,7 @@ import { validateNetwork, tapName } from '../../lib/spec/index.js';
 import type { HostState } from '../../types/host.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
+import { Capture } from '../helpers/capture.js';
 
 const lab = new Lab('vwvx');
 const UNDERLAY = { hosta: '192.168.77.1', hostb: '192.168.77.2' } as const;
@@ -98,8 +99,29 @@ describeAsRoot('VXLAN uplinks between two hosts (namespaces)', () => {
   });
 
   test('different tenants do not, even on the same subnet', async () => {
-    expect(await lab.ping('vwvx-acme1', '10.51.0.22')).toBe(false);
-    expect(await lab.ping('vwvx-glob1', '10.51.0.12')).toBe(false);
+    // each attempt (an ARP for the other tenant's guest, flooded into its own VNI) is captured
+    // leaving its port on host A and never at the target's port on host B, where the target's own
+    // tenant's ping from host A (the barrier, over the same underlay) arrives
+    for (const [from, fromIp, to, toIp, peer, peerIp] of [
+      ['acme1', '10.51.0.11', 'glob2', '10.51.0.22', 'glob1', '10.51.0.21'],
+      ['glob1', '10.51.0.21', 'acme2', '10.51.0.12', 'acme1', '10.51.0.11'],
+    ] as const) {
+      const sent = await Capture.start('vwvx-hosta', tapName(from, 0), 'in', 'arp or icmp');
+      const got = await Capture.start('vwvx-hostb', tapName(to, 0), 'out', 'arp or icmp');
+      try {
+        expect(await lab.ping(`vwvx-${from}`, toIp)).toBe(false);
+        await sent.saw('the attempt leaving its port', new RegExp(`who-has ${toIp.replaceAll('.', '\\.')} tell`));
+        expect(await lab.reaches(`vwvx-${peer}`, toIp)).toBe(true);
+        await got.saw(
+          'the barrier at the target',
+          new RegExp(`${peerIp.replaceAll('.', '\\.')} > ${toIp.replaceAll('.', '\\.')}: ICMP`),
+        );
+        expect(got.lines.filter((l) => l.includes(`tell ${fromIp}`) || l.includes(`${fromIp} >`))).toEqual([]);
+      } finally {
+        await sent.stop();
+        await got.stop();
+      }
+    }
   });
 
   test('the uplinks are VXLAN devices with their VNI, peer and the underlay MTU − 50', async () => {

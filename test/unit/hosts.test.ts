@@ -67,6 +67,13 @@ describe('placement', () => {
     expect((await placeVm(vm({ memoryMiB: 2560 }), hosts, small.connect))!.name).toBe('hv2');
   });
 
+  test("placement opens a host's libvirt as every other call does: over libssh, with virtwire's known_hosts", async () => {
+    const resolver = new HostResolver(createEngine().deps, { uri: 'qemu:///system', stateDir: '/srv/vw', hosts });
+    const libssh = 'qemu+libssh://root@hv2/system?known_hosts=%2Fsrv%2Fvw%2Fknown_hosts&known_hosts_verify=normal';
+    const { connect } = connections({ 'test:///hv1': 2 * GiB, [libssh]: 3 * GiB, 'test:///hv3': 512 * 1024 ** 2 });
+    expect((await placeVm(vm({ memoryMiB: 2560 }), hosts, connect, (h) => resolver.uriOf(h)))!.name).toBe('hv2');
+  });
+
   test('no host fits: NO_HOST naming what each host had', async () => {
     const { connect } = connections({
       'test:///hv1': 256 * 1024 ** 2,

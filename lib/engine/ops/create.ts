@@ -55,7 +55,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
       const v = validateVm(spec);
       const paths = validatePathPolicy(options.paths);
       checkVmGroups(state, v);
-      const target = await placeVm(v, scope.hosts, deps.connect);
+      const target = await placeVm(v, scope.hosts, deps.connect, (h) => hosts.uriOf(h));
       const ctx = hosts.context(target);
       await checkVmFiles(v, ctx.plane.files, ctx.stateDir, paths);
       // one rule for every host, asked through its own runner (never libvirt's kvm capability alone)
