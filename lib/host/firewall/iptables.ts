@@ -8,7 +8,7 @@
 import type { HostSecurityRule, HostState } from '../../../types/host.js';
 import { hashOf } from './hash.js';
 import { cidr, ifname, ipv4, mac, port } from './values.js';
-import { TENANT_DEVICES_SET, tenantPolicy, type FlowLimits } from './policy.js';
+import { TENANT_DEVICES, tenantPolicy, type FlowLimits } from './policy.js';
 import { isInSet, rowsOf, type Block, type Cond, type InSet, type RowSet, type Rule, type Verdict } from './rules.js';
 import { policyId, sgPorts, type SgPolicy } from './sg.js';
 
@@ -237,7 +237,7 @@ function sgChains(state: HostState, name: (role: string) => string): Chain[] {
 
 /** Flow limits (policy.ts) per tenant device: hashlimit's rate, connlimit's count, per source address. */
 function flowLimitLines(l: FlowLimits, sets: Record<string, RowSet>): string[] {
-  return (sets[TENANT_DEVICES_SET]?.rows ?? []).flatMap(([d]) => [
+  return (sets[TENANT_DEVICES]?.rows ?? []).flatMap(([d]) => [
     `-i ${ifname(String(d))} -m conntrack --ctstate NEW -m hashlimit --hashlimit-above ${l.newPerSecond}/sec --hashlimit-burst ${l.burst} --hashlimit-mode srcip --hashlimit-name vwflow -j DROP`,
     `-i ${ifname(String(d))} -m conntrack --ctstate NEW -m connlimit --connlimit-above ${l.flows} --connlimit-mask 32 --connlimit-saddr -j DROP`,
   ]);
@@ -258,7 +258,7 @@ const familyNeutral = (conds: (Cond | InSet)[]) => conds.every((c) => isInSet(c)
 export function desiredTables(state: HostState): TableWant[] {
   const policy = tenantPolicy(state);
   const ipRows = (block: Block) => expand(block, policy.ipSets).map((r) => ipLine(r.conds, r.verdict));
-  const v6 = { forward: policy.forward.filter((r) => familyNeutral(r.conds)) };
+  const v6Forward = policy.forward.filter((r) => familyNeutral(r.conds));
   const ebRows = (blocks: Block[]) =>
     blocks.flatMap((b) => expand(b, policy.bridgeSets).map((r) => ebLine(r.conds, r.verdict)));
   const bridgeIn = ebRows(policy.bridgeIn);
@@ -302,8 +302,8 @@ export function desiredTables(state: HostState): TableWant[] {
       !policy.any
         ? []
         : [
-            { name: name('X'), rules: setChainRules(v6.forward, policy.ipSets) },
-            { name: name('F'), rules: v6.forward.map((r) => literal(r, name('X'))), from: 'FORWARD' },
+            { name: name('X'), rules: setChainRules(v6Forward, policy.ipSets) },
+            { name: name('F'), rules: v6Forward.map((r) => literal(r, name('X'))), from: 'FORWARD' },
             {
               name: name('I'),
               rules: [

@@ -5,7 +5,7 @@
 // in and compares them with the live ones.
 import type { HostState, HostSecurityRule } from '../../../types/host.js';
 import { cidr, ifname, ipv4, mac, port } from './values.js';
-import { tenantPolicy, type FlowLimits } from './policy.js';
+import { TENANT_DEVICES, tenantPolicy, type FlowLimits } from './policy.js';
 import {
   isInSet,
   type Cond,
@@ -117,8 +117,8 @@ const FLOW_SETS = [
   '  }',
 ];
 const flowLimitRules = (l: FlowLimits) => [
-  `iifname @tenant_bridges ct state new add @dyn_flow_rate { ip saddr limit rate over ${l.newPerSecond}/second burst ${l.burst} packets } drop`,
-  `iifname @tenant_bridges ct state new add @dyn_flow_count { ip saddr ct count over ${l.flows} } drop`,
+  `iifname @${TENANT_DEVICES} ct state new add @dyn_flow_rate { ip saddr limit rate over ${l.newPerSecond}/second burst ${l.burst} packets } drop`,
+  `iifname @${TENANT_DEVICES} ct state new add @dyn_flow_count { ip saddr ct count over ${l.flows} } drop`,
 ];
 
 /** A policy's sets as nft elements, with their types. */

@@ -68,8 +68,7 @@ const not = (field: Cond['field'], value: Cond['value']): Cond => ({ field, valu
 const rule = (verdict: Verdict, ...conds: (Cond | InSet)[]): Rule => ({ conds, verdict });
 const ESTABLISHED = is('ct', 'established');
 /** every tenant device (bridges, namespaced tenants' transits) */
-export const TENANT_DEVICES_SET = 'tenant_bridges';
-const TENANT_DEVICES = TENANT_DEVICES_SET;
+export const TENANT_DEVICES = 'tenant_bridges';
 const toTenant: InSet = { field: 'oif', set: TENANT_DEVICES };
 
 function natRules(net: HostNetwork, ns: TenantNamespace | undefined): Rule[] {
