@@ -41,6 +41,12 @@ export interface HostNetwork {
   ports: HostPort[];
   /** run dnsmasq (DHCP + DNS) on the bridge; default true */
   dhcp?: boolean;
+  /**
+   * MACs of guests whose ports are elsewhere that this network's dnsmasq serves (a namespaced
+   * tenant's guests, seen from inside its namespace); with the ports' own, the only MACs a DHCP
+   * message may come from and name
+   */
+  dhcpClients?: string[];
   /** the tenant's security groups its ports name */
   securityGroups?: HostSecurityGroup[];
 }

@@ -71,7 +71,8 @@ function zoneOf(transitNetwork: number): number {
 /**
  * What the namespace holds, as a host state of its own: the tenant's network with its gateway on
  * the namespace's veth end, NAT'd out of the transit veth; no ports (they are on the host's
- * bridge) and no segment. The firewall backends and dnsmasq render it as for any network.
+ * bridge: their MACs only, as DHCP clients) and no segment. The firewall backends and dnsmasq
+ * render it as for any network.
  */
 export function innerState(ns: TenantNamespace): HostState {
   const { namespace: _namespace, ...network } = ns.net.network;
@@ -80,6 +81,7 @@ export function innerState(ns: TenantNamespace): HostState {
       {
         network: { ...network, bridge: NS_GATEWAY, uplink: NS_TRANSIT, segment: { type: 'none' } },
         ports: [],
+        dhcpClients: ns.net.ports.map((p) => p.mac),
         ...(ns.net.dhcp === false ? { dhcp: false } : {}),
       },
     ],

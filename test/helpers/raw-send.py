@@ -2,7 +2,7 @@
 # Sends what a hostile guest would, byte for byte (the isolation tests' attacker; run inside the
 # attacker's namespace):
 #   raw-send.py frame <dev> <hex>                      one Ethernet frame, as given (AF_PACKET)
-#   raw-send.py udp <dst> <dport> <sport> <hex>       one UDP datagram from <sport>
+#   raw-send.py udp <dst> <dport> <sport> <hex>       one UDP datagram from <sport> (broadcast allowed)
 #   raw-send.py udpflood <dst> <count>                 <count> datagrams to as many ports (new flows)
 import binascii
 import socket
@@ -16,6 +16,7 @@ if kind == "frame":
 elif kind == "udp":
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     s.bind(("0.0.0.0", int(sys.argv[4])))
     s.sendto(binascii.unhexlify(sys.argv[5]), (sys.argv[2], int(sys.argv[3])))
 elif kind == "udpflood":

@@ -8,7 +8,8 @@
 //   vic (acme .12) ─┴ acme bridge ─ host ─ up0 ─────────┘
 //   oth (globex .21) ─ globex bridge ─ VXLAN vni 300 ─ ul0 ─ sw (a switch) ─┬─ peer (its VXLAN peer)
 //                                                                           └─ rogue (not a peer)
-import { fileURLToPath } from 'node:url';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { HostPlane } from '../../lib/host/index.js';
 import { validateNetwork, tapName } from '../../lib/spec/index.js';
 import type { FirewallKind } from '../../lib/host/firewall/index.js';
@@ -16,28 +17,16 @@ import type { HostPort, HostState } from '../../types/host.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { Capture } from '../helpers/capture.js';
+import { SEND, arpRequest, dhcpRequest, hex, naming, vxlan } from '../helpers/frames.js';
 import { OUTSIDE } from '../helpers/ranges.js';
 import { FLOW_LIMITS } from '../../lib/host/firewall/policy.js';
 
-const SEND = fileURLToPath(new URL('../helpers/raw-send.py', import.meta.url));
 const UNDERLAY = { host: '192.168.78.1', peer: '192.168.78.2', rogue: '192.168.78.3' } as const;
 const METADATA = '169.254.169.254';
 const VNI = 300;
 
 suite('nftables', 'vwhg');
 suite('iptables', 'vwhh');
-
-const hex = (mac: string) => mac.replaceAll(':', '');
-const ip4hex = (ip: string) =>
-  ip
-    .split('.')
-    .map((o) => Number(o).toString(16).padStart(2, '0'))
-    .join('');
-/** An ARP request (who has `target`, tell `sender`), broadcast from `mac`. */
-const arpRequest = (mac: string, sender: string, target: string) =>
-  `ffffffffffff${hex(mac)}0806` + `0001080006040001${hex(mac)}${ip4hex(sender)}000000000000${ip4hex(target)}`;
-/** A VXLAN packet's payload: the header with `vni`, then the inner frame. */
-const vxlan = (vni: number, inner: string) => `08000000${vni.toString(16).padStart(6, '0')}00${inner}`;
 
 function suite(firewall: FirewallKind, prefix: string): void {
   const lab = new Lab(prefix);
@@ -160,6 +149,37 @@ function suite(firewall: FirewallKind, prefix: string): void {
       } finally {
         await sent.stop();
         await got.stop();
+      }
+    });
+
+    test("DHCP messages naming a neighbour's MAC or a made-up one leave the attacker, dnsmasq never sees them", async () => {
+      const madeUp = '02:de:ad:00:00:01';
+      const sent = (m: string) => Capture.start(host, tap('atk'), 'in', `udp dst port 67 and ${naming(m)}`);
+      const answered = (m: string) => Capture.start(host, acme.bridge, 'out', `udp src port 67 and ${naming(m)}`);
+      const caps = {
+        sentVic: await sent(mac.vic),
+        sentMadeUp: await sent(madeUp),
+        vic: await answered(mac.vic),
+        madeUp: await answered(madeUp),
+        own: await answered(mac.atk),
+      };
+      try {
+        // a request for the neighbour's address in its name (dnsmasq would ACK, and a release or
+        // decline in its name would end its lease), and one for a free address under a MAC of no port
+        await send('atk', ['udp', '255.255.255.255', '67', '68', dhcpRequest(mac.vic, '10.71.0.12')]);
+        await send('atk', ['udp', '255.255.255.255', '67', '68', dhcpRequest(madeUp, '10.71.0.200')]);
+        await caps.sentVic.saw("the request naming the neighbour's MAC leaving the attacker");
+        await caps.sentMadeUp.saw('the request naming a made-up MAC leaving the attacker');
+        // the barrier: the attacker's own request, answered after anything sent before it
+        await send('atk', ['udp', '255.255.255.255', '67', '68', dhcpRequest(mac.atk, '10.71.0.11')]);
+        await caps.own.saw("dnsmasq's answer to the attacker's own request");
+        notDelivered("DHCP naming a neighbour's MAC (chaddr)", caps.sentVic.count(), caps.vic.count());
+        notDelivered('DHCP naming a made-up MAC (pool drain)', caps.sentMadeUp.count(), caps.madeUp.count());
+        const leases = await readFile(join(lab.stateDir, 'dnsmasq', 'acme', 'leases'), 'utf8');
+        expect(leases).toContain(mac.atk);
+        expect(leases).not.toContain(madeUp);
+      } finally {
+        for (const c of Object.values(caps)) await c.stop();
       }
     });
 

@@ -12,6 +12,8 @@ import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { waitFor } from '../helpers/wait.js';
 import { OUTSIDE } from '../helpers/ranges.js';
+import { Capture } from '../helpers/capture.js';
+import { SEND, dhcpRequest, naming } from '../helpers/frames.js';
 
 suite('nftables', 'vwov');
 suite('iptables', 'vwow');
@@ -116,6 +118,26 @@ function suite(firewall: FirewallKind, prefix: string): void {
       for (const g of guests) {
         const ip = g === 'a2' || g === 'b2' ? '10.40.0.12' : '10.40.0.11';
         await lab.configureGuest(ns[g]!, 'eth0', `${ip}/24`, '10.40.0.1');
+      }
+    });
+
+    test("a namespaced tenant's dnsmasq answers no DHCP message naming another MAC than its sender's", async () => {
+      const inside = spaceOf(tenants.globex);
+      const b2 = '52:54:00:40:00:22';
+      const b1 = '52:54:00:40:00:21';
+      const sent = await Capture.start(host, port('b1', 21, '').name, 'in', `udp dst port 67 and ${naming(b2)}`);
+      const forged = await Capture.start(inside, 'vw-gw', 'out', `udp src port 67 and ${naming(b2)}`);
+      const own = await Capture.start(inside, 'vw-gw', 'out', `udp src port 67 and ${naming(b1)}`);
+      try {
+        const request = (chaddr: string, ip: string) =>
+          lab.exec(ns.b1!, ['python3', SEND, 'udp', '255.255.255.255', '67', '68', dhcpRequest(chaddr, ip)]);
+        await request(b2, '10.40.0.12');
+        await sent.saw("b1's request naming b2's MAC leaving b1");
+        await request(b1, '10.40.0.11'); // the barrier
+        await own.saw("the namespace's dnsmasq answering b1's own request");
+        expect(forged.count()).toBe(0);
+      } finally {
+        for (const c of [sent, forged, own]) await c.stop();
       }
     });
 

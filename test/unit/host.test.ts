@@ -291,6 +291,8 @@ describe('dnsmasq configuration', () => {
         'no-resolv',
         'domain=acme.virtwire',
         'dhcp-range=10.10.0.2,10.10.0.254,255.255.255.0,1h',
+        // one lease per MAC: a client id cannot draw a second address from the range
+        'dhcp-ignore-clid',
         'dhcp-option=option:router,10.10.0.1',
         'dhcp-option=option:dns-server,10.10.0.1',
         'dhcp-hostsfile=/var/lib/virtwire/dnsmasq/acme/hosts',

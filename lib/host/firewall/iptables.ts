@@ -36,6 +36,15 @@ export interface TableWant {
 const address = (a: string) => (a.includes('/') ? cidr(a) : `${ipv4(a)}/32`);
 const bang = (c: Cond) => (c.not ? '! ' : '');
 
+/**
+ * u32's test that a UDP payload's DHCP chaddr (bytes 28-33; the header's 8 before) is `m`: from
+ * the IP header's length, the transport header's first 4 of its bytes at 36, the last 2 at 40.
+ */
+function chaddrIs(m: string): string {
+  const hex = mac(m).replaceAll(':', '');
+  return `0>>22&0x3C@36=0x${hex.slice(0, 8)}&&0>>22&0x3C@40>>16=0x${hex.slice(8)}`;
+}
+
 /** One iptables match, in the rule's own order (a dport follows its protocol). */
 function ipMatch(c: Cond, proto: string): string {
   const v = String(c.value);
@@ -62,6 +71,10 @@ function ipMatch(c: Cond, proto: string): string {
     case 'icmpType':
       if (v !== 'echo-request') throw new Error(`unknown ICMP type ${v}`);
       return '-p icmp -m icmp --icmp-type 8';
+    case 'etherSrc':
+      return `-m mac ${bang(c)}--mac-source ${mac(v)}`;
+    case 'dhcpChaddr':
+      return `-m u32 ${bang(c)}--u32 ${chaddrIs(v)}`;
     default:
       throw new Error(`iptables cannot match ${c.field}`);
   }
@@ -133,18 +146,20 @@ function expand(block: Block, sets: Record<string, RowSet>): { conds: Cond[]; ve
     block.rules.flatMap((r) => {
       const dev = String(device);
       if (r.not) {
-        // a device of `members` checked against its own row: anything else is dropped
+        // a device of `members` checked against each of its rows: the key's last field must be
+        // the row's where the others are. (nft, with one lookup, also drops what matches no row's
+        // other fields: here, such a packet passes — e.g. a DHCP message from a MAC of no port,
+        // which the ports' and uplinks' guards never let onto a bridge.)
         if (!rowsOf(sets[r.members!], dev).length) return [];
-        const own = rowsOf(sets[r.set], dev)[0]!;
-        return [
-          {
-            conds: [
-              { field: r.key[0]!, value: dev },
-              { field: r.key[1]!, value: own[1]!, not: true },
-            ],
-            verdict: r.verdict,
-          },
-        ];
+        const last = r.key.length - 1;
+        return rowsOf(sets[r.set], dev).map((row) => ({
+          conds: [
+            ...r.key.slice(0, last).map((field, i) => ({ field, value: row[i]! })),
+            ...r.conds,
+            { field: r.key[last]!, value: row[last]!, not: true },
+          ],
+          verdict: r.verdict,
+        }));
       }
       return rowsOf(sets[r.set], dev).map((row) => ({
         conds: [...r.key.map((field, i) => ({ field, value: row[i]! })), ...r.conds],
@@ -252,7 +267,7 @@ function named(tool: TableWant['tool'], table: string, build: (name: (role: stri
 
 // nft's `inet` table holds both families: a rule that names no IPv4 address or ICMP type holds
 // for IPv6 too. ip6tables gets those rules, so the fallback drops what nft drops.
-const V4_ONLY = new Set<Cond['field']>(['saddr', 'daddr', 'icmpType']);
+const V4_ONLY = new Set<Cond['field']>(['saddr', 'daddr', 'icmpType', 'dhcpChaddr']);
 const familyNeutral = (conds: (Cond | InSet)[]) => conds.every((c) => isInSet(c) || !V4_ONLY.has(c.field));
 
 export function desiredTables(state: HostState): TableWant[] {

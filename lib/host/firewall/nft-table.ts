@@ -30,7 +30,7 @@ export function tableScript(family: Family, body: string): string {
 
 const HASH_SET = 'applied';
 
-type NftElem = string | { concat: string[] };
+type NftElem = string | { concat: (string | number)[] };
 interface NftItem {
   set?: { name: string; comment?: string; elem?: NftElem[] };
   map?: { name: string; elem?: [NftElem, Record<string, { target: string }>][] };

@@ -39,6 +39,8 @@ const FIELDS: Record<Field, { expr: string; type: string }> = {
   arpSpa: { expr: 'arp saddr ip', type: 'ipv4_addr' },
   arpTpa: { expr: 'arp daddr ip', type: 'ipv4_addr' },
   arpSha: { expr: 'arp saddr ether', type: 'ether_addr' },
+  // raw bytes of the transport payload: no named type (a set of them is declared by `typeof`)
+  dhcpChaddr: { expr: '@th,288,48', type: '' },
 };
 
 const PROTOCOLS = new Set(['tcp', 'udp', 'icmp']);
@@ -64,6 +66,9 @@ function value(field: Field, v: Value): string {
     case 'etherSrc':
     case 'arpSha':
       return mac(String(v));
+    case 'dhcpChaddr':
+      // a raw payload field is an integer to nft: the MAC's 48 bits, as nft -j prints it
+      return BigInt(`0x${mac(String(v)).replaceAll(':', '')}`).toString();
     case 'dport':
     case 'udpSport':
     case 'udpDport':
@@ -94,11 +99,16 @@ const line = (r: Rule) => [...r.conds.map(match), verdict(r.verdict)].join(' ');
 
 function keyedLine(r: KeyedRule): string {
   const key = r.key.map((f) => FIELDS[f].expr).join(' . ');
-  const lookup = r.not
-    ? // a device outside `members` has no row: without the guard every such frame would differ
-      `${FIELDS[r.key[0]!].expr} @${r.members} ${key} != @${r.set}`
-    : `${key} @${r.set}`;
-  return [lookup, ...r.conds.map(match), verdict(r.verdict)].join(' ');
+  if (r.not)
+    // a device outside `members` has no row: without the guard every such frame would differ;
+    // the conditions before the lookup, so only the packets they name are looked up
+    return [
+      `${FIELDS[r.key[0]!].expr} @${r.members}`,
+      ...r.conds.map(match),
+      `${key} != @${r.set}`,
+      verdict(r.verdict),
+    ].join(' ');
+  return [`${key} @${r.set}`, ...r.conds.map(match), verdict(r.verdict)].join(' ');
 }
 
 // Flow limits (policy.ts): per source address, in sets the kernel fills (dyn_: never compared
@@ -127,7 +137,10 @@ function elements(sets: Record<string, RowSet>): { sets: Sets; types: Record<str
   const types: Record<string, string> = {};
   for (const [name, s] of Object.entries(sets)) {
     out[name] = s.rows.map((row) => row.map((v, i) => value(s.fields[i]!, v)).join(' . '));
-    types[name] = s.fields.map((f) => FIELDS[f].type).join(' . ');
+    // a field without a named type: the set is declared by the expressions it holds
+    types[name] = s.fields.every((f) => FIELDS[f].type)
+      ? s.fields.map((f) => FIELDS[f].type).join(' . ')
+      : `typeof ${s.fields.map((f) => FIELDS[f].expr).join(' . ')}`;
   }
   return { sets: out, types };
 }
@@ -191,15 +204,16 @@ function renderSets(sets: Sets, types: Record<string, string>): string[] {
   return Object.entries(sets).flatMap(([name, elements]) => {
     const type = types[name] ?? sgType(name);
     // interface names are strings in nft syntax; the other parts of a concatenation are not
+    const byName = /^(typeof iifname|ifname)\b/.test(type);
     const quoted = elements.map((e) =>
       e
         .split(' . ')
-        .map((part, i) => (i === 0 && type.startsWith('ifname') ? `"${part}"` : part))
+        .map((part, i) => (i === 0 && byName ? `"${part}"` : part))
         .join(' . '),
     );
     return [
       `  ${type.includes(' : ') ? 'map' : 'set'} ${name} {`,
-      `    type ${type}`,
+      `    ${type.startsWith('typeof ') ? type : `type ${type}`}`,
       ...(quoted.length ? [`    elements = { ${quoted.join(', ')} }`] : []),
       '  }',
     ];

@@ -174,6 +174,18 @@ const notOwn = (set: string, key: KeyedRule['key'], members: string): KeyedRule 
 // addressed to any of the host's addresses (another tenant's gateway, the uplink's, IPv6) is
 // dropped.
 const INPUT: KeyedRule[] = [
+  // dnsmasq keys a lease by the message's chaddr, not by the frame's sender: a DHCP message must
+  // name the MAC it came from (pinned to its port), or a guest could release or decline its
+  // neighbour's lease, or drain the pool with made-up MACs. First, as a renewal's flow is an
+  // established one.
+  {
+    key: ['iif', 'etherSrc', 'dhcpChaddr'],
+    set: 'dhcp_clients',
+    not: true,
+    members: TENANT_DEVICES,
+    conds: [is('udpDport', 67)],
+    verdict: 'drop',
+  },
   keyed(TENANT_DEVICES, ['iif'], 'pass', ESTABLISHED),
   keyed('host_services', ['iif', 'daddr', 'l4proto', 'dport'], 'pass'),
   keyed('bridge_gws', ['iif', 'daddr'], 'pass', is('icmpType', 'echo-request')),
@@ -245,6 +257,7 @@ function overlayRules(state: HostState): Rule[] {
 function ipSets(nets: HostNetwork[], spaces: TenantNamespace[]): Record<string, RowSet> {
   // a namespaced tenant's gateway and its services are in its namespace, not on the host
   const local = nets.filter((n) => !n.network.namespace);
+  const clients = (n: HostNetwork) => [...n.ports.map((p) => p.mac), ...(n.dhcpClients ?? [])];
   return {
     // a namespaced tenant's transit is a tenant device like its bridge: no tenant reaches another's
     [TENANT_DEVICES]: {
@@ -255,6 +268,11 @@ function ipSets(nets: HostNetwork[], spaces: TenantNamespace[]): Record<string, 
     host_services: {
       fields: ['iif', 'daddr', 'l4proto', 'dport'],
       rows: local.flatMap((n) => hostServicesOf(n).map((s) => [n.network.bridge, s.address, s.protocol, s.port])),
+    },
+    // each client's own MAC, as the frame's sender and as the message's chaddr
+    dhcp_clients: {
+      fields: ['iif', 'etherSrc', 'dhcpChaddr'],
+      rows: local.flatMap((n) => clients(n).map((m) => [n.network.bridge, m, m])),
     },
   };
 }

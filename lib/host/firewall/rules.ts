@@ -23,7 +23,8 @@ export type Field =
   | 'etherType' // 'ip' | 'arp'
   | 'arpSpa' // ARP sender IPv4 address
   | 'arpTpa' // ARP target IPv4 address
-  | 'arpSha'; // ARP sender MAC
+  | 'arpSha' // ARP sender MAC
+  | 'dhcpChaddr'; // a DHCP message's client hardware address (a MAC; UDP payload bytes 28-33)
 
 export type Value = string | number | number[];
 
