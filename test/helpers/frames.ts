@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 export const SEND = fileURLToPath(new URL('./raw-send.py', import.meta.url));
 
 export const hex = (mac: string) => mac.replaceAll(':', '');
-export const ip4hex = (ip: string) =>
+const ip4hex = (ip: string) =>
   ip
     .split('.')
     .map((o) => Number(o).toString(16).padStart(2, '0'))
