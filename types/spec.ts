@@ -207,4 +207,9 @@ export interface QosSpec {
   /** what the guest receives, kbit/s */
   ingressKbps?: number;
   burstKiB?: number;
+  /**
+   * what the guest may send, packets/s (a tenth of a second's worth at once); default 100,000:
+   * every port is capped so one guest's flood of tiny frames cannot take the host's CPU
+   */
+  packetsPerSecond?: number;
 }

@@ -3,6 +3,7 @@ import type { HostNetwork, HostState } from '../../types/host.js';
 import {
   at,
   checkIfName,
+  checkInt,
   checkName,
   checkPositive,
   Problems,
@@ -11,6 +12,7 @@ import {
   inSubnet,
   isRecord,
   parseCidr,
+  PACKET_RATE,
 } from '../spec/index.js';
 import { namespacesOf } from './namespace.js';
 import { SpecError } from '../errors/index.js';
@@ -87,6 +89,8 @@ export function validateHostState(state: HostState): void {
       for (const key of ['egressKbps', 'ingressKbps', 'burstKiB'] as const) {
         if (port.qos?.[key] !== undefined) checkPositive(p, at(at(pp, 'qos'), key), port.qos[key]);
       }
+      const pps = port.qos?.packetsPerSecond;
+      if (pps !== undefined) checkInt(p, at(at(pp, 'qos'), 'packetsPerSecond'), pps, PACKET_RATE.min, PACKET_RATE.max);
       if (port.securityGroups?.length) {
         // a member port is known to the rules by its address
         if (port.ip === undefined) p.add(at(pp, 'securityGroups'), 'a port in security groups needs its ip');

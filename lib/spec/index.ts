@@ -4,8 +4,9 @@ export { validateNetwork, sameNetwork, subnetsOverlap, withoutSegmentId, DEFAULT
 export { parseIpv4, parseCidr, formatIpv4, broadcastOf, inSubnet } from './ipv4.js';
 export { parseMac, deriveMac } from './mac.js';
 export { bridgeName, tapName, vlanDeviceName, vxlanDeviceName, ifbName, namespaceNames, stableUuid } from './names.js';
-export { checkIfName, checkSafeText, checkName, checkPositive, isRecord } from './checks.js';
+export { checkIfName, checkInt, checkSafeText, checkName, checkPositive, isRecord } from './checks.js';
 export { validateSecurityGroup, checkSecurityReferences } from './security-group.js';
 export { validateHosts, checkLibvirtUri } from './hosts.js';
 export { validatePathPolicy } from './path-policy.js';
+export { PACKET_RATE, packetRateOf } from './qos.js';
 export { resolveSpecDocument, type SpecFile } from './spec-document.js';

@@ -1,6 +1,7 @@
 import type { VmSpec } from '../../types/spec.js';
 import type { ResolvedNetwork, ResolvedNic, ResolvedVm } from '../../types/resolved.js';
 import { at, Problems } from './problems.js';
+import { PACKET_RATE } from './qos.js';
 import { checkAbsolutePath, checkInt, checkKeys, checkName, checkPositive, checkSafeText, isRecord } from './checks.js';
 import { inSubnet, parseIpv4 } from './ipv4.js';
 import { deriveMac, parseMac } from './mac.js';
@@ -23,7 +24,8 @@ const VM_KEYS = [
   'host',
 ] as const;
 const NIC_KEYS = ['network', 'mac', 'ip', 'qos', 'securityGroups'] as const;
-const QOS_KEYS = ['egressKbps', 'ingressKbps', 'burstKiB'] as const;
+const QOS_KEYS = ['egressKbps', 'ingressKbps', 'burstKiB', 'packetsPerSecond'] as const;
+const BANDWIDTH_KEYS = ['egressKbps', 'ingressKbps', 'burstKiB'] as const;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const VM_DEFAULTS = { vcpus: 1, memoryMiB: 256, accel: 'auto' } as const;
@@ -236,7 +238,9 @@ function checkQos(p: Problems, path: string, qos: unknown): boolean {
   }
   const before = p.list.length;
   checkKeys(p, path, qos, QOS_KEYS);
-  for (const key of QOS_KEYS) if (qos[key] !== undefined) checkPositive(p, at(path, key), qos[key]);
+  for (const key of BANDWIDTH_KEYS) if (qos[key] !== undefined) checkPositive(p, at(path, key), qos[key]);
+  if (qos.packetsPerSecond !== undefined)
+    checkInt(p, at(path, 'packetsPerSecond'), qos.packetsPerSecond, PACKET_RATE.min, PACKET_RATE.max);
   if (qos.burstKiB !== undefined && qos.egressKbps === undefined && qos.ingressKbps === undefined) {
     p.add(path, 'burstKiB needs egressKbps or ingressKbps');
   }

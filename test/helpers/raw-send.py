@@ -4,6 +4,7 @@
 #   raw-send.py frame <dev> <hex>                      one Ethernet frame, as given (AF_PACKET)
 #   raw-send.py udp <dst> <dport> <sport> <hex>       one UDP datagram from <sport> (broadcast allowed)
 #   raw-send.py udpflood <dst> <count>                 <count> datagrams to as many ports (new flows)
+#   raw-send.py udprepeat <dst> <port> <count>         <count> datagrams to one port (one flow)
 import binascii
 import socket
 import sys
@@ -24,6 +25,13 @@ elif kind == "udpflood":
     for p in range(10000, 10000 + int(sys.argv[3])):
         try:
             s.sendto(b"x", (sys.argv[2], p))
+        except OSError:
+            pass  # an ICMP error from an earlier datagram, reported on this socket
+elif kind == "udprepeat":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(int(sys.argv[4])):
+        try:
+            s.sendto(b"x", (sys.argv[2], int(sys.argv[3])))
         except OSError:
             pass  # an ICMP error from an earlier datagram, reported on this socket
 else:

@@ -54,6 +54,13 @@ function suite(firewall: FirewallKind, prefix: string): void {
       { network: globex, ports: [port('oth', '10.72.0.21')] },
     ],
   };
+  /** What a host device has received or sent, in packets. */
+  const packets = async (dev: string, way: 'rx' | 'tx') =>
+    (
+      JSON.parse((await lab.exec(host, ['ip', '-j', '-s', 'link', 'show', 'dev', dev])).stdout) as {
+        stats64: Record<'rx' | 'tx', { packets: number }>;
+      }[]
+    )[0]!.stats64[way].packets;
   const send = (from: string, args: string[]) => lab.exec(ns[from]!, ['python3', SEND, ...args]);
   const tap = (guest: 'atk' | 'vic' | 'oth') => port(guest, '').name;
   // attack -> [sent, delivered], printed after the run (the README's table comes from it)
@@ -305,12 +312,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
     });
 
     test("a flood of new flows takes the guest's own share of connection tracking: its neighbour's flows still start", async () => {
-      const rx = async () =>
-        (
-          JSON.parse((await lab.exec(host, ['ip', '-j', '-s', 'link', 'show', 'dev', tap('atk')])).stdout) as {
-            stats64: { rx: { packets: number } };
-          }[]
-        )[0]!.stats64.rx.packets;
+      const rx = () => packets(tap('atk'), 'rx');
       const before = await rx();
       const started = Date.now();
       await send('atk', ['udpflood', OUTSIDE.outside, '20000']);
@@ -325,6 +327,33 @@ function suite(firewall: FirewallKind, prefix: string): void {
       tally.set(`new UDP flows (tracked of sent, ${seconds} s)`, [(await rx()) - before, tracked]);
       // the neighbour's new flows are tracked, NAT'd and answered
       expect(await lab.reaches(ns.vic!, OUTSIDE.outside)).toBe(true);
+    });
+
+    test("a port's packet-rate cap (lowered by its QoS to show it) drops what its guest sends over it", async () => {
+      const rate = 2000;
+      const capped: HostState = {
+        networks: state.networks.map((n) => ({
+          ...n,
+          ports: n.ports.map((p) => (p.name === tap('atk') ? { ...p, qos: { packetsPerSecond: rate } } : p)),
+        })),
+      };
+      await plane.apply(capped);
+      try {
+        const [rx0, tx0] = [await packets(tap('atk'), 'rx'), await packets(tap('vic'), 'tx')];
+        const started = Date.now();
+        await send('atk', ['udprepeat', '10.71.0.12', '9', '20000']);
+        const seconds = Math.ceil((Date.now() - started) / 1000);
+        const sent = (await packets(tap('atk'), 'rx')) - rx0;
+        const delivered = (await packets(tap('vic'), 'tx')) - tx0;
+        tally.set(`UDP datagrams at a port capped to ${rate}/s (delivered of sent, ${seconds} s)`, [sent, delivered]);
+        expect(sent).toBeGreaterThanOrEqual(20000);
+        // some get through (the cap is not a block), at most the rate's worth and its burst
+        expect(delivered).toBeGreaterThan(0);
+        expect(delivered).toBeLessThanOrEqual(rate * (seconds + 1) + rate / 10);
+      } finally {
+        await plane.apply(state);
+      }
+      expect((await plane.plan(state)).changes).toEqual([]);
     });
 
     test("a port that learns again, a lost static entry, a bridge's ARP or IPv6 settings undone: drift, repaired", async () => {

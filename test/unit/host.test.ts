@@ -405,9 +405,22 @@ describe('firewall ruleset', () => {
     );
     expect(bridge).toContain('iifname @uplinks udp dport { 67, 68 } drop');
     expect(bridge).toMatch(/chain postrouting \{[\s\S]*oifname \. arp saddr ip @uplink_gws drop/);
-    // the rule count does not grow with the ports, the uplinks or the tenants: the ports' 12-step
-    // ladder, and 3 guards each way on the uplinks
-    expect(renderRuleset(state).rules.bridge).toBe(18);
+    // every port's packet rate is capped first (the default: one rule for every port at that rate)
+    expect(bridge).toMatch(
+      /chain prerouting \{\n.*\n\s+iifname @pps_100000 add @dyn_pps_100000 \{ iifname limit rate over 100000\/second burst 10000 packets \} drop\n/,
+    );
+    expect(bridge).toContain(`set pps_100000 {\n    type ifname\n    elements = { ${[db, web].sort().join(', ')} }`);
+    // the rule count does not grow with the ports, the uplinks or the tenants: the rate cap, the
+    // ports' 12-step ladder, and 3 guards each way on the uplinks
+    expect(renderRuleset(state).rules.bridge).toBe(19);
+    // a port's QoS that raises (or lowers) its rate: one more rule, for that rate's ports
+    const raised = {
+      networks: state.networks.map((n, i) =>
+        i === 0 ? { ...n, ports: n.ports.map((p) => ({ ...p, qos: { packetsPerSecond: 250_000 } })) } : n,
+      ),
+    };
+    expect(renderRuleset(raised).rules.bridge).toBe(20);
+    expect(renderRuleset(raised).bridge).toContain('limit rate over 250000/second burst 25000 packets');
     // globex adds its 4 forward rules and its 3 out-of-bounds drops (link-local, overlay ports, its
     // VXLAN peer's underlay address); its peer's address is out of bounds for acme too (1), and the
     // host's VXLAN port takes that peer only (2)

@@ -52,7 +52,7 @@ describe('VM spec validation', () => {
             cidr: '10.30.0.0/24',
             segment: { type: 'vxlan', vni: 16777216, uplink: 'a-very-long-interface-name' },
           },
-          qos: { egressKbps: 0, ingressKbps: -5 },
+          qos: { egressKbps: 0, ingressKbps: -5, packetsPerSecond: 50 },
         },
       ],
     });
@@ -74,6 +74,7 @@ describe('VM spec validation', () => {
         'nics[2].network.segment.vni',
         'nics[2].qos.egressKbps',
         'nics[2].qos.ingressKbps',
+        'nics[2].qos.packetsPerSecond',
       ].sort(),
     );
     expect(problems['nics[0].network.cidr']).toMatch(/not an IPv4 CIDR/);
@@ -83,6 +84,7 @@ describe('VM spec validation', () => {
     expect(problems['nics[2].network.segment.uplink']).toMatch(/15 bytes/);
     expect(problems['boot.cmdline']).toMatch(/control character/);
     expect(problems['boot.kernel']).toMatch(/absolute/);
+    expect(problems['nics[2].qos.packetsPerSecond']).toMatch(/100\.\.1000000/);
   });
 
   test("a NIC's address outside its subnet is reported even when the network has other problems", () => {

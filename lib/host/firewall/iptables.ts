@@ -8,7 +8,7 @@
 import type { HostSecurityRule, HostState } from '../../../types/host.js';
 import { hashOf } from './hash.js';
 import { cidr, ifname, ipv4, mac, port } from './values.js';
-import { TENANT_DEVICES, tenantPolicy, type FlowLimits } from './policy.js';
+import { TENANT_DEVICES, tenantPolicy, type FlowLimits, type PacketRate } from './policy.js';
 import { isInSet, rowsOf, type Block, type Cond, type InSet, type RowSet, type Rule, type Verdict } from './rules.js';
 import { policyId, sgPorts, type SgPolicy } from './sg.js';
 
@@ -258,6 +258,26 @@ function flowLimitLines(l: FlowLimits, sets: Record<string, RowSet>): string[] {
   ]);
 }
 
+// ebtables' limit takes at most 10,000 packets a second and a burst of 10,000 per rule: a higher
+// rate is split over several rules, each a bucket of its own (a packet that finds one empty is
+// taken by the next), that add up to it.
+const LIMIT_MAX = 10_000;
+
+/** Packet-rate caps (policy.ts) per port: under the rate, on to the other checks; over it, dropped. */
+function packetRateLines(rates: PacketRate[]): string[] {
+  return rates.flatMap(({ rate, burst, ports }) => {
+    const n = Math.ceil(rate / LIMIT_MAX);
+    const share = (total: number, i: number) => Math.floor(total / n) + (i < total % n ? 1 : 0);
+    return ports.flatMap((p) => [
+      ...Array.from(
+        { length: n },
+        (_, i) => `-i ${ifname(p)} --limit ${share(rate, i)}/sec --limit-burst ${Math.max(1, share(burst, i))} -j RETURN`,
+      ),
+      `-i ${ifname(p)} -j DROP`,
+    ]);
+  });
+}
+
 /** Names each chain after its role and the hash of everything its table holds. */
 function named(tool: TableWant['tool'], table: string, build: (name: (role: string) => string) => Chain[]): TableWant {
   const draft = build((role) => `VW${role}-`);
@@ -278,6 +298,7 @@ export function desiredTables(state: HostState): TableWant[] {
     blocks.flatMap((b) => expand(b, policy.bridgeSets).map((r) => ebLine(r.conds, r.verdict)));
   const bridgeIn = ebRows(policy.bridgeIn);
   const bridgeOut = ebRows(policy.bridgeOut);
+  const rates = packetRateLines(policy.packetRates);
   return [
     named('iptables', 'filter', (name) =>
       !policy.any
@@ -306,6 +327,8 @@ export function desiredTables(state: HostState): TableWant[] {
     ),
     named('ebtables', 'nat', (name) => [
       ...(bridgeIn.length ? [{ name: name('S'), policy: 'RETURN', rules: bridgeIn, from: 'PREROUTING' }] : []),
+      // a chain of its own: the cap's RETURN must not skip the ports' guard
+      ...(rates.length ? [{ name: name('R'), policy: 'RETURN', rules: rates, from: 'PREROUTING' }] : []),
       ...(bridgeOut.length ? [{ name: name('P'), policy: 'RETURN', rules: bridgeOut, from: 'POSTROUTING' }] : []),
     ]),
     named('iptables', 'raw', (name) =>

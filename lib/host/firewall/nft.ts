@@ -5,7 +5,7 @@
 // in and compares them with the live ones.
 import type { HostState, HostSecurityRule } from '../../../types/host.js';
 import { cidr, ifname, ipv4, mac, port } from './values.js';
-import { TENANT_DEVICES, tenantPolicy, type FlowLimits } from './policy.js';
+import { TENANT_DEVICES, tenantPolicy, type FlowLimits, type PacketRate } from './policy.js';
 import {
   isInSet,
   type Cond,
@@ -130,6 +130,22 @@ const flowLimitRules = (l: FlowLimits) => [
   `iifname @${TENANT_DEVICES} ct state new add @dyn_flow_rate { ip saddr limit rate over ${l.newPerSecond}/second burst ${l.burst} packets } drop`,
   `iifname @${TENANT_DEVICES} ct state new add @dyn_flow_count { ip saddr ct count over ${l.flows} } drop`,
 ];
+
+// Packet-rate caps (policy.ts): per port, in a set the kernel fills, one rule per distinct rate.
+const rateSets = (r: PacketRate) => [
+  `  set pps_${r.rate} {`,
+  '    type ifname',
+  `    elements = { ${r.ports.map((p) => `"${ifname(p)}"`).join(', ')} }`,
+  '  }',
+  `  set dyn_pps_${r.rate} {`,
+  '    type ifname',
+  '    size 65535',
+  '    flags dynamic,timeout',
+  '    timeout 1m',
+  '  }',
+];
+const rateRule = (r: PacketRate) =>
+  `iifname @pps_${r.rate} add @dyn_pps_${r.rate} { iifname limit rate over ${r.rate}/second burst ${r.burst} packets } drop`;
 
 /** A policy's sets as nft elements, with their types. */
 function elements(sets: Record<string, RowSet>): { sets: Sets; types: Record<string, string> } {
@@ -271,13 +287,15 @@ export function renderRuleset(state: HostState): Ruleset {
         ...(zones.length ? chain('zones', 'type filter hook prerouting priority raw', zones) : []),
       ];
   const br = elements(policy.bridgeSets);
-  const pre = policy.bridgeIn.flatMap((b) => b.rules.map(keyedLine));
+  const rates = policy.packetRates;
+  const pre = [...rates.map(rateRule), ...policy.bridgeIn.flatMap((b) => b.rules.map(keyedLine))];
   const post = policy.bridgeOut.flatMap((b) => b.rules.map(keyedLine));
   const bridge =
     pre.length === 0
       ? []
       : [
           ...renderSets(br.sets, br.types),
+          ...rates.flatMap(rateSets),
           ...chain('prerouting', 'type filter hook prerouting priority -200', pre),
           ...(post.length ? chain('postrouting', 'type filter hook postrouting priority 200', post) : []),
         ];
@@ -288,6 +306,9 @@ export function renderRuleset(state: HostState): Ruleset {
       inet: nat.length + forward.length + input.length + zones.length + sg.rules,
       bridge: pre.length + post.length,
     },
-    sets: { inet: { ...plainSets, ...sg.maps }, bridge: br.sets },
+    sets: {
+      inet: { ...plainSets, ...sg.maps },
+      bridge: { ...br.sets, ...Object.fromEntries(rates.map((r) => [`pps_${r.rate}`, r.ports])) },
+    },
   };
 }

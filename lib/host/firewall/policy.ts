@@ -5,6 +5,7 @@
 import type { HostNetwork, HostState } from '../../../types/host.js';
 import { VXLAN_PORT, uplinkOf } from '../links.js';
 import { namespacesOf, type TenantNamespace } from '../namespace.js';
+import { packetRateOf } from '../../spec/index.js';
 import type { Block, Cond, InSet, KeyedRule, Rule, RowSet, Verdict } from './rules.js';
 
 /** The whole policy of one host (or one tenant namespace). */
@@ -21,6 +22,8 @@ export interface TenantPolicy {
   overlay: Rule[];
   /** what each guest address may hold in the host's connection tracking (none: no tenants) */
   flowLimits?: FlowLimits;
+  /** the ports' packet-rate caps, one per distinct rate (ascending) */
+  packetRates: PacketRate[];
   /** conntrack zones of namespaced tenants' bridged frames */
   zones: Rule[];
   /** on the bridges, frames arriving: the ports' anti-spoofing, then the uplinks' guards */
@@ -103,6 +106,28 @@ export interface FlowLimits {
   burst: number;
 }
 export const FLOW_LIMITS: FlowLimits = { flows: 16384, newPerSecond: 1000, burst: 2000 };
+
+/**
+ * What a guest may send, in packets a second (QosSpec.packetsPerSecond, else PACKET_RATE's
+ * default), with a tenth of a second's worth at once: one guest's flood of tiny frames costs
+ * the host's CPU per packet, however few bytes it is. Checked first on each port; over it, dropped.
+ */
+export interface PacketRate {
+  rate: number;
+  burst: number;
+  ports: string[];
+}
+
+function packetRates(nets: HostNetwork[]): PacketRate[] {
+  const byRate = new Map<number, string[]>();
+  for (const port of nets.flatMap((n) => n.ports)) {
+    const rate = packetRateOf(port.qos);
+    byRate.set(rate, [...(byRate.get(rate) ?? []), port.name]);
+  }
+  return [...byRate]
+    .sort(([a], [b]) => a - b)
+    .map(([rate, ports]) => ({ rate, burst: Math.ceil(rate / 10), ports: ports.sort() }));
+}
 
 /** The UDP ports of overlays (VXLAN: IANA's and Linux's old default; Geneve): never a guest's to send to. */
 const OVERLAY_PORTS = [4789, 8472, 6081];
@@ -313,6 +338,7 @@ export function tenantPolicy(state: HostState): TenantPolicy {
     input: { devices: TENANT_DEVICES, rules: INPUT },
     overlay: overlayRules(state),
     ...(nets.length ? { flowLimits: FLOW_LIMITS } : {}),
+    packetRates: packetRates(nets),
     // a tenant's bridged frames tracked apart from any other's with the same addresses
     zones: spaces.map((s) => rule({ zone: s.zone }, is('iif', s.net.network.bridge))),
     bridgeIn: [
