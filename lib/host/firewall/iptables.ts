@@ -271,7 +271,8 @@ function packetRateLines(rates: PacketRate[]): string[] {
     return ports.flatMap((p) => [
       ...Array.from(
         { length: n },
-        (_, i) => `-i ${ifname(p)} --limit ${share(rate, i)}/sec --limit-burst ${Math.max(1, share(burst, i))} -j RETURN`,
+        (_, i) =>
+          `-i ${ifname(p)} --limit ${share(rate, i)}/sec --limit-burst ${Math.max(1, share(burst, i))} -j RETURN`,
       ),
       `-i ${ifname(p)} -j DROP`,
     ]);
