@@ -49,3 +49,55 @@ export class Capture {
     await this.proc;
   }
 }
+
+/** An IPv4 address as a pattern in tcpdump's lines. */
+export const esc = (ip: string) => ip.replaceAll('.', '\\.');
+
+/**
+ * Where a probe is captured: a device in a namespace ('': the machine's own), a tcpdump filter,
+ * and which way (default: what the sender's port receives, what the target's port sends on; a
+ * bridge device's `in` is what reached the host itself, past the bridge's hooks).
+ */
+interface Tap {
+  netns: string;
+  dev: string;
+  filter: string;
+  direction?: 'in' | 'out';
+}
+
+interface Probe<T> {
+  /** where the attempt leaves the sender (captured as the device receives it) */
+  from: Tap;
+  /** where it would reach the target (captured as the device sends it on) */
+  to: Tap;
+  /** sends the attack; its result is handed back (e.g. whether a ping was answered) */
+  attempt: () => Promise<T>;
+  /** the attempt, as captured leaving the sender */
+  sent: RegExp;
+  /** a legitimate packet sent after the attempt along the same path to the target */
+  barrier: () => Promise<unknown>;
+  /** the barrier, as captured at the target */
+  arrived: RegExp;
+  /** the attempt, as it would be captured at the target; default `sent` */
+  delivered?: RegExp;
+}
+
+/**
+ * Every isolation check's shape: the attempt is captured leaving the sender, then a barrier sent
+ * after it is captured at the target (had the attempt got through, it would have arrived first),
+ * and only then is what arrived of the attempt counted. Waits on captures, never on time.
+ */
+export async function probe<T>(p: Probe<T>): Promise<{ result: T; sent: number; delivered: number }> {
+  const left = await Capture.start(p.from.netns, p.from.dev, p.from.direction ?? 'in', p.from.filter);
+  const got = await Capture.start(p.to.netns, p.to.dev, p.to.direction ?? 'out', p.to.filter);
+  try {
+    const result = await p.attempt();
+    await left.saw('the attempt leaving the sender', p.sent);
+    await p.barrier();
+    await got.saw('the barrier at the target', p.arrived);
+    return { result, sent: left.count(p.sent), delivered: got.count(p.delivered ?? p.sent) };
+  } finally {
+    await left.stop();
+    await got.stop();
+  }
+}

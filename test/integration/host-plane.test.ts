@@ -12,7 +12,7 @@ import type { HostNetwork, HostPort, HostState } from '../../types/host.js';
 import type { FirewallKind } from '../../lib/host/firewall/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
-import { Capture } from '../helpers/capture.js';
+import { esc, probe } from '../helpers/capture.js';
 import { waitFor } from '../helpers/wait.js';
 import { OUTSIDE } from '../helpers/ranges.js';
 
@@ -61,21 +61,16 @@ function suite(firewall: FirewallKind, prefix: string): void {
     attempt: () => Promise<boolean>,
     delivered: RegExp = sent,
   ): Promise<void> {
-    const left = await Capture.start(host, from.port, 'in', 'icmp or arp');
-    const got = await Capture.start(host, to.port, 'out', 'icmp or arp');
-    try {
-      expect(await attempt()).toBe(false);
-      await left.saw('the attempt leaving its port', sent);
-      expect(await lab.ping(host, to.ip)).toBe(true);
-      await got.saw(
-        "the host's ping at the target's port",
-        new RegExp(`> ${to.ip.replaceAll('.', '\\.')}: ICMP echo request`),
-      );
-      expect(got.lines.filter((l) => delivered.test(l))).toEqual([]);
-    } finally {
-      await left.stop();
-      await got.stop();
-    }
+    const r = await probe({
+      from: { netns: host, dev: from.port, filter: 'icmp or arp' },
+      to: { netns: host, dev: to.port, filter: 'icmp or arp' },
+      attempt,
+      sent,
+      barrier: async () => expect(await lab.ping(host, to.ip)).toBe(true),
+      arrived: new RegExp(`> ${esc(to.ip)}: ICMP echo request`),
+      delivered,
+    });
+    expect([r.result, r.delivered]).toEqual([false, 0]);
   }
   /** virtwire's own tables (nftables) or chains (iptables, ebtables) in the host namespace. */
   async function ownedRules(): Promise<string[]> {
@@ -175,6 +170,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
         firewall === 'nftables'
           ? ['bridge virtwire', 'inet virtwire']
           : [
+              'ebtables nat VWR',
               'ebtables nat VWS',
               'ip6tables filter VWF',
               'ip6tables filter VWI',
@@ -233,7 +229,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
       // captured arriving on the uplink, never at the guest's port
       await lab.exec(ns.out!, ['ip', 'route', 'replace', '10.31.0.0/24', 'via', OUTSIDE.host]);
       const a1 = { port: tapName('a1', 0), ip: '10.31.0.11' };
-      const unsolicited = new RegExp(`${OUTSIDE.outside.replaceAll('.', '\\.')} > 10\\.31\\.0\\.11: ICMP echo request`);
+      const unsolicited = new RegExp(`${esc(OUTSIDE.outside)} > 10\\.31\\.0\\.11: ICMP echo request`);
       await isolated({ port: 'up0' }, unsolicited, a1, () => lab.ping(ns.out!, a1.ip));
       server.kill('SIGKILL');
     });
@@ -296,14 +292,42 @@ function suite(firewall: FirewallKind, prefix: string): void {
 
     test('spoofing: a guest that changes its IP or MAC reaches nothing', async () => {
       expect(await lab.reaches(ns.a2!, '10.31.0.11')).toBe(true);
+      const a1 = { port: tapName('a1', 0), ip: '10.31.0.11' };
+      const a2 = { port: tapName('a2', 0) };
+      // each attempt's ARP request is captured leaving a2's port, and never where it was going
       await lab.setGuestAddress(ns.a2!, 'eth0', '10.31.0.50/24', '10.31.0.1');
-      expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(false);
-      expect(await lab.ping(ns.a2!, '10.31.0.1')).toBe(false);
-      await lab.setGuestAddress(ns.a2!, 'eth0', '10.31.0.12/24', '10.31.0.1');
+      try {
+        await isolated(
+          a2,
+          /who-has 10\.31\.0\.11 tell 10\.31\.0\.50/,
+          a1,
+          () => lab.ping(ns.a2!, a1.ip),
+          /10\.31\.0\.50/,
+        );
+        // nor the host (past the bridge's hooks, on the bridge device itself), where a1's ping arrives
+        const toHost = await probe({
+          from: { netns: host, dev: a2.port, filter: 'arp or icmp' },
+          to: { netns: host, dev: acme.bridge, filter: 'arp or icmp', direction: 'in' },
+          attempt: () => lab.ping(ns.a2!, '10.31.0.1'),
+          sent: /who-has 10\.31\.0\.1 tell 10\.31\.0\.50/,
+          barrier: async () => expect(await lab.ping(ns.a1!, '10.31.0.1')).toBe(true),
+          arrived: /10\.31\.0\.11 > 10\.31\.0\.1: ICMP echo request/,
+          delivered: /10\.31\.0\.50/,
+        });
+        expect([toHost.result, toHost.delivered]).toEqual([false, 0]);
+      } finally {
+        await lab.setGuestAddress(ns.a2!, 'eth0', '10.31.0.12/24', '10.31.0.1');
+      }
       expect(await lab.reaches(ns.a2!, '10.31.0.11')).toBe(true);
       await lab.exec(ns.a2!, ['ip', 'link', 'set', 'eth0', 'address', '52:54:00:99:99:99']);
       try {
-        expect(await lab.ping(ns.a2!, '10.31.0.11')).toBe(false);
+        await isolated(
+          a2,
+          /52:54:00:99:99:99 > .*who-has 10\.31\.0\.11/,
+          a1,
+          () => lab.ping(ns.a2!, a1.ip),
+          /52:54:00:99:99:99/,
+        );
       } finally {
         await lab.exec(ns.a2!, ['ip', 'link', 'set', 'eth0', 'address', port('a2', 12).mac]);
       }

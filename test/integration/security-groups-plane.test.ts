@@ -9,7 +9,7 @@ import type { HostPort, HostSecurityGroup, HostState } from '../../types/host.js
 import type { FirewallKind } from '../../lib/host/firewall/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
-import { Capture } from '../helpers/capture.js';
+import { esc, probe } from '../helpers/capture.js';
 import { waitFor } from '../helpers/wait.js';
 
 suite('nftables', 'vwsp');
@@ -82,26 +82,22 @@ function suite(firewall: FirewallKind, prefix: string): void {
     return r.stdout.includes(`hello ${from}`);
   }
 
-  const esc = (ip: string) => ip.replaceAll('.', '\\.');
   /**
    * Not `talks`, and proven: `from`'s SYN is captured leaving its port and never at `to`'s, where
    * the host's own ping (sent after it) arrives.
    */
   async function blocked(from: Guest, to: Guest, p: number): Promise<boolean> {
     const syn = `tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0 and dst port ${p}`;
-    const sent = await Capture.start(host, tapName(from, 0), 'in', syn);
-    const got = await Capture.start(host, tapName(to, 0), 'out', `(${syn}) or icmp`);
-    try {
-      if (await talks(from, to, p)) return false;
-      const attempt = new RegExp(`${esc(IP[from])}\\.\\d+ > ${esc(IP[to])}\\.${p}:`);
-      await sent.saw(`${from}'s SYN to ${to}:${p} leaving its port`, attempt);
-      expect(await lab.ping(host, IP[to])).toBe(true);
-      await got.saw(`the host's ping at ${to}`, /ICMP echo request/);
-      return got.count(attempt) === 0;
-    } finally {
-      await sent.stop();
-      await got.stop();
-    }
+    const attempt = new RegExp(`${esc(IP[from])}\\.\\d+ > ${esc(IP[to])}\\.${p}:`);
+    const r = await probe({
+      from: { netns: host, dev: tapName(from, 0), filter: syn },
+      to: { netns: host, dev: tapName(to, 0), filter: `(${syn}) or icmp` },
+      attempt: () => talks(from, to, p),
+      sent: attempt,
+      barrier: async () => expect(await lab.ping(host, IP[to])).toBe(true),
+      arrived: /ICMP echo request/,
+    });
+    return !r.result && r.delivered === 0;
   }
 
   describeAsRoot(`security groups on the host plane (namespaces), ${firewall} firewall`, () => {

@@ -8,7 +8,7 @@ import { validateNetwork, tapName } from '../../lib/spec/index.js';
 import type { HostState } from '../../types/host.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
-import { Capture } from '../helpers/capture.js';
+import { esc, probe } from '../helpers/capture.js';
 
 const lab = new Lab('vwvx');
 const UNDERLAY = { hosta: '192.168.77.1', hostb: '192.168.77.2' } as const;
@@ -106,21 +106,16 @@ describeAsRoot('VXLAN uplinks between two hosts (namespaces)', () => {
       ['acme1', '10.51.0.11', 'glob2', '10.51.0.22', 'glob1', '10.51.0.21'],
       ['glob1', '10.51.0.21', 'acme2', '10.51.0.12', 'acme1', '10.51.0.11'],
     ] as const) {
-      const sent = await Capture.start('vwvx-hosta', tapName(from, 0), 'in', 'arp or icmp');
-      const got = await Capture.start('vwvx-hostb', tapName(to, 0), 'out', 'arp or icmp');
-      try {
-        expect(await lab.ping(`vwvx-${from}`, toIp)).toBe(false);
-        await sent.saw('the attempt leaving its port', new RegExp(`who-has ${toIp.replaceAll('.', '\\.')} tell`));
-        expect(await lab.reaches(`vwvx-${peer}`, toIp)).toBe(true);
-        await got.saw(
-          'the barrier at the target',
-          new RegExp(`${peerIp.replaceAll('.', '\\.')} > ${toIp.replaceAll('.', '\\.')}: ICMP`),
-        );
-        expect(got.lines.filter((l) => l.includes(`tell ${fromIp}`) || l.includes(`${fromIp} >`))).toEqual([]);
-      } finally {
-        await sent.stop();
-        await got.stop();
-      }
+      const r = await probe({
+        from: { netns: 'vwvx-hosta', dev: tapName(from, 0), filter: 'arp or icmp' },
+        to: { netns: 'vwvx-hostb', dev: tapName(to, 0), filter: 'arp or icmp' },
+        attempt: () => lab.ping(`vwvx-${from}`, toIp),
+        sent: new RegExp(`who-has ${esc(toIp)} tell`),
+        barrier: async () => expect(await lab.reaches(`vwvx-${peer}`, toIp)).toBe(true),
+        arrived: new RegExp(`${esc(peerIp)} > ${esc(toIp)}: ICMP`),
+        delivered: new RegExp(`tell ${esc(fromIp)}|${esc(fromIp)} >`),
+      });
+      expect([r.result, r.delivered]).toEqual([false, 0]);
     }
   });
 
