@@ -135,7 +135,16 @@ function suite(firewall: FirewallKind, prefix: string): void {
     test('egress rules: only what they allow leaves; the receiver still decides its ingress', async () => {
       expect(await talks('mute', 'plain', 22)).toBe(true);
       expect(await blocked('mute', 'plain', 80)).toBe(true);
-      expect(await lab.ping(ns.mute!, IP.web)).toBe(false); // web lets icmp in; mute may not send it
+      // web lets icmp in; mute may not send it: its echo request leaves its port, never reaches web's
+      const ping = await probe({
+        from: { netns: host, dev: tapName('mute', 0), filter: 'icmp' },
+        to: { netns: host, dev: tapName('web', 0), filter: 'icmp' },
+        attempt: () => lab.ping(ns.mute!, IP.web),
+        sent: new RegExp(`${esc(IP.mute)} > ${esc(IP.web)}: ICMP echo request`),
+        barrier: async () => expect(await lab.ping(host, IP.web)).toBe(true),
+        arrived: /ICMP echo request/,
+      });
+      expect([ping.result, ping.delivered]).toEqual([false, 0]);
       expect(await blocked('plain', 'mute', 80)).toBe(true); // mute is in a group: no ingress rule
     });
 
