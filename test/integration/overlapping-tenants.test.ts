@@ -21,6 +21,7 @@ import { Lab } from '../helpers/lab.js';
 import { hostSnapshot, type HostSnapshot } from '../helpers/host-snapshot.js';
 import { Outside } from '../helpers/outside.js';
 import { OUTSIDE } from '../helpers/ranges.js';
+import { Capture } from '../helpers/capture.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vwov-'));
 chmodSync(stateDir, 0o755); // QEMU (libvirt-qemu) writes its serial log below it
@@ -63,8 +64,6 @@ describeAsRoot('two tenants with the same subnet and addresses, real guests (qem
 
   describe('two guests each, pinned to the same addresses', () => {
     let vms: Record<string, CreatedVm>;
-    /** vwoa1's last probe round before vwob (and its transit) existed */
-    let beforeTransit = 0;
     beforeAll(async () => {
       // each guest asks who answers on its peer's address and on the other's own, and goes outside
       const probes = (tenant: 'a' | 'b') => [
@@ -74,19 +73,18 @@ describeAsRoot('two tenants with the same subnet and addresses, real guests (qem
         'ping:100.64.0.2',
         `http:${OUTSIDE.outside}:8080`,
       ];
-      // vwoa first: it is the plain tenant; vwob arrives second and gets the namespace
-      const first = await guests.createAll([
-        testGuestSpec(image, 'vwoa1', [{ network: a, ip: '10.66.0.11' }], probes('a')),
-        testGuestSpec(image, 'vwoa2', [{ network: a, ip: '10.66.0.12' }]),
-      ]);
+      // vwoa first (vwoa2): it is the plain tenant; vwob arrives second and gets the namespace. The
+      // prober vwoa1 comes last: before vwob's transit exists, 100.64.0.2 is nobody's, and its
+      // pings there would leave the machine by its default route
+      const [a2] = await guests.createAll([testGuestSpec(image, 'vwoa2', [{ network: a, ip: '10.66.0.12' }])]);
       const second = await guests.createAll([
         testGuestSpec(image, 'vwob1', [{ network: b, ip: '10.66.0.11' }], probes('b')),
         testGuestSpec(image, 'vwob2', [{ network: b, ip: '10.66.0.12' }]),
       ]);
-      // until vwob existed, 100.64.0.2 was nobody's: vwoa1's pings went where the host routes them
-      // (the round under way now may have sent one then)
-      beforeTransit = Number([...consoleText(first[0]!).matchAll(/VIRTWIRE-PROBE round=(\d+)/g)].pop()?.[1] ?? 0);
-      vms = Object.fromEntries([...first, ...second].map((v) => [v.name, v]));
+      const [a1] = await guests.createAll([
+        testGuestSpec(image, 'vwoa1', [{ network: a, ip: '10.66.0.11' }], probes('a')),
+      ]);
+      vms = Object.fromEntries([a1!, a2!, ...second].map((v) => [v.name, v]));
     });
 
     test('the second tenant got a namespace; every guest leases its pinned address', async () => {
@@ -108,28 +106,38 @@ describeAsRoot('two tenants with the same subnet and addresses, real guests (qem
     });
 
     test("from inside: the same address is always the own tenant's guest; outside through NAT", async () => {
-      for (const [name, peer] of [
-        ['vwoa1', 'vwoa2'],
-        ['vwob1', 'vwob2'],
-      ] as const) {
-        // a full round of vwoa1's with vwob's transit in place
-        if (name === 'vwoa1') await waitForConsole(vms[name]!, new RegExp(`round=${beforeTransit + 2} `), 60_000);
-        const lines = await probesOf(vms[name]!, peer);
-        const about = (probe: string) => lines.filter((l) => l.includes(` ${probe} `));
-        // the peer's address answers with the own tenant's peer, every round, never the other's
-        expect(about('whoami 10.66.0.12').length).toBeGreaterThanOrEqual(2);
-        const not = (probe: string, end: string) => about(probe).filter((l) => !l.trimEnd().endsWith(end));
-        expect(not('whoami 10.66.0.12', ` ${peer}`)).toEqual([]);
-        // its own address is itself
-        expect(not('whoami 10.66.0.11', ` ${name}`)).toEqual([]);
-        // DNS: its own tenant's names only (vwoa1 asks for vwoa2, vwob1 for vwob2: both resolve)
-        expect(not('dns', ' ok')).toEqual([]);
-        // the namespaced tenant's transit address is reached by nobody, once it exists
-        const since = name === 'vwoa1' ? beforeTransit : 0;
-        const round = (l: string) => Number(/round=(\d+)/.exec(l)![1]);
-        expect(not('ping 100.64.0.2', ' fail').filter((l) => round(l) > since)).toEqual([]);
-        expect(about('ping 100.64.0.2').filter((l) => round(l) > since).length).toBeGreaterThanOrEqual(1);
-        expect(not(`http ${OUTSIDE.outside}:8080`, ' ok')).toEqual([]);
+      // vwoa1's pings to vwob's transit address are captured leaving its tap, and never arrive in
+      // vwob's namespace, where the replies to vwob1's own outside traffic do (the barrier)
+      const left = await Capture.start('', vms.vwoa1!.nics[0]!.tap, 'in', 'icmp and dst host 100.64.0.2');
+      const transit = await Capture.start(namespaceNames('vwob').netns, 'vw-transit', 'in', 'icmp or tcp');
+      try {
+        for (const [name, peer] of [
+          ['vwoa1', 'vwoa2'],
+          ['vwob1', 'vwob2'],
+        ] as const) {
+          const lines = await probesOf(vms[name]!, peer);
+          const about = (probe: string) => lines.filter((l) => l.includes(` ${probe} `));
+          // the peer's address answers with the own tenant's peer, every round, never the other's
+          expect(about('whoami 10.66.0.12').length).toBeGreaterThanOrEqual(2);
+          const not = (probe: string, end: string) => about(probe).filter((l) => !l.trimEnd().endsWith(end));
+          expect(not('whoami 10.66.0.12', ` ${peer}`)).toEqual([]);
+          // its own address is itself
+          expect(not('whoami 10.66.0.11', ` ${name}`)).toEqual([]);
+          // DNS: its own tenant's names only (vwoa1 asks for vwoa2, vwob1 for vwob2: both resolve)
+          expect(not('dns', ' ok')).toEqual([]);
+          // the namespaced tenant's transit address is reached by nobody
+          expect(about('ping 100.64.0.2').length).toBeGreaterThanOrEqual(1);
+          expect(not('ping 100.64.0.2', ' fail')).toEqual([]);
+          expect(not(`http ${OUTSIDE.outside}:8080`, ' ok')).toEqual([]);
+        }
+        await left.saw("vwoa1's pings to 100.64.0.2 leaving its tap", /ICMP echo request/);
+        // a fresh answer, after every ping above was sent and reported unanswered
+        const answer = /\.8080 > 100\.64\.\d+\.2\.\d+:/;
+        await transit.saw("the outside's answer to vwob1 arriving in its namespace", answer, transit.count(answer) + 1);
+        expect(transit.lines.filter((l) => /ICMP echo request/.test(l))).toEqual([]);
+      } finally {
+        await left.stop();
+        await transit.stop();
       }
       // the outside server saw the host's address (NAT, twice for vwob), never a guest's or a transit's
       expect([...outside.clients]).toEqual([OUTSIDE.host]);
