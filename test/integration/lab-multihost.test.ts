@@ -73,13 +73,36 @@ async function guestsUp(on = [1, 2]): Promise<void> {
   }
 }
 
-/** The matrix: each tenant reaches its own guest on the other host and never the other tenant's. */
-async function expectIsolationMatrix(): Promise<void> {
+/** Each switch line with the segment it crossed in: `vlan N` on its line, or `vni N` ending the line before (VXLAN's inner frame). */
+function bySegment(lines: string[]): { seg: string; line: string }[] {
+  return lines.map((line, i) => {
+    const tag = /vlan (\d+),/.exec(line) ?? /vni (\d+)$/.exec(lines[i - 1] ?? '');
+    return { seg: tag?.[1] ?? '', line };
+  });
+}
+
+/**
+ * The matrix: each tenant reaches its own guest on the other host and never the other tenant's.
+ * Each attempt (the same subnet: an ARP request for the other tenant's address) is captured on
+ * the switch in its own tenant's segment (`seg`: VID or VNI), and never in the other's.
+ */
+async function expectIsolationMatrix(seg: Record<'a' | 'b', string>): Promise<void> {
   await waitFor('acme across the hosts', 60_000, () => ping(1, 'ga1', '10.101.0.12'));
   await waitFor('globex across the hosts', 60_000, () => ping(2, 'gb2', '10.101.0.21'));
-  expect(await ping(1, 'ga1', '10.101.0.22')).toBe(false);
-  expect(await ping(2, 'gb2', '10.101.0.11')).toBe(false);
-  expect(await ping(1, 'gb1', '10.101.0.12')).toBe(false);
+  const attempts = [
+    ['a', 1, 'ga1', '10.101.0.11', '10.101.0.22'],
+    ['b', 2, 'gb2', '10.101.0.22', '10.101.0.11'],
+    ['b', 1, 'gb1', '10.101.0.21', '10.101.0.12'],
+  ] as const;
+  const lines = await framesDuring('arp or udp port 4789', async () => {
+    for (const [, h, ns, , to] of attempts) expect(await ping(h, ns, to)).toBe(false);
+  });
+  const frames = bySegment(lines);
+  for (const [t, , , from, to] of attempts) {
+    const sent = frames.filter((f) => f.seg === seg[t] && f.line.includes(`who-has ${to} tell ${from}`));
+    const crossed = frames.filter((f) => f.seg !== seg[t] && f.line.includes(`tell ${from}`));
+    expect([from, to, sent.length > 0, crossed]).toEqual([from, to, true, []]);
+  }
 }
 
 /** Frames seen on the lab switch while `traffic` runs, until one matches `want`. */
@@ -165,7 +188,7 @@ describeAsRoot('tenant networks across lab hosts (802.1Q and VXLAN, over SSH)', 
   });
 
   test('VLAN: each tenant reaches its guest on the other host, never the other tenant (same subnet)', async () => {
-    await expectIsolationMatrix();
+    await expectIsolationMatrix({ a: '100', b: '200' });
   });
 
   test("VLAN: frames on the switch carry 802.1Q tags with each tenant's VID", async () => {
@@ -247,7 +270,7 @@ describeAsRoot('tenant networks across lab hosts (802.1Q and VXLAN, over SSH)', 
     await guestsUp();
     const { stdout } = await runners[0]!.run(['ip', '-j', 'link', 'show', 'type', 'vlan']);
     expect(JSON.parse(stdout)).toEqual([]); // the VLAN uplinks went with the change of segment
-    await expectIsolationMatrix();
+    await expectIsolationMatrix({ a: '5000', b: '6000' });
     const frames = await capture('udp port 4789', /vni 5000\n.*ICMP echo/, () => ping(1, 'ga1', '10.101.0.12'));
     expect(frames).toMatch(/VXLAN, flags \[I\] \(0x08\), vni 5000\n.*10\.101\.0\.11 > 10\.101\.0\.12: ICMP echo/);
   });
