@@ -73,7 +73,10 @@ async function guestsUp(on = [1, 2]): Promise<void> {
   }
 }
 
-/** Each switch line with the segment it crossed in: `vlan N` on its line, or `vni N` ending the line before (VXLAN's inner frame). */
+/**
+ * Each switch line with the segment it crossed in: `vlan N` on its line, or `vni N` ending the
+ * line before (VXLAN's inner frame).
+ */
 function bySegment(lines: string[]): { seg: string; line: string }[] {
   return lines.map((line, i) => {
     const tag = /vlan (\d+),/.exec(line) ?? /vni (\d+)$/.exec(lines[i - 1] ?? '');
