@@ -13,11 +13,19 @@ export interface HostSnapshot {
   records: string[];
 }
 
+/**
+ * The ruleset without the elements of virtwire's dynamic sets (dyn_…): the kernel fills them from
+ * the traffic (flow and packet-rate state), and they expire on their own.
+ */
+function withoutKernelElements(ruleset: string): string {
+  return ruleset.replace(/(set dyn_\S+ \{[^}]*?)\n\t+elements = \{[^}]*\}/g, '$1');
+}
+
 export async function hostSnapshot(stateDir: string): Promise<HostSnapshot> {
   const links = (JSON.parse((await execa('ip', ['-j', 'link', 'show'])).stdout) as { ifname: string }[])
     .map((l) => l.ifname)
     .sort();
-  const nft = (await execa('nft', ['list', 'ruleset'])).stdout;
+  const nft = withoutKernelElements((await execa('nft', ['list', 'ruleset'])).stdout);
   const ps = await execa('pgrep', ['-a', '-f', '^(dnsmasq|/usr/bin/qemu-system)'], { reject: false });
   const domains = (await execa('virsh', ['-c', 'qemu:///system', 'list', '--all', '--name'])).stdout
     .split('\n')
