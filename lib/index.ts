@@ -28,6 +28,7 @@ export {
   type ApplyReport,
   type HostPlan,
   type HostChange,
+  type AddressChange,
   type LinkChange,
   type QosChange,
   type FirewallChange,

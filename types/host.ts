@@ -19,6 +19,18 @@ export interface HostPort {
   qos?: QosSpec;
   /** names of its network's security groups (absent or empty: open within the tenant) */
   securityGroups?: string[];
+  /** the host's ports that reach this guest (its network must be NAT'd; the guest needs its ip) */
+  forwards?: HostForward[];
+  /** an address of the host's uplink subnet mapped 1:1 to this guest (it needs its ip) */
+  floatingIp?: string;
+}
+
+export interface HostForward {
+  hostPort: number;
+  port: number;
+  protocol: 'tcp' | 'udp';
+  /** absent: every address of the host but the loopback's */
+  address?: string;
 }
 
 /** A security group as a host enforces it: its peer groups resolved to their members' addresses. */
@@ -47,6 +59,8 @@ export interface HostNetwork {
    * message may come from and name
    */
   dhcpClients?: string[];
+  /** forwards to guests whose ports are elsewhere (a namespaced tenant's, served inside its namespace) */
+  forwardsIn?: (HostForward & { ip: string })[];
   /** the tenant's security groups its ports name */
   securityGroups?: HostSecurityGroup[];
 }

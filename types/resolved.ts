@@ -41,6 +41,17 @@ export interface ResolvedNic {
   tap: string;
   /** its security groups, sorted (absent: none) */
   securityGroups?: string[];
+  /** its port forwards, protocol filled in, in the order given (absent: none) */
+  forwards?: ResolvedForward[];
+  floatingIp?: string;
+}
+
+export interface ResolvedForward {
+  hostPort: number;
+  port: number;
+  protocol: 'tcp' | 'udp';
+  /** absent: every address of the host */
+  address?: string;
 }
 
 /** A security group with its rules normalised: port ranges, one peer each. */

@@ -119,6 +119,31 @@ export interface NicSpec {
    * of them has one); replies to allowed flows pass; DHCP, DNS and ARP to the gateway always do.
    */
   securityGroups?: string[];
+  /**
+   * Ports of the host that reach this NIC (Docker's `-p`, Incus's network forwards): traffic to
+   * the host on `hostPort` — from outside, from the host itself, and from the tenant's own guests
+   * (hairpin) — goes to the guest's `port`; replies go back through the host. The NIC's network
+   * must be NAT'd. Its security groups decide what may come in, as for any traffic.
+   */
+  forwards?: ForwardSpec[];
+  /**
+   * An address of a subnet one of the host's interfaces is on (the uplink's), mapped 1:1 to this
+   * NIC (Neutron's floating IP): the host takes the address on that interface, everything sent to
+   * it reaches the guest, and the guest's traffic out of the host leaves from it. Live: moving
+   * it to another NIC is an updateVm.
+   */
+  floatingIp?: string;
+}
+
+export interface ForwardSpec {
+  /** the host's port */
+  hostPort: number;
+  /** the guest's port */
+  port: number;
+  /** default 'tcp' */
+  protocol?: 'tcp' | 'udp';
+  /** one of the host's addresses; default every address of the host (but the loopback's) */
+  address?: string;
 }
 
 /**

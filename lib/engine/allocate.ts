@@ -3,7 +3,16 @@
 // conflict is reported with its path, like any other bad input.
 import type { ResolvedNetwork, ResolvedVm } from '../../types/resolved.js';
 import type { SegmentPools } from '../../types/spec.js';
-import { Problems, at, parseIpv4, formatIpv4, sameNetwork, DEFAULT_POOLS } from '../spec/index.js';
+import {
+  Problems,
+  at,
+  parseIpv4,
+  formatIpv4,
+  sameNetwork,
+  DEFAULT_POOLS,
+  forwardLabel,
+  forwardsClash,
+} from '../spec/index.js';
 import type { VmRecord } from './state/store.js';
 import { Namespaces } from './namespace-allocation.js';
 
@@ -58,8 +67,37 @@ export function allocate(
     used.add(ip);
     return { ...nic, ip };
   });
+  checkWaysIn(p, vm, records, host);
   p.throwIfAny(`VM spec for ${vm.name}`);
   return { ...vm, nics: out };
+}
+
+/**
+ * A host port (on one address, or on all) is one VM's forward, and a floating IP one NIC's: on
+ * the same host for forwards, anywhere for floating IPs (hosts may share an uplink subnet).
+ */
+function checkWaysIn(p: Problems, vm: ResolvedVm, records: VmRecord[], host: string | undefined): void {
+  const nicPath = (name: string, i: number) => `VM ${name} ${at('nics', i)}`;
+  const forwards = records
+    .filter((r) => r.host === host)
+    .flatMap((r) =>
+      r.vm.nics.flatMap((n) =>
+        (n.forwards ?? []).map((f, k) => ({ f, path: `${at(nicPath(r.vm.name, n.index), 'forwards')}[${k}]` })),
+      ),
+    );
+  const floating = records.flatMap((r) =>
+    r.vm.nics.filter((n) => n.floatingIp).map((n) => ({ ip: n.floatingIp!, path: nicPath(r.vm.name, n.index) })),
+  );
+  for (const nic of vm.nics) {
+    const path = at('nics', nic.index);
+    (nic.forwards ?? []).forEach((f, k) => {
+      const twin = forwards.find((o) => forwardsClash(o.f, f));
+      if (twin)
+        p.add(at(at(path, 'forwards'), k), `${forwardLabel(f)} on this host is already forwarded by ${twin.path}`);
+    });
+    const taken = floating.find((o) => o.ip === nic.floatingIp);
+    if (taken) p.add(at(path, 'floatingIp'), `${nic.floatingIp} is already the floating IP of ${taken.path}`);
+  }
 }
 
 type PoolKind = 'vlan' | 'vni';

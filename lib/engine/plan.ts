@@ -48,9 +48,9 @@ export interface Plan {
   warnings?: string[];
 }
 
-// changed in place (tc, or the firewall's host services), everything else replaces the VM
-// changed in place: tc, the firewall's host services, or the NIC's security groups
-export const LIVE_CHANGE = /^nics\[\d+\]\.(qos|network\.hostServices|securityGroups)(\.|\[|$)/;
+// changed in place: tc, the firewall's host services, the NIC's security groups, its forwards or
+// floating IP; everything else replaces the VM
+export const LIVE_CHANGE = /^nics\[\d+\]\.(qos|network\.hostServices|securityGroups|forwards|floatingIp)(\.|\[|$)/;
 
 function flatten(value: unknown, prefix = '', out: Map<string, unknown> = new Map()): Map<string, unknown> {
   if (Array.isArray(value)) value.forEach((v, i) => flatten(v, `${prefix}[${i}]`, out));
@@ -133,7 +133,7 @@ export function hostDrift(tenants: Set<string>, host: HostPlan): Map<string, str
     if (tenant !== undefined && tenants.has(tenant)) drift.set(tenant, [...(drift.get(tenant) ?? []), why]);
   };
   // reasons in a fixed order (devices, QoS, dnsmasq, firewall), whatever order the host planned in
-  const order = ['link', 'namespace', 'qos', 'dnsmasq', 'firewall'];
+  const order = ['link', 'namespace', 'address', 'qos', 'dnsmasq', 'firewall'];
   for (const c of [...host.changes].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind))) {
     switch (c.kind) {
       case 'link':
@@ -147,6 +147,9 @@ export function hostDrift(tenants: Set<string>, host: HostPlan): Map<string, str
         break;
       case 'dnsmasq':
         add(c.tenant, c.action === 'start' ? 'dnsmasq not running' : 'dnsmasq config differs');
+        break;
+      case 'address':
+        add(c.tenant, `floating IP ${c.address} not on ${c.device}`);
         break;
       case 'firewall':
         // a table holds every tenant's rules: each is affected

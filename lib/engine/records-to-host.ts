@@ -37,6 +37,8 @@ export function hostStateFor(
         hostname: nic.index === 0 ? vm.name : `${vm.name}-nic${nic.index}`.slice(0, 31),
         ...(nic.qos ? { qos: nic.qos } : {}),
         ...(nic.securityGroups?.length ? { securityGroups: nic.securityGroups } : {}),
+        ...(nic.forwards?.length ? { forwards: nic.forwards } : {}),
+        ...(nic.floatingIp ? { floatingIp: nic.floatingIp } : {}),
       });
     }
   }

@@ -36,6 +36,8 @@ export function specOf(vm: ResolvedVm): VmSpec {
         ...(n.ip ? { ip: n.ip } : {}),
         ...(n.qos ? { qos: n.qos } : {}),
         ...(n.securityGroups ? { securityGroups: n.securityGroups } : {}),
+        ...(n.forwards ? { forwards: n.forwards } : {}),
+        ...(n.floatingIp ? { floatingIp: n.floatingIp } : {}),
       };
     }),
   };

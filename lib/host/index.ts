@@ -10,6 +10,7 @@ export {
 export type { NamespaceChange, NamespacePlan } from './tenant-namespaces.js';
 export type { LinkChange } from './links.js';
 export type { QosChange } from './qos.js';
+export type { AddressChange } from './ways-in.js';
 export type { FirewallChange } from './firewall/index.js';
 export { ExecaRunner, batchLine, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
 export { probeHost } from './probe.js';

@@ -82,6 +82,10 @@ export function innerState(ns: TenantNamespace): HostState {
         network: { ...network, bridge: NS_GATEWAY, uplink: NS_TRANSIT, segment: { type: 'none' } },
         ports: [],
         dhcpClients: ns.net.ports.map((p) => p.mac),
+        // the host sends each forward on to the namespace's transit address, same port
+        forwardsIn: ns.net.ports.flatMap((p) =>
+          (p.forwards ?? []).map((f) => ({ ...f, address: ns.nsAddress, port: f.port, ip: p.ip! })),
+        ),
         ...(ns.net.dhcp === false ? { dhcp: false } : {}),
       },
     ],

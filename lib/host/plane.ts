@@ -54,6 +54,7 @@ import {
 import { waitForLease, pollForLease, parseLeases, type Lease, type LeaseWait } from './leases.js';
 import { LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
 import { innerState } from './namespace.js';
+import { applyWaysIn, giveBack, planWaysIn, type AddressChange, type WaysInPlan } from './ways-in.js';
 
 /**
  * virtwire's directory on a host: the one definition of the default. The host plane keeps its
@@ -77,7 +78,7 @@ export interface HostPlaneOptions {
 }
 
 /** A typed change of the host plane: a device, QoS, a firewall table, a dnsmasq instance or a tenant's namespace. */
-export type HostChange = LinkChange | QosChange | FirewallChange | DnsmasqChange | NamespaceChange;
+export type HostChange = LinkChange | QosChange | FirewallChange | DnsmasqChange | NamespaceChange | AddressChange;
 
 export interface DnsmasqChange {
   kind: 'dnsmasq';
@@ -157,6 +158,7 @@ export class HostPlane {
     const started: DnsmasqPaths[] = [];
     let restoreFirewall: FirewallCommand[] = [];
     const touched: InsidePlan[] = [];
+    const taken: AddressChange[] = [];
     let step = 'links';
     try {
       created.push(...p.links.creates); // before running: a batch failing half-way has made some
@@ -200,6 +202,12 @@ export class HostPlane {
       changes.push({ step, count: p.firewall.flush.length });
       done.push(step);
 
+      step = 'ways in: addresses';
+      await applyWaysIn(this.runner, this.files, this.stateDir, p.ways);
+      taken.push(...p.ways.changes.filter((c) => c.action === 'add'));
+      changes.push({ step, count: p.ways.ip.length });
+      done.push(step);
+
       step = 'qos';
       // after the link step every desired device exists (re-created ones without qdiscs)
       const tc = await planQos(this.runner, p.qos, new Set(p.desired.map((d) => d.name)));
@@ -227,6 +235,7 @@ export class HostPlane {
       const attempt = async (fn: () => Promise<void>) => fn().catch((e: unknown) => void rollbackErrors.push(e));
       for (const paths of started) await attempt(() => stopDnsmasq(this.files, paths));
       await attempt(() => runFirewall(this.runner, restoreFirewall, 'firewall: rollback'));
+      await attempt(() => giveBack(this.runner, this.files, this.stateDir, taken));
       for (const inside of touched) await attempt(() => this.spaces.restoreInside(inside));
       await attempt(() => deleteLinks(this.runner, created));
       for (const netns of p.spaces.created) await attempt(() => this.spaces.unmake(netns));
@@ -255,10 +264,18 @@ export class HostPlane {
       ...p.dnsmasq.unwanted.map((tenant) => ({ kind: 'dnsmasq' as const, tenant, action: 'remove' as const })),
     ];
     return {
-      changes: [...p.links.changes, ...namespaces, ...p.firewall.changes, ...qos.changes, ...dnsmasq],
+      changes: [
+        ...p.links.changes,
+        ...namespaces,
+        ...p.firewall.changes,
+        ...p.ways.changes,
+        ...qos.changes,
+        ...dnsmasq,
+      ],
       // shown as one batch; apply runs the namespace lines as batches of their own, before and
-      // after the links, from the machine's mount namespace (see TenantNamespaces)
-      ip: [...p.netns.add, ...p.links.ip, ...p.netns.del],
+      // after the links, from the machine's mount namespace (see TenantNamespaces), and the
+      // floating IPs' addresses after the firewall
+      ip: [...p.netns.add, ...p.links.ip, ...p.netns.del, ...p.ways.ip],
       bridge: p.links.bridge,
       sysctl: p.links.sysctl,
       firewall: p.firewall.commands,
@@ -295,7 +312,8 @@ export class HostPlane {
     const links = planLinks(desired, observed);
     const netns = this.spaces.batches(spaces);
     const dnsmasq = await this.planDnsmasqs(state, mtus, spaces);
-    return { observed, desired, links, netns, firewall, qos, dnsmasq, spaces, backend, mtus };
+    const ways = await planWaysIn(this.runner, this.files, this.stateDir, state, observed);
+    return { observed, desired, links, netns, firewall, qos, dnsmasq, spaces, backend, mtus, ways };
   }
 
   /** Removes everything virtwire made here: devices, rules, dnsmasq instances and their files. */
@@ -368,6 +386,7 @@ interface Prepared {
   spaces: SpacesSeen;
   backend: FirewallBackend;
   mtus: Map<string, number>;
+  ways: WaysInPlan;
 }
 
 /** Every kernel feature the state needs, checked before the first command runs; the firewall backend. */

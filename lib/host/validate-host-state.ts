@@ -1,5 +1,5 @@
 // Validation of a HostState before anything on the host changes: every problem, with its path.
-import type { HostNetwork, HostState } from '../../types/host.js';
+import type { HostForward, HostNetwork, HostPort, HostState } from '../../types/host.js';
 import {
   at,
   checkIfName,
@@ -13,6 +13,10 @@ import {
   isRecord,
   parseCidr,
   PACKET_RATE,
+  checkFloatingIp,
+  forwardLabel,
+  forwardsClash,
+  resolveForwards,
 } from '../spec/index.js';
 import { namespacesOf } from './namespace.js';
 import { SpecError } from '../errors/index.js';
@@ -30,6 +34,7 @@ export function validateHostState(state: HostState): void {
     if (other) p.add(path, `device name ${name} is also used at ${other}`);
     else names.set(name, path);
   };
+  const ways: WaysIn = { forwards: [], floating: new Map() };
   state.networks.forEach((net, i) => {
     const path = at('networks', i);
     const n = net.network;
@@ -91,6 +96,7 @@ export function validateHostState(state: HostState): void {
       }
       const pps = port.qos?.packetsPerSecond;
       if (pps !== undefined) checkInt(p, at(at(pp, 'qos'), 'packetsPerSecond'), pps, PACKET_RATE.min, PACKET_RATE.max);
+      checkWaysIn(p, pp, port, net, ways);
       if (port.securityGroups?.length) {
         // a member port is known to the rules by its address
         if (port.ip === undefined) p.add(at(pp, 'securityGroups'), 'a port in security groups needs its ip');
@@ -103,6 +109,33 @@ export function validateHostState(state: HostState): void {
     checkHostGroups(p, at(path, 'securityGroups'), net);
   });
   p.throwIfAny('host state');
+}
+
+/** The host's ports and floating IPs claimed so far, by what claimed them. */
+interface WaysIn {
+  forwards: { f: HostForward; path: string }[];
+  floating: Map<string, string>;
+}
+
+/** A port's forwards and floating IP: valid (as a spec's), with its address, and no other port's. */
+function checkWaysIn(p: Problems, pp: string, port: HostPort, net: HostNetwork, ways: WaysIn): void {
+  const forwards = resolveForwards(p, at(pp, 'forwards'), port.forwards, net.network) ?? [];
+  const floating = checkFloatingIp(p, at(pp, 'floatingIp'), port.floatingIp, net.network);
+  if ((forwards.length || floating) && port.ip === undefined)
+    p.add(pp, 'a port with forwards or a floating IP needs its ip');
+  forwards.forEach((f, k) => {
+    const fp = at(at(pp, 'forwards'), k);
+    const twin = ways.forwards.find((o) => forwardsClash(o.f, f));
+    if (twin) p.add(fp, `${forwardLabel(f)} is already forwarded by ${twin.path}`);
+    ways.forwards.push({ f, path: fp });
+  });
+  if (floating) {
+    if (net.network.namespace)
+      p.add(at(pp, 'floatingIp'), 'floating IPs are not supported for a tenant in a namespace of its own yet');
+    const other = ways.floating.get(floating);
+    if (other) p.add(at(pp, 'floatingIp'), `${floating} is already the floating IP of ${other}`);
+    else ways.floating.set(floating, at(pp, 'floatingIp'));
+  }
 }
 
 /** A namespaced tenant's transit /30: one of its own on this host, and a conntrack zone of its own. */

@@ -1,7 +1,8 @@
 import type { VmSpec } from '../../types/spec.js';
-import type { ResolvedNetwork, ResolvedNic, ResolvedVm } from '../../types/resolved.js';
+import type { ResolvedForward, ResolvedNetwork, ResolvedNic, ResolvedVm } from '../../types/resolved.js';
 import { at, Problems } from './problems.js';
 import { PACKET_RATE } from './qos.js';
+import { checkFloatingIp, forwardLabel, forwardsClash, resolveForwards } from './forwards.js';
 import { checkAbsolutePath, checkInt, checkKeys, checkName, checkPositive, checkSafeText, isRecord } from './checks.js';
 import { inSubnet, parseIpv4 } from './ipv4.js';
 import { deriveMac, parseMac } from './mac.js';
@@ -23,7 +24,7 @@ const VM_KEYS = [
   'serialLog',
   'host',
 ] as const;
-const NIC_KEYS = ['network', 'mac', 'ip', 'qos', 'securityGroups'] as const;
+const NIC_KEYS = ['network', 'mac', 'ip', 'qos', 'securityGroups', 'forwards', 'floatingIp'] as const;
 const QOS_KEYS = ['egressKbps', 'ingressKbps', 'burstKiB', 'packetsPerSecond'] as const;
 const BANDWIDTH_KEYS = ['egressKbps', 'ingressKbps', 'burstKiB'] as const;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -142,6 +143,8 @@ function resolveNics(p: Problems, path: string, input: unknown, vmName: string):
   const byTenant = new Map<string, { network: ResolvedNetwork; path: string }>();
   const macs = new Map<string, string>();
   const ips = new Map<string, string>();
+  const floating = new Map<string, string>();
+  const claimed: { f: ResolvedForward; path: string }[] = [];
   let ok = true;
   input.forEach((raw, index) => {
     const nicPath = at(path, index);
@@ -199,7 +202,19 @@ function resolveNics(p: Problems, path: string, input: unknown, vmName: string):
 
     const qosOk = checkQos(p, at(nicPath, 'qos'), raw.qos);
     const groups = checkGroupNames(p, at(nicPath, 'securityGroups'), raw.securityGroups);
-    if (!network || !qosOk || !groups) {
+    const forwards = resolveForwards(p, at(nicPath, 'forwards'), raw.forwards, network);
+    const floatingIp = checkFloatingIp(p, at(nicPath, 'floatingIp'), raw.floatingIp, network);
+    forwards?.forEach((f, k) => {
+      const twin = claimed.find((c) => forwardsClash(c.f, f));
+      if (twin) p.add(at(at(nicPath, 'forwards'), k), `${forwardLabel(f)} is already forwarded by ${twin.path}`);
+      claimed.push({ f, path: at(at(nicPath, 'forwards'), k) });
+    });
+    if (floatingIp) {
+      const seen = floating.get(floatingIp);
+      if (seen !== undefined) p.add(at(nicPath, 'floatingIp'), `${floatingIp} is already the floating IP of ${seen}`);
+      else floating.set(floatingIp, nicPath);
+    }
+    if (!network || !qosOk || !groups || !forwards || floatingIp === false) {
       ok = false;
       return;
     }
@@ -211,6 +226,8 @@ function resolveNics(p: Problems, path: string, input: unknown, vmName: string):
       ...(raw.qos !== undefined ? { qos: { ...(raw.qos as object) } } : {}),
       tap: tapName(vmName, index),
       ...(groups.length ? { securityGroups: groups } : {}),
+      ...(forwards.length ? { forwards } : {}),
+      ...(floatingIp ? { floatingIp } : {}),
     });
   });
   return ok ? nics : undefined;

@@ -59,6 +59,12 @@ function ipMatch(c: Cond, proto: string): string {
       return `${bang(c)}-d ${address(v)}`;
     case 'ct':
       return '-m conntrack --ctstate RELATED,ESTABLISHED';
+    case 'ctStatus':
+      if (v !== 'dnat') throw new Error(`unknown conntrack status ${v}`);
+      return '-m conntrack --ctstate DNAT';
+    case 'daddrType':
+      if (v !== 'local') throw new Error(`unknown address type ${v}`);
+      return '-m addrtype --dst-type LOCAL';
     case 'l4proto':
       if (!['tcp', 'udp', 'icmp'].includes(v)) throw new Error(`unknown protocol ${v}`);
       return `-p ${v}`;
@@ -87,7 +93,12 @@ const TARGETS: Record<Exclude<Verdict, object>, string> = {
   drop: 'DROP',
   masquerade: 'MASQUERADE',
 };
-const target = (v: Verdict) => (typeof v === 'object' ? `CT --zone ${v.zone}` : TARGETS[v]);
+function target(v: Verdict): string {
+  if (typeof v !== 'object') return TARGETS[v];
+  if ('zone' in v) return `CT --zone ${v.zone}`;
+  if ('snat' in v) return `SNAT --to-source ${ipv4(v.snat)}`;
+  return `DNAT --to-destination ${ipv4(v.dnat)}${v.port ? `:${port(v.port)}` : ''}`;
+}
 
 function ipLine(conds: Cond[], v: Verdict | string): string {
   let proto = '';
@@ -177,6 +188,10 @@ const literal = (r: Rule, setChain: string) =>
         setChain,
       )
     : ipLine(r.conds as Cond[], r.verdict);
+
+/** A rule whose device-set condition returns: one RETURN per device of the set, where the rule stands. */
+const inPlace = (r: Rule, sets: Record<string, RowSet>) =>
+  r.verdict === 'return' && r.conds.some(isInSet) ? setChainRules([r], sets) : [literal(r, '')];
 
 /** The chain behind a device-set condition: one rule per device (tenants, not their pairs). */
 function setChainRules(rules: Rule[], sets: Record<string, RowSet>): string[] {
@@ -323,9 +338,17 @@ export function desiredTables(state: HostState): TableWant[] {
             },
           ],
     ),
-    named('iptables', 'nat', (name) =>
-      policy.nat.length ? [{ name: name('N'), rules: policy.nat.map((r) => literal(r, '')), from: 'POSTROUTING' }] : [],
-    ),
+    named('iptables', 'nat', (name) => [
+      ...(policy.dnat.length
+        ? [{ name: name('D'), rules: policy.dnat.flatMap((r) => inPlace(r, policy.ipSets)), from: 'PREROUTING' }]
+        : []),
+      ...(policy.dnatLocal.length
+        ? [{ name: name('O'), rules: policy.dnatLocal.map((r) => literal(r, '')), from: 'OUTPUT' }]
+        : []),
+      ...(policy.nat.length
+        ? [{ name: name('N'), rules: policy.nat.map((r) => literal(r, '')), from: 'POSTROUTING' }]
+        : []),
+    ]),
     named('ebtables', 'nat', (name) => [
       ...(bridgeIn.length ? [{ name: name('S'), policy: 'RETURN', rules: bridgeIn, from: 'PREROUTING' }] : []),
       // a chain of its own: the cap's RETURN must not skip the ports' guard

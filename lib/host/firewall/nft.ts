@@ -29,6 +29,8 @@ const FIELDS: Record<Field, { expr: string; type: string }> = {
   saddr: { expr: 'ip saddr', type: 'ipv4_addr' },
   daddr: { expr: 'ip daddr', type: 'ipv4_addr' },
   ct: { expr: 'ct state', type: '' },
+  ctStatus: { expr: 'ct status', type: '' },
+  daddrType: { expr: 'fib daddr type', type: '' },
   l4proto: { expr: 'meta l4proto', type: 'inet_proto' },
   dport: { expr: 'th dport', type: 'inet_service' },
   udpSport: { expr: 'udp sport', type: 'inet_service' },
@@ -47,6 +49,8 @@ const PROTOCOLS = new Set(['tcp', 'udp', 'icmp']);
 const NAMED: Record<string, string> = {
   established: 'established,related',
   'echo-request': 'echo-request',
+  dnat: 'dnat',
+  local: 'local',
   ip: 'ip',
   arp: 'arp',
 };
@@ -91,8 +95,10 @@ function match(c: Cond | InSet): string {
 }
 
 function verdict(v: Verdict): string {
-  if (typeof v === 'object') return `ct zone set ${v.zone}`;
-  return v === 'pass' ? 'accept' : v;
+  if (typeof v !== 'object') return v === 'pass' ? 'accept' : v;
+  if ('zone' in v) return `ct zone set ${v.zone}`;
+  if ('snat' in v) return `snat ip to ${ipv4(v.snat)}`;
+  return `dnat ip to ${ipv4(v.dnat)}${v.port ? `:${port(v.port)}` : ''}`;
 }
 
 const line = (r: Rule) => [...r.conds.map(match), verdict(r.verdict)].join(' ');
@@ -272,6 +278,8 @@ export function renderRuleset(state: HostState): Ruleset {
   const nat = policy.nat.map(line);
   const input = policy.any ? [...policy.overlay.map(line), ...policy.input.rules.map(keyedLine)] : [];
   const zones = policy.zones.map(line);
+  const dnat = policy.dnat.map(line);
+  const dnatLocal = policy.dnatLocal.map(line);
   const inet = !policy.any
     ? []
     : [
@@ -280,6 +288,8 @@ export function renderRuleset(state: HostState): Ruleset {
         ...(limits.length ? FLOW_SETS : []),
         ...sg.chains,
         ...renderSets(sg.maps, {}),
+        ...(dnat.length ? chain('prerouting', 'type nat hook prerouting priority dstnat', dnat) : []),
+        ...(dnatLocal.length ? chain('output', 'type nat hook output priority -100', dnatLocal) : []),
         ...chain('postrouting', 'type nat hook postrouting priority srcnat', nat),
         ...chain('forward', 'type filter hook forward priority filter', forward),
         ...chain('input', 'type filter hook input priority filter', input),
@@ -303,7 +313,7 @@ export function renderRuleset(state: HostState): Ruleset {
     inet: inet.join('\n'),
     bridge: bridge.join('\n'),
     rules: {
-      inet: nat.length + forward.length + input.length + zones.length + sg.rules,
+      inet: nat.length + forward.length + input.length + zones.length + dnat.length + dnatLocal.length + sg.rules,
       bridge: pre.length + post.length,
     },
     sets: {

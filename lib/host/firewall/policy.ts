@@ -26,6 +26,10 @@ export interface TenantPolicy {
   packetRates: PacketRate[];
   /** conntrack zones of namespaced tenants' bridged frames */
   zones: Rule[];
+  /** destination NAT of what arrives (forwards, floating IPs): the tenant's own first, then no other tenant's */
+  dnat: Rule[];
+  /** destination NAT of what the host itself sends (the same ways in) */
+  dnatLocal: Rule[];
   /** on the bridges, frames arriving: the ports' anti-spoofing, then the uplinks' guards */
   bridgeIn: Block[];
   /** on the bridges, frames leaving: the uplinks' guards */
@@ -70,20 +74,72 @@ const is = (field: Cond['field'], value: Cond['value']): Cond => ({ field, value
 const not = (field: Cond['field'], value: Cond['value']): Cond => ({ field, value, not: true });
 const rule = (verdict: Verdict, ...conds: (Cond | InSet)[]): Rule => ({ conds, verdict });
 const ESTABLISHED = is('ct', 'established');
+const DNATED = is('ctStatus', 'dnat');
 /** every tenant device (bridges, namespaced tenants' transits) */
 export const TENANT_DEVICES = 'tenant_bridges';
 const toTenant: InSet = { field: 'oif', set: TENANT_DEVICES };
 
+/** A way in from outside the tenant: what it matches on the host, and where it goes. */
+interface WayIn {
+  match: Cond[];
+  to: { dnat: string; port?: number };
+}
+
+// What "the host" is to a forward without an address: any of its addresses but the loopback's
+// (traffic to 127.0.0.0/8 cannot be sent on to a guest without route_localnet).
+const HOST_ADDRESS = [is('daddrType', 'local'), not('daddr', '127.0.0.0/8')];
+
+/** The forwards of a tenant's ports (or, inside its namespace, the ones it serves) and their floating IPs. */
+function waysIn(net: HostNetwork, ns: TenantNamespace | undefined): WayIn[] {
+  const forwards = [
+    ...net.ports.flatMap((p) => (p.forwards ?? []).map((f) => ({ f, ip: p.ip! }))),
+    ...(net.forwardsIn ?? []).map((f) => ({ f, ip: f.ip })),
+  ];
+  const byForward = forwards.map(({ f, ip }) => ({
+    match: [
+      ...(f.address ? [is('daddr', f.address)] : HOST_ADDRESS),
+      is('l4proto', f.protocol),
+      is('dport', f.hostPort),
+    ],
+    // a namespaced tenant's guests are reached through its namespace: the same port on its address there
+    to: ns ? { dnat: ns.nsAddress, port: f.hostPort } : { dnat: ip, port: f.port },
+  }));
+  const byFloating = net.ports
+    .filter((p) => p.floatingIp)
+    .map((p) => ({ match: [is('daddr', p.floatingIp!)], to: { dnat: p.ip! } }));
+  return [...byForward, ...byFloating];
+}
+
 function natRules(net: HostNetwork, ns: TenantNamespace | undefined): Rule[] {
   const n = net.network;
   if (!n.nat) return [];
+  const hairpin = waysIn(net, ns).length
+    ? // a guest that reaches a way in to its own tenant (hairpin): answered through the host
+      [rule('masquerade', is('oif', ns?.transitVeth ?? n.bridge), is('saddr', ns?.nsAddress ?? n.cidr), DNATED)]
+    : [];
+  // a floating IP's guest leaves from it
+  const floating = net.ports
+    .filter((p) => p.floatingIp)
+    .map((p) =>
+      rule(
+        { snat: p.floatingIp! },
+        is('saddr', p.ip!),
+        not('daddr', n.cidr),
+        n.uplink ? is('oif', n.uplink) : not('oif', n.bridge),
+      ),
+    );
   // a namespaced tenant arrives NAT'd to its transit address: the second NAT, out of the host
   if (ns)
-    return [rule('masquerade', is('saddr', ns.nsAddress), n.uplink ? is('oif', n.uplink) : not('oif', ns.transitVeth))];
+    return [
+      ...hairpin,
+      rule('masquerade', is('saddr', ns.nsAddress), n.uplink ? is('oif', n.uplink) : not('oif', ns.transitVeth)),
+    ];
   // like libvirt: multicast and broadcast stay local, the subnet itself is not translated
   return [
+    ...hairpin,
     rule('return', is('saddr', n.cidr), is('daddr', '224.0.0.0/24')),
     rule('return', is('saddr', n.cidr), is('daddr', '255.255.255.255')),
+    ...floating,
     rule(
       'masquerade',
       is('saddr', n.cidr),
@@ -147,10 +203,14 @@ function forwardRules(net: HostNetwork, ns: TenantNamespace | undefined, underla
   const n = net.network;
   const b = n.bridge;
   const out = n.uplink ? [is('oif', n.uplink)] : [];
+  const translated = n.nat && waysIn(net, ns).length > 0;
   const rules = [
     // where br_netfilter is on (bridge-nf-call-iptables), frames bridged between two ports of
     // one bridge pass this hook too: the tenant's own L2 traffic is not ours to route or drop
     rule('accept', is('iif', b), is('oif', b)),
+    // what a way in (a forward, a floating IP) translated to the tenant: only ways in from outside
+    // the tenant devices or from the tenant itself are ever translated (dnatRules)
+    ...(translated && !ns ? [rule('accept', is('oif', b), is('daddr', n.cidr), DNATED)] : []),
     rule('drop', is('iif', b), toTenant),
     ...outOfBounds(b, underlay),
   ];
@@ -160,6 +220,7 @@ function forwardRules(net: HostNetwork, ns: TenantNamespace | undefined, underla
     rules.push(
       rule('drop', is('iif', b)),
       rule('drop', is('oif', b)),
+      ...(translated ? [rule('accept', is('oif', t), is('daddr', ns.nsAddress), DNATED)] : []),
       rule('drop', is('iif', t), toTenant),
       ...outOfBounds(t, underlay),
     );
@@ -179,6 +240,26 @@ function forwardRules(net: HostNetwork, ns: TenantNamespace | undefined, underla
   // not NAT, or not from/to the subnet: never routed (libvirt rejects these too)
   rules.push(rule('drop', is('iif', b)), rule('drop', is('oif', b)));
   return rules;
+}
+
+/**
+ * Destination NAT for the ways in: a tenant's own guests first (hairpin, from its bridge or its
+ * namespace's transit; never to its own gateway), then nothing from any other tenant device,
+ * then everyone else.
+ */
+function dnatRules(nets: HostNetwork[], nsOf: (n: HostNetwork) => TenantNamespace | undefined): Rule[] {
+  const all = nets.map((n) => ({ n, ns: nsOf(n), ways: waysIn(n, nsOf(n)) }));
+  const own = all.flatMap(({ n, ns, ways }) => {
+    if (!ways.length) return [];
+    const dev = is('iif', ns?.transitVeth ?? n.network.bridge);
+    return [
+      // the own gateway stays the host's (DHCP, DNS, host services), whatever port a forward takes
+      ...(ns ? [] : [rule('return', dev, is('daddr', n.network.gateway))]),
+      ...ways.map((w) => rule(w.to, dev, ...w.match)),
+    ];
+  });
+  const rest = all.flatMap(({ ways }) => ways.map((w) => rule(w.to, ...w.match)));
+  return rest.length ? [...own, rule('return', { field: 'iif', set: TENANT_DEVICES }), ...rest] : [];
 }
 
 const keyed = (set: string, key: KeyedRule['key'], verdict: Verdict, ...conds: Cond[]): KeyedRule => ({
@@ -341,6 +422,8 @@ export function tenantPolicy(state: HostState): TenantPolicy {
     packetRates: packetRates(nets),
     // a tenant's bridged frames tracked apart from any other's with the same addresses
     zones: spaces.map((s) => rule({ zone: s.zone }, is('iif', s.net.network.bridge))),
+    dnat: dnatRules(nets, nsOf),
+    dnatLocal: nets.flatMap((n) => waysIn(n, nsOf(n)).map((w) => rule(w.to, ...w.match))),
     bridgeIn: [
       ...(hasPorts ? [{ devices: 'ports', rules: PORT_GUARD }] : []),
       ...(uplinks.length ? [{ devices: 'uplinks', rules: uplinkGuard('iif') }] : []),

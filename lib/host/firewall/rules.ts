@@ -14,6 +14,8 @@ export type Field =
   | 'saddr' // IPv4 source: an address or a CIDR
   | 'daddr' // IPv4 destination
   | 'ct' // conntrack state: 'established' (established or related)
+  | 'ctStatus' // conntrack status: 'dnat' (its destination was translated)
+  | 'daddrType' // the destination's kind: 'local' (one of this host's addresses)
   | 'l4proto' // tcp | udp | icmp
   | 'dport' // transport destination port (after l4proto)
   | 'udpSport'
@@ -46,9 +48,18 @@ export interface InSet {
  * - pass: fine as far as virtwire goes; the host's own rules still decide (nft accept in
  *   virtwire's table; RETURN from virtwire's chain);
  * - return: leaves the chain unchanged (NAT exemptions);
- * - zone: its conntrack zone is set (tenants with the same addresses tracked apart).
+ * - zone: its conntrack zone is set (tenants with the same addresses tracked apart);
+ * - dnat: its destination becomes `to` (and `port`, if given); snat: its source becomes `to`.
  */
-export type Verdict = 'accept' | 'pass' | 'return' | 'drop' | 'masquerade' | { zone: number };
+export type Verdict =
+  | 'accept'
+  | 'pass'
+  | 'return'
+  | 'drop'
+  | 'masquerade'
+  | { zone: number }
+  | { dnat: string; port?: number }
+  | { snat: string };
 
 /** A rule with literal values. */
 export interface Rule {

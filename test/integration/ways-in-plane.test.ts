@@ -1,0 +1,216 @@
+// Ways in from outside a tenant on a real kernel (namespaces), once per firewall backend: port
+// forwards (to a plain tenant's guest, and to a namespaced tenant's through its namespace) and a
+// floating IP, from an "outside" namespace beyond the host's uplink, from the host itself and
+// from the tenant's own guests (hairpin); security groups deciding what comes in; another
+// tenant reaching none of it (each attempt captured leaving, never arriving); a host port in use
+// refused; drift repaired; teardown leaving the uplink as it was.
+import { HostPlane } from '../../lib/host/index.js';
+import { validateNetwork, tapName } from '../../lib/spec/index.js';
+import { SpecError } from '../../lib/errors/index.js';
+import type { FirewallKind } from '../../lib/host/firewall/index.js';
+import type { HostPort, HostState } from '../../types/host.js';
+import { describeAsRoot } from '../helpers/root.js';
+import { Lab } from '../helpers/lab.js';
+import { esc, probe } from '../helpers/capture.js';
+import { OUTSIDE } from '../helpers/ranges.js';
+import { waitFor } from '../helpers/wait.js';
+
+suite('nftables', 'vwfw');
+suite('iptables', 'vwfx');
+
+function suite(firewall: FirewallKind, prefix: string): void {
+  const lab = new Lab(prefix);
+  const ns: Record<string, string> = {};
+  let host: string;
+  let plane: HostPlane;
+  const FLOATING = OUTSIDE.spare;
+  const tenants = { acme: `${prefix}acme`, globex: `${prefix}glob`, initech: `${prefix}init` };
+  const acme = validateNetwork({ tenant: tenants.acme, cidr: '10.83.0.0/24' });
+  const globex = {
+    ...validateNetwork({ tenant: tenants.globex, cidr: '10.83.0.0/24' }),
+    namespace: { transit: '100.64.0.12/30' },
+  };
+  const initech = validateNetwork({ tenant: tenants.initech, cidr: '10.84.0.0/24' });
+  const port = (guest: string, n: number, ip: string, extra: Partial<HostPort> = {}): HostPort => ({
+    name: tapName(`${prefix}${guest}`, 0),
+    kind: 'veth',
+    peer: { name: 'eth0', netns: `${prefix}-${guest}` },
+    mac: `52:54:00:83:00:${String(n).padStart(2, '0')}`,
+    ip,
+    ...extra,
+  });
+  const IP = { w1: '10.83.0.11', f1: '10.83.0.12', w2: '10.83.0.13', g1: '10.83.0.11', i1: '10.84.0.11' };
+  const state: HostState = {
+    networks: [
+      {
+        network: acme,
+        ports: [
+          port('w1', 11, IP.w1, {
+            forwards: [
+              { hostPort: 8080, port: 80, protocol: 'tcp' },
+              { hostPort: 2200, port: 22, protocol: 'tcp' },
+            ],
+            securityGroups: ['web'],
+          }),
+          port('f1', 12, IP.f1, { floatingIp: FLOATING }),
+          port('w2', 13, IP.w2),
+        ],
+        // port 80 open to the world, 22 only from a range the outside is not in
+        securityGroups: [
+          {
+            name: 'web',
+            rules: [
+              { direction: 'ingress', protocol: 'tcp', ports: [[80, 80]], peer: { any: true } },
+              { direction: 'ingress', protocol: 'tcp', ports: [[22, 22]], peer: { cidr: '203.0.113.0/24' } },
+            ],
+          },
+        ],
+      },
+      {
+        network: globex,
+        ports: [port('g1', 21, IP.g1, { forwards: [{ hostPort: 8081, port: 80, protocol: 'tcp' }] })],
+      },
+      { network: initech, ports: [port('i1', 31, IP.i1)] },
+    ],
+  };
+  const clients: Record<string, Set<string>> = {};
+  const hostUrl = (p: number, address = OUTSIDE.host) => `http://${address}:${p}/`;
+  const addressesOfUplink = async () =>
+    (
+      JSON.parse((await lab.exec(host, ['ip', '-j', '-4', 'addr', 'show', 'dev', 'up0'])).stdout) as {
+        addr_info: { local: string; prefixlen: number }[];
+      }[]
+    )[0]!.addr_info.map((a) => `${a.local}/${a.prefixlen}`);
+
+  describeAsRoot(`ways in from outside a tenant (namespaces), ${firewall} firewall`, () => {
+    beforeAll(async () => {
+      await lab.sweep();
+      host = await lab.netns('host');
+      for (const g of ['w1', 'f1', 'w2', 'g1', 'i1', 'out']) ns[g] = await lab.netns(g);
+      plane = new HostPlane({ netns: host, stateDir: lab.stateDir, firewall });
+      await lab.exec(host, ['ip', 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.out!]);
+      await lab.configureGuest(host, 'up0', `${OUTSIDE.host}/24`);
+      await lab.configureGuest(ns.out!, 'eth0', `${OUTSIDE.outside}/24`);
+      await plane.apply(state);
+      const gw = (ip: string) => ip.replace(/\.\d+$/, '.1');
+      for (const g of ['w1', 'f1', 'w2', 'g1', 'i1'] as const)
+        await lab.configureGuest(ns[g]!, 'eth0', `${IP[g]}/24`, gw(IP[g]));
+      for (const g of ['w1', 'f1', 'g1'] as const) clients[g] = await lab.serveHttp(ns[g]!, '0.0.0.0', 80, g);
+      clients.out = await lab.serveHttp(ns.out!, OUTSIDE.outside, 8080, 'out');
+    }, 60_000);
+    afterAll(async () => {
+      await plane?.teardown().catch(() => {});
+      await lab.cleanup();
+    });
+
+    test("the outside reaches a forward on the host address, and a namespaced tenant's through its namespace", async () => {
+      expect(await lab.fetch(ns.out!, hostUrl(8080))).toBe('w1');
+      expect(clients.w1).toContain(OUTSIDE.outside); // the client's own address: nothing translated it
+      expect(await lab.fetch(ns.out!, hostUrl(8081))).toBe('g1');
+      expect(clients.g1).toContain(OUTSIDE.outside);
+    });
+
+    test("the host itself and the tenant's own guests reach the forward (hairpin, answered through the host)", async () => {
+      expect(await lab.fetch(host, hostUrl(8080))).toBe('w1');
+      expect(await lab.fetch(ns.w2!, hostUrl(8080))).toBe('w1');
+      // w1 saw the hairpin through the host (its gateway), not w2 directly: replies come back the same way
+      expect(clients.w1).toContain(acme.gateway);
+      expect(clients.w1).not.toContain(IP.w2);
+    });
+
+    test('a floating IP: the host answers ARP for it on the uplink, the outside reaches the guest, the guest leaves from it', async () => {
+      expect(await addressesOfUplink()).toContain(`${FLOATING}/32`);
+      expect(await lab.fetch(ns.out!, `http://${FLOATING}/`)).toBe('f1');
+      expect(await lab.fetch(ns.f1!, `http://${OUTSIDE.outside}:8080/`)).toBe('out');
+      expect(clients.out).toContain(FLOATING);
+      // its neighbour without one still leaves from the host's address
+      expect(await lab.fetch(ns.w2!, `http://${OUTSIDE.outside}:8080/`)).toBe('out');
+      expect([...clients.out!].sort()).toEqual([FLOATING, OUTSIDE.host].sort());
+    });
+
+    test("security groups decide forwarded traffic: port 22's forward is closed to the outside (sent, never delivered)", async () => {
+      const syn = 'tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0';
+      const r = await probe({
+        from: { netns: host, dev: 'up0', filter: `${syn} and dst port 2200` },
+        to: { netns: host, dev: tapName(`${prefix}w1`, 0), filter: `(${syn}) or icmp` },
+        attempt: () => lab.fetch(ns.out!, hostUrl(2200), 2),
+        sent: new RegExp(`${esc(OUTSIDE.outside)}\\.\\d+ > ${esc(OUTSIDE.host)}\\.2200:`),
+        barrier: async () => expect(await lab.fetch(ns.out!, hostUrl(8080))).toBe('w1'),
+        arrived: new RegExp(`${esc(OUTSIDE.outside)}\\.\\d+ > ${esc(IP.w1)}\\.80:`),
+        delivered: new RegExp(`> ${esc(IP.w1)}\\.22:`),
+      });
+      expect([r.result, r.delivered]).toEqual([undefined, 0]);
+    });
+
+    test("another tenant's guest reaches none of it: not on the host's address, its own gateway or the floating IP", async () => {
+      for (const [url, target, dport] of [
+        [hostUrl(8080), 'w1', 80],
+        [hostUrl(8080, initech.gateway), 'w1', 80],
+        [`http://${FLOATING}/`, 'f1', 80],
+      ] as const) {
+        const r = await probe({
+          from: { netns: host, dev: tapName(`${prefix}i1`, 0), filter: 'tcp' },
+          to: { netns: host, dev: tapName(`${prefix}${target}`, 0), filter: 'tcp' },
+          attempt: () => lab.fetch(ns.i1!, url, 2),
+          sent: new RegExp(`${esc(IP.i1)}\\.\\d+ > \\S+: Flags \\[S\\]`),
+          barrier: async () =>
+            expect(await lab.fetch(ns.out!, target === 'w1' ? hostUrl(8080) : `http://${FLOATING}/`)).toBe(target),
+          arrived: new RegExp(`${esc(OUTSIDE.outside)}\\.\\d+ > \\S+\\.${dport}:`),
+          delivered: new RegExp(`${esc(IP.i1)}\\.\\d+ >`),
+        });
+        expect([url, r.result, r.delivered]).toEqual([url, undefined, 0]);
+      }
+    });
+
+    test('a host port a process listens on is refused, naming the forward; nothing changes', async () => {
+      const busy = lab.spawn(host, ['busybox', 'nc', '-l', '-p', '9999']);
+      await waitFor('the host process to listen on 9999', 10_000, async () =>
+        (await lab.exec(host, ['ss', '-H', '-ltn'])).stdout.includes(':9999 '),
+      );
+      const taken: HostState = {
+        networks: state.networks.map((n, i) =>
+          i === 0
+            ? {
+                ...n,
+                ports: n.ports.map((p, j) =>
+                  j === 2 ? { ...p, forwards: [{ hostPort: 9999, port: 80, protocol: 'tcp' as const }] } : p,
+                ),
+              }
+            : n,
+        ),
+      };
+      const err = await plane.apply(taken).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SpecError);
+      expect((err as SpecError).problems).toEqual([
+        {
+          path: 'networks[0].ports[2].forwards[0]',
+          message: expect.stringMatching(/tcp port 9999 is in use on the host \(a process listens on \*:9999\)/),
+        },
+      ]);
+      busy.kill('SIGKILL');
+      expect((await plane.plan(state)).changes).toEqual([]);
+    });
+
+    test('a deleted DNAT rule and a lost floating address are drift; apply puts them back', async () => {
+      if (firewall === 'nftables') await lab.exec(host, ['nft', 'flush', 'chain', 'inet', 'virtwire', 'prerouting']);
+      else {
+        const chain = /^:(VWD-\S+)/m.exec((await lab.exec(host, ['iptables-save', '-t', 'nat'])).stdout)![1]!;
+        await lab.exec(host, ['iptables', '-t', 'nat', '-F', chain]);
+      }
+      await lab.exec(host, ['ip', 'addr', 'del', `${FLOATING}/32`, 'dev', 'up0']);
+      expect(await lab.fetch(ns.out!, hostUrl(8080), 2)).toBeUndefined();
+      const kinds = (await plane.plan(state)).changes.map((c) => c.kind).sort();
+      expect(kinds).toEqual(['address', 'firewall']);
+      await plane.apply(state);
+      expect((await plane.plan(state)).changes).toEqual([]);
+      expect(await lab.fetch(ns.out!, hostUrl(8080))).toBe('w1');
+      expect(await lab.fetch(ns.out!, `http://${FLOATING}/`)).toBe('f1');
+    });
+
+    test('teardown gives the floating address back and leaves the uplink as it was', async () => {
+      await plane.teardown();
+      expect(await addressesOfUplink()).toEqual([`${OUTSIDE.host}/24`]);
+      expect(await lab.fetch(ns.out!, hostUrl(8080), 2)).toBeUndefined();
+    });
+  });
+}
