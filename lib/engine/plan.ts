@@ -289,7 +289,8 @@ export function desiredVms(spec: SpecFile, records: VmRecord[]): { vms: DesiredV
     const record = byName.get(vm.name);
     if (record) return { vm: pinToRecord(vm, record), record };
     const allocated = allocate(vm, placed, spec.pools);
-    placed.push({ vm: allocated, accel: 'tcg', createdAt: '' });
+    // on its host (a forward's port is taken per host)
+    placed.push({ vm: allocated, accel: 'tcg', createdAt: '', ...(allocated.host ? { host: allocated.host } : {}) });
     return { vm: allocated };
   });
   return { vms, placed };

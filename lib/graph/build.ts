@@ -200,7 +200,12 @@ function portLabel(port: HostPort | undefined): string {
         .filter(Boolean)
         .join(', ')
     : '';
-  return [port.name, port.ip ?? 'DHCP', port.mac, qos].filter(Boolean).join('\n');
+  // its ways in from outside the tenant
+  const ways = [
+    ...(port.forwards ?? []).map((f) => `${f.address ?? '*'}:${f.hostPort}/${f.protocol} -> ${f.port}`),
+    ...(port.floatingIp ? [`floating IP ${port.floatingIp}`] : []),
+  ];
+  return [port.name, port.ip ?? 'DHCP', port.mac, qos, ...ways].filter(Boolean).join('\n');
 }
 
 function hostLabel(host: string | undefined, target: HostTarget | undefined, world: GraphWorld): string {

@@ -63,7 +63,25 @@ export async function showCommand(ctx: Ctx, planFile: string | undefined, flags:
   return 0;
 }
 
-const nicsOf = (r: VmRecord) => r.vm.nics.map((n) => ({ tenant: n.network.tenant, ip: n.ip, mac: n.mac, tap: n.tap }));
+const nicsOf = (r: VmRecord) =>
+  r.vm.nics.map((n) => ({
+    tenant: n.network.tenant,
+    ip: n.ip,
+    mac: n.mac,
+    tap: n.tap,
+    ...(n.forwards ? { forwards: n.forwards } : {}),
+    ...(n.floatingIp ? { floatingIp: n.floatingIp } : {}),
+  }));
+
+/**
+ * Where a VM is reached from outside its tenant: `<address>:<port>/<protocol> -> <ip>:<port>` per
+ * forward (the address `*` is every address of its host) and `<floating ip> -> <ip>`.
+ */
+const endpointsOf = (r: VmRecord) =>
+  r.vm.nics.flatMap((n) => [
+    ...(n.forwards ?? []).map((f) => `${f.address ?? '*'}:${f.hostPort}/${f.protocol} -> ${n.ip}:${f.port}`),
+    ...(n.floatingIp ? [`${n.floatingIp} -> ${n.ip}`] : []),
+  ]);
 
 /**
  * What a wrapper script needs from the state: each VM's host and NICs. `output NAME` prints the
@@ -71,7 +89,12 @@ const nicsOf = (r: VmRecord) => r.vm.nics.map((n) => ({ tenant: n.network.tenant
  */
 export function outputCommand(ctx: Ctx, name: string | undefined, flags: { json?: boolean }): number {
   const records = name ? [record(ctx, name)] : readState(ctx.stateDir);
-  const value = (r: VmRecord) => ({ host: r.host ?? null, ip: r.vm.nics[0]?.ip ?? null, nics: nicsOf(r) });
+  const value = (r: VmRecord) => ({
+    host: r.host ?? null,
+    ip: r.vm.nics[0]?.ip ?? null,
+    nics: nicsOf(r),
+    endpoints: endpointsOf(r),
+  });
   if (flags.json) {
     const doc = name
       ? value(records[0]!)
@@ -80,8 +103,10 @@ export function outputCommand(ctx: Ctx, name: string | undefined, flags: { json?
   } else if (name) {
     console.log(records[0]!.vm.nics[0]?.ip ?? '');
   } else {
-    for (const r of records)
+    for (const r of records) {
       for (const n of nicsOf(r)) console.log(`${r.vm.name} ${r.host ?? '-'} ${n.tenant} ${n.ip} ${n.mac} ${n.tap}`);
+      for (const e of endpointsOf(r)) console.log(`${r.vm.name} ${r.host ?? '-'} endpoint ${e}`);
+    }
   }
   return 0;
 }

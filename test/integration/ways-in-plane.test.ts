@@ -25,21 +25,21 @@ function suite(firewall: FirewallKind, prefix: string): void {
   let plane: HostPlane;
   const FLOATING = OUTSIDE.spare;
   const tenants = { acme: `${prefix}acme`, globex: `${prefix}glob`, initech: `${prefix}init` };
-  const acme = validateNetwork({ tenant: tenants.acme, cidr: '10.83.0.0/24' });
+  const acme = validateNetwork({ tenant: tenants.acme, cidr: '10.87.0.0/24' });
   const globex = {
-    ...validateNetwork({ tenant: tenants.globex, cidr: '10.83.0.0/24' }),
+    ...validateNetwork({ tenant: tenants.globex, cidr: '10.87.0.0/24' }),
     namespace: { transit: '100.64.0.12/30' },
   };
-  const initech = validateNetwork({ tenant: tenants.initech, cidr: '10.84.0.0/24' });
+  const initech = validateNetwork({ tenant: tenants.initech, cidr: '10.88.0.0/24' });
   const port = (guest: string, n: number, ip: string, extra: Partial<HostPort> = {}): HostPort => ({
     name: tapName(`${prefix}${guest}`, 0),
     kind: 'veth',
     peer: { name: 'eth0', netns: `${prefix}-${guest}` },
-    mac: `52:54:00:83:00:${String(n).padStart(2, '0')}`,
+    mac: `52:54:00:87:00:${String(n).padStart(2, '0')}`,
     ip,
     ...extra,
   });
-  const IP = { w1: '10.83.0.11', f1: '10.83.0.12', w2: '10.83.0.13', g1: '10.83.0.11', i1: '10.84.0.11' };
+  const IP = { w1: '10.87.0.11', f1: '10.87.0.12', w2: '10.87.0.13', g1: '10.87.0.11', i1: '10.88.0.11' };
   const state: HostState = {
     networks: [
       {
