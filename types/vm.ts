@@ -1,6 +1,6 @@
 // What createVm/destroyVm take and give back.
 import type { SegmentPools, VmSpec } from './spec.js';
-import type { ResolvedVm } from './resolved.js';
+import type { ResolvedForward, ResolvedVm } from './resolved.js';
 import type { SshTarget } from './host.js';
 
 export type CreateVmStep = 'validate' | 'network' | 'disks' | 'define' | 'start' | 'lease' | 'ssh' | 'cloud-init';
@@ -92,6 +92,9 @@ export interface CreatedNic {
   ip: string;
   tap: string;
   bridge: string;
+  /** its port forwards, as resolved (absent: none) */
+  forwards?: ResolvedForward[];
+  floatingIp?: string;
 }
 
 export interface CreatedVm {

@@ -204,6 +204,8 @@ function result(vm: ResolvedVm, accel: 'kvm' | 'tcg', host: HostContext, readyMs
       ip: n.ip!,
       tap: n.tap,
       bridge: n.network.bridge,
+      ...(n.forwards ? { forwards: n.forwards } : {}),
+      ...(n.floatingIp ? { floatingIp: n.floatingIp } : {}),
     })),
     serialLog: vm.serialLog ?? vmPaths(host.stateDir, vm.name).serialLog,
     readyMs,
