@@ -67,7 +67,7 @@ export function allocate(
     used.add(ip);
     return { ...nic, ip };
   });
-  checkWaysIn(p, vm, records, host);
+  checkWaysIn(p, { ...vm, nics: out }, records, host);
   p.throwIfAny(`VM spec for ${vm.name}`);
   return { ...vm, nics: out };
 }
@@ -90,6 +90,11 @@ function checkWaysIn(p: Problems, vm: ResolvedVm, records: VmRecord[], host: str
   );
   for (const nic of vm.nics) {
     const path = at('nics', nic.index);
+    if (nic.floatingIp && nic.network.namespace)
+      p.add(
+        at(path, 'floatingIp'),
+        `floating IPs are not supported yet for tenant ${nic.network.tenant}, which has a network namespace of its own`,
+      );
     (nic.forwards ?? []).forEach((f, k) => {
       const twin = forwards.find((o) => forwardsClash(o.f, f));
       if (twin)

@@ -94,6 +94,15 @@ describe('forwards and floating IPs in a VM spec', () => {
     });
     // the same port on another host is that host's
     expect(() => put(vm('c', { forwards: [{ hostPort: 8080, port: 80 }] }), 'lab2')).not.toThrow();
+    // a tenant that gets a namespace of its own (its subnet overlaps acme's here) has no floating IPs yet
+    const overlapping = {
+      name: 'd',
+      boot: { kernel: '/boot/vmlinuz' },
+      nics: [{ network: { tenant: 'globex', cidr: '10.10.0.0/24' }, floatingIp: '192.0.2.60' }],
+    };
+    expect(problems(() => put(overlapping))).toEqual({
+      'nics[0].floatingIp': expect.stringMatching(/not supported yet for tenant globex, which has a network namespace/),
+    });
   });
 });
 
