@@ -56,13 +56,18 @@ export function parseSs(text: string): Listening[] {
     const f = line.trim().split(/\s+/);
     const m = /^(.*):(\d+)$/.exec(f[4] ?? '');
     if ((f[0] !== 'tcp' && f[0] !== 'udp') || !m) return [];
-    const address = m[1]!.replace(/%.*$/, '');
-    return [{ protocol: f[0], address: address === '0.0.0.0' ? '*' : address, port: Number(m[2]) }];
+    const raw = m[1]!.replace(/%.*$/, '').replace(/^\[(.*)\]$/, '$1');
+    // every address: IPv4's, and IPv6's (a dual-stack socket takes IPv4 too: `*` or `::`)
+    const any = raw === '0.0.0.0' || raw === '*' || raw === '::';
+    const address = any ? '*' : raw.replace(/^::ffff:/, '');
+    // an IPv6-only address cannot take what a forward sends on (IPv4)
+    if (!any && !/^\d+\.\d+\.\d+\.\d+$/.test(address)) return [];
+    return [{ protocol: f[0], address, port: Number(m[2]) }];
   });
 }
 
 async function listening(runner: CommandRunner): Promise<Listening[]> {
-  const r = await runner.run(['ss', '-H', '-4', '-n', '-l', '-t', '-u'], { step: 'ways in: observe' });
+  const r = await runner.run(['ss', '-H', '-n', '-l', '-t', '-u'], { step: 'ways in: observe' });
   return parseSs(r.stdout);
 }
 

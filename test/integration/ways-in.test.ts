@@ -114,7 +114,9 @@ describeAsRoot('ways in from outside a tenant, real guests (qemu:///system, TCG)
       expect(await lab.fetch(OUT, `http://${FLOATING}/`)).toMatch(/^vwwi-fip /);
       await atWeb.saw("the outside's SYN at web", new RegExp(`${esc(OUTSIDE.outside)}\\.\\d+ >`));
       await atFip.saw("the outside's SYN at fip", new RegExp(`${esc(OUTSIDE.outside)}\\.\\d+ >`));
-      for (const c of [atWeb, atFip]) expect(c.count(new RegExp(`${esc(IP.other)}\\.\\d+ >`))).toBe(0);
+      // any SYN but the outside's: a translated attempt would arrive from another source
+      const notOutside = new RegExp(`^(?!.*${esc(OUTSIDE.outside)}\\.\\d+ >)`);
+      for (const c of [atWeb, atFip]) expect(c.lines.filter((l) => notOutside.test(l))).toEqual([]);
     } finally {
       for (const c of [left, atWeb, atFip]) await c.stop();
     }

@@ -113,12 +113,20 @@ describe('the host side', () => {
       'tcp   LISTEN 0      128          0.0.0.0:22        0.0.0.0:*',
       'tcp   LISTEN 0      4096       127.0.0.1:631       0.0.0.0:*',
       'tcp   LISTEN 0      5      10.0.0.1%eth1:8080      0.0.0.0:*',
+      'tcp   LISTEN 0      1                  *:9999            *:*',
+      'tcp   LISTEN 0      128             [::]:2222         [::]:*',
+      'tcp   LISTEN 0      128    [::ffff:10.0.0.2]:8443         [::]:*',
+      'tcp   LISTEN 0      128            [::1]:25           [::]:*',
     ].join('\n');
     expect(parseSs(text)).toEqual([
       { protocol: 'udp', address: '10.10.0.1', port: 53 },
       { protocol: 'tcp', address: '*', port: 22 },
       { protocol: 'tcp', address: '127.0.0.1', port: 631 },
       { protocol: 'tcp', address: '10.0.0.1', port: 8080 },
+      // IPv6's every address (dual-stack) is IPv4's too; an IPv6-only address takes nothing forwarded
+      { protocol: 'tcp', address: '*', port: 9999 },
+      { protocol: 'tcp', address: '*', port: 2222 },
+      { protocol: 'tcp', address: '10.0.0.2', port: 8443 },
     ]);
   });
 
