@@ -13,7 +13,8 @@ import { placeVm, libvirtUriFor } from '../../lib/engine/hosts.js';
 import { readState as readRecords } from '../../lib/engine/index.js';
 import { Libvirt } from '../../lib/libvirt/index.js';
 import { validateVm, bridgeName, namespaceNames } from '../../lib/spec/index.js';
-import { buildTestGuest, testGuestSpec, type TestGuestImage } from '../../lib/testing/index.js';
+import { buildTestGuest, testGuestSpec, waitForConsole, type TestGuestImage } from '../../lib/testing/index.js';
+import { OUTSIDE } from '../helpers/ranges.js';
 import type { HostTarget } from '../../types/vm.js';
 import { describeAsRoot, isRoot } from '../helpers/root.js';
 import { LoopbackSshHost } from '../helpers/ssh-host.js';
@@ -23,6 +24,7 @@ chmodSync(stateDir, 0o755);
 const far = new LoopbackSshHost('far', 'vwrh');
 const engine = createEngine();
 const tenant = { tenant: 'vwremote', cidr: '10.71.0.0/24' };
+const UPLINK = 'vwrsup0';
 let image: TestGuestImage;
 let hosts: HostTarget[];
 let createdAccel: string | undefined;
@@ -58,6 +60,7 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
   });
   afterAll(async () => {
     await engine.ops.destroyVm('vwrs-web', { stateDir, hosts, missingOk: true }).catch(() => {});
+    await execa('ip', ['link', 'del', UPLINK], { reject: false });
     await far.cleanup();
     rmSync(stateDir, { recursive: true, force: true });
   });
@@ -95,7 +98,16 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
   });
 
   test('createVm lands on the host, boots, gets its lease from dnsmasq there; destroyVm removes it there', async () => {
-    const created = await engine.ops.createVm(testGuestSpec(image, 'vwrs-web', [{ network: tenant }]), {
+    // the host's "uplink": a dummy device of the test's, for a forward on its address and a floating IP
+    await execa('ip', ['link', 'add', UPLINK, 'type', 'dummy']);
+    await execa('ip', ['addr', 'add', `${OUTSIDE.host}/24`, 'dev', UPLINK]);
+    await execa('ip', ['link', 'set', UPLINK, 'up']);
+    const nic = {
+      network: tenant,
+      forwards: [{ hostPort: 18081, port: 80, address: OUTSIDE.host }],
+      floatingIp: OUTSIDE.spare,
+    };
+    const created = await engine.ops.createVm(testGuestSpec(image, 'vwrs-web', [nic]), {
       stateDir,
       hosts,
       timeoutMs: 150_000,
@@ -124,12 +136,23 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
     }
     // the guest answers on its tenant's bridge (from the host: the bridge is the host's)
     expect((await execa('busybox', ['ping', '-c', '1', '-W', '5', '10.71.0.2'], { reject: false })).exitCode).toBe(0);
+    // its ways in, made over SSH (the host's listening ports read there, the floating IP taken and
+    // marked there): the host's own connections to them reach the guest
+    const get = (url: string) => execa('timeout', ['5', 'busybox', 'wget', '-q', '-O', '-', url], { reject: false });
+    await waitForConsole(created, /VIRTWIRE-READY/, 60_000);
+    expect((await get(`http://${OUTSIDE.host}:18081/`)).stdout).toMatch(/^vwrs-web /);
+    expect((await get(`http://${OUTSIDE.spare}/`)).stdout).toMatch(/^vwrs-web /);
+    expect((await far.exec(['ls', join(far.stateDir, 'floating')])).stdout.trim()).toBe(OUTSIDE.spare);
+    expect((await execa('ip', ['-4', 'addr', 'show', 'dev', UPLINK])).stdout).toContain(`${OUTSIDE.spare}/32`);
 
     expect(await engine.ops.destroyVm('vwrs-web', { stateDir, hosts })).toBe(true);
     expect(readRecords(stateDir)).toEqual([]);
     expect((await far.exec(['ls', '-A', join(far.stateDir, 'dnsmasq')])).stdout).toBe('');
     expect((await far.exec(['ls', '-A', join(far.stateDir, 'vms')])).stdout).toBe('');
     expect((await execa('ip', ['link', 'show', bridgeName('vwremote')], { reject: false })).exitCode).not.toBe(0);
+    // the floating IP given back, its mark gone
+    expect((await execa('ip', ['-4', 'addr', 'show', 'dev', UPLINK])).stdout).not.toContain(OUTSIDE.spare);
+    expect((await far.exec(['ls', '-A', join(far.stateDir, 'floating')])).stdout).toBe('');
   });
 
   // Needs a host whose libvirt offers kvm without vmx/svm (the PVM kind: /dev/kvm registered,
