@@ -197,6 +197,30 @@ describe('plan', () => {
     ]);
   });
 
+  test("a NIC's forwards and floating IP change in place; two VMs taking one host port are refused with both", () => {
+    const records = applied(yaml());
+    const text = yaml().replace(
+      '      - network: acme\n',
+      '      - network: acme\n        forwards: [{ hostPort: 8080, port: 80 }]\n        floatingIp: 192.0.2.50\n',
+    );
+    const plan = planChanges(parseSpecText(text), records, running('web', 'db'));
+    expect(plan.changes.map((c) => `${c.action} ${c.kind} ${c.name}`)).toEqual(['update vm web']);
+    expect(plan.changes[0]!.attributes.map((a) => a.name).sort()).toEqual([
+      'nics[0].floatingIp',
+      'nics[0].forwards[0].hostPort',
+      'nics[0].forwards[0].port',
+      'nics[0].forwards[0].protocol',
+    ]);
+    // db (a new VM in the same file, on the same host) cannot take web's port
+    const clash = text.replace(
+      '        qos: { egressKbps: 1000 }\n',
+      '        qos: { egressKbps: 1000 }\n        forwards: [{ hostPort: 8080, port: 8080 }]\n',
+    );
+    expect(() => planChanges(parseSpecText(clash), [], running())).toThrow(
+      /nics\[0\]\.forwards\[0\]: \*:8080\/tcp on this host is already forwarded by VM web nics\[0\]\.forwards\[0\]/,
+    );
+  });
+
   test('allocated addresses stay with their VMs; a new VM gets the next free one', () => {
     const records = applied(yaml());
     const plan = planChanges(
