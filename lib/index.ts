@@ -70,6 +70,8 @@ export {
   observe,
   importDomain,
   readState,
+  listKernelCache,
+  pruneKernelCache,
   withCommandLock,
   forgetVm,
   putSecurityGroup,

@@ -52,9 +52,27 @@ export interface PathPolicy {
   write?: string[];
 }
 
+/** A kernel in a host's cache of extracted kernels (listKernelCache). */
+export interface KernelCacheEntry {
+  /** the extracted vmlinux */
+  path: string;
+  /** the content hash of the bzImage it came from */
+  hash: string;
+  bytes: number;
+  /** ISO time of its last use by a create */
+  lastUsed: string;
+  /** the VMs whose records boot it (never evicted) */
+  usedBy: string[];
+}
+
 export interface CreateVmOptions {
   /** directories a VM's files may come from or go to beyond the defaults (PathPolicy) */
   paths?: PathPolicy;
+  /**
+   * The host's cache of extracted kernels (fast boot): at most `maxMiB` (default 1024), least
+   * recently used evicted first, never a kernel a VM's record names
+   */
+  kernelCache?: { maxMiB?: number };
   /** default qemu:///system; with `hosts`, each host's own */
   uri?: string;
   /**

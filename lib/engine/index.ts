@@ -1,6 +1,7 @@
 // The engine's public face: each operation forwarded to the default engine (the composition root
 // stays internal), the spec file, plans and the state module's defaults.
-import type { CreateVmOptions, CreatedVm, UpdateOptions, UpdateResult } from '../../types/vm.js';
+import type { CreateVmOptions, CreatedVm, KernelCacheEntry, UpdateOptions, UpdateResult } from '../../types/vm.js';
+import { GRACE_MS, listKernels, pruneKernels, type CachedKernel } from './kernel/kernel-cache.js';
 import type { VmSpec } from '../../types/spec.js';
 import { defaultEngine } from './container.js';
 import type { Operations } from './operations.js';
@@ -103,6 +104,44 @@ export const listSecurityGroups = forward('listSecurityGroups');
 export function stateSerial(stateDir: string = DEFAULT_STATE_DIR): number {
   return new StateStore(stateDir).serial();
 }
+
+/**
+ * The host's cache of extracted kernels (fast boot), least recently used first: each with its
+ * size, last use and the VMs whose records boot it (those are never evicted).
+ */
+export function listKernelCache(stateDir: string = DEFAULT_STATE_DIR): KernelCacheEntry[] {
+  const records = new StateStore(stateDir).records();
+  return listKernels(stateDir).map((k) => entryOf(k, records));
+}
+
+/**
+ * Evicts cached kernels no record names, least recently used first, until the cache holds at
+ * most `maxMiB` (default 0: every one no VM boots). A kernel used in the last ten minutes stays
+ * (a create elsewhere may have chosen it and not yet recorded it) unless `includeRecent`.
+ */
+export async function pruneKernelCache(
+  options: { stateDir?: string; maxMiB?: number; includeRecent?: boolean } = {},
+): Promise<KernelCacheEntry[]> {
+  const state = new StateStore(options.stateDir ?? DEFAULT_STATE_DIR);
+  return state.withLock(async () => {
+    const records = state.records();
+    const gone = pruneKernels(
+      state.dir,
+      (options.maxMiB ?? 0) * 2 ** 20,
+      records.map((r) => r.kernel),
+      options.includeRecent ? 0 : GRACE_MS,
+    );
+    return gone.map((k) => entryOf(k, records));
+  });
+}
+
+const entryOf = (k: CachedKernel, records: VmRecord[]): KernelCacheEntry => ({
+  path: k.path,
+  hash: k.hash,
+  bytes: k.bytes,
+  lastUsed: k.lastUsed.toISOString(),
+  usedBy: records.filter((r) => r.kernel === k.path).map((r) => r.vm.name),
+});
 
 /** The VM records of a state dir. */
 export function readState(stateDir: string = DEFAULT_STATE_DIR): VmRecord[] {

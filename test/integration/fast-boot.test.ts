@@ -1,11 +1,19 @@
 // Fast boots with real guests: the test guest's bzImage is booted as its extracted vmlinux (PVH),
-// extracted once for every VM that boots it and removed with the last; fastKernel: false boots
-// the file as given. Concurrent creates (group commit) and createVms lease distinct addresses;
+// extracted once for every VM that boots it and kept in the host's cache after the last (pruned on
+// demand); fastKernel: false boots the file as given. Concurrent creates (group commit) and createVms lease distinct addresses;
 // createVms is all or nothing.
-import { mkdtempSync, chmodSync, rmSync, existsSync, readdirSync } from 'node:fs';
+import { mkdtempSync, chmodSync, rmSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createVm, createVms, destroyVm, listVms, SpecError } from '../../lib/index.js';
+import {
+  createVm,
+  createVms,
+  destroyVm,
+  listVms,
+  listKernelCache,
+  pruneKernelCache,
+  SpecError,
+} from '../../lib/index.js';
 import { Libvirt } from '../../lib/libvirt/index.js';
 import { buildTestGuest, testGuestSpec, waitForConsole } from '../../lib/testing/index.js';
 import type { TestGuestImage } from '../../lib/testing/index.js';
@@ -42,7 +50,7 @@ describeAsRoot('fast boots and many creates (real guests)', () => {
     rmSync(stateDir, { recursive: true, force: true });
   });
 
-  test('concurrent creates boot the extracted vmlinux, one copy for all; it goes with its last VM', async () => {
+  test('concurrent creates boot the extracted vmlinux, one copy for all; it outlives its VMs, never extracted twice', async () => {
     const vms = await Promise.all(['vwfb-a', 'vwfb-b', 'vwfb-c'].map((n) => createVm(spec(n), opts)));
     expect(new Set(vms.map((v) => v.nics[0]!.ip)).size).toBe(3); // group commit kept allocation apart
     const kernels = await Promise.all(vms.map((v) => bootedKernel(v.name)));
@@ -52,11 +60,20 @@ describeAsRoot('fast boots and many creates (real guests)', () => {
     // the guest prints its lease once it has it (dnsmasq's lease file may come first)
     for (const v of vms)
       await waitForConsole(v, new RegExp(`VIRTWIRE-LEASE ip=${v.nics[0]!.ip.replaceAll('.', '\\.')} `));
-    await destroyVm('vwfb-a', opts);
-    await destroyVm('vwfb-b', opts);
-    expect(existsSync(kernels[0]!)).toBe(true); // vwfb-c still boots it
-    await destroyVm('vwfb-c', opts);
-    expect(existsSync(kernels[0]!)).toBe(false);
+    expect(listKernelCache(stateDir)).toMatchObject([{ path: kernels[0], usedBy: ['vwfb-a', 'vwfb-b', 'vwfb-c'] }]);
+    for (const v of vms) await destroyVm(v.name, opts);
+    // the cache keeps it for the next VM: a create → destroy loop extracts once
+    expect(existsSync(kernels[0]!)).toBe(true);
+    const { ino, mtimeMs } = statSync(kernels[0]!);
+    const again = await createVm(spec('vwfb-d'), opts);
+    expect(await bootedKernel(again.name)).toBe(kernels[0]);
+    expect(statSync(kernels[0]!).ino).toBe(ino); // the same file, not extracted again
+    expect(statSync(kernels[0]!).mtimeMs).toBeGreaterThan(mtimeMs); // used: touched
+    await destroyVm(again.name, opts);
+    // pruned on demand (it was used a moment ago: only with includeRecent)
+    expect(await pruneKernelCache({ stateDir })).toEqual([]);
+    expect((await pruneKernelCache({ stateDir, includeRecent: true })).map((k) => k.path)).toEqual([kernels[0]]);
+    expect(cached()).toEqual([]);
   });
 
   test('boot.fastKernel: false boots the bzImage as given', async () => {

@@ -1,12 +1,13 @@
 // The fast direct-kernel boot: a bzImage whose payload is a vmlinux with a PVH note is booted as
 // that vmlinux. Under TCG the guest otherwise spends ~3 s decompressing itself (measured: 5.0 s
-// to init from the bzImage, 2.1 s from the vmlinux). Extracted once per kernel content, kept in
-// <state-dir>/kernels/<hash>.vmlinux, removed with the last VM that boots it.
+// to init from the bzImage, 2.1 s from the vmlinux). Extracted once per kernel content into the
+// host's kernel cache (kernel-cache.ts: <state-dir>/kernels/<hash>.vmlinux, kept after its last
+// VM, bounded, least recently used evicted first).
 //
 // Decompression: gzip with Node's zlib; xz, zstd and lz4 with their Debian tools (xz-utils, zstd,
 // lz4) — both npm xz decoders tried (@napi-rs/lzma, xz-decompress) refuse the x86 BCJ filter the
 // kernel's xz stream uses. lzma, bzip2 and lzo payloads boot as given.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
@@ -24,6 +25,7 @@ import { gunzipSync } from 'node:zlib';
 import type { CommandRunner } from '../../host/index.js';
 import type { ResolvedVm } from '../../../types/resolved.js';
 import { bzImagePayload, readsPvhNote, type PayloadFormat } from './bzimage.js';
+import { KERNEL_CACHE_MIB, kernelCacheDir, kernelHash, pruneKernels, touch } from './kernel-cache.js';
 
 const TOOLS: Partial<Record<PayloadFormat, (file: string) => string[]>> = {
   xz: (f) => ['xz', '-dc', '--single-stream', '--', f],
@@ -31,7 +33,11 @@ const TOOLS: Partial<Record<PayloadFormat, (file: string) => string[]>> = {
   lz4: (f) => ['lz4', '-dcq', f],
 };
 
-const kernelCacheDir = (stateDir: string) => join(stateDir, 'kernels');
+/** What the cache may hold, and what it must keep: the kernels the state's records name. */
+export interface KernelCacheUse {
+  maxMiB?: number;
+  inUse: () => Iterable<string | undefined>;
+}
 
 /**
  * The kernel a VM boots instead of its spec's, if any: its extracted vmlinux, for direct kernel
@@ -42,12 +48,13 @@ export function kernelFor(
   host: { remote: boolean; runner: CommandRunner; stateDir: string },
   vm: ResolvedVm,
   accel: 'kvm' | 'tcg',
+  cache: KernelCacheUse,
 ): Promise<string | undefined> {
   if (!('kernel' in vm.boot) || vm.boot.fastKernel === false || accel !== 'tcg' || host.remote)
     return Promise.resolve(undefined);
   // a kernel this process cannot read (or a host plane of stand-ins) boots as given
   if (!existsSync(vm.boot.kernel)) return Promise.resolve(undefined);
-  return fastKernel(host.runner, host.stateDir, vm.boot.kernel);
+  return fastKernel(host.runner, host.stateDir, vm.boot.kernel, cache);
 }
 
 /**
@@ -56,18 +63,35 @@ export function kernelFor(
  * A kernel found unsuitable is remembered (an empty `<hash>.none`) so it is read, not unpacked,
  * next time.
  */
-async function fastKernel(runner: CommandRunner, stateDir: string, kernel: string): Promise<string | undefined> {
-  const image = readFileSync(kernel);
-  const key = createHash('sha256').update(image).digest('hex').slice(0, 20);
+async function fastKernel(
+  runner: CommandRunner,
+  stateDir: string,
+  kernel: string,
+  cache: KernelCacheUse,
+): Promise<string | undefined> {
+  const { hash: key, image } = kernelHash(stateDir, kernel);
   const dir = kernelCacheDir(stateDir);
   const target = join(dir, `${key}.vmlinux`);
-  if (existsSync(target)) return target;
+  if (existsSync(target)) {
+    try {
+      touch(target);
+      return target;
+    } catch {
+      // evicted since: extracted again below
+    }
+  }
   if (existsSync(join(dir, `${key}.none`))) return undefined;
   // concurrent creates of one kernel in this process share one extraction (20 at once took
   // 2.5 GiB of memory and 20 decompressors otherwise)
   let pending = extracting.get(target);
   if (!pending) {
-    pending = extract(runner, dir, key, image).finally(() => extracting.delete(target));
+    pending = extract(runner, dir, key, image ?? readFileSync(kernel))
+      .then((done) => {
+        // the new one was just used: it stays; older ones go down to the bound
+        if (done) pruneKernels(stateDir, (cache.maxMiB ?? KERNEL_CACHE_MIB) * 2 ** 20, cache.inUse());
+        return done;
+      })
+      .finally(() => extracting.delete(target));
     extracting.set(target, pending);
   }
   return pending;
@@ -127,10 +151,4 @@ function fileHasPvhNote(path: string): boolean {
   } finally {
     closeSync(fd);
   }
-}
-
-/** Removes an extracted kernel no VM boots any more (`inUse`: the kernels the state's records name). */
-export function releaseKernel(path: string | undefined, inUse: Iterable<string | undefined>): void {
-  if (!path || [...inUse].includes(path)) return;
-  rmSync(path, { force: true });
 }

@@ -69,8 +69,11 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
       return { vm: v, host: ctx, placed: target, kvm: verdict.usable };
     });
     const accel = effectiveAccel(vm.accel, kvm);
-    // before the record: it names the kernel, and the last record to name one removes it
-    const kernel = await kernelFor(host, vm, accel);
+    // before the record, which names it (a kernel a record names is never evicted)
+    const kernel = await kernelFor(host, vm, accel, {
+      ...(options.kernelCache?.maxMiB !== undefined ? { maxMiB: options.kernelCache.maxMiB } : {}),
+      inUse: () => state.records().map((r) => r.kernel),
+    });
 
     const allocated = await run('network', async () => {
       // the record under the lock (allocation sees every other record); the host plane after it,

@@ -4,16 +4,11 @@ import { applyHost } from '../reconcile.js';
 import type { HostContext } from '../hosts.js';
 import type { StateStore } from '../state/store.js';
 import { vmPaths } from '../state/paths.js';
-import { releaseKernel } from '../kernel/fast-kernel.js';
 
 export function removeRecord(state: StateStore, host: HostContext, name: string): Promise<void> {
   return state.withLock(async () => {
-    const kernel = state.records().find((r) => r.vm.name === name)?.kernel;
+    // its extracted kernel stays in the host's cache (kernel-cache.ts) for the next VM to boot it
     state.remove(name);
-    releaseKernel(
-      kernel,
-      state.records().map((r) => r.kernel),
-    );
     // a remote host's state dir may have the same path as ours: it is still another machine's
     if (host.remote || host.stateDir !== state.dir) await host.plane.files.remove(vmPaths(host.stateDir, name).dir);
     await applyHost(state, host);

@@ -22,7 +22,7 @@ import { locate, withDomain, type Located } from './locate.js';
 import { nicsOf } from './lifecycle.js';
 import { specOf } from '../spec-of.js';
 import { checkVmGroups } from './security-groups.js';
-import { kernelFor, releaseKernel } from '../kernel/fast-kernel.js';
+import { kernelFor } from '../kernel/fast-kernel.js';
 
 /** The spec as it will be recorded: allocations kept, new NICs on devices of their own. */
 function next(at: Located, spec: unknown): ResolvedVm {
@@ -131,14 +131,12 @@ async function untilGone(dom: DomainHandle, mac: string): Promise<void> {
 async function restartWith(deps: EngineDeps, at: Located, to: ResolvedVm): Promise<void> {
   await withDomain(deps, at, async (dom, hv) => {
     if (await dom.isActive()) await dom.destroy();
-    const kernel = await kernelFor(at.host, to, at.record.accel);
+    const kernel = await kernelFor(at.host, to, at.record.accel, {
+      inUse: () => at.state.records().map((r) => r.kernel),
+    });
     await at.state.withLock(async () => {
+      // a changed boot: the old extracted kernel stays in the cache
       at.state.put({ ...at.record, vm: to, kernel });
-      // a changed boot: the old extracted kernel goes when nothing else boots it
-      releaseKernel(
-        at.record.kernel,
-        at.state.records().map((r) => r.kernel),
-      );
       await applyHost(at.state, at.host);
       await syncPeerHosts(at.state, at.hosts, [at.record.vm, to], at.record.host);
     });

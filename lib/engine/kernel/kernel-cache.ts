@@ -1,0 +1,127 @@
+// The extracted-kernel cache (<state-dir>/kernels): content-addressed (`<hash>.vmlinux`), shared
+// by every VM and process of a host, and kept after the last VM that boots a kernel is gone — a
+// test suite's create → destroy loop extracts once. Bounded: after an extraction, the least
+// recently used files go until the cache fits its bound, except a kernel a record names and one
+// used in the last GRACE_MS (a create in another process may have chosen it and not yet recorded
+// it). Each use touches the file's mtime: that is "last used". A kernel's hash is remembered by
+// its path, size, mtime and inode (memo.json), so an unchanged kernel is not read again.
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const kernelCacheDir = (stateDir: string) => join(stateDir, 'kernels');
+
+/** The default bound of a host's cache. */
+export const KERNEL_CACHE_MIB = 1024;
+
+/** A kernel used this recently is never evicted. */
+export const GRACE_MS = 10 * 60_000;
+
+export interface CachedKernel {
+  /** the extracted vmlinux */
+  path: string;
+  /** the bzImage's content hash it was extracted from */
+  hash: string;
+  bytes: number;
+  lastUsed: Date;
+}
+
+interface Memo {
+  [kernel: string]: { size: number; mtimeMs: number; ino: number; hash: string };
+}
+
+const memoFile = (stateDir: string) => join(kernelCacheDir(stateDir), 'memo.json');
+
+function readMemo(stateDir: string): Memo {
+  try {
+    return JSON.parse(readFileSync(memoFile(stateDir), 'utf8')) as Memo;
+  } catch {
+    return {}; // none yet, or half-written by a crash: a memo only saves work
+  }
+}
+
+/**
+ * The content hash of the kernel at `kernel`: from the memo while its path, size, mtime and inode
+ * are unchanged, else read and hashed (and remembered). The image is read only then.
+ */
+export function kernelHash(stateDir: string, kernel: string): { hash: string; image?: Buffer } {
+  const st = statSync(kernel);
+  const memo = readMemo(stateDir);
+  const seen = memo[kernel];
+  if (seen && seen.size === st.size && seen.mtimeMs === st.mtimeMs && seen.ino === st.ino) return { hash: seen.hash };
+  const image = readFileSync(kernel);
+  const hash = createHash('sha256').update(image).digest('hex').slice(0, 20);
+  memo[kernel] = { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, hash };
+  // written whole, then renamed: a reader sees the old memo or the new one
+  const tmp = `${memoFile(stateDir)}.${process.pid}`;
+  try {
+    writeFileSync(tmp, JSON.stringify(memo));
+    renameSync(tmp, memoFile(stateDir));
+  } catch {
+    rmSync(tmp, { force: true }); // no cache dir yet: the next extraction makes it
+  }
+  return { hash, image };
+}
+
+/** Marks a cached kernel as used now. */
+export function touch(path: string): void {
+  const now = new Date();
+  utimesSync(path, now, now);
+}
+
+/** The cache's kernels, least recently used first. */
+export function listKernels(stateDir: string): CachedKernel[] {
+  const dir = kernelCacheDir(stateDir);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names
+    .filter((n) => /^[0-9a-f]{20}\.vmlinux$/.test(n))
+    .flatMap((n) => {
+      try {
+        const st = statSync(join(dir, n));
+        return [{ path: join(dir, n), hash: n.slice(0, 20), bytes: st.size, lastUsed: st.mtime }];
+      } catch {
+        return []; // evicted by another process while listing
+      }
+    })
+    .sort((a, b) => a.lastUsed.getTime() - b.lastUsed.getTime());
+}
+
+/**
+ * What to evict so the cache fits `maxBytes`: least recently used first, never a kernel in
+ * `inUse` (a record names it) or used since `now - graceMs`. Pure: the caller removes them.
+ */
+export function toEvict(
+  kernels: CachedKernel[],
+  maxBytes: number,
+  inUse: ReadonlySet<string>,
+  now: number,
+  graceMs = GRACE_MS,
+): CachedKernel[] {
+  let total = kernels.reduce((n, k) => n + k.bytes, 0);
+  const out: CachedKernel[] = [];
+  for (const k of kernels) {
+    if (total <= maxBytes) break;
+    if (inUse.has(k.path) || now - k.lastUsed.getTime() < graceMs) continue;
+    out.push(k);
+    total -= k.bytes;
+  }
+  return out;
+}
+
+/** Evicts down to `maxBytes` (see toEvict); `graceMs` 0 with `maxBytes` 0: every kernel no record names. */
+export function pruneKernels(
+  stateDir: string,
+  maxBytes: number,
+  inUse: Iterable<string | undefined>,
+  graceMs = GRACE_MS,
+): CachedKernel[] {
+  const used = new Set([...inUse].filter((p): p is string => p !== undefined));
+  const gone = toEvict(listKernels(stateDir), maxBytes, used, Date.now(), graceMs);
+  for (const k of gone) rmSync(k.path, { force: true });
+  return gone;
+}

@@ -1,0 +1,42 @@
+// `virtwire cache list|prune`: the host's cache of extracted kernels (fast boot). Kernels stay
+// after their last VM (a create → destroy loop extracts once), bounded by createVm's
+// `kernelCache.maxMiB`; these show it and empty it by hand.
+import { listKernelCache, pruneKernelCache, type KernelCacheEntry } from '../../lib/index.js';
+import type { Ctx } from './program.js';
+import { FORMAT_VERSION } from './formats.js';
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+function print(ctx: Ctx, entries: KernelCacheEntry[], json: boolean | undefined): void {
+  if (json) {
+    console.log(JSON.stringify({ format_version: FORMAT_VERSION, kernels: entries }, null, 2));
+    return;
+  }
+  for (const k of entries)
+    ctx.ui.out(
+      `${k.hash} ${mib(k.bytes)} last used ${k.lastUsed} ${k.usedBy.length ? `by ${k.usedBy.join(', ')}` : '(no VM)'}`,
+    );
+  ctx.ui.out(
+    `${entries.length} kernel${entries.length === 1 ? '' : 's'}, ${mib(entries.reduce((n, k) => n + k.bytes, 0))}`,
+  );
+}
+
+export function cacheList(ctx: Ctx, flags: { json?: boolean }): number {
+  print(ctx, listKernelCache(ctx.stateDir), flags.json);
+  return 0;
+}
+
+export async function cachePrune(
+  ctx: Ctx,
+  flags: { json?: boolean; maxMib?: string; includeRecent?: boolean },
+): Promise<number> {
+  const maxMiB = flags.maxMib === undefined ? 0 : Number(flags.maxMib);
+  if (!Number.isFinite(maxMiB) || maxMiB < 0) throw new Error(`--max-mib ${flags.maxMib}: a number of MiB, 0 or more`);
+  const gone = await pruneKernelCache({
+    stateDir: ctx.stateDir,
+    maxMiB,
+    ...(flags.includeRecent ? { includeRecent: true } : {}),
+  });
+  print(ctx, gone, flags.json);
+  return 0;
+}
