@@ -1,7 +1,7 @@
 // Fast boots with real guests: the test guest's bzImage is booted as its extracted vmlinux (PVH),
 // extracted once for every VM that boots it and kept in the host's cache after the last (pruned on
-// demand); fastKernel: false boots the file as given. Concurrent creates (group commit) and createVms lease distinct addresses;
-// createVms is all or nothing.
+// demand); fastKernel: false boots the file as given. Concurrent creates (group commit) and
+// createVms lease distinct addresses; createVms is all or nothing.
 import { mkdtempSync, chmodSync, rmSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
