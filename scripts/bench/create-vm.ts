@@ -10,10 +10,10 @@ import { execa } from 'execa';
 import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createVm, destroyVm, stopVm, HostPlane, Libvirt } from '../../lib/index.js';
+import { createVm, destroyVm, stopVm, Libvirt } from '../../lib/index.js';
 import { buildTestGuest, testGuestSpec, waitForConsole } from '../../lib/testing/index.js';
-import { validateNetwork, tapName, deriveMac } from '../../lib/spec/index.js';
 import { printTable } from './table.js';
+import { plainLab } from './plain-qemu.js';
 
 const RUNS = 5;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -55,64 +55,13 @@ async function main(): Promise<void> {
       await destroyVm('vwbench', { stateDir: join(dir, 'state') });
 
       // plain QEMU on a prepared tap: the same guest, the same dnsmasq, nothing else
-      const net = validateNetwork({ tenant: 'vwbenchq', cidr: '10.67.0.0/24' });
-      const tap = tapName('vwbenchq', 0);
-      const mac = deriveMac('vwbenchq');
-      const plane = new HostPlane({ stateDir: join(dir, 'plain') });
-      await plane.apply({
-        networks: [{ network: net, ports: [{ name: tap, kind: 'tap', mac, ip: '10.67.0.2', hostname: 'vwbenchq' }] }],
-      });
-      const cmdline = `${image.cmdline} vw.name=vwbenchq`;
-      const t0 = performance.now();
-      const qemu = execa(
-        'qemu-system-x86_64',
-        [
-          '-accel',
-          'tcg',
-          '-machine',
-          'pc',
-          '-cpu',
-          'qemu64',
-          '-m',
-          '192',
-          '-nodefaults',
-          '-display',
-          'none',
-          '-no-user-config',
-          '-kernel',
-          image.kernel,
-          '-initrd',
-          image.initrd,
-          '-append',
-          cmdline,
-          '-netdev',
-          `tap,id=n0,ifname=${tap},script=no,downscript=no`,
-          '-device',
-          `virtio-net-pci,netdev=n0,mac=${mac}`,
-          '-serial',
-          `file:${join(dir, 'plain-serial.log')}`,
-          // the devices virtwire's domain has too, so only the way of starting differs
-          '-device',
-          'virtio-balloon-pci',
-          '-object',
-          'rng-random,id=rng0,filename=/dev/urandom',
-          '-device',
-          'virtio-rng-pci,rng=rng0',
-        ],
-        { reject: false },
-      );
+      const lab = await plainLab(image, dir, 'vwbenchq', '10.67.0.0/24');
       try {
-        await plane.waitForLease('vwbenchq', mac, { timeoutMs: 120_000 });
-        plain.push((performance.now() - t0) / 1000);
-        await waitForConsole(
-          { serialLog: join(dir, 'plain-serial.log') },
-          /VIRTWIRE-LEASE .*uptime=[\d.]+/,
-          10_000,
-        ).then((m) => uptimes.plain.push(Number(/uptime=([\d.]+)/.exec(m[0])![1])));
+        const run = await lab.boot();
+        plain.push(run.seconds);
+        uptimes.plain.push(run.uptime);
       } finally {
-        qemu.kill('SIGKILL');
-        await qemu;
-        await plane.teardown();
+        await lab.teardown();
       }
     }
   } finally {

@@ -1,0 +1,87 @@
+// Benchmark (issue: fast where tests live): what an integration test that creates a guest, checks
+// it and destroys it, ten times over, waits for. virtwire: createVm (spec → DHCP lease) then
+// destroyVm, from a fresh state dir — the first iteration extracts the kernel into the host's
+// cache, the next nine find it there. Baseline: plain `qemu-system-x86_64` booting the same
+// bzImage and initrd on a prepared tap, spawn → lease → kill, ten times (plain-qemu.ts). In one
+// run, first iteration included. Needs root; leaves nothing behind.
+import { execa } from 'execa';
+import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createVm, destroyVm, Libvirt, listKernelCache } from '../../lib/index.js';
+import { buildTestGuest, testGuestSpec } from '../../lib/testing/index.js';
+import { printTable } from './table.js';
+import { plainLab } from './plain-qemu.js';
+
+const LOOPS = 10;
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main(): Promise<void> {
+  const image = await buildTestGuest();
+  const dir = mkdtempSync(join(tmpdir(), 'vwbench-loop-'));
+  chmodSync(dir, 0o755);
+  const stateDir = join(dir, 'state');
+  const forwarding = (await execa('sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim();
+  const ours: number[] = [];
+  const leases: number[] = [];
+  const plain: number[] = [];
+  try {
+    const spec = testGuestSpec(image, 'vwloop', [{ network: { tenant: 'vwloop', cidr: '10.91.0.0/24' } }]);
+    for (let i = 0; i < LOOPS; i++) {
+      const t0 = performance.now();
+      const vm = await createVm(spec, { stateDir });
+      leases.push(vm.readyMs / 1000);
+      await destroyVm('vwloop', { stateDir });
+      ours.push((performance.now() - t0) / 1000);
+    }
+    const cache = listKernelCache(stateDir);
+    const lab = await plainLab(image, dir, 'vwloopq', '10.92.0.0/24');
+    try {
+      for (let i = 0; i < LOOPS; i++) plain.push((await lab.boot()).seconds);
+    } finally {
+      await lab.teardown();
+    }
+    printTable(
+      `create → lease → destroy, ${LOOPS} times, test guest under TCG (first iteration included; virtwire: ${ours.map((x) => x.toFixed(2)).join(', ')}; plain: ${plain.map((x) => x.toFixed(2)).join(', ')})`,
+      [
+        {
+          what: `${LOOPS} iterations`,
+          unit: 's',
+          ours: sum(ours),
+          baseline: sum(plain),
+          baselineName: 'plain qemu-system-x86_64 on a prepared tap, spawn → lease → kill',
+          lowerIsBetter: true,
+        },
+        {
+          what: 'one iteration, median',
+          unit: 's',
+          ours: median(ours),
+          baseline: median(plain),
+          baselineName: 'the same',
+          lowerIsBetter: true,
+        },
+        {
+          what: 'the first iteration (kernel extracted)',
+          unit: 's',
+          ours: ours[0]!,
+          baseline: plain[0]!,
+          baselineName: 'the same',
+          lowerIsBetter: true,
+        },
+      ],
+    );
+    console.log(`virtwire/plain over the loop: ${(sum(ours) / sum(plain)).toFixed(2)}`);
+    console.log(
+      `spec → lease alone (median): ${median(leases).toFixed(2)} s; destroy: ${(median(ours) - median(leases)).toFixed(2)} s`,
+    );
+    console.log(`kernel cache after the loop: ${cache.length} kernel(s), extracted once, kept after its VM`);
+  } finally {
+    await destroyVm('vwloop', { stateDir, missingOk: true }).catch(() => {});
+    await execa('sysctl', ['-q', '-w', `net.ipv4.ip_forward=${forwarding}`]);
+    await Libvirt.shutdown();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,58 @@
+// The benchmarks' baseline for a guest boot: the test guest's bzImage and initrd booted by plain
+// `qemu-system-x86_64` (what virt-install and scripts do) on a tap that is already prepared —
+// bridge, dnsmasq and static lease made beforehand, not timed — from spawn to the lease being
+// written. The same devices as virtwire's domain, so only the way of starting differs.
+import { execa } from 'execa';
+import { join } from 'node:path';
+import { HostPlane } from '../../lib/index.js';
+import type { TestGuestImage } from '../../lib/testing/index.js';
+import { waitForConsole } from '../../lib/testing/index.js';
+import { validateNetwork, tapName, deriveMac } from '../../lib/spec/index.js';
+
+export interface PlainLab {
+  /** one boot: seconds from spawn to lease, and the guest's own uptime at its lease */
+  boot(): Promise<{ seconds: number; uptime: number }>;
+  teardown(): Promise<void>;
+}
+
+/** A prepared tap on tenant `tenant` (cidr `cidr`), in `dir`, for plain QEMU boots of `image`. */
+export async function plainLab(image: TestGuestImage, dir: string, tenant: string, cidr: string): Promise<PlainLab> {
+  const net = validateNetwork({ tenant, cidr });
+  const tap = tapName(tenant, 0);
+  const mac = deriveMac(tenant);
+  const ip = cidr.replace(/\.0\/\d+$/, '.2');
+  const plane = new HostPlane({ stateDir: join(dir, 'plain') });
+  await plane.apply({ networks: [{ network: net, ports: [{ name: tap, kind: 'tap', mac, ip, hostname: tenant }] }] });
+  let n = 0;
+  let lastExpiry = -1;
+  return {
+    async boot() {
+      const serial = join(dir, `plain-serial-${n++}.log`);
+      const t0 = performance.now();
+      const qemu = execa(
+        'qemu-system-x86_64',
+        [
+          ...['-accel', 'tcg', '-machine', 'pc', '-cpu', 'qemu64', '-m', '192', '-nodefaults', '-display', 'none'],
+          ...['-no-user-config', '-kernel', image.kernel, '-initrd', image.initrd],
+          ...['-append', `${image.cmdline} vw.name=${tenant}`],
+          ...['-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`],
+          ...['-device', `virtio-net-pci,netdev=n0,mac=${mac}`, '-serial', `file:${serial}`],
+          ...['-device', 'virtio-balloon-pci', '-object', 'rng-random,id=rng0,filename=/dev/urandom'],
+          ...['-device', 'virtio-rng-pci,rng=rng0'],
+        ],
+        { reject: false },
+      );
+      try {
+        // the lease of the boot before would be read as this one's: a newer one (dnsmasq rewrites the line)
+        lastExpiry = (await plane.waitForLease(tenant, mac, { timeoutMs: 120_000, newerThan: lastExpiry })).expiry;
+        const seconds = (performance.now() - t0) / 1000;
+        const line = await waitForConsole({ serialLog: serial }, /VIRTWIRE-LEASE .*uptime=([\d.]+)/, 10_000);
+        return { seconds, uptime: Number(line[1]) };
+      } finally {
+        qemu.kill('SIGKILL');
+        await qemu;
+      }
+    },
+    teardown: () => plane.teardown().then(() => undefined),
+  };
+}
