@@ -356,7 +356,8 @@ describeAsRoot('the CLI workflow (real binary, real guests)', () => {
     expect((await cli('apply', '-f', file, '-auto-approve')).exitCode).toBe(0);
     expect(existsSync(disk)).toBe(true); // virtwire removes what it made, not the disk it adopted
     expect(existsSync(overlay)).toBe(false);
-  });
+    // on a fresh host the first test to use the cloud image builds it (~4 minutes)
+  }, 600_000);
 
   test('examples/ci.sh: validate, plan -out, show, apply the file, output, destroy', async () => {
     const ciState = join(dir, 'ci-state');
