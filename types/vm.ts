@@ -15,6 +15,8 @@ export type WaitFor = 'none' | 'lease' | 'ssh' | 'cloud-init';
 export interface ProgressEvent {
   step: CreateVmStep | 'destroy' | 'cleanup';
   status: 'start' | 'done' | 'failed';
+  /** what a step found worth saying (define: how the VM boots, e.g. "boot: kernel (boot.fastKernel is false)") */
+  detail?: string;
   /** since the call began */
   elapsedMs: number;
 }
@@ -115,6 +117,17 @@ export interface CreatedNic {
   floatingIp?: string;
 }
 
+/** How a VM boots, and why not faster where it could be. */
+export interface BootPath {
+  /**
+   * 'pvh': its kernel's extracted vmlinux, entered at its PVH note (the fast path); 'kernel': the
+   * spec's kernel as given (it decompresses itself); 'firmware': SeaBIOS and the disk's boot loader
+   */
+  kind: 'pvh' | 'kernel' | 'firmware';
+  /** why not 'pvh' */
+  reason?: string;
+}
+
 export interface CreatedVm {
   name: string;
   /** the host it runs on (with `hosts`) */
@@ -122,6 +135,8 @@ export interface CreatedVm {
   uuid: string;
   accel: 'kvm' | 'tcg';
   nics: CreatedNic[];
+  /** how it boots, and why not the fast path where it is not taken */
+  boot: BootPath;
   serialLog: string;
   /** from the call's start until every NIC had its lease (or until it was started) */
   readyMs: number;

@@ -111,6 +111,11 @@ describeAsRoot('a real Debian cloud guest: cloud-init, SSH, DNS, NAT to the outs
       'lease',
       'cloud-init',
     ]);
+    // a cloud image boots through its firmware and boot loader, and the result says so
+    expect(vm.boot).toEqual({ kind: 'firmware', reason: 'a disk image boots through its own boot loader' });
+    expect(steps.find((s) => s.step === 'define' && s.status === 'done')!.detail).toBe(
+      'boot: firmware (a disk image boots through its own boot loader)',
+    );
     console.log(
       `cloud guest: lease at ${(steps.find((s) => s.step === 'lease' && s.status === 'done')!.elapsedMs / 1000).toFixed(1)} s, cloud-init done at ${(vm.readyMs / 1000).toFixed(1)} s`,
     );

@@ -55,6 +55,7 @@ describeAsRoot('fast boots and many creates (real guests)', () => {
     expect(new Set(vms.map((v) => v.nics[0]!.ip)).size).toBe(3); // group commit kept allocation apart
     const kernels = await Promise.all(vms.map((v) => bootedKernel(v.name)));
     expect(new Set(kernels).size).toBe(1);
+    expect(vms.map((v) => v.boot)).toEqual([{ kind: 'pvh' }, { kind: 'pvh' }, { kind: 'pvh' }]);
     expect(kernels[0]).toMatch(new RegExp(`^${join(stateDir, 'kernels')}/[0-9a-f]{20}\\.vmlinux$`));
     expect(cached()).toHaveLength(1);
     // the guest prints its lease once it has it (dnsmasq's lease file may come first)
@@ -77,8 +78,15 @@ describeAsRoot('fast boots and many creates (real guests)', () => {
   });
 
   test('boot.fastKernel: false boots the bzImage as given', async () => {
-    const vm = await createVm(spec('vwfb-slow', { boot: { ...spec('x').boot, fastKernel: false } }), opts);
+    const details: string[] = [];
+    const vm = await createVm(spec('vwfb-slow', { boot: { ...spec('x').boot, fastKernel: false } }), {
+      ...opts,
+      onProgress: (e) => e.detail && details.push(`${e.step}: ${e.detail}`),
+    });
     expect(await bootedKernel(vm.name)).toBe(image.kernel);
+    // the result and the progress say which path it took, and why not the fast one
+    expect(vm.boot).toEqual({ kind: 'kernel', reason: 'boot.fastKernel is false' });
+    expect(details).toEqual(['define: boot: kernel (boot.fastKernel is false)']);
     await destroyVm(vm.name, opts);
   });
 

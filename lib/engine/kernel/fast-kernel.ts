@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { CommandRunner } from '../../host/index.js';
 import type { ResolvedVm } from '../../../types/resolved.js';
+import type { BootPath } from '../../../types/vm.js';
 import { bzImagePayload, readsPvhNote, type PayloadFormat } from './bzimage.js';
 import { KERNEL_CACHE_MIB, kernelCacheDir, kernelHash, pruneKernels, touch } from './kernel-cache.js';
 
@@ -40,21 +41,28 @@ export interface KernelCacheUse {
 }
 
 /**
- * The kernel a VM boots instead of its spec's, if any: its extracted vmlinux, for direct kernel
- * boots under TCG on this machine unless `boot.fastKernel` is false. (Not under KVM: there the
- * guest decompresses itself natively fast, and it was not measurable here; not on remote hosts.)
+ * How a VM boots — the kernel it boots instead of its spec's, if any: its extracted vmlinux, for
+ * direct kernel boots under TCG on this machine unless `boot.fastKernel` is false — and, where
+ * that fast path is not taken, why. (Not under KVM: there the guest decompresses itself natively
+ * fast, and it was not measurable here; not on remote hosts: the cache is this machine's.)
  */
-export function kernelFor(
-  host: { remote: boolean; runner: CommandRunner; stateDir: string },
+export async function kernelFor(
+  host: { remote: boolean; runner: CommandRunner; stateDir: string; name?: string | undefined },
   vm: ResolvedVm,
   accel: 'kvm' | 'tcg',
   cache: KernelCacheUse,
-): Promise<string | undefined> {
-  if (!('kernel' in vm.boot) || vm.boot.fastKernel === false || accel !== 'tcg' || host.remote)
-    return Promise.resolve(undefined);
+): Promise<{ kernel?: string; boot: BootPath }> {
+  const as = (reason: string): { boot: BootPath } => ({ boot: { kind: 'kernel', reason } });
+  if (!('kernel' in vm.boot))
+    return { boot: { kind: 'firmware', reason: 'a disk image boots through its own boot loader' } };
+  if (vm.boot.fastKernel === false) return as('boot.fastKernel is false');
+  if (accel !== 'tcg') return as('under KVM a kernel decompresses itself natively (the fast path is for TCG)');
+  if (host.remote) return as(`the kernel cache is this machine's, the VM is on host ${host.name ?? '(remote)'}`);
   // a kernel this process cannot read (or a host plane of stand-ins) boots as given
-  if (!existsSync(vm.boot.kernel)) return Promise.resolve(undefined);
-  return fastKernel(host.runner, host.stateDir, vm.boot.kernel, cache);
+  if (!existsSync(vm.boot.kernel)) return as(`${vm.boot.kernel} is not readable here`);
+  const kernel = await fastKernel(host.runner, host.stateDir, vm.boot.kernel, cache);
+  if (!kernel) return as('no PVH note in its payload, or a payload compressed with lzma, bzip2 or lzo');
+  return { kernel, boot: { kind: 'pvh' } };
 }
 
 /**

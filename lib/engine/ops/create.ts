@@ -33,18 +33,18 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
   const timeoutMs = options.timeoutMs ?? 120_000;
   const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(options.signal ? [options.signal] : [])]);
   const elapsed = () => deps.clock.now().getTime() - began;
-  const emit = (step: ProgressEvent['step'], status: ProgressEvent['status']) =>
-    options.onProgress?.({ step, status, elapsedMs: elapsed() });
+  const emit = (step: ProgressEvent['step'], status: ProgressEvent['status'], detail?: string) =>
+    options.onProgress?.({ step, status, elapsedMs: elapsed(), ...(detail ? { detail } : {}) });
   const undo: { step: string; fn: () => Promise<void> }[] = [];
   const done: string[] = [];
   let step: CreateVmStep = 'validate';
   let hv: Hypervisor | undefined;
-  const run = async <T>(name: CreateVmStep, fn: () => Promise<T>): Promise<T> => {
+  const run = async <T>(name: CreateVmStep, fn: () => Promise<T>, detail?: string): Promise<T> => {
     step = name;
     stopIfAborted(signal, options.signal, timeoutMs);
     emit(name, 'start');
     const value = await fn();
-    emit(name, 'done');
+    emit(name, 'done', detail);
     done.push(name);
     deps.log.debug(`createVm ${String((spec as { name?: unknown })?.name)}: ${name} done at ${elapsed()} ms`);
     return value;
@@ -70,7 +70,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
     });
     const accel = effectiveAccel(vm.accel, kvm);
     // before the record, which names it (a kernel a record names is never evicted)
-    const kernel = await kernelFor(host, vm, accel, {
+    const { kernel, boot } = await kernelFor(host, vm, accel, {
       ...(options.kernelCache?.maxMiB !== undefined ? { maxMiB: options.kernelCache.maxMiB } : {}),
       inUse: () => state.records().map((r) => r.kernel),
     });
@@ -110,17 +110,21 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
       await createDataDisks(host.runner, host.plane.files, allocated, host.stateDir);
     });
 
-    const dom = await run('define', async () => {
-      hv = await deps.connect(host.uri);
-      const xml = renderResolvedDomainXml(allocated, {
-        kvmUsable: kvm,
-        files: domainFiles(host.stateDir, allocated, kernel),
-        metadata: { 'created-at': new Date(began).toISOString() },
-      });
-      const d = await hv.defineDomain(xml);
-      undo.push({ step: 'define', fn: () => undefine(d) });
-      return d;
-    });
+    const dom = await run(
+      'define',
+      async () => {
+        hv = await deps.connect(host.uri);
+        const xml = renderResolvedDomainXml(allocated, {
+          kvmUsable: kvm,
+          files: domainFiles(host.stateDir, allocated, kernel),
+          metadata: { 'created-at': new Date(began).toISOString() },
+        });
+        const d = await hv.defineDomain(xml);
+        undo.push({ step: 'define', fn: () => undefine(d) });
+        return d;
+      },
+      `boot: ${boot.kind}${boot.reason ? ` (${boot.reason})` : ''}`,
+    );
 
     await run('start', async () => {
       await dom.start();
@@ -136,7 +140,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
     const serialLog = allocated.serialLog ?? files.serialLog;
     if (waitFor === 'cloud-init') await run('cloud-init', () => waitForCloudInit(host, serialLog, signal));
     dom.free();
-    return result(allocated, accel, host, elapsed());
+    return { ...result(allocated, accel, host, elapsed()), boot };
   } catch (cause) {
     emit(step, 'failed');
     const rollbackErrors: unknown[] = [];
@@ -195,7 +199,7 @@ export async function undefine(d: DomainHandle): Promise<void> {
   }
 }
 
-function result(vm: ResolvedVm, accel: 'kvm' | 'tcg', host: HostContext, readyMs: number): CreatedVm {
+function result(vm: ResolvedVm, accel: 'kvm' | 'tcg', host: HostContext, readyMs: number): Omit<CreatedVm, 'boot'> {
   return {
     name: vm.name,
     ...(host.name ? { host: host.name } : {}),

@@ -131,7 +131,7 @@ async function untilGone(dom: DomainHandle, mac: string): Promise<void> {
 async function restartWith(deps: EngineDeps, at: Located, to: ResolvedVm): Promise<void> {
   await withDomain(deps, at, async (dom, hv) => {
     if (await dom.isActive()) await dom.destroy();
-    const kernel = await kernelFor(at.host, to, at.record.accel, {
+    const { kernel } = await kernelFor(at.host, to, at.record.accel, {
       inUse: () => at.state.records().map((r) => r.kernel),
     });
     await at.state.withLock(async () => {
