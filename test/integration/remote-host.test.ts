@@ -98,8 +98,10 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
   });
 
   test('createVm lands on the host, boots, gets its lease from dnsmasq there; destroyVm removes it there', async () => {
-    // the host's "uplink": a dummy device of the test's, for a forward on its address and a floating IP
-    await execa('ip', ['link', 'add', UPLINK, 'type', 'dummy']);
+    // the host's "uplink": a veth of the test's (this kernel has no dummy devices), for a forward
+    // on its address and a floating IP
+    await execa('ip', ['link', 'add', UPLINK, 'type', 'veth', 'peer', 'name', `${UPLINK}p`]);
+    await execa('ip', ['link', 'set', `${UPLINK}p`, 'up']);
     await execa('ip', ['addr', 'add', `${OUTSIDE.host}/24`, 'dev', UPLINK]);
     await execa('ip', ['link', 'set', UPLINK, 'up']);
     const nic = {
