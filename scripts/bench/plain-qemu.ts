@@ -10,8 +10,8 @@ import { waitForConsole } from '../../lib/testing/index.js';
 import { validateNetwork, tapName, deriveMac } from '../../lib/spec/index.js';
 
 export interface PlainLab {
-  /** one boot: seconds from spawn to lease, and the guest's own uptime at its lease */
-  boot(): Promise<{ seconds: number; uptime: number }>;
+  /** one boot: seconds from spawn to lease, and to the process gone after a SIGKILL; the guest's uptime at its lease */
+  boot(): Promise<{ seconds: number; gone: number; uptime: number }>;
   teardown(): Promise<void>;
 }
 
@@ -42,16 +42,23 @@ export async function plainLab(image: TestGuestImage, dir: string, tenant: strin
         ],
         { reject: false },
       );
+      let seconds = 0;
+      let uptime = 0;
+      let killing = 0;
       try {
         // the lease of the boot before would be read as this one's: a newer one (dnsmasq rewrites the line)
         lastExpiry = (await plane.waitForLease(tenant, mac, { timeoutMs: 120_000, newerThan: lastExpiry })).expiry;
-        const seconds = (performance.now() - t0) / 1000;
+        seconds = (performance.now() - t0) / 1000;
         const line = await waitForConsole({ serialLog: serial }, /VIRTWIRE-LEASE .*uptime=([\d.]+)/, 10_000);
-        return { seconds, uptime: Number(line[1]) };
+        uptime = Number(line[1]);
       } finally {
+        // the console read above is not the baseline's work; killing QEMU is (its "destroy")
+        const k0 = performance.now();
         qemu.kill('SIGKILL');
         await qemu;
+        killing = (performance.now() - k0) / 1000;
       }
+      return { seconds, uptime, gone: seconds + killing };
     },
     teardown: () => plane.teardown().then(() => undefined),
   };
