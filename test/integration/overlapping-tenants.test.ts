@@ -2,14 +2,10 @@
 // the test guest under TCG): vwoa arrives first and keeps its gateway on the host; vwob, with the
 // same 10.66.0.0/24 and the same pinned addresses, gets a namespace of its own. An "outside"
 // namespace beyond a veth the test makes stands for the internet.
-import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { StateStore } from '../../lib/engine/state/store.js';
 import { namespaceNames } from '../../lib/spec/index.js';
 import {
   buildTestGuest,
-  GuestLab,
   waitForConsole,
   consoleText,
   testGuestSpec,
@@ -17,17 +13,13 @@ import {
 } from '../../lib/testing/index.js';
 import type { CreatedVm } from '../../types/vm.js';
 import { describeAsRoot } from '../helpers/root.js';
-import { Lab } from '../helpers/lab.js';
 import { hostSnapshot, type HostSnapshot } from '../helpers/host-snapshot.js';
-import { Outside } from '../helpers/outside.js';
+import { GuestWorld } from '../helpers/guest-world.js';
 import { OUTSIDE } from '../helpers/ranges.js';
 import { Capture } from '../helpers/capture.js';
 
-const stateDir = mkdtempSync(join(tmpdir(), 'vwov-'));
-chmodSync(stateDir, 0o755); // QEMU (libvirt-qemu) writes its serial log below it
-const lab = new Lab('vwol');
-const guests = new GuestLab({ stateDir, timeoutMs: 150_000 });
-const outside = new Outside(lab, 'vwolup0');
+const world = new GuestWorld('vwol');
+const { stateDir, guests, outside } = world;
 const cidr = '10.66.0.0/24';
 const a = { tenant: 'vwoa', cidr };
 const b = { tenant: 'vwob', cidr };
@@ -51,15 +43,11 @@ async function probesOf(vm: CreatedVm, peer: string): Promise<string[]> {
 describeAsRoot('two tenants with the same subnet and addresses, real guests (qemu:///system, TCG)', () => {
   beforeAll(async () => {
     image = await buildTestGuest();
-    await lab.sweep();
-    await outside.start();
+    await world.start();
     before = await hostSnapshot(stateDir); // the test's own outside link and namespace included
   });
   afterAll(async () => {
-    await guests.destroyAll().catch(() => {});
-    await outside.stop();
-    await lab.cleanup();
-    rmSync(stateDir, { recursive: true, force: true });
+    await world.stop();
   });
 
   describe('two guests each, pinned to the same addresses', () => {

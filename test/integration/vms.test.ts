@@ -3,13 +3,10 @@
 // namespace beyond a veth the test makes stands for the internet. Uses virtwire/testing's own
 // helpers (GuestLab, waitForConsole, buildTestGuest): their first proof.
 import { execa } from 'execa';
-import { mkdtempSync, chmodSync, rmSync, existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { createVm, destroyVm } from '../../lib/engine/index.js';
 import {
   buildTestGuest,
-  GuestLab,
   waitForConsole,
   consoleText,
   testGuestSpec,
@@ -19,16 +16,12 @@ import { ApplyError, SpecError, isVirtwireError } from '../../lib/errors/index.j
 import type { CreatedVm } from '../../types/vm.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Capture } from '../helpers/capture.js';
-import { Lab } from '../helpers/lab.js';
 import { hostSnapshot, type HostSnapshot } from '../helpers/host-snapshot.js';
-import { Outside } from '../helpers/outside.js';
+import { GuestWorld } from '../helpers/guest-world.js';
 import { OUTSIDE } from '../helpers/ranges.js';
 
-const stateDir = mkdtempSync(join(tmpdir(), 'vwvm-'));
-chmodSync(stateDir, 0o755); // QEMU (libvirt-qemu) writes its serial log below it
-const lab = new Lab('vwvm');
-const guests = new GuestLab({ stateDir, timeoutMs: 150_000 });
-const outside = new Outside(lab, 'vwvmup0');
+const world = new GuestWorld('vwvm');
+const { stateDir, guests, outside } = world;
 const acme = { tenant: 'vwacme', cidr: '10.61.0.0/24' };
 const globex = { tenant: 'vwglobex', cidr: '10.62.0.0/24' };
 
@@ -46,15 +39,11 @@ async function download(url: string): Promise<{ body: Buffer; seconds: number }>
 describeAsRoot('createVm / destroyVm with real guests (qemu:///system, TCG)', () => {
   beforeAll(async () => {
     image = await buildTestGuest();
-    await lab.sweep();
-    await outside.start();
+    await world.start();
     before = await hostSnapshot(stateDir); // the test's own outside link included
   });
   afterAll(async () => {
-    await guests.destroyAll().catch(() => {});
-    await outside.stop();
-    await lab.cleanup();
-    rmSync(stateDir, { recursive: true, force: true });
+    await world.stop();
   });
 
   test('a boot file that does not exist: SpecError, nothing made', async () => {

@@ -5,14 +5,10 @@
 // (each attempt captured leaving its tap, never at the targets'); the floating IP moves to
 // another VM live (updateVm). The namespace-level details (both backends, hairpin, security
 // groups, drift, a port in use) are in ways-in-plane.test.ts.
-import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { execa } from 'execa';
 import { updateVm } from '../../lib/index.js';
 import {
   buildTestGuest,
-  GuestLab,
   waitForConsole,
   consoleText,
   testGuestSpec,
@@ -21,16 +17,12 @@ import {
 import type { CreatedVm } from '../../types/vm.js';
 import type { VmSpec } from '../../types/spec.js';
 import { describeAsRoot } from '../helpers/root.js';
-import { Lab } from '../helpers/lab.js';
-import { Outside } from '../helpers/outside.js';
+import { GuestWorld } from '../helpers/guest-world.js';
 import { OUTSIDE } from '../helpers/ranges.js';
 import { Capture, esc } from '../helpers/capture.js';
 
-const stateDir = mkdtempSync(join(tmpdir(), 'vwwi-'));
-chmodSync(stateDir, 0o755); // QEMU (libvirt-qemu) writes its serial log below it
-const lab = new Lab('vwwi');
-const guests = new GuestLab({ stateDir, timeoutMs: 150_000 });
-const outside = new Outside(lab, 'vwwiup0');
+const world = new GuestWorld('vwwi');
+const { stateDir, lab, guests, outside } = world;
 const A = { tenant: 'vwwia', cidr: '10.89.0.0/24' };
 const B = { tenant: 'vwwib', cidr: '10.90.0.0/24' };
 const IP = { web: '10.89.0.11', fip: '10.89.0.12', other: '10.90.0.11' };
@@ -50,8 +42,7 @@ const lastRound = (vm: CreatedVm) =>
 describeAsRoot('ways in from outside a tenant, real guests (qemu:///system, TCG)', () => {
   beforeAll(async () => {
     image = await buildTestGuest();
-    await lab.sweep();
-    await outside.start();
+    await world.start();
     fipSpec = testGuestSpec(
       image,
       'vwwi-fip',
@@ -76,10 +67,7 @@ describeAsRoot('ways in from outside a tenant, real guests (qemu:///system, TCG)
     for (const vm of [web!, fip!]) await waitForConsole(vm, /VIRTWIRE-READY/, 60_000);
   });
   afterAll(async () => {
-    await guests.destroyAll().catch(() => {});
-    await outside.stop();
-    await lab.cleanup();
-    rmSync(stateDir, { recursive: true, force: true });
+    await world.stop();
   });
 
   test("the outside fetches a guest's HTTP through a forward, and another's through its floating IP", async () => {
