@@ -10,8 +10,8 @@ import {
   formatIpv4,
   sameNetwork,
   DEFAULT_POOLS,
-  forwardLabel,
-  forwardsClash,
+  floatingClaims,
+  forwardClaims,
 } from '../spec/index.js';
 import type { VmRecord } from './state/store.js';
 import { Namespaces } from './namespace-allocation.js';
@@ -78,16 +78,14 @@ export function allocate(
  */
 function checkWaysIn(p: Problems, vm: ResolvedVm, records: VmRecord[], host: string | undefined): void {
   const nicPath = (name: string, i: number) => `VM ${name} ${at('nics', i)}`;
-  const forwards = records
-    .filter((r) => r.host === host)
-    .flatMap((r) =>
-      r.vm.nics.flatMap((n) =>
-        (n.forwards ?? []).map((f, k) => ({ f, path: `${at(nicPath(r.vm.name, n.index), 'forwards')}[${k}]` })),
-      ),
-    );
-  const floating = records.flatMap((r) =>
-    r.vm.nics.filter((n) => n.floatingIp).map((n) => ({ ip: n.floatingIp!, path: nicPath(r.vm.name, n.index) })),
-  );
+  const ports = forwardClaims(' on this host');
+  const floating = floatingClaims();
+  for (const r of records)
+    for (const n of r.vm.nics) {
+      if (r.host === host)
+        (n.forwards ?? []).forEach((f, k) => ports.hold(f, `${at(nicPath(r.vm.name, n.index), 'forwards')}[${k}]`));
+      if (n.floatingIp) floating.hold(n.floatingIp, nicPath(r.vm.name, n.index));
+    }
   for (const nic of vm.nics) {
     const path = at('nics', nic.index);
     if (nic.floatingIp && nic.network.namespace)
@@ -95,13 +93,8 @@ function checkWaysIn(p: Problems, vm: ResolvedVm, records: VmRecord[], host: str
         at(path, 'floatingIp'),
         `floating IPs are not supported yet for tenant ${nic.network.tenant}, which has a network namespace of its own`,
       );
-    (nic.forwards ?? []).forEach((f, k) => {
-      const twin = forwards.find((o) => forwardsClash(o.f, f));
-      if (twin)
-        p.add(at(at(path, 'forwards'), k), `${forwardLabel(f)} on this host is already forwarded by ${twin.path}`);
-    });
-    const taken = floating.find((o) => o.ip === nic.floatingIp);
-    if (taken) p.add(at(path, 'floatingIp'), `${nic.floatingIp} is already the floating IP of ${taken.path}`);
+    (nic.forwards ?? []).forEach((f, k) => ports.claim(p, at(at(path, 'forwards'), k), f));
+    if (nic.floatingIp) floating.claim(p, at(path, 'floatingIp'), nic.floatingIp);
   }
 }
 

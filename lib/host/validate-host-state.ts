@@ -1,5 +1,5 @@
 // Validation of a HostState before anything on the host changes: every problem, with its path.
-import type { HostForward, HostNetwork, HostPort, HostState } from '../../types/host.js';
+import type { HostNetwork, HostPort, HostState } from '../../types/host.js';
 import {
   at,
   checkIfName,
@@ -14,8 +14,8 @@ import {
   parseCidr,
   PACKET_RATE,
   checkFloatingIp,
-  forwardLabel,
-  forwardsClash,
+  floatingClaims,
+  forwardClaims,
   resolveForwards,
 } from '../spec/index.js';
 import { namespacesOf } from './namespace.js';
@@ -34,7 +34,7 @@ export function validateHostState(state: HostState): void {
     if (other) p.add(path, `device name ${name} is also used at ${other}`);
     else names.set(name, path);
   };
-  const ways: WaysIn = { forwards: [], floating: new Map() };
+  const ways: WaysIn = { forwards: forwardClaims(), floating: floatingClaims() };
   state.networks.forEach((net, i) => {
     const path = at('networks', i);
     const n = net.network;
@@ -113,28 +113,20 @@ export function validateHostState(state: HostState): void {
 
 /** The host's ports and floating IPs claimed so far, by what claimed them. */
 interface WaysIn {
-  forwards: { f: HostForward; path: string }[];
-  floating: Map<string, string>;
+  forwards: ReturnType<typeof forwardClaims>;
+  floating: ReturnType<typeof floatingClaims>;
 }
 
 /** A port's forwards and floating IP: valid (as a spec's), with its address, and no other port's. */
 function checkWaysIn(p: Problems, pp: string, port: HostPort, net: HostNetwork, ways: WaysIn): void {
-  const forwards = resolveForwards(p, at(pp, 'forwards'), port.forwards, net.network) ?? [];
+  const forwards = resolveForwards(p, at(pp, 'forwards'), port.forwards, net.network, ways.forwards) ?? [];
   const floating = checkFloatingIp(p, at(pp, 'floatingIp'), port.floatingIp, net.network);
   if ((forwards.length || floating) && port.ip === undefined)
     p.add(pp, 'a port with forwards or a floating IP needs its ip');
-  forwards.forEach((f, k) => {
-    const fp = at(at(pp, 'forwards'), k);
-    const twin = ways.forwards.find((o) => forwardsClash(o.f, f));
-    if (twin) p.add(fp, `${forwardLabel(f)} is already forwarded by ${twin.path}`);
-    ways.forwards.push({ f, path: fp });
-  });
   if (floating) {
     if (net.network.namespace)
       p.add(at(pp, 'floatingIp'), 'floating IPs are not supported for a tenant in a namespace of its own yet');
-    const other = ways.floating.get(floating);
-    if (other) p.add(at(pp, 'floatingIp'), `${floating} is already the floating IP of ${other}`);
-    else ways.floating.set(floating, at(pp, 'floatingIp'));
+    ways.floating.claim(p, at(pp, 'floatingIp'), floating);
   }
 }
 

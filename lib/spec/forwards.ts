@@ -24,9 +24,44 @@ function hostAddressProblem(a: unknown): string | undefined {
 
 /** What two forwards on one host collide on: protocol and port, on one address or on all. */
 const forwardKey = (f: ResolvedForward) => `${f.protocol}/${f.hostPort}`;
-export const forwardsClash = (a: ResolvedForward, b: ResolvedForward) =>
+const forwardsClash = (a: ResolvedForward, b: ResolvedForward) =>
   forwardKey(a) === forwardKey(b) && (a.address === undefined || b.address === undefined || a.address === b.address);
-export const forwardLabel = (f: ResolvedForward) => `${f.address ?? '*'}:${f.hostPort}/${f.protocol}`;
+const forwardLabel = (f: ResolvedForward) => `${f.address ?? '*'}:${f.hostPort}/${f.protocol}`;
+
+/**
+ * What is taken so far (host ports, floating IPs), each by whom: one taken again is a problem
+ * naming both. Shared by a VM's NICs, a host's ports, and the records of the VMs already made.
+ */
+export class Claims<T> {
+  private readonly held: { t: T; by: string }[] = [];
+
+  constructor(
+    private readonly clash: (a: T, b: T) => boolean,
+    private readonly taken: (t: T, by: string) => string,
+  ) {}
+
+  /** Records `t` as taken by `by`, without checking (what already exists). */
+  hold(t: T, by: string): void {
+    this.held.push({ t, by });
+  }
+
+  /** Reports `t` at `path` if something holds it already; else it is now held by `by` (default `path`). */
+  claim(p: Problems, path: string, t: T, by = path): void {
+    const twin = this.held.find((h) => this.clash(h.t, t));
+    if (twin) p.add(path, this.taken(t, twin.by));
+    else this.hold(t, by);
+  }
+}
+
+/** Host ports (`where`: how the message places them, e.g. ' on this host'). */
+export const forwardClaims = (where = '') =>
+  new Claims<ResolvedForward>(forwardsClash, (f, by) => `${forwardLabel(f)}${where} is already forwarded by ${by}`);
+
+export const floatingClaims = () =>
+  new Claims<string>(
+    (a, b) => a === b,
+    (ip, by) => `${ip} is already the floating IP of ${by}`,
+  );
 
 /** A NIC's forwards; undefined when any is wrong (each problem reported with its path). */
 export function resolveForwards(
@@ -34,6 +69,8 @@ export function resolveForwards(
   path: string,
   input: unknown,
   network: ResolvedNetwork | undefined,
+  /** the host ports the other NICs (or ports) checked with these took */
+  claims = forwardClaims(),
 ): ResolvedForward[] | undefined {
   if (input === undefined) return [];
   if (!Array.isArray(input)) {
@@ -44,7 +81,6 @@ export function resolveForwards(
   if (input.length && network && !network.nat)
     p.add(path, `tenant ${network.tenant}'s network is not NAT'd: nothing outside it can be forwarded in`);
   const out: ResolvedForward[] = [];
-  const paths: string[] = [];
   input.forEach((raw: unknown, i) => {
     const fp = at(path, i);
     if (!isRecord(raw)) {
@@ -65,10 +101,8 @@ export function resolveForwards(
       protocol,
       ...(raw.address !== undefined ? { address: raw.address as string } : {}),
     };
-    const twin = out.findIndex((o) => forwardsClash(o, f));
-    if (twin >= 0) p.add(fp, `${forwardLabel(f)} is already forwarded by ${paths[twin]}`);
+    claims.claim(p, fp, f);
     out.push(f);
-    paths.push(fp);
   });
   return p.list.length === before ? out : undefined;
 }

@@ -9,5 +9,5 @@ export { validateSecurityGroup, checkSecurityReferences } from './security-group
 export { validateHosts, checkLibvirtUri } from './hosts.js';
 export { validatePathPolicy } from './path-policy.js';
 export { PACKET_RATE, packetRateOf } from './qos.js';
-export { checkFloatingIp, forwardLabel, forwardsClash, resolveForwards } from './forwards.js';
+export { checkFloatingIp, floatingClaims, forwardClaims, resolveForwards } from './forwards.js';
 export { resolveSpecDocument, type SpecFile } from './spec-document.js';

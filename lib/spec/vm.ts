@@ -1,8 +1,8 @@
 import type { VmSpec } from '../../types/spec.js';
-import type { ResolvedForward, ResolvedNetwork, ResolvedNic, ResolvedVm } from '../../types/resolved.js';
+import type { ResolvedNetwork, ResolvedNic, ResolvedVm } from '../../types/resolved.js';
 import { at, Problems } from './problems.js';
 import { PACKET_RATE } from './qos.js';
-import { checkFloatingIp, forwardLabel, forwardsClash, resolveForwards } from './forwards.js';
+import { checkFloatingIp, floatingClaims, forwardClaims, resolveForwards } from './forwards.js';
 import { checkAbsolutePath, checkInt, checkKeys, checkName, checkPositive, checkSafeText, isRecord } from './checks.js';
 import { inSubnet, parseIpv4 } from './ipv4.js';
 import { deriveMac, parseMac } from './mac.js';
@@ -143,8 +143,9 @@ function resolveNics(p: Problems, path: string, input: unknown, vmName: string):
   const byTenant = new Map<string, { network: ResolvedNetwork; path: string }>();
   const macs = new Map<string, string>();
   const ips = new Map<string, string>();
-  const floating = new Map<string, string>();
-  const claimed: { f: ResolvedForward; path: string }[] = [];
+  // host ports and floating IPs: each NIC's own
+  const ports = forwardClaims();
+  const floating = floatingClaims();
   let ok = true;
   input.forEach((raw, index) => {
     const nicPath = at(path, index);
@@ -202,18 +203,9 @@ function resolveNics(p: Problems, path: string, input: unknown, vmName: string):
 
     const qosOk = checkQos(p, at(nicPath, 'qos'), raw.qos);
     const groups = checkGroupNames(p, at(nicPath, 'securityGroups'), raw.securityGroups);
-    const forwards = resolveForwards(p, at(nicPath, 'forwards'), raw.forwards, network);
+    const forwards = resolveForwards(p, at(nicPath, 'forwards'), raw.forwards, network, ports);
     const floatingIp = checkFloatingIp(p, at(nicPath, 'floatingIp'), raw.floatingIp, network);
-    forwards?.forEach((f, k) => {
-      const twin = claimed.find((c) => forwardsClash(c.f, f));
-      if (twin) p.add(at(at(nicPath, 'forwards'), k), `${forwardLabel(f)} is already forwarded by ${twin.path}`);
-      claimed.push({ f, path: at(at(nicPath, 'forwards'), k) });
-    });
-    if (floatingIp) {
-      const seen = floating.get(floatingIp);
-      if (seen !== undefined) p.add(at(nicPath, 'floatingIp'), `${floatingIp} is already the floating IP of ${seen}`);
-      else floating.set(floatingIp, nicPath);
-    }
+    if (floatingIp) floating.claim(p, at(nicPath, 'floatingIp'), floatingIp, nicPath);
     if (!network || !qosOk || !groups || !forwards || floatingIp === false) {
       ok = false;
       return;
