@@ -32,7 +32,7 @@ const forwardLabel = (f: ResolvedForward) => `${f.address ?? '*'}:${f.hostPort}/
  * What is taken so far (host ports, floating IPs), each by whom: one taken again is a problem
  * naming both. Shared by a VM's NICs, a host's ports, and the records of the VMs already made.
  */
-export class Claims<T> {
+class Claims<T> {
   private readonly held: { t: T; by: string }[] = [];
 
   constructor(
