@@ -279,18 +279,20 @@ function flowLimitLines(l: FlowLimits, sets: Record<string, RowSet>): string[] {
 const LIMIT_MAX = 10_000;
 
 /** Packet-rate caps (policy.ts) per port: under the rate, on to the other checks; over it, dropped. */
-function packetRateLines(rates: PacketRate[]): string[] {
-  return rates.flatMap(({ rate, burst, ports }) => {
+function packetRateLines(rates: PacketRate[], sets: Record<string, RowSet>): string[] {
+  return rates.flatMap(({ rate, burst, set }) => {
     const n = Math.ceil(rate / LIMIT_MAX);
     const share = (total: number, i: number) => Math.floor(total / n) + (i < total % n ? 1 : 0);
-    return ports.flatMap((p) => [
-      ...Array.from(
-        { length: n },
-        (_, i) =>
-          `-i ${ifname(p)} --limit ${share(rate, i)}/sec --limit-burst ${Math.max(1, share(burst, i))} -j RETURN`,
-      ),
-      `-i ${ifname(p)} -j DROP`,
-    ]);
+    return (sets[set]?.rows ?? [])
+      .map(([port]) => String(port))
+      .flatMap((p) => [
+        ...Array.from(
+          { length: n },
+          (_, i) =>
+            `-i ${ifname(p)} --limit ${share(rate, i)}/sec --limit-burst ${Math.max(1, share(burst, i))} -j RETURN`,
+        ),
+        `-i ${ifname(p)} -j DROP`,
+      ]);
   });
 }
 
@@ -314,7 +316,7 @@ export function desiredTables(state: HostState): TableWant[] {
     blocks.flatMap((b) => expand(b, policy.bridgeSets).map((r) => ebLine(r.conds, r.verdict)));
   const bridgeIn = ebRows(policy.bridgeIn);
   const bridgeOut = ebRows(policy.bridgeOut);
-  const rates = packetRateLines(policy.packetRates);
+  const rates = packetRateLines(policy.packetRates, policy.bridgeSets);
   return [
     named('iptables', 'filter', (name) =>
       !policy.any

@@ -137,13 +137,10 @@ const flowLimitRules = (l: FlowLimits) => [
   `iifname @${TENANT_DEVICES} ct state new add @dyn_flow_count { ip saddr ct count over ${l.flows} } drop`,
 ];
 
-// Packet-rate caps (policy.ts): per port, in a set the kernel fills, one rule per distinct rate.
+// Packet-rate caps (policy.ts): per port (the rate's bridge set), in a set the kernel fills, one
+// rule per distinct rate.
 const rateSets = (r: PacketRate) => [
-  `  set pps_${r.rate} {`,
-  '    type ifname',
-  `    elements = { ${r.ports.map((p) => `"${ifname(p)}"`).join(', ')} }`,
-  '  }',
-  `  set dyn_pps_${r.rate} {`,
+  `  set dyn_${r.set} {`,
   '    type ifname',
   '    size 65535',
   '    flags dynamic,timeout',
@@ -151,7 +148,7 @@ const rateSets = (r: PacketRate) => [
   '  }',
 ];
 const rateRule = (r: PacketRate) =>
-  `iifname @pps_${r.rate} add @dyn_pps_${r.rate} { iifname limit rate over ${r.rate}/second burst ${r.burst} packets } drop`;
+  `iifname @${r.set} add @dyn_${r.set} { iifname limit rate over ${r.rate}/second burst ${r.burst} packets } drop`;
 
 /** A policy's sets as nft elements, with their types. */
 function elements(sets: Record<string, RowSet>): { sets: Sets; types: Record<string, string> } {
@@ -316,9 +313,6 @@ export function renderRuleset(state: HostState): Ruleset {
       inet: nat.length + forward.length + input.length + zones.length + dnat.length + dnatLocal.length + sg.rules,
       bridge: pre.length + post.length,
     },
-    sets: {
-      inet: { ...plainSets, ...sg.maps },
-      bridge: { ...br.sets, ...Object.fromEntries(rates.map((r) => [`pps_${r.rate}`, r.ports])) },
-    },
+    sets: { inet: { ...plainSets, ...sg.maps }, bridge: br.sets },
   };
 }

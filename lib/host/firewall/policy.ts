@@ -89,6 +89,13 @@ interface WayIn {
 // (traffic to 127.0.0.0/8 cannot be sent on to a guest without route_localnet).
 const HOST_ADDRESS = [is('daddrType', 'local'), not('daddr', '127.0.0.0/8')];
 
+/** A tenant network of the state, with its namespace (if any) and its ways in, each derived once. */
+interface Tenant {
+  net: HostNetwork;
+  ns: TenantNamespace | undefined;
+  ways: WayIn[];
+}
+
 /** The forwards of a tenant's ports (or, inside its namespace, the ones it serves) and their floating IPs. */
 function waysIn(net: HostNetwork, ns: TenantNamespace | undefined): WayIn[] {
   const forwards = [
@@ -110,10 +117,10 @@ function waysIn(net: HostNetwork, ns: TenantNamespace | undefined): WayIn[] {
   return [...byForward, ...byFloating];
 }
 
-function natRules(net: HostNetwork, ns: TenantNamespace | undefined): Rule[] {
+function natRules({ net, ns, ways }: Tenant): Rule[] {
   const n = net.network;
   if (!n.nat) return [];
-  const hairpin = waysIn(net, ns).length
+  const hairpin = ways.length
     ? // a guest that reaches a way in to its own tenant (hairpin): answered through the host
       [rule('masquerade', is('oif', ns?.transitVeth ?? n.bridge), is('saddr', ns?.nsAddress ?? n.cidr), DNATED)]
     : [];
@@ -171,10 +178,11 @@ export const FLOW_LIMITS: FlowLimits = { flows: 16384, newPerSecond: 1000, burst
 export interface PacketRate {
   rate: number;
   burst: number;
-  ports: string[];
+  /** the bridge set of the ports capped at this rate */
+  set: string;
 }
 
-function packetRates(nets: HostNetwork[]): PacketRate[] {
+function packetRates(nets: HostNetwork[]): (PacketRate & { ports: string[] })[] {
   const byRate = new Map<number, string[]>();
   for (const port of nets.flatMap((n) => n.ports)) {
     const rate = packetRateOf(port.qos);
@@ -182,7 +190,7 @@ function packetRates(nets: HostNetwork[]): PacketRate[] {
   }
   return [...byRate]
     .sort(([a], [b]) => a - b)
-    .map(([rate, ports]) => ({ rate, burst: Math.ceil(rate / 10), ports: ports.sort() }));
+    .map(([rate, ports]) => ({ rate, burst: Math.ceil(rate / 10), set: `pps_${rate}`, ports: ports.sort() }));
 }
 
 /** The UDP ports of overlays (VXLAN: IANA's and Linux's old default; Geneve): never a guest's to send to. */
@@ -199,11 +207,11 @@ const outOfBounds = (dev: string, underlay: string[]): Rule[] => [
   ...underlay.map((a) => rule('drop', is('iif', dev), is('daddr', a))),
 ];
 
-function forwardRules(net: HostNetwork, ns: TenantNamespace | undefined, underlay: string[]): Rule[] {
+function forwardRules({ net, ns, ways }: Tenant, underlay: string[]): Rule[] {
   const n = net.network;
   const b = n.bridge;
   const out = n.uplink ? [is('oif', n.uplink)] : [];
-  const translated = n.nat && waysIn(net, ns).length > 0;
+  const translated = n.nat && ways.length > 0;
   const rules = [
     // where br_netfilter is on (bridge-nf-call-iptables), frames bridged between two ports of
     // one bridge pass this hook too: the tenant's own L2 traffic is not ours to route or drop
@@ -247,9 +255,8 @@ function forwardRules(net: HostNetwork, ns: TenantNamespace | undefined, underla
  * namespace's transit; never to its own gateway), then nothing from any other tenant device,
  * then everyone else.
  */
-function dnatRules(nets: HostNetwork[], nsOf: (n: HostNetwork) => TenantNamespace | undefined): Rule[] {
-  const all = nets.map((n) => ({ n, ns: nsOf(n), ways: waysIn(n, nsOf(n)) }));
-  const own = all.flatMap(({ n, ns, ways }) => {
+function dnatRules(all: Tenant[]): Rule[] {
+  const own = all.flatMap(({ net: n, ns, ways }) => {
     if (!ways.length) return [];
     const dev = is('iif', ns?.transitVeth ?? n.network.bridge);
     return [
@@ -404,33 +411,43 @@ const uplinkSets = (uplinks: Uplink[]): Record<string, RowSet> => ({
 export function tenantPolicy(state: HostState): TenantPolicy {
   const nets = state.networks;
   const spaces = namespacesOf(state);
-  const nsOf = (net: HostNetwork) => spaces.find((s) => s.tenant === net.network.tenant);
+  const tenants = nets.map((net): Tenant => {
+    const ns = spaces.find((s) => s.tenant === net.network.tenant);
+    return { net, ns, ways: waysIn(net, ns) };
+  });
   const hasPorts = nets.some((n) => n.ports.length > 0);
   const uplinks = uplinksOf(state);
+  const underlay = underlayOf(state);
+  const rates = packetRates(nets);
   return {
     any: nets.length > 0,
     nat: [
       // frames bridged on a namespaced tenant's bridge pass the NAT hook too (br_netfilter): no
       // other tenant's masquerade may take them, whatever their addresses
       ...spaces.map((s) => rule('return', is('oif', s.net.network.bridge))),
-      ...nets.flatMap((n) => natRules(n, nsOf(n))),
+      ...tenants.flatMap(natRules),
     ],
-    forward: nets.flatMap((n) => forwardRules(n, nsOf(n), underlayOf(state))),
+    forward: tenants.flatMap((t) => forwardRules(t, underlay)),
     input: { devices: TENANT_DEVICES, rules: INPUT },
     overlay: overlayRules(state),
     ...(nets.length ? { flowLimits: FLOW_LIMITS } : {}),
-    packetRates: packetRates(nets),
+    packetRates: rates.map(({ rate, burst, set }) => ({ rate, burst, set })),
     // a tenant's bridged frames tracked apart from any other's with the same addresses
     zones: spaces.map((s) => rule({ zone: s.zone }, is('iif', s.net.network.bridge))),
-    dnat: dnatRules(nets, nsOf),
-    dnatLocal: nets.flatMap((n) => waysIn(n, nsOf(n)).map((w) => rule(w.to, ...w.match))),
+    dnat: dnatRules(tenants),
+    dnatLocal: tenants.flatMap(({ ways }) => ways.map((w) => rule(w.to, ...w.match))),
     bridgeIn: [
       ...(hasPorts ? [{ devices: 'ports', rules: PORT_GUARD }] : []),
       ...(uplinks.length ? [{ devices: 'uplinks', rules: uplinkGuard('iif') }] : []),
     ],
     bridgeOut: uplinks.length ? [{ devices: 'uplinks', rules: uplinkGuard('oif') }] : [],
     ipSets: nets.length ? ipSets(nets, spaces) : {},
-    bridgeSets: { ...(hasPorts ? portSets(nets) : {}), ...(uplinks.length ? uplinkSets(uplinks) : {}) },
+    bridgeSets: {
+      ...(hasPorts ? portSets(nets) : {}),
+      ...(uplinks.length ? uplinkSets(uplinks) : {}),
+      // each rate's ports
+      ...Object.fromEntries(rates.map((r) => [r.set, { fields: ['iif'], rows: r.ports.map((p) => [p]) } as RowSet])),
+    },
     namespaces: spaces,
   };
 }
