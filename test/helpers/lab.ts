@@ -4,6 +4,8 @@ import { execa, type ResultPromise } from 'execa';
 import { rmSync, mkdtempSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { tapName } from '../../lib/spec/index.js';
+import type { HostPort } from '../../types/host.js';
 
 export class Lab {
   private readonly namespaces: string[] = [];
@@ -41,6 +43,21 @@ export class Lab {
       input: options.input,
       timeout: options.timeoutMs ?? 30_000,
     });
+  }
+
+  /**
+   * The host's port of a "guest" namespace `<prefix>-<guest>` (made with netns(guest)): a veth
+   * whose far end is that namespace's eth0 with the guest's MAC, named as a VM's tap would be.
+   */
+  vethPort(guest: string, mac: string, ip: string): HostPort {
+    return {
+      name: tapName(`${this.prefix}${guest}`, 0),
+      kind: 'veth',
+      peer: { name: 'eth0', netns: `${this.prefix}-${guest}` },
+      mac,
+      ip,
+      hostname: guest,
+    };
   }
 
   /** A long-running process inside `ns`, killed at cleanup. */

@@ -11,7 +11,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HostPlane } from '../../lib/host/index.js';
-import { validateNetwork, tapName } from '../../lib/spec/index.js';
+import { validateNetwork } from '../../lib/spec/index.js';
 import type { FirewallKind } from '../../lib/host/firewall/index.js';
 import type { HostPort, HostState } from '../../types/host.js';
 import { describeAsRoot } from '../helpers/root.js';
@@ -34,14 +34,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
   let host: string;
   let plane: HostPlane;
   const mac = { atk: '52:54:00:71:00:11', vic: '52:54:00:71:00:12', oth: '52:54:00:72:00:21' };
-  const port = (guest: 'atk' | 'vic' | 'oth', ip: string): HostPort => ({
-    name: tapName(`${prefix}${guest}`, 0),
-    kind: 'veth',
-    peer: { name: 'eth0', netns: `${prefix}-${guest}` },
-    mac: mac[guest],
-    ip,
-    hostname: guest,
-  });
+  const port = (guest: 'atk' | 'vic' | 'oth', ip: string): HostPort => lab.vethPort(guest, mac[guest], ip);
   const acme = validateNetwork({ tenant: 'acme', cidr: '10.71.0.0/24' });
   const globex = validateNetwork({
     tenant: 'globex',

@@ -4,7 +4,7 @@
 // gives them when they arrive second). Guest "VMs" are namespaces behind veth ports; an "outside"
 // namespace stands beyond the host's uplink. Once per firewall backend.
 import { HostPlane, pidAlive } from '../../lib/host/index.js';
-import { validateNetwork, tapName, namespaceNames } from '../../lib/spec/index.js';
+import { validateNetwork, namespaceNames } from '../../lib/spec/index.js';
 import type { HostPort, HostState } from '../../types/host.js';
 import type { FirewallKind } from '../../lib/host/firewall/index.js';
 import { execa } from 'execa';
@@ -34,14 +34,8 @@ function suite(firewall: FirewallKind, prefix: string): void {
   };
   const initech = { ...validateNetwork({ tenant: tenants.initech, cidr }), namespace: { transit: '100.64.0.4/30' } };
   const spaceOf = (tenant: string) => namespaceNames(tenant).netns;
-  const port = (guest: string, mac: number, ip: string): HostPort => ({
-    name: tapName(`${prefix}${guest}`, 0),
-    kind: 'veth',
-    peer: { name: 'eth0', netns: `${prefix}-${guest}` },
-    mac: `52:54:00:40:00:${String(mac).padStart(2, '0')}`,
-    ip,
-    hostname: guest,
-  });
+  const port = (guest: string, mac: number, ip: string): HostPort =>
+    lab.vethPort(guest, `52:54:00:40:00:${String(mac).padStart(2, '0')}`, ip);
   const state: HostState = {
     networks: [
       { network: acme, ports: [port('a1', 11, '10.40.0.11'), port('a2', 12, '10.40.0.12')] },

@@ -5,7 +5,7 @@
 // tenant reaching none of it (each attempt captured leaving, never arriving); a host port in use
 // refused; drift repaired; teardown leaving the uplink as it was.
 import { HostPlane } from '../../lib/host/index.js';
-import { validateNetwork, tapName } from '../../lib/spec/index.js';
+import { validateNetwork } from '../../lib/spec/index.js';
 import { SpecError } from '../../lib/errors/index.js';
 import type { FirewallKind } from '../../lib/host/firewall/index.js';
 import type { HostPort, HostState } from '../../types/host.js';
@@ -32,13 +32,11 @@ function suite(firewall: FirewallKind, prefix: string): void {
   };
   const initech = validateNetwork({ tenant: tenants.initech, cidr: '10.88.0.0/24' });
   const port = (guest: string, n: number, ip: string, extra: Partial<HostPort> = {}): HostPort => ({
-    name: tapName(`${prefix}${guest}`, 0),
-    kind: 'veth',
-    peer: { name: 'eth0', netns: `${prefix}-${guest}` },
-    mac: `52:54:00:87:00:${String(n).padStart(2, '0')}`,
-    ip,
+    ...lab.vethPort(guest, `52:54:00:87:00:${String(n).padStart(2, '0')}`, ip),
     ...extra,
   });
+  /** a guest's port on the host */
+  const tap = (guest: string) => lab.vethPort(guest, '', '').name;
   const IP = { w1: '10.87.0.11', f1: '10.87.0.12', w2: '10.87.0.13', g1: '10.87.0.11', i1: '10.88.0.11' };
   const state: HostState = {
     networks: [
@@ -134,7 +132,7 @@ function suite(firewall: FirewallKind, prefix: string): void {
       const syn = 'tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0';
       const r = await probe({
         from: { netns: host, dev: 'up0', filter: `${syn} and dst port 2200` },
-        to: { netns: host, dev: tapName(`${prefix}w1`, 0), filter: `(${syn}) or icmp` },
+        to: { netns: host, dev: tap('w1'), filter: `(${syn}) or icmp` },
         attempt: () => lab.fetch(ns.out!, hostUrl(2200), 2),
         sent: new RegExp(`${esc(OUTSIDE.outside)}\\.\\d+ > ${esc(OUTSIDE.host)}\\.2200:`),
         barrier: async () => expect(await lab.fetch(ns.out!, hostUrl(8080))).toBe('w1'),
@@ -151,8 +149,8 @@ function suite(firewall: FirewallKind, prefix: string): void {
         [`http://${FLOATING}/`, 'f1', 80],
       ] as const) {
         const r = await probe({
-          from: { netns: host, dev: tapName(`${prefix}i1`, 0), filter: 'tcp' },
-          to: { netns: host, dev: tapName(`${prefix}${target}`, 0), filter: 'tcp' },
+          from: { netns: host, dev: tap('i1'), filter: 'tcp' },
+          to: { netns: host, dev: tap(target), filter: 'tcp' },
           attempt: () => lab.fetch(ns.i1!, url, 2),
           sent: new RegExp(`${esc(IP.i1)}\\.\\d+ > \\S+: Flags \\[S\\]`),
           barrier: async () =>
