@@ -110,6 +110,19 @@ export function failedBatchLine(
 // validated name, address or number; this refuses anything that could split or comment a line.
 const UNSAFE_TOKEN = /[\s"'\\#;]/;
 
+/**
+ * Runs `lines` (made with batchLine) as one `<tool> -batch -` process (`argv`: the tool and its
+ * options before `-batch`); nothing when there are none.
+ */
+export async function runBatch(
+  runner: CommandRunner,
+  argv: string[],
+  lines: readonly string[],
+  options: Omit<RunOptions, 'input'> = {},
+): Promise<void> {
+  if (lines.length > 0) await runner.run([...argv, '-batch', '-'], { ...options, input: lines.join('\n') + '\n' });
+}
+
 export function batchLine(tokens: readonly (string | number)[]): string {
   for (const t of tokens) {
     const s = String(t);

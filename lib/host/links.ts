@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { HostState, HostNetwork } from '../../types/host.js';
 import { ifbName, vlanDeviceName, vxlanDeviceName } from '../spec/index.js';
 import { HostUnsupportedError, VirtwireError } from '../errors/index.js';
-import { batchLine, type CommandRunner } from './command-runner.js';
+import { batchLine, runBatch, type CommandRunner } from './command-runner.js';
 import { namespaceLinks, namespacesOf } from './namespace.js';
 
 type LinkKind = 'bridge' | 'tap' | 'veth' | 'vlan' | 'vxlan' | 'ifb';
@@ -545,10 +545,8 @@ function deleteLines(stale: ObservedLink[], observed: Map<string, ObservedLink>)
 }
 
 export async function applyLinkPlan(runner: CommandRunner, plan: LinkPlan): Promise<void> {
-  if (plan.ip.length > 0)
-    await runner.run(['ip', '-batch', '-'], { input: plan.ip.join('\n') + '\n', step: 'links: apply' });
-  if (plan.bridge.length > 0)
-    await runner.run(['bridge', '-batch', '-'], { input: plan.bridge.join('\n') + '\n', step: 'links: FDB' });
+  await runBatch(runner, ['ip'], plan.ip, { step: 'links: apply' });
+  await runBatch(runner, ['bridge'], plan.bridge, { step: 'links: FDB' });
   // -e: a setting the kernel lacks (IPv6 off) is not an error
   if (plan.sysctl.length > 0)
     await runner.run(['sysctl', '-q', '-e', '-w', ...plan.sysctl], { step: 'links: settings' });
@@ -560,12 +558,7 @@ export async function deleteLinks(runner: CommandRunner, names: string[]): Promi
   const observed = await observeLinks(runner, 'links: rollback');
   const lines = names.filter((n) => observed.has(n)).map((n) => batchLine(['link', 'del', 'dev', n]));
   // -force: one already-gone link (a bridge's port deleted with it) must not stop the rest
-  if (lines.length > 0)
-    await runner.run(['ip', '-force', '-batch', '-'], {
-      input: lines.join('\n') + '\n',
-      step: 'links: rollback',
-      allowFailure: true,
-    });
+  await runBatch(runner, ['ip', '-force'], lines, { step: 'links: rollback', allowFailure: true });
 }
 
 /** The bridge a device is enslaved to, if it exists and is. */

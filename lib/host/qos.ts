@@ -7,7 +7,7 @@
 import type { HostCapabilities, HostState, HostPort } from '../../types/host.js';
 import { ifbName } from '../spec/index.js';
 import { HostUnsupportedError } from '../errors/index.js';
-import { batchLine, type CommandRunner } from './command-runner.js';
+import { batchLine, runBatch, type CommandRunner } from './command-runner.js';
 
 interface ShaperSpec {
   /** device whose egress is shaped */
@@ -231,5 +231,5 @@ export async function planQos(runner: CommandRunner, want: QosDesired, existing:
 const QUANTUM = 1514;
 
 export async function applyQos(runner: CommandRunner, lines: string[]): Promise<void> {
-  if (lines.length > 0) await runner.run(['tc', '-batch', '-'], { input: lines.join('\n') + '\n', step: 'qos: apply' });
+  await runBatch(runner, ['tc'], lines, { step: 'qos: apply' });
 }

@@ -4,7 +4,7 @@
 // against what it holds and applied, and the rollback of what an apply made.
 import { join } from 'node:path';
 import type { HostState } from '../../types/host.js';
-import { ExecaRunner, batchLine, type CommandRunner } from './command-runner.js';
+import { ExecaRunner, batchLine, runBatch, type CommandRunner } from './command-runner.js';
 import { observeLinks, planLinks, type ObservedLink } from './links.js';
 import { runFirewall, type FirewallBackend, type FirewallCommand } from './firewall/index.js';
 import type { HostFiles } from './host-files.js';
@@ -159,8 +159,7 @@ export class TenantNamespaces {
    */
   async applyInside(plan: InsidePlan, step: string, touched: InsidePlan[]): Promise<number> {
     const ns = this.inside(plan.netns);
-    if (plan.ip.length)
-      await ns.run(['ip', '-batch', '-'], { input: plan.ip.join('\n') + '\n', step: `${step}: links` });
+    await runBatch(ns, ['ip'], plan.ip, { step: `${step}: links` });
     if (plan.forwarding) await ns.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { step });
     touched.push(plan);
     await runFirewall(ns, plan.firewall, `${step}: firewall`);
@@ -195,8 +194,7 @@ export class TenantNamespaces {
   }
 
   private async batch(lines: string[]): Promise<void> {
-    if (lines.length)
-      await this.machine.run(['ip', '-batch', '-'], { input: lines.join('\n') + '\n', step: 'links: namespaces' });
+    await runBatch(this.machine, ['ip'], lines, { step: 'links: namespaces' });
   }
 
   private async mark(netns: string, on: boolean): Promise<void> {

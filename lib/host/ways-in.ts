@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import type { HostForward, HostState } from '../../types/host.js';
 import { Problems, at, inSubnet, parseCidr, parseIpv4 } from '../spec/index.js';
-import { batchLine, type CommandRunner } from './command-runner.js';
+import { batchLine, runBatch, type CommandRunner } from './command-runner.js';
 import type { HostFiles } from './host-files.js';
 import { OWNED_NAME, type ObservedLink } from './links.js';
 
@@ -144,15 +144,13 @@ export async function applyWaysIn(runner: CommandRunner, files: HostFiles, state
   const dir = dirOf(stateDir);
   if (plan.mark.length) await files.mkdir(dir);
   for (const [address, device] of plan.mark) await files.write(join(dir, address), `${device}\n`);
-  if (plan.ip.length)
-    await runner.run(['ip', '-batch', '-'], { input: plan.ip.join('\n') + '\n', step: 'ways in: addresses' });
+  await runBatch(runner, ['ip'], plan.ip, { step: 'ways in: addresses' });
   for (const address of plan.unmark) await files.remove(join(dir, address));
 }
 
 /** A rollback: the addresses an apply took, given back, and their marks forgotten. */
 export async function giveBack(runner: CommandRunner, files: HostFiles, stateDir: string, taken: AddressChange[]) {
-  if (!taken.length) return;
   const lines = taken.map((c) => batchLine(['address', 'del', `${c.address}/32`, 'dev', c.device]));
-  await runner.run(['ip', '-batch', '-'], { input: lines.join('\n') + '\n', step: 'ways in: rollback' });
+  await runBatch(runner, ['ip'], lines, { step: 'ways in: rollback' });
   for (const c of taken) await files.remove(join(dirOf(stateDir), c.address));
 }
