@@ -1,6 +1,7 @@
 // Benchmark for createVm (issue: createVm/destroyVm). In one run, on this host (TCG here):
 // createVm -> DHCP lease of the test guest (virtwire boots the kernel's extracted vmlinux
-// through its PVH note; a stopped VM keeps it extracted, a first create is timed apart),
+// through its PVH note, kept in the host's kernel cache after its VM; the first create, which
+// extracts it, is timed apart),
 // against booting the same bzImage and initrd with plain `qemu-system-x86_64` (what
 // virt-install and scripts do) on a tap that is already prepared (bridge, dnsmasq and static
 // lease made beforehand and not timed), measured from spawn to the lease being written. The
@@ -10,7 +11,7 @@ import { execa } from 'execa';
 import { mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createVm, destroyVm, stopVm, Libvirt } from '../../lib/index.js';
+import { createVm, destroyVm, Libvirt } from '../../lib/index.js';
 import { buildTestGuest, testGuestSpec, waitForConsole } from '../../lib/testing/index.js';
 import { printTable } from './table.js';
 import { plainLab } from './plain-qemu.js';
@@ -30,14 +31,13 @@ async function main(): Promise<void> {
   const uptimes = { ours: [] as number[], plain: [] as number[] };
   let firstCreate = 0;
   try {
-    // the extracted kernel lives as long as a VM boots it: a stopped VM keeps it warm for the
-    // runs (a first create pays for the extraction; measured separately below)
-    const anchor = testGuestSpec(image, 'vwbench-keep', [{ network: { tenant: 'vwbenchk', cidr: '10.65.0.0/24' } }]);
-    firstCreate = (await createVm(anchor, { stateDir: join(dir, 'state'), waitFor: 'none' })).readyMs / 1000;
-    await stopVm('vwbench-keep', { stateDir: join(dir, 'state'), force: true });
+    // virtwire: everything, from nothing (the tenant network included); the first create pays
+    // for the kernel's extraction (measured apart), the runs find it in the host's cache, as a
+    // create → destroy loop does (scripts/bench/create-loop.ts times that loop whole)
+    const spec = testGuestSpec(image, 'vwbench', [{ network: { tenant: 'vwbench', cidr: '10.66.0.0/24' } }]);
+    firstCreate = (await createVm(spec, { stateDir: join(dir, 'state'), waitFor: 'none' })).readyMs / 1000;
+    await destroyVm('vwbench', { stateDir: join(dir, 'state') });
     for (let i = 0; i < RUNS; i++) {
-      // virtwire: everything, from nothing (the tenant network included)
-      const spec = testGuestSpec(image, 'vwbench', [{ network: { tenant: 'vwbench', cidr: '10.66.0.0/24' } }]);
       const marks: Record<string, number> = {};
       const vm = await createVm(spec, {
         stateDir: join(dir, 'state'),
@@ -66,7 +66,6 @@ async function main(): Promise<void> {
     }
   } finally {
     await destroyVm('vwbench', { stateDir: join(dir, 'state'), missingOk: true }).catch(() => {});
-    await destroyVm('vwbench-keep', { stateDir: join(dir, 'state'), missingOk: true }).catch(() => {});
     await execa('sysctl', ['-q', '-w', `net.ipv4.ip_forward=${forwarding}`]);
     await Libvirt.shutdown();
     rmSync(dir, { recursive: true, force: true });
