@@ -29,7 +29,11 @@ export interface HostForward {
   hostPort: number;
   port: number;
   protocol: 'tcp' | 'udp';
-  /** absent: every address of the host but the loopback's */
+  /**
+   * absent: the addresses of the host's uplink — the network's `uplink`, else the device of the
+   * host's default route — resolved on the host when it is planned (never every address: a
+   * management or storage network does not expose guests)
+   */
   address?: string;
 }
 
@@ -61,6 +65,8 @@ export interface HostNetwork {
   dhcpClients?: string[];
   /** forwards to guests whose ports are elsewhere (a namespaced tenant's, served inside its namespace) */
   forwardsIn?: (HostForward & { ip: string })[];
+  /** floating IPs of guests whose ports are elsewhere (a namespaced tenant's: routed to its namespace) */
+  floatingIn?: { floatingIp: string; ip: string }[];
   /** the tenant's security groups its ports name */
   securityGroups?: HostSecurityGroup[];
 }

@@ -142,7 +142,11 @@ export interface ForwardSpec {
   port: number;
   /** default 'tcp' */
   protocol?: 'tcp' | 'udp';
-  /** one of the host's addresses; default every address of the host (but the loopback's) */
+  /**
+   * one of the host's addresses; default: the addresses of the host's uplink — the network's
+   * `uplink`, else the device of its default route — read when the host is planned (never every
+   * address: a management or storage network does not expose the guest)
+   */
   address?: string;
 }
 

@@ -88,11 +88,6 @@ function checkWaysIn(p: Problems, vm: ResolvedVm, records: VmRecord[], host: str
     }
   for (const nic of vm.nics) {
     const path = at('nics', nic.index);
-    if (nic.floatingIp && nic.network.namespace)
-      p.add(
-        at(path, 'floatingIp'),
-        `floating IPs are not supported yet for tenant ${nic.network.tenant}, which has a network namespace of its own`,
-      );
     (nic.forwards ?? []).forEach((f, k) => ports.claim(p, at(at(path, 'forwards'), k), f));
     if (nic.floatingIp) floating.claim(p, at(path, 'floatingIp'), nic.floatingIp);
   }

@@ -202,7 +202,7 @@ function portLabel(port: HostPort | undefined): string {
     : '';
   // its ways in from outside the tenant
   const ways = [
-    ...(port.forwards ?? []).map((f) => `${f.address ?? '*'}:${f.hostPort}/${f.protocol} -> ${f.port}`),
+    ...(port.forwards ?? []).map((f) => `${f.address ?? 'uplink'}:${f.hostPort}/${f.protocol} -> ${f.port}`),
     ...(port.floatingIp ? [`floating IP ${port.floatingIp}`] : []),
   ];
   return [port.name, port.ip ?? 'DHCP', port.mac, qos, ...ways].filter(Boolean).join('\n');

@@ -83,9 +83,14 @@ export function innerState(ns: TenantNamespace): HostState {
         ports: [],
         dhcpClients: ns.net.ports.map((p) => p.mac),
         // the host sends each forward on to the namespace's transit address, same port
+        // (one per protocol and port: a forward on several host addresses arrives on one)
         forwardsIn: ns.net.ports.flatMap((p) =>
-          (p.forwards ?? []).map((f) => ({ ...f, address: ns.nsAddress, port: f.port, ip: p.ip! })),
+          (p.forwards ?? [])
+            .filter((f, i, all) => all.findIndex((g) => g.protocol === f.protocol && g.hostPort === f.hostPort) === i)
+            .map((f) => ({ ...f, address: ns.nsAddress, port: f.port, ip: p.ip! })),
         ),
+        // the host routes each floating IP to the namespace's transit address, untranslated
+        floatingIn: ns.net.ports.flatMap((p) => (p.floatingIp ? [{ floatingIp: p.floatingIp, ip: p.ip! }] : [])),
         ...(ns.net.dhcp === false ? { dhcp: false } : {}),
       },
     ],

@@ -4,7 +4,7 @@
 // virtwire's nft tables and stops the dnsmasq instances it started, then throws ApplyError.
 import { join } from 'node:path';
 import type { HostCapabilities, HostState } from '../../types/host.js';
-import { ApplyError, HostCommandError } from '../errors/index.js';
+import { ApplyError } from '../errors/index.js';
 import { ExecaRunner, type CommandRunner } from './command-runner.js';
 import { probeHost, requireFeature } from './probe.js';
 import { validateHostState } from './validate-host-state.js';
@@ -54,7 +54,16 @@ import {
 import { waitForLease, pollForLease, parseLeases, type Lease, type LeaseWait } from './leases.js';
 import { LocalFiles, RunnerFiles, type HostFiles } from './host-files.js';
 import { innerState } from './namespace.js';
-import { applyWaysIn, giveBack, planWaysIn, type AddressChange, type WaysInPlan } from './ways-in.js';
+import { cutFlows } from './conntrack.js';
+import {
+  applyWaysIn,
+  giveBack,
+  planWaysIn,
+  withForwardAddresses,
+  type AddressChange,
+  type LinkFate,
+  type WaysInPlan,
+} from './ways-in.js';
 
 /**
  * virtwire's directory on a host: the one definition of the default. The host plane keeps its
@@ -295,25 +304,28 @@ export class HostPlane {
    * Shared by plan() and apply(): validation, kernel features, then one observation of links
    * and firewall, and what each part would do. Nothing on the host changes here.
    */
-  private async prepare(state: HostState): Promise<Prepared> {
-    validateHostState(state);
+  private async prepare(given: HostState): Promise<Prepared> {
+    validateHostState(given);
     const caps = this.caps ?? (await this.probe());
-    const backend = checkFeatures(state, caps, this.firewallKind);
-    const qos = desiredQos(state, caps);
+    const backend = checkFeatures(given, caps, this.firewallKind);
+    const qos = desiredQos(given, caps);
     // links and virtwire's firewall rules are observed together: neither depends on the other
+    // (only a forward without an address waits for the links: it takes the uplink's addresses)
+    const links = observeLinks(this.runner);
+    const state = await withForwardAddresses(this.runner, this.files, this.stateDir, given, links);
     const [observed, firewall, spaces] = await Promise.all([
-      observeLinks(this.runner),
+      links,
       backend.plan(this.runner, state),
       this.spaces.observe(state),
     ]);
     const mtus = segmentMtus(state, observed);
     this.spaces.orphanVeths(spaces, observed);
     const desired = desiredLinks(state, mtus);
-    const links = planLinks(desired, observed);
+    const linkPlan = planLinks(desired, observed);
     const netns = this.spaces.batches(spaces);
     const dnsmasq = await this.planDnsmasqs(state, mtus, spaces);
-    const ways = await planWaysIn(this.runner, this.files, this.stateDir, state, observed);
-    return { observed, desired, links, netns, firewall, qos, dnsmasq, spaces, backend, mtus, ways };
+    const ways = await planWaysIn(this.runner, this.files, this.stateDir, state, observed, fateOf(linkPlan));
+    return { observed, desired, links: linkPlan, netns, firewall, qos, dnsmasq, spaces, backend, mtus, ways };
   }
 
   /** Removes everything virtwire made here: devices, rules, dnsmasq instances and their files. */
@@ -389,6 +401,13 @@ interface Prepared {
   ways: WaysInPlan;
 }
 
+/** The devices the link step removes, and the ones it makes (again): nothing routed through them survives it. */
+function fateOf(plan: LinkPlan): LinkFate {
+  const by = (actions: LinkChange['action'][]) =>
+    new Set(plan.changes.filter((c) => actions.includes(c.action)).map((c) => c.device));
+  return { removed: by(['delete']), remade: by(['create', 'recreate']) };
+}
+
 /** Every kernel feature the state needs, checked before the first command runs; the firewall backend. */
 function checkFeatures(
   state: HostState,
@@ -416,24 +435,4 @@ function checkFeatures(
     }
   }
   return firewall;
-}
-
-/**
- * Forgets the tracked flows of each address, both ways, once the new rules are in: a packet of a
- * flow now denied is judged as new and dropped; one still allowed is picked up again (TCP's loose
- * pickup), so cutting more than needed costs at most a retransmission. One listing first: a
- * `conntrack -D` per address (a process each, ~15 ms) only where that address has flows.
- * `conntrack -D` exits 1 when it found nothing.
- */
-async function cutFlows(runner: CommandRunner, addresses: string[]): Promise<void> {
-  if (addresses.length === 0) return;
-  const listed = await runner.run(['conntrack', '-L', '-f', 'ipv4'], { step: 'conntrack: list flows' });
-  const tracked = new Set([...listed.stdout.matchAll(/\b(?:src|dst)=(\S+)/g)].map((m) => m[1]!));
-  for (const address of addresses.filter((a) => tracked.has(a)))
-    for (const side of ['-s', '-d']) {
-      const argv = ['conntrack', '-D', side, address];
-      const step = `conntrack: cut flows of ${address}`;
-      const r = await runner.run(argv, { step, allowFailure: true });
-      if (r.exitCode > 1) throw new HostCommandError({ argv, exitCode: r.exitCode, stderr: r.stderr, step });
-    }
 }

@@ -123,11 +123,7 @@ function checkWaysIn(p: Problems, pp: string, port: HostPort, net: HostNetwork, 
   const floating = checkFloatingIp(p, at(pp, 'floatingIp'), port.floatingIp, net.network);
   if ((forwards.length || floating) && port.ip === undefined)
     p.add(pp, 'a port with forwards or a floating IP needs its ip');
-  if (floating) {
-    if (net.network.namespace)
-      p.add(at(pp, 'floatingIp'), 'floating IPs are not supported for a tenant in a namespace of its own yet');
-    ways.floating.claim(p, at(pp, 'floatingIp'), floating);
-  }
+  if (floating) ways.floating.claim(p, at(pp, 'floatingIp'), floating);
 }
 
 /** A namespaced tenant's transit /30: one of its own on this host, and a conntrack zone of its own. */

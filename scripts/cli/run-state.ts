@@ -75,11 +75,11 @@ const nicsOf = (r: VmRecord) =>
 
 /**
  * Where a VM is reached from outside its tenant: `<address>:<port>/<protocol> -> <ip>:<port>` per
- * forward (the address `*` is every address of its host) and `<floating ip> -> <ip>`.
+ * forward (`uplink`: the addresses of its host's uplink) and `<floating ip> -> <ip>`.
  */
 const endpointsOf = (r: VmRecord) =>
   r.vm.nics.flatMap((n) => [
-    ...(n.forwards ?? []).map((f) => `${f.address ?? '*'}:${f.hostPort}/${f.protocol} -> ${n.ip}:${f.port}`),
+    ...(n.forwards ?? []).map((f) => `${f.address ?? 'uplink'}:${f.hostPort}/${f.protocol} -> ${n.ip}:${f.port}`),
     ...(n.floatingIp ? [`${n.floatingIp} -> ${n.ip}`] : []),
   ]);
 

@@ -160,7 +160,7 @@ export class FakeHypervisor implements Hypervisor {
 }
 
 /** A host's files in memory (boot files present unless listed as missing). */
-class MemoryFiles implements HostFiles {
+export class MemoryFiles implements HostFiles {
   readonly files = new Map<string, string>();
   readonly dirs = new Set<string>();
   readonly removed: string[] = [];
@@ -187,8 +187,11 @@ class MemoryFiles implements HostFiles {
     for (const f of [...this.files.keys()]) if (f.startsWith(path)) this.files.delete(f);
     this.dirs.delete(path);
   }
-  async list() {
-    return [];
+  async list(dir: string) {
+    const prefix = `${dir}/`;
+    return [...this.files.keys()]
+      .filter((f) => f.startsWith(prefix) && !f.slice(prefix.length).includes('/'))
+      .map((f) => f.slice(prefix.length));
   }
   async process() {
     return undefined;

@@ -47,7 +47,7 @@ describe('the desired graph of a known spec', () => {
       expect.stringMatching(/^52:54:00:/),
       'out 8000 kbit/s, in 16000 kbit/s',
       // and its ways in from outside the tenant
-      '*:8080/tcp -> 80',
+      'uplink:8080/tcp -> 80',
       'floating IP 192.0.2.50',
     ]);
     expect(g.edges.find((e) => e.from === 'vm:db')!.label).toContain('10.10.0.20');

@@ -85,8 +85,9 @@ interface WayIn {
   to: { dnat: string; port?: number };
 }
 
-// What "the host" is to a forward without an address: any of its addresses but the loopback's
-// (traffic to 127.0.0.0/8 cannot be sent on to a guest without route_localnet).
+// What "the host" is to a forward without an address, in a state no HostPlane planned (a plane
+// gives each its uplink's addresses first): any of its addresses but the loopback's (traffic to
+// 127.0.0.0/8 cannot be sent on to a guest without route_localnet).
 const HOST_ADDRESS = [is('daddrType', 'local'), not('daddr', '127.0.0.0/8')];
 
 /** A tenant network of the state, with its namespace (if any) and its ways in, each derived once. */
@@ -111,11 +112,16 @@ function waysIn(net: HostNetwork, ns: TenantNamespace | undefined): WayIn[] {
     // a namespaced tenant's guests are reached through its namespace: the same port on its address there
     to: ns ? { dnat: ns.nsAddress, port: f.hostPort } : { dnat: ip, port: f.port },
   }));
-  const byFloating = net.ports
-    .filter((p) => p.floatingIp)
-    .map((p) => ({ match: [is('daddr', p.floatingIp!)], to: { dnat: p.ip! } }));
+  // a namespaced tenant's floating IPs are routed to its namespace untranslated: translated there
+  const byFloating = ns ? [] : floatingOf(net).map((f) => ({ match: [is('daddr', f.floatingIp)], to: { dnat: f.ip } }));
   return [...byForward, ...byFloating];
 }
+
+/** A network's floating IPs and their guests: its ports' (or, inside a namespace, the ones it serves). */
+const floatingOf = (net: HostNetwork): { floatingIp: string; ip: string }[] => [
+  ...net.ports.flatMap((p) => (p.floatingIp ? [{ floatingIp: p.floatingIp, ip: p.ip! }] : [])),
+  ...(net.floatingIn ?? []),
+];
 
 function natRules({ net, ns, ways }: Tenant): Rule[] {
   const n = net.network;
@@ -125,16 +131,14 @@ function natRules({ net, ns, ways }: Tenant): Rule[] {
       [rule('masquerade', is('oif', ns?.transitVeth ?? n.bridge), is('saddr', ns?.nsAddress ?? n.cidr), DNATED)]
     : [];
   // a floating IP's guest leaves from it
-  const floating = net.ports
-    .filter((p) => p.floatingIp)
-    .map((p) =>
-      rule(
-        { snat: p.floatingIp! },
-        is('saddr', p.ip!),
-        not('daddr', n.cidr),
-        n.uplink ? is('oif', n.uplink) : not('oif', n.bridge),
-      ),
-    );
+  const floating = floatingOf(net).map((f) =>
+    rule(
+      { snat: f.floatingIp },
+      is('saddr', f.ip),
+      not('daddr', n.cidr),
+      n.uplink ? is('oif', n.uplink) : not('oif', n.bridge),
+    ),
+  );
   // a namespaced tenant arrives NAT'd to its transit address: the second NAT, out of the host
   if (ns)
     return [
@@ -228,16 +232,24 @@ function forwardRules({ net, ns, ways }: Tenant, underlay: string[]): Rule[] {
     rules.push(
       rule('drop', is('iif', b)),
       rule('drop', is('oif', b)),
-      ...(translated ? [rule('accept', is('oif', t), is('daddr', ns.nsAddress), DNATED)] : []),
+      // (a guest with a floating IP reaching its own tenant's forward comes back from that IP, untranslated)
+      ...(translated
+        ? [ns.nsAddress, ...floatingOf(net).map((f) => f.floatingIp)].map((a) =>
+            rule('accept', is('oif', t), is('daddr', a), DNATED),
+          )
+        : []),
       rule('drop', is('iif', t), toTenant),
       ...outOfBounds(t, underlay),
     );
     if (n.nat)
       rules.push(
         rule('accept', is('iif', t), is('saddr', ns.nsAddress), ...out),
+        // its floating IPs' guests: translated in the namespace, routed by the host as they are
+        ...floatingOf(net).map((f) => rule('accept', is('iif', t), is('saddr', f.floatingIp), ...out)),
         rule('accept', is('oif', t), is('daddr', ns.nsAddress), ESTABLISHED),
       );
-    rules.push(rule('drop', is('iif', t)), rule('drop', is('oif', t)));
+    // nothing else to the transit either: transitTail, after every tenant's rules
+    rules.push(rule('drop', is('iif', t)));
     return rules;
   }
   if (n.nat)
@@ -248,6 +260,18 @@ function forwardRules({ net, ns, ways }: Tenant, underlay: string[]): Rule[] {
   // not NAT, or not from/to the subnet: never routed (libvirt rejects these too)
   rules.push(rule('drop', is('iif', b)), rule('drop', is('oif', b)));
   return rules;
+}
+
+/**
+ * Last in the forward chain, what may reach a namespaced tenant's transit: its floating IPs (the
+ * host routes them there), from anywhere but a tenant device — every tenant's own rules, above,
+ * dropped what its devices send to another's —, then nothing.
+ */
+function transitTail({ net, ns }: Tenant): Rule[] {
+  if (!ns) return [];
+  const t = ns.transitVeth;
+  const floating = net.network.nat ? floatingOf(net) : [];
+  return [...floating.map((f) => rule('accept', is('oif', t), is('daddr', f.floatingIp))), rule('drop', is('oif', t))];
 }
 
 /**
@@ -427,7 +451,7 @@ export function tenantPolicy(state: HostState): TenantPolicy {
       ...spaces.map((s) => rule('return', is('oif', s.net.network.bridge))),
       ...tenants.flatMap(natRules),
     ],
-    forward: tenants.flatMap((t) => forwardRules(t, underlay)),
+    forward: [...tenants.flatMap((t) => forwardRules(t, underlay)), ...tenants.flatMap(transitTail)],
     input: { devices: TENANT_DEVICES, rules: INPUT },
     overlay: overlayRules(state),
     ...(nets.length ? { flowLimits: FLOW_LIMITS } : {}),
