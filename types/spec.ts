@@ -18,6 +18,17 @@ export interface ImageBoot {
   image: string;
   /** size of the overlay; default: the base image's size */
   sizeGiB?: number;
+  /**
+   * Boot the image's own kernel, initrd and arguments directly — what the first entry of its GRUB
+   * config boots, read from the image (read-only, cached by its content) — on the fast path where
+   * that kernel has a PVH note, instead of SeaBIOS and GRUB: the same guest, booted sooner under
+   * TCG. Default true under TCG on the machine that runs virtwire; where it cannot be (no ext2/3/4
+   * partition with a GRUB config, another default entry, KVM, a remote host), the firmware boots
+   * it and createVm's `boot.reason` says why. An update of the kernel inside the guest takes
+   * effect on the next startVm, which reads the VM's own disk again; a reboot the guest starts
+   * itself keeps the kernel it booted with. false: always the firmware.
+   */
+  fastKernel?: boolean;
 }
 
 export type BootSpec = KernelBoot | ImageBoot;

@@ -121,7 +121,9 @@ export interface CreatedNic {
 export interface BootPath {
   /**
    * 'pvh': its kernel's extracted vmlinux, entered at its PVH note (the fast path); 'kernel': the
-   * spec's kernel as given (it decompresses itself); 'firmware': SeaBIOS and the disk's boot loader
+   * kernel as given (the spec's, or a disk image's own, read from its /boot), which decompresses
+   * itself; 'firmware': SeaBIOS and the disk's boot loader. For an image, 'pvh' and 'kernel' boot
+   * the kernel, initrd and arguments of its GRUB config's first entry, re-read on each startVm.
    */
   kind: 'pvh' | 'kernel' | 'firmware';
   /** why not 'pvh' */

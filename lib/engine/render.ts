@@ -7,6 +7,11 @@ import { DEFAULT_STATE_DIR, domainFiles } from './state/paths.js';
 export interface RenderOptions extends Omit<DomainRenderOptions, 'files'> {
   /** where the VM's files live (default /var/lib/virtwire) */
   stateDir?: string;
+  /**
+   * the kernel (an extracted vmlinux) the VM boots instead of its spec's; for a disk image booted
+   * directly, with the initrd and arguments read from it — as createVm defines it on the fast path
+   */
+  kernel?: { path: string; initrd?: string; cmdline?: string };
 }
 
 /**
@@ -15,6 +20,8 @@ export interface RenderOptions extends Omit<DomainRenderOptions, 'files'> {
  */
 export function renderDomainXml(spec: unknown, options: RenderOptions = {}): string {
   const vm = validateVm(spec);
-  const { stateDir, ...rest } = options;
-  return renderResolvedDomainXml(vm, { ...rest, files: domainFiles(stateDir ?? DEFAULT_STATE_DIR, vm) });
+  const { stateDir, kernel, ...rest } = options;
+  const image = 'image' in vm.boot && kernel ? { ...kernel, cmdline: kernel.cmdline ?? '' } : undefined;
+  const files = domainFiles(stateDir ?? DEFAULT_STATE_DIR, vm, kernel?.path, image);
+  return renderResolvedDomainXml(vm, { ...rest, files });
 }

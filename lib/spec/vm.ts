@@ -125,7 +125,9 @@ function checkBoot(p: Problems, path: string, boot: unknown): void {
     if (boot.initrd !== undefined) checkAbsolutePath(p, at(path, 'initrd'), boot.initrd);
     if (boot.cmdline !== undefined) checkSafeText(p, at(path, 'cmdline'), boot.cmdline, { allowEmpty: true });
   } else if ('image' in boot) {
-    checkKeys(p, path, boot, ['image', 'sizeGiB']);
+    checkKeys(p, path, boot, ['image', 'sizeGiB', 'fastKernel']);
+    if (boot.fastKernel !== undefined && typeof boot.fastKernel !== 'boolean')
+      p.add(at(path, 'fastKernel'), 'must be true or false');
     checkAbsolutePath(p, at(path, 'image'), boot.image);
     if (boot.sizeGiB !== undefined) checkInt(p, at(path, 'sizeGiB'), boot.sizeGiB, 1, 65536);
   } else {

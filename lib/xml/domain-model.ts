@@ -16,6 +16,11 @@ export interface DomainFiles {
   dataDisks?: Record<string, string>;
   /** the kernel to boot instead of the spec's (direct kernel boot): its extracted vmlinux */
   kernel?: string;
+  /**
+   * a disk image booted directly (its own kernel is `kernel`): the initrd and arguments its boot
+   * loader would have given; the disk is attached as for a firmware boot
+   */
+  imageBoot?: { initrd?: string | undefined; cmdline: string };
 }
 
 /** A NIC as libvirt sees it: an ethernet interface on the tap virtwire made (also for hot-plug). */
@@ -60,7 +65,11 @@ export function domainModel(vm: ResolvedVm, options: DomainRenderOptions): Domai
     if (vm.boot.initrd !== undefined) os.initrd = vm.boot.initrd;
     if (vm.boot.cmdline !== undefined) os.cmdline = vm.boot.cmdline;
   } else {
-    os.boot = ['hd'];
+    if (paths.kernel && paths.imageBoot) {
+      os.kernel = paths.kernel;
+      if (paths.imageBoot.initrd !== undefined) os.initrd = paths.imageBoot.initrd;
+      os.cmdline = paths.imageBoot.cmdline;
+    } else os.boot = ['hd'];
     disks.push({
       type: 'file',
       device: 'disk',

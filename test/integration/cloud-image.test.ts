@@ -1,7 +1,7 @@
 // Disk boot with cloud-init, without a cloud image (none can be downloaded here): a blank qcow2
 // stands in for the base image. Checked for real: the overlay's backing file, the NoCloud seed
 // ISO's label and files (read back with xorriso), and that libvirt defines and starts the domain
-// with both disks attached.
+// with both disks attached; with no kernel of its own to boot directly, through the firmware.
 import { execa } from 'execa';
 import { mkdtempSync, chmodSync, rmSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -46,6 +46,12 @@ describeAsRoot('cloud images: qcow2 overlay and NoCloud seed ISO', () => {
     // the base image is the test's own, beside the state dir: the operator allows reading there
     const vm = await createVm(spec, { stateDir, waitForIp: false, paths: { read: [dir] } });
     const paths = vmPaths(stateDir, 'vwcloud');
+    // a blank disk has no kernel of its own to boot directly: the firmware boots it, and says why
+    expect(vm.boot).toEqual({
+      kind: 'firmware',
+      reason:
+        'its own kernel was not booted directly: no ext2/3/4 partition of it holds a GRUB config (/boot/grub/grub.cfg)',
+    });
 
     // -U: the running QEMU holds the image's lock
     const info = JSON.parse((await execa('qemu-img', ['info', '-U', '--output=json', paths.overlay])).stdout);

@@ -1,6 +1,7 @@
 // The lifecycle API on the Debian cloud guest (it acts on ACPI and has a qcow2 root): a data disk
 // the guest sees as vdb, a snapshot before a change and a revert that restores the files of the
-// snapshot's time, a graceful stop and a start on the same address.
+// snapshot's time, a graceful stop and a start on the same address; booted directly from the
+// image's own kernel, a change to its GRUB config inside the guest taking effect on the next start.
 import { execa } from 'execa';
 import { mkdtempSync, chmodSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -106,4 +107,26 @@ describeAsRoot('the lifecycle API on the Debian cloud guest: data disk, snapshot
     });
     expect((await ssh('cat /var/tmp/marker')).stdout).toBe('before');
   }, 400_000);
+
+  test("booted directly from the image's own kernel: a change to its boot inside the guest takes effect on the next start", async () => {
+    expect(vm.boot).toEqual({ kind: 'pvh' });
+    // what update-grub writes after a kernel update: here, the same kernel with one more argument
+    // on the first entry's `linux` line (GNU sed's 0,/re/ edits the first match only; grub.cfg is 0600)
+    const edit = "sudo sed -i '0,/consoleblank=0/s//consoleblank=0 virtwire.updated=1/' /boot/grub/grub.cfg && sync";
+    expect((await ssh(edit)).exitCode).toBe(0);
+    expect((await ssh('sudo grep -c virtwire.updated=1 /boot/grub/grub.cfg')).stdout).toBe('1');
+    expect((await ssh('cat /proc/cmdline')).stdout).not.toContain('virtwire.updated=1');
+    expect(await stopVm('vwclc', { ...opts, timeoutMs: 180_000 })).toEqual({ graceful: true });
+    await startVm('vwclc', opts);
+    await waitUntil(async () => (await sshAnswer(new ExecaRunner(), vm.nics[0]!.ip)) !== undefined, {
+      timeoutMs: 180_000,
+      intervalMs: 500,
+      what: 'SSH after the start',
+    });
+    expect((await ssh('cat /proc/cmdline')).stdout).toContain('virtwire.updated=1');
+    // the VM's own copy of its boot files from now on; the domain names it
+    const xml = (await execa('virsh', ['-c', 'qemu:///system', 'dumpxml', 'vwclc'])).stdout;
+    expect(xml).toContain(`<initrd>${join(opts.stateDir, 'vms', 'vwclc', 'boot', 'initrd.img')}</initrd>`);
+    expect(xml).toMatch(/<cmdline>[^<]*virtwire\.updated=1<\/cmdline>/);
+  }, 600_000);
 });

@@ -26,6 +26,7 @@ import type { CommandRunner } from '../../host/index.js';
 import type { ResolvedVm } from '../../../types/resolved.js';
 import type { BootPath } from '../../../types/vm.js';
 import { bzImagePayload, readsPvhNote, type PayloadFormat } from './bzimage.js';
+import { bootDigest, imageBootOf, type BootFiles, type ImageBootRecord } from './image-boot.js';
 import { KERNEL_CACHE_MIB, kernelCacheDir, kernelHash, pruneKernels, touch } from './kernel-cache.js';
 
 const TOOLS: Partial<Record<PayloadFormat, (file: string) => string[]>> = {
@@ -47,14 +48,13 @@ export interface KernelCacheUse {
  * fast, and it was not measurable here; not on remote hosts: the cache is this machine's.)
  */
 export async function kernelFor(
-  host: { remote: boolean; runner: CommandRunner; stateDir: string; name?: string | undefined },
+  host: KernelHost,
   vm: ResolvedVm,
   accel: 'kvm' | 'tcg',
   cache: KernelCacheUse,
-): Promise<{ kernel?: string; boot: BootPath }> {
+): Promise<{ kernel?: string; imageBoot?: ImageBootRecord; boot: BootPath }> {
   const as = (reason: string): { boot: BootPath } => ({ boot: { kind: 'kernel', reason } });
-  if (!('kernel' in vm.boot))
-    return { boot: { kind: 'firmware', reason: 'a disk image boots through its own boot loader' } };
+  if (!('kernel' in vm.boot)) return imageKernelFor(host, vm.boot, accel, cache);
   if (vm.boot.fastKernel === false) return as('boot.fastKernel is false');
   if (accel !== 'tcg') return as('under KVM a kernel decompresses itself natively (the fast path is for TCG)');
   if (host.remote) return as(`the kernel cache is this machine's, the VM is on host ${host.name ?? '(remote)'}`);
@@ -63,6 +63,52 @@ export async function kernelFor(
   const kernel = await fastKernel(host.runner, host.stateDir, vm.boot.kernel, cache);
   if (!kernel) return as('no PVH note in its payload, or a payload compressed with lzma, bzip2 or lzo');
   return { kernel, boot: { kind: 'pvh' } };
+}
+
+/** Where a VM's kernel is looked for: its host, as the engine reaches it. */
+type KernelHost = { remote: boolean; runner: CommandRunner; stateDir: string; name?: string | undefined };
+
+/**
+ * How a disk image boots: directly from its own kernel, initrd and arguments (image-boot.ts) —
+ * on the fast path where that kernel has a PVH note — under TCG on this machine unless
+ * `boot.fastKernel` is false; else through the firmware and its boot loader, and why.
+ */
+async function imageKernelFor(
+  host: KernelHost,
+  boot: { image: string; fastKernel?: boolean },
+  accel: 'kvm' | 'tcg',
+  cache: KernelCacheUse,
+): Promise<{ kernel?: string; imageBoot?: ImageBootRecord; boot: BootPath }> {
+  const firmware = (reason: string) => ({ boot: { kind: 'firmware' as const, reason } });
+  if (boot.fastKernel === false) return firmware('boot.fastKernel is false');
+  if (accel !== 'tcg')
+    return firmware('under KVM the firmware and boot loader take little time (the direct boot is for TCG)');
+  if (host.remote)
+    return firmware(`its boot files are read on this machine, the VM is on host ${host.name ?? '(remote)'}`);
+  if (!existsSync(boot.image)) return firmware(`${boot.image} is not readable here`);
+  const read = await imageBootOf(host.runner, host.stateDir, boot.image);
+  if ('reason' in read) return firmware(`its own kernel was not booted directly: ${read.reason}`);
+  return directBoot(host, read.boot, cache);
+}
+
+/** A disk image's boot files (read from it) as a VM boots them: its kernel on the fast path where it can be. */
+export async function directBoot(
+  host: KernelHost,
+  files: BootFiles,
+  cache: KernelCacheUse,
+): Promise<{ kernel: string; imageBoot: ImageBootRecord; boot: BootPath }> {
+  const imageBoot = {
+    ...(files.initrd ? { initrd: files.initrd } : {}),
+    cmdline: files.cmdline,
+    digest: bootDigest(files),
+  };
+  const vmlinux = await fastKernel(host.runner, host.stateDir, files.kernel, cache);
+  if (vmlinux) return { kernel: vmlinux, imageBoot, boot: { kind: 'pvh' } };
+  return {
+    kernel: files.kernel,
+    imageBoot,
+    boot: { kind: 'kernel', reason: "the image's kernel has no PVH note (or a payload we do not unpack)" },
+  };
 }
 
 /**

@@ -4,9 +4,21 @@
 // recently used files go until the cache fits its bound, except a kernel a record names and one
 // used in the last GRACE_MS (a create in another process may have chosen it and not yet recorded
 // it). Each use touches the file's mtime: that is "last used". A kernel's hash is remembered by
-// its path, size, mtime and inode (memo.json), so an unchanged kernel is not read again.
+// its path, size, mtime and inode (memo.json), so an unchanged kernel is not read again. A disk
+// image's boot files (image-boot.ts) are kept beside them, in `<hash>.boot/`.
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 export const kernelCacheDir = (stateDir: string) => join(stateDir, 'kernels');
@@ -49,8 +61,9 @@ export function kernelHash(stateDir: string, kernel: string): { hash: string; im
   const memo = readMemo(stateDir);
   const seen = memo[kernel];
   if (seen && seen.size === st.size && seen.mtimeMs === st.mtimeMs && seen.ino === st.ino) return { hash: seen.hash };
-  const image = readFileSync(kernel);
-  const hash = createHash('sha256').update(image).digest('hex').slice(0, 20);
+  // a kernel is read whole (its extraction needs it); a disk image in chunks, and not kept
+  const image = st.size <= WHOLE_MAX ? readFileSync(kernel) : undefined;
+  const hash = (image ? createHash('sha256').update(image) : hashInChunks(kernel)).digest('hex').slice(0, 20);
   memo[kernel] = { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, hash };
   // written whole, then renamed: a reader sees the old memo or the new one
   const tmp = `${memoFile(stateDir)}.${process.pid}`;
@@ -61,6 +74,20 @@ export function kernelHash(stateDir: string, kernel: string): { hash: string; im
     rmSync(tmp, { force: true }); // no cache dir yet: the next extraction makes it
   }
   return { hash, image };
+}
+
+const WHOLE_MAX = 64 * 2 ** 20;
+
+function hashInChunks(path: string) {
+  const h = createHash('sha256');
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(4 * 2 ** 20);
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return h;
 }
 
 /** Marks a cached kernel as used now. */

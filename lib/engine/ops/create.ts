@@ -70,7 +70,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
     });
     const accel = effectiveAccel(vm.accel, kvm);
     // before the record, which names it (a kernel a record names is never evicted)
-    const { kernel, boot } = await kernelFor(host, vm, accel, {
+    const { kernel, imageBoot, boot } = await kernelFor(host, vm, accel, {
       ...(options.kernelCache?.maxMiB !== undefined ? { maxMiB: options.kernelCache.maxMiB } : {}),
       inUse: () => state.records().map((r) => r.kernel),
     });
@@ -86,6 +86,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
           createdAt: new Date(began).toISOString(),
           ...hostFields(placed),
           ...(kernel ? { kernel } : {}),
+          ...(imageBoot ? { imageBoot } : {}),
         };
         state.put(mine);
         undo.push({
@@ -116,7 +117,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
         hv = await deps.connect(host.uri);
         const xml = renderResolvedDomainXml(allocated, {
           kvmUsable: kvm,
-          files: domainFiles(host.stateDir, allocated, kernel),
+          files: domainFiles(host.stateDir, allocated, kernel, imageBoot),
           metadata: { 'created-at': new Date(began).toISOString() },
         });
         const d = await hv.defineDomain(xml);

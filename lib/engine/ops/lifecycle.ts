@@ -12,6 +12,7 @@ import type { VmRecord } from '../state/store.js';
 import { bind } from './scope.js';
 import { reconcileHost } from '../reconcile.js';
 import { locate, untilDomain, withDomain } from './locate.js';
+import { rereadBoot } from './reread-boot.js';
 
 const STATES: Record<string, VmInfo['state']> = {
   running: 'running',
@@ -102,8 +103,10 @@ export async function startVm(
       ),
     ),
   );
-  await withDomain(deps, at, async (dom) => {
-    if (!(await dom.isActive())) await dom.start();
+  await withDomain(deps, at, async (dom, hv) => {
+    if (await dom.isActive()) return;
+    await rereadBoot(at, hv);
+    await dom.start();
   });
   if (options.waitForLease !== false) {
     await Promise.all(

@@ -50,7 +50,7 @@ export async function renameVm(deps: EngineDeps, from: string, to: string, optio
             await hv.defineDomain(
               renderResolvedDomainXml(vm, {
                 kvmUsable: at.record.accel === 'kvm',
-                files: domainFiles(at.host.stateDir, vm, at.record.kernel),
+                files: domainFiles(at.host.stateDir, vm, at.record.kernel, at.record.imageBoot),
               }),
             )
           ).free();

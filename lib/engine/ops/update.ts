@@ -131,12 +131,13 @@ async function untilGone(dom: DomainHandle, mac: string): Promise<void> {
 async function restartWith(deps: EngineDeps, at: Located, to: ResolvedVm): Promise<void> {
   await withDomain(deps, at, async (dom, hv) => {
     if (await dom.isActive()) await dom.destroy();
-    const { kernel } = await kernelFor(at.host, to, at.record.accel, {
+    const { kernel, imageBoot } = await kernelFor(at.host, to, at.record.accel, {
       inUse: () => at.state.records().map((r) => r.kernel),
     });
     await at.state.withLock(async () => {
       // a changed boot: the old extracted kernel stays in the cache
-      at.state.put({ ...at.record, vm: to, kernel });
+      const { kernel: _k, imageBoot: _i, ...rest } = at.record;
+      at.state.put({ ...rest, vm: to, ...(kernel ? { kernel } : {}), ...(imageBoot ? { imageBoot } : {}) });
       await applyHost(at.state, at.host);
       await syncPeerHosts(at.state, at.hosts, [at.record.vm, to], at.record.host);
     });
@@ -145,7 +146,7 @@ async function restartWith(deps: EngineDeps, at: Located, to: ResolvedVm): Promi
     // same UUID: libvirt replaces the definition
     const xml = renderResolvedDomainXml(to, {
       kvmUsable: at.record.accel === 'kvm',
-      files: domainFiles(at.host.stateDir, to, kernel),
+      files: domainFiles(at.host.stateDir, to, kernel, imageBoot),
     });
     (await hv.defineDomain(xml)).free();
     await dom.start();

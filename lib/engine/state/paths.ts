@@ -30,6 +30,8 @@ export interface VmPaths {
   serialLog: string;
   /** a data disk's qcow2 */
   dataDisk(name: string): string;
+  /** the boot files read from its own disk when it started (a disk image booted directly) */
+  boot: string;
 }
 
 export function vmPaths(stateDir: string, name: string): VmPaths {
@@ -41,6 +43,7 @@ export function vmPaths(stateDir: string, name: string): VmPaths {
     seedIso: join(dir, 'seed.iso'),
     serialLog: join(dir, 'serial.log'),
     dataDisk: (disk: string) => join(dir, `data-${disk}.qcow2`),
+    boot: join(dir, 'boot'),
   };
 }
 
@@ -49,10 +52,19 @@ export function domainFiles(
   stateDir: string,
   vm: { name: string; disks?: { name: string }[] },
   kernel?: string,
+  imageBoot?: { initrd?: string; cmdline: string },
 ): DomainFiles {
   const p = vmPaths(stateDir, vm.name);
   const dataDisks = Object.fromEntries((vm.disks ?? []).map((d) => [d.name, p.dataDisk(d.name)]));
-  return { overlay: p.overlay, seedIso: p.seedIso, serialLog: p.serialLog, dataDisks, ...(kernel ? { kernel } : {}) };
+  const direct = kernel && imageBoot ? { imageBoot: { initrd: imageBoot.initrd, cmdline: imageBoot.cmdline } } : {};
+  return {
+    overlay: p.overlay,
+    seedIso: p.seedIso,
+    serialLog: p.serialLog,
+    dataDisks,
+    ...(kernel ? { kernel } : {}),
+    ...direct,
+  };
 }
 
 export function statePaths(stateDir: string) {

@@ -1,6 +1,7 @@
 // The state dir's records of the VMs virtwire made, and its locks. The host planes' desired
 // state is derived from all records, so the records are the source of truth for what every host
 // should look like; they change only under the state lock.
+import type { ImageBootRecord } from '../kernel/image-boot.js';
 import {
   chmodSync,
   statSync,
@@ -34,8 +35,13 @@ export interface VmRecord {
   host?: string;
   /** how that host was reached when the VM was made (so destroy and plan need no hosts list) */
   hostTarget?: HostTarget;
-  /** the kernel QEMU boots when it is not the spec's own: virtwire's extracted vmlinux (fast boot) */
+  /**
+   * the kernel QEMU boots when it is not the spec's own: virtwire's extracted vmlinux (fast boot),
+   * or a disk image's own kernel (booted directly)
+   */
   kernel?: string;
+  /** a disk image booted directly: the rest of what its GRUB config boots (see image-boot.ts) */
+  imageBoot?: ImageBootRecord;
 }
 
 // One queue per lock file in this process: holders hand over at once instead of polling the
