@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { HostService, NetworkSpec, SegmentPools, SegmentSpec } from '../../types/spec.js';
 import type { ResolvedNetwork } from '../../types/resolved.js';
 import { at, Problems } from './problems.js';
@@ -304,15 +305,20 @@ export function validateNetwork(spec: unknown, path = ''): ResolvedNetwork {
   return net!;
 }
 
-/** True when two specs describe the same network (as resolved), so NICs may share it. */
 /** Two subnets share an address. */
 export function subnetsOverlap(a: ResolvedNetwork, b: ResolvedNetwork): boolean {
   const [x, y] = [a, b].map((n) => [parseIpv4(n.network)!, parseIpv4(n.broadcast)!] as const);
   return x![0] <= y![1] && y![0] <= x![1];
 }
 
+/**
+ * True when two specs describe the same network (as resolved), so NICs may share it. Compared
+ * as JSON values, not as text: a record read from the state (written by another version, or
+ * with `namespace` added after its segment) may hold the same keys in another order.
+ */
 export function sameNetwork(a: ResolvedNetwork, b: ResolvedNetwork): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  const asJson = (n: ResolvedNetwork): unknown => JSON.parse(JSON.stringify(n));
+  return isDeepStrictEqual(asJson(a), asJson(b));
 }
 
 /** The segment as given before allocation: an allocated id is what an omitted one became. */

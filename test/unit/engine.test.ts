@@ -27,6 +27,16 @@ describe('allocate', () => {
     expect([a, b, c].map((v) => v.nics[0]!.ip)).toEqual(['10.10.0.3', '10.10.0.2', '10.10.0.4']);
   });
 
+  test("a record's network with its keys in another order is the same network (no conflict)", () => {
+    const a = allocate(vm('a', [{ network: acme }]), []);
+    // as a record written by another version may hold it: the same values, keys reversed
+    const net = a.nics[0]!.network;
+    const reordered = Object.fromEntries(Object.entries(net).reverse()) as typeof net;
+    const old = record({ ...a, nics: [{ ...a.nics[0]!, network: reordered }] });
+    expect(JSON.stringify(reordered)).not.toBe(JSON.stringify(net));
+    expect(allocate(vm('b', [{ network: acme }]), [old]).nics[0]!.ip).toBe('10.10.0.3');
+  });
+
   test('every conflict with existing VMs is reported with its path', () => {
     const a = allocate(
       vm('a', [
