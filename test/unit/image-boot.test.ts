@@ -3,7 +3,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { imageBootOf, parseGrubConfig } from '../../lib/engine/kernel/image-boot.js';
+import { imageBootOf, parseGrubConfig, statSize } from '../../lib/engine/kernel/image-boot.js';
 import { RecordingRunner } from '../helpers/recording-runner.js';
 
 const DEBIAN = `if [ "\${next_entry}" ] ; then
@@ -87,5 +87,16 @@ describe("reading a disk image's boot files on a host that cannot", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("a boot file's size, as debugfs's stat gives it (a guest's own disk may name a huge one)", () => {
+  test('read from the stat text; none when the file is not there', () => {
+    const stat = `Inode: 22662   Type: regular    Mode:  0600   Flags: 0x80000
+Generation: 282459718    Version: 0x00000000:00000003
+User:     0   Group:     0   Project:     0   Size: 38123456
+File ACL: 0`;
+    expect(statSize(stat)).toBe(38123456);
+    expect(statSize('/boot/vmlinuz: File not found by ext2_lookup')).toBeUndefined();
   });
 });

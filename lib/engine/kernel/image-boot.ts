@@ -226,7 +226,24 @@ async function catFile(runner: CommandRunner, disk: string, offset: number, path
   return r.exitCode === 0 && r.stdout ? r.stdout : undefined;
 }
 
+// A VM's own disk is the guest's to write: a "kernel" or "initrd" of many GiB would fill the
+// host's state dir when copied at its next start. Real ones are tens of MiB.
+const MAX_BOOT_FILE = 512 * 2 ** 20;
+
+/** The size debugfs's `stat` gives for a file ("... Size: 4655"); undefined when it names none. */
+export function statSize(stat: string): number | undefined {
+  const m = /\bSize: (\d+)/.exec(stat);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Copies a file out of the file system at `offset`; false where there is none or it is too large to be a boot file. */
 async function dump(runner: CommandRunner, disk: string, offset: number, path: string, out: string): Promise<boolean> {
+  const stat = await runner.run(['debugfs', '-R', `stat ${path}`, at(disk, offset)], {
+    step: 'image boot: size',
+    allowFailure: true,
+  });
+  const size = statSize(stat.stdout);
+  if (size === undefined || size > MAX_BOOT_FILE) return false;
   await runner.run(['debugfs', '-R', `dump ${path} ${out}`, at(disk, offset)], {
     step: 'image boot: extract',
     allowFailure: true,
@@ -252,12 +269,12 @@ async function readBootFiles(runner: CommandRunner, disk: string, tmp: string): 
       if (/[\u0000-\u001f\u007f]/.test(entry.args)) return { reason: 'its kernel arguments hold control characters' };
       const kernel = join(tmp, 'vmlinuz');
       if (!(await dump(runner, disk, offset, entry.kernel, kernel))) {
-        why = `${entry.kernel}, which its GRUB config boots, is not on the partition that holds ${cfg}`;
+        why = `${entry.kernel}, which its GRUB config boots, is not on the partition that holds ${cfg} (or is over 512 MiB)`;
         continue;
       }
       const initrd = join(tmp, 'initrd.img');
       if (entry.initrd && !(await dump(runner, disk, offset, entry.initrd, initrd)))
-        return { reason: `${entry.initrd}, which its GRUB config loads, could not be read` };
+        return { reason: `${entry.initrd}, which its GRUB config loads, could not be read (or is over 512 MiB)` };
       return { boot: { kernel, cmdline: entry.args, ...(entry.initrd ? { initrd } : {}) } };
     }
   return { reason: why };
