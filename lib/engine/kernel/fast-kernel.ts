@@ -26,7 +26,7 @@ import type { CommandRunner } from '../../host/index.js';
 import type { ResolvedVm } from '../../../types/resolved.js';
 import type { BootPath } from '../../../types/vm.js';
 import { bzImagePayload, readsPvhNote, type PayloadFormat } from './bzimage.js';
-import { bootDigest, imageBootOf, type BootFiles, type ImageBootRecord } from './image-boot.js';
+import { imageBootOf, type BootFiles, type ImageBootRecord } from './image-boot.js';
 import { KERNEL_CACHE_MIB, kernelCacheDir, kernelHash, pruneKernels, touch } from './kernel-cache.js';
 
 const TOOLS: Partial<Record<PayloadFormat, (file: string) => string[]>> = {
@@ -100,7 +100,7 @@ export async function directBoot(
   const imageBoot = {
     ...(files.initrd ? { initrd: files.initrd } : {}),
     cmdline: files.cmdline,
-    digest: bootDigest(files),
+    digest: files.digest,
   };
   const vmlinux = await fastKernel(host.runner, host.stateDir, files.kernel, cache);
   if (vmlinux) return { kernel: vmlinux, imageBoot, boot: { kind: 'pvh' } };

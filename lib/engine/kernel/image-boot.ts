@@ -23,6 +23,8 @@ export interface BootFiles {
   kernel: string;
   initrd?: string;
   cmdline: string;
+  /** bootDigest of the three, taken once when the files were read (a create does not re-read 40 MiB) */
+  digest: string;
 }
 
 /** How a VM booted from an image directly is defined: its kernel is the record's `kernel`. */
@@ -70,12 +72,14 @@ const reading = new Map<string, Promise<ImageBootResult>>();
 function readRecord(dir: string): ImageBootResult | undefined {
   try {
     const r = JSON.parse(readFileSync(join(dir, RECORD), 'utf8')) as
-      { reason: string; reader?: number } | { cmdline: string; initrd: boolean };
+      { reason: string; reader?: number } | { cmdline: string; initrd: boolean; digest?: string };
     if ('reason' in r) return r.reader === READER ? { reason: r.reason } : undefined;
     const kernel = join(dir, 'vmlinuz');
     const initrd = join(dir, 'initrd.img');
     if (!existsSync(kernel) || (r.initrd && !existsSync(initrd))) return undefined;
-    return { boot: { kernel, cmdline: r.cmdline, ...(r.initrd ? { initrd } : {}) } };
+    const files = { kernel, cmdline: r.cmdline, ...(r.initrd ? { initrd } : {}) };
+    // a record from before the digest was kept: taken now
+    return { boot: { ...files, digest: r.digest ?? bootDigest(files) } };
   } catch {
     return undefined;
   }
@@ -93,7 +97,7 @@ async function extract(runner: CommandRunner, stateDir: string, image: string, d
       JSON.stringify(
         'reason' in result
           ? { reason: result.reason, reader: READER }
-          : { cmdline: result.boot.cmdline, initrd: !!result.boot.initrd },
+          : { cmdline: result.boot.cmdline, initrd: !!result.boot.initrd, digest: result.boot.digest },
       ),
     );
     // an older reader's reason is replaced (it holds nothing else)
@@ -120,7 +124,7 @@ export async function readImageBoot(runner: CommandRunner, image: string, into: 
 }
 
 /** A digest of what a boot runs (kernel, initrd, arguments): the same guest boots when it is the same. */
-export function bootDigest(b: BootFiles): string {
+function bootDigest(b: Omit<BootFiles, 'digest'>): string {
   const h = createHash('sha256').update(readFileSync(b.kernel));
   if (b.initrd) h.update(readFileSync(b.initrd));
   return h.update(`\0${b.cmdline}`).digest('hex').slice(0, 20);
@@ -275,7 +279,8 @@ async function readBootFiles(runner: CommandRunner, disk: string, tmp: string): 
       const initrd = join(tmp, 'initrd.img');
       if (entry.initrd && !(await dump(runner, disk, offset, entry.initrd, initrd)))
         return { reason: `${entry.initrd}, which its GRUB config loads, could not be read (or is over 512 MiB)` };
-      return { boot: { kernel, cmdline: entry.args, ...(entry.initrd ? { initrd } : {}) } };
+      const files = { kernel, cmdline: entry.args, ...(entry.initrd ? { initrd } : {}) };
+      return { boot: { ...files, digest: bootDigest(files) } };
     }
   return { reason: why };
 }

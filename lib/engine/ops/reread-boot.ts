@@ -8,7 +8,7 @@ import { existsSync, renameSync, rmSync } from 'node:fs';
 import type { Hypervisor } from '../../libvirt/index.js';
 import { renderResolvedDomainXml } from '../../xml/index.js';
 import { directBoot } from '../kernel/fast-kernel.js';
-import { bootDigest, readImageBoot } from '../kernel/image-boot.js';
+import { readImageBoot } from '../kernel/image-boot.js';
 import { domainFiles, vmPaths } from '../state/paths.js';
 import type { VmRecord } from '../state/store.js';
 import type { Located } from './locate.js';
@@ -24,7 +24,7 @@ export async function rereadBoot(at: Located, hv: Hypervisor): Promise<boolean> 
     const read = await readImageBoot(at.host.runner, paths.overlay, fresh);
     // the same boot, from files still there (a cache removed by hand: copied again)
     const there = [rec.kernel, rec.imageBoot.initrd].every((f) => f === undefined || existsSync(f));
-    if (!('reason' in read) && there && bootDigest(read.boot) === rec.imageBoot.digest) return false;
+    if (!('reason' in read) && there && read.boot.digest === rec.imageBoot.digest) return false;
     const { kernel: _k, imageBoot: _i, ...rest } = rec;
     let next: VmRecord = rest;
     if (!('reason' in read)) {
@@ -34,6 +34,7 @@ export async function rereadBoot(at: Located, hv: Hypervisor): Promise<boolean> 
       const moved = {
         kernel: `${paths.boot}/vmlinuz`,
         cmdline: read.boot.cmdline,
+        digest: read.boot.digest,
         ...(read.boot.initrd ? { initrd: `${paths.boot}/initrd.img` } : {}),
       };
       const d = await directBoot(at.host, moved, { inUse: () => at.state.records().map((r) => r.kernel) });
