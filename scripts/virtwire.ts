@@ -29,6 +29,7 @@ import {
   stateMv,
   stateRm,
   stateShow,
+  stateMigrate,
 } from './cli/run-state.js';
 import { cacheList, cachePrune } from './cli/run-cache.js';
 import { fmtCommand, validateCommand } from './cli/run-files.js';
@@ -186,6 +187,14 @@ Exit codes: 0 ok, 1 error, 2 changes present (plan -detailed-exitcode), 3 not fo
       .argument('<from>')
       .argument('<to>'),
   ).action(exits((from: string, to: string, _flags, cmd: Command) => stateMv(ctxOf(cmd), from, to)));
+  lockTimeout(
+    state
+      .command('migrate')
+      .description(
+        'move the state (records, groups, allocations) to PostgreSQL or back to the state dir; no host changes',
+      )
+      .requiredOption('--to <url|dir>', 'a PostgreSQL URL, or the state dir (to leave PostgreSQL)'),
+  ).action(exits((flags: { to: string }, cmd: Command) => stateMigrate(ctxOf(cmd), flags.to)));
 
   lockTimeout(
     program
@@ -210,7 +219,7 @@ Exit codes: 0 ok, 1 error, 2 changes present (plan -detailed-exitcode), 3 not fo
 
   program
     .command('force-unlock')
-    .description("release the state's lock (it is flock(2): a dead holder's is released already)")
+    .description("release the state's lock (a dir's is flock(2), never stale; a database's: its session is ended)")
     .argument('<lock-id>', 'the ID the LOCKED error names')
     .action(exits((id: string, _flags, cmd: Command) => forceUnlockCommand(ctxOf(cmd), id)));
 

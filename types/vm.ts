@@ -84,6 +84,12 @@ export interface CreateVmOptions {
   hosts?: HostTarget[];
   /** default /var/lib/virtwire */
   stateDir?: string;
+  /**
+   * where the records, security groups, allocations and locks live when not in `stateDir`: a
+   * PostgreSQL URL (postgresql://user@host:port/database) that many operators share. Per-host
+   * files (disks, seeds, logs, kernel cache) stay in `stateDir`. Default: the state dir.
+   */
+  state?: string;
   /** where a network's omitted VLAN id or VNI is allocated from (default: 2-4094, 4096-16777215) */
   pools?: SegmentPools;
   /** wait until every NIC has its DHCP lease; default true */
@@ -149,6 +155,8 @@ export interface DestroyVmOptions {
   /** as for createVm: the VM's record names its host */
   hosts?: HostTarget[];
   stateDir?: string;
+  /** as for createVm */
+  state?: string;
   /** a VM that does not exist is not an error: resolve false */
   missingOk?: boolean;
 }
@@ -163,6 +171,12 @@ export interface VmOptions {
   hosts?: HostTarget[];
   /** default /var/lib/virtwire */
   stateDir?: string;
+  /**
+   * where the records, security groups, allocations and locks live when not in `stateDir`: a
+   * PostgreSQL URL (postgresql://user@host:port/database) that many operators share. Per-host
+   * files (disks, seeds, logs, kernel cache) stay in `stateDir`. Default: the state dir.
+   */
+  state?: string;
   signal?: AbortSignal;
 }
 

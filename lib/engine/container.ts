@@ -12,7 +12,7 @@ import { Libvirt } from '../libvirt/index.js';
 import type { EngineDeps, RunnerFactory } from './deps.js';
 import { HostCommits } from './reconcile.js';
 import { Engine } from './engine.js';
-import { StateStore } from './state/store.js';
+import { openState } from './state/open.js';
 import { TOKENS } from './tokens.js';
 
 export type EngineOverrides = Partial<Omit<EngineDeps, 'commits'>> & {
@@ -53,7 +53,7 @@ function registerDefaults(c: DependencyContainer): void {
   c.register(TOKENS.Planes, {
     useValue: (runner: CommandRunner, stateDir: string) => new HostPlane({ runner, stateDir }),
   });
-  c.register(TOKENS.State, { useValue: (dir: string) => new StateStore(dir) });
+  c.register(TOKENS.State, { useValue: openState });
   c.register(TOKENS.Kvm, {
     useValue: (h: Parameters<EngineDeps['kvm']>[0]) => kvmVerdict(h.runner, h.plane.files),
   });

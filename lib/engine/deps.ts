@@ -28,8 +28,8 @@ export type TenantPlane = Pick<
 /** A host plane working through `runner`, with its files under `stateDir` on that host. */
 export type PlaneFactory = (runner: CommandRunner, stateDir: string) => TenantPlane;
 
-/** The state dir's records and locks. */
-export type StateFactory = (stateDir: string) => StateStore;
+/** The state's records and locks: in `state` (a PostgreSQL URL) when given, else in `stateDir`. */
+export type StateFactory = (stateDir: string, state?: string) => StateStore;
 
 /** Whether guests can use KVM on a host (one rule for every host: lib/host/kvm.ts). */
 export type KvmProbe = (host: HostContext) => Promise<KvmVerdict>;

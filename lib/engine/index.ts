@@ -5,8 +5,8 @@ import { GRACE_MS, listKernels, pruneKernels, type CachedKernel } from './kernel
 import type { VmSpec } from '../../types/spec.js';
 import { defaultEngine } from './container.js';
 import type { Operations } from './operations.js';
-import { DEFAULT_STATE_DIR } from './state/paths.js';
-import { StateStore, type CommandLockOptions, type VmRecord } from './state/store.js';
+import type { CommandLockOptions, VmRecord } from './state/store.js';
+import { withState, type StateWhere } from './state/open.js';
 
 /** An operation of the default engine, by name (its signature is the operation's own: operations.ts). */
 const forward = <K extends keyof Operations>(name: K): Operations[K] =>
@@ -101,17 +101,19 @@ export const deleteSecurityGroup = forward('deleteSecurityGroup');
 export const listSecurityGroups = forward('listSecurityGroups');
 
 /** The state's serial: it counts every change of the records (saved plans are checked against it). */
-export function stateSerial(stateDir: string = DEFAULT_STATE_DIR): number {
-  return new StateStore(stateDir).serial();
+export function stateSerial(where?: StateWhere): Promise<number> {
+  return withState(where, async (s) => s.serial());
 }
 
 /**
  * The host's cache of extracted kernels (fast boot), least recently used first: each with its
  * size, last use and the VMs whose records boot it (those are never evicted).
  */
-export function listKernelCache(stateDir: string = DEFAULT_STATE_DIR): KernelCacheEntry[] {
-  const records = new StateStore(stateDir).records();
-  return listKernels(stateDir).map((k) => entryOf(k, records));
+export function listKernelCache(where?: StateWhere): Promise<KernelCacheEntry[]> {
+  return withState(where, async (state) => {
+    const records = state.records();
+    return listKernels(state.dir).map((k) => entryOf(k, records));
+  });
 }
 
 /**
@@ -119,20 +121,21 @@ export function listKernelCache(stateDir: string = DEFAULT_STATE_DIR): KernelCac
  * most `maxMiB` (default 0: every one no VM boots). A kernel used in the last ten minutes stays
  * (a create elsewhere may have chosen it and not yet recorded it) unless `includeRecent`.
  */
-export async function pruneKernelCache(
-  options: { stateDir?: string; maxMiB?: number; includeRecent?: boolean } = {},
+export function pruneKernelCache(
+  options: { stateDir?: string; state?: string; maxMiB?: number; includeRecent?: boolean } = {},
 ): Promise<KernelCacheEntry[]> {
-  const state = new StateStore(options.stateDir ?? DEFAULT_STATE_DIR);
-  return state.withLock(async () => {
-    const records = state.records();
-    const gone = pruneKernels(
-      state.dir,
-      (options.maxMiB ?? 0) * 2 ** 20,
-      records.map((r) => r.kernel),
-      options.includeRecent ? 0 : GRACE_MS,
-    );
-    return gone.map((k) => entryOf(k, records));
-  });
+  return withState(options, (state) =>
+    state.withLock(async () => {
+      const records = state.records();
+      const gone = pruneKernels(
+        state.dir,
+        (options.maxMiB ?? 0) * 2 ** 20,
+        records.map((r) => r.kernel),
+        options.includeRecent ? 0 : GRACE_MS,
+      );
+      return gone.map((k) => entryOf(k, records));
+    }),
+  );
 }
 
 const entryOf = (k: CachedKernel, records: VmRecord[]): KernelCacheEntry => ({
@@ -143,25 +146,27 @@ const entryOf = (k: CachedKernel, records: VmRecord[]): KernelCacheEntry => ({
   usedBy: records.filter((r) => r.kernel === k.path).map((r) => r.vm.name),
 });
 
-/** The VM records of a state dir. */
-export function readState(stateDir: string = DEFAULT_STATE_DIR): VmRecord[] {
-  return new StateStore(stateDir).records();
+/** The VM records of a state. */
+export function readState(where?: StateWhere): Promise<VmRecord[]> {
+  return withState(where, async (s) => s.records());
 }
 
 /**
- * Runs `fn` under the state dir's command lock: exclusive (apply, destroy…) or `shared` (plan,
+ * Runs `fn` under the state's command lock: exclusive (apply, destroy…) or `shared` (plan,
  * show), at once or after waiting `timeoutMs`; LOCKED naming the holder otherwise.
  */
 export function withCommandLock<T>(
-  stateDir: string,
+  where: StateWhere,
   command: string,
   fn: () => Promise<T>,
   options?: CommandLockOptions,
 ): Promise<T> {
-  return new StateStore(stateDir).withCommandLock(command, fn, options);
+  return withState(where, (s) => s.withCommandLock(command, fn, options));
 }
 
-export { lockInfo, forceUnlock, type LockInfo } from './ops/state-ops.js';
+export { lockInfo, forceUnlock, migrateState, type LockInfo } from './ops/state-ops.js';
+export { withState, type StateWhere } from './state/open.js';
+export { redactUrl as redactStateUrl } from './state/location.js';
 
 export { renderDomainXml, type RenderOptions } from './render.js';
 export { loadSpecFile, readSpecText, parseSpecText, formatSpecText, type SpecFile } from './spec-file.js';

@@ -20,6 +20,10 @@ export type VirtwireErrorCode =
   | 'UNSAFE_VALUE'
   /** the state dir holds something this version cannot read */
   | 'STATE_INVALID'
+  /** a database state could not be reached, read or written (restart, partition, lost lock session) */
+  | 'STATE_UNAVAILABLE'
+  /** a write would give something another VM or tenant holds (a database state's claims) */
+  | 'STATE_CONFLICT'
   /** a process virtwire started (dnsmasq, a guest image build) failed */
   | 'PROCESS_FAILED'
   /** an invariant of virtwire itself does not hold */

@@ -1,7 +1,7 @@
 // `virtwire graph`: the network as a picture. One model (NetworkGraph), two text renderers (DOT
 // and Mermaid); SVG is Graphviz's rendering of the DOT (svg.ts).
 import type { GraphFormat, NetworkGraph } from '../../types/graph.js';
-import { DEFAULT_STATE_DIR, readState, type ScopeOptions, type SpecFile } from '../engine/index.js';
+import { readState, type ScopeOptions, type SpecFile } from '../engine/index.js';
 import { VirtwireError } from '../errors/index.js';
 import { buildGraph } from './build.js';
 import { renderDot } from './dot.js';
@@ -23,7 +23,7 @@ export async function graph(options: GraphOptions): Promise<NetworkGraph> {
   const { spec, live, ...scope } = options;
   if (live) return buildGraph(await liveWorld(scope, spec));
   if (!spec) throw new VirtwireError('SPEC_INVALID', 'a spec file is required to draw the desired network (or: live)');
-  return buildGraph(desiredWorld(spec, readState(scope.stateDir ?? DEFAULT_STATE_DIR)));
+  return buildGraph(desiredWorld(spec, await readState(scope)));
 }
 
 /** The graph as DOT (Graphviz) or Mermaid text; the same graph always gives the same text. */

@@ -3,14 +3,7 @@
 // and groups, and what the hosts hold now (libvirt's domains, host-plane drift), as plan observes.
 import type { ResolvedSecurityGroup } from '../../types/resolved.js';
 import type { HostTarget } from '../../types/vm.js';
-import {
-  DEFAULT_STATE_DIR,
-  listSecurityGroups,
-  observe,
-  readState,
-  type ScopeOptions,
-  type SpecFile,
-} from '../engine/index.js';
+import { listSecurityGroups, observe, readState, type ScopeOptions, type SpecFile } from '../engine/index.js';
 import { desiredVms, hostDrift } from '../engine/plan.js';
 import type { VmRecord } from '../engine/state/store.js';
 import type { GraphWorld } from './build.js';
@@ -34,11 +27,10 @@ export function desiredWorld(spec: SpecFile, records: VmRecord[]): GraphWorld {
 
 /** The world as the state records it and the hosts hold it now, drift marked. */
 export async function liveWorld(options: ScopeOptions, spec?: SpecFile): Promise<GraphWorld> {
-  const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
-  const records = readState(stateDir);
+  const records = await readState(options);
   const hosts = options.hosts ?? spec?.hosts ?? recordedHosts(records);
-  const groups: ResolvedSecurityGroup[] = listSecurityGroups({ ...options, stateDir });
-  const observed = await observe({ ...options, stateDir, ...(hosts.length ? { hosts } : {}) });
+  const groups: ResolvedSecurityGroup[] = await listSecurityGroups(options);
+  const observed = await observe({ ...options, ...(hosts.length ? { hosts } : {}) });
   const tenants = new Set(records.flatMap((r) => r.vm.nics.map((n) => n.network.tenant)));
   return {
     view: 'live',

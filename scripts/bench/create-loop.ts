@@ -35,7 +35,7 @@ async function main(): Promise<void> {
       await destroyVm('vwloop', { stateDir });
       ours.push((performance.now() - t0) / 1000);
     }
-    const cache = listKernelCache(stateDir);
+    const cache = await listKernelCache(stateDir);
     const lab = await plainLab(image, dir, 'vwloopq', '10.92.0.0/24');
     try {
       for (let i = 0; i < LOOPS; i++) plain.push((await lab.boot()).gone);

@@ -10,6 +10,8 @@ import { Ui } from './ui.js';
 export interface Ctx {
   ui: Ui;
   stateDir: string;
+  /** where the state is: the state dir, or a PostgreSQL URL (--state) with the files in the state dir */
+  where: { stateDir: string; state?: string };
   uri: string;
   verbose: boolean;
   /** the command line, for lock holders' notes */
@@ -22,6 +24,12 @@ export interface Ctx {
 export function globalOptions(program: Command): Command {
   return program
     .option('--state-dir <dir>', 'state and VM files', DEFAULT_STATE_DIR)
+    .addOption(
+      new Option(
+        '--state <url>',
+        'keep the state in PostgreSQL (postgresql://user@host/db); VM files stay in --state-dir',
+      ).env('VIRTWIRE_STATE'),
+    )
     .option('--uri <uri>', "libvirt URI for this machine (a spec file's hosts: name their own)", DEFAULT_URI)
     .option('-q, --quiet', 'only errors and results')
     .option('-v, --verbose', 'more detail, and the causes of errors')
@@ -35,6 +43,7 @@ export const lockTimeout = (cmd: Command): Command =>
 export function ctxOf(cmd: Command): Ctx {
   const o = cmd.optsWithGlobals<{
     stateDir: string;
+    state?: string;
     uri: string;
     quiet?: boolean;
     verbose?: boolean;
@@ -50,6 +59,7 @@ export function ctxOf(cmd: Command): Ctx {
   return {
     ui,
     stateDir: o.stateDir,
+    where: { stateDir: o.stateDir, ...(o.state ? { state: o.state } : {}) },
     uri: o.uri,
     verbose: o.verbose === true,
     line: ['virtwire', ...process.argv.slice(2)].join(' '),

@@ -21,8 +21,8 @@ function print(ctx: Ctx, entries: KernelCacheEntry[], json: boolean | undefined)
   );
 }
 
-export function cacheList(ctx: Ctx, flags: { json?: boolean }): number {
-  print(ctx, listKernelCache(ctx.stateDir), flags.json);
+export async function cacheList(ctx: Ctx, flags: { json?: boolean }): Promise<number> {
+  print(ctx, await listKernelCache(ctx.where), flags.json);
   return 0;
 }
 
@@ -33,7 +33,7 @@ export async function cachePrune(
   const maxMiB = flags.maxMib === undefined ? 0 : Number(flags.maxMib);
   if (!Number.isFinite(maxMiB) || maxMiB < 0) throw new Error(`--max-mib ${flags.maxMib}: a number of MiB, 0 or more`);
   const gone = await pruneKernelCache({
-    stateDir: ctx.stateDir,
+    ...ctx.where,
     maxMiB,
     ...(flags.includeRecent ? { includeRecent: true } : {}),
   });

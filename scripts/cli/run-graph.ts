@@ -30,7 +30,7 @@ export async function graphCommand(ctx: Ctx, flags: GraphFlags): Promise<number>
     );
   const spec = flags.file ? loadSpecFile(flags.file) : undefined;
   const options: GraphOptions = {
-    stateDir: ctx.stateDir,
+    ...ctx.where,
     uri: ctx.uri,
     ...(spec ? { spec } : {}),
     ...(spec?.hosts ? { hosts: spec.hosts } : {}),
@@ -38,7 +38,7 @@ export async function graphCommand(ctx: Ctx, flags: GraphFlags): Promise<number>
   };
   // live: a reader's lock, as plan takes, so no apply changes the records while the hosts are read
   const g = flags.live
-    ? await withCommandLock(ctx.stateDir, ctx.line, () => graph(options), ctx.lock(true))
+    ? await withCommandLock(ctx.where, ctx.line, () => graph(options), ctx.lock(true))
     : await graph(options);
   const format = flags.format ?? 'dot';
   const output = format === 'svg' ? await renderGraphSvg(g) : renderGraph(g, format);

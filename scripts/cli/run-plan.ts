@@ -45,7 +45,7 @@ function specFile(flags: { file?: string }): SpecFile {
 }
 
 const planOptions = (ctx: Ctx, spec: SpecFile, flags: PlanFlags) => ({
-  stateDir: ctx.stateDir,
+  ...ctx.where,
   uri: ctx.uri,
   ...(spec.hosts ? { hosts: spec.hosts } : {}),
   ...(flags.target?.length ? { targets: flags.target } : {}),
@@ -62,10 +62,10 @@ export async function planCommand(ctx: Ctx, flags: PlanFlags): Promise<number> {
   const spec = specFile(flags);
   // a reader's lock: no apply changes the state while it is read
   return withCommandLock(
-    ctx.stateDir,
+    ctx.where,
     ctx.line,
     async () => {
-      const serial = stateSerial(ctx.stateDir);
+      const serial = await stateSerial(ctx.where);
       const p = await makePlan(spec, planOptions(ctx, spec, flags));
       if (flags.json) console.log(JSON.stringify(planJson(p), null, 2));
       else printPlan(ctx.ui, p);
@@ -145,7 +145,7 @@ async function run(ctx: Ctx, flags: ApplyFlags, p: Plan, spec: SpecFile): Promis
   let created: CreatedVm[] = [];
   try {
     created = await apply(p, {
-      stateDir: ctx.stateDir,
+      ...ctx.where,
       uri: ctx.uri,
       ...(spec.hosts ? { hosts: spec.hosts } : {}),
       ...(spec.paths ? { paths: spec.paths } : {}),
@@ -188,7 +188,7 @@ export async function applyCommand(ctx: Ctx, flags: ApplyFlags, planFile: string
   }
   const spec = specFile(flags);
   return withCommandLock(
-    ctx.stateDir,
+    ctx.where,
     ctx.line,
     async () => {
       const p = await makePlan(spec, planOptions(ctx, spec, flags));
@@ -208,10 +208,10 @@ export async function applyCommand(ctx: Ctx, flags: ApplyFlags, planFile: string
 async function applySaved(ctx: Ctx, flags: ApplyFlags, file: string): Promise<number> {
   const saved = readPlanFile(file);
   return withCommandLock(
-    ctx.stateDir,
+    ctx.where,
     ctx.line,
     async () => {
-      const serial = stateSerial(ctx.stateDir);
+      const serial = await stateSerial(ctx.where);
       if (serial !== saved.serial) {
         throw new VirtwireError(
           'STATE_INVALID',
@@ -240,7 +240,7 @@ async function applySaved(ctx: Ctx, flags: ApplyFlags, file: string): Promise<nu
 }
 
 async function printDryRun(ctx: Ctx, p: Plan, spec: SpecFile): Promise<number> {
-  const d = await dryRun(p, { stateDir: ctx.stateDir, uri: ctx.uri, ...(spec.hosts ? { hosts: spec.hosts } : {}) });
+  const d = await dryRun(p, { ...ctx.where, uri: ctx.uri, ...(spec.hosts ? { hosts: spec.hosts } : {}) });
   const out = (line: string) => console.log(line);
   out('\n--dry-run: nothing was changed. apply would run:');
   for (const call of d.libvirt) out(`  libvirt: ${call}`);
@@ -267,10 +267,10 @@ export async function destroyCommand(ctx: Ctx, flags: ApplyFlags): Promise<numbe
   // the same file as apply: a broken one is refused before anything happens; its hosts: reach the VMs
   const spec = specFile(flags);
   return withCommandLock(
-    ctx.stateDir,
+    ctx.where,
     ctx.line,
     async () => {
-      const names = readState(ctx.stateDir).map((r) => r.vm.name);
+      const names = (await readState(ctx.where)).map((r) => r.vm.name);
       ctx.ui.say(
         names.length
           ? names.map((n) => `  - vm ${n}`).join('\n')
@@ -278,7 +278,7 @@ export async function destroyCommand(ctx: Ctx, flags: ApplyFlags): Promise<numbe
       );
       if (names.length && !flags.json) await confirm(ctx, flags, `destroy ${names.length} VM(s)`);
       await destroy({
-        stateDir: ctx.stateDir,
+        ...ctx.where,
         uri: ctx.uri,
         ...(spec.hosts ? { hosts: spec.hosts } : {}),
         report: (n) => {

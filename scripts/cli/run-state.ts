@@ -9,6 +9,8 @@ import {
   renameVm,
   refresh,
   forceUnlock,
+  migrateState,
+  redactStateUrl,
   importDomain,
   openConsole,
   redactVm,
@@ -21,16 +23,19 @@ import {
 import type { Ctx } from './program.js';
 import { FORMAT_VERSION, planJson, readPlanFile, showJson, version } from './formats.js';
 
-const scope = (ctx: Ctx) => ({ stateDir: ctx.stateDir, uri: ctx.uri });
+const scope = (ctx: Ctx) => ({ ...ctx.where, uri: ctx.uri });
 
 /** A VM's name as given: Terraform users write addresses (`vm.web`); the name is the part after `vm.`. */
 const vmName = (address: string) => address.replace(/^vm\./, '');
 
-function record(ctx: Ctx, address: string): VmRecord {
+async function record(ctx: Ctx, address: string): Promise<VmRecord> {
   const name = vmName(address);
-  const r = readState(ctx.stateDir).find((x) => x.vm.name === name);
+  const r = (await readState(ctx.where)).find((x) => x.vm.name === name);
   if (!r)
-    throw new VirtwireError('NOT_FOUND', `no VM named ${name} in the state (${ctx.stateDir}); see virtwire state list`);
+    throw new VirtwireError(
+      'NOT_FOUND',
+      `no VM named ${name} in the state (${ctx.where.state ?? ctx.stateDir}); see virtwire state list`,
+    );
   return r;
 }
 
@@ -47,7 +52,7 @@ export async function showCommand(ctx: Ctx, planFile: string | undefined, flags:
   }
   const vms = await listVms(scope(ctx));
   if (flags.json) {
-    console.log(JSON.stringify(showJson(vms, stateSerial(ctx.stateDir)), null, 2));
+    console.log(JSON.stringify(showJson(vms, await stateSerial(ctx.where)), null, 2));
     return 0;
   }
   if (vms.length === 0) {
@@ -87,8 +92,8 @@ const endpointsOf = (r: VmRecord) =>
  * What a wrapper script needs from the state: each VM's host and NICs. `output NAME` prints the
  * VM's first IP alone (as `terraform output -raw` does), `--json` the documented object.
  */
-export function outputCommand(ctx: Ctx, name: string | undefined, flags: { json?: boolean }): number {
-  const records = name ? [record(ctx, name)] : readState(ctx.stateDir);
+export async function outputCommand(ctx: Ctx, name: string | undefined, flags: { json?: boolean }): Promise<number> {
+  const records = name ? [await record(ctx, name)] : await readState(ctx.where);
   const value = (r: VmRecord) => ({
     host: r.host ?? null,
     ip: r.vm.nics[0]?.ip ?? null,
@@ -111,13 +116,13 @@ export function outputCommand(ctx: Ctx, name: string | undefined, flags: { json?
   return 0;
 }
 
-export function stateList(ctx: Ctx): number {
-  for (const r of readState(ctx.stateDir)) console.log(`vm.${r.vm.name}`);
+export async function stateList(ctx: Ctx): Promise<number> {
+  for (const r of await readState(ctx.where)) console.log(`vm.${r.vm.name}`);
   return 0;
 }
 
-export function stateShow(ctx: Ctx, address: string): number {
-  const r = record(ctx, address);
+export async function stateShow(ctx: Ctx, address: string): Promise<number> {
+  const r = await record(ctx, address);
   console.log(
     JSON.stringify(
       { format_version: FORMAT_VERSION, virtwire_version: version(), address: `vm.${r.vm.name}`, ...redactVm(r) },
@@ -131,10 +136,10 @@ export function stateShow(ctx: Ctx, address: string): number {
 /** `state rm`: the records go, nothing on a host changes; the next plan sees the domains as not in the state. */
 export async function stateRm(ctx: Ctx, addresses: string[]): Promise<number> {
   return withCommandLock(
-    ctx.stateDir,
+    ctx.where,
     ctx.line,
     async () => {
-      for (const a of addresses) record(ctx, a); // every name checked before any is removed
+      for (const a of addresses) await record(ctx, a); // every name checked before any is removed
       for (const a of addresses) {
         await forgetVm(vmName(a), scope(ctx));
         ctx.ui.out(`Removed vm.${vmName(a)} from the state (its domain, disks and taps are untouched)`);
@@ -148,10 +153,10 @@ export async function stateRm(ctx: Ctx, addresses: string[]): Promise<number> {
 
 export async function stateMv(ctx: Ctx, from: string, to: string): Promise<number> {
   return withCommandLock(
-    ctx.stateDir,
+    ctx.where,
     ctx.line,
     async () => {
-      record(ctx, from);
+      await record(ctx, from);
       await renameVm(vmName(from), vmName(to), scope(ctx));
       ctx.ui.out(`Moved vm.${vmName(from)} to vm.${vmName(to)}`);
       return 0;
@@ -162,13 +167,13 @@ export async function stateMv(ctx: Ctx, from: string, to: string): Promise<numbe
 
 export async function refreshCommand(ctx: Ctx, flags: { json?: boolean }): Promise<number> {
   return withCommandLock(
-    ctx.stateDir,
+    ctx.where,
     ctx.line,
     async () => {
       const { checked, removed } = await refresh(scope(ctx));
       if (flags.json)
         console.log(
-          JSON.stringify({ format_version: FORMAT_VERSION, checked, removed, serial: stateSerial(ctx.stateDir) }),
+          JSON.stringify({ format_version: FORMAT_VERSION, checked, removed, serial: await stateSerial(ctx.where) }),
         );
       for (const name of removed) ctx.ui.out(`vm.${name}: its domain is gone; removed from the state`);
       ctx.ui.say(`Refreshed ${checked.length} VM(s): ${removed.length} removed, nothing changed on any host.`);
@@ -178,20 +183,20 @@ export async function refreshCommand(ctx: Ctx, flags: { json?: boolean }): Promi
   );
 }
 
-export function forceUnlockCommand(ctx: Ctx, id: string): number {
+export async function forceUnlockCommand(ctx: Ctx, id: string): Promise<number> {
   const pid = Number(id);
   if (!Number.isInteger(pid) || pid < 1)
     throw new VirtwireError(
       'SPEC_INVALID',
-      `"${id}" is not a lock ID (the holder's pid, as the LOCKED error and lockInfo name it)`,
+      `"${id}" is not a lock ID (the holder's pid or database session, as the LOCKED error and lockInfo name it)`,
     );
-  ctx.ui.out(forceUnlock(ctx.stateDir, pid));
+  ctx.ui.out(await forceUnlock(ctx.where, pid));
   return 0;
 }
 
 export async function importCommand(ctx: Ctx, domain: string, as: string | undefined): Promise<number> {
   return withCommandLock(
-    ctx.stateDir,
+    ctx.where,
     ctx.line,
     async () => {
       const { vm, dropped } = await importDomain(domain, as ?? domain, scope(ctx));
@@ -235,4 +240,18 @@ export async function consoleCommand(ctx: Ctx, name: string): Promise<number> {
     stream.once('error', reject);
     stream.once('close', () => resolve(0));
   });
+}
+
+/** `state migrate --to`: the state moves (records, security groups); no host is touched. */
+export async function stateMigrate(ctx: Ctx, to: string): Promise<number> {
+  return withCommandLock(
+    ctx.where,
+    ctx.line,
+    async () => {
+      const moved = await migrateState(ctx.where, to);
+      ctx.ui.out(`moved ${moved.length} VM(s) to ${redactStateUrl(to)}; use --state ${redactStateUrl(to)} from now on`);
+      return 0;
+    },
+    ctx.lock(),
+  );
 }

@@ -7,15 +7,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const STORE = new URL('../../dist/lib/engine/state/store.js', import.meta.url).href;
+const STORE = new URL('../../dist/lib/engine/state/dir-store.js', import.meta.url).href;
 const RACERS = 12;
 
 // each racer: take the lock, write "in", hold it a moment, write "out", release
 const racer = `
 import { appendFileSync } from 'node:fs';
-import { StateStore } from ${JSON.stringify(STORE)};
+import { DirStateStore } from ${JSON.stringify(STORE)};
 const [dir, log] = process.argv.slice(1);
-await new StateStore(dir).withLock(async () => {
+await new DirStateStore(dir).withLock(async () => {
   appendFileSync(log, 'in ' + process.pid + '\\n');
   await new Promise((r) => setTimeout(r, 20));
   appendFileSync(log, 'out ' + process.pid + '\\n');

@@ -2,7 +2,7 @@
 // the test guest under TCG): vwoa arrives first and keeps its gateway on the host; vwob, with the
 // same 10.66.0.0/24 and the same pinned addresses, gets a namespace of its own. An "outside"
 // namespace beyond a veth the test makes stands for the internet.
-import { StateStore } from '../../lib/engine/state/store.js';
+import { DirStateStore } from '../../lib/engine/state/dir-store.js';
 import { namespaceNames } from '../../lib/spec/index.js';
 import {
   buildTestGuest,
@@ -77,7 +77,7 @@ describeAsRoot('two tenants with the same subnet and addresses, real guests (qem
 
     test('the second tenant got a namespace; every guest leases its pinned address', async () => {
       const spaces = new Map(
-        new StateStore(stateDir).records().map((r) => [r.vm.name, r.vm.nics[0]!.network.namespace]),
+        new DirStateStore(stateDir).records().map((r) => [r.vm.name, r.vm.nics[0]!.network.namespace]),
       );
       expect(spaces.get('vwoa1')).toBeUndefined();
       expect(spaces.get('vwob1')).toEqual({ transit: expect.stringMatching(/^100\.64\.\d+\.\d+\/30$/) });

@@ -121,7 +121,7 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
       nics: [{ ip: '10.71.0.2', bridge: bridgeName('vwremote') }],
     });
     createdAccel = created.accel;
-    expect(readRecords(stateDir).map((r) => [r.vm.name, r.host])).toEqual([['vwrs-web', 'far']]);
+    expect((await readRecords(stateDir)).map((r) => [r.vm.name, r.host])).toEqual([['vwrs-web', 'far']]);
 
     // dnsmasq's files exist only on the remote side; the lease is there
     const leaseFile = join(far.stateDir, 'dnsmasq', 'vwremote', 'leases');
@@ -148,7 +148,7 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
     expect((await execa('ip', ['-4', 'addr', 'show', 'dev', UPLINK])).stdout).toContain(`${OUTSIDE.spare}/32`);
 
     expect(await engine.ops.destroyVm('vwrs-web', { stateDir, hosts })).toBe(true);
-    expect(readRecords(stateDir)).toEqual([]);
+    expect(await readRecords(stateDir)).toEqual([]);
     expect((await far.exec(['ls', '-A', join(far.stateDir, 'dnsmasq')])).stdout).toBe('');
     expect((await far.exec(['ls', '-A', join(far.stateDir, 'vms')])).stdout).toBe('');
     expect((await execa('ip', ['link', 'show', bridgeName('vwremote')], { reject: false })).exitCode).not.toBe(0);

@@ -81,7 +81,7 @@ describeAsRoot('security groups with real guests', () => {
   }, 300_000);
   afterAll(async () => {
     await guests.destroyAll();
-    for (const g of listSecurityGroups(opts).reverse()) await deleteSecurityGroup(g.name, opts).catch(() => {});
+    for (const g of (await listSecurityGroups(opts)).reverse()) await deleteSecurityGroup(g.name, opts).catch(() => {});
     rmSync(stateDir, { recursive: true, force: true });
   });
 
@@ -154,7 +154,7 @@ describeAsRoot('security groups with real guests', () => {
     // the connection app opened while it was allowed stops: its conntrack entry was removed
     await waitForConsole(vms.app!, /VIRTWIRE-HOLD 10\.76\.0\.11 stalled after echo=\d+/, 30_000);
     expect(consoleText(vms.web!).split('VIRTWIRE-BOOT').length).toBe(bootsBefore);
-    expect(listSecurityGroups(opts).find((g) => g.name === 'web')!.rules[0]!.peer).toEqual({
+    expect((await listSecurityGroups(opts)).find((g) => g.name === 'web')!.rules[0]!.peer).toEqual({
       cidr: `${IP.other}/32`,
     });
   });

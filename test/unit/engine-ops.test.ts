@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplyError, SpecError, isVirtwireError } from '../../lib/errors/index.js';
-import { StateStore } from '../../lib/engine/state/store.js';
+import { DirStateStore } from '../../lib/engine/state/dir-store.js';
 import { allocate } from '../../lib/engine/allocate.js';
 import { validateVm, bridgeName } from '../../lib/spec/index.js';
 import { buildXml } from '../../lib/xml/index.js';
@@ -39,7 +39,7 @@ describe('createVm through the container, with fakes', () => {
       accel: 'tcg',
       nics: [{ tenant: 'acme', ip: '10.10.0.2', bridge: bridgeName('acme') }],
     });
-    expect(new StateStore(dir).records().map((r) => r.vm.name)).toEqual(['web']);
+    expect(new DirStateStore(dir).records().map((r) => r.vm.name)).toEqual(['web']);
     expect(plane(dir).ports()).toEqual([vm.nics[0]!.tap]);
     expect(hv().domains.get('web')).toMatchObject({ active: true });
     expect(hv().closed).toBe(1);
@@ -68,7 +68,7 @@ describe('createVm through the container, with fakes', () => {
     expect(err).toMatchObject({ step, rolledBack: true });
     expect(steps[steps.length - 1]).toBe(`${step}:failed`);
     // the record is gone, the host plane holds only the VM that stays, no domain is left
-    expect(new StateStore(dir).records().map((r) => r.vm.name)).toEqual(['db']);
+    expect(new DirStateStore(dir).records().map((r) => r.vm.name)).toEqual(['db']);
     expect(existsSync(join(dir, 'vms', 'web'))).toBe(false);
     expect(
       f
@@ -119,7 +119,7 @@ describe('createVm through the container, with fakes', () => {
     expect(err).toBeInstanceOf(ApplyError);
     expect(isVirtwireError((err as ApplyError).cause, 'TIMEOUT')).toBe(true);
     expect((err as ApplyError).rolledBack).toBe(true);
-    expect(new StateStore(dir).records()).toEqual([]);
+    expect(new DirStateStore(dir).records()).toEqual([]);
     // whichever step the deadline caught, the host plane ends without the VM
     expect(plane(dir).last() ?? { networks: [] }).toEqual({ networks: [] });
     expect(hv().calls).not.toContain('defineDomain');
@@ -151,11 +151,11 @@ describe('destroyVm through the container', () => {
 describe("import into a state that holds other hosts' VMs", () => {
   test("only this machine's VMs reach this machine's host plane", async () => {
     const { engine, hv, plane } = fakeEngine();
-    const store = new StateStore(dir);
+    const store = new DirStateStore(dir);
     const near = allocate(validateVm(kernelVm('near')), []);
-    store.put({ vm: near, accel: 'tcg', createdAt: 'now' });
+    await store.put({ vm: near, accel: 'tcg', createdAt: 'now' });
     const far = allocate(validateVm(kernelVm('far')), [{ vm: near, accel: 'tcg', createdAt: 'now' }]);
-    store.put({
+    await store.put({
       vm: far,
       accel: 'tcg',
       createdAt: 'now',
@@ -244,7 +244,7 @@ describe('updateVm and NIC hot-plug through the container', () => {
       ),
     ).toEqual({ changes: ['memoryMiB'], live: true });
     expect(hv().domains.get('web')!.memoryKiB).toBe(768 * 1024);
-    expect(new StateStore(dir).get('web')!.vm.memoryMiB).toBe(768);
+    expect(new DirStateStore(dir).get('web')!.vm.memoryMiB).toBe(768);
   });
 
   test('what cannot change live is a SpecError naming the fields, nothing changed; allowRestart redefines and starts', async () => {
@@ -256,7 +256,7 @@ describe('updateVm and NIC hot-plug through the container', () => {
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SpecError);
     expect((err as SpecError).problems.map((p) => p.path)).toEqual(['memoryMiB', 'vcpus']);
-    expect([plane(dir).applied.length, new StateStore(dir).get('web')!.vm.vcpus]).toEqual([applied, 1]);
+    expect([plane(dir).applied.length, new DirStateStore(dir).get('web')!.vm.vcpus]).toEqual([applied, 1]);
     const boots = hv().domains.get('web')!.boots;
     expect(
       await engine.ops.updateVm(base({ vcpus: 2, memoryMiB: 512 }), { stateDir: dir, allowRestart: true }),
@@ -285,7 +285,7 @@ describe('updateVm and NIC hot-plug through the container', () => {
       expect.stringContaining(`<target dev="${nic.tap}" managed="no"/>`),
     ]);
     await engine.ops.detachNic('web', created.nics[1]!.mac, { stateDir: dir });
-    const taps = new StateStore(dir).get('web')!.vm.nics.map((n) => n.tap);
+    const taps = new DirStateStore(dir).get('web')!.vm.nics.map((n) => n.tap);
     expect(taps).toEqual([created.nics[0]!.tap, nic.tap]);
     expect(plane(dir).ports().sort()).toEqual([...taps].sort());
     await expect(engine.ops.detachNic('web', '52:54:00:00:00:99', { stateDir: dir })).rejects.toMatchObject({

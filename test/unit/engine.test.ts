@@ -5,13 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateVm } from '../../lib/spec/index.js';
 import { allocate } from '../../lib/engine/allocate.js';
-import { StateStore, type VmRecord } from '../../lib/engine/state/store.js';
+import { DirStateStore } from '../../lib/engine/state/dir-store.js';
+import type { VmRecord } from '../../lib/engine/state/store.js';
 import { hostStateFor } from '../../lib/engine/records-to-host.js';
 import { seedFiles } from '../../lib/engine/seed.js';
 import { FileLock } from '../../lib/host/index.js';
 
 const withStateLock = <T>(dir: string, fn: () => Promise<T>, timeoutMs?: number) =>
-  new StateStore(dir).withLock(fn, timeoutMs === undefined ? {} : { timeoutMs });
+  new DirStateStore(dir).withLock(fn, timeoutMs === undefined ? {} : { timeoutMs });
 import { SpecError } from '../../lib/errors/index.js';
 import type { VmSpec } from '../../types/spec.js';
 
@@ -283,12 +284,12 @@ describe('records', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   test('written with their version; version-0 records are migrated; newer ones refused', async () => {
-    const store = new StateStore(dir);
+    const store = new DirStateStore(dir);
     const writeRecord = (_dir: string, r: VmRecord) => store.put(r);
     const readRecords = (_dir: string) => store.records();
     const { mkdirSync } = await import('node:fs');
     const a = allocate(vm('a', [{ network: acme }]), []);
-    writeRecord(dir, record(a));
+    await writeRecord(dir, record(a));
     expect(readRecords(dir)).toEqual([{ ...record(a), version: 1 }]);
     mkdirSync(join(dir, 'vms', 'old'), { recursive: true });
     writeFileSync(

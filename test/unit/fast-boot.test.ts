@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { bzImagePayload, hasPvhNote } from '../../lib/engine/kernel/bzimage.js';
 import { HostCommits } from '../../lib/engine/reconcile.js';
-import { StateStore } from '../../lib/engine/state/store.js';
+import { DirStateStore } from '../../lib/engine/state/dir-store.js';
 import type { HostContext, HostResolver } from '../../lib/engine/hosts.js';
 import type { ResolvedVm } from '../../types/resolved.js';
 import type { HostState } from '../../types/host.js';
@@ -84,7 +84,7 @@ describe('group commit of host-plane applies', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   test('requests arriving while an apply runs share the next one; each waits for an apply after it', async () => {
-    const state = new StateStore(dir);
+    const state = new DirStateStore(dir);
     const applied: number[] = [];
     let release!: () => void;
     const first = new Promise<void>((r) => (release = r));

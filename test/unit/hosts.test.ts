@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEngine } from '../../lib/engine/container.js';
-import { StateStore } from '../../lib/engine/state/store.js';
+import { DirStateStore } from '../../lib/engine/state/dir-store.js';
 import { RecordingRunner } from '../helpers/recording-runner.js';
 
 const vm = (extra: Record<string, unknown> = {}) =>
@@ -243,7 +243,7 @@ describe('destroyVm on a host', () => {
   test('a VM recorded on a host that is not in the list: NOT_FOUND naming it, nothing contacted', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vwunit-'));
     try {
-      new StateStore(dir).put({ vm: vm(), accel: 'tcg', createdAt: 'now', host: 'hv2' });
+      await new DirStateStore(dir).put({ vm: vm(), accel: 'tcg', createdAt: 'now', host: 'hv2' });
       const runner = new RecordingRunner();
       const connected: string[] = [];
       const engine = createEngine({

@@ -7,7 +7,7 @@ import { locate } from './locate.js';
 import { VirtwireError } from '../../errors/index.js';
 
 export async function openConsole(deps: EngineDeps, name: string, options: VmOptions = {}): Promise<Duplex> {
-  const at = locate(deps, name, options);
+  const at = await locate(deps, name, options);
   const hv = await deps.connect(at.host.uri);
   try {
     const dom = await hv.lookupDomain(name);

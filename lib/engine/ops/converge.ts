@@ -30,7 +30,7 @@ export interface ApplyOptions extends ScopeOptions {
 }
 
 export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions = {}): Promise<CreatedVm[]> {
-  const { state, hosts } = bind(deps, options);
+  const { state, hosts } = await bind(deps, options);
   const scope = {
     ...(options.uri ? { uri: options.uri } : {}),
     stateDir: state.dir,
@@ -58,7 +58,7 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
   // groups first (a new VM may join a new group); each is enforced where its tenant has VMs
   for (const c of groupChanges.filter((c) => c.group)) {
     await step(c, async () => {
-      await state.withLock(async () => state.putSecurityGroup(c.group!));
+      await state.withLock(async () => await state.putSecurityGroup(c.group!));
       const where = new Set(
         state
           .records()
@@ -82,7 +82,7 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
     await step(c, async () => {
       await state.withLock(async () => {
         const rec = state.get(c.name)!;
-        state.put({ ...rec, vm: c.vm! });
+        await state.put({ ...rec, vm: c.vm! });
       });
       await reconcileHost(state, ctxOf(c.name));
     });
@@ -126,7 +126,7 @@ export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions
   if (failed) throw failed.reason;
   // groups last: no NIC names them any more (the spec file's checks saw to that)
   for (const c of groupChanges.filter((c) => c.action === 'delete'))
-    await step(c, () => state.withLock(async () => state.removeSecurityGroup(c.name)));
+    await step(c, () => state.withLock(async () => await state.removeSecurityGroup(c.name)));
   if (stopped())
     throw new VirtwireError(
       'ABORTED',
@@ -140,7 +140,7 @@ export async function destroyAll(
   deps: EngineDeps,
   options: ScopeOptions & { report?: (name: string) => void } = {},
 ): Promise<string[]> {
-  const { state, hosts } = bind(deps, options);
+  const { state, hosts } = await bind(deps, options);
   const records = state.records();
   const contexts = hosts.all(records);
   const scope = {
@@ -153,7 +153,7 @@ export async function destroyAll(
     options.report?.(vm.name);
   }
   await state.withLock(async () => {
-    for (const g of state.securityGroups()) state.removeSecurityGroup(g.name);
+    for (const g of state.securityGroups()) await state.removeSecurityGroup(g.name);
   });
   for (const ctx of contexts.values()) await reconcileHost(state, ctx);
   return records.map((r) => r.vm.name);

@@ -29,7 +29,7 @@ import { syncPeerHosts } from '../reconcile.js';
 
 export async function createVm(deps: EngineDeps, spec: unknown, options: CreateVmOptions = {}): Promise<CreatedVm> {
   const began = deps.clock.now().getTime();
-  const { state, hosts, scope } = bind(deps, options);
+  const { state, hosts, scope } = await bind(deps, options);
   const timeoutMs = options.timeoutMs ?? 120_000;
   const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(options.signal ? [options.signal] : [])]);
   const elapsed = () => deps.clock.now().getTime() - began;
@@ -88,7 +88,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
           ...(kernel ? { kernel } : {}),
           ...(imageBoot ? { imageBoot } : {}),
         };
-        state.put(mine);
+        await state.put(mine);
         undo.push({
           step: 'network',
           fn: async () => {

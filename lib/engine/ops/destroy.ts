@@ -11,7 +11,7 @@ import { undefine } from './create.js';
 import { syncPeerHosts } from '../reconcile.js';
 
 export async function destroyVm(deps: EngineDeps, name: string, options: DestroyVmOptions = {}): Promise<boolean> {
-  const { state, hosts } = bind(deps, options);
+  const { state, hosts } = await bind(deps, options);
   const record = state.get(name);
   // the hosts given, else the host as the record keeps it (destroy works from the state alone)
   const host = record ? hosts.ofRecord(record) : hosts.context(undefined);

@@ -16,7 +16,7 @@ export interface DryRun {
 }
 
 export async function dryRun(deps: EngineDeps, p: Plan, options: ScopeOptions = {}): Promise<DryRun> {
-  const { state, hosts } = bind(deps, options);
+  const { state, hosts } = await bind(deps, options);
   const records = state.records();
   const removed = new Set(
     p.changes.filter((c) => c.kind === 'vm' && (c.action === 'delete' || c.action === 'replace')).map((c) => c.name),

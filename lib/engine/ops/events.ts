@@ -11,7 +11,7 @@ export async function onVmEvent(
   handler: (event: VmEvent) => void,
   options: VmOptions = {},
 ): Promise<Subscription> {
-  const { state, hosts } = bind(deps, options);
+  const { state, hosts } = await bind(deps, options);
   const open: { hv: Hypervisor; sub: Subscription }[] = [];
   try {
     for (const ctx of hosts.all(state.records()).values()) {

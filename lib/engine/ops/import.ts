@@ -28,7 +28,7 @@ export async function importDomain(
   as: string,
   options: ScopeOptions = {},
 ): Promise<ImportedVm> {
-  const { state, hosts } = bind(deps, { ...options, hosts: [] });
+  const { state, hosts } = await bind(deps, { ...options, hosts: [] });
   const here = hosts.context(undefined);
   return withHypervisor(deps.connect, here.uri, async (hv) => {
     const dom = await hv.lookupDomain(domain);
@@ -102,7 +102,7 @@ export async function importDomain(
           accel: model.type === 'kvm' ? ('kvm' as const) : ('tcg' as const),
           createdAt: deps.clock.now().toISOString(),
         };
-        state.put(record);
+        await state.put(record);
         let renamed = false;
         try {
           // its taps join this machine's host plane: QoS, anti-spoofing and its static lease

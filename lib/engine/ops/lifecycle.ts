@@ -64,7 +64,7 @@ function info(record: VmRecord, host: HostContext, state: DomainState | undefine
 
 /** Every VM in the state with libvirt's live state, one connection per host. */
 export async function listVms(deps: EngineDeps, options: VmOptions = {}): Promise<VmInfo[]> {
-  const { state, hosts } = bind(deps, options);
+  const { state, hosts } = await bind(deps, options);
   const records = state.records();
   const out: VmInfo[] = [];
   for (const [name, host] of hosts.all(records)) {
@@ -93,7 +93,7 @@ export async function startVm(
   name: string,
   options: VmOptions & { waitForLease?: boolean } = {},
 ): Promise<VmInfo> {
-  const at = locate(deps, name, options);
+  const at = await locate(deps, name, options);
   await reconcileHost(at.state, at.host);
   const before = new Map(
     await Promise.all(
@@ -128,7 +128,7 @@ export async function stopVm(
   name: string,
   options: StopOptions = {},
 ): Promise<{ graceful: boolean }> {
-  const at = locate(deps, name, options);
+  const at = await locate(deps, name, options);
   return withDomain(deps, at, async (dom, hv) => {
     if (!(await dom.isActive())) return { graceful: true };
     if (!options.force) {
@@ -153,7 +153,7 @@ export async function rebootVm(
   name: string,
   options: StopOptions = {},
 ): Promise<{ graceful: boolean }> {
-  const at = locate(deps, name, options);
+  const at = await locate(deps, name, options);
   return withDomain(deps, at, async (dom, hv) => {
     if (!options.force) {
       const rebooted = await untilDomain(

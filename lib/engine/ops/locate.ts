@@ -14,10 +14,10 @@ export interface Located extends Bound {
 }
 
 /** The VM's record and its host; NOT_FOUND when the state has no VM of that name. */
-export function locate(deps: EngineDeps, name: string, options: VmOptions = {}): Located {
-  const bound = bind(deps, options);
+export async function locate(deps: EngineDeps, name: string, options: VmOptions = {}): Promise<Located> {
+  const bound = await bind(deps, options);
   const record = bound.state.get(name);
-  if (!record) throw new VirtwireError('NOT_FOUND', `no VM named ${name} in the state (${bound.state.dir})`);
+  if (!record) throw new VirtwireError('NOT_FOUND', `no VM named ${name} in the state (${bound.state.where})`);
   return { ...bound, record, host: bound.hosts.ofRecord(record) };
 }
 

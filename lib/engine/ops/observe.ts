@@ -25,7 +25,7 @@ export function mergePlans(plans: HostPlan[]): HostPlan {
 }
 
 export async function observe(deps: EngineDeps, options: ScopeOptions = {}, given?: VmRecord[]): Promise<Observed> {
-  const { state, hosts, scope } = bind(deps, options);
+  const { state, hosts, scope } = await bind(deps, options);
   const records = given ?? state.records();
   const domains = new Map<string, string>();
   const plans: HostPlan[] = [];
@@ -48,7 +48,7 @@ export interface PlanCallOptions extends ScopeOptions, PlanOptions {
 
 export async function plan(deps: EngineDeps, spec: SpecFile, options: PlanCallOptions = {}): Promise<Plan> {
   const scoped = { ...options, ...((options.hosts ?? spec.hosts) ? { hosts: options.hosts ?? spec.hosts } : {}) };
-  const { state } = bind(deps, scoped);
+  const { state } = await bind(deps, scoped);
   const records = state.records();
   const groups = state.securityGroups();
   const p = new Problems();

@@ -8,7 +8,7 @@ import { vmPaths } from '../state/paths.js';
 export function removeRecord(state: StateStore, host: HostContext, name: string): Promise<void> {
   return state.withLock(async () => {
     // its extracted kernel stays in the host's cache (kernel-cache.ts) for the next VM to boot it
-    state.remove(name);
+    await state.remove(name);
     // a remote host's state dir may have the same path as ours: it is still another machine's
     if (host.remote || host.stateDir !== state.dir) await host.plane.files.remove(vmPaths(host.stateDir, name).dir);
     await applyHost(state, host);

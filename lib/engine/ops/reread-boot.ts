@@ -40,7 +40,7 @@ export async function rereadBoot(at: Located, hv: Hypervisor): Promise<boolean> 
       const d = await directBoot(at.host, moved, { inUse: () => at.state.records().map((r) => r.kernel) });
       next = { ...rest, kernel: d.kernel, imageBoot: d.imageBoot };
     }
-    await at.state.withLock(async () => at.state.put(next));
+    await at.state.withLock(async () => await at.state.put(next));
     const xml = renderResolvedDomainXml(next.vm, {
       kvmUsable: next.accel === 'kvm',
       files: domainFiles(at.host.stateDir, next.vm, next.kernel, next.imageBoot),

@@ -40,7 +40,7 @@ export async function putSecurityGroup(
   options: ScopeOptions = {},
 ): Promise<ResolvedSecurityGroup> {
   const group = validateSecurityGroup(spec);
-  const { state, hosts } = bind(deps, options);
+  const { state, hosts } = await bind(deps, options);
   return state.withLock(async () => {
     const others = state.securityGroups().filter((g) => g.name !== group.name);
     const p = new Problems();
@@ -51,7 +51,7 @@ export async function putSecurityGroup(
       recordNics(state),
     );
     p.throwIfAny(`security group ${group.name}`);
-    state.putSecurityGroup(group);
+    await state.putSecurityGroup(group);
     await applyTenantHosts(state, hosts, new Set([group.tenant]));
     return group;
   });
@@ -63,7 +63,7 @@ export async function deleteSecurityGroup(
   name: string,
   options: ScopeOptions = {},
 ): Promise<boolean> {
-  const { state } = bind(deps, options);
+  const { state } = await bind(deps, options);
   return state.withLock(async () => {
     if (!state.securityGroups().some((g) => g.name === name)) return false;
     const users = [
@@ -84,11 +84,14 @@ export async function deleteSecurityGroup(
       ),
     ];
     if (users.length) throw new SpecError(users, `deletion of security group ${name}`);
-    state.removeSecurityGroup(name);
+    await state.removeSecurityGroup(name);
     return true;
   });
 }
 
-export function listSecurityGroups(deps: EngineDeps, options: ScopeOptions = {}): ResolvedSecurityGroup[] {
-  return bind(deps, options).state.securityGroups();
+export async function listSecurityGroups(
+  deps: EngineDeps,
+  options: ScopeOptions = {},
+): Promise<ResolvedSecurityGroup[]> {
+  return (await bind(deps, options)).state.securityGroups();
 }

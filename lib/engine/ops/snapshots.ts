@@ -30,7 +30,7 @@ export async function snapshotVm(
   snap: SnapshotSpec | string,
   options: VmOptions = {},
 ): Promise<SnapshotSummary> {
-  const at = locate(deps, name, options);
+  const at = await locate(deps, name, options);
   const spec = typeof snap === 'string' ? { name: snap } : snap;
   checkSnapshot(at, spec);
   await withDomain(deps, at, (dom) => dom.createSnapshot(snapshotToXml(spec)));
@@ -38,7 +38,7 @@ export async function snapshotVm(
 }
 
 export async function revertVm(deps: EngineDeps, name: string, snap: string, options: VmOptions = {}): Promise<void> {
-  const at = locate(deps, name, options);
+  const at = await locate(deps, name, options);
   await withDomain(deps, at, async (dom) => {
     if (!(await dom.listSnapshots()).some((s) => s.name === snap))
       throw new SpecError([{ path: 'snapshot', message: `VM ${name} has no snapshot ${snap}` }], 'revert');
@@ -52,7 +52,7 @@ export async function deleteSnapshot(
   snap: string,
   options: VmOptions = {},
 ): Promise<void> {
-  const at = locate(deps, name, options);
+  const at = await locate(deps, name, options);
   await withDomain(deps, at, (dom) => dom.deleteSnapshot(snap));
 }
 
@@ -61,7 +61,7 @@ export async function listSnapshots(
   name: string,
   options: VmOptions = {},
 ): Promise<SnapshotSummary[]> {
-  const at = locate(deps, name, options);
+  const at = await locate(deps, name, options);
   const list = await withDomain(deps, at, (dom) => dom.listSnapshots());
   return list
     .map(({ name: n, xml }) => {

@@ -1,22 +1,23 @@
 // The state itself, as Terraform's `state` and `refresh` commands treat it: forget a VM without
 // touching the host, rename one, drop the records of domains that are gone, and the command lock.
-import { existsSync, rmSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { VmOptions } from '../../../types/vm.js';
 import { SpecError, VirtwireError } from '../../errors/index.js';
-import { FileLock } from '../../host/index.js';
 import { Problems, checkName } from '../../spec/index.js';
 import { renderResolvedDomainXml } from '../../xml/index.js';
 import type { EngineDeps } from '../deps.js';
 import { applyHost } from '../reconcile.js';
 import { withHypervisor } from '../hosts.js';
-import { domainFiles, statePaths, vmPaths } from '../state/paths.js';
+import { domainFiles, vmPaths } from '../state/paths.js';
+import { checkStateUrl, isDatabaseUrl } from '../state/location.js';
+import { openState, withState, type StateWhere } from '../state/open.js';
 import { bind } from './scope.js';
 import { locate } from './locate.js';
 
 /** Forgets a VM: its record goes, nothing on its host changes (its domain, disks and taps stay). */
 export async function forgetVm(deps: EngineDeps, name: string, options: VmOptions = {}): Promise<void> {
-  const at = locate(deps, name, options);
-  await at.state.withLock(async () => at.state.forget(name));
+  const at = await locate(deps, name, options);
+  await at.state.withLock(async () => await at.state.forget(name));
 }
 
 /**
@@ -24,7 +25,7 @@ export async function forgetVm(deps: EngineDeps, name: string, options: VmOption
  * those), its directory on its host and its DNS name; its UUID, MACs, IPs and taps stay.
  */
 export async function renameVm(deps: EngineDeps, from: string, to: string, options: VmOptions = {}): Promise<void> {
-  const at = locate(deps, from, options);
+  const at = await locate(deps, from, options);
   const p = new Problems();
   if (checkName(p, 'to', to) && at.state.get(to)) p.add('to', `a VM named ${to} already exists`);
   p.throwIfAny('rename');
@@ -41,9 +42,9 @@ export async function renameVm(deps: EngineDeps, from: string, to: string, optio
         const vm = { ...at.record.vm, name: to };
         if (dom) await dom.rename(to);
         await at.host.plane.files.rename(vmPaths(at.host.stateDir, from).dir, vmPaths(at.host.stateDir, to).dir);
-        if (at.host.remote || at.host.stateDir !== at.state.dir) at.state.forget(from);
-        else rmSync(vmPaths(at.state.dir, to).record, { force: true }); // moved with its directory
-        at.state.put({ ...at.record, vm });
+        // a directory state's record moved with the VM's directory: put() rewrites it under the new name
+        await at.state.forget(from);
+        await at.state.put({ ...at.record, vm });
         // its files are at their new paths: the definition follows (same UUID: libvirt replaces it)
         if (dom)
           (
@@ -67,7 +68,7 @@ export async function refreshState(
   deps: EngineDeps,
   options: VmOptions = {},
 ): Promise<{ checked: string[]; removed: string[] }> {
-  const { state, hosts } = bind(deps, options);
+  const { state, hosts } = await bind(deps, options);
   return state.withLock(async () => {
     const records = state.records();
     const removed: string[] = [];
@@ -81,7 +82,7 @@ export async function refreshState(
       );
       for (const r of here) {
         if (present.has(r.vm.name)) continue;
-        state.forget(r.vm.name);
+        await state.forget(r.vm.name);
         removed.push(r.vm.name);
       }
     }
@@ -91,37 +92,72 @@ export async function refreshState(
 
 export interface LockInfo {
   locked: boolean;
-  /** the holder's pid: the lock's ID for force-unlock */
+  /** the lock's ID for force-unlock: the holder's pid (a directory) or database session */
   id?: number;
   command?: string;
   since?: string;
 }
 
 /** Whether a command holds the state's command lock, and who. */
-export function lockInfo(stateDir: string): LockInfo {
-  const file = statePaths(stateDir).commandLock;
-  if (!existsSync(file)) return { locked: false };
-  const probe = FileLock.tryAcquire(file, 'virtwire lock probe', { shared: true });
-  probe?.release();
-  const holder = FileLock.holder(file);
-  return {
-    locked: probe === undefined,
-    ...(holder ? { id: holder.pid, command: holder.command, since: holder.since } : {}),
-  };
+export function lockInfo(where?: StateWhere): Promise<LockInfo> {
+  return withState(where, async (state) => {
+    const { locked, holder } = await state.commandLockHolder();
+    return { locked, ...(holder ? { id: holder.pid, command: holder.command, since: holder.since } : {}) };
+  });
 }
 
 /**
- * Terraform's force-unlock. The lock is flock(2): the kernel releases it when its holder exits or
- * is killed, so it is never stale — there is nothing to break. A lock held by a live process
- * stays held (stop that process: it is the one changing the state); otherwise this says so.
+ * Terraform's force-unlock. A directory's lock is flock(2), released by the kernel when its
+ * holder dies: never stale, nothing to break. A database's lock dies with its session; ending
+ * that session is what force-unlock does there (the holder can record nothing more).
  */
-export function forceUnlock(stateDir: string, id: number): string {
-  const info = lockInfo(stateDir);
-  if (!info.locked)
-    return `the state in ${stateDir} is not locked (locks of processes that died are released by the kernel)`;
-  if (info.id !== id) throw new VirtwireError('NOT_FOUND', `the lock's ID is ${info.id ?? 'unknown'}, not ${id}`);
-  throw new VirtwireError(
-    'LOCKED',
-    `lock ${id} is held by live process ${id} running "${info.command}" since ${info.since}: it cannot be broken; stop that process (kill ${id}) and its lock goes with it`,
-  );
+export function forceUnlock(where: StateWhere, id: number): Promise<string> {
+  return withState(where, (state) => state.forceUnlock(id));
+}
+
+/**
+ * Moves a state to `to` (a PostgreSQL URL, or this machine's state dir) without touching any
+ * host: records and security groups are copied under both states' locks, then removed from the
+ * source (a directory keeps its VM files: they are per-host files either way). The target must
+ * be empty. Returns the names of the VMs moved.
+ */
+export function migrateState(from: StateWhere, to: string): Promise<string[]> {
+  return withState(from, async (source) => {
+    const p = new Problems();
+    const toDb = isDatabaseUrl(to);
+    if (toDb) checkStateUrl(p, 'to', to);
+    else if (resolve(to) !== resolve(source.dir))
+      p.add(
+        'to',
+        `a directory state holds its VM files beside its records: migrate to this machine's state dir ${source.dir} ` +
+          `(or name another with --state-dir), not ${to}`,
+      );
+    if (toDb ? to === source.where : source.where === source.dir)
+      p.add('to', `is where the state already is (${source.where})`);
+    p.throwIfAny('state migrate');
+    const target = openState(source.dir, toDb ? to : undefined);
+    return source.withLock(() =>
+      target.withLock(async () => {
+        if (target.records().length > 0 || target.securityGroups().length > 0)
+          throw new VirtwireError(
+            'STATE_CONFLICT',
+            `${target.where} already holds a state (${target.records().length} VMs, ${target.securityGroups().length} security groups): migrate only into an empty one`,
+          );
+        const records = source.records();
+        const groups = source.securityGroups();
+        try {
+          for (const g of groups) await target.putSecurityGroup(g);
+          for (const r of records) await target.put(r);
+        } catch (e) {
+          // all or nothing: what was copied goes again, the source is untouched
+          for (const r of records) await target.forget(r.vm.name).catch(() => undefined);
+          for (const g of groups) await target.removeSecurityGroup(g.name).catch(() => undefined);
+          throw e;
+        }
+        for (const r of records) await source.forget(r.vm.name);
+        for (const g of groups) await source.removeSecurityGroup(g.name);
+        return records.map((r) => r.vm.name);
+      }),
+    );
+  });
 }

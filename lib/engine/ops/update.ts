@@ -71,7 +71,7 @@ function changesOf(from: ResolvedVm, to: ResolvedVm): { live: string[]; restart:
 
 export async function updateVm(deps: EngineDeps, spec: unknown, options: UpdateOptions = {}): Promise<UpdateResult> {
   const name = isRecord(spec) && typeof spec.name === 'string' ? spec.name : '';
-  const at = locate(deps, name, options);
+  const at = await locate(deps, name, options);
   const from = at.record.vm;
   const to = next(at, spec);
   checkVmGroups(at.state, to);
@@ -105,7 +105,7 @@ async function changeLive(deps: EngineDeps, at: Located, from: ResolvedVm, to: R
       if (running) await untilGone(dom, nic.mac);
     }
     await at.state.withLock(async () => {
-      at.state.put({ ...at.record, vm: to });
+      await at.state.put({ ...at.record, vm: to });
       await applyHost(at.state, at.host);
       await syncPeerHosts(at.state, at.hosts, [from, to], at.record.host);
     });
@@ -137,7 +137,7 @@ async function restartWith(deps: EngineDeps, at: Located, to: ResolvedVm): Promi
     await at.state.withLock(async () => {
       // a changed boot: the old extracted kernel stays in the cache
       const { kernel: _k, imageBoot: _i, ...rest } = at.record;
-      at.state.put({ ...rest, vm: to, ...(kernel ? { kernel } : {}), ...(imageBoot ? { imageBoot } : {}) });
+      await at.state.put({ ...rest, vm: to, ...(kernel ? { kernel } : {}), ...(imageBoot ? { imageBoot } : {}) });
       await applyHost(at.state, at.host);
       await syncPeerHosts(at.state, at.hosts, [at.record.vm, to], at.record.host);
     });
@@ -160,10 +160,10 @@ export async function attachNic(
   nic: NicSpec,
   options: VmOptions = {},
 ): Promise<CreatedNic> {
-  const at = locate(deps, name, options);
+  const at = await locate(deps, name, options);
   const spec = specOf(at.record.vm);
   await updateVm(deps, { ...spec, nics: [...spec.nics, nic] }, options);
-  const created = locate(deps, name, options).record.vm.nics.at(-1)!;
+  const created = (await locate(deps, name, options)).record.vm.nics.at(-1)!;
   await at.host.plane.waitForLease(created.network.tenant, created.mac, {
     timeoutMs: 300_000,
     ...(options.signal ? { signal: options.signal } : {}),
@@ -173,7 +173,7 @@ export async function attachNic(
 
 /** Unplugs the NIC with this MAC (the guest lets it go), then removes its tap. */
 export async function detachNic(deps: EngineDeps, name: string, mac: string, options: VmOptions = {}): Promise<void> {
-  const at = locate(deps, name, options);
+  const at = await locate(deps, name, options);
   const spec = specOf(at.record.vm);
   const nics = spec.nics.filter((n) => n.mac !== mac.toLowerCase());
   if (nics.length === spec.nics.length) throw new VirtwireError('NOT_FOUND', `VM ${name} has no NIC with MAC ${mac}`);

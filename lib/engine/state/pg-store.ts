@@ -1,0 +1,480 @@
+// The state in PostgreSQL: one truth for every operator, CI runner and service replica managing
+// the same hosts (Terraform's `pg` backend does the same). Records, security groups, the serial,
+// the allocation claims and the locks live in the database; per-host files (disks, seeds, serial
+// logs, kernel cache) stay in `dir` on each host, as with a directory state.
+//
+// Locks are advisory locks held by a session of their own, so they die with their holder (kill -9,
+// a lost machine: the server ends the session). Every write made under the state lock goes through
+// that same session in one transaction with the serial's bump: if the session is gone (database
+// restarted, network partition) the write fails and nothing is half-recorded — and since a
+// create records before it changes a host, it stops before changing a host it could not record.
+// The claims (claims.ts) make double allocation impossible by construction, even for a writer
+// that holds no lock: a unique key per address, MAC, tap, segment id and transit /30.
+import { hostname } from 'node:os';
+import { rmSync } from 'node:fs';
+import pg from 'pg';
+import type { ResolvedSecurityGroup } from '../../../types/resolved.js';
+import { VirtwireError, isVirtwireError } from '../../errors/index.js';
+import type { LockHolder } from '../../host/index.js';
+import { claimsOf } from './claims.js';
+import { redactUrl } from './location.js';
+import { vmPaths, type VmPaths } from './paths.js';
+import { SCHEMA, migrateSchema } from './pg-schema.js';
+import {
+  inProcessTurn,
+  migrateRecord,
+  RECORD_VERSION,
+  type CommandLockOptions,
+  type StateStore,
+  type VmRecord,
+} from './store.js';
+
+/** How long one statement may take before the state counts as unreachable (a partition). */
+const QUERY_TIMEOUT_MS = 10_000;
+// pg_advisory_lock(int, int) keys: "vwl" and which lock
+const LOCK_CLASS = 0x76776c;
+const STATE_LOCK = 1;
+const COMMAND_LOCK = 2;
+
+interface Snapshot {
+  records: VmRecord[];
+  groups: ResolvedSecurityGroup[];
+  serial: number;
+}
+
+// One pool per database URL in a process; idle connections let the process exit.
+const pools = new Map<string, { pool: pg.Pool; ready: Promise<void> }>();
+
+function poolFor(url: string, where: string): { pool: pg.Pool; ready: Promise<void> } {
+  let entry = pools.get(url);
+  if (!entry) {
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: 4,
+      allowExitOnIdle: true,
+      idleTimeoutMillis: 5_000,
+      connectionTimeoutMillis: QUERY_TIMEOUT_MS,
+      query_timeout: QUERY_TIMEOUT_MS,
+      keepAlive: true,
+      application_name: 'virtwire',
+    });
+    // an idle pooled connection whose server went away: the pool drops it; the next query reconnects
+    pool.on('error', () => undefined);
+    const ready = (async () => {
+      const client = await pool.connect();
+      try {
+        await migrateSchema(client, where);
+      } finally {
+        client.release();
+      }
+    })();
+    ready.catch(() => pools.delete(url));
+    entry = { pool, ready };
+    pools.set(url, entry);
+  }
+  return entry;
+}
+
+/** A connection of its own that holds an advisory lock; `lost` is set when the server or network ends it. */
+interface LockSession {
+  client: pg.PoolClient;
+  backendPid: number;
+  lost?: Error;
+}
+
+export class PgStateStore implements StateStore {
+  readonly where: string;
+  private snapshot: Snapshot = { records: [], groups: [], serial: 0 };
+  private session: LockSession | undefined;
+
+  constructor(
+    private readonly url: string,
+    readonly dir: string,
+  ) {
+    this.where = redactUrl(url);
+  }
+
+  vmPaths(name: string): VmPaths {
+    return vmPaths(this.dir, name);
+  }
+
+  private async pool(): Promise<pg.Pool> {
+    const { pool, ready } = poolFor(this.url, this.where);
+    await ready.catch((e: unknown) => {
+      throw this.unavailable('could not be opened', e);
+    });
+    return pool;
+  }
+
+  async load(): Promise<void> {
+    if (this.session) return this.loadWith(this.session.client);
+    const client = await this.connect();
+    try {
+      await this.loadWith(client);
+    } finally {
+      client.release();
+    }
+  }
+
+  /** One consistent read of everything (a repeatable-read transaction). */
+  private async loadWith(client: pg.ClientBase): Promise<void> {
+    try {
+      await client.query('begin isolation level repeatable read read only');
+      const vms = await client.query<{ name: string; record: VmRecord }>(
+        `select name, record from ${SCHEMA}.vms order by name`,
+      );
+      const groups = await client.query<{ grp: ResolvedSecurityGroup }>(
+        `select grp from ${SCHEMA}.security_groups order by name`,
+      );
+      const serial = await client.query<{ value: string }>(`select value from ${SCHEMA}.meta where key = 'serial'`);
+      await client.query('commit');
+      this.snapshot = {
+        records: vms.rows.map((r) => migrateRecord(r.record, `${this.where} (vm ${r.name})`)),
+        groups: groups.rows.map((r) => r.grp),
+        serial: Number(serial.rows[0]?.value ?? 0),
+      };
+    } catch (e) {
+      await client.query('rollback').catch(() => undefined);
+      throw isVirtwireError(e) ? e : this.unavailable('could not be read', e);
+    }
+  }
+
+  records(): VmRecord[] {
+    return this.snapshot.records;
+  }
+
+  get(name: string): VmRecord | undefined {
+    return this.snapshot.records.find((r) => r.vm.name === name);
+  }
+
+  securityGroups(): ResolvedSecurityGroup[] {
+    return this.snapshot.groups;
+  }
+
+  serial(): number {
+    return this.snapshot.serial;
+  }
+
+  async put(record: VmRecord): Promise<void> {
+    const stamped = { ...record, version: RECORD_VERSION };
+    await this.write(async (c) => {
+      const name = record.vm.name;
+      await c.query(
+        `insert into ${SCHEMA}.vms (name, record) values ($1, $2)
+         on conflict (name) do update set record = excluded.record, updated_at = now()`,
+        [name, JSON.stringify(stamped)],
+      );
+      await c.query(`delete from ${SCHEMA}.uses where vm = $1`, [name]);
+      for (const claim of claimsOf(stamped)) {
+        // taken, or kept by its owner; a row held by another owner is not updated: a conflict
+        const got = await c.query(
+          `insert into ${SCHEMA}.owners (kind, key, owner) values ($1, $2, $3)
+           on conflict (kind, key) do update set owner = excluded.owner where owners.owner = excluded.owner
+           returning owner`,
+          [claim.kind, claim.key, claim.owner],
+        );
+        if (got.rowCount === 0) {
+          const held = await c.query<{ owner: string }>(
+            `select owner from ${SCHEMA}.owners where kind = $1 and key = $2`,
+            [claim.kind, claim.key],
+          );
+          throw new VirtwireError(
+            'STATE_CONFLICT',
+            `VM ${name} cannot be recorded: ${claim.kind} ${claim.key} is held by ${held.rows[0]?.owner ?? 'another VM'} in ${this.where}`,
+          );
+        }
+        await c.query(`insert into ${SCHEMA}.uses (vm, kind, key) values ($1, $2, $3)`, [name, claim.kind, claim.key]);
+      }
+      await this.releaseUnused(c);
+    });
+    this.snapshot = {
+      ...this.snapshot,
+      records: [...this.snapshot.records.filter((r) => r.vm.name !== record.vm.name), stamped].sort((a, b) =>
+        a.vm.name < b.vm.name ? -1 : a.vm.name > b.vm.name ? 1 : 0,
+      ),
+    };
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.forget(name);
+    rmSync(this.vmPaths(name).dir, { recursive: true, force: true });
+  }
+
+  async forget(name: string): Promise<void> {
+    await this.write(async (c) => {
+      await c.query(`delete from ${SCHEMA}.vms where name = $1`, [name]);
+      await this.releaseUnused(c);
+    });
+    this.snapshot = { ...this.snapshot, records: this.snapshot.records.filter((r) => r.vm.name !== name) };
+  }
+
+  async putSecurityGroup(group: ResolvedSecurityGroup): Promise<void> {
+    await this.write((c) =>
+      c.query(
+        `insert into ${SCHEMA}.security_groups (name, grp) values ($1, $2)
+         on conflict (name) do update set grp = excluded.grp`,
+        [group.name, JSON.stringify(group)],
+      ),
+    );
+    this.snapshot = {
+      ...this.snapshot,
+      groups: [...this.snapshot.groups.filter((g) => g.name !== group.name), group].sort((a, b) =>
+        a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+      ),
+    };
+  }
+
+  async removeSecurityGroup(name: string): Promise<void> {
+    await this.write((c) => c.query(`delete from ${SCHEMA}.security_groups where name = $1`, [name]));
+    this.snapshot = { ...this.snapshot, groups: this.snapshot.groups.filter((g) => g.name !== name) };
+  }
+
+  private async releaseUnused(c: pg.ClientBase): Promise<void> {
+    await c.query(
+      `delete from ${SCHEMA}.owners o where not exists
+         (select 1 from ${SCHEMA}.uses u where u.kind = o.kind and u.key = o.key)`,
+    );
+  }
+
+  /**
+   * One transaction with the serial's bump, through the lock's session when the lock is held (so
+   * a lost session can write nothing), else through the pool.
+   */
+  private async write(fn: (c: pg.ClientBase) => Promise<unknown>): Promise<void> {
+    const session = this.session;
+    if (session?.lost) throw this.lockLost(session.lost);
+    const client = session?.client ?? (await this.connect());
+    try {
+      await client.query('begin');
+      await fn(client);
+      const serial = await client.query<{ value: string }>(
+        `update ${SCHEMA}.meta set value = (value::bigint + 1)::text where key = 'serial' returning value`,
+      );
+      await client.query('commit');
+      this.snapshot = { ...this.snapshot, serial: Number(serial.rows[0]!.value) };
+    } catch (e) {
+      await client.query('rollback').catch(() => undefined);
+      if (isVirtwireError(e)) throw e;
+      throw session ? this.lockLost(session.lost ?? e) : this.unavailable('could not be written', e);
+    } finally {
+      if (!session) client.release();
+    }
+  }
+
+  async check(): Promise<void> {
+    const session = this.session;
+    if (session?.lost) throw this.lockLost(session.lost);
+    try {
+      if (session) await session.client.query('select 1');
+      else await (await this.pool()).query('select 1');
+    } catch (e) {
+      throw session ? this.lockLost(e) : this.unavailable('is unreachable', e);
+    }
+  }
+
+  async withLock<T>(fn: () => Promise<T>, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+    return inProcessTurn(`pg:${this.url}`, async () => {
+      const session = await this.lock(STATE_LOCK, 'exclusive', process.argv.slice(1).join(' '), {
+        timeoutMs: options.timeoutMs ?? 120_000,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      this.session = session;
+      try {
+        await this.loadWith(session.client);
+        return await fn();
+      } finally {
+        this.session = undefined;
+        await this.unlock(session, STATE_LOCK, 'exclusive');
+      }
+    });
+  }
+
+  async withCommandLock<T>(command: string, fn: () => Promise<T>, options: CommandLockOptions = {}): Promise<T> {
+    const mode = options.shared === true ? 'shared' : 'exclusive';
+    let session = await this.lock(COMMAND_LOCK, mode, command, { timeoutMs: 0 });
+    if (!session.held) {
+      const busy = session;
+      if (!options.timeoutMs) {
+        const holder = (await this.holderOf(COMMAND_LOCK, busy.client)).holder;
+        busy.client.release();
+        throw this.locked(holder);
+      }
+      options.onWait?.((await this.holderOf(COMMAND_LOCK, busy.client)).holder);
+      busy.client.release();
+      session = await this.lock(COMMAND_LOCK, mode, command, { timeoutMs: options.timeoutMs });
+    }
+    try {
+      return await fn();
+    } finally {
+      await this.unlock(session, COMMAND_LOCK, mode);
+    }
+  }
+
+  /**
+   * Takes an advisory lock on a session of its own: at once (`timeoutMs` 0: `held` false when
+   * busy) or waiting up to `timeoutMs` (LOCKED naming the holder when it runs out).
+   */
+  private async lock(
+    which: number,
+    mode: 'shared' | 'exclusive',
+    command: string,
+    options: { timeoutMs: number; signal?: AbortSignal },
+  ): Promise<LockSession & { held: boolean }> {
+    const client = await this.connect();
+    const session: LockSession & { held: boolean } = { client, backendPid: 0, held: false };
+    const onError = (e: Error) => (session.lost ??= e);
+    client.on('error', onError);
+    const fail = (e: unknown) => {
+      client.off('error', onError);
+      client.release(true);
+      throw e;
+    };
+    const suffix = mode === 'shared' ? '_shared' : '';
+    let onAbort: (() => void) | undefined;
+    try {
+      session.backendPid = (await client.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
+      if (options.timeoutMs === 0) {
+        const r = await client.query<{ ok: boolean }>(`select pg_try_advisory_lock${suffix}($1, $2) as ok`, [
+          LOCK_CLASS,
+          which,
+        ]);
+        if (!r.rows[0]!.ok) {
+          client.off('error', onError);
+          return session;
+        }
+      } else {
+        if (options.signal) {
+          const pool = await this.pool();
+          // a cancelled wait: the server cancels the lock statement, which then fails
+          onAbort = () => void pool.query('select pg_cancel_backend($1)', [session.backendPid]).catch(() => undefined);
+          options.signal.addEventListener('abort', onAbort, { once: true });
+          if (options.signal.aborted) onAbort();
+        }
+        await client.query(`select set_config('lock_timeout', $1, false)`, [`${options.timeoutMs}ms`]);
+        await client.query({
+          text: `select pg_advisory_lock${suffix}($1, $2)`,
+          values: [LOCK_CLASS, which],
+          query_timeout: options.timeoutMs + QUERY_TIMEOUT_MS,
+        } as pg.QueryConfig);
+        await client.query(`select set_config('lock_timeout', '0', false)`);
+      }
+      session.held = true;
+      await client.query(
+        `insert into ${SCHEMA}.holders (backend_pid, os_pid, host, command) values ($1, $2, $3, $4)
+         on conflict (backend_pid) do update set os_pid = excluded.os_pid, host = excluded.host,
+           command = excluded.command, since = now()`,
+        [session.backendPid, process.pid, hostname(), command],
+      );
+      return session;
+    } catch (e) {
+      if (options.signal?.aborted)
+        return fail(new VirtwireError('ABORTED', 'waiting for the state lock was cancelled'));
+      const code = (e as { code?: string }).code;
+      // 55P03 lock_not_available: lock_timeout ran out
+      if (code === '55P03') return fail(this.locked((await this.holderOf(which)).holder, e));
+      return fail(this.unavailable('could not be locked', e));
+    } finally {
+      if (onAbort) options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async unlock(session: LockSession, which: number, mode: 'shared' | 'exclusive'): Promise<void> {
+    const suffix = mode === 'shared' ? '_shared' : '';
+    try {
+      if (session.lost) throw session.lost;
+      await session.client.query(`delete from ${SCHEMA}.holders where backend_pid = $1`, [session.backendPid]);
+      await session.client.query(`select pg_advisory_unlock${suffix}($1, $2)`, [LOCK_CLASS, which]);
+      session.client.release();
+    } catch {
+      // a session that cannot unlock is ended instead: its locks go with it
+      session.client.release(true);
+    }
+  }
+
+  /** The live holder of a lock: the session in pg_locks, with the note it wrote. */
+  private async holderOf(which: number, via?: pg.ClientBase): Promise<{ locked: boolean; holder?: LockHolder }> {
+    const q = via ?? (await this.pool());
+    const r = await q.query<{
+      backend: number;
+      os_pid: number | null;
+      host: string | null;
+      command: string | null;
+      since: Date | null;
+    }>(
+      `select l.pid as backend, h.os_pid, h.host, h.command, h.since
+         from pg_locks l left join ${SCHEMA}.holders h on h.backend_pid = l.pid
+        where l.locktype = 'advisory' and l.granted and l.classid = $1 and l.objid = $2 and l.objsubid = 2
+          and l.database = (select oid from pg_database where datname = current_database())
+        order by h.since nulls last limit 1`,
+      [LOCK_CLASS, which],
+    );
+    const row = r.rows[0];
+    if (!row) return { locked: false };
+    return {
+      locked: true,
+      holder: {
+        pid: row.backend,
+        command: row.command ? `${row.command} (pid ${row.os_pid} on ${row.host})` : 'unknown',
+        since: (row.since ?? new Date()).toISOString(),
+      },
+    };
+  }
+
+  commandLockHolder(): Promise<{ locked: boolean; holder?: LockHolder }> {
+    return this.holderOf(COMMAND_LOCK);
+  }
+
+  /**
+   * The lock's ID is its holder's database session. Ending that session releases the lock; the
+   * holder's next write then fails (it can record nothing more), so this is for a holder that
+   * can no longer be reached (a partitioned machine the server has not yet given up on).
+   */
+  async forceUnlock(id: number): Promise<string> {
+    const { locked, holder } = await this.commandLockHolder();
+    if (!locked) return `the state in ${this.where} is not locked (locks die with their holder's session)`;
+    if (holder?.pid !== id)
+      throw new VirtwireError('NOT_FOUND', `the lock's ID is ${holder?.pid ?? 'unknown'}, not ${id}`);
+    await (await this.pool()).query('select pg_terminate_backend($1)', [id]);
+    return `ended session ${id} of ${holder.command}: its lock is released and it can record nothing more`;
+  }
+
+  async close(): Promise<void> {
+    const entry = pools.get(this.url);
+    if (!entry) return;
+    pools.delete(this.url);
+    await entry.pool.end();
+  }
+
+  private async connect(): Promise<pg.PoolClient> {
+    const pool = await this.pool();
+    try {
+      return await pool.connect();
+    } catch (e) {
+      throw this.unavailable('is unreachable', e);
+    }
+  }
+
+  private locked(holder: LockHolder | undefined, cause?: unknown): VirtwireError {
+    const who = holder ? `session ${holder.pid}: ${holder.command} (since ${holder.since})` : 'another session';
+    return new VirtwireError(
+      'LOCKED',
+      `the state in ${this.where} is locked by ${who}`,
+      cause === undefined ? {} : { cause },
+    );
+  }
+
+  private unavailable(what: string, cause: unknown): VirtwireError {
+    return new VirtwireError('STATE_UNAVAILABLE', `the state in ${this.where} ${what}: ${messageOf(cause)}`, { cause });
+  }
+
+  private lockLost(cause: unknown): VirtwireError {
+    return new VirtwireError(
+      'STATE_UNAVAILABLE',
+      `the state lock's session to ${this.where} ended (${messageOf(cause)}): nothing more was recorded and no host ` +
+        `was changed after it; run plan to see what is left to do`,
+      { cause },
+    );
+  }
+}
+
+const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
