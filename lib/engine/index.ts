@@ -166,7 +166,7 @@ export function withCommandLock<T>(
 
 export { lockInfo, forceUnlock, migrateState, type LockInfo } from './ops/state-ops.js';
 export { withState, type StateWhere } from './state/open.js';
-export { redactUrl as redactStateUrl } from './state/location.js';
+export { redactUrl as redactStateUrl } from '../spec/index.js';
 
 export { renderDomainXml, type RenderOptions } from './render.js';
 export { loadSpecFile, readSpecText, parseSpecText, formatSpecText, type SpecFile } from './spec-file.js';

@@ -11,3 +11,4 @@ export { validatePathPolicy } from './path-policy.js';
 export { PACKET_RATE, packetRateOf } from './qos.js';
 export { checkFloatingIp, floatingClaims, forwardClaims, resolveForwards } from './forwards.js';
 export { resolveSpecDocument, type SpecFile } from './spec-document.js';
+export { checkStateUrl, isDatabaseUrl, redactUrl, redactUrls } from './state-url.js';

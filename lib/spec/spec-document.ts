@@ -11,6 +11,7 @@ import { resolveVm } from './vm.js';
 import { resolveSecurityGroup, checkSecurityReferences } from './security-group.js';
 import { checkHosts } from './hosts.js';
 import { checkPathPolicy } from './path-policy.js';
+import { checkStateUrl } from './state-url.js';
 
 export interface SpecFile {
   networks: ResolvedNetwork[];
@@ -23,11 +24,13 @@ export interface SpecFile {
   hosts?: HostTarget[];
   /** directories VMs' files may come from or go to beyond the defaults (the operator's file) */
   paths?: PathPolicy;
+  /** where the state is kept: a PostgreSQL URL (the CLI's --state and VIRTWIRE_STATE win over it) */
+  state?: string;
   /** what virtwire does about tenants whose subnets overlap, one sentence per pair (absent: none overlap) */
   overlaps?: string[];
 }
 
-const TOP_KEYS = ['networks', 'vms', 'securityGroups', 'pools', 'hosts', 'paths'];
+const TOP_KEYS = ['networks', 'vms', 'securityGroups', 'pools', 'hosts', 'paths', 'state'];
 
 /** The document `input` resolved, its problems collected into `p` (undefined: not a map at all). */
 export function resolveSpecDocument(p: Problems, input: unknown): SpecFile | undefined {
@@ -93,6 +96,7 @@ export function resolveSpecDocument(p: Problems, input: unknown): SpecFile | und
   const pools = resolvePools(p, 'pools', input.pools);
   const hosts = checkHosts(p, input.hosts);
   const paths = checkPathPolicy(p, 'paths', input.paths);
+  const state = input.state !== undefined && checkStateUrl(p, 'state', input.state) ? input.state : undefined;
   vms.forEach((vm) => {
     if (vm.host !== undefined && !hosts.some((h) => h.name === vm.host)) {
       p.add(
@@ -110,6 +114,7 @@ export function resolveSpecDocument(p: Problems, input: unknown): SpecFile | und
     ...(pools && Object.keys(pools).length ? { pools } : {}),
     ...(hosts.length ? { hosts } : {}),
     ...(paths ? { paths } : {}),
+    ...(state ? { state } : {}),
     ...(overlaps.length ? { overlaps } : {}),
   };
 }

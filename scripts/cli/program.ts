@@ -75,6 +75,11 @@ export function ctxOf(cmd: Command): Ctx {
   };
 }
 
+/** A spec file's `state:` says where the state is, unless --state or VIRTWIRE_STATE already did. */
+export function adoptSpecState(ctx: Ctx, spec: { state?: string } | undefined): void {
+  if (spec?.state && ctx.where.state === undefined) ctx.where.state = spec.state;
+}
+
 /** A Terraform duration: 30s, 5m, 1h30m, 500ms (Go's format). */
 function parseDuration(text: string): number {
   const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];

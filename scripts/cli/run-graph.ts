@@ -11,7 +11,7 @@ import {
   VirtwireError,
   type GraphOptions,
 } from '../../lib/index.js';
-import type { Ctx } from './program.js';
+import { adoptSpecState, type Ctx } from './program.js';
 
 type GraphOutput = 'dot' | 'svg' | 'mermaid';
 
@@ -29,6 +29,7 @@ export async function graphCommand(ctx: Ctx, flags: GraphFlags): Promise<number>
       'a spec file is required: -f spec.yaml (or --live: what the hosts hold now)',
     );
   const spec = flags.file ? loadSpecFile(flags.file) : undefined;
+  adoptSpecState(ctx, spec);
   const options: GraphOptions = {
     ...ctx.where,
     uri: ctx.uri,

@@ -19,7 +19,7 @@ import {
   type Plan,
   type SpecFile,
 } from '../../lib/index.js';
-import type { Ctx } from './program.js';
+import { adoptSpecState, type Ctx } from './program.js';
 import { Progress, type Ui } from './ui.js';
 import { actions, planJson, planSignature, readPlanFile, sha256, version, writePlanFile } from './formats.js';
 
@@ -39,9 +39,12 @@ export interface ApplyFlags extends PlanFlags {
   parallelism?: number;
 }
 
-function specFile(flags: { file?: string }): SpecFile {
+/** The spec file; a `state:` in it says where the state is, unless --state or VIRTWIRE_STATE did. */
+function specFile(ctx: Ctx, flags: { file?: string }): SpecFile {
   if (!flags.file) throw new VirtwireError('SPEC_INVALID', 'a spec file is required: -f spec.yaml');
-  return loadSpecFile(flags.file);
+  const spec = loadSpecFile(flags.file);
+  adoptSpecState(ctx, spec);
+  return spec;
 }
 
 const planOptions = (ctx: Ctx, spec: SpecFile, flags: PlanFlags) => ({
@@ -59,7 +62,7 @@ function printPlan(ui: Ui, p: Plan): void {
 }
 
 export async function planCommand(ctx: Ctx, flags: PlanFlags): Promise<number> {
-  const spec = specFile(flags);
+  const spec = specFile(ctx, flags);
   // a reader's lock: no apply changes the state while it is read
   return withCommandLock(
     ctx.where,
@@ -186,7 +189,7 @@ export async function applyCommand(ctx: Ctx, flags: ApplyFlags, planFile: string
       );
     return applySaved(ctx, flags, planFile);
   }
-  const spec = specFile(flags);
+  const spec = specFile(ctx, flags);
   return withCommandLock(
     ctx.where,
     ctx.line,
@@ -207,6 +210,7 @@ export async function applyCommand(ctx: Ctx, flags: ApplyFlags, planFile: string
 /** `apply PLANFILE`: exactly that plan, without asking — unless the state or the hosts moved on. */
 async function applySaved(ctx: Ctx, flags: ApplyFlags, file: string): Promise<number> {
   const saved = readPlanFile(file);
+  adoptSpecState(ctx, saved.spec);
   return withCommandLock(
     ctx.where,
     ctx.line,
@@ -265,7 +269,7 @@ async function printDryRun(ctx: Ctx, p: Plan, spec: SpecFile): Promise<number> {
 
 export async function destroyCommand(ctx: Ctx, flags: ApplyFlags): Promise<number> {
   // the same file as apply: a broken one is refused before anything happens; its hosts: reach the VMs
-  const spec = specFile(flags);
+  const spec = specFile(ctx, flags);
   return withCommandLock(
     ctx.where,
     ctx.line,

@@ -15,6 +15,8 @@ export async function destroyVm(deps: EngineDeps, name: string, options: Destroy
   const record = state.get(name);
   // the hosts given, else the host as the record keeps it (destroy works from the state alone)
   const host = record ? hosts.ofRecord(record) : hosts.context(undefined);
+  // a state that can no longer be written (a database lost) stops here: the domain stays with its record
+  if (record) await state.check();
   const found = await withHypervisor(deps.connect, host.uri, async (hv) => {
     const dom = await hv.lookupDomain(name);
     const ours = dom ? record !== undefined || (await dom.xml()).includes(VIRTWIRE_XMLNS) : false;
@@ -30,7 +32,7 @@ export async function destroyVm(deps: EngineDeps, name: string, options: Destroy
   });
   if (!found) {
     if (options.missingOk) return false;
-    throw new VirtwireError('NOT_FOUND', `no VM named ${name} was created by virtwire here (state dir ${state.dir})`);
+    throw new VirtwireError('NOT_FOUND', `no VM named ${name} was created by virtwire here (state ${state.where})`);
   }
   await removeRecord(state, host, name);
   // its addresses leave the member sets of other hosts' rules

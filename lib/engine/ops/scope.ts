@@ -3,9 +3,8 @@
 // that scope.
 import type { HostTarget } from '../../../types/vm.js';
 import type { EngineDeps } from '../deps.js';
-import { Problems, checkLibvirtUri, validateHosts } from '../../spec/index.js';
+import { Problems, checkLibvirtUri, checkStateUrl, validateHosts } from '../../spec/index.js';
 import { HostResolver, type Scope } from '../hosts.js';
-import { checkStateUrl } from '../state/location.js';
 import { DEFAULT_STATE_DIR, DEFAULT_URI } from '../state/paths.js';
 import type { StateStore } from '../state/store.js';
 

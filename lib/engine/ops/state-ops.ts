@@ -3,13 +3,12 @@
 import { resolve } from 'node:path';
 import type { VmOptions } from '../../../types/vm.js';
 import { SpecError, VirtwireError } from '../../errors/index.js';
-import { Problems, checkName } from '../../spec/index.js';
+import { Problems, checkName, checkStateUrl, isDatabaseUrl } from '../../spec/index.js';
 import { renderResolvedDomainXml } from '../../xml/index.js';
 import type { EngineDeps } from '../deps.js';
 import { applyHost } from '../reconcile.js';
 import { withHypervisor } from '../hosts.js';
 import { domainFiles, vmPaths } from '../state/paths.js';
-import { checkStateUrl, isDatabaseUrl } from '../state/location.js';
 import { openState, withState, type StateWhere } from '../state/open.js';
 import { bind } from './scope.js';
 import { locate } from './locate.js';

@@ -1,7 +1,7 @@
 // The one place a state store is chosen: a PostgreSQL URL opens the database state, anything else
 // is this machine's state directory (the default).
 import { DirStateStore } from './dir-store.js';
-import { isDatabaseUrl } from './location.js';
+import { isDatabaseUrl } from '../../spec/index.js';
 import { PgStateStore } from './pg-store.js';
 import type { StateStore } from './store.js';
 import { DEFAULT_STATE_DIR } from './paths.js';

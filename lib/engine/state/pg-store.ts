@@ -17,7 +17,7 @@ import type { ResolvedSecurityGroup } from '../../../types/resolved.js';
 import { VirtwireError, isVirtwireError } from '../../errors/index.js';
 import type { LockHolder } from '../../host/index.js';
 import { claimsOf } from './claims.js';
-import { redactUrl } from './location.js';
+import { redactUrl, redactUrls } from '../../spec/index.js';
 import { vmPaths, type VmPaths } from './paths.js';
 import { SCHEMA, migrateSchema } from './pg-schema.js';
 import {
@@ -75,6 +75,9 @@ function poolFor(url: string, where: string): { pool: pg.Pool; ready: Promise<vo
   return entry;
 }
 
+/** The command locks this process holds, by database URL (see commandStillHeld). */
+const commandSessions = new Map<string, Set<LockSession>>();
+
 /** A connection of its own that holds an advisory lock; `lost` is set when the server or network ends it. */
 interface LockSession {
   client: pg.PoolClient;
@@ -109,10 +112,12 @@ export class PgStateStore implements StateStore {
   async load(): Promise<void> {
     if (this.session) return this.loadWith(this.session.client);
     const client = await this.connect();
+    let ok = false;
     try {
       await this.loadWith(client);
+      ok = true;
     } finally {
-      client.release();
+      client.release(!ok);
     }
   }
 
@@ -134,8 +139,9 @@ export class PgStateStore implements StateStore {
         serial: Number(serial.rows[0]?.value ?? 0),
       };
     } catch (e) {
-      await client.query('rollback').catch(() => undefined);
-      throw isVirtwireError(e) ? e : this.unavailable('could not be read', e);
+      if (isVirtwireError(e)) throw e;
+      if (this.session?.client === client) this.session.lost ??= asError(e);
+      throw this.unavailable('could not be read', e);
     }
   }
 
@@ -243,7 +249,9 @@ export class PgStateStore implements StateStore {
   private async write(fn: (c: pg.ClientBase) => Promise<unknown>): Promise<void> {
     const session = this.session;
     if (session?.lost) throw this.lockLost(session.lost);
+    await this.commandStillHeld(false);
     const client = session?.client ?? (await this.connect());
+    let broken = false;
     try {
       await client.query('begin');
       await fn(client);
@@ -253,11 +261,18 @@ export class PgStateStore implements StateStore {
       await client.query('commit');
       this.snapshot = { ...this.snapshot, serial: Number(serial.rows[0]!.value) };
     } catch (e) {
-      await client.query('rollback').catch(() => undefined);
-      if (isVirtwireError(e)) throw e;
-      throw session ? this.lockLost(session.lost ?? e) : this.unavailable('could not be written', e);
+      if (isVirtwireError(e)) {
+        // refused by us mid-transaction (a conflict): the connection is fine
+        await client.query('rollback').catch(() => undefined);
+        throw e;
+      }
+      // a connection that failed or timed out is not asked again (its next query would wait out
+      // the timeout too): it is dropped, and the server rolls the transaction back
+      broken = true;
+      if (session) session.lost ??= asError(e);
+      throw session ? this.lockLost(e) : this.unavailable('could not be written', e);
     } finally {
-      if (!session) client.release();
+      if (!session) client.release(broken);
     }
   }
 
@@ -268,18 +283,20 @@ export class PgStateStore implements StateStore {
       if (session) await session.client.query('select 1');
       else await (await this.pool()).query('select 1');
     } catch (e) {
+      if (session) session.lost ??= asError(e);
       throw session ? this.lockLost(e) : this.unavailable('is unreachable', e);
     }
   }
 
   async withLock<T>(fn: () => Promise<T>, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<T> {
     return inProcessTurn(`pg:${this.url}`, async () => {
-      const session = await this.lock(STATE_LOCK, 'exclusive', process.argv.slice(1).join(' '), {
+      const session = await this.lock(STATE_LOCK, 'exclusive', thisCommand(), {
         timeoutMs: options.timeoutMs ?? 120_000,
         ...(options.signal ? { signal: options.signal } : {}),
       });
       this.session = session;
       try {
+        await this.commandStillHeld(true);
         await this.loadWith(session.client);
         return await fn();
       } finally {
@@ -303,10 +320,24 @@ export class PgStateStore implements StateStore {
       busy.client.release();
       session = await this.lock(COMMAND_LOCK, mode, command, { timeoutMs: options.timeoutMs });
     }
+    const mine = commandSessions.get(this.url) ?? new Set<LockSession>();
+    commandSessions.set(this.url, mine.add(session));
     try {
       return await fn();
     } finally {
+      mine.delete(session);
       await this.unlock(session, COMMAND_LOCK, mode);
+    }
+  }
+
+  /**
+   * A command whose lock was taken from it (force-unlock ended its session, the server restarted)
+   * may not go on: every state lock and write of this process checks its command sessions first.
+   */
+  private async commandStillHeld(ping: boolean): Promise<void> {
+    for (const s of commandSessions.get(this.url) ?? []) {
+      if (!s.lost && ping) await s.client.query('select 1').catch((e: unknown) => (s.lost ??= asError(e)));
+      if (s.lost) throw this.lockLost(s.lost);
     }
   }
 
@@ -359,11 +390,14 @@ export class PgStateStore implements StateStore {
         await client.query(`select set_config('lock_timeout', '0', false)`);
       }
       session.held = true;
+      // notes of sessions that ended without removing theirs (killed) go first
+      await client.query(`delete from ${SCHEMA}.holders where backend_pid not in (select pid from pg_stat_activity)`);
       await client.query(
         `insert into ${SCHEMA}.holders (backend_pid, os_pid, host, command) values ($1, $2, $3, $4)
          on conflict (backend_pid) do update set os_pid = excluded.os_pid, host = excluded.host,
            command = excluded.command, since = now()`,
-        [session.backendPid, process.pid, hostname(), command],
+        // a command line may carry the state's URL: never its password
+        [session.backendPid, process.pid, hostname(), redactUrls(command)],
       );
       return session;
     } catch (e) {
@@ -425,17 +459,37 @@ export class PgStateStore implements StateStore {
   }
 
   /**
-   * The lock's ID is its holder's database session. Ending that session releases the lock; the
-   * holder's next write then fails (it can record nothing more), so this is for a holder that
-   * can no longer be reached (a partitioned machine the server has not yet given up on).
+   * The lock's ID is its holder's database session (the state lock's or the command lock's).
+   * Ending it — and every other session of the same process — releases its locks; the holder's
+   * next write then fails (it can record nothing more). For a holder that cannot be reached (a
+   * partitioned machine whose sessions the server still keeps alive).
    */
   async forceUnlock(id: number): Promise<string> {
-    const { locked, holder } = await this.commandLockHolder();
-    if (!locked) return `the state in ${this.where} is not locked (locks die with their holder's session)`;
-    if (holder?.pid !== id)
-      throw new VirtwireError('NOT_FOUND', `the lock's ID is ${holder?.pid ?? 'unknown'}, not ${id}`);
-    await (await this.pool()).query('select pg_terminate_backend($1)', [id]);
-    return `ended session ${id} of ${holder.command}: its lock is released and it can record nothing more`;
+    const pool = await this.pool();
+    const held = await pool.query<{ backend: number; os_pid: number | null; host: string | null }>(
+      `select l.pid as backend, h.os_pid, h.host
+         from pg_locks l left join ${SCHEMA}.holders h on h.backend_pid = l.pid
+        where l.locktype = 'advisory' and l.granted and l.classid = $1 and l.objsubid = 2
+          and l.database = (select oid from pg_database where datname = current_database())`,
+      [LOCK_CLASS],
+    );
+    if (held.rows.length === 0)
+      return `the state in ${this.where} is not locked (locks die with their holder's session)`;
+    const target = held.rows.find((r) => r.backend === id);
+    if (!target)
+      throw new VirtwireError(
+        'NOT_FOUND',
+        `no lock of ${this.where} has ID ${id}; held by session ${held.rows.map((r) => r.backend).join(', ')}`,
+      );
+    const ended = await pool.query<{ pid: number }>(
+      `select pid from (select $1::integer as pid
+         union select backend_pid from ${SCHEMA}.holders where host = $2 and os_pid = $3) s
+        where pid in (select pid from pg_stat_activity where application_name = 'virtwire')
+          and pg_terminate_backend(pid)`,
+      [id, target.host, target.os_pid],
+    );
+    const who = target.host ? `process ${target.os_pid} on ${target.host}` : `session ${id}`;
+    return `ended ${ended.rowCount} session(s) of ${who}: its locks are released and it can record nothing more`;
   }
 
   async close(): Promise<void> {
@@ -478,3 +532,6 @@ export class PgStateStore implements StateStore {
 }
 
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+/** This process's command line, for lock notes. */
+const thisCommand = (): string => process.argv.slice(1).join(' ');
+const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)));

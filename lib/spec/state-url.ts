@@ -1,6 +1,6 @@
 // Where a state lives, as a user names it: a PostgreSQL URL (`postgresql://…`, `postgres://…`) or
 // nothing (this machine's state directory). Checked before anything connects.
-import type { Problems } from '../../spec/index.js';
+import type { Problems } from './problems.js';
 
 const SCHEMES = ['postgresql:', 'postgres:'];
 
@@ -32,6 +32,11 @@ export function redactUrl(text: string): string {
     if (url.password) url.password = '***';
     return url.toString();
   } catch {
-    return text.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+    return redactUrls(text);
   }
+}
+
+/** Every URL's password in `text` (a command line) hidden. */
+export function redactUrls(text: string): string {
+  return text.replace(/(\/\/[^:@/\s]*):[^@/\s]*@/g, '$1:***@');
 }
