@@ -6,7 +6,7 @@ import { VirtwireError } from '../../errors/index.js';
 import type { EngineDeps } from '../deps.js';
 import { withHypervisor } from '../hosts.js';
 import type { Change, Plan } from '../plan.js';
-import { bind, type ScopeOptions } from './scope.js';
+import { bind, passOn, type ScopeOptions } from './scope.js';
 import { createVm } from './create.js';
 import { destroyVm } from './destroy.js';
 import { reconcileHost } from '../reconcile.js';
@@ -31,11 +31,7 @@ export interface ApplyOptions extends ScopeOptions {
 
 export async function applyPlan(deps: EngineDeps, p: Plan, options: ApplyOptions = {}): Promise<CreatedVm[]> {
   const { state, hosts } = await bind(deps, options);
-  const scope = {
-    ...(options.uri ? { uri: options.uri } : {}),
-    stateDir: state.dir,
-    ...(options.hosts ? { hosts: options.hosts } : {}),
-  };
+  const scope = passOn(options, state.dir);
   const records = state.records();
   // updates and restarts stay on the host the VM is recorded on
   const contexts = hosts.all(records);
@@ -143,11 +139,7 @@ export async function destroyAll(
   const { state, hosts } = await bind(deps, options);
   const records = state.records();
   const contexts = hosts.all(records);
-  const scope = {
-    ...(options.uri ? { uri: options.uri } : {}),
-    stateDir: state.dir,
-    ...(options.hosts ? { hosts: options.hosts } : {}),
-  };
+  const scope = passOn(options, state.dir);
   for (const { vm } of records) {
     await destroyVm(deps, vm.name, { ...scope, missingOk: true });
     options.report?.(vm.name);

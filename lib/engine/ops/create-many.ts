@@ -2,6 +2,8 @@
 // SpecError naming every problem, paths prefixed by the spec's index, nothing created), then all
 // created at once — their host-plane work joins in group commits — and all or nothing: if one
 // fails, the others are destroyed and the first failure is thrown.
+import { passOn } from './scope.js';
+import { DEFAULT_STATE_DIR } from '../state/paths.js';
 import type { VmSpec } from '../../../types/spec.js';
 import type { CreatedVm, CreateVmsOptions, ProgressEvent } from '../../../types/vm.js';
 import { SpecError, type SpecProblem } from '../../errors/index.js';
@@ -43,7 +45,7 @@ export async function createVms(
   if (!failed) return results.map((r) => (r as PromiseFulfilledResult<CreatedVm>).value);
   for (const r of results)
     if (r.status === 'fulfilled')
-      await destroyVm(deps, r.value.name, { uri: options.uri, hosts: options.hosts, stateDir: options.stateDir }).catch(
+      await destroyVm(deps, r.value.name, passOn(options, options.stateDir ?? DEFAULT_STATE_DIR)).catch(
         () => undefined,
       );
   throw failed.reason;

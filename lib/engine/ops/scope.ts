@@ -37,3 +37,13 @@ export async function bind(deps: EngineDeps, options: ScopeOptions = {}): Promis
   await state.load();
   return { scope, state, hosts: new HostResolver(deps, scope) };
 }
+
+/** The scope of `options` for the calls an operation makes in turn (the same state, URI and hosts). */
+export function passOn(options: ScopeOptions, stateDir: string): ScopeOptions {
+  return {
+    ...(options.uri ? { uri: options.uri } : {}),
+    stateDir,
+    ...(options.state ? { state: options.state } : {}),
+    ...(options.hosts ? { hosts: options.hosts } : {}),
+  };
+}
