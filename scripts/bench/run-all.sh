@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/prepare.sh
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(libvirt plan host-plane security-groups overlapping-tenants create-vm create-loop create-many cloud-vm)
+[ ${#benches[@]} -gt 0 ] || benches=(libvirt plan state host-plane security-groups overlapping-tenants create-vm create-loop create-many cloud-vm)
 if [ "$(id -u)" != 0 ]; then
   for b in host-plane security-groups overlapping-tenants create-vm create-loop create-many cloud-vm; do benches=("${benches[@]/$b/}"); done
   echo "bench: host-plane, security-groups, overlapping-tenants, create-vm, create-loop, create-many and cloud-vm need root; skipped"
