@@ -61,7 +61,9 @@ describeAsRoot('fast boots and many creates (real guests)', () => {
     // the guest prints its lease once it has it (dnsmasq's lease file may come first)
     for (const v of vms)
       await waitForConsole(v, new RegExp(`VIRTWIRE-LEASE ip=${v.nics[0]!.ip.replaceAll('.', '\\.')} `));
-    expect(listKernelCache(stateDir)).toMatchObject([{ path: kernels[0], usedBy: ['vwfb-a', 'vwfb-b', 'vwfb-c'] }]);
+    expect(await listKernelCache(stateDir)).toMatchObject([
+      { path: kernels[0], usedBy: ['vwfb-a', 'vwfb-b', 'vwfb-c'] },
+    ]);
     for (const v of vms) await destroyVm(v.name, opts);
     // the cache keeps it for the next VM: a create → destroy loop extracts once
     expect(existsSync(kernels[0]!)).toBe(true);
