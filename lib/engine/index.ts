@@ -6,7 +6,7 @@ import type { VmSpec } from '../../types/spec.js';
 import { defaultEngine } from './container.js';
 import type { Operations } from './operations.js';
 import type { CommandLockOptions, VmRecord } from './state/store.js';
-import { withState, type StateWhere } from './state/open.js';
+import { openWhere, withState, type StateWhere } from './state/open.js';
 
 /** An operation of the default engine, by name (its signature is the operation's own: operations.ts). */
 const forward = <K extends keyof Operations>(name: K): Operations[K] =>
@@ -124,18 +124,18 @@ export function listKernelCache(where?: StateWhere): Promise<KernelCacheEntry[]>
 export function pruneKernelCache(
   options: { stateDir?: string; state?: string; maxMiB?: number; includeRecent?: boolean } = {},
 ): Promise<KernelCacheEntry[]> {
-  return withState(options, (state) =>
-    state.withLock(async () => {
-      const records = state.records();
-      const gone = pruneKernels(
-        state.dir,
-        (options.maxMiB ?? 0) * 2 ** 20,
-        records.map((r) => r.kernel),
-        options.includeRecent ? 0 : GRACE_MS,
-      );
-      return gone.map((k) => entryOf(k, records));
-    }),
-  );
+  // the lock reads the records: no snapshot before it
+  const state = openWhere(options);
+  return state.withLock(async () => {
+    const records = state.records();
+    const gone = pruneKernels(
+      state.dir,
+      (options.maxMiB ?? 0) * 2 ** 20,
+      records.map((r) => r.kernel),
+      options.includeRecent ? 0 : GRACE_MS,
+    );
+    return gone.map((k) => entryOf(k, records));
+  });
 }
 
 const entryOf = (k: CachedKernel, records: VmRecord[]): KernelCacheEntry => ({
@@ -161,7 +161,7 @@ export function withCommandLock<T>(
   fn: () => Promise<T>,
   options?: CommandLockOptions,
 ): Promise<T> {
-  return withState(where, (s) => s.withCommandLock(command, fn, options));
+  return openWhere(where).withCommandLock(command, fn, options);
 }
 
 export { lockInfo, forceUnlock, migrateState, type LockInfo } from './ops/state-ops.js';

@@ -3,13 +3,13 @@
 import { resolve } from 'node:path';
 import type { VmOptions } from '../../../types/vm.js';
 import { SpecError, VirtwireError } from '../../errors/index.js';
-import { Problems, checkName, checkStateUrl, isDatabaseUrl } from '../../spec/index.js';
+import { Problems, checkName, checkStateUrl, isDatabaseUrl, redactUrl } from '../../spec/index.js';
 import { renderResolvedDomainXml } from '../../xml/index.js';
 import type { EngineDeps } from '../deps.js';
 import { applyHost } from '../reconcile.js';
 import { withHypervisor } from '../hosts.js';
 import { domainFiles, vmPaths } from '../state/paths.js';
-import { openState, withState, type StateWhere } from '../state/open.js';
+import { openState, openWhere, type StateWhere } from '../state/open.js';
 import { bind } from './scope.js';
 import { locate } from './locate.js';
 
@@ -98,11 +98,9 @@ export interface LockInfo {
 }
 
 /** Whether a command holds the state's command lock, and who. */
-export function lockInfo(where?: StateWhere): Promise<LockInfo> {
-  return withState(where, async (state) => {
-    const { locked, holder } = await state.commandLockHolder();
-    return { locked, ...(holder ? { id: holder.pid, command: holder.command, since: holder.since } : {}) };
-  });
+export async function lockInfo(where?: StateWhere): Promise<LockInfo> {
+  const { locked, holder } = await openWhere(where).commandLockHolder();
+  return { locked, ...(holder ? { id: holder.pid, command: holder.command, since: holder.since } : {}) };
 }
 
 /**
@@ -111,7 +109,7 @@ export function lockInfo(where?: StateWhere): Promise<LockInfo> {
  * that session is what force-unlock does there (the holder can record nothing more).
  */
 export function forceUnlock(where: StateWhere, id: number): Promise<string> {
-  return withState(where, (state) => state.forceUnlock(id));
+  return openWhere(where).forceUnlock(id);
 }
 
 /**
@@ -120,43 +118,43 @@ export function forceUnlock(where: StateWhere, id: number): Promise<string> {
  * source (a directory keeps its VM files: they are per-host files either way). The target must
  * be empty. Returns the names of the VMs moved.
  */
-export function migrateState(from: StateWhere, to: string): Promise<string[]> {
-  return withState(from, async (source) => {
-    const p = new Problems();
-    const toDb = isDatabaseUrl(to);
-    if (toDb) checkStateUrl(p, 'to', to);
-    else if (resolve(to) !== resolve(source.dir))
-      p.add(
-        'to',
-        `a directory state holds its VM files beside its records: migrate to this machine's state dir ${source.dir} ` +
-          `(or name another with --state-dir), not ${to}`,
-      );
-    if (toDb ? to === source.where : source.where === source.dir)
-      p.add('to', `is where the state already is (${source.where})`);
-    p.throwIfAny('state migrate');
-    const target = openState(source.dir, toDb ? to : undefined);
-    return source.withLock(() =>
-      target.withLock(async () => {
-        if (target.records().length > 0 || target.securityGroups().length > 0)
-          throw new VirtwireError(
-            'STATE_CONFLICT',
-            `${target.where} already holds a state (${target.records().length} VMs, ${target.securityGroups().length} security groups): migrate only into an empty one`,
-          );
-        const records = source.records();
-        const groups = source.securityGroups();
-        try {
-          for (const g of groups) await target.putSecurityGroup(g);
-          for (const r of records) await target.put(r);
-        } catch (e) {
-          // all or nothing: what was copied goes again, the source is untouched
-          for (const r of records) await target.forget(r.vm.name).catch(() => undefined);
-          for (const g of groups) await target.removeSecurityGroup(g.name).catch(() => undefined);
-          throw e;
-        }
-        for (const r of records) await source.forget(r.vm.name);
-        for (const g of groups) await source.removeSecurityGroup(g.name);
-        return records.map((r) => r.vm.name);
-      }),
+export async function migrateState(from: StateWhere, to: string): Promise<string[]> {
+  // the locks read both states: no snapshot before them
+  const source = openWhere(from);
+  const p = new Problems();
+  const toDb = isDatabaseUrl(to);
+  if (toDb) checkStateUrl(p, 'to', to);
+  else if (resolve(to) !== resolve(source.dir))
+    p.add(
+      'to',
+      `a directory state holds its VM files beside its records: migrate to this machine's state dir ${source.dir} ` +
+        `(or name another with --state-dir), not ${to}`,
     );
-  });
+  if (toDb ? redactUrl(to) === source.where : source.where === source.dir)
+    p.add('to', `is where the state already is (${source.where})`);
+  p.throwIfAny('state migrate');
+  const target = openState(source.dir, toDb ? to : undefined);
+  return source.withLock(() =>
+    target.withLock(async () => {
+      if (target.records().length > 0 || target.securityGroups().length > 0)
+        throw new VirtwireError(
+          'STATE_CONFLICT',
+          `${target.where} already holds a state (${target.records().length} VMs, ${target.securityGroups().length} security groups): migrate only into an empty one`,
+        );
+      const records = source.records();
+      const groups = source.securityGroups();
+      try {
+        for (const g of groups) await target.putSecurityGroup(g);
+        for (const r of records) await target.put(r);
+      } catch (e) {
+        // all or nothing: what was copied goes again, the source is untouched
+        for (const r of records) await target.forget(r.vm.name).catch(() => undefined);
+        for (const g of groups) await target.removeSecurityGroup(g.name).catch(() => undefined);
+        throw e;
+      }
+      for (const r of records) await source.forget(r.vm.name);
+      for (const g of groups) await source.removeSecurityGroup(g.name);
+      return records.map((r) => r.vm.name);
+    }),
+  );
 }

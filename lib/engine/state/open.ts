@@ -17,10 +17,18 @@ export function openState(stateDir: string, state?: string): StateStore {
  */
 export type StateWhere = string | { stateDir?: string; state?: string };
 
-/** Opens the state `where` names and its snapshot, runs `fn` on it, and lets its connections go. */
-export async function withState<T>(where: StateWhere | undefined, fn: (state: StateStore) => Promise<T>): Promise<T> {
+/**
+ * The store `where` names, its snapshot not yet read: for what reads under the lock (which loads
+ * it) or only the locks.
+ */
+export function openWhere(where: StateWhere | undefined): StateStore {
   const w = typeof where === 'string' ? { stateDir: where } : (where ?? {});
-  const state = openState(w.stateDir ?? DEFAULT_STATE_DIR, w.state);
+  return openState(w.stateDir ?? DEFAULT_STATE_DIR, w.state);
+}
+
+/** Opens the state `where` names and reads its snapshot, then runs `fn` on it. */
+export async function withState<T>(where: StateWhere | undefined, fn: (state: StateStore) => Promise<T>): Promise<T> {
+  const state = openWhere(where);
   await state.load();
   return fn(state);
 }

@@ -75,6 +75,15 @@ function poolFor(url: string, where: string): { pool: pg.Pool; ready: Promise<vo
   return entry;
 }
 
+interface HeldLock {
+  which: number;
+  backend: number;
+  os_pid: number | null;
+  host: string | null;
+  command: string | null;
+  since: Date | null;
+}
+
 /** The command locks this process holds, by database URL (see commandStillHeld). */
 const commandSessions = new Map<string, Set<LockSession>>();
 
@@ -195,9 +204,7 @@ export class PgStateStore implements StateStore {
     });
     this.snapshot = {
       ...this.snapshot,
-      records: [...this.snapshot.records.filter((r) => r.vm.name !== record.vm.name), stamped].sort((a, b) =>
-        a.vm.name < b.vm.name ? -1 : a.vm.name > b.vm.name ? 1 : 0,
-      ),
+      records: replaced(this.snapshot.records, stamped, (r) => r.vm.name),
     };
   }
 
@@ -224,9 +231,7 @@ export class PgStateStore implements StateStore {
     );
     this.snapshot = {
       ...this.snapshot,
-      groups: [...this.snapshot.groups.filter((g) => g.name !== group.name), group].sort((a, b) =>
-        a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
-      ),
+      groups: replaced(this.snapshot.groups, group, (g) => g.name),
     };
   }
 
@@ -425,24 +430,23 @@ export class PgStateStore implements StateStore {
     }
   }
 
-  /** The live holder of a lock: the session in pg_locks, with the note it wrote. */
-  private async holderOf(which: number, via?: pg.ClientBase): Promise<{ locked: boolean; holder?: LockHolder }> {
+  /** The sessions holding virtwire's advisory locks in this database (pg_locks), with their notes. */
+  private async heldLocks(via?: pg.ClientBase): Promise<HeldLock[]> {
     const q = via ?? (await this.pool());
-    const r = await q.query<{
-      backend: number;
-      os_pid: number | null;
-      host: string | null;
-      command: string | null;
-      since: Date | null;
-    }>(
-      `select l.pid as backend, h.os_pid, h.host, h.command, h.since
+    const r = await q.query<HeldLock>(
+      `select l.objid::integer as which, l.pid as backend, h.os_pid, h.host, h.command, h.since
          from pg_locks l left join ${SCHEMA}.holders h on h.backend_pid = l.pid
-        where l.locktype = 'advisory' and l.granted and l.classid = $1 and l.objid = $2 and l.objsubid = 2
+        where l.locktype = 'advisory' and l.granted and l.classid = $1 and l.objsubid = 2
           and l.database = (select oid from pg_database where datname = current_database())
-        order by h.since nulls last limit 1`,
-      [LOCK_CLASS, which],
+        order by h.since nulls last`,
+      [LOCK_CLASS],
     );
-    const row = r.rows[0];
+    return r.rows;
+  }
+
+  /** The live holder of a lock (the longest-holding one of a shared lock). */
+  private async holderOf(which: number, via?: pg.ClientBase): Promise<{ locked: boolean; holder?: LockHolder }> {
+    const row = (await this.heldLocks(via)).find((h) => h.which === which);
     if (!row) return { locked: false };
     return {
       locked: true,
@@ -465,23 +469,17 @@ export class PgStateStore implements StateStore {
    * partitioned machine whose sessions the server still keeps alive).
    */
   async forceUnlock(id: number): Promise<string> {
-    const pool = await this.pool();
-    const held = await pool.query<{ backend: number; os_pid: number | null; host: string | null }>(
-      `select l.pid as backend, h.os_pid, h.host
-         from pg_locks l left join ${SCHEMA}.holders h on h.backend_pid = l.pid
-        where l.locktype = 'advisory' and l.granted and l.classid = $1 and l.objsubid = 2
-          and l.database = (select oid from pg_database where datname = current_database())`,
-      [LOCK_CLASS],
-    );
-    if (held.rows.length === 0)
-      return `the state in ${this.where} is not locked (locks die with their holder's session)`;
-    const target = held.rows.find((r) => r.backend === id);
+    const held = await this.heldLocks();
+    if (held.length === 0) return `the state in ${this.where} is not locked (locks die with their holder's session)`;
+    const target = held.find((r) => r.backend === id);
     if (!target)
       throw new VirtwireError(
         'NOT_FOUND',
-        `no lock of ${this.where} has ID ${id}; held by session ${held.rows.map((r) => r.backend).join(', ')}`,
+        `no lock of ${this.where} has ID ${id}; held by session ${held.map((r) => r.backend).join(', ')}`,
       );
-    const ended = await pool.query<{ pid: number }>(
+    const ended = await (
+      await this.pool()
+    ).query<{ pid: number }>(
       `select pid from (select $1::integer as pid
          union select backend_pid from ${SCHEMA}.holders where host = $2 and os_pid = $3) s
         where pid in (select pid from pg_stat_activity where application_name = 'virtwire')
@@ -534,4 +532,12 @@ export class PgStateStore implements StateStore {
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 /** This process's command line, for lock notes. */
 const thisCommand = (): string => process.argv.slice(1).join(' ');
+/** `list` (sorted by name) with `item` in place of its namesake, still sorted. */
+function replaced<T>(list: T[], item: T, nameOf: (x: T) => string): T[] {
+  const name = nameOf(item);
+  return [...list.filter((x) => nameOf(x) !== name), item].sort((a, b) =>
+    nameOf(a) < nameOf(b) ? -1 : nameOf(a) > nameOf(b) ? 1 : 0,
+  );
+}
+
 const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)));
