@@ -1,7 +1,8 @@
 // The state in PostgreSQL through the built CLI, with real guests, libvirtd and host planes: a
 // directory state moved to the database and back without touching a host (plan empty after each
 // move), an apply killed with SIGKILL after it recorded a VM (the next command gets the lock at
-// once and plan names the repair), and an apply cut off from the database by a partition (it stops
+// once and plan names the repair), an apply whose database restarts under it (a clear error, every
+// record whole, the next apply finishes the job), and an apply cut off from the database by a partition (it stops
 // before it changes a host: no domain, no bridge, no record).
 import { execa } from 'execa';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { bridgeName } from '../../lib/spec/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { waitFor } from '../helpers/wait.js';
 import { guestYaml } from '../helpers/spec-yaml.js';
-import { PartitionProxy, freshDatabase, privateCluster } from '../helpers/postgres.js';
+import { PartitionProxy, freshDatabase, privateCluster, restartCluster } from '../helpers/postgres.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vwpgc-'));
 chmodSync(dir, 0o755);
@@ -161,5 +162,36 @@ describeAsRoot('the state in PostgreSQL through the CLI (real guests)', () => {
       expect((await cli(['force-unlock', id!], url)).stdout).toMatch(/ended \d session/);
     }
     expect((await cli(['plan', '-f', file], url)).stdout).toContain('vwpg-c');
+  });
+
+  test('the database restarts mid-apply: a clear error, nothing half-recorded, the next apply finishes', async () => {
+    writeSpec(['vwpg-a', 'vwpga'], ['vwpg-b', 'vwpga'], ['vwpg-c', 'vwpgb'], ['vwpg-d', 'vwpgb'], ['vwpg-e', 'vwpgb']);
+    const apply = cli(['apply', '-f', file, '-auto-approve', '-parallelism', '1'], url);
+    let out = '';
+    apply.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    apply.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    // restart the server the moment the apply's first new record is in: its later writes are cut off
+    await waitFor('a new VM recorded', 120_000, async () => {
+      if (apply.exitCode !== null) throw new Error(`apply ended first: ${out}`);
+      return (await recorded(url)).some((n) => ['vwpg-c', 'vwpg-d', 'vwpg-e'].includes(n));
+    });
+    await restartCluster();
+    const r = await apply;
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stderr).toMatch(
+      /STATE_UNAVAILABLE|state in postgresql:\/\/.* (could not|is unreachable)|session .* ended/,
+    );
+    // every record there is whole (it reads back as a VM of the spec), and not every VM got one
+    const names = await recorded(url);
+    expect(names.filter((n) => ['vwpg-c', 'vwpg-d', 'vwpg-e'].includes(n)).length).toBe(1);
+    const list = await cli(['state', 'list'], url);
+    expect(list.exitCode).toBe(0);
+    expect(list.stdout.trim().split('\n')).toEqual(names.map((n) => `vm.${n}`));
+    // the next command needs no force-unlock (the restart ended the holder's sessions) and finishes the job
+    const plan = await cli(['plan', '-f', file], url);
+    expect(plan.exitCode).toBe(0);
+    expect((await cli(['apply', '-f', file, '-auto-approve'], url)).exitCode).toBe(0);
+    expect((await cli(['plan', '-f', file], url)).stdout).toContain('No changes.');
+    expect(await recorded(url)).toEqual(['vwpg-a', 'vwpg-b', 'vwpg-c', 'vwpg-d', 'vwpg-e']);
   });
 });
