@@ -179,7 +179,7 @@ export class PgStateStore implements StateStore {
          on conflict (name) do update set record = excluded.record, updated_at = now()`,
         [name, JSON.stringify(stamped)],
       );
-      await c.query(`delete from ${SCHEMA}.uses where vm = $1`, [name]);
+      const held = await this.dropUses(c, name);
       for (const claim of claimsOf(stamped)) {
         // taken, or kept by its owner; a row held by another owner is not updated: a conflict
         const got = await c.query(
@@ -200,7 +200,7 @@ export class PgStateStore implements StateStore {
         }
         await c.query(`insert into ${SCHEMA}.uses (vm, kind, key) values ($1, $2, $3)`, [name, claim.kind, claim.key]);
       }
-      await this.releaseUnused(c);
+      await this.releaseUnused(c, held);
     });
     this.snapshot = {
       ...this.snapshot,
@@ -215,8 +215,9 @@ export class PgStateStore implements StateStore {
 
   async forget(name: string): Promise<void> {
     await this.write(async (c) => {
+      const held = await this.dropUses(c, name);
       await c.query(`delete from ${SCHEMA}.vms where name = $1`, [name]);
-      await this.releaseUnused(c);
+      await this.releaseUnused(c, held);
     });
     this.snapshot = { ...this.snapshot, records: this.snapshot.records.filter((r) => r.vm.name !== name) };
   }
@@ -240,10 +241,22 @@ export class PgStateStore implements StateStore {
     this.snapshot = { ...this.snapshot, groups: this.snapshot.groups.filter((g) => g.name !== name) };
   }
 
-  private async releaseUnused(c: pg.ClientBase): Promise<void> {
+  /** Deletes what `vm` holds, returning it: the keys a change of that VM may have freed. */
+  private async dropUses(c: pg.ClientBase, vm: string): Promise<{ kind: string; key: string }[]> {
+    return (
+      await c.query<{ kind: string; key: string }>(`delete from ${SCHEMA}.uses where vm = $1 returning kind, key`, [vm])
+    ).rows;
+  }
+
+  /** Of the keys a VM held, releases those no VM uses any more (only those: no scan of every claim). */
+  private async releaseUnused(c: pg.ClientBase, held: { kind: string; key: string }[]): Promise<void> {
+    if (held.length === 0) return;
     await c.query(
-      `delete from ${SCHEMA}.owners o where not exists
-         (select 1 from ${SCHEMA}.uses u where u.kind = o.kind and u.key = o.key)`,
+      `delete from ${SCHEMA}.owners o
+         using unnest($1::text[], $2::text[]) as h(kind, key)
+         where o.kind = h.kind and o.key = h.key
+           and not exists (select 1 from ${SCHEMA}.uses u where u.kind = o.kind and u.key = o.key)`,
+      [held.map((h) => h.kind), held.map((h) => h.key)],
     );
   }
 
