@@ -14,6 +14,13 @@ export interface HostPort {
   mac: string;
   /** the guest's IP: the only source IP it may send from; also its static DHCP lease */
   ip?: string;
+  /**
+   * the guest's IPv6 address on a network with IPv6 (its SLAAC address, or a pinned one that
+   * DHCPv6 serves): with its link-local one (from its MAC), the only IPv6 sources it may send from
+   */
+  ip6?: string;
+  /** ip6 was given: DHCPv6 hands it out (the guest may hold its SLAAC address too) */
+  ip6Pinned?: true;
   /** DNS name for the static lease */
   hostname?: string;
   qos?: QosSpec;

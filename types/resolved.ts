@@ -19,6 +19,8 @@ export interface ResolvedNetwork {
   hostServices?: HostService[];
   /** DNS forwarding as given (absent: the default for its NAT setting) */
   dns?: { upstream?: string[] };
+  /** the network's IPv6 (absent: IPv4 only; the firewall drops every IPv6 frame of its ports) */
+  ipv6?: ResolvedIpv6;
   /** host bridge name (<= 15 chars) */
   bridge: string;
   /**
@@ -30,12 +32,33 @@ export interface ResolvedNetwork {
   namespace?: { transit: string };
 }
 
+export interface ResolvedIpv6 {
+  /** the /64, canonical text, e.g. fd10:10::/64 */
+  cidr: string;
+  /** its network address, e.g. fd10:10:: */
+  network: string;
+  /** the bridge's address in it (default ::1) */
+  gateway: string;
+  /**
+   * what leaves the tenant: 'nat' masqueraded to the host's address (NAT66), 'routed' as it is (the
+   * operator routes the prefix to this host), 'none' nothing (a network without NAT)
+   */
+  outbound: 'nat' | 'routed' | 'none';
+}
+
 export interface ResolvedNic {
   index: number;
   network: ResolvedNetwork;
   mac: string;
   /** undefined until allocated */
   ip?: string;
+  /**
+   * its IPv6 address on a network with `ipv6`: the one pinned (stateful DHCPv6), else its SLAAC
+   * address (the MAC's EUI-64 in the /64) — with its link-local address, the only ones it may send from
+   */
+  ip6?: string;
+  /** true when ip6 was given (served by DHCPv6; the NIC may also hold its SLAAC address) */
+  ip6Pinned?: boolean;
   qos?: QosSpec;
   /** host tap name (<= 15 chars) */
   tap: string;

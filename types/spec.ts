@@ -123,6 +123,11 @@ export interface NicSpec {
   mac?: string;
   /** inside the network's subnet; default: allocated */
   ip?: string;
+  /**
+   * inside the network's cidr6: served by DHCPv6 (stateful), pinned like `ip`. Default: the NIC's
+   * SLAAC address (its MAC's EUI-64 in the /64), which the guest forms itself
+   */
+  ip6?: string;
   qos?: QosSpec;
   /**
    * security groups of the NIC's tenant. None (the default): the NIC is open within its tenant.
@@ -233,6 +238,21 @@ export interface NetworkSpec {
    * list where its stub is in use), none for a network without NAT. `upstream: []` keeps it internal.
    */
   dns?: { upstream?: string[] };
+  /**
+   * IPv6 beside IPv4 (dual stack): a /64, ULA (fd…) or global. The bridge takes `gateway6`,
+   * dnsmasq sends router advertisements (SLAAC) and answers DHCPv6 for NICs with a pinned `ip6`,
+   * DNS answers AAAA for the tenant's names. Absent: the network has no IPv6 and its guests' IPv6
+   * frames are dropped.
+   */
+  cidr6?: string;
+  /** default ::1 of cidr6 */
+  gateway6?: string;
+  /**
+   * on a NAT network, outbound IPv6: true (default) masqueraded to the host's address (NAT66),
+   * false routed unchanged (the operator routes cidr6 to the host). Not with `nat: false`, which
+   * keeps IPv6 inside the tenant as it keeps IPv4.
+   */
+  nat6?: boolean;
 }
 
 export interface HostService {

@@ -32,6 +32,7 @@ export function allocate(
   for (const { nic } of nics) {
     const set = taken.get(nic.network.tenant) ?? new Set<string>();
     if (nic.ip) set.add(nic.ip);
+    if (nic.ip6) set.add(nic.ip6);
     taken.set(nic.network.tenant, set);
   }
   const out = vm.nics.map((given) => {
@@ -51,6 +52,11 @@ export function allocate(
     if (tapOwner) p.add(path, `tap ${nic.tap} is used by VM ${tapOwner.vm}`);
     const used = taken.get(nic.network.tenant) ?? new Set<string>();
     taken.set(nic.network.tenant, used);
+    if (nic.ip6) {
+      // a pinned address another NIC holds, or another NIC's SLAAC address (its MAC's EUI-64)
+      if (used.has(nic.ip6)) p.add(at(path, 'ip6'), `${nic.ip6} is already used on tenant ${nic.network.tenant}`);
+      used.add(nic.ip6);
+    }
     if (nic.ip) {
       if (used.has(nic.ip)) p.add(at(path, 'ip'), `${nic.ip} is already used on tenant ${nic.network.tenant}`);
       used.add(nic.ip);

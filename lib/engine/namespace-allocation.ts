@@ -46,6 +46,21 @@ export class Namespaces {
       (o) => o.tenant !== net.tenant && !o.namespace && subnetsOverlap(o, net),
     );
     const where = this.host ? `host ${this.host}` : 'this host';
+    const sameLink = net.ipv6
+      ? [...this.here.values()].find((o) => o.tenant !== net.tenant && o.ipv6?.cidr === net.ipv6!.cidr)
+      : undefined;
+    if (sameLink)
+      p.add(
+        at(path, 'cidr6'),
+        `${net.ipv6!.cidr} of tenant ${net.tenant} is also tenant ${sameLink.tenant}'s on ${where}: one /64 is one ` +
+          `link, give each tenant a /64 of its own`,
+      );
+    if ((recorded || (recorded === undefined && clash)) && net.ipv6)
+      p.add(
+        at(path, 'cidr6'),
+        `tenant ${net.tenant} has a namespace of its own on ${where} (its ${net.cidr} overlaps tenant ` +
+          `${clash?.tenant ?? 'another'}'s), where IPv6 is not supported yet: drop cidr6 or give it another IPv4 subnet`,
+      );
     if (recorded) return this.note({ ...net, namespace: recorded });
     if (recorded === null || !clash) {
       if (clash)

@@ -34,6 +34,7 @@ export function hostStateFor(
         kind: 'tap',
         mac: nic.mac,
         ...(nic.ip ? { ip: nic.ip } : {}),
+        ...(nic.ip6 ? { ip6: nic.ip6, ...(nic.ip6Pinned ? { ip6Pinned: true as const } : {}) } : {}),
         hostname: nic.index === 0 ? vm.name : `${vm.name}-nic${nic.index}`.slice(0, 31),
         ...(nic.qos ? { qos: nic.qos } : {}),
         ...(nic.securityGroups?.length ? { securityGroups: nic.securityGroups } : {}),

@@ -16,6 +16,8 @@ export interface DnsmasqPaths {
   dir: string;
   conf: string;
   hostsFile: string;
+  /** AAAA records of the tenant's names (addn-hosts: re-read on SIGHUP, like the hostsfile) */
+  namesFile: string;
   leaseFile: string;
   pidFile: string;
 }
@@ -26,6 +28,7 @@ export function dnsmasqPaths(stateDir: string, tenant: string): DnsmasqPaths {
     dir,
     conf: join(dir, 'dnsmasq.conf'),
     hostsFile: join(dir, 'hosts'),
+    namesFile: join(dir, 'names'),
     leaseFile: join(dir, 'leases'),
     pidFile: join(dir, 'dnsmasq.pid'),
   };
@@ -80,6 +83,7 @@ export function renderDnsmasqConfig(
     pidFile: paths.pidFile,
     leaseFile: paths.leaseFile,
     hostsFile: paths.hostsFile,
+    namesFile: network.ipv6 ? paths.namesFile : undefined,
     rangeStart: network.dhcpRange[0],
     rangeEnd: network.dhcpRange[1],
     netmask: network.netmask,
@@ -94,30 +98,65 @@ export function renderDnsmasqConfig(
       return a;
     }),
     leaseMax: size,
+    ...ipv6Values(network, options.mtu),
   });
 }
 
-/** dhcp-hostsfile lines: `mac,ip[,name]`, sorted so the file is deterministic. */
+/** The template's IPv6 lines, each left out (undefined) on a network without IPv6. */
+function ipv6Values(network: ResolvedNetwork, mtu: number | undefined) {
+  const v6 = network.ipv6;
+  if (!v6) return {};
+  return {
+    ra: '',
+    raMtu: mtu === undefined ? '' : `mtu:${mtu},`,
+    routerLifetime: v6.outbound === 'none' ? 0 : 1800,
+    range6: v6.network,
+    gateway6: v6.gateway,
+  };
+}
+
+/**
+ * dhcp-hostsfile lines: `mac,ip[,[ip6]][,name]` (the IPv6 address only where it is pinned: DHCPv6
+ * serves it), sorted so the file is deterministic.
+ */
 export function renderHostsFile(net: HostNetwork): string {
   const lines = net.ports
     .filter((p) => p.ip)
-    .map((p) => [p.mac, p.ip, ...(p.hostname ? [p.hostname] : [])].join(','))
+    .map((p) =>
+      [p.mac, p.ip, ...(p.ip6 && p.ip6Pinned ? [`[${p.ip6}]`] : []), ...(p.hostname ? [p.hostname] : [])].join(','),
+    )
     .sort();
   return lines.map((l) => `${l}\n`).join('');
+}
+
+/**
+ * addn-hosts lines for a network with IPv6: each named port's IPv6 address (SLAAC or pinned),
+ * so its name answers AAAA whether or not the guest ever asks DHCPv6 (expand-hosts adds the
+ * tenant's domain). Empty without IPv6.
+ */
+export function renderNamesFile(net: HostNetwork): string {
+  if (!net.network.ipv6) return '';
+  const lines = net.ports.filter((p) => p.ip6 && p.hostname).map((p) => `${p.ip6} ${p.hostname}`);
+  return lines
+    .sort()
+    .map((l) => `${l}\n`)
+    .join('');
 }
 
 export interface DnsmasqStatus {
   pid: number | undefined;
   conf: string | undefined;
   hosts: string | undefined;
+  names: string | undefined;
 }
 
 /** The running instance (pid alive and started with this config file) and the files on disk. */
 export async function observeDnsmasq(files: HostFiles, paths: DnsmasqPaths): Promise<DnsmasqStatus> {
-  const [pidText, conf, hosts] = await Promise.all([
+  const [pidText, conf, hosts, names] = await Promise.all([
     files.read(paths.pidFile),
     files.read(paths.conf),
     files.read(paths.hostsFile),
+    files.read(paths.namesFile),
   ]);
   const pid = Number(pidText?.trim());
   let running: number | undefined;
@@ -126,16 +165,16 @@ export async function observeDnsmasq(files: HostFiles, paths: DnsmasqPaths): Pro
     const cmdline = await files.process(pid);
     if (cmdline?.includes(`--conf-file=${paths.conf}`)) running = pid;
   }
-  return { pid: running, conf, hosts };
+  return { pid: running, conf, hosts, names };
 }
 
 export type DnsmasqAction = 'none' | 'start' | 'restart' | 'reload';
 
 /** What reconciling one instance needs: start, restart (config changed), SIGHUP (leases changed). */
-export function planDnsmasq(status: DnsmasqStatus, conf: string, hosts: string): DnsmasqAction {
+export function planDnsmasq(status: DnsmasqStatus, conf: string, hosts: string, names = ''): DnsmasqAction {
   if (status.pid === undefined) return 'start';
   if (status.conf !== conf) return 'restart';
-  if (status.hosts !== hosts) return 'reload';
+  if (status.hosts !== hosts || (status.names ?? '') !== names) return 'reload';
   return 'none';
 }
 
@@ -144,13 +183,14 @@ export async function applyDnsmasq(
   files: HostFiles,
   paths: DnsmasqPaths,
   action: DnsmasqAction,
-  /** the config, the hostsfile, and the MACs of the tenant's ports (whose leases are kept) */
-  { conf, hosts, macs }: { conf: string; hosts: string; macs: string[] },
+  /** the config, the hostsfile, the names file, and the MACs of the tenant's ports (whose leases are kept) */
+  { conf, hosts, names = '', macs }: { conf: string; hosts: string; names?: string; macs: string[] },
   status: DnsmasqStatus,
 ): Promise<number | undefined> {
   if (action === 'none') return status.pid;
   await files.mkdir(paths.dir);
   await files.write(paths.hostsFile, hosts);
+  await files.write(paths.namesFile, names);
   // A lease of a MAC that is no longer a port's (its VM or NIC is gone) is dropped: dnsmasq keeps
   // a leased address from every other MAC — even one whose dhcp-host names it — until the lease
   // expires, so the next VM given that address would get another. The lease file may only be

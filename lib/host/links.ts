@@ -25,7 +25,7 @@ export interface DesiredLink {
   create: (string | number)[];
   master?: string;
   mtu?: number;
-  /** IPv4 addresses with prefix, e.g. 10.10.0.1/24 (bridges) */
+  /** addresses with prefix, e.g. 10.10.0.1/24 and fd10:10::1/64 (bridges); never link-local ones */
   addresses: string[];
   /** VXLAN: unicast peers, as all-zero FDB entries (head-end replication) */
   peers: string[];
@@ -74,12 +74,16 @@ export interface ObservedLink {
 /**
  * A plain tenant's bridge holds its gateway address and nothing else of the host's: it answers
  * ARP only for addresses on itself (arp_ignore 1: not for another tenant's gateway or the
- * uplink's address, which the weak host model would), and takes no part in IPv6 (no fe80::
- * address a guest could reach the host on). A kernel without IPv6 has no such setting.
+ * uplink's address, which the weak host model would). Without the network's IPv6 it takes no
+ * part in IPv6 (no fe80:: address a guest could reach the host on); with it, it is the router
+ * (its link-local address sends the advertisements) and learns nothing from what guests
+ * advertise (accept_ra 0, autoconf 0). A kernel without IPv6 has none of the ipv6 settings.
  */
-const bridgeSysctls = (dev: string): Record<string, string> => ({
+const bridgeSysctls = (dev: string, ipv6 = false): Record<string, string> => ({
   [`ipv4/conf/${dev}/arp_ignore`]: '1',
-  [`ipv6/conf/${dev}/disable_ipv6`]: '1',
+  [`ipv6/conf/${dev}/disable_ipv6`]: ipv6 ? '0' : '1',
+  [`ipv6/conf/${dev}/accept_ra`]: '0',
+  [`ipv6/conf/${dev}/autoconf`]: '0',
 });
 
 /** VXLAN's encapsulation over an IPv4 underlay: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
@@ -191,9 +195,11 @@ export function desiredLinks(state: HostState, mtus: ReadonlyMap<string, number>
       mtu,
       // a namespaced tenant's gateway is in its namespace, behind a port of the bridge: the host
       // has no address there and answers no ARP
-      addresses: namespaced.has(tenant) ? [] : [`${n.gateway}/${n.prefix}`],
+      addresses: namespaced.has(tenant)
+        ? []
+        : [`${n.gateway}/${n.prefix}`, ...(n.ipv6 ? [`${n.ipv6.gateway}/64`] : [])],
       ...(namespaced.has(tenant) ? { noArp: true as const } : {}),
-      sysctls: bridgeSysctls(n.bridge),
+      sysctls: bridgeSysctls(n.bridge, n.ipv6 !== undefined && !namespaced.has(tenant)),
       peers: [],
       // security groups are enforced in the IP forward hook, with conntrack: this bridge's frames
       // must pass it whatever the host-wide bridge-nf-call-iptables says
@@ -293,7 +299,7 @@ interface FdbJson {
 export async function observeLinks(runner: CommandRunner, step = 'links: observe'): Promise<Map<string, ObservedLink>> {
   const [links, addrs] = await Promise.all([
     runner.run(['ip', '-j', '-d', 'link', 'show'], { step }),
-    runner.run(['ip', '-j', '-4', 'addr', 'show'], { step }),
+    runner.run(['ip', '-j', 'addr', 'show'], { step }),
   ]);
   const byName = new Map<string, ObservedLink>();
   for (const l of JSON.parse(links.stdout || '[]') as IpLinkJson[]) {
@@ -319,11 +325,14 @@ export async function observeLinks(runner: CommandRunner, step = 'links: observe
   }
   for (const a of JSON.parse(addrs.stdout || '[]') as {
     ifname: string;
-    addr_info?: { family: string; local: string; prefixlen: number }[];
+    addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[];
   }[]) {
     const link = byName.get(a.ifname);
+    // the kernel's own link-local addresses are not ours to compare (or delete)
     if (link)
-      link.addresses = (a.addr_info ?? []).filter((x) => x.family === 'inet').map((x) => `${x.local}/${x.prefixlen}`);
+      link.addresses = (a.addr_info ?? [])
+        .filter((x) => x.family === 'inet' || (x.family === 'inet6' && x.scope !== 'link'))
+        .map((x) => `${x.local}/${x.prefixlen}`);
   }
   // the FDB, where virtwire has VXLAN peers or bridge ports to know
   const owned = [...byName.values()].filter((l) => OWNED_NAME.test(l.name));
@@ -383,6 +392,8 @@ export interface LinkPlan {
   ip: string[];
   /** `sysctl -w` arguments (key=value), after the ip batch made the devices */
   sysctl: string[];
+  /** `ip -batch` lines after the settings: IPv6 addresses (a device takes one only once IPv6 is on for it) */
+  ip6: string[];
   /** `bridge -batch` lines (VXLAN peers) */
   bridge: string[];
   /** names this plan creates (for rollback) */
@@ -415,6 +426,7 @@ export function planLinks(
   const ip: string[] = [];
   const bridge: string[] = [];
   const sysctl: string[] = [];
+  const ip6: string[] = [];
   const creates: string[] = [];
   const changes: LinkChange[] = [];
   const wanted = new Map(desired.map((d) => [d.name, d]));
@@ -496,16 +508,15 @@ export function planLinks(
     const have = new Set(o?.addresses ?? []);
     // a bridge, or a link given addresses, holds only those: one the host made for itself stays
     const exclusive = d.kind === 'bridge' || d.addresses.length > 0;
-    const addrs = [
-      ...d.addresses.filter((a) => !have.has(a)).map((a) => batchLine(['addr', 'add', a, 'dev', d.name])),
-      ...[...have]
-        .filter((a) => !d.addresses.includes(a) && exclusive)
-        .map((a) => batchLine(['addr', 'del', a, 'dev', d.name])),
-    ];
-    if (addrs.length > 0) {
-      ip.push(...addrs);
-      settings.push('address');
-    }
+    const added = d.addresses.filter((a) => !have.has(a));
+    const dropped = [...have].filter((a) => !d.addresses.includes(a) && exclusive);
+    // an IPv6 gateway is the only router on its link: no duplicate detection to wait for (nodad)
+    ip.push(...added.filter((a) => !a.includes(':')).map((a) => batchLine(['addr', 'add', a, 'dev', d.name])));
+    ip6.push(
+      ...added.filter((a) => a.includes(':')).map((a) => batchLine(['addr', 'add', a, 'dev', d.name, 'nodad'])),
+    );
+    ip.push(...dropped.map((a) => batchLine(['addr', 'del', a, 'dev', d.name])));
+    if (added.length + dropped.length > 0) settings.push('address');
     const peers = new Set(o?.peers ?? []);
     const fdb = [
       ...d.peers
@@ -522,7 +533,7 @@ export function planLinks(
     if (o && settings.length > 0)
       changes.push({ kind: 'link', action: 'configure', device: d.name, linkKind: d.kind, tenant: d.tenant, settings });
   }
-  return { ip, bridge, sysctl, creates, changes };
+  return { ip, bridge, sysctl, ip6, creates, changes };
 }
 
 // Deleting a device makes the kernel wait for an RCU grace period; deleting a whole device
@@ -550,6 +561,7 @@ export async function applyLinkPlan(runner: CommandRunner, plan: LinkPlan): Prom
   // -e: a setting the kernel lacks (IPv6 off) is not an error
   if (plan.sysctl.length > 0)
     await runner.run(['sysctl', '-q', '-e', '-w', ...plan.sysctl], { step: 'links: settings' });
+  await runBatch(runner, ['ip'], plan.ip6, { step: 'links: IPv6 addresses' });
 }
 
 /** Deletes these links where they exist (rollback of what an apply created). */

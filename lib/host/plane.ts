@@ -4,7 +4,7 @@
 // virtwire's nft tables and stops the dnsmasq instances it started, then throws ApplyError.
 import { join } from 'node:path';
 import type { HostCapabilities, HostState } from '../../types/host.js';
-import { ApplyError } from '../errors/index.js';
+import { ApplyError, HostUnsupportedError, VirtwireError } from '../errors/index.js';
 import { ExecaRunner, type CommandRunner } from './command-runner.js';
 import { probeHost, requireFeature } from './probe.js';
 import { validateHostState } from './validate-host-state.js';
@@ -47,6 +47,7 @@ import {
   removeDnsmasq,
   renderDnsmasqConfig,
   renderHostsFile,
+  renderNamesFile,
   stopDnsmasq,
   type DnsmasqPaths,
   type DnsmasqAction,
@@ -177,7 +178,12 @@ export class HostPlane {
       changes.push({
         step,
         count:
-          p.netns.add.length + p.links.ip.length + p.links.bridge.length + p.links.sysctl.length + p.netns.del.length,
+          p.netns.add.length +
+          p.links.ip.length +
+          p.links.bridge.length +
+          p.links.sysctl.length +
+          p.links.ip6.length +
+          p.netns.del.length,
       });
       done.push(step);
 
@@ -195,6 +201,14 @@ export class HostPlane {
         const fwd = await this.runner.run(['sysctl', '-n', 'net.ipv4.ip_forward'], { step });
         if (fwd.stdout.trim() !== '1') {
           await this.runner.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { step });
+          changes.push({ step, count: 1 });
+        }
+      }
+      if (state.networks.some((n) => n.network.ipv6 && !n.network.namespace)) {
+        const fwd = await this.runner.run(['sysctl', '-n', 'net.ipv6.conf.all.forwarding'], { step });
+        if (fwd.stdout.trim() !== '1') {
+          await checkRaRoutes(this.runner, step);
+          await this.runner.run(['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1'], { step });
           changes.push({ step, count: 1 });
         }
       }
@@ -226,9 +240,9 @@ export class HostPlane {
 
       step = 'dnsmasq';
       let actions = 0;
-      for (const { tenant, paths, conf, hosts, macs, status, action, runner } of p.dnsmasq.instances) {
+      for (const { tenant, paths, conf, hosts, names, macs, status, action, runner } of p.dnsmasq.instances) {
         step = `dnsmasq ${tenant}: ${action}`;
-        await applyDnsmasq(runner, this.files, paths, action, { conf, hosts, macs }, status);
+        await applyDnsmasq(runner, this.files, paths, action, { conf, hosts, names, macs }, status);
         if (action === 'start' || action === 'restart') started.push(paths);
         if (action !== 'none') actions++;
       }
@@ -284,7 +298,7 @@ export class HostPlane {
       // shown as one batch; apply runs the namespace lines as batches of their own, before and
       // after the links, from the machine's mount namespace (see TenantNamespaces), and the
       // floating IPs' addresses after the firewall
-      ip: [...p.netns.add, ...p.links.ip, ...p.netns.del, ...p.ways.ip],
+      ip: [...p.netns.add, ...p.links.ip, ...p.links.ip6, ...p.netns.del, ...p.ways.ip],
       bridge: p.links.bridge,
       sysctl: p.links.sysctl,
       firewall: p.firewall.commands,
@@ -371,13 +385,14 @@ export class HostPlane {
           const served = space ? innerState(space).networks[0]!.network : net.network;
           const conf = renderDnsmasqConfig(served, paths, { ...(mtu === undefined ? {} : { mtu }), upstream });
           const hosts = renderHostsFile(net);
+          const names = renderNamesFile(net);
           const status = await observeDnsmasq(this.files, paths);
           const macs = net.ports.map((p) => p.mac);
           const runner = space ? this.spaces.inside(space.netns) : this.runner;
           // an instance running while its namespace is made again serves the old one: restarted
           const fresh = space !== undefined && status.pid !== undefined && !spaces.present.has(space.netns);
-          const action = fresh ? 'restart' : planDnsmasq(status, conf, hosts);
-          return { tenant, paths, conf, hosts, macs, status, action, runner };
+          const action = fresh ? 'restart' : planDnsmasq(status, conf, hosts, names);
+          return { tenant, paths, conf, hosts, names, macs, status, action, runner };
         }),
     );
     const wanted = new Set(instances.map((i) => i.tenant));
@@ -426,6 +441,12 @@ function checkFeatures(
     if (n.segment.type === 'vxlan') requireFeature(caps, 'vxlan', `VXLAN segment for tenant ${n.tenant}`);
     if (net.dhcp !== false) requireFeature(caps, 'dnsmasq', `DHCP/DNS for tenant ${n.tenant}`);
     if (n.namespace) requireFeature(caps, 'veth', `the namespace of tenant ${n.tenant}`);
+    if (n.ipv6 && firewall.kind !== 'nftables')
+      throw new HostUnsupportedError(
+        'nftables',
+        `the IPv6 of tenant ${n.tenant} (cidr6) is guarded by the nftables backend only (anti-spoofing, RA and ` +
+          `DHCPv6 guards, neighbour advertisements); the iptables + ebtables backend does not guard IPv6 yet`,
+      );
     for (const port of net.ports) {
       requireFeature(caps, port.kind, `port ${port.name} of tenant ${n.tenant}`);
     }
@@ -435,4 +456,26 @@ function checkFeatures(
     }
   }
   return firewall;
+}
+
+/**
+ * A host that forwards IPv6 stops taking router advertisements on an interface whose accept_ra
+ * is 1: where the host's own routes came from advertisements (its default route, say), turning
+ * forwarding on would lose them when they expire. Refused as libvirt refuses it, naming the
+ * interfaces to set accept_ra=2 on (the operator's call: their uplink is not virtwire's to change).
+ */
+async function checkRaRoutes(runner: CommandRunner, step: string): Promise<void> {
+  const routes = await runner.run(['ip', '-j', '-6', 'route', 'show', 'proto', 'ra'], { step, allowFailure: true });
+  const devs = [...new Set((JSON.parse(routes.stdout || '[]') as { dev?: string }[]).flatMap((r) => r.dev ?? []))];
+  const risky: string[] = [];
+  for (const dev of devs) {
+    const ra = await runner.run(['sysctl', '-n', `net.ipv6.conf.${dev}.accept_ra`], { step, allowFailure: true });
+    if (ra.stdout.trim() !== '2') risky.push(dev);
+  }
+  if (risky.length)
+    throw new VirtwireError(
+      'HOST_UNSUPPORTED',
+      `IPv6 forwarding (for a network's cidr6) would stop ${risky.join(', ')} from taking router advertisements, and ` +
+        `the host's routes learned from them would be lost: set net.ipv6.conf.<dev>.accept_ra=2 on ${risky.join(', ')} first`,
+    );
 }

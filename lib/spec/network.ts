@@ -5,6 +5,7 @@ import { at, Problems } from './problems.js';
 import { checkIfName, checkInt, checkKeys, checkName, isRecord } from './checks.js';
 import { broadcastOf, formatIpv4, inSubnet, maskOf, parseCidr, parseIpv4 } from './ipv4.js';
 import { bridgeName } from './names.js';
+import { formatIpv6, inPrefix6, kindOf6, parseCidr6, parseIpv6 } from './ipv6.js';
 
 const NETWORK_KEYS = [
   'tenant',
@@ -16,6 +17,9 @@ const NETWORK_KEYS = [
   'segment',
   'hostServices',
   'dns',
+  'cidr6',
+  'gateway6',
+  'nat6',
 ] as const;
 const VLAN_ID_MAX = 4094;
 const VNI_MAX = 16777215;
@@ -126,6 +130,7 @@ export function resolveNetwork(p: Problems, path: string, input: unknown): Resol
   const segment = resolveSegment(p, at(path, 'segment'), spec.segment);
   const hostServices = resolveHostServices(p, at(path, 'hostServices'), spec.hostServices);
   const dns = resolveDns(p, at(path, 'dns'), spec.dns);
+  const ipv6 = resolveIpv6(p, path, spec, spec.nat ?? true);
 
   if (p.list.length > before || gateway === undefined || range === undefined || !segment) return undefined;
   const tenant = spec.tenant as string;
@@ -143,7 +148,63 @@ export function resolveNetwork(p: Problems, path: string, input: unknown): Resol
     segment,
     ...(hostServices?.length ? { hostServices } : {}),
     ...(dns ? { dns } : {}),
+    ...(ipv6 ? { ipv6 } : {}),
     bridge: bridgeName(tenant),
+  };
+}
+
+/**
+ * `cidr6` (a /64: SLAAC needs one), its `gateway6` (default ::1 of it) and `nat6` (on a NAT
+ * network: default true, masquerade; false, routed as it is). A network without NAT keeps IPv6
+ * inside the tenant as it keeps IPv4. ULA and global prefixes only: a link-local or multicast
+ * prefix is no tenant subnet.
+ */
+function resolveIpv6(
+  p: Problems,
+  path: string,
+  spec: Partial<NetworkSpec>,
+  nat: boolean,
+): ResolvedNetwork['ipv6'] | undefined {
+  if (spec.cidr6 === undefined) {
+    if (spec.gateway6 !== undefined) p.add(at(path, 'gateway6'), 'needs cidr6');
+    if (spec.nat6 !== undefined) p.add(at(path, 'nat6'), 'needs cidr6');
+    return undefined;
+  }
+  const c = typeof spec.cidr6 === 'string' ? parseCidr6(spec.cidr6) : undefined;
+  const where = at(path, 'cidr6');
+  if (!c) {
+    p.add(where, `${JSON.stringify(spec.cidr6)} is not an IPv6 CIDR (e.g. fd10:10::/64)`);
+    return undefined;
+  }
+  if (c.prefix !== 64) {
+    p.add(where, `prefix /${c.prefix} is not /64 (SLAAC and router advertisements need a /64 per network)`);
+    return undefined;
+  }
+  if (c.address !== c.network) {
+    p.add(where, `${spec.cidr6} has host bits set; did you mean ${formatIpv6(c.network)}/64?`);
+    return undefined;
+  }
+  const kind = kindOf6(c.network);
+  if (kind !== 'ula' && kind !== 'global') {
+    p.add(where, `${spec.cidr6} is a ${kind} prefix; a tenant subnet is ULA (fc00::/7) or global unicast (2000::/3)`);
+    return undefined;
+  }
+  let gateway = c.network | 1n;
+  if (spec.gateway6 !== undefined) {
+    const g = typeof spec.gateway6 === 'string' ? parseIpv6(spec.gateway6) : undefined;
+    if (g === undefined) p.add(at(path, 'gateway6'), `${JSON.stringify(spec.gateway6)} is not an IPv6 address`);
+    else if (!inPrefix6(g, c.network, 64)) p.add(at(path, 'gateway6'), `gateway6 ${spec.gateway6} is outside ${spec.cidr6}`);
+    else if (g === c.network) p.add(at(path, 'gateway6'), `${spec.gateway6} is the subnet-router anycast address`);
+    else gateway = g;
+  }
+  if (spec.nat6 !== undefined && typeof spec.nat6 !== 'boolean') p.add(at(path, 'nat6'), 'must be true or false');
+  else if (spec.nat6 !== undefined && !nat)
+    p.add(at(path, 'nat6'), 'applies to a NAT network only (nat: false keeps IPv6 inside the tenant too)');
+  return {
+    cidr: `${formatIpv6(c.network)}/64`,
+    network: formatIpv6(c.network),
+    gateway: formatIpv6(gateway),
+    outbound: !nat ? 'none' : spec.nat6 === false ? 'routed' : 'nat',
   };
 }
 

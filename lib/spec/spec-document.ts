@@ -53,6 +53,12 @@ export function resolveSpecDocument(p: Problems, input: unknown): SpecFile | und
     if (byTenant.has(resolved.tenant))
       p.add(at(at('networks', i), 'tenant'), `tenant ${resolved.tenant} is defined twice`);
     for (const o of networks.filter((o) => subnetsOverlap(o, resolved))) overlaps.push(overlapNote(o, resolved));
+    for (const o of networks.filter((o) => o.ipv6 && o.ipv6.cidr === resolved.ipv6?.cidr))
+      p.add(
+        at(at('networks', i), 'cidr6'),
+        `${resolved.ipv6!.cidr} is also tenant ${o.tenant}'s: one /64 is one link (its router advertisements, its ` +
+          `neighbours), so two tenants cannot share it; IPv6 is plentiful, give each tenant a /64 of its own`,
+      );
     byTenant.set(resolved.tenant, n as NetworkSpec);
     networks.push(resolved);
   });
@@ -124,7 +130,10 @@ function overlapNote(first: ResolvedNetwork, second: ResolvedNetwork): string {
   return (
     `tenants ${first.tenant} (${first.cidr}) and ${second.tenant} (${second.cidr}) overlap: on a host where both ` +
     `have VMs, the one that arrives second gets a network namespace of its own for its gateway, DHCP/DNS and NAT ` +
-    `(joined to the host by a transit /30 from pools.transit, NAT'd twice), and keeps it; neither sees the other's frames`
+    `(joined to the host by a transit /30 from pools.transit, NAT'd twice), and keeps it; neither sees the other's frames` +
+    (first.ipv6 || second.ipv6
+      ? `; a tenant in a namespace of its own cannot have IPv6 yet (cidr6): on a host where both have VMs, the second to arrive is refused if it has cidr6`
+      : '')
   );
 }
 

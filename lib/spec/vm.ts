@@ -5,6 +5,7 @@ import { PACKET_RATE } from './qos.js';
 import { checkFloatingIp, floatingClaims, forwardClaims, resolveForwards } from './forwards.js';
 import { checkAbsolutePath, checkInt, checkKeys, checkName, checkPositive, checkSafeText, isRecord } from './checks.js';
 import { inSubnet, parseIpv4 } from './ipv4.js';
+import { eui64, formatIpv6, inPrefix6, parseIpv6 } from './ipv6.js';
 import { deriveMac, parseMac } from './mac.js';
 import { stableUuid, tapName } from './names.js';
 import { resolveNetwork, sameNetwork, subnetOf } from './network.js';
@@ -24,7 +25,7 @@ const VM_KEYS = [
   'serialLog',
   'host',
 ] as const;
-const NIC_KEYS = ['network', 'mac', 'ip', 'qos', 'securityGroups', 'forwards', 'floatingIp'] as const;
+const NIC_KEYS = ['network', 'mac', 'ip', 'ip6', 'qos', 'securityGroups', 'forwards', 'floatingIp'] as const;
 const QOS_KEYS = ['egressKbps', 'ingressKbps', 'burstKiB', 'packetsPerSecond'] as const;
 const BANDWIDTH_KEYS = ['egressKbps', 'ingressKbps', 'burstKiB'] as const;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -203,8 +204,19 @@ function resolveNics(p: Problems, path: string, input: unknown, vmName: string):
       }
     }
 
+    const ip6 = resolveNicIp6(p, at(nicPath, 'ip6'), raw.ip6, network, mac, ips, nicPath);
+    if (ip6 === false) ok = false;
+
     const qosOk = checkQos(p, at(nicPath, 'qos'), raw.qos);
     const groups = checkGroupNames(p, at(nicPath, 'securityGroups'), raw.securityGroups);
+    if (groups?.length && network?.ipv6) {
+      // refused rather than left open: their rules would not see the NIC's IPv6
+      p.add(
+        at(nicPath, 'securityGroups'),
+        `security groups do not cover IPv6 yet, and tenant ${network.tenant} has cidr6: drop cidr6 or the groups`,
+      );
+      ok = false;
+    }
     const forwards = resolveForwards(p, at(nicPath, 'forwards'), raw.forwards, network, ports);
     const floatingIp = checkFloatingIp(p, at(nicPath, 'floatingIp'), raw.floatingIp, network);
     if (floatingIp) floating.claim(p, at(nicPath, 'floatingIp'), floatingIp, nicPath);
@@ -217,6 +229,7 @@ function resolveNics(p: Problems, path: string, input: unknown, vmName: string):
       network,
       mac,
       ...(ip !== undefined ? { ip } : {}),
+      ...(ip6 ? ip6 : {}),
       ...(raw.qos !== undefined ? { qos: { ...(raw.qos as object) } } : {}),
       tap: tapName(vmName, index),
       ...(groups.length ? { securityGroups: groups } : {}),
@@ -225,6 +238,47 @@ function resolveNics(p: Problems, path: string, input: unknown, vmName: string):
     });
   });
   return ok ? nics : undefined;
+}
+
+/**
+ * A NIC's IPv6 address: the one given (in its network's cidr6, not its gateway, not another NIC's),
+ * else its SLAAC address. None on a network without IPv6 (an ip6 there is a problem). False: a problem.
+ */
+function resolveNicIp6(
+  p: Problems,
+  path: string,
+  input: unknown,
+  network: ResolvedNetwork | undefined,
+  mac: string,
+  seen: Map<string, string>,
+  nicPath: string,
+): { ip6: string; ip6Pinned?: true } | undefined | false {
+  const v6 = network?.ipv6;
+  if (input === undefined) return v6 ? { ip6: formatIpv6(eui64(mac, parseIpv6(v6.network)!)) } : undefined;
+  const value = typeof input === 'string' ? parseIpv6(input) : undefined;
+  if (value === undefined) {
+    p.add(path, `${JSON.stringify(input)} is not an IPv6 address`);
+    return false;
+  }
+  if (!network) return false;
+  if (!v6) {
+    p.add(path, `the network of tenant ${network.tenant} has no cidr6`);
+    return false;
+  }
+  const ip6 = formatIpv6(value);
+  const net = parseIpv6(v6.network)!;
+  if (!inPrefix6(value, net, 64)) p.add(path, `${input} is outside ${v6.cidr}`);
+  else if (value === net) p.add(path, `${input} is the subnet-router anycast address of ${v6.cidr}`);
+  else if (ip6 === v6.gateway) p.add(path, `${input} is the gateway of ${v6.cidr}`);
+  else {
+    const other = seen.get(ip6);
+    if (other !== undefined) p.add(path, `${input} is already used by ${other}`);
+    else {
+      seen.set(ip6, nicPath);
+      return { ip6, ip6Pinned: true };
+    }
+  }
+  return false;
 }
 
 /** A NIC's security groups: distinct names, in the order given (existence is checked where groups are known). */

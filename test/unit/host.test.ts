@@ -126,6 +126,7 @@ describe('links', () => {
       ip: [],
       bridge: [],
       sysctl: [],
+      ip6: [],
       creates: [],
       changes: [],
     });

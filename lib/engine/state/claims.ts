@@ -19,6 +19,7 @@ export function claimsOf(record: VmRecord): Claim[] {
     const tenant = `tenant:${net.tenant}`;
     // the same tenant may reuse an address range another tenant has: addresses are per tenant
     if (nic.ip) add({ kind: 'ip', key: `${net.tenant}/${nic.ip}`, owner: vm });
+    if (nic.ip6) add({ kind: 'ip', key: `${net.tenant}/${nic.ip6}`, owner: vm });
     add({ kind: 'mac', key: nic.mac, owner: vm });
     add({ kind: 'tap', key: nic.tap, owner: vm }); // unique across the state, as allocate.ts checks
     if (net.segment.type === 'vlan' && net.segment.id !== undefined)

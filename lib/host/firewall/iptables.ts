@@ -72,7 +72,7 @@ function ipMatch(c: Cond, proto: string): string {
       return `-m ${proto} --dport ${port(Number(c.value))}`;
     case 'udpDport':
       return Array.isArray(c.value)
-        ? `-p udp -m multiport --dports ${c.value.map(port).join(',')}`
+        ? `-p udp -m multiport --dports ${c.value.map((x) => port(Number(x))).join(',')}`
         : `-p udp -m udp --dport ${port(Number(c.value))}`;
     case 'icmpType':
       if (v !== 'echo-request') throw new Error(`unknown ICMP type ${v}`);
@@ -121,7 +121,7 @@ function ebLine(conds: Cond[], v: Verdict): string {
   };
   const ip4 = (c: Cond) => ipv4(String(c.value));
   const ports = (c: Cond) => {
-    const list = Array.isArray(c.value) ? c.value.map(port) : [port(Number(c.value))];
+    const list = Array.isArray(c.value) ? c.value.map((x) => port(Number(x))) : [port(Number(c.value))];
     const [lo, hi] = [Math.min(...list), Math.max(...list)];
     if (hi - lo + 1 !== list.length) throw new Error(`ebtables matches a port range, not ${list.join(',')}`);
     return lo === hi ? `${lo}` : `${lo}:${hi}`;

@@ -4,7 +4,7 @@
 // rule over a set, so the rule count does not grow with the ports. nft-table.ts swaps the tables
 // in and compares them with the live ones.
 import type { HostState, HostSecurityRule } from '../../../types/host.js';
-import { cidr, ifname, ipv4, mac, port } from './values.js';
+import { cidr, cidr6, ifname, ipv4, ipv6, ipv6Hex, mac, port } from './values.js';
 import { TENANT_DEVICES, tenantPolicy, type FlowLimits, type PacketRate } from './policy.js';
 import {
   isInSet,
@@ -43,7 +43,23 @@ const FIELDS: Record<Field, { expr: string; type: string }> = {
   arpSha: { expr: 'arp saddr ether', type: 'ether_addr' },
   // raw bytes of the transport payload: no named type (a set of them is declared by `typeof`)
   dhcpChaddr: { expr: '@th,288,48', type: '' },
+  saddr6: { expr: 'ip6 saddr', type: 'ipv6_addr' },
+  daddr6: { expr: 'ip6 daddr', type: 'ipv6_addr' },
+  icmp6Type: { expr: 'icmpv6 type', type: '' },
+  // nft 1.0.6 (Debian 12) has no `icmpv6 taddr`: the target's raw bytes (after type, code,
+  // checksum and 4 bytes of flags), as for dhcpChaddr
+  ndTarget: { expr: '@th,64,128', type: '' },
 };
+
+const ICMP6_TYPES = new Set([
+  'echo-request',
+  'nd-router-solicit',
+  'nd-router-advert',
+  'nd-neighbor-solicit',
+  'nd-neighbor-advert',
+  'nd-redirect',
+  'mld2-listener-report',
+]);
 
 const PROTOCOLS = new Set(['tcp', 'udp', 'icmp']);
 const NAMED: Record<string, string> = {
@@ -53,6 +69,7 @@ const NAMED: Record<string, string> = {
   local: 'local',
   ip: 'ip',
   arp: 'arp',
+  ip6: 'ip6',
 };
 
 /** A value checked for its field, as it goes into a set element or a match (unquoted). */
@@ -67,6 +84,17 @@ function value(field: Field, v: Value): string {
     case 'arpSpa':
     case 'arpTpa':
       return ipv4(String(v));
+    case 'saddr6':
+    case 'daddr6':
+      return String(v).includes('/') ? cidr6(String(v)) : ipv6(String(v));
+    case 'ndTarget':
+      // a raw payload field is an integer to nft: the address's 128 bits
+      return BigInt(`0x${ipv6Hex(String(v))}`).toString();
+    case 'icmp6Type': {
+      const types = Array.isArray(v) ? v.map(String) : [String(v)];
+      for (const t of types) if (!ICMP6_TYPES.has(t)) throw new Error(`unknown ICMPv6 type ${t}`);
+      return types.length > 1 ? `{ ${types.join(', ')} }` : types[0]!;
+    }
     case 'etherSrc':
     case 'arpSha':
       return mac(String(v));
@@ -76,7 +104,7 @@ function value(field: Field, v: Value): string {
     case 'dport':
     case 'udpSport':
     case 'udpDport':
-      return Array.isArray(v) ? `{ ${v.map(port).join(', ')} }` : `${port(Number(v))}`;
+      return Array.isArray(v) ? `{ ${v.map((x) => port(Number(x))).join(', ')} }` : `${port(Number(v))}`;
     case 'l4proto':
       if (!PROTOCOLS.has(String(v))) throw new Error(`unknown protocol ${String(v)}`);
       return String(v);
@@ -136,6 +164,10 @@ const flowLimitRules = (l: FlowLimits) => [
   `iifname @${TENANT_DEVICES} ct state new add @dyn_flow_rate { ip saddr limit rate over ${l.newPerSecond}/second burst ${l.burst} packets } drop`,
   `iifname @${TENANT_DEVICES} ct state new add @dyn_flow_count { ip saddr ct count over ${l.flows} } drop`,
 ];
+// the same per IPv6 source (a guest sends from its own addresses only: per address is per guest)
+const FLOW6_SETS = FLOW_SETS.map((l) => l.replace('set dyn_flow_', 'set dyn_flow6_').replace('ipv4_addr', 'ipv6_addr'));
+const flowLimit6Rules = (l: FlowLimits) =>
+  flowLimitRules(l).map((r) => r.replaceAll('@dyn_flow_', '@dyn_flow6_').replace('{ ip saddr', '{ ip6 saddr'));
 
 // Packet-rate caps (policy.ts): per port (the rate's bridge set), in a set the kernel fills, one
 // rule per distinct rate.
@@ -270,7 +302,9 @@ export function renderRuleset(state: HostState): Ruleset {
   const sg = sgRuleset(state);
   const ip = elements(policy.ipSets);
   const plainSets: Sets = { ...ip.sets, ...sg.sets };
-  const limits = policy.flowLimits ? flowLimitRules(policy.flowLimits) : [];
+  const limits = policy.flowLimits
+    ? [...flowLimitRules(policy.flowLimits), ...(policy.ipv6 ? flowLimit6Rules(policy.flowLimits) : [])]
+    : [];
   const forward = [...limits, ...(sg.chains.length ? SG_FORWARD : []), ...policy.forward.map(line)];
   const nat = policy.nat.map(line);
   const input = policy.any ? [...policy.overlay.map(line), ...policy.input.rules.map(keyedLine)] : [];
@@ -283,6 +317,7 @@ export function renderRuleset(state: HostState): Ruleset {
         // chains before the maps that jump to them
         ...renderSets(plainSets, ip.types),
         ...(limits.length ? FLOW_SETS : []),
+        ...(limits.length && policy.ipv6 ? FLOW6_SETS : []),
         ...sg.chains,
         ...renderSets(sg.maps, {}),
         ...(dnat.length ? chain('prerouting', 'type nat hook prerouting priority dstnat', dnat) : []),

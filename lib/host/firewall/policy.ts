@@ -2,7 +2,8 @@
 // of NAT, forwarding, isolation, host access, anti-spoofing and the segment uplinks' guards, in
 // the neutral terms of rules.ts. nft.ts and iptables.ts render it; security groups (sg.ts) are
 // the one part with a model of their own, rendered by each backend beside this.
-import type { HostNetwork, HostState } from '../../../types/host.js';
+import type { HostNetwork, HostPort, HostState } from '../../../types/host.js';
+import { eui64, formatIpv6, linkLocalOf, parseIpv6 } from '../../spec/ipv6.js';
 import { VXLAN_PORT, uplinkOf } from '../links.js';
 import { namespacesOf, type TenantNamespace } from '../namespace.js';
 import { packetRateOf } from '../../spec/index.js';
@@ -22,6 +23,8 @@ export interface TenantPolicy {
   overlay: Rule[];
   /** what each guest address may hold in the host's connection tracking (none: no tenants) */
   flowLimits?: FlowLimits;
+  /** some network has IPv6: the IPv6 rules and sets are there (none otherwise: IPv6 is dropped whole) */
+  ipv6: boolean;
   /** the ports' packet-rate caps, one per distinct rate (ascending) */
   packetRates: PacketRate[];
   /** conntrack zones of namespaced tenants' bridged frames */
@@ -46,12 +49,14 @@ interface Uplink {
   /** the uplink device, e.g. eth1.100 or vwxacme-… */
   name: string;
   gateway: string;
+  gateway6?: string;
 }
 
 function uplinksOf(state: HostState): Uplink[] {
   return state.networks.flatMap((net) => {
     const u = uplinkOf(net);
-    return u ? [{ name: u.name, gateway: net.network.gateway }] : [];
+    const gw6 = net.network.ipv6?.gateway;
+    return u ? [{ name: u.name, gateway: net.network.gateway, ...(gw6 ? { gateway6: gw6 } : {}) }] : [];
   });
 }
 
@@ -69,6 +74,25 @@ function hostServicesOf(net: HostNetwork): { address: string; protocol: 'tcp' | 
         ];
   return [...dhcp, ...(net.network.hostServices ?? []).map((s) => ({ address: gw, ...s }))];
 }
+
+/**
+ * The same for IPv6, on the network's gateway6: DNS and the hostServices, and DHCPv6 (its clients
+ * send to the All_DHCP_Relay_Agents_and_Servers group from their link-local address).
+ */
+function hostServices6Of(net: HostNetwork): { address: string; protocol: 'tcp' | 'udp'; port: number }[] {
+  const gw = net.network.ipv6?.gateway;
+  if (!gw) return [];
+  const dhcp =
+    net.dhcp === false
+      ? []
+      : [
+          { address: DHCP6_SERVERS, protocol: 'udp' as const, port: 547 },
+          { address: gw, protocol: 'udp' as const, port: 53 },
+          { address: gw, protocol: 'tcp' as const, port: 53 },
+        ];
+  return [...dhcp, ...(net.network.hostServices ?? []).map((s) => ({ address: gw, ...s }))];
+}
+const DHCP6_SERVERS = 'ff02::1:2';
 
 const is = (field: Cond['field'], value: Cond['value']): Cond => ({ field, value });
 const not = (field: Cond['field'], value: Cond['value']): Cond => ({ field, value, not: true });
@@ -146,7 +170,20 @@ function natRules({ net, ns, ways }: Tenant): Rule[] {
       rule('masquerade', is('saddr', ns.nsAddress), n.uplink ? is('oif', n.uplink) : not('oif', ns.transitVeth)),
     ];
   // like libvirt: multicast and broadcast stay local, the subnet itself is not translated
+  const v6 = n.ipv6?.outbound === 'nat' ? n.ipv6.cidr : undefined;
+  const nat66 = v6
+    ? [
+        rule('return', is('saddr6', v6), is('daddr6', 'ff00::/8')),
+        rule(
+          'masquerade',
+          is('saddr6', v6),
+          not('daddr6', v6),
+          n.uplink ? is('oif', n.uplink) : not('oif', n.bridge),
+        ),
+      ]
+    : [];
   return [
+    ...nat66,
     ...hairpin,
     rule('return', is('saddr', n.cidr), is('daddr', '224.0.0.0/24')),
     rule('return', is('saddr', n.cidr), is('daddr', '255.255.255.255')),
@@ -257,6 +294,12 @@ function forwardRules({ net, ns, ways }: Tenant, underlay: string[]): Rule[] {
       rule('accept', is('iif', b), is('saddr', n.cidr), ...out),
       rule('accept', is('oif', b), is('daddr', n.cidr), ESTABLISHED),
     );
+  // IPv6 out of the tenant (NAT66'd or routed): from the /64 out, replies in; nothing starts in
+  if (n.ipv6 && n.ipv6.outbound !== 'none')
+    rules.push(
+      rule('accept', is('iif', b), is('saddr6', n.ipv6.cidr), ...out),
+      rule('accept', is('oif', b), is('daddr6', n.ipv6.cidr), ESTABLISHED),
+    );
   // not NAT, or not from/to the subnet: never routed (libvirt rejects these too)
   rules.push(rule('drop', is('iif', b)), rule('drop', is('oif', b)));
   return rules;
@@ -310,7 +353,7 @@ const notOwn = (set: string, key: KeyedRule['key'], members: string): KeyedRule 
 // tenant's gateway address only DHCP, DNS, ping and the network's hostServices. Everything else
 // addressed to any of the host's addresses (another tenant's gateway, the uplink's, IPv6) is
 // dropped.
-const INPUT: KeyedRule[] = [
+const INPUT4: KeyedRule[] = [
   // dnsmasq keys a lease by the message's chaddr, not by the frame's sender: a DHCP message must
   // name the MAC it came from (pinned to its port), or a guest could release or decline its
   // neighbour's lease, or drain the pool with made-up MACs. First, as a renewal's flow is an
@@ -326,13 +369,32 @@ const INPUT: KeyedRule[] = [
   keyed(TENANT_DEVICES, ['iif'], 'pass', ESTABLISHED),
   keyed('host_services', ['iif', 'daddr', 'l4proto', 'dport'], 'pass'),
   keyed('bridge_gws', ['iif', 'daddr'], 'pass', is('icmpType', 'echo-request')),
+];
+
+// The same for IPv6, on bridges of networks with IPv6: DHCPv6, DNS, ping and the hostServices on
+// gateway6, and the neighbour discovery a guest needs of its router (solicitations; the
+// advertisements that answer the host's). The host's RAs and NAs leave it, they are not input.
+const INPUT6: KeyedRule[] = [
+  keyed('host_services6', ['iif', 'daddr6', 'l4proto', 'dport'], 'pass'),
+  keyed('bridge_gw6s', ['iif', 'daddr6'], 'pass', is('icmp6Type', 'echo-request')),
+  keyed(
+    'v6_bridges',
+    ['iif'],
+    'pass',
+    is('icmp6Type', ['nd-router-solicit', 'nd-neighbor-solicit', 'nd-neighbor-advert']),
+  ),
+];
+
+const inputRules = (ipv6: boolean): KeyedRule[] => [
+  ...INPUT4,
+  ...(ipv6 ? INPUT6 : []),
   keyed(TENANT_DEVICES, ['iif'], 'drop'),
 ];
 
 // Per port: its MAC only, its IP only (DHCP and ARP probes before it has one), IPv4 and ARP only;
 // never a DHCP server's reply, never ARP claiming its gateway's address. A ladder of single
 // checks: what a port may send passes as soon as it is known good.
-const PORT_GUARD: KeyedRule[] = [
+const PORT_GUARD4: KeyedRule[] = [
   notOwn('port_macs', ['iif', 'etherSrc'], 'ports'),
   keyed('ports', ['iif'], 'drop', is('udpSport', 67)),
   // a DHCP reply from any other port reaches a neighbour's client as well as one from 67
@@ -354,6 +416,26 @@ const PORT_GUARD: KeyedRule[] = [
   ),
   notOwn('port_ips', ['iif', 'saddr'], 'ip_ports'),
   keyed('ports', ['iif'], 'pass', is('etherType', 'ip')),
+];
+
+// IPv6, on ports of networks with IPv6 (ip6_ports; any other port's IPv6 meets the last drop):
+// never a router's message (RA guard: advertisements, redirects), never a DHCPv6 server's or
+// relay's, a neighbour advertisement only for its own addresses, and only its own addresses as
+// source — its link-local one, its SLAAC one and the one pinned — but for the unspecified
+// address of duplicate address detection (a solicitation, and the MLD report that joins its group).
+const PORT_GUARD6: KeyedRule[] = [
+  keyed('ports', ['iif'], 'drop', is('icmp6Type', ['nd-router-advert', 'nd-redirect'])),
+  keyed('ports', ['iif'], 'drop', is('udpSport', 547)),
+  keyed('ports', ['iif'], 'drop', is('udpDport', 546)),
+  notOwn('port_nd', ['iif', 'ndTarget'], 'ip6_ports'),
+  keyed('ip6_ports', ['iif'], 'pass', is('saddr6', '::'), is('icmp6Type', ['nd-neighbor-solicit', 'mld2-listener-report'])),
+  notOwn('port_ip6s', ['iif', 'saddr6'], 'ip6_ports'),
+  keyed('ip6_ports', ['iif'], 'pass', is('etherType', 'ip6')),
+];
+
+const portGuard = (ipv6: boolean): KeyedRule[] => [
+  ...PORT_GUARD4,
+  ...(ipv6 ? PORT_GUARD6 : []),
   keyed('ports', ['iif'], 'drop'),
 ];
 
@@ -361,10 +443,19 @@ const PORT_GUARD: KeyedRule[] = [
 // the gateway address and a dnsmasq of its own for its own guests (as Neutron's distributed
 // routers keep theirs): DHCP and ARP for the gateway address never cross a segment uplink, so a
 // guest is answered only by its own host.
-const uplinkGuard = (dev: 'iif' | 'oif'): KeyedRule[] => [
+const uplinkGuard = (dev: 'iif' | 'oif', ipv6: boolean): KeyedRule[] => [
   keyed('uplinks', [dev], 'drop', is('udpDport', [67, 68])),
   keyed('uplink_gws', [dev, 'arpTpa'], 'drop'),
   keyed('uplink_gws', [dev, 'arpSpa'], 'drop'),
+  // and for IPv6 (each host is its guests' router): router solicitations and advertisements,
+  // DHCPv6, and neighbour discovery of the gateway6 address
+  ...(ipv6
+    ? [
+        keyed('uplinks', [dev], 'drop', is('icmp6Type', ['nd-router-solicit', 'nd-router-advert', 'nd-redirect'])),
+        keyed('uplinks', [dev], 'drop', is('udpDport', [546, 547])),
+        keyed('uplink_gw6s', [dev, 'ndTarget'], 'drop', is('icmp6Type', ['nd-neighbor-solicit', 'nd-neighbor-advert'])),
+      ]
+    : []),
 ];
 
 /** The underlay addresses of the host's VXLAN segments: their peers, groups and local addresses. */
@@ -411,13 +502,43 @@ function ipSets(nets: HostNetwork[], spaces: TenantNamespace[]): Record<string, 
       fields: ['iif', 'etherSrc', 'dhcpChaddr'],
       rows: local.flatMap((n) => clients(n).map((m) => [n.network.bridge, m, m])),
     },
+    ...(local.some((n) => n.network.ipv6) ? ipv6Sets(local) : {}),
   };
+}
+
+function ipv6Sets(local: HostNetwork[]): Record<string, RowSet> {
+  const v6 = local.filter((n) => n.network.ipv6);
+  return {
+    v6_bridges: { fields: ['iif'], rows: v6.map((n) => [n.network.bridge]) },
+    bridge_gw6s: { fields: ['iif', 'daddr6'], rows: v6.map((n) => [n.network.bridge, n.network.ipv6!.gateway]) },
+    host_services6: {
+      fields: ['iif', 'daddr6', 'l4proto', 'dport'],
+      rows: v6.flatMap((n) => hostServices6Of(n).map((s) => [n.network.bridge, s.address, s.protocol, s.port])),
+    },
+  };
+}
+
+/** The IPv6 addresses a port may send from: its link-local one, its ip6, and its SLAAC one beside a pinned ip6. */
+export function portIp6s(port: HostPort, net: HostNetwork): string[] {
+  const v6 = net.network.ipv6;
+  if (!v6 || !port.ip6) return [];
+  const slaac = formatIpv6(eui64(port.mac, parseIpv6(v6.network)!));
+  return [...new Set([linkLocalOf(port.mac), port.ip6, slaac])];
 }
 
 function portSets(nets: HostNetwork[]): Record<string, RowSet> {
   const ports = nets.flatMap((n) => n.ports.map((p) => ({ ...p, gateway: n.network.gateway })));
   const withIp = ports.filter((p) => p.ip);
+  const own6 = nets.flatMap((n) => n.ports.flatMap((p) => portIp6s(p, n).map((a) => [p.name, a])));
+  const v6: Record<string, RowSet> = nets.some((n) => n.network.ipv6)
+    ? {
+        ip6_ports: { fields: ['iif'], rows: [...new Set(own6.map(([p]) => p!))].map((p) => [p]) } as RowSet,
+        port_ip6s: { fields: ['iif', 'saddr6'], rows: own6 } as RowSet,
+        port_nd: { fields: ['iif', 'ndTarget'], rows: own6 } as RowSet,
+      }
+    : {};
   return {
+    ...v6,
     ports: { fields: ['iif'], rows: ports.map((p) => [p.name]) },
     ip_ports: { fields: ['iif'], rows: withIp.map((p) => [p.name]) },
     port_macs: { fields: ['iif', 'etherSrc'], rows: ports.map((p) => [p.name, p.mac]) },
@@ -429,6 +550,14 @@ function portSets(nets: HostNetwork[]): Record<string, RowSet> {
 const uplinkSets = (uplinks: Uplink[]): Record<string, RowSet> => ({
   uplinks: { fields: ['iif'], rows: uplinks.map((u) => [u.name]) },
   uplink_gws: { fields: ['iif', 'saddr'], rows: uplinks.map((u) => [u.name, u.gateway]) },
+  ...(uplinks.some((u) => u.gateway6)
+    ? {
+        uplink_gw6s: {
+          fields: ['iif', 'ndTarget'],
+          rows: uplinks.flatMap((u) => (u.gateway6 ? [[u.name, u.gateway6]] : [])),
+        } as RowSet,
+      }
+    : {}),
 });
 
 /** The tenant policy of a host state. */
@@ -443,8 +572,10 @@ export function tenantPolicy(state: HostState): TenantPolicy {
   const uplinks = uplinksOf(state);
   const underlay = underlayOf(state);
   const rates = packetRates(nets);
+  const ipv6 = nets.some((n) => n.network.ipv6);
   return {
     any: nets.length > 0,
+    ipv6,
     nat: [
       // frames bridged on a namespaced tenant's bridge pass the NAT hook too (br_netfilter): no
       // other tenant's masquerade may take them, whatever their addresses
@@ -452,7 +583,7 @@ export function tenantPolicy(state: HostState): TenantPolicy {
       ...tenants.flatMap(natRules),
     ],
     forward: [...tenants.flatMap((t) => forwardRules(t, underlay)), ...tenants.flatMap(transitTail)],
-    input: { devices: TENANT_DEVICES, rules: INPUT },
+    input: { devices: TENANT_DEVICES, rules: inputRules(ipv6) },
     overlay: overlayRules(state),
     ...(nets.length ? { flowLimits: FLOW_LIMITS } : {}),
     packetRates: rates.map(({ rate, burst, set }) => ({ rate, burst, set })),
@@ -461,10 +592,10 @@ export function tenantPolicy(state: HostState): TenantPolicy {
     dnat: dnatRules(tenants),
     dnatLocal: tenants.flatMap(({ ways }) => ways.map((w) => rule(w.to, ...w.match))),
     bridgeIn: [
-      ...(hasPorts ? [{ devices: 'ports', rules: PORT_GUARD }] : []),
-      ...(uplinks.length ? [{ devices: 'uplinks', rules: uplinkGuard('iif') }] : []),
+      ...(hasPorts ? [{ devices: 'ports', rules: portGuard(ipv6) }] : []),
+      ...(uplinks.length ? [{ devices: 'uplinks', rules: uplinkGuard('iif', ipv6) }] : []),
     ],
-    bridgeOut: uplinks.length ? [{ devices: 'uplinks', rules: uplinkGuard('oif') }] : [],
+    bridgeOut: uplinks.length ? [{ devices: 'uplinks', rules: uplinkGuard('oif', ipv6) }] : [],
     ipSets: nets.length ? ipSets(nets, spaces) : {},
     bridgeSets: {
       ...(hasPorts ? portSets(nets) : {}),

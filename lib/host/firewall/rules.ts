@@ -22,13 +22,17 @@ export type Field =
   | 'udpDport' // a port, or a list of ports
   | 'icmpType' // 'echo-request'
   | 'etherSrc' // source MAC
-  | 'etherType' // 'ip' | 'arp'
+  | 'etherType' // 'ip' | 'arp' | 'ip6'
   | 'arpSpa' // ARP sender IPv4 address
   | 'arpTpa' // ARP target IPv4 address
   | 'arpSha' // ARP sender MAC
-  | 'dhcpChaddr'; // a DHCP message's client hardware address (a MAC; UDP payload bytes 28-33)
+  | 'dhcpChaddr' // a DHCP message's client hardware address (a MAC; UDP payload bytes 28-33)
+  | 'saddr6' // IPv6 source: an address or a CIDR
+  | 'daddr6' // IPv6 destination
+  | 'icmp6Type' // an ICMPv6 type by name, or a list of them
+  | 'ndTarget'; // the target address of a neighbour solicitation or advertisement (ICMPv6 bytes 8-23)
 
-export type Value = string | number | number[];
+export type Value = string | number | number[] | string[];
 
 export interface Cond {
   field: Field;
