@@ -512,9 +512,7 @@ export function planLinks(
     const dropped = [...have].filter((a) => !d.addresses.includes(a) && exclusive);
     // an IPv6 gateway is the only router on its link: no duplicate detection to wait for (nodad)
     ip.push(...added.filter((a) => !a.includes(':')).map((a) => batchLine(['addr', 'add', a, 'dev', d.name])));
-    ip6.push(
-      ...added.filter((a) => a.includes(':')).map((a) => batchLine(['addr', 'add', a, 'dev', d.name, 'nodad'])),
-    );
+    ip6.push(...added.filter((a) => a.includes(':')).map((a) => batchLine(['addr', 'add', a, 'dev', d.name, 'nodad'])));
     ip.push(...dropped.map((a) => batchLine(['addr', 'del', a, 'dev', d.name])));
     if (added.length + dropped.length > 0) settings.push('address');
     const peers = new Set(o?.peers ?? []);

@@ -27,7 +27,7 @@ export function formatIpv6(value: bigint): string {
   const groups = Array.from({ length: 8 }, (_, i) => Number((value >> BigInt(112 - 16 * i)) & 0xffffn));
   // the longest run of two or more zero groups (the first of equals) becomes ::
   let best = { at: -1, len: 1 };
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== 0) {
       i++;
       continue;
@@ -49,7 +49,7 @@ export interface Ipv6Cidr {
   address: bigint;
 }
 
-export const maskOf6 = (prefix: number): bigint => (prefix === 0 ? 0n : (ALL << BigInt(128 - prefix)) & ALL);
+const maskOf6 = (prefix: number): bigint => (prefix === 0 ? 0n : (ALL << BigInt(128 - prefix)) & ALL);
 
 export function parseCidr6(text: string): Ipv6Cidr | undefined {
   const m = /^([0-9a-fA-F:.]+)\/([0-9]{1,3})$/.exec(text);
@@ -62,7 +62,7 @@ export function parseCidr6(text: string): Ipv6Cidr | undefined {
 
 export const inPrefix6 = (ip: bigint, network: bigint, prefix: number): boolean => (ip & maskOf6(prefix)) === network;
 
-/** Where an address is, as far as a tenant subnet cares: only ULA (fc00::/7) and global unicast (2000::/3) may be one. */
+/** Where an address is, as far as a tenant subnet cares: only ULA (fc00::/7) and global unicast (2000::/3) qualify. */
 export function kindOf6(ip: bigint): 'ula' | 'global' | 'link-local' | 'multicast' | 'other' {
   if (inPrefix6(ip, 0xfc00n << 112n, 7)) return 'ula';
   if (inPrefix6(ip, 0x2000n << 112n, 3)) return 'global';
@@ -84,6 +84,3 @@ export function eui64(mac: string, network: bigint): bigint {
 
 /** A NIC's link-local address (fe80::/64 with its EUI-64 identifier). */
 export const linkLocalOf = (mac: string): string => formatIpv6(eui64(mac, 0xfe80n << 112n));
-
-/** The solicited-node multicast group of an address (ff02::1:ffXX:XXXX): where neighbour solicitations for it go. */
-export const solicitedNode = (ip: bigint): string => formatIpv6((0xff02n << 112n) | (0x1ffn << 24n) | (ip & 0xffffffn));

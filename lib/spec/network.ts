@@ -193,7 +193,8 @@ function resolveIpv6(
   if (spec.gateway6 !== undefined) {
     const g = typeof spec.gateway6 === 'string' ? parseIpv6(spec.gateway6) : undefined;
     if (g === undefined) p.add(at(path, 'gateway6'), `${JSON.stringify(spec.gateway6)} is not an IPv6 address`);
-    else if (!inPrefix6(g, c.network, 64)) p.add(at(path, 'gateway6'), `gateway6 ${spec.gateway6} is outside ${spec.cidr6}`);
+    else if (!inPrefix6(g, c.network, 64))
+      p.add(at(path, 'gateway6'), `gateway6 ${spec.gateway6} is outside ${spec.cidr6}`);
     else if (g === c.network) p.add(at(path, 'gateway6'), `${spec.gateway6} is the subnet-router anycast address`);
     else gateway = g;
   }

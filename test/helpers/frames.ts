@@ -1,6 +1,7 @@
 // What a hostile guest sends, byte for byte, as the hex raw-send.py takes (run in the attacker's
 // namespace: `python3 SEND frame|udp|udpflood …`), and tcpdump filters that pick them out.
 import { fileURLToPath } from 'node:url';
+import { parseIpv6 } from '../../lib/spec/index.js';
 
 export const SEND = fileURLToPath(new URL('./raw-send.py', import.meta.url));
 
@@ -29,3 +30,23 @@ export const naming = (chaddr: string) =>
   `udp[36:4] = 0x${hex(chaddr).slice(0, 8)} and udp[40:2] = 0x${hex(chaddr).slice(8)}`;
 /** A VXLAN packet's payload: the header with `vni`, then the inner frame. */
 export const vxlan = (vni: number, inner: string) => `08000000${vni.toString(16).padStart(6, '0')}00${inner}`;
+
+const ip6hex = (ip: string) => parseIpv6(ip)!.toString(16).padStart(32, '0');
+/**
+ * A router advertisement (ICMPv6 134, checksum left to the kernel) for `prefix`/64 with SLAAC on,
+ * a router lifetime of 1800 s, and `mac` as its source link-layer address.
+ */
+export const routerAdvert = (prefix: string, mac: string) =>
+  '86000000' +
+  '40000708' +
+  '00000000' +
+  '00000000' +
+  `030440c0` +
+  '00278d00' +
+  '00093a80' +
+  '00000000' +
+  ip6hex(prefix) +
+  `0101${hex(mac)}`;
+/** An unsolicited neighbour advertisement (ICMPv6 136, override set) that `target` is at `mac`. */
+export const neighbourAdvert = (target: string, mac: string) =>
+  '88000000' + '20000000' + ip6hex(target) + `0201${hex(mac)}`;

@@ -5,6 +5,9 @@
 #   raw-send.py udp <dst> <dport> <sport> <hex>       one UDP datagram from <sport> (broadcast allowed)
 #   raw-send.py udpflood <dst> <count>                 <count> datagrams to as many ports (new flows)
 #   raw-send.py udprepeat <dst> <port> <count>         <count> datagrams to one port (one flow)
+#   raw-send.py icmp6 <dev> <src> <dst> <hex>          one ICMPv6 message (the kernel fills its
+#                                                      checksum), hop limit 255 as ND requires
+#   raw-send.py udp6 <dev> <dst> <dport> <sport> <hex> one UDP datagram over IPv6 from <sport>
 import binascii
 import socket
 import sys
@@ -34,5 +37,25 @@ elif kind == "udprepeat":
             s.sendto(b"x", (sys.argv[2], int(sys.argv[3])))
         except OSError:
             pass  # an ICMP error from an earlier datagram, reported on this socket
+elif kind == "icmp6":
+    dev, src, dst, payload = sys.argv[2:6]
+    scope = socket.if_nametoindex(dev)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, scope)
+    # not to the sender itself: a forged advertisement would poison its own neighbour cache
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+    s.bind((src, 0, 0, scope))
+    s.sendto(binascii.unhexlify(payload), (dst, 0, 0, scope))
+elif kind == "udp6":
+    dev, dst, dport, sport, payload = sys.argv[2:7]
+    scope = socket.if_nametoindex(dev)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, scope)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+    s.bind(("::", int(sport), 0, scope))
+    s.sendto(binascii.unhexlify(payload), (dst, int(dport), 0, scope))
 else:
     sys.exit(f"raw-send: unknown kind {kind}")

@@ -88,8 +88,8 @@ function value(field: Field, v: Value): string {
     case 'daddr6':
       return String(v).includes('/') ? cidr6(String(v)) : ipv6(String(v));
     case 'ndTarget':
-      // a raw payload field is an integer to nft: the address's 128 bits
-      return BigInt(`0x${ipv6Hex(String(v))}`).toString();
+      // a raw payload field is an integer to nft: the address's 128 bits, in hex as nft -j prints them
+      return `0x${ipv6Hex(String(v))}`;
     case 'icmp6Type': {
       const types = Array.isArray(v) ? v.map(String) : [String(v)];
       for (const t of types) if (!ICMP6_TYPES.has(t)) throw new Error(`unknown ICMPv6 type ${t}`);

@@ -3,7 +3,7 @@
 // the neutral terms of rules.ts. nft.ts and iptables.ts render it; security groups (sg.ts) are
 // the one part with a model of their own, rendered by each backend beside this.
 import type { HostNetwork, HostPort, HostState } from '../../../types/host.js';
-import { eui64, formatIpv6, linkLocalOf, parseIpv6 } from '../../spec/ipv6.js';
+import { eui64, formatIpv6, linkLocalOf, parseIpv6 } from '../../spec/index.js';
 import { VXLAN_PORT, uplinkOf } from '../links.js';
 import { namespacesOf, type TenantNamespace } from '../namespace.js';
 import { packetRateOf } from '../../spec/index.js';
@@ -174,12 +174,7 @@ function natRules({ net, ns, ways }: Tenant): Rule[] {
   const nat66 = v6
     ? [
         rule('return', is('saddr6', v6), is('daddr6', 'ff00::/8')),
-        rule(
-          'masquerade',
-          is('saddr6', v6),
-          not('daddr6', v6),
-          n.uplink ? is('oif', n.uplink) : not('oif', n.bridge),
-        ),
+        rule('masquerade', is('saddr6', v6), not('daddr6', v6), n.uplink ? is('oif', n.uplink) : not('oif', n.bridge)),
       ]
     : [];
   return [
@@ -343,8 +338,8 @@ const keyed = (set: string, key: KeyedRule['key'], verdict: Verdict, ...conds: C
   verdict,
 });
 /** the device's own row of `set` is not the packet's (devices of `members` only) */
-const notOwn = (set: string, key: KeyedRule['key'], members: string): KeyedRule => ({
-  ...keyed(set, key, 'drop'),
+const notOwn = (set: string, key: KeyedRule['key'], members: string, ...conds: Cond[]): KeyedRule => ({
+  ...keyed(set, key, 'drop', ...conds),
   not: true,
   members,
 });
@@ -427,8 +422,14 @@ const PORT_GUARD6: KeyedRule[] = [
   keyed('ports', ['iif'], 'drop', is('icmp6Type', ['nd-router-advert', 'nd-redirect'])),
   keyed('ports', ['iif'], 'drop', is('udpSport', 547)),
   keyed('ports', ['iif'], 'drop', is('udpDport', 546)),
-  notOwn('port_nd', ['iif', 'ndTarget'], 'ip6_ports'),
-  keyed('ip6_ports', ['iif'], 'pass', is('saddr6', '::'), is('icmp6Type', ['nd-neighbor-solicit', 'mld2-listener-report'])),
+  notOwn('port_nd', ['iif', 'ndTarget'], 'ip6_ports', is('icmp6Type', 'nd-neighbor-advert')),
+  keyed(
+    'ip6_ports',
+    ['iif'],
+    'pass',
+    is('saddr6', '::'),
+    is('icmp6Type', ['nd-neighbor-solicit', 'mld2-listener-report']),
+  ),
   notOwn('port_ip6s', ['iif', 'saddr6'], 'ip6_ports'),
   keyed('ip6_ports', ['iif'], 'pass', is('etherType', 'ip6')),
 ];
@@ -519,7 +520,7 @@ function ipv6Sets(local: HostNetwork[]): Record<string, RowSet> {
 }
 
 /** The IPv6 addresses a port may send from: its link-local one, its ip6, and its SLAAC one beside a pinned ip6. */
-export function portIp6s(port: HostPort, net: HostNetwork): string[] {
+function portIp6s(port: HostPort, net: HostNetwork): string[] {
   const v6 = net.network.ipv6;
   if (!v6 || !port.ip6) return [];
   const slaac = formatIpv6(eui64(port.mac, parseIpv6(v6.network)!));

@@ -2,7 +2,7 @@
 // Every one was validated upstream (lib/spec, validateHostState); they are checked again here,
 // where they meet the parser, so nothing can leave its token or start a new line.
 import { VirtwireError } from '../../errors/index.js';
-import { formatIpv6, parseIpv6 } from '../../spec/ipv6.js';
+import { formatIpv6, parseIpv6 } from '../../spec/index.js';
 
 export function ifname(name: string): string {
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name))
