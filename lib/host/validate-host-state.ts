@@ -9,6 +9,8 @@ import {
   Problems,
   parseMac,
   parseIpv4,
+  parseIpv6,
+  formatIpv6,
   inSubnet,
   isRecord,
   parseCidr,
@@ -90,6 +92,8 @@ export function validateHostState(state: HostState): void {
         } else if (ips.has(port.ip)) p.add(at(pp, 'ip'), `${port.ip} is used by another port of this network`);
         else ips.add(port.ip);
       }
+      if (port.ip6 !== undefined) checkPortIp6(p, at(pp, 'ip6'), port.ip6, n, ips);
+      else if (port.ip6Pinned) p.add(at(pp, 'ip6Pinned'), 'needs ip6');
       if (port.hostname !== undefined) checkName(p, at(pp, 'hostname'), port.hostname);
       for (const key of ['egressKbps', 'ingressKbps', 'burstKiB'] as const) {
         if (port.qos?.[key] !== undefined) checkPositive(p, at(at(pp, 'qos'), key), port.qos[key]);
@@ -161,4 +165,17 @@ function checkHostGroups(p: Problems, path: string, net: HostNetwork): void {
         p.add(at(rp, 'peer'), `"${r.peer.cidr}" is not an IPv4 CIDR`);
     });
   });
+}
+
+/** A port's IPv6 address: canonical, a guest address of its network's cidr6, its own. */
+function checkPortIp6(p: Problems, path: string, ip6: string, n: HostNetwork['network'], seen: Set<string>): void {
+  const v6 = n.ipv6;
+  const value = parseIpv6(ip6);
+  if (!v6) p.add(path, `the network of tenant ${n.tenant} has no IPv6`);
+  else if (value === undefined || formatIpv6(value) !== ip6)
+    p.add(path, `"${ip6}" is not an IPv6 address in canonical form (RFC 5952)`);
+  else if (value >> 64n !== parseIpv6(v6.network)! >> 64n || ip6 === v6.gateway || ip6 === v6.network)
+    p.add(path, `${ip6} is not a guest address of ${v6.cidr}`);
+  else if (seen.has(ip6)) p.add(path, `${ip6} is used by another port of this network`);
+  else seen.add(ip6);
 }
