@@ -5,7 +5,10 @@
 # line in rounds:
 #   vw.name=<name> vw.probes=ping:10.10.0.12,http:203.0.113.2:8080,tcp:10.10.0.1:22,dns:web
 # Console lines for tests: VIRTWIRE-LEASE ip=… iface=…, VIRTWIRE-PROBE round=N <kind> <target> ok|fail
-# (whoami:<ip>: the name the guest there answers with, or fail),
+# (whoami:<ip>: the name the guest there answers with, or fail; aaaa:<name>: the IPv6 address
+# its name has, or fail; addrs6:<dev>: its global IPv6 addresses, comma-separated, or none),
+# VIRTWIRE-ADDR6 ip6=… once the kernel's SLAAC gave eth0 a global IPv6 address (on a network with
+# IPv6; ping6:<ip6> and http:[<ip6>] probe over it),
 # VIRTWIRE-BLOCK <dev> bytes=N for each disk at boot, VIRTWIRE-NIC added|gone <dev> when NICs are
 # hot-plugged (each added one takes a DHCP lease), VIRTWIRE-ECHO <line> for each line written to
 # its serial console, VIRTWIRE-READY once its services listen, VIRTWIRE-HOLD <ip> echo=N | stalled …
@@ -14,7 +17,9 @@
 # For tenant-security tests it can also be the hostile tenant, each round (vw.attacks=…,
 # vw.victim=<ip of a neighbour>): dhcpd (a rogue DHCP server on eth0, offering .200-.210 with
 # router .66), arpgw (gratuitous ARP claiming the gateway's address), spoofip (pings the victim
-# from .99), spoofmac (pings the victim from MAC 52:54:00:66:66:66). Lines: VIRTWIRE-ATTACK …
+# from .99), spoofmac (pings the victim from MAC 52:54:00:66:66:66), spoof6 (pings vw.victim6=<ip6>
+# from its /64's ::99), ra6 (a rogue router advertisement of fd00:66::/64 to all nodes, sent by
+# /bin/icmp6send). Lines: VIRTWIRE-ATTACK …
 /bin/busybox mkdir -p /proc /sys /dev /tmp /www /usr/bin /sbin /usr/sbin
 /bin/busybox --install -s
 mount -t proc proc /proc
@@ -28,6 +33,7 @@ name=guest
 probes=
 attacks=
 victim=
+victim6=
 hold=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
@@ -35,6 +41,7 @@ for arg in $(cat /proc/cmdline); do
     vw.probes=*) probes="${arg#vw.probes=}" ;;
     vw.attacks=*) attacks="${arg#vw.attacks=}" ;;
     vw.victim=*) victim="${arg#vw.victim=}" ;;
+    vw.victim6=*) victim6="${arg#vw.victim6=}" ;;
     vw.hold=*) hold="${arg#vw.hold=}" ;;
   esac
 done
@@ -45,6 +52,10 @@ ip link set eth0 up
 echo "VIRTWIRE-BOOT name=$name"
 
 until udhcpc -i eth0 -s /bin/udhcpc-script -q -t 10 -T 1 -n; do echo "VIRTWIRE-DHCP retry"; done
+
+# the first global IPv6 address SLAAC gives eth0 (none on a network without IPv6: nothing said)
+addr6() { ip -6 addr show dev "$1" scope global | awk '/inet6/ && !/tentative/ { sub(/\/.*/, "", $2); print $2 }'; }
+(for _ in $(seq 1 300); do a=$(addr6 eth0 | head -n 1); [ -n "$a" ] && { echo "VIRTWIRE-ADDR6 ip6=$a"; break; }; usleep 100000; done) &
 
 for d in /sys/block/vd*; do
   [ -e "$d/size" ] && echo "VIRTWIRE-BLOCK ${d##*/} bytes=$(($(cat "$d/size") * 512))"
@@ -126,6 +137,26 @@ attack() {
     ip addr del "$net.99/32" dev eth0 2>/dev/null
     echo "VIRTWIRE-ATTACK round=$round spoofip $net.99 $victim $r"
   fi
+  if has spoof6 && [ -n "$victim6" ]; then
+    own6=$(addr6 eth0 | head -n 1)
+    spoof6="${own6%:*}:99"
+    # busybox's ip has no nodad: no duplicate detection for this one address
+    echo 0 >/proc/sys/net/ipv6/conf/eth0/accept_dad
+    ip -6 addr add "$spoof6/128" dev eth0 2>/dev/null
+    echo 1 >/proc/sys/net/ipv6/conf/eth0/accept_dad
+    ping -6 -c 1 -W 1 -I "$spoof6" "$victim6" >/dev/null 2>&1 && r=answered || r=unanswered
+    ip -6 addr del "$spoof6/128" dev eth0 2>/dev/null
+    echo "VIRTWIRE-ATTACK round=$round spoof6 $spoof6 $victim6 $r"
+  fi
+  if has ra6; then
+    ll=$(ip -6 addr show dev eth0 scope link | awk '/inet6/ { sub(/\/.*/, "", $2); print $2; exit }')
+    mac=$(tr -d ':' </sys/class/net/eth0/address)
+    # RA: hop limit 64, router lifetime 1800 s; prefix information fd00:66::/64 (on-link, SLAAC);
+    # its source link-layer address
+    ra=86000000400007080000000000000000030440c000278d0000093a8000000000fd000066000000000000000000000000
+    icmp6send eth0 "$ll" ff02::1 "${ra}0101${mac}" && r=sent || r=failed
+    echo "VIRTWIRE-ATTACK round=$round ra6 fd00:66::/64 from $ll $r"
+  fi
   if has spoofmac && [ -n "$victim" ]; then
     own=$(cat /sys/class/net/eth0/address)
     ip link set eth0 address 52:54:00:66:66:66
@@ -148,6 +179,10 @@ while [ -n "$probes$attacks" ]; do
       whoami) r=$(timeout 3 wget -q -O - "http://$target/" 2>/dev/null | cut -d' ' -f1); [ -n "$r" ] || r=fail ;;
       tcp) nc -w 2 "${target%:*}" "${target##*:}" </dev/null >/dev/null 2>&1 && r=ok || r=fail ;;
       dns) nslookup "$target" "$router" >/dev/null 2>&1 && r=ok || r=fail ;;
+      ping6) ping -6 -c 1 -W 1 "$target" >/dev/null 2>&1 && r=ok || r=fail ;;
+      aaaa) r=$(nslookup -type=AAAA "$target" "$router" 2>/dev/null | awk '/^Address:/ && $2 ~ /:/ { print $2 }' | tail -n 1)
+        [ -n "$r" ] || r=fail ;;
+      addrs6) r=$(addr6 "$target" | sort | tr '\n' ',' | sed 's/,$//'); [ -n "$r" ] || r=none ;;
       *) r=unknown ;;
     esac
     echo "VIRTWIRE-PROBE round=$round $kind $target $r"

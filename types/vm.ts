@@ -116,6 +116,11 @@ export interface CreatedNic {
   tenant: string;
   mac: string;
   ip: string;
+  /**
+   * its IPv6 address on a network with cidr6: the pinned one, else its SLAAC address (the MAC's
+   * EUI-64 in the /64, which the guest's own kernel forms from the router advertisements)
+   */
+  ip6?: string;
   tap: string;
   bridge: string;
   /** its port forwards, as resolved (absent: none) */

@@ -92,8 +92,10 @@ export async function buildTestGuest(
   const busybox = (await run(['dpkg-query', '-W', '-f=${Version}', 'busybox-static'])).trim();
   const init = readTemplate('guest-init.sh');
   const hook = readTemplate('guest-udhcpc.sh');
+  const icmp6 = readTemplate('guest-icmp6.c');
+  const gcc = (await run(['gcc', '-dumpfullversion'])).trim();
   const key = createHash('sha256')
-    .update(JSON.stringify([pkg, busybox, init, hook, GUEST_MODULES]))
+    .update(JSON.stringify([pkg, busybox, init, hook, icmp6, gcc, GUEST_MODULES]))
     .digest('hex')
     .slice(0, 12);
   const dir = join(cacheDir, key);
@@ -109,6 +111,11 @@ export async function buildTestGuest(
   await buildCached(dir, pkg, 'test guest', async ({ fs, modules }) => {
     writeFileSync(join(fs, 'init'), init, { mode: 0o755 });
     writeFileSync(join(fs, 'bin/udhcpc-script'), hook, { mode: 0o755 });
+    // the hostile guest's ICMPv6 sender (rogue router and neighbour advertisements), static
+    const source = join(fs, 'tmp/icmp6send.c');
+    writeFileSync(source, icmp6);
+    await run(['gcc', '-static', '-Os', '-s', '-o', join(fs, 'bin/icmp6send'), source]);
+    rmSync(source);
     mkdirSync(join(fs, 'www'));
     const found = findModules(modules);
     for (const m of GUEST_MODULES) {
@@ -117,7 +124,7 @@ export async function buildTestGuest(
       copyFileSync(path, join(fs, 'lib/modules', `${m}.ko`));
     }
     writeFileSync(join(fs, 'lib/modules/order'), GUEST_MODULES.join('\n') + '\n');
-    return `${image.kernelPackage}\nbusybox-static ${busybox}\n`;
+    return `${image.kernelPackage}\nbusybox-static ${busybox}\ngcc ${gcc} (icmp6send)\n`;
   });
   log(`test guest ready in ${dir}`);
   return image;

@@ -75,10 +75,16 @@ export async function withGuests<T>(
 
 /** What the test guest does besides its lease and HTTP (see templates/guest-init.sh). */
 export interface TestGuestBehaviour {
-  /** the hostile tenant's attacks, each round: dhcpd, arpgw, spoofip, spoofmac */
-  attacks?: ('dhcpd' | 'arpgw' | 'spoofip' | 'spoofmac')[];
+  /**
+   * the hostile tenant's attacks, each round: dhcpd, arpgw, spoofip, spoofmac; and on a network
+   * with IPv6, spoof6 (pings victim6 from <its /64>::99) and ra6 (a rogue router advertisement of
+   * fd00:66::/64 to all nodes)
+   */
+  attacks?: ('dhcpd' | 'arpgw' | 'spoofip' | 'spoofmac' | 'spoof6' | 'ra6')[];
   /** the neighbour spoofip and spoofmac aim at */
   victim?: string;
+  /** the neighbour's IPv6 address spoof6 aims at */
+  victim6?: string;
   /** an address whose echo service (port 7) the guest keeps one connection to (VIRTWIRE-HOLD lines) */
   hold?: string;
 }
@@ -97,6 +103,7 @@ export function testGuestSpec(
     ...(probes.length ? [`vw.probes=${probes.join(',')}`] : []),
     ...(behaviour.attacks?.length ? [`vw.attacks=${behaviour.attacks.join(',')}`] : []),
     ...(behaviour.victim ? [`vw.victim=${behaviour.victim}`] : []),
+    ...(behaviour.victim6 ? [`vw.victim6=${behaviour.victim6}`] : []),
     ...(behaviour.hold ? [`vw.hold=${behaviour.hold}`] : []),
   ].join(' ');
   return { name, memoryMiB: 192, boot: { kernel: image.kernel, initrd: image.initrd, cmdline }, nics };

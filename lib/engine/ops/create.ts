@@ -13,6 +13,7 @@ import { ApplyError, HostUnsupportedError, SpecError, VirtwireError, isVirtwireE
 import { validatePathPolicy, validateVm } from '../../spec/index.js';
 import { checkVmFiles } from '../file-policy.js';
 import { renderResolvedDomainXml, effectiveAccel } from '../../xml/index.js';
+import { nicsOf } from './lifecycle.js';
 import { kernelFor } from '../kernel/fast-kernel.js';
 import { CLOUD_INIT_DONE, pollFile, sshAnswer, waitForFile, waitUntil } from '../../host/index.js';
 import type { DomainHandle, Hypervisor } from '../../libvirt/index.js';
@@ -206,15 +207,7 @@ function result(vm: ResolvedVm, accel: 'kvm' | 'tcg', host: HostContext, readyMs
     ...(host.name ? { host: host.name } : {}),
     uuid: vm.uuid,
     accel,
-    nics: vm.nics.map((n) => ({
-      tenant: n.network.tenant,
-      mac: n.mac,
-      ip: n.ip!,
-      tap: n.tap,
-      bridge: n.network.bridge,
-      ...(n.forwards ? { forwards: n.forwards } : {}),
-      ...(n.floatingIp ? { floatingIp: n.floatingIp } : {}),
-    })),
+    nics: nicsOf(vm),
     serialLog: vm.serialLog ?? vmPaths(host.stateDir, vm.name).serialLog,
     readyMs,
   };

@@ -2,7 +2,7 @@
 // a deadline), reboot (ACPI, then reset). The tenant network, tap and lease stay; a start brings
 // the VM back on the same MAC and IP.
 import type { CreatedNic, DiskInfo, StopOptions, VmInfo, VmOptions } from '../../../types/vm.js';
-import type { ResolvedVm } from '../../../types/resolved.js';
+import type { ResolvedNic, ResolvedVm } from '../../../types/resolved.js';
 import type { DomainState } from '../../libvirt/index.js';
 import { diskTargets } from '../../xml/index.js';
 import type { EngineDeps } from '../deps.js';
@@ -25,15 +25,21 @@ const STATES: Record<string, VmInfo['state']> = {
   nostate: 'shutoff',
 };
 
-export function nicsOf(vm: ResolvedVm): CreatedNic[] {
-  return vm.nics.map((n) => ({
+/** A NIC as createVm, getVm and listVms report it. */
+function nicOf(n: ResolvedNic): CreatedNic {
+  return {
     tenant: n.network.tenant,
     mac: n.mac,
     ip: n.ip!,
+    ...(n.ip6 ? { ip6: n.ip6 } : {}),
     tap: n.tap,
     bridge: n.network.bridge,
-  }));
+    ...(n.forwards ? { forwards: n.forwards } : {}),
+    ...(n.floatingIp ? { floatingIp: n.floatingIp } : {}),
+  };
 }
+
+export const nicsOf = (vm: ResolvedVm): CreatedNic[] => vm.nics.map(nicOf);
 
 function disksOf(vm: ResolvedVm, stateDir: string): DiskInfo[] {
   const paths = vmPaths(stateDir, vm.name);
