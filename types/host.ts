@@ -55,8 +55,10 @@ export interface HostSecurityRule {
   protocol: 'tcp' | 'udp' | 'icmp' | 'any';
   /** inclusive ranges; absent: every port */
   ports?: [number, number][];
-  /** a group peer carries its members' addresses, on every host (kept current by the engine) */
+  /** a group peer carries its members' addresses, IPv4 and IPv6, on every host (kept current by the engine) */
   peer: { cidr: string } | { group: string; addresses: string[] } | { any: true };
+  /** the one family it allows; absent: both */
+  ethertype?: 'ipv4' | 'ipv6';
 }
 
 export interface HostNetwork {

@@ -91,6 +91,8 @@ export interface ResolvedSecurityRule {
   /** inclusive ranges, sorted; absent: every port */
   ports?: [number, number][];
   peer: { cidr: string } | { group: string } | { any: true };
+  /** the one family it allows (a CIDR peer's own); absent: IPv4 and IPv6 */
+  ethertype?: 'ipv4' | 'ipv6';
   description?: string;
 }
 

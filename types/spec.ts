@@ -184,8 +184,13 @@ export interface SecurityRuleSpec {
   protocol: 'tcp' | 'udp' | 'icmp' | 'any';
   /** tcp and udp only: 80, '8000-8100', or a list of both; absent: every port */
   ports?: PortSpec | PortSpec[];
-  /** the other side: addresses, the NICs of a group of the same tenant (kept current), or anyone */
+  /**
+   * the other side: addresses (an IPv4 or IPv6 CIDR), the NICs of a group of the same tenant
+   * (their IPv4 and IPv6 addresses, kept current), or anyone
+   */
   peer: { cidr: string } | { group: string } | { any: true };
+  /** 'ipv4' or 'ipv6' only (Neutron's ethertype); default both, or the CIDR peer's family. icmp is ICMPv6 over IPv6 */
+  ethertype?: 'ipv4' | 'ipv6';
   description?: string;
 }
 

@@ -3,9 +3,14 @@
 // without a host), and each tenant's segment goes out of the host's own uplink NIC where it names
 // one (NIC names differ between hosts; the segment's id does not).
 import type { HostNetwork, HostSecurityGroup, HostState } from '../../types/host.js';
-import type { ResolvedNetwork, ResolvedSecurityGroup } from '../../types/resolved.js';
+import type { ResolvedNetwork, ResolvedNic, ResolvedSecurityGroup } from '../../types/resolved.js';
 import type { HostContext } from './hosts.js';
 import type { VmRecord } from './state/store.js';
+import { ipv6Sources } from '../spec/index.js';
+
+/** The IPv6 addresses a NIC may send from (none on a network without IPv6). */
+const nicIpv6Sources = (n: ResolvedNic): string[] =>
+  n.network.ipv6 && n.ip6 ? ipv6Sources(n.mac, n.network.ipv6.network, n.ip6) : [];
 
 /**
  * `groups`: the state's security groups. A tenant's network carries the groups its ports here
@@ -67,21 +72,23 @@ function peerAddresses(records: VmRecord[], tenant: string, here: string | undef
 function hostGroups(net: HostNetwork, records: VmRecord[], groups: ResolvedSecurityGroup[]): HostSecurityGroup[] {
   const tenant = net.network.tenant;
   const named = new Set(net.ports.flatMap((p) => p.securityGroups ?? []));
+  // a member is every address it may send from: its IPv4 one, and on a network with IPv6 its own (ipv6Sources)
   const members = (group: string) =>
     records
       .flatMap((r) => r.vm.nics)
       .filter((n) => n.network.tenant === tenant && n.ip && n.securityGroups?.includes(group))
-      .map((n) => n.ip!)
+      .flatMap((n) => [n.ip!, ...nicIpv6Sources(n)])
       .sort();
   return groups
     .filter((g) => g.tenant === tenant && named.has(g.name))
     .map((g) => ({
       name: g.name,
-      rules: g.rules.map(({ direction, protocol, ports, peer }) => ({
+      rules: g.rules.map(({ direction, protocol, ports, peer, ethertype }) => ({
         direction,
         protocol,
         ...(ports ? { ports } : {}),
         peer: 'group' in peer ? { group: peer.group, addresses: members(peer.group) } : peer,
+        ...(ethertype ? { ethertype } : {}),
       })),
     }));
 }

@@ -62,10 +62,22 @@ function multipart(parts: { type: string; body: string }[]): string {
   return lines.join('\n');
 }
 
-/** network-config version 2: each NIC by its MAC, named eth<index>, DHCP. */
+/**
+ * network-config version 2: each NIC by its MAC, named eth<index>, DHCP. On a network with IPv6
+ * the guest's kernel takes its SLAAC address from the router advertisements by itself; a NIC with
+ * a pinned ip6 also asks DHCPv6 for it (dhcp6).
+ */
 function networkConfig(vm: ResolvedVm): string {
   const ethernets = Object.fromEntries(
-    vm.nics.map((n) => [`eth${n.index}`, { match: { macaddress: n.mac }, 'set-name': `eth${n.index}`, dhcp4: true }]),
+    vm.nics.map((n) => [
+      `eth${n.index}`,
+      {
+        match: { macaddress: n.mac },
+        'set-name': `eth${n.index}`,
+        dhcp4: true,
+        ...(n.ip6Pinned ? { dhcp6: true } : {}),
+      },
+    ]),
   );
   return stringify({ version: 2, ethernets });
 }

@@ -17,11 +17,15 @@ export async function cutFlows(
   sides: readonly string[] = ['-s', '-d'],
 ): Promise<void> {
   if (addresses.length === 0) return;
-  const listed = await runner.run(['conntrack', '-L', '-f', 'ipv4'], { step: 'conntrack: list flows' });
-  const tracked = new Set([...listed.stdout.matchAll(/\b(?:src|dst)=(\S+)/g)].map((m) => m[1]!));
+  const families = addresses.some((a) => a.includes(':')) ? ['ipv4', 'ipv6'] : ['ipv4'];
+  const tracked = new Set<string>();
+  for (const family of families) {
+    const listed = await runner.run(['conntrack', '-L', '-f', family], { step: 'conntrack: list flows' });
+    for (const m of listed.stdout.matchAll(/\b(?:src|dst)=(\S+)/g)) tracked.add(m[1]!);
+  }
   for (const address of addresses.filter((a) => tracked.has(a)))
     for (const side of sides) {
-      const argv = ['conntrack', '-D', side, address];
+      const argv = ['conntrack', '-D', ...(address.includes(':') ? ['-f', 'ipv6'] : []), side, address];
       const step = `conntrack: cut flows of ${address}`;
       const r = await runner.run(argv, { step, allowFailure: true });
       if (r.exitCode > 1) throw new HostCommandError({ argv, exitCode: r.exitCode, stderr: r.stderr, step });

@@ -31,6 +31,8 @@ export interface DesiredLink {
   peers: string[];
   /** bridges: pass IPv4 frames through the IP hooks and conntrack (br_netfilter), for security groups */
   nfCallIptables?: true;
+  /** the same for IPv6 frames (a network with IPv6 and security groups) */
+  nfCallIp6tables?: true;
   /**
    * the host takes no part in ARP on it (`arp off`): a namespaced tenant's bridge, where the host
    * would otherwise answer for any address it has elsewhere (the weak host model) — another
@@ -60,6 +62,7 @@ export interface ObservedLink {
   group?: number;
   /** bridges: br_netfilter's per-bridge switch is on */
   nfCallIptables?: boolean;
+  nfCallIp6tables?: boolean;
   noArp?: boolean;
   /** bridges: link-local frames (01:80:c2:00:00:0x) teach the FDB nothing */
   noLinklocalLearn?: boolean;
@@ -204,6 +207,7 @@ export function desiredLinks(state: HostState, mtus: ReadonlyMap<string, number>
       // security groups are enforced in the IP forward hook, with conntrack: this bridge's frames
       // must pass it whatever the host-wide bridge-nf-call-iptables says
       ...(net.ports.some((p) => p.securityGroups?.length) ? { nfCallIptables: true as const } : {}),
+      ...(n.ipv6 && net.ports.some((p) => p.securityGroups?.length) ? { nfCallIp6tables: true as const } : {}),
     });
     if (uplink) links.push(uplink);
     const ns = namespaced.get(tenant);
@@ -314,6 +318,7 @@ export async function observeLinks(runner: CommandRunner, step = 'links: observe
       peers: [],
       group,
       ...(l.linkinfo?.info_data?.nf_call_iptables === 1 ? { nfCallIptables: true } : {}),
+      ...(l.linkinfo?.info_data?.nf_call_ip6tables === 1 ? { nfCallIp6tables: true } : {}),
       ...((l.flags ?? []).includes('NOARP') ? { noArp: true } : {}),
       ...(l.linkinfo?.info_kind === 'bridge'
         ? { noLinklocalLearn: l.linkinfo.info_data?.no_linklocal_learn === 1 }
@@ -379,6 +384,7 @@ export interface LinkChange {
     | 'address'
     | 'peers'
     | 'nf_call_iptables'
+    | 'nf_call_ip6tables'
     | 'arp'
     | 'no_linklocal_learn'
     | 'learning'
@@ -473,6 +479,10 @@ export function planLinks(
     if (d.nfCallIptables && !o?.nfCallIptables) {
       settings.push('nf_call_iptables');
       bridgeOpts.push('nf_call_iptables', 1);
+    }
+    if (d.nfCallIp6tables && !o?.nfCallIp6tables) {
+      settings.push('nf_call_ip6tables');
+      bridgeOpts.push('nf_call_ip6tables', 1);
     }
     if (o && d.kind === 'bridge' && !o.noLinklocalLearn) {
       settings.push('no_linklocal_learn');

@@ -84,3 +84,12 @@ export function eui64(mac: string, network: bigint): bigint {
 
 /** A NIC's link-local address (fe80::/64 with its EUI-64 identifier). */
 export const linkLocalOf = (mac: string): string => formatIpv6(eui64(mac, 0xfe80n << 112n));
+
+/**
+ * Every IPv6 address a NIC may send from on a network with IPv6 (`network` its /64's address):
+ * its link-local one, its ip6, and its SLAAC one (beside a pinned ip6 the guest holds both).
+ */
+export function ipv6Sources(mac: string, network: string, ip6: string): string[] {
+  const slaac = formatIpv6(eui64(mac, parseIpv6(network)!));
+  return [...new Set([linkLocalOf(mac), ip6, slaac])];
+}

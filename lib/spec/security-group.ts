@@ -5,10 +5,11 @@ import type { ResolvedSecurityGroup, ResolvedSecurityRule } from '../../types/re
 import type { SecurityGroupSpec } from '../../types/spec.js';
 import { checkKeys, checkName, checkSafeText, isRecord } from './checks.js';
 import { formatIpv4, parseCidr } from './ipv4.js';
+import { formatIpv6, parseCidr6 } from './ipv6.js';
 import { Problems, at } from './problems.js';
 
 const GROUP_KEYS = ['name', 'tenant', 'description', 'rules'] as const;
-const RULE_KEYS = ['direction', 'protocol', 'ports', 'peer', 'description'] as const;
+const RULE_KEYS = ['direction', 'protocol', 'ports', 'peer', 'ethertype', 'description'] as const;
 const DIRECTIONS = ['ingress', 'egress'] as const;
 const PROTOCOLS = ['tcp', 'udp', 'icmp', 'any'] as const;
 /** rules per group: enough for any real policy, few enough to keep a typo from becoming a ruleset */
@@ -74,6 +75,7 @@ function resolveRule(p: Problems, path: string, input: unknown): ResolvedSecurit
     else ports = resolvePorts(p, at(path, 'ports'), input.ports);
   }
   const peer = resolvePeer(p, at(path, 'peer'), input.peer);
+  const ethertype = resolveEthertype(p, path, input.ethertype, peer);
   if (input.description !== undefined) checkSafeText(p, at(path, 'description'), input.description);
   if (p.list.length > before || !peer) return undefined;
   return {
@@ -81,6 +83,7 @@ function resolveRule(p: Problems, path: string, input: unknown): ResolvedSecurit
     protocol: protocol as ResolvedSecurityRule['protocol'],
     ...(ports ? { ports } : {}),
     peer,
+    ...(ethertype ? { ethertype } : {}),
     ...(input.description !== undefined ? { description: input.description as string } : {}),
   };
 }
@@ -129,9 +132,23 @@ function resolvePeer(p: Problems, path: string, input: unknown): ResolvedSecurit
     return input.any === true ? { any: true } : undefined;
   }
   if ('group' in input) return checkName(p, at(path, 'group'), input.group) ? { group: input.group } : undefined;
+  const c6 = typeof input.cidr === 'string' && input.cidr.includes(':') ? parseCidr6(input.cidr) : undefined;
+  if (c6) {
+    if (c6.address !== c6.network) {
+      p.add(
+        at(path, 'cidr'),
+        `${String(input.cidr)} has host bits set; did you mean ${formatIpv6(c6.network)}/${c6.prefix}?`,
+      );
+      return undefined;
+    }
+    return { cidr: `${formatIpv6(c6.network)}/${c6.prefix}` };
+  }
   const c = typeof input.cidr === 'string' ? parseCidr(input.cidr) : undefined;
   if (!c) {
-    p.add(at(path, 'cidr'), `${JSON.stringify(input.cidr ?? null)} is not an IPv4 CIDR (e.g. 10.0.0.7/32)`);
+    p.add(
+      at(path, 'cidr'),
+      `${JSON.stringify(input.cidr ?? null)} is not an IPv4 or IPv6 CIDR (e.g. 10.0.0.7/32, fd00:10::/64)`,
+    );
     return undefined;
   }
   if (c.address !== c.network) {
@@ -144,12 +161,34 @@ function resolvePeer(p: Problems, path: string, input: unknown): ResolvedSecurit
   return { cidr: `${formatIpv4(c.network)}/${c.prefix}` };
 }
 
+/**
+ * `ethertype`: ipv4 or ipv6, as given (absent: both; a CIDR peer's rule applies to its own family
+ * whatever it says — the renderers ask ruleFamily — and naming the other one is a problem).
+ */
+function resolveEthertype(
+  p: Problems,
+  path: string,
+  input: unknown,
+  peer: ResolvedSecurityRule['peer'] | undefined,
+): ResolvedSecurityRule['ethertype'] {
+  const family = peer && 'cidr' in peer ? (peer.cidr.includes(':') ? 'ipv6' : 'ipv4') : undefined;
+  if (input === undefined) return undefined;
+  if (input !== 'ipv4' && input !== 'ipv6') {
+    p.add(at(path, 'ethertype'), `${JSON.stringify(input)} is not ipv4 or ipv6`);
+    return undefined;
+  }
+  if (family && input !== family)
+    p.add(at(path, 'ethertype'), `${input}, but the peer ${(peer as { cidr: string }).cidr} is ${family}`);
+  return input;
+}
+
 const peerKey = (peer: ResolvedSecurityRule['peer']) =>
   'cidr' in peer ? `cidr ${peer.cidr}` : 'group' in peer ? `group ${peer.group}` : 'any';
 
 /** Two rules that allow some of the same traffic in the same way: one is redundant, or a mistake. */
 function overlap(a: ResolvedSecurityRule, b: ResolvedSecurityRule): boolean {
   if (a.direction !== b.direction || a.protocol !== b.protocol || peerKey(a.peer) !== peerKey(b.peer)) return false;
+  if (a.ethertype && b.ethertype && a.ethertype !== b.ethertype) return false;
   if (!a.ports || !b.ports) return true;
   return a.ports.some(([lo, hi]) => b.ports!.some(([x, y]) => lo <= y && x <= hi));
 }

@@ -209,14 +209,6 @@ function resolveNics(p: Problems, path: string, input: unknown, vmName: string):
 
     const qosOk = checkQos(p, at(nicPath, 'qos'), raw.qos);
     const groups = checkGroupNames(p, at(nicPath, 'securityGroups'), raw.securityGroups);
-    if (groups?.length && network?.ipv6) {
-      // refused rather than left open: their rules would not see the NIC's IPv6
-      p.add(
-        at(nicPath, 'securityGroups'),
-        `security groups do not cover IPv6 yet, and tenant ${network.tenant} has cidr6: drop cidr6 or the groups`,
-      );
-      ok = false;
-    }
     const forwards = resolveForwards(p, at(nicPath, 'forwards'), raw.forwards, network, ports);
     const floatingIp = checkFloatingIp(p, at(nicPath, 'floatingIp'), raw.floatingIp, network);
     if (floatingIp) floating.claim(p, at(nicPath, 'floatingIp'), floatingIp, nicPath);

@@ -14,7 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCloudImage, buildTestGuest, GuestLab, testGuestSpec, type CloudImage } from '../../lib/testing/index.js';
 import type { CreatedVm, ProgressEvent } from '../../types/vm.js';
+import { eui64, formatIpv6, parseIpv6 } from '../../lib/spec/index.js';
 import { describeAsRoot } from '../helpers/root.js';
+import { waitFor } from '../helpers/wait.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vwcloud-'));
 chmodSync(dir, 0o755);
@@ -22,6 +24,9 @@ const stateDir = join(dir, 'state');
 const guests = new GuestLab({ stateDir });
 const T1 = { tenant: 'vwcloudt', cidr: '10.77.0.0/24' };
 const T2 = { tenant: 'vwcloudu', cidr: '10.78.0.0/24', nat: false };
+// a dual-stack tenant: the third NIC's IPv6 address is pinned (DHCPv6) beside its SLAAC one
+const T3 = { tenant: 'vwcloudv', cidr: '10.79.0.0/24', cidr6: 'fd00:79::/64' };
+const PINNED6 = 'fd00:79::50';
 const SIZE_GIB = 6;
 
 let image: CloudImage;
@@ -29,8 +34,8 @@ let vm: CreatedVm;
 let peer: CreatedVm;
 const steps: ProgressEvent[] = [];
 
-/** A command in the guest over SSH, as the user cloud-init made. */
-const ssh = (command: string, timeoutMs = 60_000) =>
+/** A command in the guest over SSH, as the user cloud-init made (to its first NIC's address, or `to`). */
+const sshTo = (to: string, command: string, timeoutMs = 60_000) =>
   execa(
     'ssh',
     [
@@ -44,7 +49,7 @@ const ssh = (command: string, timeoutMs = 60_000) =>
       `UserKnownHostsFile=${join(dir, 'known_hosts')}`,
       '-o',
       'ConnectTimeout=10',
-      `vw@${vm.nics[0]!.ip}`,
+      `vw@${to}`,
       command,
     ],
     {
@@ -52,6 +57,9 @@ const ssh = (command: string, timeoutMs = 60_000) =>
       timeout: timeoutMs,
     },
   );
+
+const ssh = (command: string, timeoutMs = 60_000) => sshTo(vm.nics[0]!.ip, command, timeoutMs);
+const ssh6 = (ip6: string, command: string) => sshTo(ip6, command);
 
 /** The host's own Debian mirror (what the cloud image's apt uses too) and whether the host reaches it. */
 async function hostMirror(): Promise<{ name: string; reachable: boolean; why?: string }> {
@@ -93,7 +101,7 @@ describeAsRoot('a real Debian cloud guest: cloud-init, SSH, DNS, NAT to the outs
           writeFiles: [{ path: '/etc/virtwire-test', content: 'written by cloud-init\n', permissions: '0644' }],
           runcmd: [['sh', '-c', 'echo runcmd-ok > /var/tmp/runcmd.out']],
         },
-        nics: [{ network: T1 }, { network: T2 }],
+        nics: [{ network: T1 }, { network: T2 }, { network: T3, ip6: PINNED6 }],
       },
       { waitFor: 'cloud-init', timeoutMs: 900_000, onProgress: (e) => steps.push(e) },
     );
@@ -148,6 +156,21 @@ describeAsRoot('a real Debian cloud guest: cloud-init, SSH, DNS, NAT to the outs
   test('the second NIC came up on the second tenant from the generated network-config', async () => {
     const r = await ssh('ip -4 -o addr show eth1');
     expect(r.stdout).toContain(`inet ${vm.nics[1]!.ip}/24`);
+  });
+
+  test('the dual-stack NIC: its pinned IPv6 address from DHCPv6 and its SLAAC one; SSH over IPv6 to [ip6]', async () => {
+    expect(vm.nics[2]!.ip6).toBe(PINNED6);
+    // DHCPv6 and SLAAC may finish after cloud-init: wait on the addresses, with a deadline
+    const slaac = formatIpv6(eui64(vm.nics[2]!.mac, parseIpv6('fd00:79::')!));
+    const shown = await waitFor('the pinned and the SLAAC address on eth2', 60_000, async () => {
+      const out = (await ssh('ip -6 -o addr show dev eth2 scope global')).stdout;
+      return out.includes(`${PINNED6}/`) && out.includes(`${slaac}/`) && out;
+    });
+    expect(shown).toContain(`inet6 ${PINNED6}/`);
+    expect(shown).toContain(`inet6 ${slaac}/`);
+    // the host reaches the guest over IPv6 (its bridge holds gateway6), as the user cloud-init made
+    const r = await ssh6(PINNED6, 'hostname');
+    expect([r.exitCode, r.stdout]).toEqual([0, 'cloudy']);
   });
 
   test("DNS: another VM of the tenant by name (bare and in the tenant's domain), and an outside name", async () => {

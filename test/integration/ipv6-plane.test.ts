@@ -285,4 +285,60 @@ describeAsRoot('dual-stack tenants on the host plane (namespaces, nftables)', ()
     expect((e as Error).message).toMatch(/IPv6 of tenant acme \(cidr6\) is guarded by the nftables backend only/);
     expect((await plane.plan(state)).changes).toEqual([]);
   });
+
+  test('security groups hold for IPv6: the allowed port only, not over the link-local address, not over IPv4 (ethertype)', async () => {
+    const web = {
+      name: 'web',
+      rules: [
+        {
+          direction: 'ingress' as const,
+          protocol: 'tcp' as const,
+          ports: [[8083, 8083]] as [number, number][],
+          peer: { any: true as const },
+          ethertype: 'ipv6' as const,
+        },
+      ],
+    };
+    const guarded: HostState = {
+      networks: state.networks.map((n) =>
+        n.network.tenant !== 'acme'
+          ? n
+          : {
+              ...n,
+              securityGroups: [web],
+              ports: n.ports.map((p) => (p.mac === mac.a2 ? { ...p, securityGroups: ['web'] } : p)),
+            },
+      ),
+    };
+    await plane.apply(guarded);
+    try {
+      await lab.serveHttp(ns.a2!, '::', 8083, 'a2 allowed');
+      await lab.serveHttp(ns.a2!, '::', 8084, 'a2 closed');
+      const sent = await Capture.start(host, tap('a1'), 'in', 'tcp port 8084 or tcp port 8083');
+      const got = await Capture.start(host, tap('a2'), 'out', 'tcp port 8084 or tcp port 8083');
+      try {
+        // the allowed port over IPv6 (neighbour discovery passes the policy too) is the barrier
+        const ll = linkLocalOf(mac.a2);
+        expect(await lab.fetch(ns.a1!, `http://[${ip6.a2}]:8084/`, 2)).toBeUndefined();
+        expect(await lab.fetch(ns.a1!, `http://[${ll}%eth0]:8084/`, 2)).toBeUndefined();
+        expect(await lab.fetch(ns.a1!, 'http://10.76.0.12:8083/', 2)).toBeUndefined();
+        expect(await lab.fetch(ns.a1!, `http://[${ip6.a2}]:8083/`)).toBe('a2 allowed');
+        await got.saw('the allowed connection at a2', new RegExp(`${ip6.a1}\\.\\d+ > ${ip6.a2}\\.8083`));
+        for (const [what, probe] of [
+          ['closed port over IPv6', new RegExp(`${ip6.a1}\\.\\d+ > ${ip6.a2}\\.8084: Flags \\[S\\]`)],
+          [
+            'closed port over the link-local address',
+            new RegExp(`${linkLocalOf(mac.a1)}\\.\\d+ > ${ll}\\.8084: Flags \\[S\\]`),
+          ],
+          ['an IPv6-only rule over IPv4', /10\.76\.0\.11\.\d+ > 10\.76\.0\.12\.8083: Flags \[S\]/],
+        ] as const)
+          notDelivered(`security group: ${what}`, sent.count(probe), got.count(probe));
+      } finally {
+        await sent.stop();
+        await got.stop();
+      }
+    } finally {
+      await plane.apply(state);
+    }
+  });
 });

@@ -10,7 +10,7 @@ import { hashOf } from './hash.js';
 import { cidr, ifname, ipv4, mac, port } from './values.js';
 import { TENANT_DEVICES, tenantPolicy, type FlowLimits, type PacketRate } from './policy.js';
 import { isInSet, rowsOf, type Block, type Cond, type InSet, type RowSet, type Rule, type Verdict } from './rules.js';
-import { policyId, sgPorts, type SgPolicy } from './sg.js';
+import { policyId, ruleFamily, sgPorts, type SgPolicy } from './sg.js';
 
 /** A chain of virtwire's own: its name is a role letter and its table's hash (a policy's: and its own). */
 export const OWN_CHAIN = /^VW[A-Z]-[0-9a-f]{12}(-[0-9a-f]{6})?$/;
@@ -220,13 +220,15 @@ function portMatches(protocol: 'tcp' | 'udp', ports: [number, number][] | undefi
   return chunks.map((c) => `-p ${protocol} -m multiport --dports ${c.join(',')}`);
 }
 
+/** A rule's IPv4 part (this backend guards no IPv6: a network with it is refused before this). */
 function sgRules(rule: HostSecurityRule): string[] {
+  if (!ruleFamily(rule, 'ipv4')) return [];
   const side = rule.direction === 'ingress' ? '-s' : '-d';
   const peers =
     'cidr' in rule.peer
       ? [`${side} ${cidr(rule.peer.cidr)} `]
       : 'group' in rule.peer
-        ? rule.peer.addresses.map((a) => `${side} ${ipv4(a)}/32 `)
+        ? rule.peer.addresses.filter((a) => !a.includes(':')).map((a) => `${side} ${ipv4(a)}/32 `)
         : [''];
   const protocols =
     rule.protocol === 'tcp' || rule.protocol === 'udp'

@@ -121,14 +121,14 @@ export const nftablesBackend: FirewallBackend = {
 export function sgFlush(live: Sets, want: Sets): string[] {
   const out = new Set<string>();
   const split = (e: string) => e.split(' : ') as [string, string];
-  for (const name of ['sg_in', 'sg_out']) {
+  for (const name of ['sg_in', 'sg_out', 'sg_in6', 'sg_out6']) {
     const before = new Map((live[name] ?? []).map(split));
     for (const [key, verdict] of (want[name] ?? []).map(split))
       if (before.get(key) !== verdict) out.add(key.split(' . ')[1]!);
   }
   for (const [name, addresses] of Object.entries(live)) {
     // a set no rule names any more: the policies that named it changed, their ports are above
-    if (!name.startsWith('sgm_') || !(name in want)) continue;
+    if (!/^sgm6?_/.test(name) || !(name in want)) continue;
     const kept = new Set(want[name] ?? []);
     for (const a of addresses) if (!kept.has(a)) out.add(a);
   }

@@ -17,7 +17,7 @@ import {
   type Value,
   type Verdict,
 } from './rules.js';
-import { groupId, peerGroups, policyId, sgPorts, type SgPolicy } from './sg.js';
+import { groupId, peerGroups, policyId, ruleFamily, sgPorts, type SgPolicy } from './sg.js';
 
 /** A set's elements as nft prints them in JSON: names, or concatenations joined by " . ". */
 export type Sets = Record<string, string[]>;
@@ -197,59 +197,116 @@ function elements(sets: Record<string, RowSet>): { sets: Sets; types: Record<str
 }
 
 // Security groups (sg.ts): the two lookups every forwarded packet of a member port
-// meets, before the tenant's own rules — the receiver's ingress policy, then the sender's egress.
-const SG_FORWARD = ['oifname . ip daddr vmap @sg_in', 'iifname . ip saddr vmap @sg_out'];
+// meets, before the tenant's own rules — the receiver's ingress policy, then the sender's egress —
+// per family: IPv4 by its address, IPv6 by every address it may send from (its link-local one too).
+type Family4or6 = 'ipv4' | 'ipv6';
+const FAMILY = {
+  ipv4: { ip: 'ip', icmp: 'icmp', set: 'sgm_', chain: 'sgc_', map: '', addr: ipv4, cidr, type: 'ipv4_addr' },
+  ipv6: {
+    ip: 'ip6',
+    icmp: 'ipv6-icmp',
+    set: 'sgm6_',
+    chain: 'sgc6_',
+    map: '6',
+    addr: ipv6,
+    cidr: cidr6,
+    type: 'ipv6_addr',
+  },
+} as const;
+const sgForward = (f: Family4or6) => [
+  `oifname . ${FAMILY[f].ip} daddr vmap @sg_in${FAMILY[f].map}`,
+  `iifname . ${FAMILY[f].ip} saddr vmap @sg_out${FAMILY[f].map}`,
+];
+// a member's neighbour discovery is never a policy's to drop (Neutron allows it too): without it
+// no address of the link resolves
+const ND = 'icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } return';
 
 const range = ([lo, hi]: [number, number]) => (lo === hi ? `${port(lo)}` : `${port(lo)}-${port(hi)}`);
 
-/** One rule of a policy: what it matches, then `return` (allowed: on to the next check). */
-function sgRule(rule: HostSecurityRule, tenant: string): string {
+/** One rule of a policy, in one family: what it matches, then `return` (allowed: on to the next check). */
+function sgRule(rule: HostSecurityRule, tenant: string, f: Family4or6): string {
+  const F = FAMILY[f];
   const side = rule.direction === 'ingress' ? 'saddr' : 'daddr';
   const parts: string[] = [];
-  if ('cidr' in rule.peer) parts.push(`ip ${side} ${cidr(rule.peer.cidr)}`);
-  else if ('group' in rule.peer) parts.push(`ip ${side} @sgm_${groupId(tenant, rule.peer.group)}`);
+  if ('cidr' in rule.peer) parts.push(`${F.ip} ${side} ${F.cidr(rule.peer.cidr)}`);
+  else if ('group' in rule.peer) parts.push(`${F.ip} ${side} @${F.set}${groupId(tenant, rule.peer.group)}`);
   if (rule.protocol === 'tcp' || rule.protocol === 'udp')
     parts.push(
       rule.ports ? `${rule.protocol} dport { ${rule.ports.map(range).join(', ')} }` : `meta l4proto ${rule.protocol}`,
     );
-  else if (rule.protocol === 'icmp') parts.push('meta l4proto icmp');
+  else if (rule.protocol === 'icmp') parts.push(`meta l4proto ${F.icmp}`);
   return [...parts, 'return'].join(' ');
 }
 
-const policyChain = (policy: SgPolicy) =>
-  `sgc_${policyId(policy, (r) => sgRule(r, policy.tenant))}_${policy.direction === 'ingress' ? 'i' : 'o'}`;
+/** A policy's rules of one family. */
+const inFamily = (policy: SgPolicy, f: Family4or6): SgPolicy => ({
+  ...policy,
+  rules: policy.rules.filter((r) => ruleFamily(r.rule, f)),
+});
 
-/** The security groups' part of `inet virtwire`: member sets, one chain per policy, the two maps. */
-function sgRuleset(state: HostState): { sets: Sets; maps: Sets; chains: string[]; rules: number } {
+const policyChain = (policy: SgPolicy, f: Family4or6) =>
+  `${FAMILY[f].chain}${policyId(policy, (r) => sgRule(r, policy.tenant, f))}_${policy.direction === 'ingress' ? 'i' : 'o'}`;
+
+/**
+ * The security groups' part of `inet virtwire`: member sets, one chain per policy and family,
+ * the maps (IPv6's only where a member port has IPv6).
+ */
+function sgRuleset(state: HostState): {
+  sets: Sets;
+  maps: Sets;
+  chains: string[];
+  rules: number;
+  families: Family4or6[];
+} {
   const ports = sgPorts(state);
-  if (ports.length === 0) return { sets: {}, maps: {}, chains: [], rules: 0 };
+  if (ports.length === 0) return { sets: {}, maps: {}, chains: [], rules: 0, families: [] };
+  const families: Family4or6[] = ports.some((p) => p.ip6s.length) ? ['ipv4', 'ipv6'] : ['ipv4'];
+  const of = (f: Family4or6, addresses: string[]) => addresses.filter((a) => a.includes(':') === (f === 'ipv6'));
   const sets: Sets = Object.fromEntries(
-    peerGroups(state).map((g) => [`sgm_${groupId(g.tenant, g.group)}`, g.addresses.map(ipv4)]),
+    families.flatMap((f) =>
+      peerGroups(state).map((g) => [
+        `${FAMILY[f].set}${groupId(g.tenant, g.group)}`,
+        of(f, g.addresses).map(FAMILY[f].addr),
+      ]),
+    ),
   );
-  const policies = new Map<string, SgPolicy>();
-  const entry = (bridge: string, ip: string, policy: SgPolicy) => {
-    const name = policyChain(policy);
-    policies.set(name, policy);
-    return `${ifname(bridge)} . ${ipv4(ip)} : jump ${name}`;
+  const policies = new Map<string, SgPolicy & { family: Family4or6 }>();
+  const entries = (f: Family4or6, bridge: string, addresses: string[], policy: SgPolicy) => {
+    const own = inFamily(policy, f);
+    const name = policyChain(own, f);
+    policies.set(name, { ...own, family: f });
+    return addresses.map((a) => `${ifname(bridge)} . ${FAMILY[f].addr(a)} : jump ${name}`);
   };
-  const maps: Sets = {
-    sg_in: ports.map((p) => entry(p.bridge, p.ip, p.ingress)),
-    sg_out: ports.filter((p) => p.egress).map((p) => entry(p.bridge, p.ip, p.egress!)),
-  };
+  const addressesOf = (f: Family4or6, p: (typeof ports)[number]) => (f === 'ipv4' ? [p.ip] : p.ip6s);
+  const maps: Sets = Object.fromEntries(
+    families.flatMap((f) => [
+      [`sg_in${FAMILY[f].map}`, ports.flatMap((p) => entries(f, p.bridge, addressesOf(f, p), p.ingress))],
+      [
+        `sg_out${FAMILY[f].map}`,
+        ports.filter((p) => p.egress).flatMap((p) => entries(f, p.bridge, addressesOf(f, p), p.egress!)),
+      ],
+    ]),
+  );
   const chains = [...policies].flatMap(([name, policy]) => {
     const rules = [
       'ct state established,related return',
-      ...policy.rules.map((r) => sgRule(r.rule, policy.tenant)),
+      ...(policy.family === 'ipv6' ? [ND] : []),
+      ...policy.rules.map((r) => sgRule(r.rule, policy.tenant, policy.family)),
       'drop',
     ];
     return [`  chain ${name} {`, ...rules.map((r) => `    ${r}`), '  }'];
   });
-  const rules = [...policies.values()].reduce((n, p) => n + p.rules.length + 2, 0);
-  return { sets, maps, chains, rules };
+  const rules = [...policies.values()].reduce((n, p) => n + p.rules.length + (p.family === 'ipv6' ? 3 : 2), 0);
+  return { sets, maps, chains, rules, families };
 }
 
 /** The security groups' sets and maps: a group's members are addresses; the maps jump to chains. */
-const sgType = (name: string) => (name.startsWith('sgm_') ? 'ipv4_addr' : 'ifname . ipv4_addr : verdict');
+const sgType = (name: string) =>
+  name.startsWith('sgm6_')
+    ? 'ipv6_addr'
+    : name.startsWith('sgm_')
+      ? 'ipv4_addr'
+      : `ifname . ${name.endsWith('6') ? 'ipv6_addr' : 'ipv4_addr'} : verdict`;
 
 function renderSets(sets: Sets, types: Record<string, string>): string[] {
   return Object.entries(sets).flatMap(([name, elements]) => {
@@ -305,7 +362,7 @@ export function renderRuleset(state: HostState): Ruleset {
   const limits = policy.flowLimits
     ? [...flowLimitRules(policy.flowLimits), ...(policy.ipv6 ? flowLimit6Rules(policy.flowLimits) : [])]
     : [];
-  const forward = [...limits, ...(sg.chains.length ? SG_FORWARD : []), ...policy.forward.map(line)];
+  const forward = [...limits, ...sg.families.flatMap(sgForward), ...policy.forward.map(line)];
   const nat = policy.nat.map(line);
   const input = policy.any ? [...policy.overlay.map(line), ...policy.input.rules.map(keyedLine)] : [];
   const zones = policy.zones.map(line);

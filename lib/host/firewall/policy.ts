@@ -3,7 +3,7 @@
 // the neutral terms of rules.ts. nft.ts and iptables.ts render it; security groups (sg.ts) are
 // the one part with a model of their own, rendered by each backend beside this.
 import type { HostNetwork, HostPort, HostState } from '../../../types/host.js';
-import { eui64, formatIpv6, linkLocalOf, parseIpv6 } from '../../spec/index.js';
+import { ipv6Sources } from '../../spec/index.js';
 import { VXLAN_PORT, uplinkOf } from '../links.js';
 import { namespacesOf, type TenantNamespace } from '../namespace.js';
 import { packetRateOf } from '../../spec/index.js';
@@ -519,12 +519,10 @@ function ipv6Sets(local: HostNetwork[]): Record<string, RowSet> {
   };
 }
 
-/** The IPv6 addresses a port may send from: its link-local one, its ip6, and its SLAAC one beside a pinned ip6. */
-function portIp6s(port: HostPort, net: HostNetwork): string[] {
+/** The IPv6 addresses a port may send from (none on a network without IPv6). */
+export function portIp6s(port: HostPort, net: HostNetwork): string[] {
   const v6 = net.network.ipv6;
-  if (!v6 || !port.ip6) return [];
-  const slaac = formatIpv6(eui64(port.mac, parseIpv6(v6.network)!));
-  return [...new Set([linkLocalOf(port.mac), port.ip6, slaac])];
+  return v6 && port.ip6 ? ipv6Sources(port.mac, v6.network, port.ip6) : [];
 }
 
 function portSets(nets: HostNetwork[]): Record<string, RowSet> {

@@ -12,6 +12,7 @@
 // between two member ports must pass the receiver's ingress and the sender's egress policy.
 import { createHash } from 'node:crypto';
 import type { HostSecurityGroup, HostSecurityRule, HostState } from '../../../types/host.js';
+import { portIp6s } from './policy.js';
 
 type Direction = 'ingress' | 'egress';
 
@@ -28,6 +29,8 @@ export interface SgPolicy {
 export interface SgPort {
   bridge: string;
   ip: string;
+  /** every IPv6 address it may send from (its link-local one included: none may bypass its policy) */
+  ip6s: string[];
   tenant: string;
   ingress: SgPolicy;
   /** absent: egress open (none of its groups has an egress rule) */
@@ -54,6 +57,7 @@ export function sgPorts(state: HostState): SgPort[] {
         return {
           bridge: net.network.bridge,
           ip: p.ip!,
+          ip6s: portIp6s(p, net),
           tenant,
           ingress: policy('ingress'),
           ...(egress.rules.length ? { egress } : {}),
@@ -72,6 +76,11 @@ export function policyId(policy: SgPolicy, render: (rule: HostSecurityRule, grou
   const text = [policy.direction, policy.tenant, ...policy.rules.map((r) => render(r.rule, r.group))].join('\n');
   return createHash('sha256').update(text).digest('hex').slice(0, 12);
 }
+
+/** Whether a rule applies to a family: its ethertype (a CIDR peer's is its own), else both. */
+export const ruleFamily = (rule: HostSecurityRule, family: 'ipv4' | 'ipv6'): boolean =>
+  (rule.ethertype ?? family) === family &&
+  !('cidr' in rule.peer && rule.peer.cidr.includes(':') !== (family === 'ipv6'));
 
 /** The groups referenced as peers, per tenant, with their members' addresses. */
 export function peerGroups(state: HostState): { tenant: string; group: string; addresses: string[] }[] {
