@@ -50,3 +50,23 @@ export const routerAdvert = (prefix: string, mac: string) =>
 /** An unsolicited neighbour advertisement (ICMPv6 136, override set) that `target` is at `mac`. */
 export const neighbourAdvert = (target: string, mac: string) =>
   '88000000' + '20000000' + ip6hex(target) + `0201${hex(mac)}`;
+
+/**
+ * A whole Ethernet frame carrying one ICMPv6 message (hop limit 255), its checksum computed over
+ * the IPv6 pseudo-header: for what a socket would not send as given (e.g. from the unspecified
+ * address, which a raw socket replaces by one of the sender's own).
+ */
+export function icmp6Frame(srcMac: string, dstMac: string, src: string, dst: string, message: string): string {
+  const body = Buffer.from(message, 'hex');
+  const pseudo = Buffer.concat([
+    Buffer.from(ip6hex(src) + ip6hex(dst), 'hex'),
+    Buffer.from([0, 0, body.length >> 8, body.length & 255, 0, 0, 0, 58]),
+    body,
+  ]);
+  let sum = 0;
+  for (let i = 0; i < pseudo.length; i += 2) sum += (pseudo[i]! << 8) | (pseudo[i + 1] ?? 0);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  body.writeUInt16BE(~sum & 0xffff, 2);
+  const ip6 = '60000000' + body.length.toString(16).padStart(4, '0') + '3aff' + ip6hex(src) + ip6hex(dst);
+  return `${hex(dstMac)}${hex(srcMac)}86dd${ip6}${body.toString('hex')}`;
+}

@@ -17,6 +17,7 @@ import type { CreatedVm, ProgressEvent } from '../../types/vm.js';
 import { eui64, formatIpv6, parseIpv6 } from '../../lib/spec/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { waitFor } from '../helpers/wait.js';
+import { keepIpv6Forwarding } from '../helpers/ipv6-forwarding.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vwcloud-'));
 chmodSync(dir, 0o755);
@@ -32,6 +33,7 @@ const SIZE_GIB = 6;
 let image: CloudImage;
 let vm: CreatedVm;
 let peer: CreatedVm;
+let restoreForwarding: () => Promise<void> = async () => {};
 const steps: ProgressEvent[] = [];
 
 /** A command in the guest over SSH, as the user cloud-init made (to its first NIC's address, or `to`). */
@@ -84,6 +86,7 @@ async function hostMirror(): Promise<{ name: string; reachable: boolean; why?: s
 
 describeAsRoot('a real Debian cloud guest: cloud-init, SSH, DNS, NAT to the outside, a second NIC', () => {
   beforeAll(async () => {
+    restoreForwarding = await keepIpv6Forwarding(); // the third NIC's network has IPv6
     image = await buildCloudImage();
     const test = await buildTestGuest();
     await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'vw@virtwire-test', '-f', join(dir, 'key')]);
@@ -108,6 +111,7 @@ describeAsRoot('a real Debian cloud guest: cloud-init, SSH, DNS, NAT to the outs
   }, 1_000_000);
   afterAll(async () => {
     await guests.destroyAll().catch(() => {});
+    await restoreForwarding();
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -15,6 +15,7 @@ import type { CreatedVm } from '../../types/vm.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { waitFor } from '../helpers/wait.js';
+import { keepIpv6Forwarding } from '../helpers/ipv6-forwarding.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vw6g-'));
 chmodSync(stateDir, 0o755);
@@ -35,7 +36,7 @@ interface Frame {
 }
 const frames: Frame[] = [];
 let capture: ResultPromise | undefined;
-let forwardingBefore = '';
+let restoreForwarding: () => Promise<void> = async () => {};
 let vic: CreatedVm;
 let atk: CreatedVm;
 let oth: CreatedVm;
@@ -57,7 +58,7 @@ describeAsRoot('dual-stack tenants with real guests: SLAAC, IPv6 between guests,
     // the IPv6 prefixes this test puts on devices are not this host's
     const routes = (await execa('ip', ['-6', 'route', 'show'])).stdout;
     for (const r of V6_RANGES) expect([r, routes.includes(r.replace('::/64', '::'))]).toEqual([r, false]);
-    forwardingBefore = (await execa('sysctl', ['-n', 'net.ipv6.conf.all.forwarding'])).stdout.trim();
+    restoreForwarding = await keepIpv6Forwarding();
     await lab.sweep();
     await execa('ip', ['link', 'del', UP], { reject: false });
     const out = await lab.netns('out');
@@ -116,7 +117,7 @@ describeAsRoot('dual-stack tenants with real guests: SLAAC, IPv6 between guests,
     await lab.cleanup();
     await execa('ip', ['link', 'del', UP], { reject: false });
     // IPv6 forwarding as this machine had it (the host plane turned it on for the tenants)
-    if (forwardingBefore === '0') await execa('sysctl', ['-q', '-w', 'net.ipv6.conf.all.forwarding=0']);
+    await restoreForwarding();
     rmSync(stateDir, { recursive: true, force: true });
   });
 

@@ -417,7 +417,8 @@ const PORT_GUARD4: KeyedRule[] = [
 // never a router's message (RA guard: advertisements, redirects), never a DHCPv6 server's or
 // relay's, a neighbour advertisement only for its own addresses, and only its own addresses as
 // source — its link-local one, its SLAAC one and the one pinned — but for the unspecified
-// address of duplicate address detection (a solicitation, and the MLD report that joins its group).
+// address a NIC without an address yet uses: duplicate address detection (a neighbour
+// solicitation, the MLD report that joins its group) and a router solicitation (RFC 4861 6.3.7).
 const PORT_GUARD6: KeyedRule[] = [
   keyed('ports', ['iif'], 'drop', is('icmp6Type', ['nd-router-advert', 'nd-redirect'])),
   keyed('ports', ['iif'], 'drop', is('udpSport', 547)),
@@ -428,7 +429,7 @@ const PORT_GUARD6: KeyedRule[] = [
     ['iif'],
     'pass',
     is('saddr6', '::'),
-    is('icmp6Type', ['nd-neighbor-solicit', 'mld2-listener-report']),
+    is('icmp6Type', ['nd-router-solicit', 'nd-neighbor-solicit', 'mld2-listener-report']),
   ),
   notOwn('port_ip6s', ['iif', 'saddr6'], 'ip6_ports'),
   keyed('ip6_ports', ['iif'], 'pass', is('etherType', 'ip6')),
