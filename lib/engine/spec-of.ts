@@ -18,7 +18,7 @@ export function specOf(vm: ResolvedVm): VmSpec {
     ...(vm.serialLog ? { serialLog: vm.serialLog } : {}),
     ...(vm.host ? { host: vm.host } : {}),
     nics: vm.nics.map((n) => {
-      const { tenant, cidr, gateway, dhcpRange, nat, uplink, segment, hostServices, dns } = n.network;
+      const { tenant, cidr, gateway, dhcpRange, nat, uplink, segment, hostServices, dns, ipv6 } = n.network;
       const network: NetworkSpec = {
         tenant,
         cidr,
@@ -29,11 +29,20 @@ export function specOf(vm: ResolvedVm): VmSpec {
         ...(uplink ? { uplink } : {}),
         ...(hostServices ? { hostServices } : {}),
         ...(dns ? { dns } : {}),
+        // nat6 is given on a NAT network only (a network without NAT keeps IPv6 inside)
+        ...(ipv6
+          ? {
+              cidr6: ipv6.cidr,
+              gateway6: ipv6.gateway,
+              ...(ipv6.outbound !== 'none' ? { nat6: ipv6.outbound === 'nat' } : {}),
+            }
+          : {}),
       };
       return {
         network,
         mac: n.mac,
         ...(n.ip ? { ip: n.ip } : {}),
+        ...(n.ip6 && n.ip6Pinned ? { ip6: n.ip6 } : {}),
         ...(n.qos ? { qos: n.qos } : {}),
         ...(n.securityGroups ? { securityGroups: n.securityGroups } : {}),
         ...(n.forwards ? { forwards: n.forwards } : {}),

@@ -72,6 +72,7 @@ const nicsOf = (r: VmRecord) =>
   r.vm.nics.map((n) => ({
     tenant: n.network.tenant,
     ip: n.ip,
+    ...(n.ip6 ? { ip6: n.ip6 } : {}),
     mac: n.mac,
     tap: n.tap,
     ...(n.forwards ? { forwards: n.forwards } : {}),

@@ -115,6 +115,17 @@ export class Lab {
     return false;
   }
 
+  /**
+   * Two "hosts" joined by a veth named `dev` on both ends, with an MTU (an underlay), each end
+   * given its address (CIDR) and up.
+   */
+  async underlay(a: string, b: string, dev: string, mtu: number, addrA: string, addrB: string): Promise<void> {
+    const m = String(mtu);
+    await this.exec(a, ['ip', 'link', 'add', dev, 'mtu', m, 'type', 'veth', 'peer', 'name', dev, 'mtu', m, 'netns', b]);
+    await this.configureGuest(a, dev, addrA);
+    await this.configureGuest(b, dev, addrB);
+  }
+
   /** A guest namespace's interface: address, up, default route. */
   async configureGuest(ns: string, dev: string, cidr: string, gateway?: string): Promise<void> {
     await this.exec(ns, ['ip', 'addr', 'add', cidr, 'dev', dev]);

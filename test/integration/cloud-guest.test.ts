@@ -17,7 +17,7 @@ import type { CreatedVm, ProgressEvent } from '../../types/vm.js';
 import { eui64, formatIpv6, parseIpv6 } from '../../lib/spec/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { waitFor } from '../helpers/wait.js';
-import { keepIpv6Forwarding } from '../helpers/ipv6-forwarding.js';
+import { keepIpv6Forwarding } from '../helpers/ipv6.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'vwcloud-'));
 chmodSync(dir, 0o755);

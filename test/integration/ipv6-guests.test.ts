@@ -15,7 +15,7 @@ import type { CreatedVm } from '../../types/vm.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { waitFor } from '../helpers/wait.js';
-import { keepIpv6Forwarding } from '../helpers/ipv6-forwarding.js';
+import { keepIpv6Forwarding } from '../helpers/ipv6.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vw6g-'));
 chmodSync(stateDir, 0o755);

@@ -19,6 +19,7 @@ import { Capture } from '../helpers/capture.js';
 import { SEND, neighbourAdvert, routerAdvert } from '../helpers/frames.js';
 import { OUTSIDE } from '../helpers/ranges.js';
 import { waitFor } from '../helpers/wait.js';
+import { globalIpv6 } from '../helpers/ipv6.js';
 
 const OUT6 = { host: 'fd00:99::1', outside: 'fd00:99::2' } as const;
 const lab = new Lab('vw6p');
@@ -66,18 +67,7 @@ const reaches6 = async (from: Guest, to: string, deadlineMs = 8_000) => {
   while (Date.now() < until);
   return false;
 };
-/** The guest's global IPv6 addresses once DAD is done (what SLAAC gave it). */
-const globals = async (g: Guest) =>
-  (
-    JSON.parse(
-      (await lab.exec(ns[g]!, ['ip', '-j', '-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'global'])).stdout,
-    ) as {
-      addr_info: { local: string; tentative?: boolean }[];
-    }[]
-  )
-    .flatMap((l) => l.addr_info)
-    .filter((a) => !a.tentative)
-    .map((a) => a.local);
+const globals = (g: Guest) => globalIpv6(lab, ns[g]!);
 const tally = new Map<string, [number, number]>();
 const notDelivered = (attack: string, sent: number, delivered: number) => {
   tally.set(attack, [sent, delivered]);

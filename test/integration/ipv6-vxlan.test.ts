@@ -10,6 +10,7 @@ import { Lab } from '../helpers/lab.js';
 import { Capture } from '../helpers/capture.js';
 import { SEND, icmp6Frame } from '../helpers/frames.js';
 import { waitFor } from '../helpers/wait.js';
+import { globalIpv6 } from '../helpers/ipv6.js';
 
 const lab = new Lab('vw6x');
 const UNDERLAY = { hosta: '192.168.79.1', hostb: '192.168.79.2' } as const;
@@ -41,17 +42,7 @@ function hostState(host: 'hosta' | 'hostb'): HostState {
   return { networks: [{ network, ports: [port] }] };
 }
 const acme = hostState('hosta').networks[0]!.network;
-const globals = async (g: 'g1' | 'g2') =>
-  (
-    JSON.parse(
-      (await lab.exec(ns[g]!, ['ip', '-j', '-6', 'addr', 'show', 'dev', 'eth0', 'scope', 'global'])).stdout,
-    ) as {
-      addr_info: { local: string; tentative?: boolean }[];
-    }[]
-  )
-    .flatMap((l) => l.addr_info)
-    .filter((a) => !a.tentative)
-    .map((a) => a.local);
+const globals = (g: 'g1' | 'g2') => globalIpv6(lab, ns[g]!);
 const bridgeOf = async (host: string) => {
   const [link] = JSON.parse((await lab.exec(host, ['ip', '-j', 'link', 'show', 'dev', acme.bridge])).stdout) as {
     address: string;
@@ -66,25 +57,7 @@ describeAsRoot('a dual-stack tenant across two hosts (VXLAN, namespaces)', () =>
   beforeAll(async () => {
     await lab.sweep();
     for (const n of ['hosta', 'hostb', 'g1', 'g2']) ns[n] = await lab.netns(n);
-    await lab.exec(ns.hosta!, [
-      'ip',
-      'link',
-      'add',
-      'under0',
-      'mtu',
-      String(UNDERLAY_MTU),
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'under0',
-      'mtu',
-      String(UNDERLAY_MTU),
-      'netns',
-      ns.hostb!,
-    ]);
-    await lab.configureGuest(ns.hosta!, 'under0', `${UNDERLAY.hosta}/24`);
-    await lab.configureGuest(ns.hostb!, 'under0', `${UNDERLAY.hostb}/24`);
+    await lab.underlay(ns.hosta!, ns.hostb!, 'under0', UNDERLAY_MTU, `${UNDERLAY.hosta}/24`, `${UNDERLAY.hostb}/24`);
     for (const h of ['hosta', 'hostb'] as const) {
       planes[h] = new HostPlane({ netns: ns[h]!, stateDir: `${lab.stateDir}/${h}`, firewall: 'nftables' });
       await planes[h].apply(hostState(h));

@@ -54,25 +54,7 @@ describeAsRoot('VXLAN uplinks between two hosts (namespaces)', () => {
     const a = await lab.netns('hosta');
     const b = await lab.netns('hostb');
     for (const g of ['acme1', 'acme2', 'glob1', 'glob2']) await lab.netns(g);
-    await lab.exec(a, [
-      'ip',
-      'link',
-      'add',
-      'under0',
-      'mtu',
-      String(UNDERLAY_MTU),
-      'type',
-      'veth',
-      'peer',
-      'name',
-      'under0',
-      'mtu',
-      String(UNDERLAY_MTU),
-      'netns',
-      b,
-    ]);
-    await lab.configureGuest(a, 'under0', `${UNDERLAY.hosta}/24`);
-    await lab.configureGuest(b, 'under0', `${UNDERLAY.hostb}/24`);
+    await lab.underlay(a, b, 'under0', UNDERLAY_MTU, `${UNDERLAY.hosta}/24`, `${UNDERLAY.hostb}/24`);
     planes.push(
       new HostPlane({ netns: a, stateDir: `${lab.stateDir}/a` }),
       new HostPlane({ netns: b, stateDir: `${lab.stateDir}/b` }),

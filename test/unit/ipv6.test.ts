@@ -5,6 +5,7 @@
 import { eui64, formatIpv6, linkLocalOf, parseIpv6, validateNetwork, validateVm } from '../../lib/spec/index.js';
 import { SpecError } from '../../lib/errors/index.js';
 import { allocate } from '../../lib/engine/allocate.js';
+import { specOf } from '../../lib/engine/spec-of.js';
 import { parseSpecText } from '../../lib/engine/spec-file.js';
 import { dnsmasqPaths, renderDnsmasqConfig, renderHostsFile } from '../../lib/host/index.js';
 import { renderNamesFile } from '../../lib/host/dnsmasq.js';
@@ -95,6 +96,13 @@ describe('NICs on networks with cidr6', () => {
     expect(v.nics[0]!.ip6Pinned).toBeUndefined();
     expect(v.nics[1]).toMatchObject({ ip6: 'fd00:10::12', ip6Pinned: true });
     expect(vm('old', [{ network: { tenant: 'old', cidr: '10.9.0.0/24' } }]).nics[0]!.ip6).toBeUndefined();
+  });
+
+  test('a resolved VM written back as a spec (what apply and update create from) keeps its IPv6', () => {
+    for (const net of [acme, { ...acme, nat6: false }, { ...acme, nat: false }]) {
+      const v = vm('web', [{ network: net }, { network: net, ip6: 'fd00:10::12' }]);
+      expect(validateVm(specOf(v))).toEqual(v);
+    }
   });
 
   test('bad ip6s: each problem at its NIC', () => {
