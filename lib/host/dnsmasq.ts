@@ -102,7 +102,11 @@ export function renderDnsmasqConfig(
   });
 }
 
-/** The template's IPv6 lines, each left out (undefined) on a network without IPv6. */
+/**
+ * The template's IPv6 lines, each left out (undefined) on a network without IPv6. `ra` is the
+ * empty string: a placeholder on lines that have no value of their own, only so they are left out
+ * with the rest.
+ */
 function ipv6Values(network: ResolvedNetwork, mtu: number | undefined) {
   const v6 = network.ipv6;
   if (!v6) return {};
