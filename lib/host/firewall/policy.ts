@@ -3,10 +3,9 @@
 // the neutral terms of rules.ts. nft.ts and iptables.ts render it; security groups (sg.ts) are
 // the one part with a model of their own, rendered by each backend beside this.
 import type { HostNetwork, HostPort, HostState } from '../../../types/host.js';
-import { ipv6Sources } from '../../spec/index.js';
 import { VXLAN_PORT, uplinkOf } from '../links.js';
 import { namespacesOf, type TenantNamespace } from '../namespace.js';
-import { packetRateOf } from '../../spec/index.js';
+import { ipv6Sources, packetRateOf } from '../../spec/index.js';
 import type { Block, Cond, InSet, KeyedRule, Rule, RowSet, Verdict } from './rules.js';
 
 /** The whole policy of one host (or one tenant namespace). */
