@@ -55,11 +55,12 @@ export class Namespaces {
         `${net.ipv6!.cidr} of tenant ${net.tenant} is also tenant ${sameLink.tenant}'s on ${where}: one /64 is one ` +
           `link, give each tenant a /64 of its own`,
       );
-    if ((recorded || (recorded === undefined && clash)) && net.ipv6)
+    // in a namespace of its own the tenant's IPv6 leaves NAT66'd to its transit: it cannot be routed as it is
+    if ((recorded || (recorded === undefined && clash)) && net.ipv6?.outbound === 'routed')
       p.add(
-        at(path, 'cidr6'),
+        at(path, 'nat6'),
         `tenant ${net.tenant} has a namespace of its own on ${where} (its ${net.cidr} overlaps tenant ` +
-          `${clash?.tenant ?? 'another'}'s), where IPv6 is not supported yet: drop cidr6 or give it another IPv4 subnet`,
+          `${clash?.tenant ?? 'another'}'s), where its IPv6 can only leave NAT66'd: drop nat6: false or give it another IPv4 subnet`,
       );
     if (recorded) return this.note({ ...net, namespace: recorded });
     if (recorded === null || !clash) {

@@ -32,6 +32,12 @@ export interface TenantNamespace {
   transitVeth: string;
   hostAddress: string;
   nsAddress: string;
+  /**
+   * with the tenant's IPv6: the transit's IPv6 ends (host ::1, namespace ::2 of a /64 derived
+   * from the transit /30 in virtwire's own ULA range, transit6Of); the namespace NAT66s to its own
+   */
+  hostAddress6?: string;
+  nsAddress6?: string;
   /** the conntrack zone the tenant's bridged frames are tracked in on the host */
   zone: number;
   net: HostNetwork;
@@ -52,11 +58,22 @@ export function namespacesOf(state: HostState): TenantNamespace[] {
         transitVeth: names.transit,
         hostAddress: formatIpv4(transit.network + 1),
         nsAddress: formatIpv4(transit.network + 2),
+        ...(net.network.ipv6 ? transit6Of(transit.network) : {}),
         zone: zoneOf(transit.network),
         net,
       },
     ];
   });
+}
+
+/**
+ * A transit /30's IPv6 pair: fd00:7677:<its network, 32 bits>::1 (the host) and ::2 (the
+ * namespace), a /64 of their own in fd00:7677::/32 (virtwire's: lib/spec refuses a cidr6 there).
+ */
+function transit6Of(transitNetwork: number): { hostAddress6: string; nsAddress6: string } {
+  const hi = (transitNetwork >>> 16).toString(16);
+  const lo = (transitNetwork & 0xffff).toString(16);
+  return { hostAddress6: `fd00:7677:${hi}:${lo}::1`, nsAddress6: `fd00:7677:${hi}:${lo}::2` };
 }
 
 /**
@@ -151,7 +168,7 @@ export function namespaceLinks(ns: TenantNamespace, mtu: number | undefined): De
       ...base,
       name: ns.transitVeth,
       create: ['type', 'veth', 'peer', 'name', NS_TRANSIT, 'netns', ns.netns],
-      addresses: [`${ns.hostAddress}/30`],
+      addresses: [`${ns.hostAddress}/30`, ...(ns.hostAddress6 ? [`${ns.hostAddress6}/64`] : [])],
     },
   ];
 }
@@ -163,8 +180,16 @@ export function namespaceLinks(ns: TenantNamespace, mtu: number | undefined): De
 export function insideLinks(ns: TenantNamespace, mtu: number | undefined): DesiredLink[] {
   const base = { kind: 'veth' as const, tenant: ns.tenant, identity: 'veth', create: [], peers: [] };
   return [
-    { ...base, name: NS_GATEWAY, mtu, addresses: [`${ns.net.network.gateway}/${ns.net.network.prefix}`] },
-    { ...base, name: NS_TRANSIT, addresses: [`${ns.nsAddress}/30`] },
+    {
+      ...base,
+      name: NS_GATEWAY,
+      mtu,
+      addresses: [
+        `${ns.net.network.gateway}/${ns.net.network.prefix}`,
+        ...(ns.net.network.ipv6 ? [`${ns.net.network.ipv6.gateway}/64`] : []),
+      ],
+    },
+    { ...base, name: NS_TRANSIT, addresses: [`${ns.nsAddress}/30`, ...(ns.nsAddress6 ? [`${ns.nsAddress6}/64`] : [])] },
   ];
 }
 
@@ -189,6 +214,9 @@ export interface NamespaceSeen {
   /** the default route's gateway */
   route: string | undefined;
   forwarding: boolean;
+  /** the IPv6 default route's gateway, and whether IPv6 forwarding is on */
+  route6?: string | undefined;
+  forwarding6?: boolean;
 }
 
 /** `links`: the namespace's links, observed with observeLinks through the same runner. */
@@ -196,11 +224,20 @@ export async function observeInside(
   runner: CommandRunner,
   links: Promise<Map<string, ObservedLink>>,
 ): Promise<NamespaceSeen> {
-  const [seenLinks, route, fwd] = await Promise.all([
+  const step = 'namespace: observe';
+  const [seenLinks, route, fwd, route6, fwd6] = await Promise.all([
     links,
-    runner.run(['ip', '-j', 'route', 'show', 'default'], { step: 'namespace: observe' }),
-    runner.run(['sysctl', '-n', 'net.ipv4.ip_forward'], { step: 'namespace: observe' }),
+    runner.run(['ip', '-j', 'route', 'show', 'default'], { step }),
+    runner.run(['sysctl', '-n', 'net.ipv4.ip_forward'], { step }),
+    runner.run(['ip', '-j', '-6', 'route', 'show', 'default'], { step, allowFailure: true }),
+    runner.run(['sysctl', '-n', 'net.ipv6.conf.all.forwarding'], { step, allowFailure: true }),
   ]);
-  const gateway = (JSON.parse(route.stdout || '[]') as { gateway?: string }[])[0]?.gateway;
-  return { links: seenLinks, route: gateway, forwarding: fwd.stdout.trim() === '1' };
+  const gateway = (out: string) => (JSON.parse(out || '[]') as { gateway?: string }[])[0]?.gateway;
+  return {
+    links: seenLinks,
+    route: gateway(route.stdout),
+    forwarding: fwd.stdout.trim() === '1',
+    route6: gateway(route6.stdout),
+    forwarding6: fwd6.stdout.trim() === '1',
+  };
 }

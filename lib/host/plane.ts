@@ -204,7 +204,7 @@ export class HostPlane {
           changes.push({ step, count: 1 });
         }
       }
-      if (state.networks.some((n) => n.network.ipv6 && !n.network.namespace)) {
+      if (state.networks.some((n) => n.network.ipv6)) {
         const fwd = await this.runner.run(['sysctl', '-n', 'net.ipv6.conf.all.forwarding'], { step });
         if (fwd.stdout.trim() !== '1') {
           await checkRaRoutes(this.runner, step);

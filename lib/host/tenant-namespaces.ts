@@ -38,6 +38,8 @@ export interface NamespacePlan {
   ip: string[];
   /** `sysctl -w net.ipv4.ip_forward=1` is needed */
   forwarding: boolean;
+  /** `sysctl -w net.ipv6.conf.all.forwarding=1` is needed (a tenant with IPv6) */
+  forwarding6?: boolean;
   firewall: FirewallCommand[];
 }
 
@@ -131,9 +133,17 @@ export class TenantNamespaces {
       seen.wanted.map(async (s) => {
         const runner = made || seen.present.has(s.netns) ? this.inside(s.netns) : FRESH_NAMESPACE;
         const inside = await observeInside(runner, observeLinks(runner, 'namespace: observe'));
-        const { ip, forwarding } = planInside(s, inside, mtus.get(s.tenant));
+        const { ip, forwarding, forwarding6 } = planInside(s, inside, mtus.get(s.tenant));
         const fw = await backend.plan(runner, innerState(s));
-        return { netns: s.netns, tenant: s.tenant, ip, forwarding, firewall: fw.commands, restore: fw.restore };
+        return {
+          netns: s.netns,
+          tenant: s.tenant,
+          ip,
+          forwarding,
+          ...(forwarding6 ? { forwarding6 } : {}),
+          firewall: fw.commands,
+          restore: fw.restore,
+        };
       }),
     );
   }
@@ -148,7 +158,7 @@ export class TenantNamespaces {
       ...seen.created.map((netns) => ({ kind: 'namespace' as const, netns, action: 'create' as const })),
       ...seen.removed.map((netns) => ({ kind: 'namespace' as const, netns, action: 'delete' as const })),
       ...insides
-        .filter((x) => seen.present.has(x.netns) && (x.ip.length || x.firewall.length || x.forwarding))
+        .filter((x) => seen.present.has(x.netns) && (x.ip.length || x.firewall.length || x.forwarding || x.forwarding6))
         .map(({ netns }) => ({ kind: 'namespace' as const, netns, action: 'configure' as const })),
     ].map((c) => ({ ...c, ...tenantOf(c.netns) }));
   }
@@ -159,11 +169,13 @@ export class TenantNamespaces {
    */
   async applyInside(plan: InsidePlan, step: string, touched: InsidePlan[]): Promise<number> {
     const ns = this.inside(plan.netns);
+    // IPv6 forwarding first: it also stops the namespace taking router advertisements (its own)
+    if (plan.forwarding6) await ns.run(['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1'], { step });
     await runBatch(ns, ['ip'], plan.ip, { step: `${step}: links` });
     if (plan.forwarding) await ns.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { step });
     touched.push(plan);
     await runFirewall(ns, plan.firewall, `${step}: firewall`);
-    return plan.ip.length + plan.firewall.length + (plan.forwarding ? 1 : 0);
+    return plan.ip.length + plan.firewall.length + (plan.forwarding ? 1 : 0) + (plan.forwarding6 ? 1 : 0);
   }
 
   /** Rollback: a namespace's firewall as it was. */
@@ -213,12 +225,20 @@ export function planInside(
   ns: TenantNamespace,
   seen: NamespaceSeen,
   mtu: number | undefined,
-): { ip: string[]; forwarding: boolean } {
+): { ip: string[]; forwarding: boolean; forwarding6?: true } {
   const route = ['route', 'replace', 'default', 'via', ns.hostAddress, 'dev', NS_TRANSIT];
+  const links = planLinks(insideLinks(ns, mtu), seen.links);
+  const route6 = ns.hostAddress6 ? ['route', 'replace', 'default', 'via', ns.hostAddress6, 'dev', NS_TRANSIT] : [];
   const ip = [
     ...(seen.links.get('lo')?.up ? [] : [batchLine(['link', 'set', 'dev', 'lo', 'up'])]),
-    ...planLinks(insideLinks(ns, mtu), seen.links).ip,
+    ...links.ip,
+    ...links.ip6,
     ...(seen.route === ns.hostAddress ? [] : [batchLine(route)]),
+    ...(ns.hostAddress6 && seen.route6 !== ns.hostAddress6 ? [batchLine(route6)] : []),
   ];
-  return { ip, forwarding: ns.net.network.nat && !seen.forwarding };
+  return {
+    ip,
+    forwarding: ns.net.network.nat && !seen.forwarding,
+    ...(ns.hostAddress6 !== undefined && !seen.forwarding6 ? { forwarding6: true as const } : {}),
+  };
 }

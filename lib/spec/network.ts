@@ -153,6 +153,9 @@ export function resolveNetwork(p: Problems, path: string, input: unknown): Resol
   };
 }
 
+/** virtwire's ULA range for namespaced tenants' IPv6 transits (fd00:7677::/32, lib/host/namespace.ts). */
+const TRANSIT6 = 0xfd0076770000n << 80n;
+
 /**
  * `cidr6` (a /64: SLAAC needs one), its `gateway6` (default ::1 of it) and `nat6` (on a NAT
  * network: default true, masquerade; false, routed as it is). A network without NAT keeps IPv6
@@ -185,6 +188,10 @@ function resolveIpv6(
     return undefined;
   }
   const kind = kindOf6(c.network);
+  if (inPrefix6(c.network, TRANSIT6, 32)) {
+    p.add(where, `${spec.cidr6} is in fd00:7677::/32, which virtwire keeps for namespaced tenants' transits`);
+    return undefined;
+  }
   if (kind !== 'ula' && kind !== 'global') {
     p.add(where, `${spec.cidr6} is a ${kind} prefix; a tenant subnet is ULA (fc00::/7) or global unicast (2000::/3)`);
     return undefined;

@@ -26,13 +26,29 @@ const lab = new Lab('vw6p');
 const ns: Record<string, string> = {};
 let host: string;
 let plane: HostPlane;
-const mac = { a1: '52:54:00:76:00:11', a2: '52:54:00:76:00:12', g1: '52:54:00:77:00:21', i1: '52:54:00:78:00:31' };
+const mac = {
+  a1: '52:54:00:76:00:11',
+  a2: '52:54:00:76:00:12',
+  g1: '52:54:00:77:00:21',
+  i1: '52:54:00:78:00:31',
+  n1: '52:54:00:79:00:41',
+};
 type Guest = keyof typeof mac;
 const acme = validateNetwork({ tenant: 'acme', cidr: '10.76.0.0/24', cidr6: 'fd00:76::/64' });
 const globex = validateNetwork({ tenant: 'globex', cidr: '10.77.0.0/24', cidr6: 'fd00:77::/64' });
 const initech = validateNetwork({ tenant: 'initech', cidr: '10.78.0.0/24' });
+// acme's IPv4 subnet again: its gateway, dnsmasq and NAT (NAT66 too) in a namespace of its own
+const umbrella = {
+  ...validateNetwork({ tenant: 'umbrella', cidr: '10.76.0.0/24', cidr6: 'fd00:79::/64' }),
+  namespace: { transit: '100.64.0.4/30' },
+};
 const slaac = (g: Guest, prefix: string) => formatIpv6(eui64(mac[g], parseIpv6(prefix)!));
-const ip6 = { a1: slaac('a1', 'fd00:76::'), a2: slaac('a2', 'fd00:76::'), g1: slaac('g1', 'fd00:77::') };
+const ip6 = {
+  a1: slaac('a1', 'fd00:76::'),
+  a2: slaac('a2', 'fd00:76::'),
+  g1: slaac('g1', 'fd00:77::'),
+  n1: slaac('n1', 'fd00:79::'),
+};
 const port = (g: Guest, ip: string, v6?: string): HostPort => ({
   ...lab.vethPort(g, mac[g], ip),
   ...(v6 ? { ip6: v6 } : {}),
@@ -42,6 +58,7 @@ const state: HostState = {
     { network: acme, ports: [port('a1', '10.76.0.11', ip6.a1), port('a2', '10.76.0.12', ip6.a2)] },
     { network: globex, ports: [port('g1', '10.77.0.21', ip6.g1)] },
     { network: initech, ports: [port('i1', '10.78.0.31')] },
+    { network: umbrella, ports: [port('n1', '10.76.0.41', ip6.n1)] },
   ],
 };
 const tap = (g: Guest) => port(g, '').name;
@@ -78,7 +95,7 @@ describeAsRoot('dual-stack tenants on the host plane (namespaces, nftables)', ()
   beforeAll(async () => {
     await lab.sweep();
     host = await lab.netns('host');
-    for (const g of ['a1', 'a2', 'g1', 'i1', 'out']) ns[g] = await lab.netns(g);
+    for (const g of ['a1', 'a2', 'g1', 'i1', 'n1', 'out']) ns[g] = await lab.netns(g);
     plane = new HostPlane({ netns: host, stateDir: lab.stateDir, firewall: 'nftables' });
     await lab.exec(host, ['ip', 'link', 'add', 'up0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.out!]);
     await lab.configureGuest(host, 'up0', `${OUTSIDE.host}/24`);
@@ -91,11 +108,12 @@ describeAsRoot('dual-stack tenants on the host plane (namespaces, nftables)', ()
       ['a2', '10.76.0.12'],
       ['g1', '10.77.0.21'],
       ['i1', '10.78.0.31'],
+      ['n1', '10.76.0.41'],
     ] as const)
       await lab.configureGuest(ns[g]!, 'eth0', `${ip}/24`, ip.replace(/\d+$/, '1'));
     // each guest's own kernel forms its address from the router advertisements (asked for by its
     // router solicitation as eth0 comes up)
-    for (const g of ['a1', 'a2', 'g1'] as const)
+    for (const g of ['a1', 'a2', 'g1', 'n1'] as const)
       await waitFor(`${g}'s SLAAC address ${ip6[g]}`, 20_000, async () => (await globals(g)).includes(ip6[g]));
   }, 120_000);
 
@@ -108,7 +126,7 @@ describeAsRoot('dual-stack tenants on the host plane (namespaces, nftables)', ()
   });
 
   test('SLAAC from the gateway: each guest its EUI-64 address only, a default route via the bridge', async () => {
-    for (const g of ['a1', 'a2', 'g1'] as const) expect(await globals(g)).toEqual([ip6[g]]);
+    for (const g of ['a1', 'a2', 'g1', 'n1'] as const) expect(await globals(g)).toEqual([ip6[g]]);
     const { stdout } = await lab.exec(ns.a1!, ['ip', '-j', '-6', 'route', 'show', 'default']);
     const route = (JSON.parse(stdout) as { gateway?: string; dev: string }[])[0];
     expect(route?.gateway).toMatch(/^fe80::/);
@@ -329,6 +347,33 @@ describeAsRoot('dual-stack tenants on the host plane (namespaces, nftables)', ()
       }
     } finally {
       await plane.apply(state);
+    }
+  });
+
+  test("a tenant in a namespace of its own (acme's IPv4 subnet): SLAAC from its namespace, NAT66 twice, cut off from acme", async () => {
+    // its router is its namespace's gateway end, not the host (whose bridge for it has no IPv6)
+    const { stdout } = await lab.exec(ns.n1!, ['ip', '-j', '-6', 'route', 'show', 'default']);
+    expect((JSON.parse(stdout) as { gateway?: string }[])[0]?.gateway).toMatch(/^fe80::/);
+    const seen = await lab.serveHttp(ns.out!, '::', 8085, 'outside');
+    expect(await lab.fetch(ns.n1!, `http://[${OUT6.outside}]:8085/`)).toBe('outside');
+    expect([...seen]).toEqual([OUT6.host]);
+    const sent = await Capture.start(host, tap('n1'), 'in', 'icmp6');
+    const got = await Capture.start(host, tap('a1'), 'out', 'icmp6');
+    try {
+      expect(await ping6('n1', ip6.a1)).toBe(false);
+      const probe = new RegExp(`${ip6.n1} > ${ip6.a1}: ICMP6, echo request`);
+      await sent.saw('the probe leaving n1', probe);
+      expect(await reaches6('a2', ip6.a1)).toBe(true); // the barrier
+      await got.saw('the barrier at a1', new RegExp(`${ip6.a2} > ${ip6.a1}: ICMP6, echo request`));
+      // counted whatever its source: it would arrive NAT66'd from the host's transit or uplink address
+      notDelivered(
+        'ping6 from a namespaced tenant to another',
+        sent.count(probe),
+        got.count(/echo request/) - got.count(new RegExp(`${ip6.a2} >`)),
+      );
+    } finally {
+      await sent.stop();
+      await got.stop();
     }
   });
 });

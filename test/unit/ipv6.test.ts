@@ -137,11 +137,16 @@ describe('NICs on networks with cidr6', () => {
     );
   });
 
-  test('a tenant that needs a namespace of its own (its IPv4 overlaps) cannot have IPv6 yet; one /64 per tenant', () => {
+  test('a tenant that needs a namespace of its own (its IPv4 overlaps) has IPv6 NAT66 only; one /64 per tenant', () => {
     const a = allocate(vm('a', [{ network: { tenant: 'one', cidr: '10.10.0.0/24' } }]), []);
-    expect(() => allocate(vm('b', [{ network: { ...acme, tenant: 'two' } }]), [record(a)])).toThrow(
-      /nics\[0\]\.network\.cidr6: tenant two has a namespace of its own on this host .* where IPv6 is not supported yet/,
+    expect(() => allocate(vm('b', [{ network: { ...acme, tenant: 'two', nat6: false } }]), [record(a)])).toThrow(
+      /nics\[0\]\.network\.nat6: tenant two has a namespace of its own on this host .* can only leave NAT66'd/,
     );
+    const b = allocate(vm('b', [{ network: { ...acme, tenant: 'two' } }]), [record(a)]);
+    expect(b.nics[0]!.network).toMatchObject({ namespace: { transit: '100.64.0.0/30' }, ipv6: { outbound: 'nat' } });
+    expect(problems(() => validateNetwork({ ...acme, cidr6: 'fd00:7677:1::/64' }))).toEqual({
+      cidr6: expect.stringMatching(/keeps for namespaced tenants' transits/),
+    });
     const c = allocate(vm('c', [{ network: acme }]), []);
     expect(() =>
       allocate(vm('d', [{ network: { tenant: 'other', cidr: '10.20.0.0/24', cidr6: 'fd00:10::/64' } }]), [record(c)]),

@@ -167,6 +167,9 @@ function natRules({ net, ns, ways }: Tenant): Rule[] {
     return [
       ...hairpin,
       rule('masquerade', is('saddr', ns.nsAddress), n.uplink ? is('oif', n.uplink) : not('oif', ns.transitVeth)),
+      ...(ns.nsAddress6
+        ? [rule('masquerade', is('saddr6', ns.nsAddress6), n.uplink ? is('oif', n.uplink) : not('oif', ns.transitVeth))]
+        : []),
     ];
   // like libvirt: multicast and broadcast stay local, the subnet itself is not translated
   const v6 = n.ipv6?.outbound === 'nat' ? n.ipv6.cidr : undefined;
@@ -278,6 +281,12 @@ function forwardRules({ net, ns, ways }: Tenant, underlay: string[]): Rule[] {
         // its floating IPs' guests: translated in the namespace, routed by the host as they are
         ...floatingOf(net).map((f) => rule('accept', is('iif', t), is('saddr', f.floatingIp), ...out)),
         rule('accept', is('oif', t), is('daddr', ns.nsAddress), ESTABLISHED),
+      );
+    // its IPv6, NAT66'd in the namespace to its transit address: out, and replies in
+    if (ns.nsAddress6)
+      rules.push(
+        rule('accept', is('iif', t), is('saddr6', ns.nsAddress6), ...out),
+        rule('accept', is('oif', t), is('daddr6', ns.nsAddress6), ESTABLISHED),
       );
     // nothing else to the transit either: transitTail, after every tenant's rules
     rules.push(rule('drop', is('iif', t)));
@@ -503,14 +512,19 @@ function ipSets(nets: HostNetwork[], spaces: TenantNamespace[]): Record<string, 
       fields: ['iif', 'etherSrc', 'dhcpChaddr'],
       rows: local.flatMap((n) => clients(n).map((m) => [n.network.bridge, m, m])),
     },
-    ...(local.some((n) => n.network.ipv6) ? ipv6Sets(local) : {}),
+    ...(nets.some((n) => n.network.ipv6) ? ipv6Sets(local, spaces) : {}),
   };
 }
 
-function ipv6Sets(local: HostNetwork[]): Record<string, RowSet> {
+/**
+ * A namespaced tenant's gateway6 and services are in its namespace: the host has none of them,
+ * only neighbour discovery with the namespace over its transit (`v6_bridges` holds the transit).
+ */
+function ipv6Sets(local: HostNetwork[], spaces: TenantNamespace[]): Record<string, RowSet> {
   const v6 = local.filter((n) => n.network.ipv6);
+  const transits = spaces.filter((s) => s.nsAddress6).map((s) => [s.transitVeth]);
   return {
-    v6_bridges: { fields: ['iif'], rows: v6.map((n) => [n.network.bridge]) },
+    v6_bridges: { fields: ['iif'], rows: [...v6.map((n) => [n.network.bridge]), ...transits] },
     bridge_gw6s: { fields: ['iif', 'daddr6'], rows: v6.map((n) => [n.network.bridge, n.network.ipv6!.gateway]) },
     host_services6: {
       fields: ['iif', 'daddr6', 'l4proto', 'dport'],
