@@ -1,7 +1,6 @@
 // The real CLI binary, run as a user would, against qemu:///system with the test guest.
 import { execa } from 'execa';
-import { mkdtempSync, chmodSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildTestGuest, type TestGuestImage } from '../../lib/testing/index.js';
 import { pidAlive, FileLock } from '../../lib/host/index.js';
@@ -11,14 +10,9 @@ import { describeAsRoot } from '../helpers/root.js';
 import { hostSnapshot, type HostSnapshot } from '../helpers/host-snapshot.js';
 import { waitFor } from '../helpers/wait.js';
 import { guestYaml } from '../helpers/spec-yaml.js';
+import { BIN, cliHarness } from '../helpers/cli.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'vwcli-'));
-chmodSync(dir, 0o755);
-const stateDir = join(dir, 'state');
-const file = join(dir, 'spec.yaml');
-const BIN = new URL('../../dist/scripts/virtwire.js', import.meta.url).pathname;
-const cli = (...args: string[]) =>
-  execa('node', [BIN, '--state-dir', stateDir, ...args], { reject: false, timeout: 170_000 });
+const { dir, stateDir, file, cli } = cliHarness('vwcli');
 
 let image: TestGuestImage;
 let before: HostSnapshot;

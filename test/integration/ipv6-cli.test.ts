@@ -3,22 +3,15 @@
 // plan right after is empty; the bridge's IPv6 address removed by hand is drift that `plan`
 // shows and `apply` repairs.
 import { execa } from 'execa';
-import { mkdtempSync, chmodSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync, writeFileSync } from 'node:fs';
 import { buildTestGuest, type TestGuestImage } from '../../lib/testing/index.js';
 import { bridgeName, deriveMac, eui64, formatIpv6, parseIpv6 } from '../../lib/spec/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { guestYaml } from '../helpers/spec-yaml.js';
 import { keepIpv6Forwarding } from '../helpers/ipv6.js';
+import { cliHarness } from '../helpers/cli.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'vw6c-'));
-chmodSync(dir, 0o755);
-const stateDir = join(dir, 'state');
-const file = join(dir, 'spec.yaml');
-const BIN = new URL('../../dist/scripts/virtwire.js', import.meta.url).pathname;
-const cli = (...args: string[]) =>
-  execa('node', [BIN, '--state-dir', stateDir, ...args], { reject: false, timeout: 170_000 });
+const { dir, file, cli } = cliHarness('vw6c');
 const TENANT = 'vw6ct';
 const bridge = bridgeName(TENANT);
 let image: TestGuestImage;
