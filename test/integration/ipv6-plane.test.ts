@@ -369,4 +369,36 @@ describeAsRoot('dual-stack tenants on the host plane (namespaces, nftables)', ()
     expect([...seen]).toEqual([OUT6.host]);
     await pingedFromAnotherTenant('n1', 'ping6 from a namespaced tenant (the same IPv4 subnet) to another');
   });
+
+  test('QoS holds for IPv6: a port limited to 10 Mbit/s sends and receives within 10% of it over IPv6', async () => {
+    const limited: HostState = {
+      networks: state.networks.map((n) => ({
+        ...n,
+        ports: n.ports.map((p) => (p.mac === mac.a1 ? { ...p, qos: { egressKbps: 10_000, ingressKbps: 10_000 } } : p)),
+      })),
+    };
+    await plane.apply(limited);
+    try {
+      const server = lab.spawn(ns.a2!, ['iperf3', '-s', '-B', ip6.a2, '--forceflush']);
+      await new Promise<void>((resolve, reject) => {
+        server.stdout!.on('data', (d: Buffer) => d.toString().includes('Server listening') && resolve());
+        server.on('exit', () => reject(new Error('iperf3 server exited')));
+      });
+      const iperf = async (reverse: boolean) => {
+        const args = ['iperf3', '-c', ip6.a2, '-t', '4', '-O', '1', '-J', ...(reverse ? ['-R'] : [])];
+        const r = await lab.exec(ns.a1!, args, { timeoutMs: 30_000 });
+        return (
+          (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received
+            .bits_per_second / 1e6
+        );
+      };
+      const sent = await iperf(false);
+      const received = await iperf(true);
+      console.log(`QoS 10 Mbit/s over IPv6: a1 sends ${sent.toFixed(2)}, receives ${received.toFixed(2)} Mbit/s`);
+      expect(Math.abs(sent - 10) / 10).toBeLessThan(0.1);
+      expect(Math.abs(received - 10) / 10).toBeLessThan(0.1);
+    } finally {
+      await plane.apply(state);
+    }
+  }, 60_000);
 });
