@@ -3,14 +3,10 @@
 // without a host), and each tenant's segment goes out of the host's own uplink NIC where it names
 // one (NIC names differ between hosts; the segment's id does not).
 import type { HostNetwork, HostSecurityGroup, HostState } from '../../types/host.js';
-import type { ResolvedNetwork, ResolvedNic, ResolvedSecurityGroup } from '../../types/resolved.js';
+import type { ResolvedNetwork, ResolvedSecurityGroup } from '../../types/resolved.js';
 import type { HostContext } from './hosts.js';
 import type { VmRecord } from './state/store.js';
 import { ipv6Sources } from '../spec/index.js';
-
-/** The IPv6 addresses a NIC may send from (none on a network without IPv6). */
-const nicIpv6Sources = (n: ResolvedNic): string[] =>
-  n.network.ipv6 && n.ip6 ? ipv6Sources(n.mac, n.network.ipv6.network, n.ip6) : [];
 
 /**
  * `groups`: the state's security groups. A tenant's network carries the groups its ports here
@@ -77,7 +73,7 @@ function hostGroups(net: HostNetwork, records: VmRecord[], groups: ResolvedSecur
     records
       .flatMap((r) => r.vm.nics)
       .filter((n) => n.network.tenant === tenant && n.ip && n.securityGroups?.includes(group))
-      .flatMap((n) => [n.ip!, ...nicIpv6Sources(n)])
+      .flatMap((n) => [n.ip!, ...ipv6Sources(n.mac, n.network.ipv6, n.ip6)])
       .sort();
   return groups
     .filter((g) => g.tenant === tenant && named.has(g.name))

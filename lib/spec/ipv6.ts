@@ -76,7 +76,7 @@ export function kindOf6(ip: bigint): 'ula' | 'global' | 'link-local' | 'multicas
  * SLAAC gives a NIC that does not use temporary or stable-privacy addresses — Linux's default
  * (addr_gen_mode 0), and the one address port security lets it send from (as Neutron does).
  */
-export function eui64(mac: string, network: bigint): bigint {
+function eui64(mac: string, network: bigint): bigint {
   const b = mac.split(':').map((x) => parseInt(x, 16));
   const id = [b[0]! ^ 0x02, b[1]!, b[2]!, 0xff, 0xfe, b[3]!, b[4]!, b[5]!].reduce((n, x) => (n << 8n) | BigInt(x), 0n);
   return (network & maskOf6(64)) | id;
@@ -85,11 +85,14 @@ export function eui64(mac: string, network: bigint): bigint {
 /** A NIC's link-local address (fe80::/64 with its EUI-64 identifier). */
 export const linkLocalOf = (mac: string): string => formatIpv6(eui64(mac, 0xfe80n << 112n));
 
+/** A NIC's SLAAC address in a /64 (`network`: its address, canonical text). */
+export const slaacOf = (mac: string, network: string): string => formatIpv6(eui64(mac, parseIpv6(network)!));
+
 /**
- * Every IPv6 address a NIC may send from on a network with IPv6 (`network` its /64's address):
- * its link-local one, its ip6, and its SLAAC one (beside a pinned ip6 the guest holds both).
+ * Every IPv6 address a NIC may send from: on a network with IPv6 (`ipv6`) its link-local one,
+ * its ip6, and its SLAAC one (beside a pinned ip6 the guest holds both); none without.
  */
-export function ipv6Sources(mac: string, network: string, ip6: string): string[] {
-  const slaac = formatIpv6(eui64(mac, parseIpv6(network)!));
-  return [...new Set([linkLocalOf(mac), ip6, slaac])];
+export function ipv6Sources(mac: string, ipv6: { network: string } | undefined, ip6: string | undefined): string[] {
+  if (!ipv6 || !ip6) return [];
+  return [...new Set([linkLocalOf(mac), ip6, slaacOf(mac, ipv6.network)])];
 }

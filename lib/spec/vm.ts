@@ -5,7 +5,7 @@ import { PACKET_RATE } from './qos.js';
 import { checkFloatingIp, floatingClaims, forwardClaims, resolveForwards } from './forwards.js';
 import { checkAbsolutePath, checkInt, checkKeys, checkName, checkPositive, checkSafeText, isRecord } from './checks.js';
 import { inSubnet, parseIpv4 } from './ipv4.js';
-import { eui64, formatIpv6, inPrefix6, parseIpv6 } from './ipv6.js';
+import { formatIpv6, inPrefix6, parseIpv6, slaacOf } from './ipv6.js';
 import { deriveMac, parseMac } from './mac.js';
 import { stableUuid, tapName } from './names.js';
 import { resolveNetwork, sameNetwork, subnetOf } from './network.js';
@@ -246,7 +246,7 @@ function resolveNicIp6(
   nicPath: string,
 ): { ip6: string; ip6Pinned?: true } | undefined | false {
   const v6 = network?.ipv6;
-  if (input === undefined) return v6 ? { ip6: formatIpv6(eui64(mac, parseIpv6(v6.network)!)) } : undefined;
+  if (input === undefined) return v6 ? { ip6: slaacOf(mac, v6.network) } : undefined;
   const value = typeof input === 'string' ? parseIpv6(input) : undefined;
   if (value === undefined) {
     p.add(path, `${JSON.stringify(input)} is not an IPv6 address`);

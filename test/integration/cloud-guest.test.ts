@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCloudImage, buildTestGuest, GuestLab, testGuestSpec, type CloudImage } from '../../lib/testing/index.js';
 import type { CreatedVm, ProgressEvent } from '../../types/vm.js';
-import { eui64, formatIpv6, parseIpv6 } from '../../lib/spec/index.js';
+import { slaacOf } from '../../lib/spec/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { waitFor } from '../helpers/wait.js';
 import { keepIpv6Forwarding } from '../helpers/ipv6.js';
@@ -165,7 +165,7 @@ describeAsRoot('a real Debian cloud guest: cloud-init, SSH, DNS, NAT to the outs
   test('the dual-stack NIC: its pinned IPv6 address from DHCPv6 and its SLAAC one; SSH over IPv6 to [ip6]', async () => {
     expect(vm.nics[2]!.ip6).toBe(PINNED6);
     // DHCPv6 and SLAAC may finish after cloud-init: wait on the addresses, with a deadline
-    const slaac = formatIpv6(eui64(vm.nics[2]!.mac, parseIpv6('fd00:79::')!));
+    const slaac = slaacOf(vm.nics[2]!.mac, 'fd00:79::');
     const shown = await waitFor('the pinned and the SLAAC address on eth2', 60_000, async () => {
       const out = (await ssh('ip -6 -o addr show dev eth2 scope global')).stdout;
       return out.includes(`${PINNED6}/`) && out.includes(`${slaac}/`) && out;

@@ -5,7 +5,7 @@
 import { execa } from 'execa';
 import { rmSync, writeFileSync } from 'node:fs';
 import { buildTestGuest, type TestGuestImage } from '../../lib/testing/index.js';
-import { bridgeName, deriveMac, eui64, formatIpv6, parseIpv6 } from '../../lib/spec/index.js';
+import { bridgeName, deriveMac, slaacOf } from '../../lib/spec/index.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { guestYaml } from '../helpers/spec-yaml.js';
 import { keepIpv6Forwarding } from '../helpers/ipv6.js';
@@ -63,7 +63,7 @@ describeAsRoot('a dual-stack network through the CLI (real guest)', () => {
       vms: Record<string, { nics: { ip6?: string }[] }>;
     };
     const mac = deriveMac('vw6c-a\u00000');
-    expect(out.vms['vw6c-a']!.nics[0]!.ip6).toBe(formatIpv6(eui64(mac, parseIpv6('fd00:94::')!)));
+    expect(out.vms['vw6c-a']!.nics[0]!.ip6).toBe(slaacOf(mac, 'fd00:94::'));
     expect(await bridge6()).toEqual(['fd00:94::1/64']);
     expect((await cli('plan', '-f', file)).stdout).toContain('No changes.');
 

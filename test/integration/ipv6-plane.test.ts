@@ -10,7 +10,7 @@
 //   g1 (globex, SLAAC) ─ globex bridge
 //   i1 (initech: no cidr6) ─ initech bridge
 import { HostPlane } from '../../lib/host/index.js';
-import { eui64, formatIpv6, linkLocalOf, parseIpv6, validateNetwork } from '../../lib/spec/index.js';
+import { linkLocalOf, slaacOf, validateNetwork } from '../../lib/spec/index.js';
 import { isVirtwireError } from '../../lib/errors/index.js';
 import type { HostPort, HostState } from '../../types/host.js';
 import { describeAsRoot } from '../helpers/root.js';
@@ -42,7 +42,7 @@ const umbrella = {
   ...validateNetwork({ tenant: 'umbrella', cidr: '10.76.0.0/24', cidr6: 'fd00:79::/64' }),
   namespace: { transit: '100.64.0.4/30' },
 };
-const slaac = (g: Guest, prefix: string) => formatIpv6(eui64(mac[g], parseIpv6(prefix)!));
+const slaac = (g: Guest, prefix: string) => slaacOf(mac[g], prefix);
 const ip6 = {
   a1: slaac('a1', 'fd00:76::'),
   a2: slaac('a2', 'fd00:76::'),

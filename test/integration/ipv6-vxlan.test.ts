@@ -3,7 +3,7 @@
 // guests' only router — its router advertisements (with the segment's MTU) and its answers for
 // gateway6 never cross the uplink, as its DHCP and gateway ARP do not.
 import { HostPlane } from '../../lib/host/index.js';
-import { eui64, formatIpv6, parseIpv6, validateNetwork } from '../../lib/spec/index.js';
+import { slaacOf, validateNetwork } from '../../lib/spec/index.js';
 import type { HostState } from '../../types/host.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
@@ -18,8 +18,8 @@ const UNDERLAY_MTU = 1400;
 const SEGMENT_MTU = UNDERLAY_MTU - 50;
 const mac = { g1: '52:54:00:52:00:11', g2: '52:54:00:52:00:12' } as const;
 const ip6 = {
-  g1: formatIpv6(eui64(mac.g1, parseIpv6('fd00:52::')!)),
-  g2: formatIpv6(eui64(mac.g2, parseIpv6('fd00:52::')!)),
+  g1: slaacOf(mac.g1, 'fd00:52::'),
+  g2: slaacOf(mac.g2, 'fd00:52::'),
 };
 const ns: Record<string, string> = {};
 const planes: Record<string, HostPlane> = {};

@@ -2,7 +2,7 @@
 // network and NIC validation (every problem with its path), allocation, the dnsmasq files, the
 // host-state checks. The firewall's rules are pinned by test/golden/firewall/dual-stack.nft; the
 // kernel's part runs in test/integration/ipv6-plane.test.ts.
-import { eui64, formatIpv6, linkLocalOf, parseIpv6, validateNetwork, validateVm } from '../../lib/spec/index.js';
+import { formatIpv6, linkLocalOf, parseIpv6, slaacOf, validateNetwork, validateVm } from '../../lib/spec/index.js';
 import { SpecError } from '../../lib/errors/index.js';
 import { allocate } from '../../lib/engine/allocate.js';
 import { specOf } from '../../lib/engine/spec-of.js';
@@ -40,7 +40,7 @@ describe('IPv6 address text', () => {
   });
 
   test("a MAC's EUI-64 address and its link-local one", () => {
-    expect(formatIpv6(eui64('52:54:00:12:34:56', parseIpv6('fd00:10::')!))).toBe('fd00:10::5054:ff:fe12:3456');
+    expect(slaacOf('52:54:00:12:34:56', 'fd00:10::')).toBe('fd00:10::5054:ff:fe12:3456');
     expect(linkLocalOf('52:54:00:12:34:56')).toBe('fe80::5054:ff:fe12:3456');
   });
 });

@@ -2,7 +2,7 @@
 // of NAT, forwarding, isolation, host access, anti-spoofing and the segment uplinks' guards, in
 // the neutral terms of rules.ts. nft.ts and iptables.ts render it; security groups (sg.ts) are
 // the one part with a model of their own, rendered by each backend beside this.
-import type { HostNetwork, HostPort, HostState } from '../../../types/host.js';
+import type { HostNetwork, HostState } from '../../../types/host.js';
 import { VXLAN_PORT, uplinkOf } from '../links.js';
 import { namespacesOf, type TenantNamespace } from '../namespace.js';
 import { ipv6Sources, packetRateOf } from '../../spec/index.js';
@@ -533,16 +533,12 @@ function ipv6Sets(local: HostNetwork[], spaces: TenantNamespace[]): Record<strin
   };
 }
 
-/** The IPv6 addresses a port may send from (none on a network without IPv6). */
-export function portIp6s(port: HostPort, net: HostNetwork): string[] {
-  const v6 = net.network.ipv6;
-  return v6 && port.ip6 ? ipv6Sources(port.mac, v6.network, port.ip6) : [];
-}
-
 function portSets(nets: HostNetwork[]): Record<string, RowSet> {
   const ports = nets.flatMap((n) => n.ports.map((p) => ({ ...p, gateway: n.network.gateway })));
   const withIp = ports.filter((p) => p.ip);
-  const own6 = nets.flatMap((n) => n.ports.flatMap((p) => portIp6s(p, n).map((a) => [p.name, a])));
+  const own6 = nets.flatMap((n) =>
+    n.ports.flatMap((p) => ipv6Sources(p.mac, n.network.ipv6, p.ip6).map((a) => [p.name, a])),
+  );
   const v6: Record<string, RowSet> = nets.some((n) => n.network.ipv6)
     ? {
         ip6_ports: { fields: ['iif'], rows: [...new Set(own6.map(([p]) => p!))].map((p) => [p]) } as RowSet,

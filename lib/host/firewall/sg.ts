@@ -12,7 +12,7 @@
 // between two member ports must pass the receiver's ingress and the sender's egress policy.
 import { createHash } from 'node:crypto';
 import type { HostSecurityGroup, HostSecurityRule, HostState } from '../../../types/host.js';
-import { portIp6s } from './policy.js';
+import { ipv6Sources } from '../../spec/index.js';
 
 type Direction = 'ingress' | 'egress';
 
@@ -57,7 +57,7 @@ export function sgPorts(state: HostState): SgPort[] {
         return {
           bridge: net.network.bridge,
           ip: p.ip!,
-          ip6s: portIp6s(p, net),
+          ip6s: ipv6Sources(p.mac, net.network.ipv6, p.ip6),
           tenant,
           ingress: policy('ingress'),
           ...(egress.rules.length ? { egress } : {}),
