@@ -204,13 +204,9 @@ export class HostPlane {
           changes.push({ step, count: 1 });
         }
       }
-      if (state.networks.some((n) => n.network.ipv6)) {
-        const fwd = await this.runner.run(['sysctl', '-n', 'net.ipv6.conf.all.forwarding'], { step });
-        if (fwd.stdout.trim() !== '1') {
-          await checkRaRoutes(this.runner, step);
-          await this.runner.run(['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1'], { step });
-          changes.push({ step, count: 1 });
-        }
+      if (p.forwarding6) {
+        await this.runner.run(['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1'], { step });
+        changes.push({ step, count: 1 });
       }
       done.push(step);
 
@@ -322,6 +318,7 @@ export class HostPlane {
     validateHostState(given);
     const caps = this.caps ?? (await this.probe());
     const backend = checkFeatures(given, caps, this.firewallKind);
+    const forwarding6 = await needsIpv6Forwarding(this.runner, given);
     const qos = desiredQos(given, caps);
     // links and virtwire's firewall rules are observed together: neither depends on the other
     // (only a forward without an address waits for the links: it takes the uplink's addresses)
@@ -339,7 +336,20 @@ export class HostPlane {
     const netns = this.spaces.batches(spaces);
     const dnsmasq = await this.planDnsmasqs(state, mtus, spaces);
     const ways = await planWaysIn(this.runner, this.files, this.stateDir, state, observed, fateOf(linkPlan));
-    return { observed, desired, links: linkPlan, netns, firewall, qos, dnsmasq, spaces, backend, mtus, ways };
+    return {
+      observed,
+      desired,
+      links: linkPlan,
+      netns,
+      firewall,
+      qos,
+      dnsmasq,
+      spaces,
+      backend,
+      mtus,
+      ways,
+      forwarding6,
+    };
   }
 
   /** Removes everything virtwire made here: devices, rules, dnsmasq instances and their files. */
@@ -414,6 +424,8 @@ interface Prepared {
   backend: FirewallBackend;
   mtus: Map<string, number>;
   ways: WaysInPlan;
+  /** IPv6 forwarding must be turned on (checked safe: needsIpv6Forwarding) */
+  forwarding6: boolean;
 }
 
 /** The devices the link step removes, and the ones it makes (again): nothing routed through them survives it. */
@@ -459,12 +471,18 @@ function checkFeatures(
 }
 
 /**
- * A host that forwards IPv6 stops taking router advertisements on an interface whose accept_ra
- * is 1: where the host's own routes came from advertisements (its default route, say), turning
- * forwarding on would lose them when they expire. Refused as libvirt refuses it, naming the
- * interfaces to set accept_ra=2 on (the operator's call: their uplink is not virtwire's to change).
+ * Whether a state with IPv6 needs the host's IPv6 forwarding turned on — read before anything
+ * changes, with the check that it is safe to: a host that forwards IPv6 stops taking router
+ * advertisements on an interface whose accept_ra is 1, and where the host's own routes came from
+ * advertisements (its default route, say) it would lose them when they expire. Refused as libvirt
+ * refuses it, naming the interfaces to set accept_ra=2 on (the operator's call: their uplink is
+ * not virtwire's to change).
  */
-async function checkRaRoutes(runner: CommandRunner, step: string): Promise<void> {
+async function needsIpv6Forwarding(runner: CommandRunner, state: HostState): Promise<boolean> {
+  if (!state.networks.some((n) => n.network.ipv6)) return false;
+  const step = 'ip forwarding: observe';
+  const fwd = await runner.run(['sysctl', '-n', 'net.ipv6.conf.all.forwarding'], { step });
+  if (fwd.stdout.trim() === '1') return false;
   const routes = await runner.run(['ip', '-j', '-6', 'route', 'show', 'proto', 'ra'], { step, allowFailure: true });
   const devs = [...new Set((JSON.parse(routes.stdout || '[]') as { dev?: string }[]).flatMap((r) => r.dev ?? []))];
   const risky: string[] = [];
@@ -478,4 +496,5 @@ async function checkRaRoutes(runner: CommandRunner, step: string): Promise<void>
       `IPv6 forwarding (for a network's cidr6) would stop ${risky.join(', ')} from taking router advertisements, and ` +
         `the host's routes learned from them would be lost: set net.ipv6.conf.<dev>.accept_ra=2 on ${risky.join(', ')} first`,
     );
+  return true;
 }
