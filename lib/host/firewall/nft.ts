@@ -145,29 +145,49 @@ function keyedLine(r: KeyedRule): string {
   return [`${key} @${r.set}`, ...r.conds.map(match), verdict(r.verdict)].join(' ');
 }
 
-// Flow limits (policy.ts): per source address, in sets the kernel fills (dyn_: never compared
-// with the wanted elements, see nft-table.ts).
-const FLOW_SETS = [
-  '  set dyn_flow_rate {',
-  '    type ipv4_addr',
-  '    size 65535',
-  '    flags dynamic,timeout',
-  '    timeout 1m',
-  '  }',
-  '  set dyn_flow_count {',
-  '    type ipv4_addr',
-  '    size 65535',
-  '    flags dynamic',
-  '  }',
-];
-const flowLimitRules = (l: FlowLimits) => [
-  `iifname @${TENANT_DEVICES} ct state new add @dyn_flow_rate { ip saddr limit rate over ${l.newPerSecond}/second burst ${l.burst} packets } drop`,
-  `iifname @${TENANT_DEVICES} ct state new add @dyn_flow_count { ip saddr ct count over ${l.flows} } drop`,
-];
-// the same per IPv6 source (a guest sends from its own addresses only: per address is per guest)
-const FLOW6_SETS = FLOW_SETS.map((l) => l.replace('set dyn_flow_', 'set dyn_flow6_').replace('ipv4_addr', 'ipv6_addr'));
-const flowLimit6Rules = (l: FlowLimits) =>
-  flowLimitRules(l).map((r) => r.replaceAll('@dyn_flow_', '@dyn_flow6_').replace('{ ip saddr', '{ ip6 saddr'));
+// The two families' words in nft, and the suffix of the names of a family's own sets, maps and chains.
+type Family4or6 = 'ipv4' | 'ipv6';
+const FAMILY = {
+  ipv4: { ip: 'ip', icmp: 'icmp', set: 'sgm_', chain: 'sgc_', suffix: '', addr: ipv4, cidr, type: 'ipv4_addr' },
+  ipv6: {
+    ip: 'ip6',
+    icmp: 'ipv6-icmp',
+    set: 'sgm6_',
+    chain: 'sgc6_',
+    suffix: '6',
+    addr: ipv6,
+    cidr: cidr6,
+    type: 'ipv6_addr',
+  },
+} as const;
+
+// Flow limits (policy.ts): per source address of each family, in sets the kernel fills (dyn_:
+// never compared with the wanted elements, see nft-table.ts). A guest sends from its own addresses
+// only: per address is per guest.
+const flowSets = (f: Family4or6) => {
+  const name = `dyn_flow${FAMILY[f].suffix}`;
+  const type = `    type ${FAMILY[f].type}`;
+  return [
+    `  set ${name}_rate {`,
+    type,
+    '    size 65535',
+    '    flags dynamic,timeout',
+    '    timeout 1m',
+    '  }',
+    `  set ${name}_count {`,
+    type,
+    '    size 65535',
+    '    flags dynamic',
+    '  }',
+  ];
+};
+const flowLimitRules = (l: FlowLimits, f: Family4or6) => {
+  const [name, ip] = [`dyn_flow${FAMILY[f].suffix}`, FAMILY[f].ip];
+  return [
+    `iifname @${TENANT_DEVICES} ct state new add @${name}_rate { ${ip} saddr limit rate over ${l.newPerSecond}/second burst ${l.burst} packets } drop`,
+    `iifname @${TENANT_DEVICES} ct state new add @${name}_count { ${ip} saddr ct count over ${l.flows} } drop`,
+  ];
+};
 
 // Packet-rate caps (policy.ts): per port (the rate's bridge set), in a set the kernel fills, one
 // rule per distinct rate.
@@ -199,23 +219,9 @@ function elements(sets: Record<string, RowSet>): { sets: Sets; types: Record<str
 // Security groups (sg.ts): the two lookups every forwarded packet of a member port
 // meets, before the tenant's own rules — the receiver's ingress policy, then the sender's egress —
 // per family: IPv4 by its address, IPv6 by every address it may send from (its link-local one too).
-type Family4or6 = 'ipv4' | 'ipv6';
-const FAMILY = {
-  ipv4: { ip: 'ip', icmp: 'icmp', set: 'sgm_', chain: 'sgc_', map: '', addr: ipv4, cidr, type: 'ipv4_addr' },
-  ipv6: {
-    ip: 'ip6',
-    icmp: 'ipv6-icmp',
-    set: 'sgm6_',
-    chain: 'sgc6_',
-    map: '6',
-    addr: ipv6,
-    cidr: cidr6,
-    type: 'ipv6_addr',
-  },
-} as const;
 const sgForward = (f: Family4or6) => [
-  `oifname . ${FAMILY[f].ip} daddr vmap @sg_in${FAMILY[f].map}`,
-  `iifname . ${FAMILY[f].ip} saddr vmap @sg_out${FAMILY[f].map}`,
+  `oifname . ${FAMILY[f].ip} daddr vmap @sg_in${FAMILY[f].suffix}`,
+  `iifname . ${FAMILY[f].ip} saddr vmap @sg_out${FAMILY[f].suffix}`,
 ];
 // a member's neighbour discovery is never a policy's to drop (Neutron allows it too): without it
 // no address of the link resolves
@@ -280,9 +286,9 @@ function sgRuleset(state: HostState): {
   const addressesOf = (f: Family4or6, p: (typeof ports)[number]) => (f === 'ipv4' ? [p.ip] : p.ip6s);
   const maps: Sets = Object.fromEntries(
     families.flatMap((f) => [
-      [`sg_in${FAMILY[f].map}`, ports.flatMap((p) => entries(f, p.bridge, addressesOf(f, p), p.ingress))],
+      [`sg_in${FAMILY[f].suffix}`, ports.flatMap((p) => entries(f, p.bridge, addressesOf(f, p), p.ingress))],
       [
-        `sg_out${FAMILY[f].map}`,
+        `sg_out${FAMILY[f].suffix}`,
         ports.filter((p) => p.egress).flatMap((p) => entries(f, p.bridge, addressesOf(f, p), p.egress!)),
       ],
     ]),
@@ -359,9 +365,8 @@ export function renderRuleset(state: HostState): Ruleset {
   const sg = sgRuleset(state);
   const ip = elements(policy.ipSets);
   const plainSets: Sets = { ...ip.sets, ...sg.sets };
-  const limits = policy.flowLimits
-    ? [...flowLimitRules(policy.flowLimits), ...(policy.ipv6 ? flowLimit6Rules(policy.flowLimits) : [])]
-    : [];
+  const flowFamilies: Family4or6[] = !policy.flowLimits ? [] : policy.ipv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
+  const limits = flowFamilies.flatMap((f) => flowLimitRules(policy.flowLimits!, f));
   const forward = [...limits, ...sg.families.flatMap(sgForward), ...policy.forward.map(line)];
   const nat = policy.nat.map(line);
   const input = policy.any ? [...policy.overlay.map(line), ...policy.input.rules.map(keyedLine)] : [];
@@ -373,8 +378,7 @@ export function renderRuleset(state: HostState): Ruleset {
     : [
         // chains before the maps that jump to them
         ...renderSets(plainSets, ip.types),
-        ...(limits.length ? FLOW_SETS : []),
-        ...(limits.length && policy.ipv6 ? FLOW6_SETS : []),
+        ...flowFamilies.flatMap(flowSets),
         ...sg.chains,
         ...renderSets(sg.maps, {}),
         ...(dnat.length ? chain('prerouting', 'type nat hook prerouting priority dstnat', dnat) : []),
