@@ -132,18 +132,15 @@ function resolvePeer(p: Problems, path: string, input: unknown): ResolvedSecurit
     return input.any === true ? { any: true } : undefined;
   }
   if ('group' in input) return checkName(p, at(path, 'group'), input.group) ? { group: input.group } : undefined;
-  const c6 = typeof input.cidr === 'string' && input.cidr.includes(':') ? parseCidr6(input.cidr) : undefined;
-  if (c6) {
-    if (c6.address !== c6.network) {
-      p.add(
-        at(path, 'cidr'),
-        `${String(input.cidr)} has host bits set; did you mean ${formatIpv6(c6.network)}/${c6.prefix}?`,
-      );
-      return undefined;
-    }
-    return { cidr: `${formatIpv6(c6.network)}/${c6.prefix}` };
-  }
-  const c = typeof input.cidr === 'string' ? parseCidr(input.cidr) : undefined;
+  const text = typeof input.cidr === 'string' ? input.cidr : undefined;
+  // either family: its canonical network/prefix, and whether host bits were set
+  const c6 = text?.includes(':') ? parseCidr6(text) : undefined;
+  const c4 = text !== undefined && !c6 ? parseCidr(text) : undefined;
+  const c = c6
+    ? { exact: c6.address === c6.network, canonical: `${formatIpv6(c6.network)}/${c6.prefix}` }
+    : c4
+      ? { exact: c4.address === c4.network, canonical: `${formatIpv4(c4.network)}/${c4.prefix}` }
+      : undefined;
   if (!c) {
     p.add(
       at(path, 'cidr'),
@@ -151,14 +148,11 @@ function resolvePeer(p: Problems, path: string, input: unknown): ResolvedSecurit
     );
     return undefined;
   }
-  if (c.address !== c.network) {
-    p.add(
-      at(path, 'cidr'),
-      `${String(input.cidr)} has host bits set; did you mean ${formatIpv4(c.network)}/${c.prefix}?`,
-    );
+  if (!c.exact) {
+    p.add(at(path, 'cidr'), `${text} has host bits set; did you mean ${c.canonical}?`);
     return undefined;
   }
-  return { cidr: `${formatIpv4(c.network)}/${c.prefix}` };
+  return { cidr: c.canonical };
 }
 
 /**

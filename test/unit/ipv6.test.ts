@@ -2,7 +2,15 @@
 // network and NIC validation (every problem with its path), allocation, the dnsmasq files, the
 // host-state checks. The firewall's rules are pinned by test/golden/firewall/dual-stack.nft; the
 // kernel's part runs in test/integration/ipv6-plane.test.ts.
-import { formatIpv6, linkLocalOf, parseIpv6, slaacOf, validateNetwork, validateVm } from '../../lib/spec/index.js';
+import {
+  formatIpv6,
+  linkLocalOf,
+  parseIpv6,
+  slaacOf,
+  validateNetwork,
+  validateSecurityGroup,
+  validateVm,
+} from '../../lib/spec/index.js';
 import { SpecError } from '../../lib/errors/index.js';
 import { allocate } from '../../lib/engine/allocate.js';
 import { specOf } from '../../lib/engine/spec-of.js';
@@ -161,6 +169,34 @@ describe('NICs on networks with cidr6', () => {
         ].join('\n'),
       ),
     ).toThrow(/networks\[1\]\.cidr6: fd00:1::\/64 is also tenant a's: one \/64 is one link/);
+  });
+});
+
+describe('security-group rules for IPv6', () => {
+  test('an IPv6 CIDR peer, canonical; host bits and an ethertype against its family are problems at their paths', () => {
+    const rule = (peer: object, ethertype?: string) => ({
+      direction: 'ingress',
+      protocol: 'tcp',
+      peer,
+      ...(ethertype ? { ethertype } : {}),
+    });
+    expect(
+      validateSecurityGroup({ name: 'web', tenant: 'acme', rules: [rule({ cidr: 'FD00:10:0::/64' }, 'ipv6')] })
+        .rules[0],
+    ).toMatchObject({ peer: { cidr: 'fd00:10::/64' }, ethertype: 'ipv6' });
+    expect(
+      problems(() =>
+        validateSecurityGroup({
+          name: 'web',
+          tenant: 'acme',
+          rules: [rule({ cidr: 'fd00:10::1/64' }), rule({ cidr: 'fd00:11::/64' }, 'ipv4'), rule({ any: true }, 'ipx')],
+        }),
+      ),
+    ).toEqual({
+      'rules[0].peer.cidr': 'fd00:10::1/64 has host bits set; did you mean fd00:10::/64?',
+      'rules[1].ethertype': 'ipv4, but the peer fd00:11::/64 is ipv6',
+      'rules[2].ethertype': '"ipx" is not ipv4 or ipv6',
+    });
   });
 });
 
