@@ -11,7 +11,6 @@ import {
   validateSecurityGroup,
   validateVm,
 } from '../../lib/spec/index.js';
-import { SpecError } from '../../lib/errors/index.js';
 import { allocate } from '../../lib/engine/allocate.js';
 import { specOf } from '../../lib/engine/spec-of.js';
 import { parseSpecText } from '../../lib/engine/spec-file.js';
@@ -19,16 +18,8 @@ import { dnsmasqPaths, renderDnsmasqConfig, renderHostsFile } from '../../lib/ho
 import { renderNamesFile } from '../../lib/host/dnsmasq.js';
 import { validateHostState } from '../../lib/host/validate-host-state.js';
 import type { VmRecord } from '../../lib/engine/state/store.js';
+import { problems } from '../helpers/problems.js';
 
-const problems = (f: () => unknown): Record<string, string> => {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(SpecError);
-    return Object.fromEntries((e as SpecError).problems.map((p) => [p.path, p.message]));
-  }
-  throw new Error('expected a SpecError');
-};
 const acme = { tenant: 'acme', cidr: '10.10.0.0/24', cidr6: 'fd00:10::/64' };
 const vm = (name: string, nics: object[]) => validateVm({ name, boot: { kernel: '/boot/k' }, nics });
 const record = (v: ReturnType<typeof validateVm>): VmRecord => ({ vm: v, accel: 'tcg', createdAt: 'now' });

@@ -3,7 +3,6 @@
 // holdings (address, or route and proxy ARP), and the rules each backend renders.
 import { validateVm } from '../../lib/spec/index.js';
 import { allocate } from '../../lib/engine/allocate.js';
-import { SpecError } from '../../lib/errors/index.js';
 import { applyWaysIn, parseSs, planWaysIn, withForwardAddresses } from '../../lib/host/ways-in.js';
 import { namespacesOf } from '../../lib/host/namespace.js';
 import type { ObservedLink } from '../../lib/host/links.js';
@@ -14,6 +13,7 @@ import type { VmRecord } from '../../lib/engine/state/store.js';
 import type { HostPort, HostState } from '../../types/host.js';
 import { RecordingRunner } from '../helpers/recording-runner.js';
 import { MemoryFiles } from '../helpers/fake-engine.js';
+import { problems } from '../helpers/problems.js';
 
 const net = { tenant: 'acme', cidr: '10.10.0.0/24' };
 const vm = (name: string, nic: Record<string, unknown>) => ({
@@ -21,16 +21,6 @@ const vm = (name: string, nic: Record<string, unknown>) => ({
   boot: { kernel: '/boot/vmlinuz' },
   nics: [{ network: net, ...nic }],
 });
-
-function problems(fn: () => unknown): Record<string, string> {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(SpecError);
-    return Object.fromEntries((e as SpecError).problems.map((p) => [p.path, p.message]));
-  }
-  throw new Error('expected a SpecError');
-}
 
 describe('forwards and floating IPs in a VM spec', () => {
   test('a forward resolves with its protocol; a floating IP as given', () => {
