@@ -3,14 +3,17 @@ import type { SegmentPools, VmSpec } from './spec.js';
 import type { ResolvedForward, ResolvedVm } from './resolved.js';
 import type { SshTarget } from './host.js';
 
-export type CreateVmStep = 'validate' | 'network' | 'disks' | 'define' | 'start' | 'lease' | 'ssh' | 'cloud-init';
+export type CreateVmStep =
+  'validate' | 'network' | 'disks' | 'define' | 'start' | 'lease' | 'ip6' | 'ssh' | 'cloud-init';
 
 /**
  * When createVm returns: 'none' once the domain started; 'lease' (default) once every NIC has its
- * DHCP lease; 'ssh' once the first NIC's port 22 answers as an SSH server; 'cloud-init' once
+ * DHCP lease; 'ip6' once, besides, every NIC with IPv6 answers at its `ip6` (a ping from its
+ * gateway: the guest took the address, by SLAAC or DHCPv6, and passed duplicate address
+ * detection); 'ssh' once the first NIC's port 22 answers as an SSH server; 'cloud-init' once
  * cloud-init reports it finished (its final line on the serial console).
  */
-export type WaitFor = 'none' | 'lease' | 'ssh' | 'cloud-init';
+export type WaitFor = 'none' | 'lease' | 'ip6' | 'ssh' | 'cloud-init';
 
 export interface ProgressEvent {
   step: CreateVmStep | 'destroy' | 'cleanup';

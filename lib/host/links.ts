@@ -31,7 +31,7 @@ export interface DesiredLink {
   peers: string[];
   /** bridges: pass IPv4 frames through the IP hooks and conntrack (br_netfilter), for security groups */
   nfCallIptables?: true;
-  /** the same for IPv6 frames (a network with IPv6 and security groups) */
+  /** the same for IPv6 frames (a network with IPv6 and security groups, or a backend that guards IPv6 ports there) */
   nfCallIp6tables?: true;
   /**
    * the host takes no part in ARP on it (`arp off`): a namespaced tenant's bridge, where the host
@@ -180,8 +180,18 @@ export function uplinkOf(net: HostNetwork, mtu?: number): DesiredLink | undefine
   return undefined;
 }
 
+/** What the firewall backend needs of the bridges. */
+export interface BridgeHooks {
+  /** a bridge's IPv6 frames from its ports pass ip6tables (iptables backend: its port guard checks them there) */
+  ipv6PortFrames?: boolean;
+}
+
 /** Every link the state needs, bridges first, then uplinks, ifbs and ports; `mtus` from segmentMtus. */
-export function desiredLinks(state: HostState, mtus: ReadonlyMap<string, number> = new Map()): DesiredLink[] {
+export function desiredLinks(
+  state: HostState,
+  mtus: ReadonlyMap<string, number> = new Map(),
+  hooks: BridgeHooks = {},
+): DesiredLink[] {
   const links: DesiredLink[] = [];
   const namespaced = new Map(namespacesOf(state).map((ns) => [ns.tenant, ns]));
   for (const net of state.networks) {
@@ -207,7 +217,9 @@ export function desiredLinks(state: HostState, mtus: ReadonlyMap<string, number>
       // security groups are enforced in the IP forward hook, with conntrack: this bridge's frames
       // must pass it whatever the host-wide bridge-nf-call-iptables says
       ...(net.ports.some((p) => p.securityGroups?.length) ? { nfCallIptables: true as const } : {}),
-      ...(n.ipv6 && net.ports.some((p) => p.securityGroups?.length) ? { nfCallIp6tables: true as const } : {}),
+      ...(n.ipv6 && net.ports.some((p) => p.securityGroups?.length || hooks.ipv6PortFrames)
+        ? { nfCallIp6tables: true as const }
+        : {}),
     });
     if (uplink) links.push(uplink);
     const ns = namespaced.get(tenant);

@@ -4,7 +4,7 @@
 // virtwire's nft tables and stops the dnsmasq instances it started, then throws ApplyError.
 import { join } from 'node:path';
 import type { HostCapabilities, HostState } from '../../types/host.js';
-import { ApplyError, HostUnsupportedError, VirtwireError } from '../errors/index.js';
+import { ApplyError, VirtwireError } from '../errors/index.js';
 import { ExecaRunner, type CommandRunner } from './command-runner.js';
 import { probeHost, requireFeature } from './probe.js';
 import { validateHostState } from './validate-host-state.js';
@@ -331,7 +331,7 @@ export class HostPlane {
     ]);
     const mtus = segmentMtus(state, observed);
     this.spaces.orphanVeths(spaces, observed);
-    const desired = desiredLinks(state, mtus);
+    const desired = desiredLinks(state, mtus, { ipv6PortFrames: backend.ipv6PortFramesInIpHooks });
     const linkPlan = planLinks(desired, observed);
     const netns = this.spaces.batches(spaces);
     const dnsmasq = await this.planDnsmasqs(state, mtus, spaces);
@@ -453,12 +453,9 @@ function checkFeatures(
     if (n.segment.type === 'vxlan') requireFeature(caps, 'vxlan', `VXLAN segment for tenant ${n.tenant}`);
     if (net.dhcp !== false) requireFeature(caps, 'dnsmasq', `DHCP/DNS for tenant ${n.tenant}`);
     if (n.namespace) requireFeature(caps, 'veth', `the namespace of tenant ${n.tenant}`);
-    if (n.ipv6 && firewall.kind !== 'nftables')
-      throw new HostUnsupportedError(
-        'nftables',
-        `the IPv6 of tenant ${n.tenant} (cidr6) is guarded by the nftables backend only (anti-spoofing, RA and ` +
-          `DHCPv6 guards, neighbour advertisements); the iptables + ebtables backend does not guard IPv6 yet`,
-      );
+    // ebtables cannot read a neighbour advertisement's target: ip6tables checks it on bridged frames
+    if (n.ipv6 && net.ports.length && firewall.ipv6PortFramesInIpHooks)
+      requireFeature(caps, 'brNetfilter', `the IPv6 port guard of tenant ${n.tenant} (iptables backend)`);
     for (const port of net.ports) {
       requireFeature(caps, port.kind, `port ${port.name} of tenant ${n.tenant}`);
     }

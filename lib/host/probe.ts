@@ -129,7 +129,10 @@ async function runProbe(host: CommandRunner, inside: (ns: string) => CommandRunn
         );
     const nftables = await nft('inet');
     const nftBridge = nftables && (await nft('bridge'));
-    const iptables = await ok(['iptables', '-w', '-L', '-n']).catch(() => false);
+    // the backend keeps IPv6's rules beside IPv4's (ip6tables: what the kernel and the package give together)
+    const iptables =
+      (await ok(['iptables', '-w', '-L', '-n']).catch(() => false)) &&
+      (await ok(['ip6tables', '-w', '-L', '-n']).catch(() => false));
     const ebtables = await ok(['ebtables', '-t', 'nat', '-L']).catch(() => false);
     const dnsmasq = await ok(['dnsmasq', '--version']).catch(() => false);
     // the per-bridge switch exists only with br_netfilter built or loaded (its sysctl dir says so)
@@ -157,7 +160,7 @@ const KERNEL_OPTION: Record<string, string> = {
   ifb: 'CONFIG_IFB',
   nftables: 'CONFIG_NF_TABLES (and the nft tool)',
   nftBridge: 'CONFIG_NF_TABLES_BRIDGE',
-  iptables: 'CONFIG_IP_NF_IPTABLES (and the iptables tools)',
+  iptables: 'CONFIG_IP_NF_IPTABLES and CONFIG_IP6_NF_IPTABLES (and the iptables tools)',
   ebtables: 'CONFIG_BRIDGE_NF_EBTABLES (and the ebtables tools)',
   htb: 'CONFIG_NET_SCH_HTB',
   ingress: 'CONFIG_NET_SCH_INGRESS',

@@ -2,7 +2,7 @@ export { Problems, at } from './problems.js';
 export { validateVm } from './vm.js';
 export { validateNetwork, sameNetwork, subnetsOverlap, withoutSegmentId, DEFAULT_POOLS } from './network.js';
 export { parseIpv4, parseCidr, formatIpv4, broadcastOf, inSubnet } from './ipv4.js';
-export { parseIpv6, formatIpv6, linkLocalOf, ipv6Sources, slaacOf } from './ipv6.js';
+export { parseIpv6, formatIpv6, linkLocalOf, ipv6Sources, slaacOf, solicitedNodeOf } from './ipv6.js';
 export { parseMac, deriveMac } from './mac.js';
 export { bridgeName, tapName, vlanDeviceName, vxlanDeviceName, ifbName, namespaceNames, stableUuid } from './names.js';
 export { checkIfName, checkInt, checkSafeText, checkName, checkPositive, isRecord } from './checks.js';

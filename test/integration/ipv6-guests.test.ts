@@ -41,6 +41,8 @@ let vic: CreatedVm;
 let atk: CreatedVm;
 let oth: CreatedVm;
 let outsideClients: Set<string>;
+const vicSteps: string[] = [];
+let vicAnswered = false;
 const sent = (vm: CreatedVm, what: RegExp) =>
   frames.filter((f) => f.dev === vm.nics[0]!.tap && f.dir !== 'Out' && what.test(f.text)).length;
 const delivered = (vm: CreatedVm, what: RegExp) =>
@@ -85,7 +87,9 @@ describeAsRoot('dual-stack tenants with real guests: SLAAC, IPv6 between guests,
     // the victim's address is known before it boots: its SLAAC address, from its MAC
     const vicSpec = testGuestSpec(image, 'vw6g-vic', [{ network: T }], ['addrs6:eth0']);
     const vicIp6 = validateVm(vicSpec).nics[0]!.ip6!;
-    vic = await guests.create(vicSpec);
+    // ready when it answers at its ip6 (waitFor 'ip6'): checked the moment createVm returns
+    vic = await guests.create(vicSpec, { waitFor: 'ip6', onProgress: (e) => vicSteps.push(`${e.step} ${e.status}`) });
+    vicAnswered = (await execa('ping', ['-6', '-n', '-c', '1', '-W', '1', vicIp6], { reject: false })).exitCode === 0;
     atk = await guests.create(
       testGuestSpec(
         image,
@@ -127,6 +131,12 @@ describeAsRoot('dual-stack tenants with real guests: SLAAC, IPv6 between guests,
       expect(expected).toMatch(vm === oth ? /^fd00:93::/ : /^fd00:92::/);
       expect((await waitForConsole(vm, ADDR6, 30_000))[1]).toBe(expected);
     }
+  });
+
+  test("waitFor 'ip6': createVm returned once the guest answered at its ip6", () => {
+    expect(vicSteps).toEqual(expect.arrayContaining(['lease done', 'ip6 start', 'ip6 done']));
+    expect(vicSteps.indexOf('ip6 start')).toBeGreaterThan(vicSteps.indexOf('lease done'));
+    expect(vicAnswered).toBe(true);
   });
 
   test('two guests of one tenant reach each other over IPv6, by address and by name (AAAA)', () => {

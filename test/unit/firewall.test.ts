@@ -1,6 +1,6 @@
 // lib/host's firewall backends without a kernel: what they render, what they decide to change
 // against what they observe, and that a rollback leads back to exactly what was observed.
-import { validateNetwork, tapName } from '../../lib/spec/index.js';
+import { validateNetwork, tapName, ipv6Sources } from '../../lib/spec/index.js';
 import { chooseFirewall } from '../../lib/host/firewall/index.js';
 import { renderRuleset } from '../../lib/host/firewall/nft.js';
 import { parseTable, nftablesBackend } from '../../lib/host/firewall/nft-table.js';
@@ -9,7 +9,7 @@ import { desiredTables } from '../../lib/host/firewall/iptables.js';
 import { parseSave, transition, iptablesBackend, type TableSeen } from '../../lib/host/firewall/iptables-chains.js';
 import type { CommandRunner } from '../../lib/host/command-runner.js';
 import { innerState, namespacesOf } from '../../lib/host/namespace.js';
-import type { HostCapabilities, HostState } from '../../types/host.js';
+import type { HostCapabilities, HostPort, HostSecurityGroup, HostState } from '../../types/host.js';
 
 const acme = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24' });
 const globex = validateNetwork({ tenant: 'globex', cidr: '10.20.0.0/24', nat: false });
@@ -191,6 +191,94 @@ describe('iptables backend', () => {
     expect((await iptablesBackend.plan(runner, state)).commands).toEqual([]);
     for (const c of plan.restore) await runner.run(c.argv, { input: c.input });
     expect(snapshot()).toBe(original);
+  });
+});
+
+describe('iptables backend: IPv6', () => {
+  const dual = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24', cidr6: 'fd00:10::/64' });
+  const mac = '52:54:00:00:00:01';
+  const port: HostPort = { name: web, kind: 'tap', mac, ip: '10.10.0.11', ip6: 'fd00:10::11' };
+  const own = ipv6Sources(mac, dual.ipv6, port.ip6); // link-local, pinned, SLAAC
+  const withGroup = (tcpPort: number): HostState => {
+    const group: HostSecurityGroup = {
+      name: 'web',
+      rules: [{ direction: 'ingress', protocol: 'tcp', ports: [[tcpPort, tcpPort]], peer: { any: true } }],
+    };
+    return {
+      networks: [{ network: dual, ports: [{ ...port, securityGroups: ['web'] }], securityGroups: [group] }],
+    };
+  };
+  const tables = desiredTables({ networks: [{ network: dual, ports: [port] }] });
+  const table = (tool: string, name: string) => tables.find((t) => t.tool === tool && t.table === name)!;
+  const chain = (t: ReturnType<typeof table>, name: string) => t.chains.find((c) => c.name === name)!;
+
+  test('a port sends IPv6 from its own addresses only: ebtables returns for each in a chain of its own', () => {
+    const eb = table('ebtables', 'nat');
+    const guard = eb.chains.find((c) => c.name.startsWith('VWS-'))!.rules;
+    const jump = guard.find((r) => r.startsWith(`-i ${web} -p IPv6 -j VWM-`))!;
+    expect(chain(eb, jump.split(' -j ')[1]!).rules).toEqual([
+      ...own.map((a) => `-p IPv6 --ip6-src ${a}/128 -j RETURN`),
+      '-j DROP',
+    ]);
+    // before it: no RA, redirect or DHCPv6 server message; after it: IPv6 passes, anything else is dropped
+    expect(guard.slice(guard.indexOf(jump) - 7, guard.indexOf(jump) + 3)).toEqual([
+      `-i ${web} -p IPv6 --ip6-proto ipv6-icmp --ip6-icmp-type 134 -j DROP`,
+      `-i ${web} -p IPv6 --ip6-proto ipv6-icmp --ip6-icmp-type 137 -j DROP`,
+      `-i ${web} -p IPv6 --ip6-proto udp --ip6-sport 547 -j DROP`,
+      `-i ${web} -p IPv6 --ip6-proto udp --ip6-dport 546 -j DROP`,
+      `-i ${web} -p IPv6 --ip6-src ::/128 --ip6-proto ipv6-icmp --ip6-icmp-type 133 -j RETURN`,
+      `-i ${web} -p IPv6 --ip6-src ::/128 --ip6-proto ipv6-icmp --ip6-icmp-type 135 -j RETURN`,
+      `-i ${web} -p IPv6 --ip6-src ::/128 --ip6-proto ipv6-icmp --ip6-icmp-type 143 -j RETURN`,
+      jump,
+      `-i ${web} -p IPv6 -j RETURN`,
+      `-i ${web} -j DROP`,
+    ]);
+  });
+
+  test("a neighbour advertisement's target, which ebtables cannot read, is checked in ip6tables' raw table", () => {
+    const raw = table('ip6tables', 'raw');
+    const na = raw.chains.find((c) => c.name.startsWith('VWA-'))!;
+    expect(na.from).toBe('PREROUTING');
+    expect(na.rules).toHaveLength(1);
+    expect(na.rules[0]).toMatch(
+      new RegExp(
+        `^-m physdev --physdev-in ${web} -p ipv6-icmp -m icmp6 --icmpv6-type 136 -j VWM-[0-9a-f]{12}-[0-9a-f]{6}$`,
+      ),
+    );
+    const targets = chain(raw, na.rules[0]!.split(' -j ')[1]!).rules;
+    // next header 58 (no extension header moves the message), then the target's four words
+    expect(targets[1]).toBe(
+      '-m u32 --u32 4>>8&0xFF=0x3A&&48=0xfd000010&&52=0x00000000&&56=0x00000000&&60=0x00000011 -j RETURN',
+    );
+    expect(targets).toHaveLength(own.length + 1);
+    expect(targets.at(-1)).toBe('-j DROP');
+  });
+
+  test("an IPv4-only host has no IPv6 nat or raw chains; its tenants' IPv6 is not forwarded", () => {
+    const v4 = desiredTables(state).filter((t) => t.tool === 'ip6tables');
+    expect(v4.filter((t) => t.table !== 'filter').flatMap((t) => t.chains)).toEqual([]);
+    const forward = v4[0]!.chains.find((c) => c.name.startsWith('VWF-'))!.rules;
+    expect(forward.filter((r) => r.includes('ACCEPT'))).toEqual([
+      `-i ${acme.bridge} -o ${acme.bridge} -j ACCEPT`,
+      `-i ${globex.bridge} -o ${globex.bridge} -j ACCEPT`,
+    ]);
+    expect(table('ip6tables', 'nat').chains[0]!.rules).toContain(
+      `-s fd00:10::/64 ! -d fd00:10::/64 ! -o ${dual.bridge} -j MASQUERADE`,
+    );
+  });
+
+  test("a member port's flows of both families are cut when its policy changes; apply and rollback are exact", async () => {
+    const tables = new Map<string, Model>();
+    const runner = modelRunner(tables);
+    for (const c of (await iptablesBackend.plan(runner, withGroup(80))).commands)
+      await runner.run(c.argv, { input: c.input });
+    const original = JSON.stringify([...tables].map(([k, t]) => [k, [...t.rules]]));
+    const plan = await iptablesBackend.plan(runner, withGroup(443));
+    expect(plan.flush).toEqual(['10.10.0.11', ...own].sort());
+    for (const c of plan.commands) await runner.run(c.argv, { input: c.input });
+    expect((await iptablesBackend.plan(runner, withGroup(443))).commands).toEqual([]);
+    for (const c of plan.restore) await runner.run(c.argv, { input: c.input });
+    expect(JSON.stringify([...tables].map(([k, t]) => [k, [...t.rules]]))).toBe(original);
   });
 });
 

@@ -120,6 +120,21 @@ describe('links', () => {
     ]);
   });
 
+  test("a dual-stack bridge's IPv6 frames pass ip6tables where the backend guards its ports there (iptables)", () => {
+    const dual = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24', cidr6: 'fd00:10::/64' });
+    const port = { name: 'vwt-x-0', kind: 'tap' as const, mac: '52:54:00:00:00:01', ip: '10.10.0.11' };
+    const bridgeOf = (s: HostState, hooks?: { ipv6PortFrames: boolean }) =>
+      desiredLinks(s, new Map(), hooks).find((l) => l.kind === 'bridge')!;
+    const withPort: HostState = { networks: [{ network: dual, ports: [port] }] };
+    expect(bridgeOf(withPort, { ipv6PortFrames: true }).nfCallIp6tables).toBe(true);
+    expect(bridgeOf(withPort, { ipv6PortFrames: false }).nfCallIp6tables).toBeUndefined();
+    // no ports (a segment's bridge on a host without guests): nothing to guard
+    expect(
+      bridgeOf({ networks: [{ network: dual, ports: [] }] }, { ipv6PortFrames: true }).nfCallIp6tables,
+    ).toBeUndefined();
+    expect(bridgeOf(state, { ipv6PortFrames: true }).nfCallIp6tables).toBeUndefined(); // IPv4 only
+  });
+
   test('observed equal to desired: nothing to do', () => {
     const desired = desiredLinks(state);
     expect(planLinks(desired, observedFrom(desired))).toEqual({

@@ -7,6 +7,7 @@ import {
   linkLocalOf,
   parseIpv6,
   slaacOf,
+  solicitedNodeOf,
   validateNetwork,
   validateSecurityGroup,
   validateVm,
@@ -41,6 +42,11 @@ describe('IPv6 address text', () => {
   test("a MAC's EUI-64 address and its link-local one", () => {
     expect(slaacOf('52:54:00:12:34:56', 'fd00:10::')).toBe('fd00:10::5054:ff:fe12:3456');
     expect(linkLocalOf('52:54:00:12:34:56')).toBe('fe80::5054:ff:fe12:3456');
+  });
+
+  test("an address's solicited-node group: ff02::1:ff and its last 24 bits (RFC 4291)", () => {
+    expect(solicitedNodeOf('fd00:10::1')).toBe('ff02::1:ff00:1');
+    expect(solicitedNodeOf('2001:db8::5054:ff:fe12:3456')).toBe('ff02::1:ff12:3456');
   });
 });
 

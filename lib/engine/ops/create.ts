@@ -10,7 +10,7 @@ import type {
 } from '../../../types/vm.js';
 import type { ResolvedVm } from '../../../types/resolved.js';
 import { ApplyError, HostUnsupportedError, SpecError, VirtwireError, isVirtwireError } from '../../errors/index.js';
-import { validatePathPolicy, validateVm } from '../../spec/index.js';
+import { namespaceNames, validatePathPolicy, validateVm } from '../../spec/index.js';
 import { checkVmFiles } from '../file-policy.js';
 import { renderResolvedDomainXml, effectiveAccel } from '../../xml/index.js';
 import { nicsOf } from './lifecycle.js';
@@ -138,6 +138,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
 
     const waitFor: WaitFor = options.waitFor ?? (options.waitForIp === false ? 'none' : 'lease');
     if (waitFor !== 'none') await run('lease', () => waitForLeases(allocated, host.plane, signal));
+    if (waitFor === 'ip6') await run('ip6', () => waitForIpv6(host, allocated, signal));
     if (waitFor === 'ssh') await run('ssh', () => waitForSsh(host, allocated, signal));
     const serialLog = allocated.serialLog ?? files.serialLog;
     if (waitFor === 'cloud-init') await run('cloud-init', () => waitForCloudInit(host, serialLog, signal));
@@ -170,6 +171,25 @@ async function waitForLeases(vm: ResolvedVm, plane: TenantPlane, signal: AbortSi
           `NIC ${nic.index} of ${vm.name} leased ${lease.ip}, not its pinned ${nic.ip}`,
         );
     }),
+  );
+}
+
+/**
+ * Every NIC with IPv6 answers an echo request at its ip6, sent from its gateway: the host's
+ * bridge, or a namespaced tenant's namespace (where its gateway6 is).
+ */
+async function waitForIpv6(host: HostContext, vm: ResolvedVm, signal: AbortSignal): Promise<void> {
+  await Promise.all(
+    vm.nics
+      .filter((nic) => nic.ip6)
+      .map((nic) => {
+        const inside = nic.network.namespace ? ['ip', 'netns', 'exec', namespaceNames(nic.network.tenant).netns] : [];
+        const ping = [...inside, 'ping', '-6', '-n', '-c', '1', '-W', '1', nic.ip6!];
+        return waitUntil(
+          async () => (await host.runner.run(ping, { allowFailure: true, step: `ip6: ${nic.ip6}` })).exitCode === 0,
+          { timeoutMs: 24 * 3600_000, intervalMs: 250, signal, what: `${vm.name}'s NIC ${nic.index} at ${nic.ip6}` },
+        );
+      }),
   );
 }
 

@@ -43,6 +43,11 @@ export interface FirewallBackend {
   readonly kind: FirewallKind;
   /** the capabilities it needs, for up-front checks */
   readonly features: readonly (keyof HostCapabilities)[];
+  /**
+   * IPv6 frames from bridge ports must pass the IP hooks (br_netfilter, the bridge's
+   * nf_call_ip6tables): the iptables backend checks a neighbour advertisement's target there
+   */
+  readonly ipv6PortFramesInIpHooks: boolean;
   plan(runner: CommandRunner, state: HostState): Promise<FirewallPlan>;
 }
 

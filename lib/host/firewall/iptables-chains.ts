@@ -100,6 +100,7 @@ function asWant(tool: TableWant['tool'], table: string, seen: TableSeen): TableW
 export const iptablesBackend: FirewallBackend = {
   kind: 'iptables',
   features: ['iptables', 'ebtables'],
+  ipv6PortFramesInIpHooks: true,
   async plan(runner: CommandRunner, state: HostState): Promise<FirewallPlan> {
     const commands: FirewallCommand[] = [];
     const restore: FirewallCommand[] = [];
@@ -108,7 +109,7 @@ export const iptablesBackend: FirewallBackend = {
     for (const want of desiredTables(state)) {
       const saved = await runner.run([...SAVE[want.tool], want.table], { step: 'firewall: observe' });
       const seen = parseSave(saved.stdout);
-      if (want.tool === 'iptables' && want.table === 'filter') flush.push(...sgFlushIptables(seen, want));
+      if (want.tool !== 'ebtables' && want.table === 'filter') flush.push(...sgFlushIptables(seen, want));
       const forward = transition(want, seen);
       if (!forward) continue;
       commands.push({ argv: [...RESTORE[want.tool]], input: forward });
@@ -135,7 +136,7 @@ function sgFlushIptables(seen: TableSeen, want: TableWant): string[] {
   const policyOf = (rules: string[]) =>
     new Map(
       rules.flatMap((r) => {
-        const m = /^-([ds]) (\S+)\/32 -([io]) \S+ -j VWC-[0-9a-f]{12}-([0-9a-f]{6})$/.exec(r);
+        const m = /^-([ds]) (\S+)\/(?:32|128) -([io]) \S+ -j VWC-[0-9a-f]{12}-([0-9a-f]{6})$/.exec(r);
         return m ? [[`${m[1]} ${m[2]}`, m[4]!] as const] : [];
       }),
     );

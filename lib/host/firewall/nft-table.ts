@@ -88,6 +88,7 @@ const NFT = ['nft', '-f', '-'];
 export const nftablesBackend: FirewallBackend = {
   kind: 'nftables',
   features: ['nftables', 'nftBridge'],
+  ipv6PortFramesInIpHooks: false,
   async plan(runner: CommandRunner, state: HostState): Promise<FirewallPlan> {
     const want = renderRuleset(state);
     const commands: FirewallCommand[] = [];

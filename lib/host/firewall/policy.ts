@@ -5,7 +5,7 @@
 import type { HostNetwork, HostState } from '../../../types/host.js';
 import { VXLAN_PORT, uplinkOf } from '../links.js';
 import { namespacesOf, type TenantNamespace } from '../namespace.js';
-import { ipv6Sources, packetRateOf } from '../../spec/index.js';
+import { ipv6Sources, packetRateOf, solicitedNodeOf } from '../../spec/index.js';
 import type { Block, Cond, InSet, KeyedRule, Rule, RowSet, Verdict } from './rules.js';
 
 /** The whole policy of one host (or one tenant namespace). */
@@ -421,6 +421,8 @@ const PORT_GUARD4: KeyedRule[] = [
   keyed('ports', ['iif'], 'pass', is('etherType', 'ip')),
 ];
 
+const IP6 = is('etherType', 'ip6');
+
 // IPv6, on ports of networks with IPv6 (ip6_ports; any other port's IPv6 meets the last drop):
 // never a router's message (RA guard: advertisements, redirects), never a DHCPv6 server's or
 // relay's, a neighbour advertisement only for its own addresses, and only its own addresses as
@@ -429,8 +431,8 @@ const PORT_GUARD4: KeyedRule[] = [
 // solicitation, the MLD report that joins its group) and a router solicitation (RFC 4861 6.3.7).
 const PORT_GUARD6: KeyedRule[] = [
   keyed('ports', ['iif'], 'drop', is('icmp6Type', ['nd-router-advert', 'nd-redirect'])),
-  keyed('ports', ['iif'], 'drop', is('udpSport', 547)),
-  keyed('ports', ['iif'], 'drop', is('udpDport', 546)),
+  keyed('ports', ['iif'], 'drop', IP6, is('udpSport', 547)),
+  keyed('ports', ['iif'], 'drop', IP6, is('udpDport', 546)),
   notOwn('port_nd', ['iif', 'ndTarget'], 'ip6_ports', is('icmp6Type', 'nd-neighbor-advert')),
   keyed(
     'ip6_ports',
@@ -458,12 +460,18 @@ const uplinkGuard = (dev: 'iif' | 'oif', ipv6: boolean): KeyedRule[] => [
   keyed('uplink_gws', [dev, 'arpTpa'], 'drop'),
   keyed('uplink_gws', [dev, 'arpSpa'], 'drop'),
   // and for IPv6 (each host is its guests' router): router solicitations and advertisements,
-  // DHCPv6, and neighbour discovery of the gateway6 address
+  // DHCPv6, and neighbour discovery of the gateway6 address — solicitations sent to it (unicast
+  // or its solicited-node group) and the advertisements it sends (a host advertises an address
+  // of its own from that address, RFC 4861 7.2.4; guests cannot, the port guard sees to that).
+  // By addresses, not by the target's bytes: a match every backend has (ebtables reads no ICMPv6
+  // payload), and one that also holds for the host's own messages, which no IP hook can tie to
+  // a bridge port.
   ...(ipv6
     ? [
         keyed('uplinks', [dev], 'drop', is('icmp6Type', ['nd-router-solicit', 'nd-router-advert', 'nd-redirect'])),
-        keyed('uplinks', [dev], 'drop', is('udpDport', [546, 547])),
-        keyed('uplink_gw6s', [dev, 'ndTarget'], 'drop', is('icmp6Type', ['nd-neighbor-solicit', 'nd-neighbor-advert'])),
+        keyed('uplinks', [dev], 'drop', IP6, is('udpDport', [546, 547])),
+        keyed('uplink_gw6_groups', [dev, 'daddr6'], 'drop', is('icmp6Type', 'nd-neighbor-solicit')),
+        keyed('uplink_gw6s', [dev, 'saddr6'], 'drop', is('icmp6Type', 'nd-neighbor-advert')),
       ]
     : []),
 ];
@@ -562,8 +570,14 @@ const uplinkSets = (uplinks: Uplink[]): Record<string, RowSet> => ({
   ...(uplinks.some((u) => u.gateway6)
     ? {
         uplink_gw6s: {
-          fields: ['iif', 'ndTarget'],
+          fields: ['iif', 'saddr6'],
           rows: uplinks.flatMap((u) => (u.gateway6 ? [[u.name, u.gateway6]] : [])),
+        } as RowSet,
+        uplink_gw6_groups: {
+          fields: ['iif', 'daddr6'],
+          rows: uplinks.flatMap((u) =>
+            u.gateway6 ? [u.gateway6, solicitedNodeOf(u.gateway6)].map((a) => [u.name, a]) : [],
+          ),
         } as RowSet,
       }
     : {}),
