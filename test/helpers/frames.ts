@@ -52,6 +52,14 @@ export const neighbourAdvert = (target: string, mac: string) =>
   '88000000' + '20000000' + ip6hex(target) + `0201${hex(mac)}`;
 
 /**
+ * A destination options header of 24 bytes whose last 16 are `address` (the data of an
+ * experimental option a receiver skips, RFC 4727, after a PadN): in front of an ICMPv6 message
+ * it stands where the message's bytes 8-23 would be without it — a neighbour advertisement's
+ * target, to whatever reads fixed offsets from the IPv6 header. Its next header is the kernel's.
+ */
+export const dstOptsWith = (address: string) => '0002' + '01020000' + '1e10' + ip6hex(address);
+
+/**
  * A whole Ethernet frame carrying one ICMPv6 message (hop limit 255), its checksum computed over
  * the IPv6 pseudo-header: for what a socket would not send as given (e.g. from the unspecified
  * address, which a raw socket replaces by one of the sender's own).

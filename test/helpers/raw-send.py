@@ -8,6 +8,9 @@
 #   raw-send.py icmp6 <dev> <src> <dst> <hex>          one ICMPv6 message (the kernel fills its
 #                                                      checksum), hop limit 255 as ND requires
 #   raw-send.py udp6 <dev> <dst> <dport> <sport> <hex> one UDP datagram over IPv6 from <sport>
+#   raw-send.py icmp6opts <dev> <src> <dst> <opts> <hex>
+#                                                      the same as icmp6, behind a destination
+#                                                      options header <opts> (RFC 8200 4.6)
 import binascii
 import socket
 import sys
@@ -37,10 +40,13 @@ elif kind == "udprepeat":
             s.sendto(b"x", (sys.argv[2], int(sys.argv[3])))
         except OSError:
             pass  # an ICMP error from an earlier datagram, reported on this socket
-elif kind == "icmp6":
-    dev, src, dst, payload = sys.argv[2:6]
+elif kind in ("icmp6", "icmp6opts"):
+    dev, src, dst = sys.argv[2:5]
+    payload = sys.argv[-1]
     scope = socket.if_nametoindex(dev)
     s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    if kind == "icmp6opts":
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_DSTOPTS, binascii.unhexlify(sys.argv[5]))
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, scope)

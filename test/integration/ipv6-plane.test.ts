@@ -16,7 +16,7 @@ import type { HostPort, HostState } from '../../types/host.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { Capture } from '../helpers/capture.js';
-import { SEND, neighbourAdvert, routerAdvert } from '../helpers/frames.js';
+import { SEND, dstOptsWith, neighbourAdvert, routerAdvert } from '../helpers/frames.js';
 import { OUTSIDE } from '../helpers/ranges.js';
 import { waitFor } from '../helpers/wait.js';
 import { globalIpv6 } from '../helpers/ipv6.js';
@@ -263,6 +263,29 @@ function suite(firewall: FirewallKind, prefix: string): void {
         await bridge.saw('the own NA at the host', own);
         notDelivered("NA for a neighbour's address, to the neighbour", sent.count(na), got.count(na));
         notDelivered("NA for a neighbour's address, to the host", sent.count(na), bridge.count(na));
+      } finally {
+        await sent.stop();
+        await got.stop();
+        await bridge.stop();
+      }
+    });
+
+    test("the same advertisement behind an extension header that puts the attacker's own address where the target would be", async () => {
+      const sent = await Capture.start(host, tap('a1'), 'in', 'icmp6 or ip6[6] == 60');
+      const got = await Capture.start(host, tap('a2'), 'out', 'icmp6 or ip6[6] == 60');
+      const bridge = await Capture.start(host, acme.bridge, 'in', 'icmp6 or ip6[6] == 60');
+      try {
+        const opts = dstOptsWith(ip6.a1);
+        await send('a1', ['icmp6opts', 'eth0', linkLocalOf(mac.a1), 'ff02::1', opts, neighbourAdvert(ip6.a2, mac.a1)]);
+        const na = new RegExp(`DSTOPT .*neighbor advertisement, tgt is ${ip6.a2}`);
+        await sent.saw('the forged NA (with its header) leaving a1', na);
+        // the barrier: an honest advertisement, to a2 and to the host
+        await send('a1', ['icmp6', 'eth0', linkLocalOf(mac.a1), 'ff02::1', neighbourAdvert(ip6.a1, mac.a1)]);
+        const own = new RegExp(`> ff02::1: ICMP6, neighbor advertisement, tgt is ${ip6.a1}`);
+        await got.saw('the own NA at a2', own);
+        await bridge.saw('the own NA at the host', own);
+        notDelivered('NA behind a destination options header, to the neighbour', sent.count(na), got.count(na));
+        notDelivered('NA behind a destination options header, to the host', sent.count(na), bridge.count(na));
       } finally {
         await sent.stop();
         await got.stop();
