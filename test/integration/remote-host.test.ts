@@ -18,6 +18,7 @@ import { OUTSIDE } from '../helpers/ranges.js';
 import type { HostTarget } from '../../types/vm.js';
 import { describeAsRoot, isRoot } from '../helpers/root.js';
 import { LoopbackSshHost } from '../helpers/ssh-host.js';
+import { keepIpv6Forwarding } from '../helpers/ipv6.js';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'vwrs-'));
 chmodSync(stateDir, 0o755);
@@ -168,6 +169,33 @@ describeAsRoot('a VM on a remote host (SSH runner, qemu+libssh, dnsmasq and disk
       expect(createdAccel).toBe('tcg');
     },
   );
+
+  test("a dual-stack tenant over SSH: createVm waits there for the guest's ip6 (waitFor 'ip6'), which answers", async () => {
+    const restoreForwarding = await keepIpv6Forwarding();
+    const dual = { tenant: 'vwremote6', cidr: '10.80.0.0/24', cidr6: 'fd00:80::/64' };
+    const steps: string[] = [];
+    try {
+      const vm = await engine.ops.createVm(testGuestSpec(image, 'vwrs-v6', [{ network: dual }]), {
+        stateDir,
+        hosts,
+        timeoutMs: 150_000,
+        waitFor: 'ip6',
+        onProgress: (e) => steps.push(`${e.step} ${e.status}`),
+      });
+      expect(vm.host).toBe('far');
+      expect(steps).toEqual(expect.arrayContaining(['lease done', 'ip6 done']));
+      // its SLAAC address, from the router advertisements of the dnsmasq that runs there
+      const ip6 = vm.nics[0]!.ip6!;
+      expect(ip6).toMatch(/^fd00:80::5054:ff:fe/);
+      expect((await far.exec(['cat', join(far.stateDir, 'dnsmasq', 'vwremote6', 'dnsmasq.conf')])).stdout).toMatch(
+        /^enable-ra$/m,
+      );
+      expect((await execa('ping', ['-6', '-n', '-c', '1', '-W', '2', ip6], { reject: false })).exitCode).toBe(0);
+    } finally {
+      await engine.ops.destroyVm('vwrs-v6', { stateDir, hosts, missingOk: true });
+      await restoreForwarding();
+    }
+  });
 
   test('a tenant with the same subnet on the remote host gets its namespace there, over SSH', async () => {
     const twin = { tenant: 'vwremotens', cidr: tenant.cidr };
