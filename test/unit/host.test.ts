@@ -536,6 +536,17 @@ describe('HostPlane refuses before running anything', () => {
     );
   });
 
+  test('IPv6 ports on the iptables backend without br_netfilter: refused up front, naming it', async () => {
+    const runner = new RecordingRunner();
+    const plane = new HostPlane({ runner, capabilities: { ...allCaps, brNetfilter: false }, firewall: 'iptables' });
+    const dual = validateNetwork({ tenant: 'acme', cidr: '10.10.0.0/24', cidr6: 'fd00:10::/64' });
+    const port = { name: 'vwt-x-0', kind: 'tap' as const, mac: '52:54:00:00:00:01', ip: '10.10.0.11' };
+    const err = await plane.apply({ networks: [{ network: dual, ports: [port] }] }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'HOST_UNSUPPORTED', feature: 'brNetfilter' });
+    expect((err as Error).message).toMatch(/br_netfilter.*the IPv6 port guard of tenant acme \(iptables backend\)/);
+    expect(runner.calls).toEqual([]);
+  });
+
   test('an egress limit without ifb/mirred: refused up front', async () => {
     const runner = new RecordingRunner();
     const plane = new HostPlane({ runner, capabilities: { ...allCaps, ifb: false } });
