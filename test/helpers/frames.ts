@@ -65,6 +65,37 @@ export const dstOptsWith = (address: string) => '0002' + '01020000' + '1e10' + i
  * address, which a raw socket replaces by one of the sender's own).
  */
 export function icmp6Frame(srcMac: string, dstMac: string, src: string, dst: string, message: string): string {
+  const body = icmp6Checksummed(src, dst, message);
+  const ip6 = '60000000' + body.length.toString(16).padStart(4, '0') + '3aff' + ip6hex(src) + ip6hex(dst);
+  return `${hex(dstMac)}${hex(srcMac)}86dd${ip6}${body.toString('hex')}`;
+}
+
+/**
+ * The same message in two IPv6 fragments (one identification, a fragment header each): the first
+ * carries its first `firstBytes` (a multiple of 8), the second the rest — for a neighbour
+ * advertisement cut at 8, its type in the first and its target in the second.
+ */
+export function icmp6Fragments(
+  srcMac: string,
+  dstMac: string,
+  src: string,
+  dst: string,
+  message: string,
+  firstBytes: number,
+): [string, string] {
+  const body = icmp6Checksummed(src, dst, message);
+  const id = '76770001';
+  const part = (offset: number, bytes: Buffer, more: boolean) => {
+    const frag = '3a00' + ((offset << 3) | (more ? 1 : 0)).toString(16).padStart(4, '0') + id;
+    const length = (8 + bytes.length).toString(16).padStart(4, '0');
+    const ip6 = '60000000' + length + '2cff' + ip6hex(src) + ip6hex(dst);
+    return `${hex(dstMac)}${hex(srcMac)}86dd${ip6}${frag}${bytes.toString('hex')}`;
+  };
+  return [part(0, body.subarray(0, firstBytes), true), part(firstBytes / 8, body.subarray(firstBytes), false)];
+}
+
+/** An ICMPv6 message with its checksum over the IPv6 pseudo-header. */
+function icmp6Checksummed(src: string, dst: string, message: string): Buffer {
   const body = Buffer.from(message, 'hex');
   const pseudo = Buffer.concat([
     Buffer.from(ip6hex(src) + ip6hex(dst), 'hex'),
@@ -75,6 +106,5 @@ export function icmp6Frame(srcMac: string, dstMac: string, src: string, dst: str
   for (let i = 0; i < pseudo.length; i += 2) sum += (pseudo[i]! << 8) | (pseudo[i + 1] ?? 0);
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   body.writeUInt16BE(~sum & 0xffff, 2);
-  const ip6 = '60000000' + body.length.toString(16).padStart(4, '0') + '3aff' + ip6hex(src) + ip6hex(dst);
-  return `${hex(dstMac)}${hex(srcMac)}86dd${ip6}${body.toString('hex')}`;
+  return body;
 }

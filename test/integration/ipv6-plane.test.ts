@@ -16,7 +16,7 @@ import type { HostPort, HostState } from '../../types/host.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { Lab } from '../helpers/lab.js';
 import { Capture } from '../helpers/capture.js';
-import { SEND, dstOptsWith, neighbourAdvert, routerAdvert } from '../helpers/frames.js';
+import { SEND, dstOptsWith, icmp6Fragments, neighbourAdvert, routerAdvert } from '../helpers/frames.js';
 import { OUTSIDE } from '../helpers/ranges.js';
 import { waitFor } from '../helpers/wait.js';
 import { globalIpv6 } from '../helpers/ipv6.js';
@@ -252,20 +252,27 @@ function suite(firewall: FirewallKind, prefix: string): void {
      * says; captured leaving a1, then an honest advertisement of its own address (the barrier)
      * awaited at a2 and at the host, and only then the forged one asserted absent at both.
      */
-    async function advertisementStopped(attack: string, forge: string[], forged: RegExp): Promise<void> {
-      const filter = 'icmp6 or ip6[6] == 60'; // ICMPv6, and what carries it behind a destination options header
+    async function advertisementStopped(
+      attack: string,
+      forge: string[] | (() => Promise<unknown>),
+      forged: RegExp,
+      /** the forgery is sent to all nodes, the host among them (else only to a2) */
+      toAll = true,
+    ): Promise<void> {
+      // ICMPv6, and what carries it behind a destination options header or in fragments
+      const filter = 'icmp6 or ip6[6] == 60 or ip6[6] == 44';
       const sent = await Capture.start(host, tap('a1'), 'in', filter);
       const got = await Capture.start(host, tap('a2'), 'out', filter);
       const bridge = await Capture.start(host, acme.bridge, 'in', filter);
       try {
-        await send('a1', forge);
+        await (Array.isArray(forge) ? send('a1', forge) : forge());
         await sent.saw(`the forged NA leaving a1 (${attack})`, forged);
         await send('a1', ['icmp6', 'eth0', linkLocalOf(mac.a1), 'ff02::1', neighbourAdvert(ip6.a1, mac.a1)]);
         const own = new RegExp(`> ff02::1: ICMP6, neighbor advertisement, tgt is ${ip6.a1}`);
         await got.saw('the own NA at a2', own);
         await bridge.saw('the own NA at the host', own);
         notDelivered(`${attack}, to the neighbour`, sent.count(forged), got.count(forged));
-        notDelivered(`${attack}, to the host`, sent.count(forged), bridge.count(forged));
+        if (toAll) notDelivered(`${attack}, to the host`, sent.count(forged), bridge.count(forged));
       } finally {
         await sent.stop();
         await got.stop();
@@ -287,6 +294,29 @@ function suite(firewall: FirewallKind, prefix: string): void {
         ['icmp6opts', 'eth0', linkLocalOf(mac.a1), 'ff02::1', dstOptsWith(ip6.a1), neighbourAdvert(ip6.a2, mac.a1)],
         new RegExp(`DSTOPT .*neighbor advertisement, tgt is ${ip6.a2}`),
       );
+    });
+
+    test('an advertisement in two fragments (its target in the second) claiming the gateway, to a neighbour that takes fragmented ND', async () => {
+      // Linux drops fragmented neighbour discovery by default (RFC 6980); a2 is told not to, as
+      // another system might not: the guard must not depend on the guest. Unicast to a2 (the
+      // bridge's multicast snooping would drop a multicast first fragment: its ICMPv6 checksum
+      // cannot be checked on part of the message), overriding a2's entry for gateway6.
+      await lab.exec(ns.a2!, ['sysctl', '-q', '-w', 'net.ipv6.conf.eth0.suppress_frag_ndisc=0']);
+      try {
+        const na = neighbourAdvert(acme.ipv6!.gateway, mac.a1);
+        const frames = icmp6Fragments(mac.a1, mac.a2, linkLocalOf(mac.a1), linkLocalOf(mac.a2), na, 8);
+        const sendBoth = async () => {
+          for (const f of frames) await send('a1', ['frame', 'eth0', f]);
+        };
+        // its first fragment leaving a1; at a2, that fragment or the whole message (where the
+        // host's br_netfilter reassembles bridged IPv6, as conntrack does before its hooks)
+        const forged = new RegExp(
+          `${linkLocalOf(mac.a1)} > ${linkLocalOf(mac.a2)}: (frag \\(0\\|8\\) )?ICMP6, neighbor advertisement`,
+        );
+        await advertisementStopped('NA in fragments, for the gateway', sendBoth, forged, false);
+      } finally {
+        await lab.exec(ns.a2!, ['sysctl', '-q', '-w', 'net.ipv6.conf.eth0.suppress_frag_ndisc=1']);
+      }
     });
 
     test("a DHCPv6 server's reply from a guest leaves it and never reaches its neighbour", async () => {
@@ -388,38 +418,41 @@ function suite(firewall: FirewallKind, prefix: string): void {
       await pingedFromAnotherTenant('n1', 'ping6 from a namespaced tenant (the same IPv4 subnet) to another');
     });
 
-    test('QoS holds for IPv6: a port limited to 10 Mbit/s sends and receives within 10% of it over IPv6', async () => {
-      const limited: HostState = {
-        networks: state.networks.map((n) => ({
-          ...n,
-          ports: n.ports.map((p) =>
-            p.mac === mac.a1 ? { ...p, qos: { egressKbps: 10_000, ingressKbps: 10_000 } } : p,
-          ),
-        })),
-      };
-      await plane.apply(limited);
-      try {
-        const server = lab.spawn(ns.a2!, ['iperf3', '-s', '-B', ip6.a2, '--forceflush']);
-        await new Promise<void>((resolve, reject) => {
-          server.stdout!.on('data', (d: Buffer) => d.toString().includes('Server listening') && resolve());
-          server.on('exit', () => reject(new Error('iperf3 server exited')));
-        });
-        const iperf = async (reverse: boolean) => {
-          const args = ['iperf3', '-c', ip6.a2, '-t', '4', '-O', '1', '-J', ...(reverse ? ['-R'] : [])];
-          const r = await lab.exec(ns.a1!, args, { timeoutMs: 30_000 });
-          return (
-            (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received
-              .bits_per_second / 1e6
-          );
+    // QoS is tc's, the same whatever the firewall backend: measured once, in the nftables suite
+    // (the iptables one does not define it; ~12 s of iperf3 would prove nothing new there)
+    if (firewall === 'nftables')
+      test('QoS holds for IPv6: a port limited to 10 Mbit/s sends and receives within 10% of it over IPv6', async () => {
+        const limited: HostState = {
+          networks: state.networks.map((n) => ({
+            ...n,
+            ports: n.ports.map((p) =>
+              p.mac === mac.a1 ? { ...p, qos: { egressKbps: 10_000, ingressKbps: 10_000 } } : p,
+            ),
+          })),
         };
-        const sent = await iperf(false);
-        const received = await iperf(true);
-        console.log(`QoS 10 Mbit/s over IPv6: a1 sends ${sent.toFixed(2)}, receives ${received.toFixed(2)} Mbit/s`);
-        expect(Math.abs(sent - 10) / 10).toBeLessThan(0.1);
-        expect(Math.abs(received - 10) / 10).toBeLessThan(0.1);
-      } finally {
-        await plane.apply(state);
-      }
-    }, 60_000);
+        await plane.apply(limited);
+        try {
+          const server = lab.spawn(ns.a2!, ['iperf3', '-s', '-B', ip6.a2, '--forceflush']);
+          await new Promise<void>((resolve, reject) => {
+            server.stdout!.on('data', (d: Buffer) => d.toString().includes('Server listening') && resolve());
+            server.on('exit', () => reject(new Error('iperf3 server exited')));
+          });
+          const iperf = async (reverse: boolean) => {
+            const args = ['iperf3', '-c', ip6.a2, '-t', '4', '-O', '1', '-J', ...(reverse ? ['-R'] : [])];
+            const r = await lab.exec(ns.a1!, args, { timeoutMs: 30_000 });
+            return (
+              (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received
+                .bits_per_second / 1e6
+            );
+          };
+          const sent = await iperf(false);
+          const received = await iperf(true);
+          console.log(`QoS 10 Mbit/s over IPv6: a1 sends ${sent.toFixed(2)}, receives ${received.toFixed(2)} Mbit/s`);
+          expect(Math.abs(sent - 10) / 10).toBeLessThan(0.1);
+          expect(Math.abs(received - 10) / 10).toBeLessThan(0.1);
+        } finally {
+          await plane.apply(state);
+        }
+      }, 60_000);
   });
 }

@@ -239,13 +239,19 @@ describe('iptables backend: IPv6', () => {
     const raw = table('ip6tables', 'raw');
     const na = raw.chains.find((c) => c.name.startsWith('VWA-'))!;
     expect(na.from).toBe('PREROUTING');
-    expect(na.rules).toHaveLength(1);
-    expect(na.rules[0]).toMatch(
+    // neighbour discovery in fragments first (RFC 6980: never fragmented), then the target's check
+    expect(na.rules.slice(0, 5)).toEqual(
+      [133, 134, 135, 136, 137].map(
+        (t) => `-m physdev --physdev-in ${web} -p ipv6-icmp -m icmp6 --icmpv6-type ${t} -m frag -j DROP`,
+      ),
+    );
+    expect(na.rules).toHaveLength(6);
+    expect(na.rules[5]).toMatch(
       new RegExp(
         `^-m physdev --physdev-in ${web} -p ipv6-icmp -m icmp6 --icmpv6-type 136 -j VWM-[0-9a-f]{12}-[0-9a-f]{6}$`,
       ),
     );
-    const targets = chain(raw, na.rules[0]!.split(' -j ')[1]!).rules;
+    const targets = chain(raw, na.rules[5]!.split(' -j ')[1]!).rules;
     // next header 58 (no extension header moves the message), then the target's four words
     expect(targets[1]).toBe(
       '-m u32 --u32 4>>8&0xFF=0x3A&&48=0xfd000010&&52=0x00000000&&56=0x00000000&&60=0x00000011 -j RETURN',

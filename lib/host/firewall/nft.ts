@@ -49,6 +49,7 @@ const FIELDS: Record<Field, { expr: string; type: string }> = {
   // nft 1.0.6 (Debian 12) has no `icmpv6 taddr`: the target's raw bytes (after type, code,
   // checksum and 4 bytes of flags), as for dhcpChaddr
   ndTarget: { expr: '@th,64,128', type: '' },
+  fragment: { expr: 'exthdr frag', type: '' },
 };
 
 const ICMP6_TYPES = new Set([
@@ -95,6 +96,9 @@ function value(field: Field, v: Value): string {
       for (const t of types) if (!ICMP6_TYPES.has(t)) throw new Error(`unknown ICMPv6 type ${t}`);
       return types.length > 1 ? `{ ${types.join(', ')} }` : types[0]!;
     }
+    case 'fragment':
+      if (v !== 'yes') throw new Error(`unknown fragment ${String(v)}`);
+      return 'exists';
     case 'etherSrc':
     case 'arpSha':
       return mac(String(v));

@@ -422,6 +422,13 @@ const PORT_GUARD4: KeyedRule[] = [
 ];
 
 const IP6 = is('etherType', 'ip6');
+const ND_MESSAGES = [
+  'nd-router-solicit',
+  'nd-router-advert',
+  'nd-neighbor-solicit',
+  'nd-neighbor-advert',
+  'nd-redirect',
+];
 
 // IPv6, on ports of networks with IPv6 (ip6_ports; any other port's IPv6 meets the last drop):
 // never a router's message (RA guard: advertisements, redirects), never a DHCPv6 server's or
@@ -430,6 +437,10 @@ const IP6 = is('etherType', 'ip6');
 // address a NIC without an address yet uses: duplicate address detection (a neighbour
 // solicitation, the MLD report that joins its group) and a router solicitation (RFC 4861 6.3.7).
 const PORT_GUARD6: KeyedRule[] = [
+  // neighbour discovery is never fragmented (RFC 6980): a first fragment that ends before the
+  // target would pass the target's check unread, and a guest that does not drop fragmented ND
+  // (Linux's suppress_frag_ndisc=0) would take the whole
+  keyed('ip6_ports', ['iif'], 'drop', is('icmp6Type', ND_MESSAGES), is('fragment', 'yes')),
   keyed('ports', ['iif'], 'drop', is('icmp6Type', ['nd-router-advert', 'nd-redirect'])),
   keyed('ports', ['iif'], 'drop', IP6, is('udpSport', 547)),
   keyed('ports', ['iif'], 'drop', IP6, is('udpDport', 546)),

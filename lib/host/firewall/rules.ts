@@ -30,7 +30,8 @@ export type Field =
   | 'saddr6' // IPv6 source: an address or a CIDR
   | 'daddr6' // IPv6 destination
   | 'icmp6Type' // an ICMPv6 type by name, or a list of them
-  | 'ndTarget'; // the target address of a neighbour solicitation or advertisement (ICMPv6 bytes 8-23)
+  | 'ndTarget' // the target address of a neighbour solicitation or advertisement (ICMPv6 bytes 8-23)
+  | 'fragment'; // 'yes': the packet is an IPv6 fragment (it has a fragment header)
 
 export type Value = string | number | number[] | string[];
 
