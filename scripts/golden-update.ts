@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { graph, parseSpecText, renderDomainXml, renderGraph } from '../lib/index.js';
-import { caseBackends, caseState, firewallBatches } from './golden/firewall-batches.js';
+import { BACKENDS, caseState, firewallBatches } from './golden/firewall-batches.js';
 
 const root = new URL('../../test/golden/', import.meta.url);
 for (const f of readdirSync(new URL('specs/', root)).filter((x) => x.endsWith('.json'))) {
@@ -26,7 +26,7 @@ for (const f of readdirSync(firewall).filter((x) => x.endsWith('.json'))) {
   const name = f.replace(/\.json$/, '');
   const text = readFileSync(new URL(f, firewall), 'utf8');
   const state = caseState(text);
-  for (const kind of caseBackends(text)) {
+  for (const kind of BACKENDS) {
     const ext = kind === 'nftables' ? 'nft' : 'iptables';
     writeFileSync(new URL(`${name}.${ext}`, firewall), await firewallBatches(state, kind));
     console.log(`golden:update: wrote test/golden/firewall/${name}.${ext}`);

@@ -24,13 +24,8 @@ export function caseState(text: string): HostState {
   };
 }
 
-/**
- * The backends a case is rendered in: its `backends` (a case only one backend can enforce, e.g.
- * IPv6, which the iptables backend refuses), else both.
- */
-export function caseBackends(text: string): FirewallKind[] {
-  return (JSON.parse(text) as { backends?: FirewallKind[] }).backends ?? ['nftables', 'iptables'];
-}
+/** Every case is rendered in both backends. */
+export const BACKENDS: readonly FirewallKind[] = ['nftables', 'iptables'];
 
 /** A host with none of virtwire's tables or chains: nft lists nothing, the *-save tools print nothing. */
 const emptyHost: CommandRunner = {
