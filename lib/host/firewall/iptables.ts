@@ -319,7 +319,7 @@ function notOwnRows(r: KeyedRule, dev: string, sets: Record<string, RowSet>, sub
       return [{ conds: [...prefix, ...r.conds, { field, value: rows[0]![last]!, not: true }], verdict: r.verdict }];
     // several (a port's link-local, SLAAC and pinned addresses): a chain returns for each, and
     // what reaches its end meets the verdict
-    const sub = `${r.set} ${id}`;
+    const sub = `${r.set} ${r.key.join('.')} ${id}`;
     subs.push({
       id: sub,
       rows: [
@@ -353,9 +353,11 @@ function expand(block: Block, sets: Record<string, RowSet>, subs: SubChain[] = [
 
 const ip6tablesOnly = (r: KeyedRule) =>
   r.key.some((f) => IP6TABLES_ONLY.has(f)) || r.conds.some((c) => IP6TABLES_ONLY.has(c.field));
-/** A block's rules ebtables can check (`nd` false), or those only ip6tables can (an advertisement's target). */
-const partOf = (blocks: Block[], nd: boolean): Block[] =>
-  blocks.map((b) => ({ ...b, rules: b.rules.filter((r) => ip6tablesOnly(r) === nd) })).filter((b) => b.rules.length);
+/** A block's rules ebtables can check, or (`inIp6tables`) the ones only ip6tables can (a target, fragments). */
+const partOf = (blocks: Block[], inIp6tables: boolean): Block[] =>
+  blocks
+    .map((b) => ({ ...b, rules: b.rules.filter((r) => ip6tablesOnly(r) === inIp6tables) }))
+    .filter((b) => b.rules.length);
 
 /** A sub-chain's name in a table: the table's role name and a short hash of its id. */
 const subNamer = (name: (role: string) => string) => (id: string) => `${name('M')}-${hashOf(id).slice(0, 6)}`;
