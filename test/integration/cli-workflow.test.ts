@@ -3,7 +3,17 @@
 // -lock-timeout, force-unlock), Ctrl-C during an apply, a failure on a terminal, importing a
 // disk-booted domain, and the CI wrapper in examples/.
 import { execa, type ResultPromise } from 'execa';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCloudImage, buildTestGuest, type TestGuestImage } from '../../lib/testing/index.js';
@@ -396,7 +406,27 @@ async function diskWithMarker(image: string, raw: string, marker: string): Promi
   try {
     await execa('mount', [loop, mnt]);
     try {
-      writeFileSync(join(mnt, 'etc/rc.local'), `#!/bin/sh\necho ${marker} > /dev/ttyS0\nexit 0\n`, { mode: 0o755 });
+      // a unit of the disk's own, run as early as systemd starts anything (not after the network,
+      // as rc.local is): the disk's data, seen at boot, without waiting for the rest of it
+      const unit = join(mnt, 'etc/systemd/system/vw-marker.service');
+      writeFileSync(
+        unit,
+        [
+          '[Unit]',
+          'DefaultDependencies=no',
+          '[Service]',
+          'Type=oneshot',
+          `ExecStart=/bin/sh -c 'echo ${marker} > /dev/ttyS0'`,
+          '[Install]',
+          'WantedBy=sysinit.target',
+          '',
+        ].join('\n'),
+      );
+      mkdirSync(join(mnt, 'etc/systemd/system/sysinit.target.wants'), { recursive: true });
+      symlinkSync(
+        '/etc/systemd/system/vw-marker.service',
+        join(mnt, 'etc/systemd/system/sysinit.target.wants/vw-marker.service'),
+      );
     } finally {
       await execa('umount', [mnt]);
     }
