@@ -439,7 +439,7 @@ const ND_MESSAGES = [
 const PORT_GUARD6: KeyedRule[] = [
   // neighbour discovery is never fragmented (RFC 6980): a first fragment that ends before the
   // target would pass the target's check unread, and a guest that does not drop fragmented ND
-  // (Linux's suppress_frag_ndisc=0) would take the whole
+  // (Linux's suppress_frag_ndisc=0) would take the reassembled forgery
   keyed('ip6_ports', ['iif'], 'drop', is('icmp6Type', ND_MESSAGES), is('fragment', 'yes')),
   keyed('ports', ['iif'], 'drop', is('icmp6Type', ['nd-router-advert', 'nd-redirect'])),
   keyed('ports', ['iif'], 'drop', IP6, is('udpSport', 547)),
