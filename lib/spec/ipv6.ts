@@ -85,11 +85,11 @@ function eui64(mac: string, network: bigint): bigint {
 /** A NIC's link-local address (fe80::/64 with its EUI-64 identifier). */
 export const linkLocalOf = (mac: string): string => formatIpv6(eui64(mac, 0xfe80n << 112n));
 
-/** A NIC's SLAAC address in a /64 (`network`: its address, canonical text). */
 /** The solicited-node multicast group of an address (RFC 4291 2.7.1): where its neighbour solicitations go. */
 export const solicitedNodeOf = (address: string): string =>
   formatIpv6(0xff0200000000000000000001ff000000n | (parseIpv6(address)! & 0xffffffn));
 
+/** A NIC's SLAAC address in a /64 (`network`: its address, canonical text). */
 export const slaacOf = (mac: string, network: string): string => formatIpv6(eui64(mac, parseIpv6(network)!));
 
 /**

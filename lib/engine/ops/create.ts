@@ -16,6 +16,7 @@ import { renderResolvedDomainXml, effectiveAccel } from '../../xml/index.js';
 import { nicsOf } from './lifecycle.js';
 import { kernelFor } from '../kernel/fast-kernel.js';
 import { CLOUD_INIT_DONE, pollFile, sshAnswer, waitForFile, waitUntil } from '../../host/index.js';
+import { NetnsRunner } from '../../host/namespace.js';
 import type { DomainHandle, Hypervisor } from '../../libvirt/index.js';
 import type { EngineDeps, TenantPlane } from '../deps.js';
 import { placeVm, type HostContext } from '../hosts.js';
@@ -183,10 +184,12 @@ async function waitForIpv6(host: HostContext, vm: ResolvedVm, signal: AbortSigna
     vm.nics
       .filter((nic) => nic.ip6)
       .map((nic) => {
-        const inside = nic.network.namespace ? ['ip', 'netns', 'exec', namespaceNames(nic.network.tenant).netns] : [];
-        const ping = [...inside, 'ping', '-6', '-n', '-c', '1', '-W', '1', nic.ip6!];
+        const runner = nic.network.namespace
+          ? new NetnsRunner(host.runner, namespaceNames(nic.network.tenant).netns)
+          : host.runner;
+        const ping = ['ping', '-6', '-n', '-c', '1', '-W', '1', nic.ip6!];
         return waitUntil(
-          async () => (await host.runner.run(ping, { allowFailure: true, step: `ip6: ${nic.ip6}` })).exitCode === 0,
+          async () => (await runner.run(ping, { allowFailure: true, step: `ip6: ${nic.ip6}` })).exitCode === 0,
           { timeoutMs: 24 * 3600_000, intervalMs: 250, signal, what: `${vm.name}'s NIC ${nic.index} at ${nic.ip6}` },
         );
       }),

@@ -14,6 +14,7 @@ import { hashOf } from './hash.js';
 import { cidr, cidr6, ifname, ipv4, ipv6, ipv6Hex, mac, port } from './values.js';
 import { TENANT_DEVICES, tenantPolicy, type FlowLimits, type PacketRate, type TenantPolicy } from './policy.js';
 import {
+  ICMP6_TYPES,
   isInSet,
   rowsOf,
   type Block,
@@ -76,18 +77,9 @@ const ofFamily =
   (r: { conds: (Cond | InSet)[] }): boolean =>
     (familyOf(r.conds) ?? f) === f;
 
-/** ICMPv6 types by the names the policy uses (nft's), as numbers (what every tool takes). */
-const ICMP6: Record<string, number> = {
-  'echo-request': 128,
-  'nd-router-solicit': 133,
-  'nd-router-advert': 134,
-  'nd-neighbor-solicit': 135,
-  'nd-neighbor-advert': 136,
-  'nd-redirect': 137,
-  'mld2-listener-report': 143,
-};
+/** An ICMPv6 type by its number (what both tools take). */
 function icmp6(v: Value): number {
-  const n = ICMP6[String(v)];
+  const n = ICMP6_TYPES[String(v)];
   if (n === undefined) throw new Error(`unknown ICMPv6 type ${String(v)}`);
   return n;
 }
@@ -407,8 +399,8 @@ function portMatches(protocol: 'tcp' | 'udp', ports: [number, number][] | undefi
   return chunks.map((c) => `-p ${protocol} -m multiport --dports ${c.join(',')}`);
 }
 
-/** A port's or peer's address in a family's rule: one host. */
-const hostOf = (f: IpFamily, a: string) => (f === 'ipv4' ? `${ipv4(a)}/32` : `${ipv6(a)}/128`);
+/** An address (a host) or a CIDR in a family's rule. */
+const addressIn = (f: IpFamily, a: string) => (f === 'ipv4' ? address(a) : address6(a));
 
 /** A rule's part in one family (its ethertype and its CIDR peer's family say which it has). */
 function sgRules(rule: HostSecurityRule, f: IpFamily): string[] {
@@ -416,9 +408,11 @@ function sgRules(rule: HostSecurityRule, f: IpFamily): string[] {
   const side = rule.direction === 'ingress' ? '-s' : '-d';
   const peers =
     'cidr' in rule.peer
-      ? [`${side} ${(f === 'ipv4' ? cidr : cidr6)(rule.peer.cidr)} `]
+      ? [`${side} ${addressIn(f, rule.peer.cidr)} `]
       : 'group' in rule.peer
-        ? rule.peer.addresses.filter((a) => a.includes(':') === (f === 'ipv6')).map((a) => `${side} ${hostOf(f, a)} `)
+        ? rule.peer.addresses
+            .filter((a) => a.includes(':') === (f === 'ipv6'))
+            .map((a) => `${side} ${addressIn(f, a)} `)
         : [''];
   const protocols =
     rule.protocol === 'tcp' || rule.protocol === 'udp'
@@ -444,8 +438,8 @@ function sgChains(state: HostState, name: (role: string) => string, f: IpFamily)
   };
   const dispatch = ports.flatMap((p) =>
     addressesOf(p).flatMap((a) => [
-      `-d ${hostOf(f, a)} -o ${ifname(p.bridge)} -j ${jump(p.ingress)}`,
-      ...(p.egress ? [`-s ${hostOf(f, a)} -i ${ifname(p.bridge)} -j ${jump(p.egress)}`] : []),
+      `-d ${addressIn(f, a)} -o ${ifname(p.bridge)} -j ${jump(p.ingress)}`,
+      ...(p.egress ? [`-s ${addressIn(f, a)} -i ${ifname(p.bridge)} -j ${jump(p.egress)}`] : []),
     ]),
   );
   return [

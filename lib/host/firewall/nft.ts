@@ -7,6 +7,7 @@ import type { HostState, HostSecurityRule } from '../../../types/host.js';
 import { cidr, cidr6, ifname, ipv4, ipv6, ipv6Hex, mac, port } from './values.js';
 import { TENANT_DEVICES, tenantPolicy, type FlowLimits, type PacketRate } from './policy.js';
 import {
+  ICMP6_TYPES,
   isInSet,
   type Cond,
   type Field,
@@ -52,16 +53,6 @@ const FIELDS: Record<Field, { expr: string; type: string }> = {
   fragment: { expr: 'exthdr frag', type: '' },
 };
 
-const ICMP6_TYPES = new Set([
-  'echo-request',
-  'nd-router-solicit',
-  'nd-router-advert',
-  'nd-neighbor-solicit',
-  'nd-neighbor-advert',
-  'nd-redirect',
-  'mld2-listener-report',
-]);
-
 const PROTOCOLS = new Set(['tcp', 'udp', 'icmp']);
 const NAMED: Record<string, string> = {
   established: 'established,related',
@@ -93,7 +84,7 @@ function value(field: Field, v: Value): string {
       return `0x${ipv6Hex(String(v))}`;
     case 'icmp6Type': {
       const types = Array.isArray(v) ? v.map(String) : [String(v)];
-      for (const t of types) if (!ICMP6_TYPES.has(t)) throw new Error(`unknown ICMPv6 type ${t}`);
+      for (const t of types) if (!(t in ICMP6_TYPES)) throw new Error(`unknown ICMPv6 type ${t}`);
       return types.length > 1 ? `{ ${types.join(', ')} }` : types[0]!;
     }
     case 'fragment':

@@ -35,6 +35,17 @@ export type Field =
 
 export type Value = string | number | number[] | string[];
 
+/** The ICMPv6 types an `icmp6Type` condition may name (nft's names), with their numbers (iptables', ebtables'). */
+export const ICMP6_TYPES: Readonly<Record<string, number>> = {
+  'echo-request': 128,
+  'nd-router-solicit': 133,
+  'nd-router-advert': 134,
+  'nd-neighbor-solicit': 135,
+  'nd-neighbor-advert': 136,
+  'nd-redirect': 137,
+  'mld2-listener-report': 143,
+};
+
 export interface Cond {
   field: Field;
   value: Value;
