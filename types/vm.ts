@@ -59,9 +59,10 @@ export interface PathPolicy {
 
 /** A kernel in a host's cache of extracted kernels (listKernelCache). */
 export interface KernelCacheEntry {
-  /** the extracted vmlinux */
+  /** the extracted vmlinux, or an initrd's archives uncompressed */
   path: string;
-  /** the content hash of the bzImage it came from */
+  kind: 'kernel' | 'initrd';
+  /** the content hash of the bzImage or initrd it came from */
   hash: string;
   bytes: number;
   /** ISO time of its last use by a create */
@@ -141,6 +142,18 @@ export interface BootPath {
    */
   kind: 'pvh' | 'kernel' | 'firmware';
   /** why not 'pvh' */
+  reason?: string;
+  /** for 'pvh' and 'kernel' with an initrd: whether QEMU loads it with its archives uncompressed */
+  initrd?: BootInitrd;
+}
+
+/**
+ * 'unpacked': the initrd's archives decompressed once on the host and loaded so (the guest's
+ * kernel, under TCG, inflates a compressed one slowly; the files it unpacks are the same);
+ * 'as given', and why (not compressed, too large for the VM's memory, a compression not read).
+ */
+export interface BootInitrd {
+  kind: 'unpacked' | 'as given';
   reason?: string;
 }
 

@@ -1,7 +1,7 @@
 // The engine's public face: each operation forwarded to the default engine (the composition root
 // stays internal), the spec file, plans and the state module's defaults.
 import type { CreateVmOptions, CreatedVm, KernelCacheEntry, UpdateOptions, UpdateResult } from '../../types/vm.js';
-import { GRACE_MS, listKernels, pruneKernels, type CachedKernel } from './kernel/kernel-cache.js';
+import { GRACE_MS, bootedFiles, listKernels, pruneKernels, type CachedKernel } from './kernel/kernel-cache.js';
 import type { VmSpec } from '../../types/spec.js';
 import { defaultEngine } from './container.js';
 import type { Operations } from './operations.js';
@@ -131,7 +131,7 @@ export function pruneKernelCache(
     const gone = pruneKernels(
       state.dir,
       (options.maxMiB ?? 0) * 2 ** 20,
-      records.map((r) => r.kernel),
+      bootedFiles(records),
       options.includeRecent ? 0 : GRACE_MS,
     );
     return gone.map((k) => entryOf(k, records));
@@ -140,10 +140,11 @@ export function pruneKernelCache(
 
 const entryOf = (k: CachedKernel, records: VmRecord[]): KernelCacheEntry => ({
   path: k.path,
+  kind: k.kind,
   hash: k.hash,
   bytes: k.bytes,
   lastUsed: k.lastUsed.toISOString(),
-  usedBy: records.filter((r) => r.kernel === k.path).map((r) => r.vm.name),
+  usedBy: records.filter((r) => bootedFiles([r]).includes(k.path)).map((r) => r.vm.name),
 });
 
 /** The VM records of a state. */

@@ -16,6 +16,8 @@ export interface DomainFiles {
   dataDisks?: Record<string, string>;
   /** the kernel to boot instead of the spec's (direct kernel boot): its extracted vmlinux */
   kernel?: string;
+  /** the initrd to load instead of the spec's or the image's: its archives uncompressed */
+  initrd?: string;
   /**
    * a disk image booted directly (its own kernel is `kernel`): the initrd and arguments its boot
    * loader would have given; the disk is attached as for a firmware boot
@@ -62,12 +64,14 @@ export function domainModel(vm: ResolvedVm, options: DomainRenderOptions): Domai
   const os: DomainXml['os'] = { type: { arch: 'x86_64', machine: options.machine ?? 'pc', value: 'hvm' } };
   if ('kernel' in vm.boot) {
     os.kernel = paths.kernel ?? vm.boot.kernel;
-    if (vm.boot.initrd !== undefined) os.initrd = vm.boot.initrd;
+    const initrd = paths.initrd ?? vm.boot.initrd;
+    if (initrd !== undefined) os.initrd = initrd;
     if (vm.boot.cmdline !== undefined) os.cmdline = vm.boot.cmdline;
   } else {
     if (paths.kernel && paths.imageBoot) {
       os.kernel = paths.kernel;
-      if (paths.imageBoot.initrd !== undefined) os.initrd = paths.imageBoot.initrd;
+      const initrd = paths.initrd ?? paths.imageBoot.initrd;
+      if (initrd !== undefined) os.initrd = initrd;
       os.cmdline = paths.imageBoot.cmdline;
     } else os.boot = ['hd'];
     disks.push({

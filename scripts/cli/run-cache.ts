@@ -1,5 +1,5 @@
-// `virtwire cache list|prune`: the host's cache of extracted kernels (fast boot). Kernels stay
-// after their last VM (a create → destroy loop extracts once), bounded by createVm's
+// `virtwire cache list|prune`: the host's cache of extracted kernels and uncompressed initrds
+// (fast boot). They stay after their last VM (a create → destroy loop extracts once), bounded by createVm's
 // `kernelCache.maxMiB`; these show it and empty it by hand.
 import { listKernelCache, pruneKernelCache, type KernelCacheEntry } from '../../lib/index.js';
 import type { Ctx } from './program.js';
@@ -14,11 +14,13 @@ function print(ctx: Ctx, entries: KernelCacheEntry[], json: boolean | undefined)
   }
   for (const k of entries)
     ctx.ui.out(
-      `${k.hash} ${mib(k.bytes)} last used ${k.lastUsed} ${k.usedBy.length ? `by ${k.usedBy.join(', ')}` : '(no VM)'}`,
+      `${k.kind.padEnd(6)} ${k.hash} ${mib(k.bytes)} last used ${k.lastUsed} ${k.usedBy.length ? `by ${k.usedBy.join(', ')}` : '(no VM)'}`,
     );
-  ctx.ui.out(
-    `${entries.length} kernel${entries.length === 1 ? '' : 's'}, ${mib(entries.reduce((n, k) => n + k.bytes, 0))}`,
-  );
+  const count = (kind: KernelCacheEntry['kind']) => {
+    const n = entries.filter((k) => k.kind === kind).length;
+    return `${n} ${kind}${n === 1 ? '' : 's'}`;
+  };
+  ctx.ui.out(`${count('kernel')}, ${count('initrd')}, ${mib(entries.reduce((n, k) => n + k.bytes, 0))}`);
 }
 
 export async function cacheList(ctx: Ctx, flags: { json?: boolean }): Promise<number> {

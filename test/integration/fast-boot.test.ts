@@ -1,8 +1,10 @@
-// Fast boots with real guests: the test guest's bzImage is booted as its extracted vmlinux (PVH),
-// extracted once for every VM that boots it and kept in the host's cache after the last (pruned on
-// demand); fastKernel: false boots the file as given. Concurrent creates (group commit) and
+// Fast boots with real guests: the test guest's bzImage is booted as its extracted vmlinux (PVH)
+// and its gzip initrd as the same archives uncompressed, each made once for every VM that boots
+// it and kept in the host's cache after the last (pruned on demand); fastKernel: false boots the
+// files as given. Concurrent creates (group commit) and
 // createVms lease distinct addresses; createVms is all or nothing.
-import { mkdtempSync, chmodSync, rmSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, chmodSync, rmSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -30,16 +32,17 @@ const spec = (name: string, extra: Partial<VmSpec> = {}): VmSpec => ({
   ...extra,
 });
 
-async function bootedKernel(name: string): Promise<string> {
+/** The kernel and initrd the VM's domain loads. */
+async function booted(name: string): Promise<{ kernel: string; initrd: string }> {
   const lv = await Libvirt.open('qemu:///system');
   try {
     const xml = await (await lv.lookupDomain(name))!.xml();
-    return /<kernel>([^<]+)<\/kernel>/.exec(xml)![1]!;
+    return { kernel: /<kernel>([^<]+)<\/kernel>/.exec(xml)![1]!, initrd: /<initrd>([^<]+)<\/initrd>/.exec(xml)![1]! };
   } finally {
     await lv.close();
   }
 }
-const cached = () => readdirSync(join(stateDir, 'kernels')).filter((f) => f.endsWith('.vmlinux'));
+const cached = () => readdirSync(join(stateDir, 'kernels')).filter((f) => /\.(vmlinux|cpio)$/.test(f));
 
 describeAsRoot('fast boots and many creates (real guests)', () => {
   beforeAll(async () => {
@@ -50,32 +53,46 @@ describeAsRoot('fast boots and many creates (real guests)', () => {
     rmSync(stateDir, { recursive: true, force: true });
   });
 
-  test('concurrent creates boot the extracted vmlinux, one copy for all; it outlives its VMs, never extracted twice', async () => {
+  test('concurrent creates boot the extracted vmlinux and the initrd uncompressed, one copy each for all; they outlive their VMs, never made twice', async () => {
     const vms = await Promise.all(['vwfb-a', 'vwfb-b', 'vwfb-c'].map((n) => createVm(spec(n), opts)));
     expect(new Set(vms.map((v) => v.nics[0]!.ip)).size).toBe(3); // group commit kept allocation apart
-    const kernels = await Promise.all(vms.map((v) => bootedKernel(v.name)));
-    expect(new Set(kernels).size).toBe(1);
-    expect(vms.map((v) => v.boot)).toEqual([{ kind: 'pvh' }, { kind: 'pvh' }, { kind: 'pvh' }]);
-    expect(kernels[0]).toMatch(new RegExp(`^${join(stateDir, 'kernels')}/[0-9a-f]{20}\\.vmlinux$`));
-    expect(cached()).toHaveLength(1);
-    // the guest prints its lease once it has it (dnsmasq's lease file may come first)
+    const files = await Promise.all(vms.map((v) => booted(v.name)));
+    const [{ kernel, initrd }] = files as [{ kernel: string; initrd: string }];
+    expect(new Set(files.map((f) => `${f.kernel} ${f.initrd}`)).size).toBe(1);
+    const fast = { kind: 'pvh', initrd: { kind: 'unpacked' } };
+    expect(vms.map((v) => v.boot)).toEqual([fast, fast, fast]);
+    expect(kernel).toMatch(new RegExp(`^${join(stateDir, 'kernels')}/[0-9a-f]{20}\\.vmlinux$`));
+    expect(initrd).toMatch(new RegExp(`^${join(stateDir, 'kernels')}/[0-9a-f]{20}\\.cpio$`));
+    // the guest's initramfs: the same archive its gzip initrd holds, uncompressed
+    expect(readFileSync(initrd)).toEqual(gunzipSync(readFileSync(image.initrd)));
+    expect(cached()).toHaveLength(2);
+    // the guest prints its lease once it has it (dnsmasq's lease file may come first): it ran
+    // the init of that initramfs
     for (const v of vms)
       await waitForConsole(v, new RegExp(`VIRTWIRE-LEASE ip=${v.nics[0]!.ip.replaceAll('.', '\\.')} `));
-    expect(await listKernelCache(stateDir)).toMatchObject([
-      { path: kernels[0], usedBy: ['vwfb-a', 'vwfb-b', 'vwfb-c'] },
-    ]);
+    const users = ['vwfb-a', 'vwfb-b', 'vwfb-c'];
+    expect(await listKernelCache(stateDir)).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ path: kernel, kind: 'kernel', usedBy: users }),
+        expect.objectContaining({ path: initrd, kind: 'initrd', usedBy: users }),
+      ]),
+    );
     for (const v of vms) await destroyVm(v.name, opts);
-    // the cache keeps it for the next VM: a create → destroy loop extracts once
-    expect(existsSync(kernels[0]!)).toBe(true);
-    const { ino, mtimeMs } = statSync(kernels[0]!);
+    // the cache keeps them for the next VM: a create → destroy loop unpacks once
+    expect(existsSync(kernel) && existsSync(initrd)).toBe(true);
+    const before = [kernel, initrd].map((f) => statSync(f));
     const again = await createVm(spec('vwfb-d'), opts);
-    expect(await bootedKernel(again.name)).toBe(kernels[0]);
-    expect(statSync(kernels[0]!).ino).toBe(ino); // the same file, not extracted again
-    expect(statSync(kernels[0]!).mtimeMs).toBeGreaterThan(mtimeMs); // used: touched
+    expect(await booted(again.name)).toEqual({ kernel, initrd });
+    [kernel, initrd].forEach((f, i) => {
+      expect(statSync(f).ino).toBe(before[i]!.ino); // the same file, not made again
+      expect(statSync(f).mtimeMs).toBeGreaterThan(before[i]!.mtimeMs); // used: touched
+    });
     await destroyVm(again.name, opts);
-    // pruned on demand (it was used a moment ago: only with includeRecent)
+    // pruned on demand (used a moment ago: only with includeRecent)
     expect(await pruneKernelCache({ stateDir })).toEqual([]);
-    expect((await pruneKernelCache({ stateDir, includeRecent: true })).map((k) => k.path)).toEqual([kernels[0]]);
+    expect((await pruneKernelCache({ stateDir, includeRecent: true })).map((k) => k.path).sort()).toEqual(
+      [kernel, initrd].sort(),
+    );
     expect(cached()).toEqual([]);
   });
 
@@ -85,7 +102,7 @@ describeAsRoot('fast boots and many creates (real guests)', () => {
       ...opts,
       onProgress: (e) => e.detail && details.push(`${e.step}: ${e.detail}`),
     });
-    expect(await bootedKernel(vm.name)).toBe(image.kernel);
+    expect(await booted(vm.name)).toEqual({ kernel: image.kernel, initrd: image.initrd });
     // the result and the progress say which path it took, and why not the fast one
     expect(vm.boot).toEqual({ kind: 'kernel', reason: 'boot.fastKernel is false' });
     expect(details).toEqual(['define: boot: kernel (boot.fastKernel is false)']);

@@ -16,6 +16,7 @@ const MiB = 2 ** 20;
 const at = (minutesAgo: number) => new Date(Date.now() - minutesAgo * 60_000);
 const k = (name: string, mib: number, minutesAgo: number): CachedKernel => ({
   path: `/c/${name}`,
+  kind: 'kernel',
   hash: name,
   bytes: mib * MiB,
   lastUsed: at(minutesAgo),
@@ -35,21 +36,26 @@ describe('kernel cache eviction', () => {
     expect(toEvict(lru, 0, new Set(['/c/b']), Date.now(), 0).map((x) => x.hash)).toEqual(['a', 'c', 'd']);
   });
 
-  test('on disk: pruned files go, the rest stay, listed least recently used first', () => {
+  test('on disk: pruned files go, the rest stay, listed least recently used first (kernels and initrds)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vwkc-'));
     try {
       mkdirSync(join(dir, 'kernels'));
-      const file = (hash: string, minutesAgo: number) => {
-        const path = join(dir, 'kernels', `${hash}.vmlinux`);
+      const file = (hash: string, minutesAgo: number, ext = 'vmlinux') => {
+        const path = join(dir, 'kernels', `${hash}.${ext}`);
         writeFileSync(path, Buffer.alloc(MiB));
         utimesSync(path, at(minutesAgo), at(minutesAgo));
         return path;
       };
-      const old = file('0'.repeat(20), 60);
+      const old = file('0'.repeat(20), 60, 'cpio');
       const used = file('1'.repeat(20), 30);
       file('2'.repeat(20), 0);
-      writeFileSync(join(dir, 'kernels', `${'3'.repeat(20)}.none`), ''); // not a kernel: ignored
-      expect(listKernels(dir).map((x) => x.hash)).toEqual(['0', '1', '2'].map((c) => c.repeat(20)));
+      writeFileSync(join(dir, 'kernels', `${'3'.repeat(20)}.none`), ''); // markers: ignored
+      writeFileSync(join(dir, 'kernels', `${'4'.repeat(20)}.asis`), 'it is not compressed');
+      expect(listKernels(dir).map((x) => [x.hash, x.kind])).toEqual([
+        ['0'.repeat(20), 'initrd'],
+        ['1'.repeat(20), 'kernel'],
+        ['2'.repeat(20), 'kernel'],
+      ]);
       expect(pruneKernels(dir, 0, [used]).map((x) => x.path)).toEqual([old]);
       expect(listKernels(dir).map((x) => x.hash)).toEqual(['1', '2'].map((c) => c.repeat(20)));
     } finally {

@@ -21,6 +21,11 @@ const MAGICS: [PayloadFormat, number[]][] = [
   ['lzo', [0x89, 0x4c, 0x5a]],
 ];
 
+/** The compression `data` starts with, by its magic bytes; undefined for none we know. */
+export function compressionOf(data: Buffer): PayloadFormat | undefined {
+  return MAGICS.find(([, m]) => m.every((b, i) => data[i] === b))?.[0];
+}
+
 /**
  * The compressed kernel inside a bzImage, or undefined when `image` is not one (an ELF, a raw
  * binary) or its boot protocol predates payload fields (2.08).
@@ -33,7 +38,7 @@ export function bzImagePayload(image: Buffer): BzImagePayload | undefined {
   const length = image.readUInt32LE(0x24c);
   if (length === 0 || offset + length > image.length) return undefined;
   const data = image.subarray(offset, offset + length);
-  const format = MAGICS.find(([, m]) => m.every((b, i) => data[i] === b))?.[0];
+  const format = compressionOf(data);
   // the build appends the decompressed size (4 bytes, little-endian) after the stream
   return format ? { format, data: data.subarray(0, length - 4) } : undefined;
 }

@@ -2,71 +2,84 @@
 // that vmlinux. Under TCG the guest otherwise spends ~3 s decompressing itself (measured: 5.0 s
 // to init from the bzImage, 2.1 s from the vmlinux). Extracted once per kernel content into the
 // host's kernel cache (kernel-cache.ts: <state-dir>/kernels/<hash>.vmlinux, kept after its last
-// VM, bounded, least recently used evicted first).
-//
-// Decompression: gzip with Node's zlib; xz, zstd and lz4 with their Debian tools (xz-utils, zstd,
-// lz4) — both npm xz decoders tried (@napi-rs/lzma, xz-decompress) refuse the x86 BCJ filter the
-// kernel's xz stream uses. lzma, bzip2 and lzo payloads boot as given.
-import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+// VM, bounded, least recently used evicted first); its initrd likewise with its archives
+// uncompressed (initrd.ts). Decompression in unpack.ts (gzip, xz, zstd, lz4); lzma, bzip2 and
+// lzo payloads boot as given.
+import { closeSync, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import type { CommandRunner } from '../../host/index.js';
 import type { ResolvedVm } from '../../../types/resolved.js';
-import type { BootPath } from '../../../types/vm.js';
-import { bzImagePayload, readsPvhNote, type PayloadFormat } from './bzimage.js';
+import type { BootInitrd, BootPath } from '../../../types/vm.js';
+import { bzImagePayload, readsPvhNote } from './bzimage.js';
+import { unpackTo } from './unpack.js';
+import { initrdFor } from './initrd.js';
 import { imageBootOf, type BootFiles, type ImageBootRecord } from './image-boot.js';
-import { KERNEL_CACHE_MIB, kernelCacheDir, kernelHash, pruneKernels, touch } from './kernel-cache.js';
+import { cacheFile, kernelHash, type KernelCacheUse } from './kernel-cache.js';
 
-const TOOLS: Partial<Record<PayloadFormat, (file: string) => string[]>> = {
-  xz: (f) => ['xz', '-dc', '--single-stream', '--', f],
-  zstd: (f) => ['zstd', '-dcq', '--', f],
-  lz4: (f) => ['lz4', '-dcq', f],
-};
-
-/** What the cache may hold, and what it must keep: the kernels the state's records name. */
-export interface KernelCacheUse {
-  maxMiB?: number;
-  inUse: () => Iterable<string | undefined>;
+/** What a VM boots instead of what its spec names, and how it boots. */
+export interface BootChoice {
+  /** its extracted vmlinux, or a disk image's own kernel */
+  kernel?: string;
+  /** its initrd's archives uncompressed (initrd.ts) */
+  initrd?: string;
+  /** a disk image booted directly: the rest of what its GRUB config boots */
+  imageBoot?: ImageBootRecord;
+  boot: BootPath;
 }
 
 /**
- * How a VM boots — the kernel it boots instead of its spec's, if any: its extracted vmlinux, for
- * direct kernel boots under TCG on this machine unless `boot.fastKernel` is false — and, where
- * that fast path is not taken, why. (Not under KVM: there the guest decompresses itself natively
- * fast, and it was not measurable here; not on remote hosts: the cache is this machine's.)
+ * How a VM boots — the kernel and initrd it boots instead of its spec's, if any: its extracted
+ * vmlinux and its initrd uncompressed, for direct kernel boots under TCG on this machine unless
+ * `boot.fastKernel` is false — and, where that fast path is not taken, why. (Not under KVM:
+ * there the guest decompresses both natively fast, and it was not measurable here; not on remote
+ * hosts: the cache is this machine's.)
  */
 export async function kernelFor(
   host: KernelHost,
   vm: ResolvedVm,
   accel: 'kvm' | 'tcg',
   cache: KernelCacheUse,
-): Promise<{ kernel?: string; imageBoot?: ImageBootRecord; boot: BootPath }> {
+): Promise<BootChoice> {
   const as = (reason: string): { boot: BootPath } => ({ boot: { kind: 'kernel', reason } });
-  if (!('kernel' in vm.boot)) return imageKernelFor(host, vm.boot, accel, cache);
+  if (!('kernel' in vm.boot)) return imageKernelFor(host, vm, vm.boot, accel, cache);
   if (vm.boot.fastKernel === false) return as('boot.fastKernel is false');
   if (accel !== 'tcg') return as('under KVM a kernel decompresses itself natively (the fast path is for TCG)');
   if (host.remote) return as(`the kernel cache is this machine's, the VM is on host ${host.name ?? '(remote)'}`);
   // a kernel this process cannot read (or a host plane of stand-ins) boots as given
   if (!existsSync(vm.boot.kernel)) return as(`${vm.boot.kernel} is not readable here`);
   const kernel = await fastKernel(host.runner, host.stateDir, vm.boot.kernel, cache);
-  if (!kernel) return as('no PVH note in its payload, or a payload compressed with lzma, bzip2 or lzo');
-  return { kernel, boot: { kind: 'pvh' } };
+  const initrd = await initrdOf(host, vm.boot.initrd, vm.memoryMiB, cache);
+  const boot: BootPath = kernel
+    ? { kind: 'pvh' }
+    : { kind: 'kernel', reason: 'no PVH note in its payload, or a payload compressed with lzma, bzip2 or lzo' };
+  return { ...(kernel ? { kernel } : {}), ...withInitrd(boot, initrd) };
+}
+
+/** How a VM boots, for onProgress: `boot: pvh, initrd unpacked`, each with its reason where it has one. */
+export function bootDetail(boot: BootPath): string {
+  const why = (r?: string) => (r ? ` (${r})` : '');
+  const initrd = boot.initrd ? `, initrd ${boot.initrd.kind}${why(boot.initrd.reason)}` : '';
+  return `boot: ${boot.kind}${why(boot.reason)}${initrd}`;
 }
 
 /** Where a VM's kernel is looked for: its host, as the engine reaches it. */
 type KernelHost = { remote: boolean; runner: CommandRunner; stateDir: string; name?: string | undefined };
+
+/** The initrd a VM boots instead of `initrd` (none: nothing to say). */
+async function initrdOf(
+  host: KernelHost,
+  initrd: string | undefined,
+  memoryMiB: number,
+  cache: KernelCacheUse,
+): Promise<{ initrd?: string; note?: BootInitrd }> {
+  if (initrd === undefined) return {};
+  if (!existsSync(initrd)) return { note: { kind: 'as given', reason: `${initrd} is not readable here` } };
+  return initrdFor(host.runner, host.stateDir, initrd, memoryMiB, cache);
+}
+
+const withInitrd = (boot: BootPath, i: { initrd?: string; note?: BootInitrd }) => ({
+  ...(i.initrd ? { initrd: i.initrd } : {}),
+  boot: { ...boot, ...(i.note ? { initrd: i.note } : {}) },
+});
 
 /**
  * How a disk image boots: directly from its own kernel, initrd and arguments (image-boot.ts) —
@@ -75,10 +88,11 @@ type KernelHost = { remote: boolean; runner: CommandRunner; stateDir: string; na
  */
 async function imageKernelFor(
   host: KernelHost,
+  vm: ResolvedVm,
   boot: { image: string; fastKernel?: boolean },
   accel: 'kvm' | 'tcg',
   cache: KernelCacheUse,
-): Promise<{ kernel?: string; imageBoot?: ImageBootRecord; boot: BootPath }> {
+): Promise<BootChoice> {
   const firmware = (reason: string) => ({ boot: { kind: 'firmware' as const, reason } });
   if (boot.fastKernel === false) return firmware('boot.fastKernel is false');
   if (accel !== 'tcg')
@@ -88,34 +102,36 @@ async function imageKernelFor(
   if (!existsSync(boot.image)) return firmware(`${boot.image} is not readable here`);
   const read = await imageBootOf(host.runner, host.stateDir, boot.image);
   if ('reason' in read) return firmware(`its own kernel was not booted directly: ${read.reason}`);
-  return directBoot(host, read.boot, cache);
+  return directBoot(host, read.boot, vm.memoryMiB, cache);
 }
 
-/** A disk image's boot files (read from it) as a VM boots them: its kernel on the fast path where it can be. */
+/**
+ * A disk image's boot files (read from it) as a VM with `memoryMiB` boots them: its kernel on the
+ * fast path where it can be, its initrd uncompressed where that fits.
+ */
 export async function directBoot(
   host: KernelHost,
   files: BootFiles,
+  memoryMiB: number,
   cache: KernelCacheUse,
-): Promise<{ kernel: string; imageBoot: ImageBootRecord; boot: BootPath }> {
+): Promise<BootChoice & { kernel: string; imageBoot: ImageBootRecord }> {
   const imageBoot = {
     ...(files.initrd ? { initrd: files.initrd } : {}),
     cmdline: files.cmdline,
     digest: files.digest,
   };
   const vmlinux = await fastKernel(host.runner, host.stateDir, files.kernel, cache);
-  if (vmlinux) return { kernel: vmlinux, imageBoot, boot: { kind: 'pvh' } };
-  return {
-    kernel: files.kernel,
-    imageBoot,
-    boot: { kind: 'kernel', reason: "the image's kernel has no PVH note (or a payload we do not unpack)" },
-  };
+  const initrd = await initrdOf(host, files.initrd, memoryMiB, cache);
+  const boot: BootPath = vmlinux
+    ? { kind: 'pvh' }
+    : { kind: 'kernel', reason: "the image's kernel has no PVH note (or a payload we do not unpack)" };
+  return { kernel: vmlinux ?? files.kernel, imageBoot, ...withInitrd(boot, initrd) };
 }
 
 /**
  * The vmlinux to boot instead of `kernel`, extracted on first use; undefined when the kernel is
  * not a bzImage with a PVH-capable payload in a format we decompress (it then boots as given).
- * A kernel found unsuitable is remembered (an empty `<hash>.none`) so it is read, not unpacked,
- * next time.
+ * A kernel found unsuitable is remembered (`<hash>.none`) so it is read, not unpacked, next time.
  */
 async function fastKernel(
   runner: CommandRunner,
@@ -124,74 +140,19 @@ async function fastKernel(
   cache: KernelCacheUse,
 ): Promise<string | undefined> {
   const { hash: key, image } = kernelHash(stateDir, kernel);
-  const dir = kernelCacheDir(stateDir);
-  const target = join(dir, `${key}.vmlinux`);
-  if (existsSync(target)) {
-    try {
-      touch(target);
-      return target;
-    } catch {
-      // evicted since: extracted again below
-    }
-  }
-  if (existsSync(join(dir, `${key}.none`))) return undefined;
-  // concurrent creates of one kernel in this process share one extraction (20 at once took
-  // 2.5 GiB of memory and 20 decompressors otherwise)
-  let pending = extracting.get(target);
-  if (!pending) {
-    pending = extract(runner, dir, key, image ?? readFileSync(kernel))
-      .then((done) => {
-        // the new one was just used: it stays; older ones go down to the bound
-        if (done) pruneKernels(stateDir, (cache.maxMiB ?? KERNEL_CACHE_MIB) * 2 ** 20, cache.inUse());
-        return done;
-      })
-      .finally(() => extracting.delete(target));
-    extracting.set(target, pending);
-  }
-  return pending;
-}
-
-const extracting = new Map<string, Promise<string | undefined>>();
-
-async function extract(runner: CommandRunner, dir: string, key: string, image: Buffer): Promise<string | undefined> {
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  // unpacked under a name of its own, then renamed: another process sees all or nothing
-  const tmp = join(dir, `.${key}.${process.pid}.${randomBytes(4).toString('hex')}`);
-  try {
-    if (!(await decompress(runner, dir, image, tmp)) || !fileHasPvhNote(tmp)) {
-      writeFileSync(join(dir, `${key}.none`), '');
-      return undefined;
-    }
-    chmodSync(tmp, 0o644); // QEMU's user reads it (the umask may have taken bits)
-    const target = join(dir, `${key}.vmlinux`);
-    renameSync(tmp, target);
-    return target;
-  } finally {
-    rmSync(tmp, { force: true });
-  }
+  const made = await cacheFile(stateDir, `${key}.vmlinux`, `${key}.none`, cache, async (tmp, dir) =>
+    (await decompress(runner, dir, image ?? readFileSync(kernel), tmp)) && fileHasPvhNote(tmp)
+      ? undefined
+      : 'no PVH note, or a payload we do not unpack',
+  );
+  return 'path' in made ? made.path : undefined;
 }
 
 /** Writes the decompressed payload to `out`; false when there is none we can unpack. */
 async function decompress(runner: CommandRunner, dir: string, image: Buffer, out: string): Promise<boolean> {
   const payload = bzImagePayload(image);
-  if (!payload) return false;
-  if (payload.format === 'gzip') {
-    writeFileSync(out, gunzipSync(payload.data));
-    return true;
-  }
-  const tool = TOOLS[payload.format];
-  if (!tool) return false;
-  const input = join(dir, `.payload.${process.pid}.${randomBytes(4).toString('hex')}`);
-  try {
-    writeFileSync(input, payload.data, { mode: 0o600 });
-    // a missing tool or a damaged stream: the kernel boots as given
-    const r = await runner
-      .run(tool(input), { stdoutFile: out, allowFailure: true, step: `kernel: ${payload.format} -d` })
-      .catch(() => undefined);
-    return r?.exitCode === 0;
-  } finally {
-    rmSync(input, { force: true });
-  }
+  // a missing tool or a damaged stream: the kernel boots as given
+  return !!payload && (await unpackTo(runner, dir, payload.format, payload.data, out, 'ignore', 'kernel'));
 }
 
 /** Whether the ELF file at `path` has a PVH note, reading only what the check needs. */

@@ -1,4 +1,5 @@
-// The extracted-kernel cache (<state-dir>/kernels): content-addressed (`<hash>.vmlinux`), shared
+// The extracted-kernel cache (<state-dir>/kernels): content-addressed (`<hash>.vmlinux`, and an
+// initrd's archives uncompressed as `<hash>.cpio`, initrd.ts), shared
 // by every VM and process of a host, and kept after the last VM that boots a kernel is gone — a
 // test suite's create → destroy loop extracts once. Bounded: after an extraction, the least
 // recently used files go until the cache fits its bound, except a kernel a record names and one
@@ -6,9 +7,12 @@
 // it). Each use touches the file's mtime: that is "last used". A kernel's hash is remembered by
 // its path, size, mtime and inode (memo.json), so an unchanged kernel is not read again. A disk
 // image's boot files (image-boot.ts) are kept beside them, in `<hash>.boot/`.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
+  chmodSync,
   closeSync,
+  existsSync,
+  mkdirSync,
   openSync,
   readFileSync,
   readSync,
@@ -24,15 +28,16 @@ import { join } from 'node:path';
 export const kernelCacheDir = (stateDir: string) => join(stateDir, 'kernels');
 
 /** The default bound of a host's cache. */
-export const KERNEL_CACHE_MIB = 1024;
+const KERNEL_CACHE_MIB = 1024;
 
 /** A kernel used this recently is never evicted. */
 export const GRACE_MS = 10 * 60_000;
 
 export interface CachedKernel {
-  /** the extracted vmlinux */
+  /** the extracted vmlinux, or an initrd's uncompressed archives */
   path: string;
-  /** the bzImage's content hash it was extracted from */
+  kind: 'kernel' | 'initrd';
+  /** the content hash of the bzImage or initrd it was made from */
   hash: string;
   bytes: number;
   lastUsed: Date;
@@ -91,7 +96,7 @@ function hashInChunks(path: string) {
 }
 
 /** Marks a cached kernel as used now. */
-export function touch(path: string): void {
+function touch(path: string): void {
   const now = new Date();
   utimesSync(path, now, now);
 }
@@ -106,11 +111,12 @@ export function listKernels(stateDir: string): CachedKernel[] {
     return [];
   }
   return names
-    .filter((n) => /^[0-9a-f]{20}\.vmlinux$/.test(n))
+    .filter((n) => /^[0-9a-f]{20}\.(vmlinux|cpio)$/.test(n))
     .flatMap((n) => {
       try {
         const st = statSync(join(dir, n));
-        return [{ path: join(dir, n), hash: n.slice(0, 20), bytes: st.size, lastUsed: st.mtime }];
+        const kind = n.endsWith('.cpio') ? ('initrd' as const) : ('kernel' as const);
+        return [{ path: join(dir, n), kind, hash: n.slice(0, 20), bytes: st.size, lastUsed: st.mtime }];
       } catch {
         return []; // evicted by another process while listing
       }
@@ -151,4 +157,81 @@ export function pruneKernels(
   const gone = toEvict(listKernels(stateDir), maxBytes, used, Date.now(), graceMs);
   for (const k of gone) rmSync(k.path, { force: true });
   return gone;
+}
+
+/** What the cache may hold, and what it must keep: the files the state's records boot. */
+export interface KernelCacheUse {
+  maxMiB?: number;
+  inUse: () => Iterable<string | undefined>;
+}
+
+/** The cache's files a VM record boots (a record names them; they are never evicted). */
+export const bootedFiles = (records: { kernel?: string | undefined; initrd?: string | undefined }[]) =>
+  records.flatMap((r) => [r.kernel, r.initrd]);
+
+/**
+ * The cache's file `name`, made by `make` on first use; or why it cannot be, as `make` said and
+ * as remembered in `marker` (so the source is not read again). `make` writes a temporary file,
+ * renamed into place: another process sees all or nothing. Concurrent calls in this process
+ * share one make (20 creates at once took 2.5 GiB of memory and 20 decompressors otherwise);
+ * after a make, older files go until the cache fits its bound.
+ */
+export async function cacheFile(
+  stateDir: string,
+  name: string,
+  marker: string,
+  cache: KernelCacheUse,
+  make: (tmp: string, dir: string) => Promise<string | undefined>,
+): Promise<{ path: string } | { reason: string }> {
+  const dir = kernelCacheDir(stateDir);
+  const target = join(dir, name);
+  if (existsSync(target)) {
+    try {
+      touch(target);
+      return { path: target };
+    } catch {
+      // evicted since: made again below
+    }
+  }
+  try {
+    return { reason: readFileSync(join(dir, marker), 'utf8') };
+  } catch {
+    // not known to be unsuitable
+  }
+  let pending = making.get(target);
+  if (!pending) {
+    pending = makeFile(dir, name, marker, make)
+      .then((made) => {
+        // the new one was just used: it stays; older ones go down to the bound
+        if ('path' in made) pruneKernels(stateDir, (cache.maxMiB ?? KERNEL_CACHE_MIB) * 2 ** 20, cache.inUse());
+        return made;
+      })
+      .finally(() => making.delete(target));
+    making.set(target, pending);
+  }
+  return pending;
+}
+
+const making = new Map<string, Promise<{ path: string } | { reason: string }>>();
+
+async function makeFile(
+  dir: string,
+  name: string,
+  marker: string,
+  make: (tmp: string, dir: string) => Promise<string | undefined>,
+): Promise<{ path: string } | { reason: string }> {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const tmp = join(dir, `.${name}.${process.pid}.${randomBytes(4).toString('hex')}`);
+  try {
+    const reason = await make(tmp, dir);
+    if (reason !== undefined) {
+      writeFileSync(join(dir, marker), reason);
+      return { reason };
+    }
+    chmodSync(tmp, 0o644); // QEMU's user reads it (the umask may have taken bits)
+    renameSync(tmp, join(dir, name));
+    return { path: join(dir, name) };
+  } finally {
+    rmSync(tmp, { force: true });
+  }
 }

@@ -14,7 +14,8 @@ import { namespaceNames, validatePathPolicy, validateVm } from '../../spec/index
 import { checkVmFiles } from '../file-policy.js';
 import { renderResolvedDomainXml, effectiveAccel } from '../../xml/index.js';
 import { nicsOf } from './lifecycle.js';
-import { kernelFor } from '../kernel/fast-kernel.js';
+import { bootDetail, kernelFor } from '../kernel/fast-kernel.js';
+import { bootedFiles } from '../kernel/kernel-cache.js';
 import { CLOUD_INIT_DONE, pollFile, sshAnswer, waitForFile, waitUntil } from '../../host/index.js';
 import { NetnsRunner } from '../../host/namespace.js';
 import type { DomainHandle, Hypervisor } from '../../libvirt/index.js';
@@ -72,9 +73,9 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
     });
     const accel = effectiveAccel(vm.accel, kvm);
     // before the record, which names it (a kernel a record names is never evicted)
-    const { kernel, imageBoot, boot } = await kernelFor(host, vm, accel, {
+    const { kernel, initrd, imageBoot, boot } = await kernelFor(host, vm, accel, {
       ...(options.kernelCache?.maxMiB !== undefined ? { maxMiB: options.kernelCache.maxMiB } : {}),
-      inUse: () => state.records().map((r) => r.kernel),
+      inUse: () => bootedFiles(state.records()),
     });
 
     const allocated = await run('network', async () => {
@@ -88,6 +89,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
           createdAt: new Date(began).toISOString(),
           ...hostFields(placed),
           ...(kernel ? { kernel } : {}),
+          ...(initrd ? { initrd } : {}),
           ...(imageBoot ? { imageBoot } : {}),
         };
         await state.put(mine);
@@ -119,14 +121,14 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
         hv = await deps.connect(host.uri);
         const xml = renderResolvedDomainXml(allocated, {
           kvmUsable: kvm,
-          files: domainFiles(host.stateDir, allocated, kernel, imageBoot),
+          files: domainFiles(host.stateDir, allocated, kernel, imageBoot, initrd),
           metadata: { 'created-at': new Date(began).toISOString() },
         });
         const d = await hv.defineDomain(xml);
         undo.push({ step: 'define', fn: () => undefine(d) });
         return d;
       },
-      `boot: ${boot.kind}${boot.reason ? ` (${boot.reason})` : ''}`,
+      bootDetail(boot),
     );
 
     await run('start', async () => {

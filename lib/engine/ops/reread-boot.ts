@@ -9,6 +9,7 @@ import type { Hypervisor } from '../../libvirt/index.js';
 import { renderResolvedDomainXml } from '../../xml/index.js';
 import { directBoot } from '../kernel/fast-kernel.js';
 import { readImageBoot } from '../kernel/image-boot.js';
+import { bootedFiles } from '../kernel/kernel-cache.js';
 import { domainFiles, vmPaths } from '../state/paths.js';
 import type { VmRecord } from '../state/store.js';
 import type { Located } from './locate.js';
@@ -23,9 +24,9 @@ export async function rereadBoot(at: Located, hv: Hypervisor): Promise<boolean> 
   try {
     const read = await readImageBoot(at.host.runner, paths.overlay, fresh);
     // the same boot, from files still there (a cache removed by hand: copied again)
-    const there = [rec.kernel, rec.imageBoot.initrd].every((f) => f === undefined || existsSync(f));
+    const there = [rec.kernel, rec.initrd, rec.imageBoot.initrd].every((f) => f === undefined || existsSync(f));
     if (!('reason' in read) && there && read.boot.digest === rec.imageBoot.digest) return false;
-    const { kernel: _k, imageBoot: _i, ...rest } = rec;
+    const { kernel: _k, initrd: _r, imageBoot: _i, ...rest } = rec;
     let next: VmRecord = rest;
     if (!('reason' in read)) {
       // the VM's own copy from now on (the image's, in the shared cache, is another guest's too)
@@ -37,13 +38,13 @@ export async function rereadBoot(at: Located, hv: Hypervisor): Promise<boolean> 
         digest: read.boot.digest,
         ...(read.boot.initrd ? { initrd: `${paths.boot}/initrd.img` } : {}),
       };
-      const d = await directBoot(at.host, moved, { inUse: () => at.state.records().map((r) => r.kernel) });
-      next = { ...rest, kernel: d.kernel, imageBoot: d.imageBoot };
+      const d = await directBoot(at.host, moved, rec.vm.memoryMiB, { inUse: () => bootedFiles(at.state.records()) });
+      next = { ...rest, kernel: d.kernel, ...(d.initrd ? { initrd: d.initrd } : {}), imageBoot: d.imageBoot };
     }
     await at.state.withLock(async () => await at.state.put(next));
     const xml = renderResolvedDomainXml(next.vm, {
       kvmUsable: next.accel === 'kvm',
-      files: domainFiles(at.host.stateDir, next.vm, next.kernel, next.imageBoot),
+      files: domainFiles(at.host.stateDir, next.vm, next.kernel, next.imageBoot, next.initrd),
     });
     // same UUID: libvirt replaces the definition
     (await hv.defineDomain(xml)).free();

@@ -53,6 +53,7 @@ export function domainFiles(
   vm: { name: string; disks?: { name: string }[] },
   kernel?: string,
   imageBoot?: { initrd?: string; cmdline: string },
+  initrd?: string,
 ): DomainFiles {
   const p = vmPaths(stateDir, vm.name);
   const dataDisks = Object.fromEntries((vm.disks ?? []).map((d) => [d.name, p.dataDisk(d.name)]));
@@ -63,6 +64,7 @@ export function domainFiles(
     serialLog: p.serialLog,
     dataDisks,
     ...(kernel ? { kernel } : {}),
+    ...(initrd ? { initrd } : {}),
     ...direct,
   };
 }

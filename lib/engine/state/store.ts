@@ -30,6 +30,8 @@ export interface VmRecord {
    * or a disk image's own kernel (booted directly)
    */
   kernel?: string;
+  /** the initrd QEMU loads instead of the spec's or the image's: its archives uncompressed (fast boot) */
+  initrd?: string;
   /** a disk image booted directly: the rest of what its GRUB config boots (see image-boot.ts) */
   imageBoot?: ImageBootRecord;
 }
