@@ -16,6 +16,7 @@ import {
   stopVm,
   startVm,
   getVm,
+  readState,
 } from '../../lib/index.js';
 import { buildCloudImage } from '../../lib/testing/index.js';
 import { ExecaRunner, sshAnswer, waitUntil } from '../../lib/host/index.js';
@@ -109,7 +110,7 @@ describeAsRoot('the lifecycle API on the Debian cloud guest: data disk, snapshot
   }, 400_000);
 
   test("booted directly from the image's own kernel: a change to its boot inside the guest takes effect on the next start", async () => {
-    expect(vm.boot).toEqual({ kind: 'pvh' });
+    expect(vm.boot).toEqual({ kind: 'pvh', initrd: { kind: 'unpacked' } });
     // what update-grub writes after a kernel update: here, the same kernel with one more argument
     // on the first entry's `linux` line (GNU sed's 0,/re/ edits the first match only; grub.cfg is 0600)
     const edit = "sudo sed -i '0,/consoleblank=0/s//consoleblank=0 virtwire.updated=1/' /boot/grub/grub.cfg && sync";
@@ -124,9 +125,13 @@ describeAsRoot('the lifecycle API on the Debian cloud guest: data disk, snapshot
       what: 'SSH after the start',
     });
     expect((await ssh('cat /proc/cmdline')).stdout).toContain('virtwire.updated=1');
-    // the VM's own copy of its boot files from now on; the domain names it
+    // the VM's own copy of its boot files from now on (its initrd loaded uncompressed: the same
+    // archives, so the same cache file as the image's); the domain names them
     const xml = (await execa('virsh', ['-c', 'qemu:///system', 'dumpxml', 'vwclc'])).stdout;
-    expect(xml).toContain(`<initrd>${join(opts.stateDir, 'vms', 'vwclc', 'boot', 'initrd.img')}</initrd>`);
+    const own = join(opts.stateDir, 'vms', 'vwclc', 'boot');
+    expect(xml).toContain(`<kernel>${join(opts.stateDir, 'kernels')}/`);
+    expect(xml).toMatch(new RegExp(`<initrd>${join(opts.stateDir, 'kernels')}/[0-9a-f]{20}\\.cpio</initrd>`));
+    expect((await readState(opts)).find((r) => r.vm.name === 'vwclc')!.imageBoot!.initrd).toBe(join(own, 'initrd.img'));
     expect(xml).toMatch(/<cmdline>[^<]*virtwire\.updated=1<\/cmdline>/);
   }, 600_000);
 });
