@@ -196,13 +196,15 @@ export class HostPlane {
       }
       done.push('namespaces');
 
+      // read now, while the firewall and links change: the qdiscs of the devices that exist
+      // after the link step (re-created ones have none); awaited at its step
+      const tc = planQos(this.runner, p.qos, new Set(p.desired.map((d) => d.name)));
+      tc.catch(() => {}); // a failure is thrown where it is awaited
+
       step = 'ip forwarding';
-      if (state.networks.some((n) => n.network.nat)) {
-        const fwd = await this.runner.run(['sysctl', '-n', 'net.ipv4.ip_forward'], { step });
-        if (fwd.stdout.trim() !== '1') {
-          await this.runner.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { step });
-          changes.push({ step, count: 1 });
-        }
+      if (p.forwarding4) {
+        await this.runner.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1'], { step });
+        changes.push({ step, count: 1 });
       }
       if (p.forwarding6) {
         await this.runner.run(['sysctl', '-q', '-w', 'net.ipv6.conf.all.forwarding=1'], { step });
@@ -228,10 +230,9 @@ export class HostPlane {
       done.push(step);
 
       step = 'qos';
-      // after the link step every desired device exists (re-created ones without qdiscs)
-      const tc = await planQos(this.runner, p.qos, new Set(p.desired.map((d) => d.name)));
-      await applyQos(this.runner, tc.lines);
-      changes.push({ step, count: tc.lines.length });
+      const { lines } = await tc;
+      await applyQos(this.runner, lines);
+      changes.push({ step, count: lines.length });
       done.push(step);
 
       step = 'dnsmasq';
@@ -318,16 +319,18 @@ export class HostPlane {
     validateHostState(given);
     const caps = this.caps ?? (await this.probe());
     const backend = checkFeatures(given, caps, this.firewallKind);
-    const forwarding6 = await needsIpv6Forwarding(this.runner, given);
     const qos = desiredQos(given, caps);
-    // links and virtwire's firewall rules are observed together: neither depends on the other
-    // (only a forward without an address waits for the links: it takes the uplink's addresses)
+    // links, virtwire's firewall rules and forwarding are observed together: none depends on
+    // another (only a forward without an address waits for the links: it takes the uplink's)
     const links = observeLinks(this.runner);
+    const forwarding = Promise.all([needsIpv4Forwarding(this.runner, given), needsIpv6Forwarding(this.runner, given)]);
+    forwarding.catch(() => {}); // a refusal is thrown where it is awaited
     const state = await withForwardAddresses(this.runner, this.files, this.stateDir, given, links);
-    const [observed, firewall, spaces] = await Promise.all([
+    const [observed, firewall, spaces, [forwarding4, forwarding6]] = await Promise.all([
       links,
       backend.plan(this.runner, state),
       this.spaces.observe(state),
+      forwarding,
     ]);
     const mtus = segmentMtus(state, observed);
     this.spaces.orphanVeths(spaces, observed);
@@ -348,6 +351,7 @@ export class HostPlane {
       backend,
       mtus,
       ways,
+      forwarding4,
       forwarding6,
     };
   }
@@ -424,6 +428,8 @@ interface Prepared {
   backend: FirewallBackend;
   mtus: Map<string, number>;
   ways: WaysInPlan;
+  /** IPv4 forwarding must be turned on (a NAT network, and it is off) */
+  forwarding4: boolean;
   /** IPv6 forwarding must be turned on (checked safe: needsIpv6Forwarding) */
   forwarding6: boolean;
 }
@@ -465,6 +471,13 @@ function checkFeatures(
     }
   }
   return firewall;
+}
+
+/** Whether a state with a NAT network needs the host's IPv4 forwarding turned on (it is off). */
+async function needsIpv4Forwarding(runner: CommandRunner, state: HostState): Promise<boolean> {
+  if (!state.networks.some((n) => n.network.nat)) return false;
+  const fwd = await runner.run(['sysctl', '-n', 'net.ipv4.ip_forward'], { step: 'ip forwarding: observe' });
+  return fwd.stdout.trim() !== '1';
 }
 
 /**

@@ -530,10 +530,10 @@ describe('HostPlane refuses before running anything', () => {
     const plane = new HostPlane({ runner, capabilities: allCaps });
     await expect(plane.apply(state)).rejects.toMatchObject({ code: 'HOST_UNSUPPORTED', feature: 'uplink-mtu' });
     await expect(plane.plan(state)).rejects.toMatchObject({ code: 'HOST_UNSUPPORTED', feature: 'uplink-mtu' });
-    // observations only (ip -j, nft -j list): nothing that changes the host
-    expect(runner.calls.every((c) => c.argv.includes('-j') || c.argv.includes('list') || c.argv[0] === 'ls')).toBe(
-      true,
-    );
+    // observations only (ip -j, nft -j list, sysctl -n): nothing that changes the host
+    const reads = (argv: readonly string[]) =>
+      argv.includes('-j') || argv.includes('list') || argv[0] === 'ls' || (argv[0] === 'sysctl' && argv[1] === '-n');
+    expect(runner.calls.every((c) => reads(c.argv))).toBe(true);
   });
 
   test('IPv6 ports on the iptables backend without br_netfilter: refused up front, naming it', async () => {

@@ -92,12 +92,15 @@ export const nftablesBackend: FirewallBackend = {
   async plan(runner: CommandRunner, state: HostState): Promise<FirewallPlan> {
     const want = renderRuleset(state);
     const commands: FirewallCommand[] = [];
-    const restore: FirewallCommand[] = [];
+    const restores: Promise<FirewallCommand>[] = [];
     const changes: FirewallChange[] = [];
     let flush: string[] = [];
-    for (const family of ['inet', 'bridge'] as const) {
+    const families = ['inet', 'bridge'] as const;
+    // both tables read at once (each read is a process); planned in order
+    const tables = await Promise.all(families.map((f) => liveTable(runner, f)));
+    for (const [i, family] of families.entries()) {
       const body = want[family];
-      const live = await liveTable(runner, family);
+      const live = tables[i]!;
       if (family === 'inet') flush = sgFlush(live?.view.sets ?? {}, want.sets.inet);
       const same = body
         ? live !== null &&
@@ -108,10 +111,16 @@ export const nftablesBackend: FirewallBackend = {
       if (same) continue;
       commands.push({ argv: NFT, input: tableScript(family, body) });
       changes.push({ kind: 'firewall', table: `${family} ${TABLE}`, action: body ? 'replace' : 'remove' });
-      const current = live === null ? '' : await live.text();
-      restore.push({ argv: NFT, input: `table ${family} ${TABLE}\ndelete table ${family} ${TABLE}\n${current}\n` });
+      // what rolls the change back: the table as it is now, read (as text) for both at once
+      const current = live === null ? Promise.resolve('') : live.text();
+      restores.push(
+        current.then((text) => ({
+          argv: NFT,
+          input: `table ${family} ${TABLE}\ndelete table ${family} ${TABLE}\n${text}\n`,
+        })),
+      );
     }
-    return { commands, changes, restore, flush };
+    return { commands, changes, restore: await Promise.all(restores), flush };
   },
 };
 
