@@ -351,23 +351,28 @@ export async function observeLinks(runner: CommandRunner, step = 'links: observe
         .filter((x) => x.family === 'inet' || (x.family === 'inet6' && x.scope !== 'link'))
         .map((x) => `${x.local}/${x.prefixlen}`);
   }
-  // the FDB, where virtwire has VXLAN peers or bridge ports to know
   const owned = [...byName.values()].filter((l) => OWNED_NAME.test(l.name));
   const bridges = owned.filter((l) => l.kind === 'bridge');
-  if (bridges.length > 0) {
+  // the bridges' settings, and the FDB where virtwire has VXLAN peers or bridge ports to know:
+  // read at once
+  const files = bridges.flatMap((b) => Object.keys(bridgeSysctls(b.name)).map((k) => `/proc/sys/net/${k}`));
+  const [settings, fdbRead] = await Promise.all([
     // one process for every bridge's settings: `grep -H` names each file; -s: one the kernel
     // lacks (IPv6 off) is left out
-    const files = bridges.flatMap((b) => Object.keys(bridgeSysctls(b.name)).map((k) => `/proc/sys/net/${k}`));
-    const r = await runner.run(['grep', '-H', '-s', '.', ...files], { step, allowFailure: true });
+    bridges.length > 0 ? runner.run(['grep', '-H', '-s', '.', ...files], { step, allowFailure: true }) : undefined,
+    owned.some((l) => l.kind === 'vxlan' || l.learning !== undefined)
+      ? runner.run(['bridge', '-j', 'fdb', 'show'], { step })
+      : undefined,
+  ]);
+  if (settings) {
     for (const b of bridges) b.sysctls = {};
-    for (const m of r.stdout.matchAll(/^\/proc\/sys\/net\/((?:ipv4|ipv6)\/conf\/([^/]+)\/[a-z_0-9]+):(.*)$/gm)) {
+    for (const m of settings.stdout.matchAll(/^\/proc\/sys\/net\/((?:ipv4|ipv6)\/conf\/([^/]+)\/[a-z_0-9]+):(.*)$/gm)) {
       const b = byName.get(m[2]!);
       if (b?.sysctls) b.sysctls[m[1]!] = m[3]!.trim();
     }
   }
-  if (owned.some((l) => l.kind === 'vxlan' || l.learning !== undefined)) {
-    const fdb = await runner.run(['bridge', '-j', 'fdb', 'show'], { step });
-    for (const e of JSON.parse(fdb.stdout || '[]') as FdbJson[]) {
+  if (fdbRead) {
+    for (const e of JSON.parse(fdbRead.stdout || '[]') as FdbJson[]) {
       const link = e.ifname ? byName.get(e.ifname) : undefined;
       if (link?.kind === 'vxlan' && e.mac === '00:00:00:00:00:00' && e.dst) link.peers.push(e.dst);
       // a static entry that is not sticky moves to whichever port sends from its MAC

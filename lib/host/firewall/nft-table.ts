@@ -91,8 +91,8 @@ export const nftablesBackend: FirewallBackend = {
   ipv6PortFramesInIpHooks: false,
   async plan(runner: CommandRunner, state: HostState): Promise<FirewallPlan> {
     const want = renderRuleset(state);
-    const commands: FirewallCommand[] = [];
-    const restores: Promise<FirewallCommand>[] = [];
+    const scripts: string[] = [];
+    const restores: Promise<string>[] = [];
     const changes: FirewallChange[] = [];
     let flush: string[] = [];
     const families = ['inet', 'bridge'] as const;
@@ -109,18 +109,16 @@ export const nftablesBackend: FirewallBackend = {
           sameSets(want.sets[family], live.view.sets)
         : live === null;
       if (same) continue;
-      commands.push({ argv: NFT, input: tableScript(family, body) });
+      scripts.push(tableScript(family, body));
       changes.push({ kind: 'firewall', table: `${family} ${TABLE}`, action: body ? 'replace' : 'remove' });
       // what rolls the change back: the table as it is now, read (as text) for both at once
       const current = live === null ? Promise.resolve('') : live.text();
-      restores.push(
-        current.then((text) => ({
-          argv: NFT,
-          input: `table ${family} ${TABLE}\ndelete table ${family} ${TABLE}\n${text}\n`,
-        })),
-      );
+      restores.push(current.then((text) => `table ${family} ${TABLE}\ndelete table ${family} ${TABLE}\n${text}\n`));
     }
-    return { commands, changes, restore: await Promise.all(restores), flush };
+    // both tables in one script: one process, and one transaction — the bridge's guards and the
+    // inet rules change together or not at all
+    const one = (parts: string[]): FirewallCommand[] => (parts.length ? [{ argv: NFT, input: parts.join('') }] : []);
+    return { commands: one(scripts), changes, restore: one(await Promise.all(restores)), flush };
   },
 };
 
