@@ -148,6 +148,32 @@ describe('destroyVm through the container', () => {
   });
 });
 
+describe('renameVm through the container', () => {
+  test("boot files read from the VM's own disk move with its directory: the record and the definition name them there", async () => {
+    const { engine, hv } = fakeEngine();
+    await engine.ops.createVm(imageVm(), { stateDir: dir });
+    hv().domains.get('web')!.active = false; // libvirt renames only shut-off domains
+    // as a start after a change inside the guest leaves it (reread-boot.ts): its own kernel
+    // (no PVH note) and initrd in its directory
+    const state = new DirStateStore(dir);
+    const own = join(dir, 'vms', 'web', 'boot');
+    await state.withLock(async () =>
+      state.put({
+        ...state.get('web')!,
+        kernel: join(own, 'vmlinuz'),
+        imageBoot: { initrd: join(own, 'initrd.img'), cmdline: 'root=/dev/vda1 ro', digest: 'd'.repeat(20) },
+      }),
+    );
+    await engine.ops.renameVm('web', 'app', { stateDir: dir });
+    const moved = join(dir, 'vms', 'app', 'boot');
+    const record = new DirStateStore(dir).get('app')!;
+    expect([record.kernel, record.imageBoot?.initrd]).toEqual([join(moved, 'vmlinuz'), join(moved, 'initrd.img')]);
+    const xml = hv().domains.get('app')!.xml;
+    expect(xml).toContain(`<kernel>${join(moved, 'vmlinuz')}</kernel>`);
+    expect(xml).toContain(`<initrd>${join(moved, 'initrd.img')}</initrd>`);
+  });
+});
+
 describe("import into a state that holds other hosts' VMs", () => {
   test("only this machine's VMs reach this machine's host plane", async () => {
     const { engine, hv, plane } = fakeEngine();

@@ -9,6 +9,7 @@ import type { EngineDeps } from '../deps.js';
 import { applyHost } from '../reconcile.js';
 import { withHypervisor } from '../hosts.js';
 import { domainFiles, vmPaths } from '../state/paths.js';
+import type { VmRecord } from '../state/store.js';
 import { openState, openWhere, type StateWhere } from '../state/open.js';
 import { bind } from './scope.js';
 import { locate } from './locate.js';
@@ -39,18 +40,21 @@ export async function renameVm(deps: EngineDeps, from: string, to: string, optio
       }
       await at.state.withLock(async () => {
         const vm = { ...at.record.vm, name: to };
+        const [fromDir, toDir] = [from, to].map((n) => vmPaths(at.host.stateDir, n).dir) as [string, string];
         if (dom) await dom.rename(to);
-        await at.host.plane.files.rename(vmPaths(at.host.stateDir, from).dir, vmPaths(at.host.stateDir, to).dir);
-        // a directory state's record moved with the VM's directory: put() rewrites it under the new name
+        await at.host.plane.files.rename(fromDir, toDir);
+        // a directory state's record moved with the VM's directory: put() rewrites it under the new
+        // name, with the boot files read from its own disk (reread-boot.ts), which moved with it
+        const record = movedBootFiles({ ...at.record, vm }, fromDir, toDir);
         await at.state.forget(from);
-        await at.state.put({ ...at.record, vm });
+        await at.state.put(record);
         // its files are at their new paths: the definition follows (same UUID: libvirt replaces it)
         if (dom)
           (
             await hv.defineDomain(
               renderResolvedDomainXml(vm, {
-                kvmUsable: at.record.accel === 'kvm',
-                files: domainFiles(at.host.stateDir, vm, at.record.kernel, at.record.imageBoot),
+                kvmUsable: record.accel === 'kvm',
+                files: domainFiles(at.host.stateDir, vm, record.kernel, record.imageBoot, record.initrd),
               }),
             )
           ).free();
@@ -60,6 +64,18 @@ export async function renameVm(deps: EngineDeps, from: string, to: string, optio
       dom?.free();
     }
   });
+}
+
+/** `record` with the boot files it names inside `fromDir` named inside `toDir` instead. */
+function movedBootFiles(record: VmRecord, fromDir: string, toDir: string): VmRecord {
+  const moved = (f: string) => (f.startsWith(`${fromDir}/`) ? `${toDir}${f.slice(fromDir.length)}` : f);
+  const { kernel, initrd, imageBoot } = record;
+  return {
+    ...record,
+    ...(kernel ? { kernel: moved(kernel) } : {}),
+    ...(initrd ? { initrd: moved(initrd) } : {}),
+    ...(imageBoot?.initrd ? { imageBoot: { ...imageBoot, initrd: moved(imageBoot.initrd) } } : {}),
+  };
 }
 
 /** Records whose domain is gone from its host are dropped; nothing on a host changes. */
