@@ -203,17 +203,19 @@ Exit codes: 0 ok, 1 error, 2 changes present (plan -detailed-exitcode), 3 not fo
       .addOption(json('the result as JSON')),
   ).action(exits((flags, cmd: Command) => refreshCommand(ctxOf(cmd), flags)));
 
-  const cache = program.command('cache').description("this host's cache of extracted kernels (fast boot)");
+  const cache = program
+    .command('cache')
+    .description("this host's cache of extracted kernels and uncompressed initrds (fast boot)");
   cache
     .command('list')
-    .description('each cached kernel: size, last use, the VMs that boot it')
+    .description('each cached kernel or initrd: size, last use, the VMs that boot it')
     .addOption(json('as JSON (format_version 1.0)'))
     .action(exits((flags, cmd: Command) => cacheList(ctxOf(cmd), flags)));
   cache
     .command('prune')
-    .description('evict kernels no VM boots, least recently used first')
-    .option('--max-mib <n>', 'keep up to this much (default 0: evict every kernel no VM boots)')
-    .option('--include-recent', 'also kernels used in the last ten minutes (no create is running)')
+    .description('evict kernels and initrds no VM boots, least recently used first')
+    .option('--max-mib <n>', 'keep up to this much (default 0: evict every one no VM boots)')
+    .option('--include-recent', 'also those used in the last ten minutes (no create is running)')
     .addOption(json('what was evicted, as JSON'))
     .action(exits((flags, cmd: Command) => cachePrune(ctxOf(cmd), flags)));
 

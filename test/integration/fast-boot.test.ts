@@ -5,6 +5,7 @@
 // createVms lease distinct addresses; createVms is all or nothing.
 import { mkdtempSync, chmodSync, rmSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
+import { execa } from 'execa';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -22,6 +23,7 @@ import type { TestGuestImage } from '../../lib/testing/index.js';
 import type { VmSpec } from '../../types/spec.js';
 import { describeAsRoot } from '../helpers/root.js';
 
+const BIN = new URL('../../dist/scripts/virtwire.js', import.meta.url).pathname;
 const stateDir = mkdtempSync(join(tmpdir(), 'vwfb-'));
 chmodSync(stateDir, 0o755);
 const opts = { stateDir };
@@ -77,6 +79,13 @@ describeAsRoot('fast boots and many creates (real guests)', () => {
         expect.objectContaining({ path: initrd, kind: 'initrd', usedBy: users }),
       ]),
     );
+    // the CLI shows the same: each entry's kind, and the VMs booting it
+    const listed = (await execa('node', [BIN, '--state-dir', stateDir, 'cache', 'list'])).stdout.split('\n');
+    for (const kind of ['kernel', 'initrd'])
+      expect(listed).toContainEqual(
+        expect.stringMatching(new RegExp(`^${kind} +[0-9a-f]{20} .* by ${users.join(', ')}$`)),
+      );
+    expect(listed.at(-1)).toMatch(/^1 kernel, 1 initrd, \d+\.\d MiB$/);
     for (const v of vms) await destroyVm(v.name, opts);
     // the cache keeps them for the next VM: a create → destroy loop unpacks once
     expect(existsSync(kernel) && existsSync(initrd)).toBe(true);
