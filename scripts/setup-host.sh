@@ -16,7 +16,7 @@ PACKAGES=(
   qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-clients
   libvirt0 libxml2-utils dnsmasq-base nftables iptables iproute2 busybox-static cpio xorriso iperf3 procps
   kmod dropbear-bin tcpdump openssh-client iputils-ping util-linux mmdebstrap fdisk e2fsprogs jq bsdutils
-  conntrack xz-utils graphviz python3 tini gcc libc6-dev
+  conntrack xz-utils zstd graphviz python3 tini gcc libc6-dev
 )
 
 if [ "$(id -u)" != 0 ]; then
