@@ -2,7 +2,7 @@
 // mocked: list, stop, start on the same IP, reboot (a second boot on the console), QoS changed
 // live and measured, a NIC hot-plugged on a second tenant (its lease; the isolation still right)
 // and unplugged, the serial console read and written, a data disk the guest sees, lifecycle
-// events. The cloud guest's half (snapshots, a graceful ACPI stop) is in cloud-lifecycle.test.ts.
+// events. The cloud guest's half (snapshots, a graceful ACPI stop) is in cloud-guest.test.ts.
 import { execa } from 'execa';
 import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
