@@ -75,7 +75,10 @@ async function main(): Promise<void> {
     console.log(
       `spec → lease alone (median): ${median(leases).toFixed(2)} s; destroy: ${(median(ours) - median(leases)).toFixed(2)} s`,
     );
-    console.log(`kernel cache after the loop: ${cache.length} kernel(s), extracted once, kept after its VM`);
+    const count = (kind: string) => cache.filter((e) => e.kind === kind).length;
+    console.log(
+      `kernel cache after the loop: ${count('kernel')} kernel(s), ${count('initrd')} initrd(s), made once, kept after their VM`,
+    );
   } finally {
     await destroyVm('vwloop', { stateDir, missingOk: true }).catch(() => {});
     await execa('sysctl', ['-q', '-w', `net.ipv4.ip_forward=${forwarding}`]);
