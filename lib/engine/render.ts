@@ -22,6 +22,6 @@ export function renderDomainXml(spec: unknown, options: RenderOptions = {}): str
   const vm = validateVm(spec);
   const { stateDir, kernel, ...rest } = options;
   const image = 'image' in vm.boot && kernel ? { ...kernel, cmdline: kernel.cmdline ?? '' } : undefined;
-  const files = domainFiles(stateDir ?? DEFAULT_STATE_DIR, vm, kernel?.path, image);
+  const files = domainFiles(stateDir ?? DEFAULT_STATE_DIR, vm, { kernel: kernel?.path, imageBoot: image });
   return renderResolvedDomainXml(vm, { ...rest, files });
 }

@@ -46,13 +46,18 @@ export async function kernelFor(
   if (host.remote) return as(`the kernel cache is this machine's, the VM is on host ${host.name ?? '(remote)'}`);
   // a kernel this process cannot read (or a host plane of stand-ins) boots as given
   if (!existsSync(vm.boot.kernel)) return as(`${vm.boot.kernel} is not readable here`);
-  const kernel = await fastKernel(host.runner, host.stateDir, vm.boot.kernel, cache);
-  const initrd = await initrdOf(host, vm.boot.initrd, vm.memoryMiB, cache);
-  const boot: BootPath = kernel
-    ? { kind: 'pvh' }
-    : { kind: 'kernel', reason: 'no PVH note in its payload, or a payload compressed with lzma, bzip2 or lzo' };
-  return { ...(kernel ? { kernel } : {}), ...withInitrd(boot, initrd) };
+  const { vmlinux, ...rest } = await fastFiles(host, vm.boot.kernel, vm.boot.initrd, vm.memoryMiB, cache, {
+    noPvh: 'no PVH note in its payload, or a payload compressed with lzma, bzip2 or lzo',
+  });
+  return { ...(vmlinux ? { kernel: vmlinux } : {}), ...rest };
 }
+
+/** The files of a boot choice a VM's record keeps (those it has). */
+export const recordedBoot = ({ kernel, initrd, imageBoot }: BootChoice) => ({
+  ...(kernel ? { kernel } : {}),
+  ...(initrd ? { initrd } : {}),
+  ...(imageBoot ? { imageBoot } : {}),
+});
 
 /** How a VM boots, for onProgress: `boot: pvh, initrd unpacked`, each with its reason where it has one. */
 export function bootDetail(boot: BootPath): string {
@@ -76,10 +81,27 @@ async function initrdOf(
   return initrdFor(host.runner, host.stateDir, initrd, memoryMiB, cache);
 }
 
-const withInitrd = (boot: BootPath, i: { initrd?: string; note?: BootInitrd }) => ({
-  ...(i.initrd ? { initrd: i.initrd } : {}),
-  boot: { ...boot, ...(i.note ? { initrd: i.note } : {}) },
-});
+/**
+ * `kernel` and `initrd` on the fast path — its extracted vmlinux, its initrd uncompressed — and
+ * how a VM with `memoryMiB` boots with them (`noPvh`: why not 'pvh', where it is not).
+ */
+async function fastFiles(
+  host: KernelHost,
+  kernel: string,
+  initrd: string | undefined,
+  memoryMiB: number,
+  cache: KernelCacheUse,
+  { noPvh }: { noPvh: string },
+): Promise<{ vmlinux?: string; initrd?: string; boot: BootPath }> {
+  const vmlinux = await fastKernel(host.runner, host.stateDir, kernel, cache);
+  const unpacked = await initrdOf(host, initrd, memoryMiB, cache);
+  const boot: BootPath = vmlinux ? { kind: 'pvh' } : { kind: 'kernel', reason: noPvh };
+  return {
+    ...(vmlinux ? { vmlinux } : {}),
+    ...(unpacked.initrd ? { initrd: unpacked.initrd } : {}),
+    boot: unpacked.note ? { ...boot, initrd: unpacked.note } : boot,
+  };
+}
 
 /**
  * How a disk image boots: directly from its own kernel, initrd and arguments (image-boot.ts) —
@@ -120,12 +142,10 @@ export async function directBoot(
     cmdline: files.cmdline,
     digest: files.digest,
   };
-  const vmlinux = await fastKernel(host.runner, host.stateDir, files.kernel, cache);
-  const initrd = await initrdOf(host, files.initrd, memoryMiB, cache);
-  const boot: BootPath = vmlinux
-    ? { kind: 'pvh' }
-    : { kind: 'kernel', reason: "the image's kernel has no PVH note (or a payload we do not unpack)" };
-  return { kernel: vmlinux ?? files.kernel, imageBoot, ...withInitrd(boot, initrd) };
+  const { vmlinux, ...rest } = await fastFiles(host, files.kernel, files.initrd, memoryMiB, cache, {
+    noPvh: "the image's kernel has no PVH note (or a payload we do not unpack)",
+  });
+  return { kernel: vmlinux ?? files.kernel, imageBoot, ...rest };
 }
 
 /**

@@ -14,7 +14,7 @@ import { namespaceNames, validatePathPolicy, validateVm } from '../../spec/index
 import { checkVmFiles } from '../file-policy.js';
 import { renderResolvedDomainXml, effectiveAccel } from '../../xml/index.js';
 import { nicsOf } from './lifecycle.js';
-import { bootDetail, kernelFor } from '../kernel/fast-kernel.js';
+import { bootDetail, kernelFor, recordedBoot } from '../kernel/fast-kernel.js';
 import { bootedFiles } from '../kernel/kernel-cache.js';
 import { CLOUD_INIT_DONE, pollFile, sshAnswer, waitForFile, waitUntil } from '../../host/index.js';
 import { NetnsRunner } from '../../host/namespace.js';
@@ -73,7 +73,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
     });
     const accel = effectiveAccel(vm.accel, kvm);
     // before the record, which names it (a kernel a record names is never evicted)
-    const { kernel, initrd, imageBoot, boot } = await kernelFor(host, vm, accel, {
+    const choice = await kernelFor(host, vm, accel, {
       ...(options.kernelCache?.maxMiB !== undefined ? { maxMiB: options.kernelCache.maxMiB } : {}),
       inUse: () => bootedFiles(state.records()),
     });
@@ -88,9 +88,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
           accel,
           createdAt: new Date(began).toISOString(),
           ...hostFields(placed),
-          ...(kernel ? { kernel } : {}),
-          ...(initrd ? { initrd } : {}),
-          ...(imageBoot ? { imageBoot } : {}),
+          ...recordedBoot(choice),
         };
         await state.put(mine);
         undo.push({
@@ -121,14 +119,14 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
         hv = await deps.connect(host.uri);
         const xml = renderResolvedDomainXml(allocated, {
           kvmUsable: kvm,
-          files: domainFiles(host.stateDir, allocated, kernel, imageBoot, initrd),
+          files: domainFiles(host.stateDir, allocated, choice),
           metadata: { 'created-at': new Date(began).toISOString() },
         });
         const d = await hv.defineDomain(xml);
         undo.push({ step: 'define', fn: () => undefine(d) });
         return d;
       },
-      bootDetail(boot),
+      bootDetail(choice.boot),
     );
 
     await run('start', async () => {
@@ -146,7 +144,7 @@ export async function createVm(deps: EngineDeps, spec: unknown, options: CreateV
     const serialLog = allocated.serialLog ?? files.serialLog;
     if (waitFor === 'cloud-init') await run('cloud-init', () => waitForCloudInit(host, serialLog, signal));
     dom.free();
-    return { ...result(allocated, accel, host, elapsed()), boot };
+    return { ...result(allocated, accel, host, elapsed()), boot: choice.boot };
   } catch (cause) {
     emit(step, 'failed');
     const rollbackErrors: unknown[] = [];

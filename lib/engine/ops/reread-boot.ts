@@ -7,7 +7,7 @@
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import type { Hypervisor } from '../../libvirt/index.js';
 import { renderResolvedDomainXml } from '../../xml/index.js';
-import { directBoot } from '../kernel/fast-kernel.js';
+import { directBoot, recordedBoot } from '../kernel/fast-kernel.js';
 import { readImageBoot } from '../kernel/image-boot.js';
 import { bootedFiles } from '../kernel/kernel-cache.js';
 import { domainFiles, vmPaths } from '../state/paths.js';
@@ -39,12 +39,12 @@ export async function rereadBoot(at: Located, hv: Hypervisor): Promise<boolean> 
         ...(read.boot.initrd ? { initrd: `${paths.boot}/initrd.img` } : {}),
       };
       const d = await directBoot(at.host, moved, rec.vm.memoryMiB, { inUse: () => bootedFiles(at.state.records()) });
-      next = { ...rest, kernel: d.kernel, ...(d.initrd ? { initrd: d.initrd } : {}), imageBoot: d.imageBoot };
+      next = { ...rest, ...recordedBoot(d) };
     }
     await at.state.withLock(async () => await at.state.put(next));
     const xml = renderResolvedDomainXml(next.vm, {
       kvmUsable: next.accel === 'kvm',
-      files: domainFiles(at.host.stateDir, next.vm, next.kernel, next.imageBoot, next.initrd),
+      files: domainFiles(at.host.stateDir, next.vm, next),
     });
     // same UUID: libvirt replaces the definition
     (await hv.defineDomain(xml)).free();

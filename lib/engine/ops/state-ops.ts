@@ -54,7 +54,7 @@ export async function renameVm(deps: EngineDeps, from: string, to: string, optio
             await hv.defineDomain(
               renderResolvedDomainXml(vm, {
                 kvmUsable: record.accel === 'kvm',
-                files: domainFiles(at.host.stateDir, vm, record.kernel, record.imageBoot, record.initrd),
+                files: domainFiles(at.host.stateDir, vm, record),
               }),
             )
           ).free();

@@ -22,7 +22,7 @@ import { locate, withDomain, type Located } from './locate.js';
 import { nicsOf } from './lifecycle.js';
 import { specOf } from '../spec-of.js';
 import { checkVmGroups } from './security-groups.js';
-import { kernelFor } from '../kernel/fast-kernel.js';
+import { kernelFor, recordedBoot } from '../kernel/fast-kernel.js';
 import { bootedFiles } from '../kernel/kernel-cache.js';
 
 /** The spec as it will be recorded: allocations kept, new NICs on devices of their own. */
@@ -132,19 +132,13 @@ async function untilGone(dom: DomainHandle, mac: string): Promise<void> {
 async function restartWith(deps: EngineDeps, at: Located, to: ResolvedVm): Promise<void> {
   await withDomain(deps, at, async (dom, hv) => {
     if (await dom.isActive()) await dom.destroy();
-    const { kernel, initrd, imageBoot } = await kernelFor(at.host, to, at.record.accel, {
+    const choice = await kernelFor(at.host, to, at.record.accel, {
       inUse: () => bootedFiles(at.state.records()),
     });
     await at.state.withLock(async () => {
       // a changed boot: the old extracted kernel stays in the cache
       const { kernel: _k, initrd: _r, imageBoot: _i, ...rest } = at.record;
-      await at.state.put({
-        ...rest,
-        vm: to,
-        ...(kernel ? { kernel } : {}),
-        ...(initrd ? { initrd } : {}),
-        ...(imageBoot ? { imageBoot } : {}),
-      });
+      await at.state.put({ ...rest, vm: to, ...recordedBoot(choice) });
       await applyHost(at.state, at.host);
       await syncPeerHosts(at.state, at.hosts, [at.record.vm, to], at.record.host);
     });
@@ -153,7 +147,7 @@ async function restartWith(deps: EngineDeps, at: Located, to: ResolvedVm): Promi
     // same UUID: libvirt replaces the definition
     const xml = renderResolvedDomainXml(to, {
       kvmUsable: at.record.accel === 'kvm',
-      files: domainFiles(at.host.stateDir, to, kernel, imageBoot, initrd),
+      files: domainFiles(at.host.stateDir, to, choice),
     });
     (await hv.defineDomain(xml)).free();
     await dom.start();

@@ -47,13 +47,21 @@ export function vmPaths(stateDir: string, name: string): VmPaths {
   };
 }
 
+/**
+ * What a VM boots instead of the files its spec names (as its record keeps them, or as a create
+ * chose them): its kernel, its initrd, and for a disk image booted directly the rest of its boot.
+ */
+export interface BootOverride {
+  kernel?: string | undefined;
+  initrd?: string | undefined;
+  imageBoot?: { initrd?: string | undefined; cmdline: string } | undefined;
+}
+
 /** What the XML layer is given for a VM: its files on its host. */
 export function domainFiles(
   stateDir: string,
   vm: { name: string; disks?: { name: string }[] },
-  kernel?: string,
-  imageBoot?: { initrd?: string; cmdline: string },
-  initrd?: string,
+  { kernel, initrd, imageBoot }: BootOverride = {},
 ): DomainFiles {
   const p = vmPaths(stateDir, vm.name);
   const dataDisks = Object.fromEntries((vm.disks ?? []).map((d) => [d.name, p.dataDisk(d.name)]));
