@@ -170,6 +170,7 @@ export class Libvirt implements Hypervisor {
    */
   static async shutdown(): Promise<void> {
     await Promise.allSettled([...openConnections].map((c) => c.close()));
+    await eventLoop.shutdown();
     await pool?.close();
     pool = undefined;
   }
@@ -313,7 +314,7 @@ export class Libvirt implements Hypervisor {
     try {
       unwrap(await callPool().call('close', [conn]));
     } finally {
-      if (this.held) await eventLoop.release();
+      if (this.held) eventLoop.release();
       this.held = false;
     }
   }

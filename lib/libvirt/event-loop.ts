@@ -1,5 +1,5 @@
 // Main-thread side of the libvirt event loop thread (event-worker.js): started when the first
-// subscription appears, stopped when the last one goes. Events arrive as messages and are
+// subscription or connection appears, stopped LINGER_MS after the last one goes. Events arrive as messages and are
 // delivered to listeners on the main thread.
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { native, toLibvirtError, type OpError } from './native.js';
@@ -57,6 +57,9 @@ interface ConsoleSink {
   closed(error?: OpError): void;
 }
 
+/** how long an idle loop (no connection, listener or console) keeps running: see release */
+const LINGER_MS = 30_000;
+
 type Reply = { type: string; key?: number; ok?: boolean; error?: OpError; [k: string]: unknown };
 const WORKER_URL = new URL('./event-worker.js', import.meta.url);
 
@@ -86,8 +89,24 @@ class EventLoop {
     await this.start();
   }
 
-  async release(): Promise<void> {
+  /**
+   * The last connection's release leaves the loop running for LINGER_MS: starting it is a worker
+   * thread loading libvirt (~70 ms here, against ~2 ms for the connection itself), and a program
+   * that creates a VM, checks it and destroys it opens one connection per call.
+   */
+  release(): void {
     this.holds = Math.max(0, this.holds - 1);
+    this.stopLater();
+  }
+
+  /** whether the loop thread is running (or starting) */
+  get running(): boolean {
+    return this.worker !== undefined && this.stopping === undefined;
+  }
+
+  /** Stops the loop now if nothing holds it (Libvirt.shutdown: no lingering thread). */
+  async shutdown(): Promise<void> {
+    this.cancelLinger();
     await this.stopIfIdle();
   }
 
@@ -108,7 +127,7 @@ class EventLoop {
     if (!this.listeners.has(key) || !this.worker) return;
     await this.request('deregistered', key, { type: 'deregister', key });
     this.listeners.delete(key);
-    await this.stopIfIdle();
+    this.stopLater();
   }
 
   /**
@@ -123,7 +142,7 @@ class EventLoop {
     const reply = await this.request('console-opened', key, { type: 'console-open', conn, dom, dev, key });
     if (!reply.ok) {
       this.consoles.delete(key);
-      await this.stopIfIdle();
+      this.stopLater();
       throw toLibvirtError(
         reply.error ?? { code: -1, domain: 0, message: 'the console did not open', func: 'virDomainOpenConsole' },
       );
@@ -140,12 +159,46 @@ class EventLoop {
     await this.request('console-closed', key, { type: 'console-close', key });
   }
 
-  private async stopIfIdle(): Promise<void> {
-    if (this.listeners.size === 0 && this.consoles.size === 0 && this.holds === 0 && this.worker) await this.stop();
+  private idle(): boolean {
+    return this.listeners.size === 0 && this.consoles.size === 0 && this.holds === 0;
   }
 
+  private async stopIfIdle(): Promise<void> {
+    if (this.idle() && this.worker && !this.stopping) await this.stop();
+  }
+
+  private linger: NodeJS.Timeout | undefined;
+
+  /** stopIfIdle after LINGER_MS, on a timer that does not keep the process alive (see onExit) */
+  private stopLater(): void {
+    this.cancelLinger();
+    if (!this.idle() || !this.worker) return;
+    this.linger = setTimeout(() => {
+      this.linger = undefined;
+      void this.stopIfIdle();
+    }, LINGER_MS);
+    this.linger.unref();
+  }
+
+  private cancelLinger(): void {
+    if (this.linger) clearTimeout(this.linger);
+    this.linger = undefined;
+  }
+
+  /**
+   * A program ending with the loop running (lingering, or a connection left open), by its own end
+   * or process.exit(): Node joins the loop thread as the process ends, and the thread sits in
+   * libvirt's poll, which Node cannot interrupt — the exit would hang. Told to stop (synchronously:
+   * exit handlers cannot wait), it leaves the poll.
+   */
+  private readonly onExit = () => {
+    if (this.worker && this.port) this.send({ type: 'stop' });
+  };
+
   private start(): Promise<void> {
+    this.cancelLinger();
     if (this.worker) return this.starting ?? Promise.resolve();
+    process.once('exit', this.onExit);
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     this.worker = new Worker(WORKER_URL, { workerData: { port: port2 }, transferList: [port2] });
@@ -171,7 +224,7 @@ class EventLoop {
       const sink = this.consoles.get(msg.key!);
       this.consoles.delete(msg.key!);
       sink?.closed(msg.error);
-      void this.stopIfIdle();
+      this.stopLater();
     }
     if (msg.type === 'event') {
       const listener = this.listeners.get(msg.key!);
@@ -220,6 +273,7 @@ class EventLoop {
       worker.once('exit', () => resolve());
       this.send({ type: 'stop' });
     }).then(() => {
+      process.off('exit', this.onExit);
       this.port?.close();
       this.worker = undefined;
       this.port = undefined;

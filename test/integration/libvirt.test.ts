@@ -9,7 +9,7 @@ import type { DomainXml } from '../../types/domain-xml.js';
 import { libvirtSuite } from '../helpers/libvirt-suite.js';
 import { describeAsRoot } from '../helpers/root.js';
 import { buildTestGuest, waitForConsole, type TestGuestImage } from '../../lib/testing/index.js';
-import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
+import { mkdtempSync, chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -82,6 +82,38 @@ describeAsRoot('libvirt binding on a real libvirtd (qemu:///system)', () => {
       await lv.close();
     }
   }, 60_000);
+
+  // The loop thread lingers 30 s after the last connection closes (the next open is ~2 ms, not
+  // ~70 ms), and sits in libvirt's poll, which Node cannot interrupt when the program ends.
+  test.each([
+    ['ends on its own after closing its connection', 'await c.close();'],
+    ['calls process.exit() after closing its connection', 'await c.close(); process.exit(0);'],
+    ['ends on its own with its connection left open', ''],
+  ])(
+    'a program that %s exits at once',
+    async (_what, ending) => {
+      const lib = new URL('../../dist/lib/libvirt/index.js', import.meta.url).href;
+      // a file, not `-e`: worker threads inherit node's flags, and --input-type fails their load
+      const script = join(logDir, 'ending.mjs');
+      writeFileSync(
+        script,
+        `import { Libvirt } from ${JSON.stringify(lib)};
+const c = await Libvirt.open('qemu:///system');
+await c.listDomains();
+console.log('done');
+${ending}
+`,
+      );
+      // a deadline well inside the 30 s linger: before the fix each of these hung until killed
+      const r = await execa('node', [script], { timeout: 15_000, reject: false });
+      expect({ exitCode: r.exitCode, timedOut: r.timedOut, stdout: r.stdout }).toEqual({
+        exitCode: 0,
+        timedOut: false,
+        stdout: 'done',
+      });
+    },
+    30_000,
+  );
 
   test('a started domain is a real QEMU process under TCG, booting the Debian kernel', async () => {
     const lv = await Libvirt.open('qemu:///system');
