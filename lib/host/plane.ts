@@ -213,7 +213,7 @@ export class HostPlane {
       done.push(step);
 
       step = 'firewall';
-      restoreFirewall = p.firewall.restore;
+      restoreFirewall = await p.firewall.restore;
       await runFirewall(this.runner, p.firewall.commands, step);
       changes.push({ step, count: p.firewall.commands.length });
       done.push(step);

@@ -142,7 +142,7 @@ export class TenantNamespaces {
           forwarding,
           ...(forwarding6 ? { forwarding6 } : {}),
           firewall: fw.commands,
-          restore: fw.restore,
+          restore: await fw.restore,
         };
       }),
     );

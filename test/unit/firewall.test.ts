@@ -189,7 +189,7 @@ describe('iptables backend', () => {
     ]);
     for (const c of plan.commands) await runner.run(c.argv, { input: c.input });
     expect((await iptablesBackend.plan(runner, state)).commands).toEqual([]);
-    for (const c of plan.restore) await runner.run(c.argv, { input: c.input });
+    for (const c of await plan.restore) await runner.run(c.argv, { input: c.input });
     expect(snapshot()).toBe(original);
   });
 });
@@ -283,7 +283,7 @@ describe('iptables backend: IPv6', () => {
     expect(plan.flush).toEqual(['10.10.0.11', ...own].sort());
     for (const c of plan.commands) await runner.run(c.argv, { input: c.input });
     expect((await iptablesBackend.plan(runner, withGroup(443))).commands).toEqual([]);
-    for (const c of plan.restore) await runner.run(c.argv, { input: c.input });
+    for (const c of await plan.restore) await runner.run(c.argv, { input: c.input });
     expect(JSON.stringify([...tables].map(([k, t]) => [k, [...t.rules]]))).toBe(original);
   });
 });

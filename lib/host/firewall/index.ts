@@ -28,8 +28,12 @@ export interface FirewallPlan {
   commands: FirewallCommand[];
   /** one per command: which table it changes */
   changes: FirewallChange[];
-  /** puts the rules back as they were observed (rollback) */
-  restore: FirewallCommand[];
+  /**
+   * puts the rules back as they were observed (rollback). A promise: nftables reads the tables
+   * as text for it, which runs while the links change; apply awaits it before the firewall step
+   * (nothing else changes the tables in between). Its failure is raised only where awaited.
+   */
+  restore: Promise<FirewallCommand[]>;
   /**
    * addresses of member ports whose security policy changed (or that left a peer group): their
    * conntrack entries go once the new rules are in, so flows now denied are cut

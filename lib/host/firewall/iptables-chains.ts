@@ -127,7 +127,7 @@ export const iptablesBackend: FirewallBackend = {
       const back = transition(asWant(want.tool, want.table, seen), after);
       if (back) restore.unshift({ argv: [...RESTORE[want.tool]], input: back });
     }
-    return { commands, changes, restore, flush: [...new Set(flush)].sort() };
+    return { commands, changes, restore: Promise.resolve(restore), flush: [...new Set(flush)].sort() };
   },
 };
 

@@ -118,7 +118,9 @@ export const nftablesBackend: FirewallBackend = {
     // both tables in one script: one process, and one transaction — the bridge's guards and the
     // inet rules change together or not at all
     const one = (parts: string[]): FirewallCommand[] => (parts.length ? [{ argv: NFT, input: parts.join('') }] : []);
-    return { commands: one(scripts), changes, restore: one(await Promise.all(restores)), flush };
+    const restore = Promise.all(restores).then(one);
+    restore.catch(() => {}); // raised where apply awaits it (a dry run never does)
+    return { commands: one(scripts), changes, restore, flush };
   },
 };
 
