@@ -169,10 +169,21 @@ class EventLoop {
 
   private linger: NodeJS.Timeout | undefined;
 
-  /** stopIfIdle after LINGER_MS, on a timer that does not keep the process alive (see onExit) */
+  /** the loop thread waits in Node's loop, not libvirt's poll (event-worker.js: run) */
+  private paused = false;
+
+  /**
+   * stopIfIdle after LINGER_MS, on a timer that does not keep the process alive. Meanwhile the
+   * thread is paused: out of libvirt's poll, so a program ending now (by any way, under a test
+   * runner too) can end it.
+   */
   private stopLater(): void {
     this.cancelLinger();
-    if (!this.idle() || !this.worker) return;
+    if (!this.idle() || !this.worker || this.stopping) return;
+    if (!this.paused) {
+      this.paused = true;
+      this.send({ type: 'pause' });
+    }
     this.linger = setTimeout(() => {
       this.linger = undefined;
       void this.stopIfIdle();
@@ -186,10 +197,10 @@ class EventLoop {
   }
 
   /**
-   * A program ending with the loop running (lingering, or a connection left open), by its own end
-   * or process.exit(): Node joins the loop thread as the process ends, and the thread sits in
-   * libvirt's poll, which Node cannot interrupt — the exit would hang. Told to stop (synchronously:
-   * exit handlers cannot wait), it leaves the poll.
+   * A program ending with the loop in libvirt's poll (a connection left open), by its own end or
+   * process.exit(): Node joins the loop thread as the process ends and cannot interrupt the poll —
+   * the exit would hang. Told to stop (synchronously: exit handlers cannot wait), it leaves the
+   * poll. (A lingering loop is paused, out of the poll: see stopLater.)
    */
   private readonly onExit = () => {
     if (this.worker && this.port) this.send({ type: 'stop' });
@@ -197,6 +208,10 @@ class EventLoop {
 
   private start(): Promise<void> {
     this.cancelLinger();
+    if (this.worker && this.paused) {
+      this.paused = false;
+      this.send({ type: 'resume' });
+    }
     if (this.worker) return this.starting ?? Promise.resolve();
     process.once('exit', this.onExit);
     const { port1, port2 } = new MessageChannel();
@@ -274,6 +289,7 @@ class EventLoop {
       this.send({ type: 'stop' });
     }).then(() => {
       process.off('exit', this.onExit);
+      this.paused = false;
       this.port?.close();
       this.worker = undefined;
       this.port = undefined;
