@@ -1,6 +1,6 @@
 // Main-thread side of the libvirt event loop thread (event-worker.js): started when the first
-// subscription or connection appears, stopped LINGER_MS after the last one goes. Events arrive as messages and are
-// delivered to listeners on the main thread.
+// connection or subscription appears, paused when the last one goes and stopped LINGER_MS later.
+// Events arrive as messages and are delivered to listeners on the main thread.
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { native, toLibvirtError, type OpError } from './native.js';
 import { VirtwireError } from '../errors/virtwire-error.js';
