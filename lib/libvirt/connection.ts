@@ -170,7 +170,6 @@ export class Libvirt implements Hypervisor {
    */
   static async shutdown(): Promise<void> {
     await Promise.allSettled([...openConnections].map((c) => c.close()));
-    await eventLoop.shutdown();
     await pool?.close();
     pool = undefined;
   }
@@ -314,7 +313,7 @@ export class Libvirt implements Hypervisor {
     try {
       unwrap(await callPool().call('close', [conn]));
     } finally {
-      if (this.held) eventLoop.release();
+      if (this.held) await eventLoop.release();
       this.held = false;
     }
   }

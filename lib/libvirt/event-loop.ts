@@ -1,6 +1,6 @@
 // Main-thread side of the libvirt event loop thread (event-worker.js): started when the first
-// connection or subscription appears, paused when the last one goes and stopped LINGER_MS later.
-// Events arrive as messages and are delivered to listeners on the main thread.
+// subscription appears, stopped when the last one goes. Events arrive as messages and are
+// delivered to listeners on the main thread.
 import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { native, toLibvirtError, type OpError } from './native.js';
 import { VirtwireError } from '../errors/virtwire-error.js';
@@ -57,9 +57,6 @@ interface ConsoleSink {
   closed(error?: OpError): void;
 }
 
-/** how long an idle loop (no connection, listener or console) keeps running: see release */
-const LINGER_MS = 30_000;
-
 type Reply = { type: string; key?: number; ok?: boolean; error?: OpError; [k: string]: unknown };
 const WORKER_URL = new URL('./event-worker.js', import.meta.url);
 
@@ -89,24 +86,8 @@ class EventLoop {
     await this.start();
   }
 
-  /**
-   * The last connection's release leaves the loop running for LINGER_MS: starting it is a worker
-   * thread loading libvirt (~70 ms here, against ~2 ms for the connection itself), and a program
-   * that creates a VM, checks it and destroys it opens one connection per call.
-   */
-  release(): void {
+  async release(): Promise<void> {
     this.holds = Math.max(0, this.holds - 1);
-    this.stopLater();
-  }
-
-  /** whether the loop thread is running (or starting) */
-  get running(): boolean {
-    return this.worker !== undefined && this.stopping === undefined;
-  }
-
-  /** Stops the loop now if nothing holds it (Libvirt.shutdown: no lingering thread). */
-  async shutdown(): Promise<void> {
-    this.cancelLinger();
     await this.stopIfIdle();
   }
 
@@ -127,7 +108,7 @@ class EventLoop {
     if (!this.listeners.has(key) || !this.worker) return;
     await this.request('deregistered', key, { type: 'deregister', key });
     this.listeners.delete(key);
-    this.stopLater();
+    await this.stopIfIdle();
   }
 
   /**
@@ -142,7 +123,7 @@ class EventLoop {
     const reply = await this.request('console-opened', key, { type: 'console-open', conn, dom, dev, key });
     if (!reply.ok) {
       this.consoles.delete(key);
-      this.stopLater();
+      await this.stopIfIdle();
       throw toLibvirtError(
         reply.error ?? { code: -1, domain: 0, message: 'the console did not open', func: 'virDomainOpenConsole' },
       );
@@ -159,59 +140,21 @@ class EventLoop {
     await this.request('console-closed', key, { type: 'console-close', key });
   }
 
-  private idle(): boolean {
-    return this.listeners.size === 0 && this.consoles.size === 0 && this.holds === 0;
-  }
-
   private async stopIfIdle(): Promise<void> {
-    if (this.idle() && this.worker && !this.stopping) await this.stop();
-  }
-
-  private linger: NodeJS.Timeout | undefined;
-
-  /** the loop thread waits in Node's loop, not libvirt's poll (event-worker.js: run) */
-  private paused = false;
-
-  /**
-   * stopIfIdle after LINGER_MS, on a timer that does not keep the process alive. Meanwhile the
-   * thread is paused: out of libvirt's poll, so a program ending now (by any way, under a test
-   * runner too) can end it.
-   */
-  private stopLater(): void {
-    this.cancelLinger();
-    if (!this.idle() || !this.worker || this.stopping) return;
-    if (!this.paused) {
-      this.paused = true;
-      this.send({ type: 'pause' });
-    }
-    this.linger = setTimeout(() => {
-      this.linger = undefined;
-      void this.stopIfIdle();
-    }, LINGER_MS);
-    this.linger.unref();
-  }
-
-  private cancelLinger(): void {
-    if (this.linger) clearTimeout(this.linger);
-    this.linger = undefined;
+    if (this.listeners.size === 0 && this.consoles.size === 0 && this.holds === 0 && this.worker) await this.stop();
   }
 
   /**
-   * A program ending with the loop in libvirt's poll (a connection left open), by its own end or
-   * process.exit(): Node joins the loop thread as the process ends and cannot interrupt the poll —
-   * the exit would hang. Told to stop (synchronously: exit handlers cannot wait), it leaves the
-   * poll. (A lingering loop is paused, out of the poll: see stopLater.)
+   * A program ending with the loop running (a connection left open), by its own end or
+   * process.exit(): Node joins the loop thread as the process ends and cannot interrupt libvirt's
+   * poll, where the thread sits — the exit hung. Told to stop (synchronously: exit handlers cannot
+   * wait), it leaves the poll. (Under jest, whose `process` is its own object, this never fires.)
    */
   private readonly onExit = () => {
     if (this.worker && this.port) this.send({ type: 'stop' });
   };
 
   private start(): Promise<void> {
-    this.cancelLinger();
-    if (this.worker && this.paused) {
-      this.paused = false;
-      this.send({ type: 'resume' });
-    }
     if (this.worker) return this.starting ?? Promise.resolve();
     process.once('exit', this.onExit);
     const { port1, port2 } = new MessageChannel();
@@ -239,7 +182,7 @@ class EventLoop {
       const sink = this.consoles.get(msg.key!);
       this.consoles.delete(msg.key!);
       sink?.closed(msg.error);
-      this.stopLater();
+      void this.stopIfIdle();
     }
     if (msg.type === 'event') {
       const listener = this.listeners.get(msg.key!);
@@ -289,7 +232,6 @@ class EventLoop {
       this.send({ type: 'stop' });
     }).then(() => {
       process.off('exit', this.onExit);
-      this.paused = false;
       this.port?.close();
       this.worker = undefined;
       this.port = undefined;

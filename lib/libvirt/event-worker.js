@@ -19,8 +19,6 @@ const REBOOTED = -1;
 const registrations = new Map(); // key -> { conn, callbackIds }
 const consoles = new Map(); // key -> { st, pending: Buffer[] }
 let running = true;
-/** nothing to serve: the loop waits in Node's loop, not libvirt's (see run) */
-let paused = false;
 
 const VIR_STREAM_NONBLOCK = 1;
 const VIR_DOMAIN_CONSOLE_FORCE = 1;
@@ -161,10 +159,6 @@ function handle(msg) {
   } else if (msg.type === 'stop') {
     for (const key of [...consoles.keys()]) closeConsole(key);
     running = false;
-  } else if (msg.type === 'pause') {
-    paused = true;
-  } else if (msg.type === 'resume') {
-    paused = false;
   }
 }
 
@@ -174,38 +168,13 @@ const wake = koffi.register((timer) => {
 }, koffi.pointer(timeoutProto));
 
 const timer = fn.virEventAddTimeout(-1, wake, null, null);
-
-/**
- * Runs libvirt's loop until paused or stopped. Paused (nothing to serve: no connection, event
- * subscription or console), this thread waits in Node's own loop for `resume` on the port
- * instead of in libvirt's poll: a thread in libvirt's poll cannot be ended by Node, so a program
- * ending then would hang; one waiting in Node's loop ends with it.
- */
-function run() {
-  while (running && !paused) {
-    if (fn.virEventRunDefaultImpl() < 0) running = false;
-  }
-  if (!running) finish();
-}
-
-function finish() {
-  port.off('message', onPaused);
-  port.close();
-  fn.virEventRemoveTimeout(timer);
-  koffi.unregister(lifecycle);
-  koffi.unregister(rebooted);
-  koffi.unregister(onStream);
-  koffi.unregister(wake);
-  parentPort.postMessage({ type: 'stopped' });
-}
-
-/** messages that arrive while paused (while running, wake reads them) */
-function onPaused(msg) {
-  handle(msg);
-  if (!running) finish();
-  else if (!paused) run();
-}
-
-port.on('message', onPaused);
 parentPort.postMessage({ type: 'ready', timer });
-run();
+while (running) {
+  if (fn.virEventRunDefaultImpl() < 0) break;
+}
+fn.virEventRemoveTimeout(timer);
+koffi.unregister(lifecycle);
+koffi.unregister(rebooted);
+koffi.unregister(onStream);
+koffi.unregister(wake);
+parentPort.postMessage({ type: 'stopped' });

@@ -83,14 +83,14 @@ describeAsRoot('libvirt binding on a real libvirtd (qemu:///system)', () => {
     }
   }, 60_000);
 
-  // The loop thread lingers 30 s after the last connection closes (the next open is ~2 ms, not
-  // ~70 ms); a thread in libvirt's poll cannot be ended by Node when the program ends.
+  // The loop thread runs while a connection is open, in libvirt's poll, which Node cannot
+  // interrupt when the program ends.
   test.each([
     ['ends on its own after closing its connection', 'await c.close();'],
     ['calls process.exit() after closing its connection', 'await c.close(); process.exit(0);'],
     ['ends on its own with its connection left open', ''],
-    // no 'exit' handler runs: as under a test runner, whose `process` is its own object (jest's
-    // never emits the real process's 'exit'); the lingering loop must be out of libvirt's poll
+    // no 'exit' handler runs (as under jest, whose `process` is its own object): the loop must
+    // have stopped with the last connection
     [
       'ends without exit handlers (process.reallyExit) after closing its connection',
       'await c.close(); process.reallyExit(0);',
@@ -110,7 +110,7 @@ console.log('done');
 ${ending}
 `,
       );
-      // a deadline well inside the 30 s linger: before the fix each of these hung until killed
+      // a deadline: before the fix, a program ending with its connection open hung until killed
       const r = await execa('node', [script], { timeout: 15_000, reject: false });
       expect({ exitCode: r.exitCode, timedOut: r.timedOut, stdout: r.stdout }).toEqual({
         exitCode: 0,

@@ -4,7 +4,6 @@ import { Libvirt } from '../../lib/libvirt/index.js';
 import { VIR_ERR } from '../../lib/errors/index.js';
 import { libvirtSuite } from '../helpers/libvirt-suite.js';
 import { buildXml } from '../../lib/xml/index.js';
-import { eventLoop } from '../../lib/libvirt/event-loop.js';
 
 const testDomain = (name: string) =>
   buildXml({ domain: { $: { type: 'test' }, name, memory: 65536, os: { type: 'hvm' } } });
@@ -26,23 +25,6 @@ describe('libvirt binding on test:///default', () => {
     networkXml: testNetwork,
     prefix: 'vwtest-',
     alreadyRunningCode: VIR_ERR.INTERNAL_ERROR,
-  });
-});
-
-describe('the event loop between connections', () => {
-  test('stays running after the last connection closes, for the next open; Libvirt.shutdown stops it', async () => {
-    await Libvirt.shutdown();
-    expect(eventLoop.running).toBe(false);
-    const a = await Libvirt.open('test:///default');
-    expect(eventLoop.running).toBe(true);
-    await a.close();
-    // a create then a destroy open a connection each: the second finds the loop started
-    expect(eventLoop.running).toBe(true);
-    const b = await Libvirt.open('test:///default');
-    expect(await b.lookupDomain('test')).not.toBeNull();
-    await b.close();
-    await Libvirt.shutdown();
-    expect(eventLoop.running).toBe(false);
   });
 });
 
