@@ -170,6 +170,7 @@ export class Libvirt implements Hypervisor {
    */
   static async shutdown(): Promise<void> {
     await Promise.allSettled([...openConnections].map((c) => c.close()));
+    await eventLoop.shutdown();
     await pool?.close();
     pool = undefined;
   }

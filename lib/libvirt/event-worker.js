@@ -18,7 +18,10 @@ const VIR_DOMAIN_EVENT_ID_REBOOT = 1;
 const REBOOTED = -1;
 const registrations = new Map(); // key -> { conn, callbackIds }
 const consoles = new Map(); // key -> { st, pending: Buffer[] }
-let running = true;
+/** told to run libvirt's loop (a connection, subscription or console is open) */
+let running = false;
+/** told to end: the thread leaves the loop and its port, and exits */
+let stopped = false;
 
 const VIR_STREAM_NONBLOCK = 1;
 const VIR_DOMAIN_CONSOLE_FORCE = 1;
@@ -156,9 +159,15 @@ function handle(msg) {
     flush(msg.key);
   } else if (msg.type === 'console-close') {
     closeConsole(msg.key);
+  } else if (msg.type === 'run') {
+    running = true;
+  } else if (msg.type === 'pause') {
+    running = false;
+    parentPort.postMessage({ type: 'paused', key: msg.key });
   } else if (msg.type === 'stop') {
     for (const key of [...consoles.keys()]) closeConsole(key);
     running = false;
+    stopped = true;
   }
 }
 
@@ -168,13 +177,36 @@ const wake = koffi.register((timer) => {
 }, koffi.pointer(timeoutProto));
 
 const timer = fn.virEventAddTimeout(-1, wake, null, null);
-parentPort.postMessage({ type: 'ready', timer });
-while (running) {
-  if (fn.virEventRunDefaultImpl() < 0) break;
+
+/**
+ * Runs libvirt's loop while told to. Paused (nothing to serve), this thread waits in Node's own
+ * loop for the next message on the port instead of in libvirt's poll: Node cannot end a thread in
+ * libvirt's poll, so a program ending then would hang; one waiting in Node's loop ends with it.
+ * Whichever way a message arrives (read by `wake` while running, or delivered here while
+ * paused), what it asked for is done once it has been handled.
+ */
+function serve() {
+  while (running && !stopped) {
+    if (fn.virEventRunDefaultImpl() < 0) running = false;
+  }
+  if (stopped) finish();
 }
-fn.virEventRemoveTimeout(timer);
-koffi.unregister(lifecycle);
-koffi.unregister(rebooted);
-koffi.unregister(onStream);
-koffi.unregister(wake);
-parentPort.postMessage({ type: 'stopped' });
+
+function finish() {
+  port.off('message', onMessage);
+  port.close();
+  fn.virEventRemoveTimeout(timer);
+  koffi.unregister(lifecycle);
+  koffi.unregister(rebooted);
+  koffi.unregister(onStream);
+  koffi.unregister(wake);
+}
+
+/** a message that arrives while paused (while running, `wake` reads them) */
+function onMessage(msg) {
+  handle(msg);
+  serve();
+}
+
+port.on('message', onMessage);
+parentPort.postMessage({ type: 'ready', timer });

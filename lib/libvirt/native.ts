@@ -16,7 +16,7 @@ export interface Native {
   fn: Record<string, (...args: unknown[]) => any>;
   errorFuncProto: unknown;
   /** process-wide set-up state, kept with the binding (see ffi.js) */
-  process: { initialised?: boolean; silence?: unknown };
+  process: { initialised?: boolean; silence?: unknown; loop?: unknown };
 }
 
 export const native = (): Native => bindLibvirt() as unknown as Native;

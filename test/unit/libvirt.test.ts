@@ -4,6 +4,7 @@ import { Libvirt } from '../../lib/libvirt/index.js';
 import { VIR_ERR } from '../../lib/errors/index.js';
 import { libvirtSuite } from '../helpers/libvirt-suite.js';
 import { buildXml } from '../../lib/xml/index.js';
+import { eventLoop } from '../../lib/libvirt/event-loop.js';
 
 const testDomain = (name: string) =>
   buildXml({ domain: { $: { type: 'test' }, name, memory: 65536, os: { type: 'hvm' } } });
@@ -25,6 +26,19 @@ describe('libvirt binding on test:///default', () => {
     networkXml: testNetwork,
     prefix: 'vwtest-',
     alreadyRunningCode: VIR_ERR.INTERNAL_ERROR,
+  });
+});
+
+describe('the event loop thread', () => {
+  test('one thread serves connection after connection: paused while none is open, not ended', async () => {
+    const first = await Libvirt.open('test:///default');
+    const thread = eventLoop.threadId();
+    await first.close();
+    const second = await Libvirt.open('test:///default');
+    expect(thread).toBeDefined();
+    // ended with the last connection (as it was), the next open started a thread of its own
+    expect(eventLoop.threadId()).toBe(thread);
+    await second.close();
   });
 });
 
