@@ -322,7 +322,7 @@ export class HostPlane {
     const qos = desiredQos(given, caps);
     // links, virtwire's firewall rules and forwarding are observed together: none depends on
     // another (only a forward without an address waits for the links: it takes the uplink's)
-    const links = observeLinks(this.runner);
+    const links = observeLinks(this.runner, undefined, new Set(desiredLinks(given).map((l) => l.name)));
     const forwarding = Promise.all([needsIpv4Forwarding(this.runner, given), needsIpv6Forwarding(this.runner, given)]);
     forwarding.catch(() => {}); // a refusal is thrown where it is awaited
     const state = await withForwardAddresses(this.runner, this.files, this.stateDir, given, links);

@@ -26,6 +26,8 @@ async function main(): Promise<void> {
   const ours: number[] = [];
   const leases: number[] = [];
   const plain: number[] = [];
+  const plainFast: number[] = [];
+  const viaLibvirt: number[] = [];
   try {
     const spec = testGuestSpec(image, 'vwloop', [{ network: { tenant: 'vwloop', cidr: '10.91.0.0/24' } }]);
     for (let i = 0; i < LOOPS; i++) {
@@ -36,9 +38,18 @@ async function main(): Promise<void> {
       ours.push((performance.now() - t0) / 1000);
     }
     const cache = await listKernelCache(stateDir);
+    const fast = {
+      kernel: cache.find((e) => e.kind === 'kernel')!.path,
+      initrd: cache.find((e) => e.kind === 'initrd')!.path,
+    };
     const lab = await plainLab(image, dir, 'vwloopq', '10.92.0.0/24');
     try {
-      for (let i = 0; i < LOOPS; i++) plain.push((await lab.boot()).gone);
+      // interleaved, so a slow spell of the machine falls on all three alike
+      for (let i = 0; i < LOOPS; i++) {
+        plain.push((await lab.boot()).gone);
+        plainFast.push((await lab.boot(fast)).gone);
+        viaLibvirt.push((await lab.libvirtBoot(fast)).gone);
+      }
     } finally {
       await lab.teardown();
     }
@@ -74,6 +85,17 @@ async function main(): Promise<void> {
     console.log(`virtwire/plain over the loop: ${(sum(ours) / sum(plain)).toFixed(2)}`);
     console.log(
       `spec → lease alone (median): ${median(leases).toFixed(2)} s; destroy: ${(median(ours) - median(leases)).toFixed(2)} s`,
+    );
+    const m = { ours: median(ours), plain: median(plain), fast: median(plainFast), libvirt: median(viaLibvirt) };
+    console.log(
+      [
+        `where an iteration's time goes (medians, s): the guest booted as virtwire boots it (the cache's vmlinux and`,
+        `uncompressed initrd), by plain QEMU ${m.fast.toFixed(2)} (${(m.fast / m.plain).toFixed(2)} of plain);`,
+        `the same through libvirt alone on the prepared tap (define, start, lease, destroy, undefine) ${m.libvirt.toFixed(2)}`,
+        `(${(m.libvirt / m.plain).toFixed(2)}); virtwire ${m.ours.toFixed(2)} (${(m.ours / m.plain).toFixed(2)}) — libvirt adds`,
+        `${(m.libvirt - m.fast).toFixed(2)}, virtwire's own work (host plane, state, checks) ${(m.ours - m.libvirt).toFixed(2)}`,
+        `(runs: fast ${plainFast.map((x) => x.toFixed(2)).join(', ')}; libvirt ${viaLibvirt.map((x) => x.toFixed(2)).join(', ')})`,
+      ].join('\n'),
     );
     const count = (kind: string) => cache.filter((e) => e.kind === kind).length;
     console.log(

@@ -2,16 +2,29 @@
 // `qemu-system-x86_64` (what virt-install and scripts do) on a tap that is already prepared —
 // bridge, dnsmasq and static lease made beforehand, not timed — from spawn to the lease being
 // written. The same devices as virtwire's domain, so only the way of starting differs.
+//
+// For where a loop's time goes, the lab also boots the guest as virtwire's fast path does (the
+// extracted vmlinux and the uncompressed initrd from the kernel cache): by plain QEMU, and through
+// libvirt alone (define, start, lease, destroy, undefine on the prepared tap, no host plane).
 import { execa } from 'execa';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { HostPlane } from '../../lib/index.js';
+import { HostPlane, Libvirt, renderDomainXml } from '../../lib/index.js';
 import type { TestGuestImage } from '../../lib/testing/index.js';
 import { waitForConsole } from '../../lib/testing/index.js';
 import { validateNetwork, tapName, deriveMac } from '../../lib/spec/index.js';
 
+/** the files a boot loads instead of the image's bzImage and gzip initrd */
+export interface BootFiles {
+  kernel: string;
+  initrd: string;
+}
+
 export interface PlainLab {
   /** one boot: seconds from spawn to lease, and to the process gone after a SIGKILL; the guest's uptime at its lease */
-  boot(): Promise<{ seconds: number; gone: number; uptime: number }>;
+  boot(files?: BootFiles): Promise<{ seconds: number; gone: number; uptime: number }>;
+  /** one boot through libvirt alone: seconds from define to lease, and to the domain undefined */
+  libvirtBoot(files: BootFiles): Promise<{ seconds: number; gone: number }>;
   teardown(): Promise<void>;
 }
 
@@ -26,14 +39,14 @@ export async function plainLab(image: TestGuestImage, dir: string, tenant: strin
   let n = 0;
   let lastExpiry = -1;
   return {
-    async boot() {
+    async boot(files = { kernel: image.kernel, initrd: image.initrd }) {
       const serial = join(dir, `plain-serial-${n++}.log`);
       const t0 = performance.now();
       const qemu = execa(
         'qemu-system-x86_64',
         [
           ...['-accel', 'tcg', '-machine', 'pc', '-cpu', 'qemu64', '-m', '192', '-nodefaults', '-display', 'none'],
-          ...['-no-user-config', '-kernel', image.kernel, '-initrd', image.initrd],
+          ...['-no-user-config', '-kernel', files.kernel, '-initrd', files.initrd],
           ...['-append', `${image.cmdline} vw.name=${tenant}`],
           ...['-netdev', `tap,id=n0,ifname=${tap},script=no,downscript=no`],
           ...['-device', `virtio-net-pci,netdev=n0,mac=${mac}`, '-serial', `file:${serial}`],
@@ -59,6 +72,36 @@ export async function plainLab(image: TestGuestImage, dir: string, tenant: strin
         killing = (performance.now() - k0) / 1000;
       }
       return { seconds, uptime, gone: seconds + killing };
+    },
+    async libvirtBoot(files) {
+      // the VM is named as the tenant, so its tap and MAC are the prepared ones (tapName, deriveMac)
+      const spec = {
+        name: tenant,
+        memoryMiB: 192,
+        boot: { ...files, cmdline: `${image.cmdline} vw.name=${tenant}`, fastKernel: false },
+        nics: [{ network: { tenant, cidr }, mac }],
+      };
+      const stateDir = join(dir, 'libvirt-floor');
+      mkdirSync(join(stateDir, 'vms', tenant), { recursive: true });
+      const xml = renderDomainXml(spec, { stateDir });
+      const t0 = performance.now();
+      const lv = await Libvirt.open('qemu:///system');
+      let seconds = 0;
+      try {
+        const dom = await lv.defineDomain(xml);
+        try {
+          await dom.start();
+          lastExpiry = (await plane.waitForLease(tenant, mac, { timeoutMs: 120_000, newerThan: lastExpiry })).expiry;
+          seconds = (performance.now() - t0) / 1000;
+        } finally {
+          await dom.destroy().catch(() => {});
+          await dom.undefine();
+          dom.free();
+        }
+      } finally {
+        await lv.close();
+      }
+      return { seconds, gone: (performance.now() - t0) / 1000 };
     },
     teardown: () => plane.teardown().then(() => undefined),
   };

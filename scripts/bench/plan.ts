@@ -58,7 +58,7 @@ class SimulatedHost implements CommandRunner {
       new Map(this.state.networks.map((n) => [n.network.tenant, 1500 - VXLAN_OVERHEAD])),
     );
     const uplink = { ifname: 'eth1', flags: ['UP'], mtu: 1500, linkinfo: {} };
-    if (key === 'ip -j -d link show') {
+    if (key === 'ip -j -d addr show') {
       const data = (l: (typeof links)[number]) => {
         if (l.kind === 'tap') return { type: 'tap' };
         if (l.kind !== 'vxlan') return {};
@@ -68,25 +68,26 @@ class SimulatedHost implements CommandRunner {
       const devices = links.map((l) => ({
         ifname: l.name,
         master: l.master,
-        flags: ['UP'],
+        flags: ['UP', ...(l.noArp ? ['NOARP'] : [])],
         mtu: l.mtu ?? 1500,
-        linkinfo: { info_kind: l.kind === 'tap' ? 'tun' : l.kind, info_data: data(l) },
+        linkinfo: {
+          info_kind: l.kind === 'tap' ? 'tun' : l.kind,
+          info_data: {
+            ...data(l),
+            ...(l.kind === 'bridge' ? { no_linklocal_learn: 1 } : {}),
+            ...(l.nfCallIptables ? { nf_call_iptables: 1 } : {}),
+            ...(l.nfCallIp6tables ? { nf_call_ip6tables: 1 } : {}),
+          },
+          ...(l.master ? { info_slave_kind: 'bridge', info_slave_data: { learning: l.guestMac === undefined } } : {}),
+        },
+        addr_info: l.addresses.map((a) => ({
+          family: a.includes(':') ? 'inet6' : 'inet',
+          local: a.split('/')[0],
+          prefixlen: Number(a.split('/')[1]),
+        })),
       }));
       return out(JSON.stringify([uplink, ...devices]));
     }
-    if (key === 'ip -j -4 addr show')
-      return out(
-        JSON.stringify(
-          links.map((l) => ({
-            ifname: l.name,
-            addr_info: l.addresses.map((a) => ({
-              family: 'inet',
-              local: a.split('/')[0],
-              prefixlen: Number(a.split('/')[1]),
-            })),
-          })),
-        ),
-      );
     if (argv[0] === 'nft' && argv.includes('list')) {
       const family = argv[argv.length - 2] as 'inet' | 'bridge';
       const r = renderRuleset(this.state);
@@ -133,6 +134,34 @@ class SimulatedHost implements CommandRunner {
       );
     }
     if (key === 'sysctl -n net.ipv4.ip_forward') return out('1');
+    // the bridges' settings as `grep -H . <files>` prints them, and the ports' static FDB entries
+    if (argv[0] === 'grep') {
+      const values = new Map(links.flatMap((l) => Object.entries(l.sysctls ?? {})));
+      return out(
+        argv
+          .filter((a) => a.startsWith('/proc/sys/net/'))
+          .map((f) => `${f}:${values.get(f.slice('/proc/sys/net/'.length))}`)
+          .join('\n'),
+      );
+    }
+    if (key === 'bridge -j fdb show')
+      return out(
+        JSON.stringify(
+          links
+            .filter((l) => l.guestMac)
+            .map((l) => ({ mac: l.guestMac, ifname: l.name, master: l.master, state: 'static', flags: ['sticky'] })),
+        ),
+      );
+    if (key === 'tc -batch -' && options.input?.startsWith('filter show'))
+      return out(
+        options.input
+          .trim()
+          .split('\n')
+          .map(
+            (l) => `filter ... action order 1: mirred (Egress Redirect to device ${ifbName(l.split(' ')[3]!)}) stolen`,
+          )
+          .join('\n'),
+      );
     this.changes.push({ argv: [...argv], ...(options.input ? { input: options.input } : {}) });
     return out('');
   }

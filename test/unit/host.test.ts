@@ -524,7 +524,7 @@ describe('HostPlane refuses before running anything', () => {
   test('an uplink too small for its VXLAN segment: refused after observing, before any change', async () => {
     const links = JSON.stringify([{ ifname: 'eth1', mtu: 1320, flags: ['UP'], linkinfo: {} }]);
     const runner = new RecordingRunner([
-      { match: (a) => a.join(' ') === 'ip -j -d link show', stdout: links },
+      { match: (a) => a.join(' ') === 'ip -j -d addr show', stdout: links },
       { match: (a) => a[0] === 'nft', stdout: '', exitCode: 1 }, // no virtwire tables yet
     ]);
     const plane = new HostPlane({ runner, capabilities: allCaps });
