@@ -1,8 +1,8 @@
 // Every host command virtwire runs goes through a CommandRunner: argv arrays (never a shell),
 // optional stdin for batch modes (`ip -batch -`, `nft -f -`, `tc -batch -`), and an optional
 // network namespace. Tests swap it for a recording runner.
-import { execa } from 'execa';
 import { HostCommandError, VirtwireError } from '../errors/index.js';
+import { runToEnd } from './spawn.js';
 
 export interface RunOptions {
   /** fed to the command's stdin (batch input) */
@@ -31,7 +31,7 @@ export interface CommandRunner {
   run(argv: readonly string[], options?: RunOptions): Promise<RunResult>;
 }
 
-/** Runs commands for real with execa, inside `netns` when given (via `ip netns exec`). */
+/** Runs commands for real (spawn.ts), inside `netns` when given (via `ip netns exec`). */
 export class ExecaRunner implements CommandRunner {
   constructor(readonly netns?: string) {}
 
@@ -54,21 +54,21 @@ export async function spawnChecked(
   options: RunOptions,
   unreachable = (_code: number) => false,
 ): Promise<RunResult> {
-  const [file, ...args] = argv;
-  const r = await execa(file!, args, {
-    input: options.input ?? '',
-    reject: false,
-    stripFinalNewline: !options.keepFinalNewline,
+  const r = await runToEnd(argv, {
+    ...(options.input !== undefined ? { input: options.input } : {}),
     ...(options.cwd ? { cwd: options.cwd } : {}),
-    ...(options.stdoutFile ? { stdout: { file: options.stdoutFile } } : {}),
+    ...(options.stdoutFile ? { stdoutFile: options.stdoutFile } : {}),
   });
   if (r.exitCode === undefined || unreachable(r.exitCode)) {
-    throw new HostCommandError(
-      { argv: shown, exitCode: r.exitCode, stderr: String(r.stderr || r.message), step: options.step },
-      { cause: r },
-    );
+    throw new HostCommandError({
+      argv: shown,
+      exitCode: r.exitCode,
+      stderr: [r.stderr.trim(), r.reason].filter(Boolean).join(' — '),
+      step: options.step,
+    });
   }
-  const out = { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode };
+  const strip = (text: string) => (options.keepFinalNewline ? text : text.replace(/\r?\n$/, ''));
+  const out = { stdout: strip(r.stdout), stderr: strip(r.stderr), exitCode: r.exitCode };
   if (out.exitCode !== 0 && !options.allowFailure) {
     const line = failedBatchLine(out.stderr, options.input);
     throw new HostCommandError({
