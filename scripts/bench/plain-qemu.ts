@@ -28,6 +28,9 @@ export interface PlainLab {
   teardown(): Promise<void>;
 }
 
+/** across labs: a new lab in the same dir must not read an earlier boot's console */
+let serials = 0;
+
 /** A prepared tap on tenant `tenant` (cidr `cidr`), in `dir`, for plain QEMU boots of `image`. */
 export async function plainLab(image: TestGuestImage, dir: string, tenant: string, cidr: string): Promise<PlainLab> {
   const net = validateNetwork({ tenant, cidr });
@@ -36,11 +39,10 @@ export async function plainLab(image: TestGuestImage, dir: string, tenant: strin
   const ip = cidr.replace(/\.0\/\d+$/, '.2');
   const plane = new HostPlane({ stateDir: join(dir, 'plain') });
   await plane.apply({ networks: [{ network: net, ports: [{ name: tap, kind: 'tap', mac, ip, hostname: tenant }] }] });
-  let n = 0;
   let lastExpiry = -1;
   return {
     async boot(files = { kernel: image.kernel, initrd: image.initrd }) {
-      const serial = join(dir, `plain-serial-${n++}.log`);
+      const serial = join(dir, `plain-serial-${serials++}.log`); // never a log of a boot before
       const t0 = performance.now();
       const qemu = execa(
         'qemu-system-x86_64',
