@@ -26,6 +26,7 @@ async function main(): Promise<void> {
   const forwarding = (await execa('sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout.trim();
   const ours: number[] = [];
   const leases: number[] = [];
+  const networkSteps: number[] = []; // ms: the state's records and the host plane, under the lock
   const plain: number[] = [];
   const plainFast: number[] = [];
   const viaLibvirt: number[] = [];
@@ -38,7 +39,15 @@ async function main(): Promise<void> {
     // every vw* device on the host and would remove the lab's as not its own.
     for (let i = 0; i < LOOPS; i++) {
       const t0 = performance.now();
-      const vm = await createVm(spec, { stateDir });
+      let networkFrom = 0;
+      const vm = await createVm(spec, {
+        stateDir,
+        onProgress: (e) => {
+          if (e.step !== 'network') return;
+          if (e.status === 'start') networkFrom = e.elapsedMs;
+          else if (e.status === 'done') networkSteps.push(e.elapsedMs - networkFrom);
+        },
+      });
       leases.push(vm.readyMs / 1000);
       await destroyVm('vwloop', { stateDir });
       ours.push((performance.now() - t0) / 1000);
@@ -90,7 +99,8 @@ async function main(): Promise<void> {
     );
     console.log(`virtwire/plain over the loop: ${(sum(ours) / sum(plain)).toFixed(2)}`);
     console.log(
-      `spec → lease alone (median): ${median(leases).toFixed(2)} s; destroy: ${(median(ours) - median(leases)).toFixed(2)} s`,
+      `spec → lease alone (median): ${median(leases).toFixed(2)} s; destroy: ${(median(ours) - median(leases)).toFixed(2)} s;` +
+        ` create's network step (records and host plane): ${median(networkSteps).toFixed(0)} ms`,
     );
     const m = { ours: median(ours), plain: median(plain), fast: median(plainFast), libvirt: median(viaLibvirt) };
     console.log(
