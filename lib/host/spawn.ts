@@ -47,7 +47,7 @@ interface Libc {
   waitpid: (pid: number, status: number[], options: number) => number;
 }
 
-// glibc's values (x86_64 and the other Linux ABIs alike)
+// glibc's values on x86_64 and arm64 (O_CLOEXEC differs on alpha, parisc and sparc)
 const O_CLOEXEC = 0o2000000;
 const WNOHANG = 1;
 const POSIX_SPAWN_SETSIGDEF = 0x04;
@@ -150,13 +150,14 @@ function pipe(c: Libc, opened: number[]): [number, number] {
   return [fds[0]!, fds[1]!];
 }
 
-function collect(fd: number): Promise<string> {
-  return new Promise((resolve, reject) => {
+/** The text read from `fd` until it closes; a read that fails is noted in `failures` (the child is still collected). */
+function collect(fd: number, failures: string[]): Promise<string> {
+  return new Promise((resolve) => {
     const s = new Socket({ fd, readable: true, writable: false });
     let out = '';
     s.setEncoding('utf8');
     s.on('data', (d: string) => (out += d));
-    s.on('error', reject);
+    s.on('error', (e) => failures.push(`reading its output: ${e.message}`)); // 'close' follows
     s.on('close', () => resolve(out));
   });
 }
@@ -216,6 +217,7 @@ function start(c: Libc, argv: readonly string[], options: SpawnOptions): Started
     c.setSigDefault(attr, all);
     c.setSigMask(attr, none);
     c.setFlags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    // the child's environment is process.env; the executable is looked up on this process's PATH
     const env = Object.entries(process.env).map(([k, v]) => `${k}=${v}`);
     const pid = [0];
     const rc = c.spawnp(pid, argv[0], fa, attr, [...argv, null], [...env, null]);
@@ -242,12 +244,14 @@ async function spawnToEnd(c: Libc, argv: readonly string[], options: SpawnOption
     return { stdout: '', stderr: '', exitCode: undefined, reason: e instanceof Error ? e.message : String(e) };
   }
   if (!('pid' in s)) return s;
+  const failures: string[] = [];
   const [stdout, stderr] = await Promise.all([
-    s.stdout === undefined ? Promise.resolve('') : collect(s.stdout),
-    collect(s.stderr),
+    s.stdout === undefined ? Promise.resolve('') : collect(s.stdout, failures),
+    collect(s.stderr, failures),
     feed(s.stdin, options.input ?? ''),
   ]);
   const status = await exitOf(c, s.pid);
+  if (failures.length > 0) return { stdout, stderr, exitCode: undefined, reason: failures.join('; ') };
   if (status === undefined) return { stdout, stderr, exitCode: undefined, reason: 'its exit status was lost' };
   const signal = status & 0x7f;
   if (signal !== 0) return { stdout, stderr, exitCode: undefined, reason: `killed by ${signalName(signal)}` };
