@@ -2,8 +2,8 @@
 // copies the parent's page tables before exec throws them away: the larger the Node process, the
 // slower each spawn (libuv keeps fork on Linux: libuv#1715, libuv#3520). On this project's
 // machines page-table work is expensive (a PVM guest): an `ip` spawned from a 200 MB process took
-// ~24 ms through child_process and ~8 ms through glibc's posix_spawnp, which clones with
-// CLONE_VM|CLONE_VFORK and copies nothing; four at once 86 ms against 23 (scripts/bench/spawn.ts).
+// ~21 ms through child_process and ~6.4 ms through glibc's posix_spawnp, which clones with
+// CLONE_VM|CLONE_VFORK and copies nothing; four at once 83 ms against 22 (scripts/bench/spawn.ts).
 // So commands start with posix_spawnp(3) through koffi, with stdio on pipes read by Node's own
 // streams; a child's exit is collected with waitpid once they end. Where glibc's
 // posix_spawn is not there (another libc) or VIRTWIRE_SPAWN=fork, execa spawns as before.
@@ -199,24 +199,25 @@ function start(c: Libc, argv: readonly string[], options: SpawnOptions): Started
     if (options.stdoutFile) opened.push((outWrite = openSync(options.stdoutFile, 'w')));
     else [outRead, outWrite] = pipe(c, opened);
 
-    c.actionsInit(fa);
-    c.attrInit(attr);
+    const must = (rc: number, what: string) => {
+      if (rc !== 0) throw new Error(`${what} failed (error ${rc})`);
+    };
+    must(c.actionsInit(fa), 'posix_spawn_file_actions_init');
+    must(c.attrInit(attr), 'posix_spawnattr_init');
     made = true;
-    c.dup2(fa, inRead, 0);
-    c.dup2(fa, outWrite, 1);
-    c.dup2(fa, errWrite, 2);
-    if (options.cwd) c.chdir(fa, options.cwd);
+    must(c.dup2(fa, inRead, 0), 'posix_spawn_file_actions_adddup2');
+    must(c.dup2(fa, outWrite, 1), 'posix_spawn_file_actions_adddup2');
+    must(c.dup2(fa, errWrite, 2), 'posix_spawn_file_actions_adddup2');
+    if (options.cwd) must(c.chdir(fa, options.cwd), 'posix_spawn_file_actions_addchdir_np');
     // as libuv does for its children: every signal at its default (Node ignores SIGPIPE, and an
     // exec keeps what is ignored) and none blocked. (glibc's sigfillset leaves out its two
     // internal signals, 32 and 33, which its posix_spawn then ignores in the child: no program
     // on glibc can use them.)
     const all = Buffer.alloc(OPAQUE);
     const none = Buffer.alloc(OPAQUE);
-    c.fillSet(all);
-    c.emptySet(none);
-    c.setSigDefault(attr, all);
-    c.setSigMask(attr, none);
-    c.setFlags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    must(c.fillSet(all) | c.emptySet(none), 'sigfillset/sigemptyset');
+    must(c.setSigDefault(attr, all) | c.setSigMask(attr, none), 'posix_spawnattr_setsig*');
+    must(c.setFlags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK), 'posix_spawnattr_setflags');
     // the child's environment is process.env; the executable is looked up on this process's PATH
     const env = Object.entries(process.env).map(([k, v]) => `${k}=${v}`);
     const pid = [0];
