@@ -7,7 +7,7 @@
 // That is the one global virtwire touches; nothing of the container is exported from 'virtwire'.
 import 'reflect-metadata';
 import { container as root, instanceCachingFactory, type DependencyContainer } from 'tsyringe';
-import { ExecaRunner, HostPlane, SshRunner, kvmVerdict, type CommandRunner, type SshTarget } from '../host/index.js';
+import { LocalRunner, HostPlane, SshRunner, kvmVerdict, type CommandRunner, type SshTarget } from '../host/index.js';
 import { Libvirt } from '../libvirt/index.js';
 import type { EngineDeps, RunnerFactory } from './deps.js';
 import { HostCommits } from './reconcile.js';
@@ -26,7 +26,7 @@ export type EngineOverrides = Partial<Omit<EngineDeps, 'commits'>> & {
  * one host must share it.
  */
 function defaultRunners(): RunnerFactory {
-  const local = new ExecaRunner();
+  const local = new LocalRunner();
   const ssh = new Map<string, SshRunner>();
   return {
     local: () => local,

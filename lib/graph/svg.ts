@@ -2,10 +2,10 @@
 // scripts/setup-host.sh), run through a CommandRunner like every command virtwire runs.
 import type { NetworkGraph } from '../../types/graph.js';
 import { HostCommandError, HostUnsupportedError } from '../errors/index.js';
-import { ExecaRunner, type CommandRunner } from '../host/index.js';
+import { LocalRunner, type CommandRunner } from '../host/index.js';
 import { renderDot } from './dot.js';
 
-export async function renderGraphSvg(g: NetworkGraph, runner: CommandRunner = new ExecaRunner()): Promise<string> {
+export async function renderGraphSvg(g: NetworkGraph, runner: CommandRunner = new LocalRunner()): Promise<string> {
   try {
     const r = await runner.run(['dot', '-Tsvg'], {
       input: renderDot(g),

@@ -32,7 +32,7 @@ export interface CommandRunner {
 }
 
 /** Runs commands for real (spawn.ts), inside `netns` when given (via `ip netns exec`). */
-export class ExecaRunner implements CommandRunner {
+export class LocalRunner implements CommandRunner {
   constructor(readonly netns?: string) {}
 
   async run(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {

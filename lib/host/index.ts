@@ -12,7 +12,7 @@ export type { LinkChange } from './links.js';
 export type { QosChange } from './qos.js';
 export type { AddressChange } from './ways-in.js';
 export type { FirewallChange } from './firewall/index.js';
-export { ExecaRunner, batchLine, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
+export { LocalRunner, batchLine, type CommandRunner, type RunOptions, type RunResult } from './command-runner.js';
 export { probeHost } from './probe.js';
 export { kvmVerdict, hasVirtFlags, qemuGroup, type KvmVerdict } from './kvm.js';
 export { validateHostState } from './validate-host-state.js';

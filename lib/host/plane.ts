@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { HostCapabilities, HostState } from '../../types/host.js';
 import { ApplyError, VirtwireError } from '../errors/index.js';
-import { ExecaRunner, type CommandRunner } from './command-runner.js';
+import { LocalRunner, type CommandRunner } from './command-runner.js';
 import { probeHost, requireFeature } from './probe.js';
 import { validateHostState } from './validate-host-state.js';
 import {
@@ -73,7 +73,7 @@ import {
 export const DEFAULT_STATE_DIR = '/var/lib/virtwire';
 
 export interface HostPlaneOptions {
-  /** runs every command; default: execa in `netns` (or the host's namespace) */
+  /** runs every command; default: a LocalRunner in `netns` (or the host's namespace) */
   runner?: CommandRunner;
   /** network namespace to build in (tests, labs); default: the host's */
   netns?: string;
@@ -83,7 +83,7 @@ export interface HostPlaneOptions {
   capabilities?: HostCapabilities;
   /** firewall backend; default: nftables where the host has it, else iptables + ebtables */
   firewall?: FirewallKind;
-  /** the host's files and processes (dnsmasq's); default: this machine's for an ExecaRunner, else through `runner` */
+  /** the host's files and processes (dnsmasq's); default: this machine's for a LocalRunner, else through `runner` */
   files?: HostFiles;
 }
 
@@ -131,13 +131,13 @@ export class HostPlane {
   private readonly spaces: TenantNamespaces;
 
   constructor(options: HostPlaneOptions = {}) {
-    this.runner = options.runner ?? new ExecaRunner(options.netns);
+    this.runner = options.runner ?? new LocalRunner(options.netns);
     this.stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
     this.caps = options.capabilities;
     this.firewallKind = options.firewall;
-    // an ExecaRunner runs on this machine (in whichever namespace): its files are ours
+    // a LocalRunner runs on this machine (in whichever namespace): its files are ours
     this.files =
-      options.files ?? (this.runner instanceof ExecaRunner ? new LocalFiles() : new RunnerFiles(this.runner));
+      options.files ?? (this.runner instanceof LocalRunner ? new LocalFiles() : new RunnerFiles(this.runner));
     this.spaces = new TenantNamespaces(this.runner, this.files, this.stateDir);
   }
 
@@ -147,8 +147,8 @@ export class HostPlane {
 
   /** This host's capabilities: probed locally (cached per boot), or through a remote runner. */
   private probe(): Promise<HostCapabilities> {
-    // an ExecaRunner is this kernel (in whichever namespace): the local, cached probe holds
-    const local = this.runner instanceof ExecaRunner;
+    // a LocalRunner is this kernel (in whichever namespace): the local, cached probe holds
+    const local = this.runner instanceof LocalRunner;
     return local
       ? probeHost({ cacheFile: join(this.stateDir, 'capabilities.json') })
       : probeHost({ runner: this.runner });

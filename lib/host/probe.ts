@@ -5,7 +5,7 @@ import { readFileSync, existsSync, statSync, mkdirSync, writeFileSync } from 'no
 import { dirname } from 'node:path';
 import type { HostCapabilities } from '../../types/host.js';
 import { HostUnsupportedError } from '../errors/index.js';
-import { ExecaRunner, type CommandRunner } from './command-runner.js';
+import { LocalRunner, type CommandRunner } from './command-runner.js';
 
 let cached: Promise<HostCapabilities> | undefined;
 
@@ -23,7 +23,7 @@ export function probeHost(options: { cacheFile?: string; runner?: CommandRunner 
   }
   return (cached ??=
     fromFile(options.cacheFile) ??
-    runProbe(new ExecaRunner(), (ns) => new ExecaRunner(ns)).then((caps) => toFile(options.cacheFile, caps)));
+    runProbe(new LocalRunner(), (ns) => new LocalRunner(ns)).then((caps) => toFile(options.cacheFile, caps)));
 }
 
 const remote = new WeakMap<CommandRunner, Promise<HostCapabilities>>();

@@ -4,7 +4,7 @@
 // against what it holds and applied, and the rollback of what an apply made.
 import { join } from 'node:path';
 import type { HostState } from '../../types/host.js';
-import { ExecaRunner, batchLine, runBatch, type CommandRunner } from './command-runner.js';
+import { LocalRunner, batchLine, runBatch, type CommandRunner } from './command-runner.js';
 import { observeLinks, planLinks, type ObservedLink } from './links.js';
 import { runFirewall, type FirewallBackend, type FirewallCommand } from './firewall/index.js';
 import type { HostFiles } from './host-files.js';
@@ -194,7 +194,7 @@ export class TenantNamespaces {
    * namespace is reachable from any other), elsewhere through the plane's runner.
    */
   inside(netns: string): CommandRunner {
-    return this.runner instanceof ExecaRunner ? new ExecaRunner(netns) : new NetnsRunner(this.runner, netns);
+    return this.runner instanceof LocalRunner ? new LocalRunner(netns) : new NetnsRunner(this.runner, netns);
   }
 
   /**
@@ -202,7 +202,7 @@ export class TenantNamespaces {
    * machine's mount namespace (one made inside `ip netns exec` would stay private to it).
    */
   private get machine(): CommandRunner {
-    return this.runner instanceof ExecaRunner ? new ExecaRunner() : this.runner;
+    return this.runner instanceof LocalRunner ? new LocalRunner() : this.runner;
   }
 
   private async batch(lines: string[]): Promise<void> {

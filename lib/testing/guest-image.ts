@@ -22,7 +22,7 @@ import { createGzip } from 'node:zlib';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { VirtwireError } from '../errors/index.js';
-import { ExecaRunner } from '../host/index.js';
+import { LocalRunner } from '../host/index.js';
 import { readTemplate } from '../host/template.js';
 
 export interface TestGuestImage {
@@ -52,7 +52,7 @@ export const GUEST_MODULES = [
   '8021q',
 ];
 
-const local = new ExecaRunner();
+const local = new LocalRunner();
 
 /** A build command on this machine (lib/host's one command wrapper): its stdout, or a HostCommandError. */
 export async function run(

@@ -12,13 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createVm, destroyVm, HostPlane, Libvirt, seedFiles, validateVm, type VmSpec } from '../../lib/index.js';
 import { buildCloudImage, waitForConsole } from '../../lib/testing/index.js';
-import { ExecaRunner, sshAnswer, waitUntil } from '../../lib/host/index.js';
+import { LocalRunner, sshAnswer, waitUntil } from '../../lib/host/index.js';
 import { tapName } from '../../lib/spec/index.js';
 import { printTable } from './table.js';
 
 const RUNS = 3;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const runner = new ExecaRunner();
+const runner = new LocalRunner();
 const CLOUD_DONE = /Cloud-init v\. \S+ finished at/;
 
 /** Logs in as `vw` with `key` and runs `true`; true when that worked. */

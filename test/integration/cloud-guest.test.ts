@@ -27,7 +27,7 @@ import {
   startVm,
   stopVm,
 } from '../../lib/index.js';
-import { ExecaRunner, sshAnswer, waitUntil } from '../../lib/host/index.js';
+import { LocalRunner, sshAnswer, waitUntil } from '../../lib/host/index.js';
 import type { CreatedVm, ProgressEvent } from '../../types/vm.js';
 import { slaacOf } from '../../lib/spec/index.js';
 import { describeAsRoot } from '../helpers/root.js';
@@ -265,7 +265,7 @@ describeAsRoot(
       expect((await getVm(NAME, { stateDir }))!.state).toBe('shutoff');
       expect((await startVm(NAME, { stateDir })).nics[0]!.ip).toBe(vm.nics[0]!.ip);
       // sshd comes up after the lease: wait for it to answer, then log in
-      await waitUntil(async () => (await sshAnswer(new ExecaRunner(), vm.nics[0]!.ip)) !== undefined, {
+      await waitUntil(async () => (await sshAnswer(new LocalRunner(), vm.nics[0]!.ip)) !== undefined, {
         timeoutMs: 180_000,
         intervalMs: 500,
         what: 'SSH after the start',

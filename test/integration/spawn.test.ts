@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runToEnd, spawnMethod } from '../../lib/host/spawn.js';
-import { ExecaRunner } from '../../lib/host/command-runner.js';
+import { LocalRunner } from '../../lib/host/command-runner.js';
 import { isVirtwireError } from '../../lib/errors/index.js';
 
 /** This process's descriptors past stdio without close-on-exec: none of them opened by virtwire. */
@@ -102,7 +102,7 @@ describe.each(['posix_spawn', 'fork'] as const)('started with %s', (method) => {
 });
 
 test("the runner's errors name the command and why it could not run", async () => {
-  const runner = new ExecaRunner();
+  const runner = new LocalRunner();
   const err = await runner.run(['vwspawn-no-such-command', '--flag'], { step: 'probe' }).catch((e: unknown) => e);
   expect(isVirtwireError(err) && err.code).toBe('HOST_COMMAND');
   expect(String((err as Error).message)).toMatch(/^probe: vwspawn-no-such-command --flag could not run: .*ENOENT/);

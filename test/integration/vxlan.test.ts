@@ -2,7 +2,7 @@
 // each host has both tenants' bridges, each with a VXLAN uplink to the other host. Both tenants
 // even use the same subnet: only the VNI keeps them apart. The underlay has an MTU of 1400, as
 // many clouds' NICs do: the segment gets 1350, and a guest's full-size frame crosses.
-import { HostPlane, ExecaRunner } from '../../lib/host/index.js';
+import { HostPlane, LocalRunner } from '../../lib/host/index.js';
 import { isVirtwireError, type HostCommandError } from '../../lib/errors/index.js';
 import { validateNetwork, tapName } from '../../lib/spec/index.js';
 import type { HostState } from '../../types/host.js';
@@ -286,7 +286,7 @@ describeAsRoot('VXLAN over a 1400-byte underlay: path MTU, too-small uplinks, ba
   });
 
   test("a failing batch names the failing line and its device, not just 'Command failed -:2'", async () => {
-    const runner = new ExecaRunner('vwvy-hosta');
+    const runner = new LocalRunner('vwvy-hosta');
     const err = await runner
       .run(['ip', '-batch', '-'], {
         input: 'link add vwxprobe type vxlan id 9 dstport 4789 dev under0\nlink set dev vwxprobe mtu 1450\n',
