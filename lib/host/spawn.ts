@@ -10,6 +10,7 @@
 import { openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { constants } from 'node:os';
+import { getSystemErrorName } from 'node:util';
 import koffi from 'koffi';
 import { execa } from 'execa';
 
@@ -35,16 +36,11 @@ interface Libc {
   actionsDestroy: (fa: Buffer) => number;
   dup2: (fa: Buffer, fd: number, to: number) => number;
   chdir: (fa: Buffer, dir: string) => number;
-  attrInit: (a: Buffer) => number;
-  attrDestroy: (a: Buffer) => number;
-  setFlags: (a: Buffer, flags: number) => number;
-  setSigDefault: (a: Buffer, set: Buffer) => number;
-  setSigMask: (a: Buffer, set: Buffer) => number;
-  fillSet: (set: Buffer) => number;
-  emptySet: (set: Buffer) => number;
   pipe2: (fds: number[], flags: number) => number;
   close: (fd: number) => number;
   waitpid: (pid: number, status: number[], options: number) => number;
+  /** the spawn attributes every child gets, made once (posix_spawn only reads them) */
+  attr: Buffer;
 }
 
 // glibc's values on x86_64 and arm64 (O_CLOEXEC differs on alpha, parisc and sparc)
@@ -71,21 +67,37 @@ function loadLibc(): Libc | null {
       actionsDestroy: f('int posix_spawn_file_actions_destroy(void *fa)'),
       dup2: f('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)'),
       chdir: f('int posix_spawn_file_actions_addchdir_np(void *fa, const char *path)'),
-      attrInit: f('int posix_spawnattr_init(void *attr)'),
-      attrDestroy: f('int posix_spawnattr_destroy(void *attr)'),
-      setFlags: f('int posix_spawnattr_setflags(void *attr, short flags)'),
-      setSigDefault: f('int posix_spawnattr_setsigdefault(void *attr, const void *set)'),
-      setSigMask: f('int posix_spawnattr_setsigmask(void *attr, const void *set)'),
-      fillSet: f('int sigfillset(void *set)'),
-      emptySet: f('int sigemptyset(void *set)'),
       pipe2: f('int pipe2(_Out_ int *fds, int flags)'),
       close: f('int close(int fd)'),
       waitpid: f('int waitpid(int pid, _Out_ int *status, int options)'),
+      attr: childAttributes(f),
     };
   } catch {
     libc = null; // not glibc: execa's fork
   }
   return libc;
+}
+
+/**
+ * As libuv does for its children: every signal at its default (Node ignores SIGPIPE, and an exec
+ * keeps what is ignored) and none blocked. (glibc's sigfillset leaves out its two internal
+ * signals, 32 and 33, which its posix_spawn then ignores in the child: no program on glibc can
+ * use them.)
+ */
+function childAttributes(f: (proto: string) => (...a: any[]) => number): Buffer {
+  const attr = Buffer.alloc(OPAQUE);
+  const all = Buffer.alloc(OPAQUE);
+  const none = Buffer.alloc(OPAQUE);
+  const calls = [
+    f('int posix_spawnattr_init(void *attr)')(attr),
+    f('int sigfillset(void *set)')(all),
+    f('int sigemptyset(void *set)')(none),
+    f('int posix_spawnattr_setsigdefault(void *attr, const void *set)')(attr, all),
+    f('int posix_spawnattr_setsigmask(void *attr, const void *set)')(attr, none),
+    f('int posix_spawnattr_setflags(void *attr, short flags)')(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK),
+  ];
+  if (calls.some((rc) => rc !== 0)) throw new Error('posix_spawnattr set-up failed');
+  return attr;
 }
 
 /** How commands are started in this process: 'posix_spawn', or 'fork' (execa). */
@@ -189,7 +201,6 @@ function start(c: Libc, argv: readonly string[], options: SpawnOptions): Started
   const opened: number[] = [];
   const handedOn = new Set<number>();
   const fa = Buffer.alloc(OPAQUE);
-  const attr = Buffer.alloc(OPAQUE);
   let made = false;
   try {
     const [inRead, inWrite] = pipe(c, opened);
@@ -203,36 +214,22 @@ function start(c: Libc, argv: readonly string[], options: SpawnOptions): Started
       if (rc !== 0) throw new Error(`${what} failed (error ${rc})`);
     };
     must(c.actionsInit(fa), 'posix_spawn_file_actions_init');
-    must(c.attrInit(attr), 'posix_spawnattr_init');
     made = true;
     must(c.dup2(fa, inRead, 0), 'posix_spawn_file_actions_adddup2');
     must(c.dup2(fa, outWrite, 1), 'posix_spawn_file_actions_adddup2');
     must(c.dup2(fa, errWrite, 2), 'posix_spawn_file_actions_adddup2');
     if (options.cwd) must(c.chdir(fa, options.cwd), 'posix_spawn_file_actions_addchdir_np');
-    // as libuv does for its children: every signal at its default (Node ignores SIGPIPE, and an
-    // exec keeps what is ignored) and none blocked. (glibc's sigfillset leaves out its two
-    // internal signals, 32 and 33, which its posix_spawn then ignores in the child: no program
-    // on glibc can use them.)
-    const all = Buffer.alloc(OPAQUE);
-    const none = Buffer.alloc(OPAQUE);
-    must(c.fillSet(all) | c.emptySet(none), 'sigfillset/sigemptyset');
-    must(c.setSigDefault(attr, all) | c.setSigMask(attr, none), 'posix_spawnattr_setsig*');
-    must(c.setFlags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK), 'posix_spawnattr_setflags');
     // the child's environment is process.env; the executable is looked up on this process's PATH
     const env = Object.entries(process.env).map(([k, v]) => `${k}=${v}`);
     const pid = [0];
-    const rc = c.spawnp(pid, argv[0], fa, attr, [...argv, null], [...env, null]);
+    const rc = c.spawnp(pid, argv[0], fa, c.attr, [...argv, null], [...env, null]);
     if (rc !== 0) {
-      const code = Object.entries(constants.errno).find(([, v]) => v === rc)?.[0] ?? `errno ${rc}`;
-      return { stdout: '', stderr: '', exitCode: undefined, reason: `spawn ${argv[0]} ${code}` };
+      return { stdout: '', stderr: '', exitCode: undefined, reason: `spawn ${argv[0]} ${getSystemErrorName(-rc)}` };
     }
     for (const fd of [inWrite, errRead, ...(outRead === undefined ? [] : [outRead])]) handedOn.add(fd);
     return { pid: pid[0]!, stdin: inWrite, stdout: outRead, stderr: errRead };
   } finally {
-    if (made) {
-      c.actionsDestroy(fa);
-      c.attrDestroy(attr);
-    }
+    if (made) c.actionsDestroy(fa);
     for (const fd of opened) if (!handedOn.has(fd)) c.close(fd);
   }
 }

@@ -63,11 +63,12 @@ describe.each(['posix_spawn', 'fork'] as const)('started with %s', (method) => {
   test('the child holds its three stdio descriptors and nothing else of ours', async () => {
     // what this process was itself given without close-on-exec (a harness's pipe) every child
     // inherits; past those and its stdio, `ls` holds only the directory it reads
+    const inherited = inheritedFromOutside();
     const r = await run(['ls', '/proc/self/fd']);
     const extra = r.stdout
       .trim()
       .split('\n')
-      .filter((fd) => Number(fd) > 2 && !inheritedFromOutside().includes(fd));
+      .filter((fd) => Number(fd) > 2 && !inherited.includes(fd));
     expect(extra).toHaveLength(1);
   });
 
