@@ -14,10 +14,9 @@ import { createVm, destroyVm, HostPlane, Libvirt, seedFiles, validateVm, type Vm
 import { buildCloudImage, waitForConsole } from '../../lib/testing/index.js';
 import { LocalRunner, sshAnswer, waitUntil } from '../../lib/host/index.js';
 import { tapName } from '../../lib/spec/index.js';
-import { printTable } from './table.js';
+import { median, printTable } from './table.js';
 
 const RUNS = 3;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const runner = new LocalRunner();
 const CLOUD_DONE = /Cloud-init v\. \S+ finished at/;
 

@@ -11,12 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createVm, destroyVm, Libvirt, listKernelCache } from '../../lib/index.js';
 import { buildTestGuest, testGuestSpec } from '../../lib/testing/index.js';
-import { printTable } from './table.js';
+import { median, printTable } from './table.js';
 import { plainLab } from './plain-qemu.js';
 
 const LOOPS = 10;
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const image = await buildTestGuest();

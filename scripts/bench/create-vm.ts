@@ -13,11 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createVm, destroyVm, Libvirt } from '../../lib/index.js';
 import { buildTestGuest, testGuestSpec, waitForConsole } from '../../lib/testing/index.js';
-import { printTable } from './table.js';
+import { median, printTable } from './table.js';
 import { plainLab } from './plain-qemu.js';
 
 const RUNS = 5;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const image = await buildTestGuest();

@@ -5,10 +5,9 @@
 // (~200 MB resident), one command at a time and four at once (as the host plane's reads go).
 // No root needed; runs `ip -j link show lo`.
 import { runToEnd } from '../../lib/host/spawn.js';
-import { printTable, type Row } from './table.js';
+import { median, printTable, type Row } from './table.js';
 
 const ARGV = ['ip', '-j', 'link', 'show', 'lo'];
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function once(method: 'posix_spawn' | 'fork', parallel: number): Promise<number> {
   const t0 = performance.now();

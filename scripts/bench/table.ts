@@ -36,3 +36,6 @@ export async function rate(n: number, fn: (i: number) => unknown): Promise<numbe
   for (let i = 0; i < n; i++) await fn(i);
   return n / ((performance.now() - t0) / 1000);
 }
+
+/** The middle value (the upper one of an even count): what every bench's "median" row reports. */
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
